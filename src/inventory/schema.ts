@@ -1,0 +1,90 @@
+import { z } from 'zod';
+
+/**
+ * The inventory: clusters, their nodes and how to reach them. Secrets are never written here,
+ * only references to them (`env:NAME`, `file:PATH[#field]`, `prompt:LABEL`, `cmd:COMMAND`).
+ */
+export const secretRef = z
+  .string()
+  .regex(/^(env|file|prompt|cmd):.+/, 'a secret reference: env:NAME, file:PATH[#field], prompt:LABEL or cmd:COMMAND (never the secret itself)')
+  .describe('Secret reference: env:NAME, file:PATH[#field] (file must be mode 0600), prompt:LABEL (asked once, masked), cmd:COMMAND (stdout).');
+
+const duration = z.string().regex(/^\d+(ms|s|m|h)$/, 'a duration like 500ms, 10s, 5m, 1h');
+
+export const tlsSchema = z
+  .strictObject({
+    ca_cert: z.string().optional().describe('PEM file of the CA that signed the server certificates.'),
+    client_cert: z.string().optional(),
+    client_key: z.string().optional(),
+    server_name: z.string().optional(),
+    skip_verify: z.boolean().optional().describe('Do not verify server certificates. Debugging only.'),
+  })
+  .describe('How to verify the Vault API over TLS.');
+
+export const sshSchema = z.strictObject({
+  host: z.string().optional().describe('Defaults to the host of api_addr.'),
+  port: z.number().int().min(1).max(65535).optional(),
+  user: z.string().optional(),
+  key_file: z.string().optional().describe('Private key file; the SSH agent is used when absent.'),
+  known_hosts: z.string().optional().describe('known_hosts file to verify host keys against.'),
+  host_key: z.string().optional().describe('Expected host key ("ssh-ed25519 AAAA..."), pinned.'),
+  jump: z.string().optional().describe('Jump host, user@host[:port].'),
+  sudo: z.boolean().optional(),
+});
+
+export const serviceSchema = z.strictObject({
+  manager: z.enum(['systemd', 'lab']).optional().describe('How the server process is started and stopped on the host.'),
+  name: z.string().optional().describe('Unit or service name (default: vault / openbao).'),
+  binary: z.string().optional().describe('Path of the server binary on the host.'),
+  config: z.string().optional(),
+  data_dir: z.string().optional(),
+  log_file: z.string().optional(),
+});
+
+export const nodeSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." and "-"'),
+  api_addr: z.url({ protocol: /^https?$/ }).describe('The node\'s own API address (not a load balancer).'),
+  cluster_addr: z.url().optional(),
+  zone: z.string().optional().describe('Failure domain (availability zone, rack).'),
+  ssh: sshSchema.optional(),
+  service: serviceSchema.optional(),
+  vars: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const unsealSchema = z.strictObject({
+  key_set: z.string().optional().describe('Label of the unseal/recovery key set these shares belong to.'),
+  keys: secretRef.optional().describe('Where the shares come from; a file reference may point at a JSON list (#unseal_keys_b64).'),
+  threshold: z.number().int().min(1).optional(),
+});
+
+export const canarySchema = z.strictObject({
+  path: z.string().describe('KV path to read, e.g. secret/data/canary.'),
+  field: z.string().optional(),
+  expect_sha256: z.string().optional().describe('sha256 of the expected value; the value itself is never stored.'),
+});
+
+export const clusterSchema = z.strictObject({
+  flavor: z.enum(['vault', 'openbao']).optional(),
+  version: z.string().optional(),
+  tls: tlsSchema.optional(),
+  token: secretRef.optional().describe('A token with rights for the operations run against this cluster.'),
+  unseal: unsealSchema.optional(),
+  namespace: z.string().optional(),
+  nodes: z.array(nodeSchema).min(1, 'a cluster needs at least one node'),
+  groups: z.record(z.string(), z.array(z.string())).optional(),
+  vars: z.record(z.string(), z.unknown()).optional(),
+  canaries: z.array(canarySchema).optional(),
+  stores: z.record(z.string(), z.record(z.string(), z.unknown())).optional().describe('Backup stores by name.'),
+  lab: z.strictObject({ name: z.string(), dir: z.string() }).optional().describe('Written by `vaultops lab up`.'),
+  timeouts: z.strictObject({ request: duration.optional() }).optional(),
+});
+
+export const inventorySchema = z.strictObject({
+  clusters: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), clusterSchema),
+  vars: z.record(z.string(), z.unknown()).optional(),
+});
+
+export type InventoryFile = z.infer<typeof inventorySchema>;
+export type ClusterSpec = z.infer<typeof clusterSchema>;
+export type NodeSpec = z.infer<typeof nodeSchema>;
+export type TlsSpec = z.infer<typeof tlsSchema>;

@@ -1,0 +1,43 @@
+import { FLAVORS } from './binaries.js';
+import type { LabRecord } from './lab.js';
+
+/** The inventory of a lab, as a person would write it; secrets are references to init.json. */
+export function renderInventory(lab: LabRecord): string {
+  const q = (s: string) => JSON.stringify(s);
+  const lines = [
+    '# Written by `vaultops lab up`: the local lab cluster. Regenerated on every `lab up`.',
+    `# ${FLAVORS[lab.flavor].product} ${lab.version}, ${lab.nodes.length} nodes, ${lab.tls ? 'TLS from the lab CA' : 'no TLS'}.`,
+    '# Secrets are not in this file: they are references to the lab\'s init.json (mode 0600).',
+    'clusters:',
+    `  ${lab.name}:`,
+    `    flavor: ${lab.flavor}`,
+    `    version: ${q(lab.version)}`,
+  ];
+  if (lab.caCert) lines.push('    tls:', `      ca_cert: ${q(lab.caCert)}`);
+  lines.push(
+    `    token: ${q(`file:${lab.initFile}#root_token`)}`,
+    '    unseal:',
+    `      key_set: ${q(`${lab.name}-init`)}`,
+    `      keys: ${q(`file:${lab.initFile}#unseal_keys_b64`)}`,
+    '      threshold: 3',
+    '    lab:',
+    `      name: ${q(lab.name)}`,
+    `      dir: ${q(lab.dir)}`,
+    '    nodes:',
+  );
+  lab.nodes.forEach((n, i) => {
+    lines.push(
+      `      - name: ${n.name}`,
+      `        api_addr: ${q(n.apiAddr)}`,
+      `        cluster_addr: ${q(n.clusterAddr)}`,
+      `        zone: ${q(`lab-${String.fromCharCode(97 + (i % 3))}`)}`,
+      '        service:',
+      '          manager: lab',
+      `          binary: ${q(lab.binary)}`,
+      `          config: ${q(n.config)}`,
+      `          data_dir: ${q(`${n.dir}/data`)}`,
+      `          log_file: ${q(n.log)}`,
+    );
+  });
+  return `${lines.join('\n')}\n`;
+}

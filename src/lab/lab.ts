@@ -1,0 +1,520 @@
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { join, resolve, dirname } from 'node:path';
+import { InputError, VaultopsError } from '../core/errors.js';
+import { ClusterClient } from '../vault/cluster.js';
+import { VaultClient } from '../vault/client.js';
+import type { InitResponse } from '../vault/types.js';
+import { stateDir } from './paths.js';
+import { FLAVORS, type Flavor } from './binaries.js';
+import { ensureLabCa, issueNodeCert } from './certs.js';
+import { isAlive, withFileLock } from './file-lock.js';
+import { lastLines } from './exec.js';
+import { renderInventory } from './inventory-writer.js';
+import { tmpdir } from 'node:os';
+
+export const API_PORT = 8200;
+export const CLUSTER_PORT = 8201;
+/** Slot k owns 127.0.0.(10k+1) .. 127.0.0.(10k+9); a cluster's first nodes are x1, x2, x3. */
+const MAX_SLOT = 24;
+
+export interface LabNode {
+  name: string;
+  ip: string;
+  apiAddr: string;
+  clusterAddr: string;
+  dir: string;
+  config: string;
+  log: string;
+  pid?: number | undefined;
+}
+
+export interface LabRecord {
+  name: string;
+  flavor: Flavor;
+  version: string;
+  binary: string;
+  slot: number;
+  tls: boolean;
+  dir: string;
+  caCert?: string | undefined;
+  initFile: string;
+  inventory?: string | undefined;
+  nodes: LabNode[];
+  createdAt: string;
+}
+
+export interface LabUpOptions {
+  name: string;
+  flavor: Flavor;
+  version: string;
+  binary: string;
+  tls: boolean;
+  nodes?: number;
+  /** Where to write the inventory (default inventories/<name>.yml in the current directory). */
+  inventory?: string | undefined;
+  onProgress?: ((message: string) => void) | undefined;
+  env?: NodeJS.ProcessEnv | undefined;
+}
+
+export function labsDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(stateDir(env), 'labs');
+}
+
+export function labDir(name: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (!/^[a-z0-9][a-z0-9-]{0,30}$/.test(name)) throw new InputError(`"${name}" is not a lab name.`, { hint: 'Use lower-case letters, digits and "-", up to 31 characters.' });
+  return join(labsDir(env), name);
+}
+
+export function readLab(name: string, env: NodeJS.ProcessEnv = process.env): LabRecord | undefined {
+  const file = join(labDir(name, env), 'lab.json');
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(readFileSync(file, 'utf8')) as LabRecord;
+}
+
+export function listLabs(env: NodeJS.ProcessEnv = process.env): LabRecord[] {
+  const dir = labsDir(env);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .map((n) => {
+      try {
+        return readLab(n, env);
+      } catch {
+        return undefined;
+      }
+    })
+    .filter((l): l is LabRecord => l !== undefined);
+}
+
+function writeLab(lab: LabRecord): void {
+  const file = join(lab.dir, 'lab.json');
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(lab, null, 2)}\n`, { mode: 0o600 });
+  renameSync(`${file}.tmp`, file);
+}
+
+export function runningPids(lab: LabRecord): number[] {
+  return lab.nodes.map((n) => n.pid).filter((p): p is number => p !== undefined && isAlive(p) && isOurServer(p, lab));
+}
+
+/** A recorded pid may have been reused by another program after a reboot: check its command line. */
+function isOurServer(pid: number, lab: LabRecord): boolean {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.includes(lab.dir);
+  } catch {
+    return false;
+  }
+}
+
+export type LabState = 'running' | 'partial' | 'stopped';
+
+export function labState(lab: LabRecord): LabState {
+  const n = runningPids(lab).length;
+  return n === lab.nodes.length ? 'running' : n === 0 ? 'stopped' : 'partial';
+}
+
+export function clusterFor(lab: LabRecord, token?: string): ClusterClient {
+  return new ClusterClient({
+    name: lab.name,
+    nodes: lab.nodes.map((n) => ({ name: n.name, apiAddr: n.apiAddr, clusterAddr: n.clusterAddr })),
+    tls: lab.caCert ? { caCert: lab.caCert } : undefined,
+    token,
+    timeoutMs: 10_000,
+    retries: 0,
+  });
+}
+
+/**
+ * Starts (or creates and starts) a lab: 3 real server processes on their own loopback
+ * addresses, TLS from a lab CA, initialised 5/3, unsealed, joined, and waited on until autopilot
+ * reports healthy with failure tolerance 1. On failure nothing is left running.
+ */
+export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; created: boolean; alreadyRunning: boolean }> {
+  const env = opts.env ?? process.env;
+  const progress = opts.onProgress ?? (() => undefined);
+  const dir = labDir(opts.name, env);
+  const existing = readLab(opts.name, env);
+  if (existing) {
+    const state = labState(existing);
+    if (state === 'running') return { lab: existing, created: false, alreadyRunning: true };
+    if (existing.flavor !== opts.flavor || existing.version !== opts.version) {
+      throw new InputError(`Lab ${opts.name} holds ${FLAVORS[existing.flavor].product} ${existing.version} data, not ${FLAVORS[opts.flavor].product} ${opts.version}.`, {
+        hint: `Run \`vaultops lab destroy --name ${opts.name}\` first, or pick another --name.`,
+      });
+    }
+    if (state === 'partial') await stopNodes(existing, progress);
+    return { lab: await restart(existing, opts.binary, progress), created: false, alreadyRunning: false };
+  }
+
+  const nodeCount = opts.nodes ?? 3;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  let lab: LabRecord | undefined;
+  try {
+    lab = await withFileLock(join(tmpdir(), 'vaultops-lab-slots.lock'), progress, async () => {
+      const slot = await allocateSlot(opts.name, env);
+      const record: LabRecord = {
+        name: opts.name,
+        flavor: opts.flavor,
+        version: opts.version,
+        binary: opts.binary,
+        slot,
+        tls: opts.tls,
+        dir,
+        initFile: join(dir, 'init.json'),
+        nodes: [],
+        createdAt: new Date().toISOString(),
+      };
+      const scheme = opts.tls ? 'https' : 'http';
+      for (let i = 1; i <= nodeCount; i++) {
+        const ip = `127.0.0.${slot * 10 + i}`;
+        const ndir = join(dir, `n${i}`);
+        record.nodes.push({
+          name: `n${i}`,
+          ip,
+          apiAddr: `${scheme}://${ip}:${API_PORT}`,
+          clusterAddr: `https://${ip}:${CLUSTER_PORT}`,
+          dir: ndir,
+          config: join(ndir, 'server.hcl'),
+          log: join(ndir, 'server.log'),
+        });
+      }
+      if (opts.tls) {
+        progress('Making a lab CA and node certificates...');
+        const ca = await ensureLabCa(join(dir, 'tls'), opts.name);
+        record.caCert = ca.caCert;
+        for (const n of record.nodes) await issueNodeCert(join(dir, 'tls'), ca, n);
+      }
+      for (const n of record.nodes) {
+        mkdirSync(join(n.dir, 'data'), { recursive: true, mode: 0o700 });
+        writeFileSync(n.config, renderConfig(record, n));
+      }
+      writeLab(record);
+      await startNodes(record, progress);
+      return record;
+    });
+    await initialise(lab, progress);
+    lab.inventory = resolve(opts.inventory ?? join('inventories', `${opts.name}.yml`));
+    writeInventory(lab);
+    writeLab(lab);
+    return { lab, created: true, alreadyRunning: false };
+  } catch (e) {
+    const rec = lab ?? readLab(opts.name, env);
+    if (rec) await stopNodes(rec, () => undefined).catch(() => undefined);
+    // A lab that never got initialised holds nothing worth keeping; remove it so `lab up` can start over.
+    if (!existsSync(join(dir, 'init.json'))) rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function restart(lab: LabRecord, binary: string, progress: (m: string) => void): Promise<LabRecord> {
+  lab.binary = binary;
+  for (const n of lab.nodes) writeFileSync(n.config, renderConfig(lab, n));
+  await withFileLock(join(tmpdir(), 'vaultops-lab-slots.lock'), progress, async () => {
+    for (const n of lab.nodes) await assertPortsFree(n, lab.name);
+    await startNodes(lab, progress);
+  });
+  try {
+    const init = readInit(lab);
+    await unsealAll(lab, init, progress);
+    await waitHealthy(lab, init.root_token, progress);
+  } catch (e) {
+    await stopNodes(lab, () => undefined).catch(() => undefined);
+    throw e;
+  }
+  if (lab.inventory) writeInventory(lab);
+  writeLab(lab);
+  return lab;
+}
+
+function writeInventory(lab: LabRecord): void {
+  if (!lab.inventory) return;
+  mkdirSync(dirname(lab.inventory), { recursive: true });
+  writeFileSync(lab.inventory, renderInventory(lab));
+}
+
+async function allocateSlot(name: string, env: NodeJS.ProcessEnv): Promise<number> {
+  const taken = new Set(listLabs(env).filter((l) => l.name !== name).map((l) => l.slot));
+  for (let slot = 1; slot <= MAX_SLOT; slot++) {
+    if (taken.has(slot)) continue;
+    if (await isFree(`127.0.0.${slot * 10 + 1}`, API_PORT)) {
+      let all = true;
+      for (let i = 1; i <= 9 && all; i++) all = (await isFree(`127.0.0.${slot * 10 + i}`, API_PORT)) && (await isFree(`127.0.0.${slot * 10 + i}`, CLUSTER_PORT));
+      if (all) return slot;
+    }
+  }
+  throw new VaultopsError('Every loopback range for labs is in use.', { hint: 'Stop a lab with `vaultops lab down --name NAME`, or destroy old ones.' });
+}
+
+function isFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolveFree) => {
+    const srv = createServer();
+    srv.once('error', () => resolveFree(false));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolveFree(true)));
+  });
+}
+
+async function assertPortsFree(n: LabNode, labName: string): Promise<void> {
+  for (const port of [API_PORT, CLUSTER_PORT]) {
+    if (!(await isFree(n.ip, port))) {
+      throw new VaultopsError(`Port ${n.ip}:${port} for node ${n.name} of lab ${labName} is already in use.`, {
+        hint: `Find the process with \`ss -ltnp 'sport = :${port}'\` and stop it, or use another lab --name.`,
+      });
+    }
+  }
+}
+
+export function renderConfig(lab: LabRecord, node: LabNode): string {
+  const tlsDir = join(lab.dir, 'tls');
+  const joins = lab.nodes
+    .filter((n) => n.name !== node.name)
+    .map((n) =>
+      [
+        '  retry_join {',
+        `    leader_api_addr = "${n.apiAddr}"`,
+        ...(lab.tls ? [`    leader_ca_cert_file = "${join(tlsDir, 'ca.pem')}"`] : []),
+        '  }',
+      ].join('\n'),
+    );
+  return [
+    `# vaultops lab ${lab.name}, node ${node.name}: ${FLAVORS[lab.flavor].product} ${lab.version}. Generated; edits are overwritten.`,
+    'ui = false',
+    'disable_mlock = true',
+    `cluster_name = "${lab.name}"`,
+    `api_addr = "${node.apiAddr}"`,
+    `cluster_addr = "${node.clusterAddr}"`,
+    'log_level = "info"',
+    '',
+    'storage "raft" {',
+    `  path = "${join(node.dir, 'data')}"`,
+    `  node_id = "${node.name}"`,
+    // 1 = the tightest timing, for a machine whose nodes share one host (HashiCorp's advice for production is also 1).
+    '  performance_multiplier = 1',
+    ...joins,
+    '}',
+    '',
+    'listener "tcp" {',
+    `  address = "${node.ip}:${API_PORT}"`,
+    `  cluster_address = "${node.ip}:${CLUSTER_PORT}"`,
+    ...(lab.tls ? [`  tls_cert_file = "${join(tlsDir, `${node.name}.pem`)}"`, `  tls_key_file = "${join(tlsDir, `${node.name}.key`)}"`] : ['  tls_disable = true']),
+    '}',
+    '',
+  ].join('\n');
+}
+
+async function startNodes(lab: LabRecord, progress: (m: string) => void): Promise<void> {
+  progress(`Starting ${lab.nodes.length} ${FLAVORS[lab.flavor].product} ${lab.version} nodes on ${lab.nodes.map((n) => n.ip).join(', ')}...`);
+  for (const n of lab.nodes) {
+    await assertPortsFree(n, lab.name);
+    n.pid = startServer(lab.binary, n);
+  }
+  writeLab(lab);
+  const deadline = Date.now() + 30_000;
+  const cluster = clusterFor(lab);
+  try {
+    for (const n of lab.nodes) {
+      const client = cluster.client(n.name);
+      for (;;) {
+        if (n.pid === undefined || !isAlive(n.pid)) throw nodeDied(lab, n, 'exited right after it was started');
+        try {
+          await client.health();
+          break;
+        } catch (e) {
+          if (Date.now() > deadline) throw nodeDied(lab, n, `did not answer on ${n.apiAddr} within 30 s (${(e as Error).message})`);
+          await sleep(150);
+        }
+      }
+    }
+  } finally {
+    cluster.close();
+  }
+}
+
+function startServer(binary: string, n: LabNode): number {
+  mkdirSync(n.dir, { recursive: true });
+  const fd = openSync(n.log, 'a', 0o600);
+  try {
+    // A clean environment: the server must not inherit VAULT_TOKEN or other secrets of this shell.
+    const child = spawn(binary, ['server', `-config=${n.config}`], {
+      cwd: n.dir,
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: n.dir },
+    });
+    child.unref();
+    if (child.pid === undefined) throw new VaultopsError(`Could not start ${binary}.`);
+    writeFileSync(join(n.dir, 'pid'), `${child.pid}\n`);
+    return child.pid;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function nodeLogTail(n: LabNode, lines = 15): string[] {
+  try {
+    return lastLines(readFileSync(n.log, 'utf8'), lines);
+  } catch {
+    return [];
+  }
+}
+
+function nodeDied(lab: LabRecord, n: LabNode, what: string): VaultopsError {
+  return new VaultopsError(`Node ${n.name} of lab ${lab.name} ${what}.`, {
+    details: [`last lines of ${n.log}:`, ...nodeLogTail(n).map((l) => `  ${l}`)],
+    hint: 'Read the log above; `vaultops lab destroy` removes the lab so it can be made anew.',
+  });
+}
+
+export function readInit(lab: LabRecord): { unseal_keys_b64: string[]; root_token: string } {
+  try {
+    return JSON.parse(readFileSync(lab.initFile, 'utf8')) as { unseal_keys_b64: string[]; root_token: string };
+  } catch (e) {
+    throw new VaultopsError(`Cannot read the lab's init file ${lab.initFile}: ${(e as NodeJS.ErrnoException).code ?? 'not JSON'}.`, {
+      hint: `The lab's keys are gone; \`vaultops lab destroy --name ${lab.name}\` and start again.`,
+    });
+  }
+}
+
+/**
+ * init.json has the shape of `vault operator init -format=json` (unseal_keys_b64, unseal_keys_hex,
+ * unseal_shares, unseal_threshold, root_token...), the values exactly as the server returned them.
+ */
+function initFileContent(res: InitResponse, shares: number, threshold: number): string {
+  return `${JSON.stringify(
+    {
+      unseal_keys_b64: res.keys_base64,
+      unseal_keys_hex: res.keys,
+      unseal_shares: shares,
+      unseal_threshold: threshold,
+      recovery_keys_b64: res.recovery_keys_base64 ?? [],
+      recovery_keys_hex: res.recovery_keys ?? [],
+      recovery_keys_shares: 0,
+      recovery_keys_threshold: 0,
+      root_token: res.root_token,
+    },
+    null,
+    2,
+  )}\n`;
+}
+
+async function initialise(lab: LabRecord, progress: (m: string) => void): Promise<void> {
+  const cluster = clusterFor(lab);
+  try {
+    const first = lab.nodes[0]!;
+    progress(`Initialising ${first.name} (5 key shares, threshold 3)...`);
+    const { parsed } = await cluster.client(first.name).init({ secret_shares: 5, secret_threshold: 3 });
+    // 0600 from the first byte: written to a temp file created with that mode, then renamed.
+    const tmp = `${lab.initFile}.tmp`;
+    writeFileSync(tmp, initFileContent(parsed, 5, 3), { mode: 0o600 });
+    chmodSync(tmp, 0o600);
+    renameSync(tmp, lab.initFile);
+    const init = readInit(lab);
+    await unsealAll(lab, init, progress, cluster);
+    await tuneAutopilot(cluster.client(first.name).withToken(init.root_token));
+    await waitHealthy(lab, init.root_token, progress);
+  } finally {
+    cluster.close();
+  }
+}
+
+/** A shorter stabilisation time than the 10 s default so lab nodes become voters sooner. */
+async function tuneAutopilot(client: VaultClient): Promise<void> {
+  await client.setAutopilotConfiguration({ server_stabilization_time: '4s', cleanup_dead_servers: false, last_contact_threshold: '10s' });
+}
+
+/** Unseals the first node, then the others (which join through retry_join once they have the keys). */
+export async function unsealAll(lab: LabRecord, init: { unseal_keys_b64: string[] }, progress: (m: string) => void, existing?: ClusterClient): Promise<void> {
+  const cluster = existing ?? clusterFor(lab);
+  try {
+    for (const n of lab.nodes) {
+      progress(`Unsealing ${n.name}...`);
+      const client = cluster.client(n.name);
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        if (n.pid !== undefined && !isAlive(n.pid)) throw nodeDied(lab, n, 'stopped while being unsealed');
+        const status = await client.sealStatus().catch(() => undefined);
+        if (status && !status.sealed && status.initialized) break;
+        if (status) {
+          // Send the shares; a node still waiting to join uses them to answer the leader's challenge.
+          try {
+            for (const key of init.unseal_keys_b64.slice(0, Math.max(status.t || 3, 1))) {
+              const s = await client.unseal(key);
+              if (!s.sealed) break;
+            }
+          } catch {
+            /* not ready to take shares yet (join in progress); try again */
+          }
+          const after = await client.sealStatus().catch(() => undefined);
+          if (after && !after.sealed && after.initialized) break;
+        }
+        if (Date.now() > deadline) throw nodeDied(lab, n, 'did not unseal within 60 s');
+        await sleep(500);
+      }
+    }
+  } finally {
+    if (!existing) cluster.close();
+  }
+}
+
+export async function waitHealthy(lab: LabRecord, token: string, progress: (m: string) => void, timeoutMs = 90_000): Promise<void> {
+  progress('Waiting for autopilot: all nodes healthy voters, failure tolerance 1...');
+  const cluster = clusterFor(lab, token);
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  try {
+    for (;;) {
+      const st = await cluster.status();
+      if (st.health === 'healthy' && st.autopilot?.healthy && st.autopilot.failureTolerance >= Math.floor((lab.nodes.length - 1) / 2) && st.nodes.every((n) => n.voter)) return;
+      last = st.problems.join('; ') || st.autopilotNote || 'autopilot not healthy yet';
+      for (const n of lab.nodes) if (n.pid !== undefined && !isAlive(n.pid)) throw nodeDied(lab, n, 'stopped while the cluster formed');
+      if (Date.now() > deadline) throw new VaultopsError(`Lab ${lab.name} did not become healthy within ${Math.round(timeoutMs / 1000)} s: ${last}.`, { details: lab.nodes.flatMap((n) => [`${n.log}:`, ...nodeLogTail(n, 4).map((l) => `  ${l}`)]) });
+      await sleep(500);
+    }
+  } finally {
+    cluster.close();
+  }
+}
+
+/** SIGTERM every recorded server, wait for it to be gone (SIGKILL after 20 s). */
+export async function stopNodes(lab: LabRecord, progress: (m: string) => void): Promise<number> {
+  const pids = runningPids(lab);
+  if (pids.length) progress(`Stopping ${pids.length} server process${pids.length === 1 ? '' : 'es'} of lab ${lab.name}...`);
+  for (const pid of pids) signal(pid, 'SIGTERM');
+  const deadline = Date.now() + 20_000;
+  while (pids.some(isAlive) && Date.now() < deadline) await sleep(100);
+  for (const pid of pids) if (isAlive(pid)) signal(pid, 'SIGKILL');
+  while (pids.some(isAlive)) await sleep(50);
+  for (const n of lab.nodes) n.pid = undefined;
+  if (existsSync(lab.dir)) writeLab(lab);
+  return pids.length;
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+
+export async function labDown(name: string, progress: (m: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<{ lab?: LabRecord; stopped: number }> {
+  const lab = readLab(name, env);
+  if (!lab) return { stopped: 0 };
+  return { lab, stopped: await stopNodes(lab, progress) };
+}
+
+export async function labDestroy(name: string, progress: (m: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<{ lab?: LabRecord; stopped: number }> {
+  const dir = labDir(name, env);
+  const lab = readLab(name, env);
+  const stopped = lab ? await stopNodes(lab, progress) : 0;
+  if (lab?.inventory && existsSync(lab.inventory)) {
+    // Only remove an inventory we wrote (it says so on its first line).
+    if (readFileSync(lab.inventory, 'utf8').startsWith('# Written by `vaultops lab up`')) rmSync(lab.inventory, { force: true });
+  }
+  rmSync(dir, { recursive: true, force: true });
+  return lab ? { lab, stopped } : { stopped };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
