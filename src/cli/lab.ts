@@ -11,6 +11,7 @@ interface LabOptions {
   vaultBinary?: string;
   tls?: boolean;
   inventory?: string;
+  ssh?: boolean;
 }
 
 export async function labFetchCommand(o: LabOptions): Promise<void> {
@@ -34,7 +35,7 @@ export async function labUpCommand(o: LabOptions): Promise<void> {
   const version = checkVersion(flavor, o.version ?? (existing?.flavor === flavor ? existing.version : undefined));
   const started = Date.now();
   const bin = await ensureBinary({ flavor, version, explicit: o.vaultBinary, onProgress: progress });
-  const { lab, created } = await labUp({ name: o.name, flavor, version, binary: bin.path, tls: o.tls !== false, inventory: o.inventory, onProgress: progress });
+  const { lab, created } = await labUp({ name: o.name, flavor, version, binary: bin.path, tls: o.tls !== false, inventory: o.inventory, ssh: o.ssh === true, onProgress: progress });
   report(o, lab, `${created ? 'created and started' : 'started'} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 

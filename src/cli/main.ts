@@ -47,7 +47,8 @@ export function buildProgram(): Command {
       .option('--version <version>', 'server version (openbao: 2.6.1-2.7.2, default 2.7.2; vault: 1.19.0 or 1.21.0, default 1.21.0)')
       .option('--vault-binary <path>', 'use this server binary (else $VAULTOPS_VAULT_BINARY, the cache, PATH)')
       .option('--no-tls', 'plain HTTP (debugging only)')
-      .option('--inventory <path>', 'where to write the lab inventory (default inventories/<name>.yml)'),
+      .option('--inventory <path>', 'where to write the lab inventory (default inventories/<name>.yml)')
+      .option('--ssh', 'also run a real OpenSSH sshd per node (port 2222, root by key) and put the SSH details into the inventory'),
   ).action(async (o) => (await import('./lab.js')).labUpCommand(o));
   labCommon(lab.command('status').description('labs on this machine and whether their processes run')).action(async (o) => (await import('./lab.js')).labStatusCommand(o));
   labCommon(lab.command('down').description('stop the lab\'s server processes (data is kept)')).action(async (o) => (await import('./lab.js')).labDownCommand(o));

@@ -1,5 +1,6 @@
 import { FLAVORS } from './binaries.js';
 import type { LabRecord } from './lab.js';
+import { SSH_PORT } from './ssh-hosts.js';
 
 /** The inventory of a lab, as a person would write it; secrets are references to init.json. */
 export function renderInventory(lab: LabRecord): string {
@@ -33,11 +34,16 @@ export function renderInventory(lab: LabRecord): string {
       `        zone: ${q(`lab-${String.fromCharCode(97 + (i % 3))}`)}`,
       '        service:',
       '          manager: lab',
-      `          binary: ${q(lab.binary)}`,
+      `          binary: ${q(n.binary ?? lab.binary)}`,
       `          config: ${q(n.config)}`,
       `          data_dir: ${q(`${n.dir}/data`)}`,
       `          log_file: ${q(n.log)}`,
     );
+    const ssh = lab.ssh?.nodes[n.name];
+    if (lab.ssh && ssh) {
+      // The lab's sshd for this node (src/lab/ssh-hosts.ts); its host key is pinned, never trusted on first use.
+      lines.push('        ssh:', `          host: ${q(n.ip)}`, `          port: ${SSH_PORT}`, '          user: root', `          key_file: ${q(lab.ssh.keyFile)}`, `          host_key: ${q(ssh.hostKey)}`);
+    }
   });
   return `${lines.join('\n')}\n`;
 }

@@ -12,6 +12,7 @@ import { ensureLabCa, issueNodeCert } from './certs.js';
 import { isAlive, withFileLock } from './file-lock.js';
 import { lastLines } from './exec.js';
 import { renderInventory } from './inventory-writer.js';
+import { prepareSshHosts, startSshds, stopSshds, type LabSsh } from './ssh-hosts.js';
 import { tmpdir } from 'node:os';
 
 export const API_PORT = 8200;
@@ -28,6 +29,8 @@ export interface LabNode {
   config: string;
   log: string;
   pid?: number | undefined;
+  /** The node's own binary path (with --ssh), else lab.binary. */
+  binary?: string | undefined;
 }
 
 export interface LabRecord {
@@ -43,6 +46,8 @@ export interface LabRecord {
   inventory?: string | undefined;
   nodes: LabNode[];
   createdAt: string;
+  /** With --ssh: each node also runs an sshd (src/lab/ssh-hosts.ts). */
+  ssh?: LabSsh | undefined;
 }
 
 export interface LabUpOptions {
@@ -56,6 +61,8 @@ export interface LabUpOptions {
   inventory?: string | undefined;
   onProgress?: ((message: string) => void) | undefined;
   env?: NodeJS.ProcessEnv | undefined;
+  /** Also start a real sshd per node and write the SSH details into the inventory. */
+  ssh?: boolean | undefined;
 }
 
 export function labsDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -94,7 +101,17 @@ function writeLab(lab: LabRecord): void {
 }
 
 export function runningPids(lab: LabRecord): number[] {
-  return lab.nodes.map((n) => n.pid).filter((p): p is number => p !== undefined && isAlive(p) && isOurServer(p, lab));
+  return lab.nodes.map((n) => currentPid(n)).filter((p): p is number => p !== undefined && isAlive(p) && isOurServer(p, lab));
+}
+
+/** The node's pid file wins over lab.json: the lab service manager (ssh-hosts.ts) restarts servers too. */
+function currentPid(n: LabNode): number | undefined {
+  try {
+    const p = Number.parseInt(readFileSync(join(n.dir, 'pid'), 'utf8'), 10);
+    return Number.isFinite(p) ? p : n.pid;
+  } catch {
+    return n.pid;
+  }
 }
 
 /** A recorded pid may have been reused by another program after a reboot: check its command line. */
@@ -189,8 +206,10 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
         mkdirSync(join(n.dir, 'data'), { recursive: true, mode: 0o700 });
         writeFileSync(n.config, renderConfig(record, n));
       }
+      if (opts.ssh) await prepareSshHosts(record);
       writeLab(record);
       await startNodes(record, progress);
+      await startSshds(record, progress);
       return record;
     });
     await initialise(lab, progress);
@@ -213,6 +232,7 @@ async function restart(lab: LabRecord, binary: string, progress: (m: string) => 
   await withFileLock(join(tmpdir(), 'vaultops-lab-slots.lock'), progress, async () => {
     for (const n of lab.nodes) await assertPortsFree(n, lab.name);
     await startNodes(lab, progress);
+    await startSshds(lab, progress);
   });
   try {
     const init = readInit(lab);
@@ -306,7 +326,7 @@ async function startNodes(lab: LabRecord, progress: (m: string) => void): Promis
   progress(`Starting ${lab.nodes.length} ${FLAVORS[lab.flavor].product} ${lab.version} nodes on ${lab.nodes.map((n) => n.ip).join(', ')}...`);
   for (const n of lab.nodes) {
     await assertPortsFree(n, lab.name);
-    n.pid = startServer(lab.binary, n);
+    n.pid = startServer(n.binary ?? lab.binary, n);
   }
   writeLab(lab);
   const deadline = Date.now() + 30_000;
@@ -485,6 +505,7 @@ export async function stopNodes(lab: LabRecord, progress: (m: string) => void): 
   for (const pid of pids) if (isAlive(pid)) signal(pid, 'SIGKILL');
   while (pids.some(isAlive)) await sleep(50);
   for (const n of lab.nodes) n.pid = undefined;
+  await stopSshds(lab);
   if (existsSync(lab.dir)) writeLab(lab);
   return pids.length;
 }

@@ -1,0 +1,50 @@
+/**
+ * What actions need from a machine: run a command, put a file there, read a file. SSH
+ * (`SshHost`) implements it for real hosts; tests and a local transport may implement it too.
+ */
+export interface Host {
+  /** The inventory node name (for messages). */
+  readonly name: string;
+  exec(command: string, options?: ExecOptions): Promise<ExecResult>;
+  /** Copies a local file to the host, verifies sha256 there, then renames it into place. */
+  upload(localPath: string, remotePath: string, options?: UploadOptions): Promise<UploadResult>;
+  /** sha256 of a file on the host; undefined when it does not exist. */
+  sha256(path: string): Promise<string | undefined>;
+  /** The tail of a file (at most maxBytes). */
+  readFile(path: string, options?: { maxBytes?: number }): Promise<string>;
+  close(): void;
+}
+
+export interface ExecOptions {
+  /** Keep at most this many bytes (the tail) of each stream. Default 64 KiB. */
+  maxBytes?: number | undefined;
+  timeoutMs?: number | undefined;
+  /** Written to the command's stdin (how secrets reach a remote command: never in the command line). */
+  stdin?: string | Buffer | undefined;
+  /** Run this command through sudo even when the host is not configured for it. */
+  sudo?: boolean | undefined;
+}
+
+export interface ExecResult {
+  code: number | null;
+  signal?: string | undefined;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+export interface UploadOptions {
+  /** Refuse to send when the local file does not have this sha256. */
+  sha256?: string | undefined;
+  mode?: number | undefined;
+}
+
+export interface UploadResult {
+  sha256: string;
+  bytes: number;
+}
+
+/** Quotes one word for a POSIX shell. */
+export function shq(s: string): string {
+  return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
