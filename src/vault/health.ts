@@ -53,14 +53,27 @@ const BY_CODE: Record<number, NodeState> = {
 
 export function healthState(httpStatus: number, body: HealthBody, rawText = ''): NodeState {
   const byCode = BY_CODE[httpStatus];
+  // 200 is also what a proxy (or `standbyok=true`) answers for any node: trust it only when the
+  // body does not say the node is something else. The other codes are only sent for their state.
+  if (byCode === 'active') return stateFromBody(body) ?? 'active';
   if (byCode) return byCode;
   // A node started with -recovery serves no health endpoint; it answers with an error that says so.
   if (/recovery mode/i.test(rawText)) return 'recovery';
-  // Some proxies turn codes into 200; fall back on the body's own flags.
+  // Rewritten codes (the Go API's 299, proxies): fall back on the body's own flags.
+  const fromBody = stateFromBody(body);
+  if (fromBody) return fromBody;
+  return body.initialized === true && body.sealed === false && body.standby === false ? 'active' : 'unknown';
+}
+
+/** What the body says, in the server's own decision order (reference §1.1); undefined when it says nothing unusual. */
+function stateFromBody(body: HealthBody): NodeState | undefined {
   if (body.initialized === false) return 'uninitialized';
   if (body.removed_from_cluster) return 'removed';
   if (body.sealed) return 'sealed';
-  return 'unknown';
+  if (body.replication_dr_mode === 'secondary') return 'dr-secondary';
+  if (body.performance_standby) return 'perf-standby';
+  if (body.standby) return 'standby';
+  return undefined;
 }
 
 /** Whether a node in this state serves requests (itself or by forwarding). */
