@@ -14,10 +14,9 @@ export interface VaultEnv {
 }
 
 export function readVaultEnv(env: NodeJS.ProcessEnv = process.env): VaultEnv {
-  const get = (name: string): string | undefined => {
-    const v = env[`BAO_${name}`] ?? env[`VAULT_${name}`];
-    return v === undefined || v === '' ? undefined : v;
-  };
+  // An empty variable counts as unset, so an empty BAO_X still falls back to VAULT_X (as bao does).
+  const set = (v: string | undefined): string | undefined => (v === undefined || v === '' ? undefined : v);
+  const get = (name: string): string | undefined => set(env[`BAO_${name}`]) ?? set(env[`VAULT_${name}`]);
   const skip = get('SKIP_VERIFY');
   const timeout = get('CLIENT_TIMEOUT');
   const retries = get('MAX_RETRIES');
@@ -42,11 +41,17 @@ export function parseBool(v: string): boolean {
   return ['1', 't', 'true', 'yes', 'y', 'on'].includes(v.trim().toLowerCase());
 }
 
-/** Go-style durations as VAULT_CLIENT_TIMEOUT takes them: "60", "60s", "2m", "500ms". */
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
+/**
+ * Durations as VAULT_CLIENT_TIMEOUT takes them (Vault's parseutil.ParseDurationSecond): bare
+ * seconds ("60") or a Go duration ("60s", "2m", "500ms", "1m30s").
+ */
 export function parseDuration(v: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim());
-  if (!m) return undefined;
-  const n = Number(m[1]);
-  const unit = m[2] ?? 's';
-  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h']);
+  const t = v.trim();
+  if (/^\d+(?:\.\d+)?$/.test(t)) return Math.round(Number(t) * 1000);
+  if (!/^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(t)) return undefined;
+  let total = 0;
+  for (const m of t.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) total += Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+  return Math.round(total);
 }
