@@ -1,0 +1,132 @@
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { resolveSecret, resolveSecretList, resolveSecretString } from '../../src/secrets/refs.js';
+import { redactor } from '../../src/core/redact.js';
+import { InputError } from '../../src/core/errors.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'vaultops-unit-refs-'));
+
+function secretFile(name: string, content: string, mode: number): string {
+  const p = join(dir, name);
+  writeFileSync(p, content);
+  chmodSync(p, mode);
+  return p;
+}
+
+async function failure(p: Promise<unknown>): Promise<InputError> {
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
+  expect(e).toBeInstanceOf(InputError);
+  return e as InputError;
+}
+
+const setVars: string[] = [];
+function setEnv(name: string, value: string): void {
+  process.env[name] = value;
+  setVars.push(name);
+}
+afterEach(() => {
+  for (const n of setVars.splice(0)) delete process.env[n];
+});
+
+describe('file: references', () => {
+  const init = JSON.stringify({ unseal_keys_b64: ['a2V5LW9uZS1leGFtcGxl', 'a2V5LXR3by1leGFtcGxl'], root_token: 'hvs.file-root-token', nested: { deeper: 'nested-secret-1' } });
+
+  it('reads a 0600 file, and registers the value with the redactor', async () => {
+    const p = secretFile('token', 'hvs.plain-file-token\n', 0o600);
+    expect(await resolveSecretString(`file:${p}`)).toBe('hvs.plain-file-token');
+    expect(redactor.redact('x hvs.plain-file-token x')).not.toContain('hvs.plain-file-token');
+  });
+
+  it('accepts 0400 too', async () => {
+    const p = secretFile('token-ro', 'hvs.read-only-token', 0o400);
+    expect(await resolveSecretString(`file:${p}`)).toBe('hvs.read-only-token');
+  });
+
+  it.each([0o644, 0o640, 0o604, 0o660])('refuses a file with mode %o and says how to fix it, without the value', async (mode) => {
+    const p = secretFile(`open-${mode.toString(8)}`, 'hvs.world-readable-token', mode);
+    const e = await failure(resolveSecret(`file:${p}`));
+    expect(e.message).toContain('readable by others');
+    expect(e.message).toContain(`0${mode.toString(8)}`);
+    expect(e.hint).toBe(`chmod 600 ${p}`);
+    expect(`${e.message} ${e.hint}`).not.toContain('hvs.world-readable-token');
+  });
+
+  it('#field picks a string or a list out of a JSON file, dotted paths included', async () => {
+    const p = secretFile('init.json', init, 0o600);
+    expect(await resolveSecretString(`file:${p}#root_token`)).toBe('hvs.file-root-token');
+    expect(await resolveSecretList(`file:${p}#unseal_keys_b64`)).toEqual(['a2V5LW9uZS1leGFtcGxl', 'a2V5LXR3by1leGFtcGxl']);
+    expect(await resolveSecretString(`file:${p}#nested.deeper`)).toBe('nested-secret-1');
+    for (const v of ['hvs.file-root-token', 'a2V5LW9uZS1leGFtcGxl', 'a2V5LXR3by1leGFtcGxl']) expect(redactor.redact(v)).not.toContain(v);
+  });
+
+  it('a missing field or a non-JSON file is an error naming the field, not the content', async () => {
+    const p = secretFile('init2.json', init, 0o600);
+    const e = await failure(resolveSecret(`file:${p}#root_tokn`));
+    expect(e.message).toContain('"root_tokn"');
+    expect(e.message).not.toContain('hvs.file-root-token');
+    const q = secretFile('plain', 'not-json-secret-value', 0o600);
+    const e2 = await failure(resolveSecret(`file:${q}#x`));
+    expect(e2.message).toContain('is not JSON');
+    expect(e2.message).not.toContain('not-json-secret-value');
+  });
+
+  it('a list where one value is needed is refused', async () => {
+    const p = secretFile('init3.json', init, 0o600);
+    await failure(resolveSecretString(`file:${p}#unseal_keys_b64`));
+  });
+
+  it('a missing file says so', async () => {
+    const e = await failure(resolveSecret(`file:${join(dir, 'nope')}`));
+    expect(e.message).toContain('ENOENT');
+  });
+});
+
+describe('env: references', () => {
+  it('reads the variable; a JSON list becomes shares', async () => {
+    setEnv('VAULTOPS_UNIT_TOKEN', 'hvs.env-token-value');
+    setEnv('VAULTOPS_UNIT_KEYS', '["share-one-value","share-two-value"]');
+    expect(await resolveSecretString('env:VAULTOPS_UNIT_TOKEN')).toBe('hvs.env-token-value');
+    expect(await resolveSecretList('env:VAULTOPS_UNIT_KEYS')).toEqual(['share-one-value', 'share-two-value']);
+  });
+
+  it('a missing or empty variable is named in the error', async () => {
+    const e = await failure(resolveSecret('env:VAULTOPS_UNIT_MISSING'));
+    expect(e.message).toContain('VAULTOPS_UNIT_MISSING is not set');
+    expect(e.hint).toContain('export VAULTOPS_UNIT_MISSING=');
+    setEnv('VAULTOPS_UNIT_EMPTY', '');
+    expect((await failure(resolveSecret('env:VAULTOPS_UNIT_EMPTY'))).message).toContain('VAULTOPS_UNIT_EMPTY');
+  });
+});
+
+describe('cmd: references', () => {
+  it('takes the command\'s stdout without the final newline', async () => {
+    setEnv('VAULTOPS_UNIT_CMD_SECRET', 'cmd-secret-value-1');
+    expect(await resolveSecretString('cmd:echo "$VAULTOPS_UNIT_CMD_SECRET"')).toBe('cmd-secret-value-1');
+  });
+
+  it('a failing command is reported with its exit code, never with what it printed', async () => {
+    // The secret comes from the environment so the reference text itself does not contain it.
+    setEnv('VAULTOPS_UNIT_CMD_SECRET', 'leaked-if-echoed-9f8e7d');
+    const e = await failure(resolveSecret('cmd:printf %s "$VAULTOPS_UNIT_CMD_SECRET"; printf %s "$VAULTOPS_UNIT_CMD_SECRET" >&2; exit 3'));
+    expect(e.message).toContain('exit 3');
+    expect(JSON.stringify({ m: e.message, h: e.hint, d: e.details, c: String(e.cause ?? '') })).not.toContain('leaked-if-echoed-9f8e7d');
+  });
+});
+
+describe('prompt: and unknown references', () => {
+  it('prompt: asks the prompter; without one it says how to supply the secret', async () => {
+    expect(await resolveSecretString('prompt:root token', { askSecret: async (label) => `typed-for-${label}` })).toBe('typed-for-root token');
+    const e = await failure(resolveSecret('prompt:root token'));
+    expect(e.hint).toMatch(/env: or file:/);
+  });
+
+  it('an unknown kind is refused', async () => {
+    const e = await failure(resolveSecret('vault:secret/data/x'));
+    expect(e.message).toContain('Unknown secret reference "vault:"');
+  });
+});
