@@ -62,15 +62,16 @@ export class YamlSource {
   }
 
   /** Validates with a zod schema, turning every issue into a positioned problem. */
-  validate<T>(schema: ZodType<T>, value: unknown): T | undefined {
+  validate<T>(schema: ZodType<T>, value: unknown, basePath: readonly PathKey[] = []): T | undefined {
     const result = schema.safeParse(value);
     if (result.success) return result.data;
     for (const issue of result.error.issues) {
-      const path = issue.path.filter((k): k is PathKey => typeof k === 'string' || typeof k === 'number');
+      const rel = issue.path.filter((k): k is PathKey => typeof k === 'string' || typeof k === 'number');
+      const path = [...basePath, ...rel];
       const where = path.length ? path.join('.') : 'document';
       if (issue.code === 'unrecognized_keys') {
         for (const key of issue.keys) {
-          const parentShape = shapeKeys(schema, path);
+          const parentShape = shapeKeys(schema, rel);
           const guess = parentShape ? nearest(key, parentShape) : undefined;
           this.add([...path, key], `unknown key "${key}" in ${where}`, guess ? `did you mean "${guess}"?` : parentShape ? `allowed: ${parentShape.join(', ')}` : undefined, true);
         }

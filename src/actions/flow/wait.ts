@@ -1,0 +1,20 @@
+import { z } from 'zod';
+import { defineAction } from '../types.js';
+
+export default defineAction({
+  name: 'flow.wait',
+  description: 'Wait a number of seconds (stops early on Ctrl-C).',
+  schema: z.strictObject({ seconds: z.number().min(0).max(86_400) }),
+  changes: false,
+  describe: (args) => `wait ${args.seconds} s`,
+  async run(ctx, args) {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, args.seconds * 1000);
+      ctx.signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        resolve();
+      }, { once: true });
+    });
+    return ctx.signal.aborted ? { status: 'failed', message: 'interrupted' } : { status: 'ok' };
+  },
+});

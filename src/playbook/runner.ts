@@ -1,0 +1,170 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { InputError } from '../core/errors.js';
+import { redactor } from '../core/redact.js';
+import type { Prompter } from '../actions/types.js';
+import { loadActions, type AnyAction } from '../actions/registry.js';
+import { loadInventory, selectCluster } from '../inventory/load.js';
+import type { ClusterSpec } from '../inventory/schema.js';
+import { resolveSecretString } from '../secrets/refs.js';
+import { readVaultEnv, parseDuration } from '../vault/env.js';
+import { ClusterClient } from '../vault/cluster.js';
+import { loadPlaybook, type Playbook } from './load.js';
+import { checkSelectors, clusterScope, liveState, makePlan, type Plan } from './plan.js';
+import { resolveInputs } from './inputs.js';
+import { Journal, newRunId, sha256, whoAmI, type RunMeta } from './journal.js';
+import { acquireLock, lockPath } from './lock.js';
+import { executePlan, type EngineResult } from './engine.js';
+import type { Emit } from './events.js';
+
+export interface PrepareOptions {
+  playbookFile: string;
+  inventoryFile: string;
+  clusterName?: string | undefined;
+  vars: Record<string, string>;
+  prompter: Prompter;
+  stateDir: string;
+  /** `plan`: resolve nothing secret and ask nothing. */
+  planOnly: boolean;
+}
+
+export interface Prepared {
+  playbook: Playbook;
+  plan: Plan;
+  cluster: ClusterClient;
+  clusterName: string;
+  spec: ClusterSpec;
+  actions: Map<string, AnyAction>;
+  vars: Record<string, unknown>;
+  secretNames: Set<string>;
+  threshold: number | null;
+  inventoryFile: string;
+  givenVars: Record<string, string>;
+}
+
+/** Loads, checks, asks the cluster how it is now, resolves inputs and makes the plan. Changes nothing. */
+export async function prepare(opts: PrepareOptions): Promise<Prepared> {
+  const actions = await loadActions();
+  const inv = loadInventory(opts.inventoryFile);
+  const { name: clusterName, spec } = selectCluster(inv, opts.clusterName);
+  const playbook = loadPlaybook(opts.playbookFile, actions);
+  checkSelectors(playbook, spec, clusterName);
+  const env = readVaultEnv();
+  let token: string | undefined;
+  if (spec.token && !opts.planOnly) token = await resolveSecretString(spec.token, { askSecret: (label) => opts.prompter.secret({ message: label, source: `the inventory's token (${spec.token})` }) });
+  else if (spec.token && opts.planOnly && !spec.token.startsWith('prompt:')) token = await resolveSecretString(spec.token).catch(() => undefined);
+  else token = env.token;
+  const cluster = new ClusterClient({
+    name: clusterName,
+    nodes: spec.nodes.map((n) => ({ name: n.name, apiAddr: n.api_addr, clusterAddr: n.cluster_addr, zone: n.zone })),
+    tls: {
+      caCert: spec.tls?.ca_cert ?? env.tls.caCert,
+      clientCert: spec.tls?.client_cert ?? env.tls.clientCert,
+      clientKey: spec.tls?.client_key ?? env.tls.clientKey,
+      serverName: spec.tls?.server_name ?? env.tls.serverName,
+      skipVerify: spec.tls?.skip_verify ?? env.tls.skipVerify,
+    },
+    token,
+    namespace: spec.namespace ?? env.namespace,
+    timeoutMs: (spec.timeouts?.request ? parseDuration(spec.timeouts.request) : undefined) ?? env.timeoutMs ?? 10_000,
+    retries: env.maxRetries ?? 1,
+  });
+  try {
+    const probes = await cluster.probeAll();
+    let threshold: number | null = spec.unseal?.threshold ?? null;
+    for (const p of probes) {
+      if (!p.health) continue;
+      const st = await cluster.client(p.node.name).sealStatus().catch(() => undefined);
+      if (st?.t) {
+        threshold = st.t;
+        break;
+      }
+    }
+    const live = liveState(cluster.nodes, probes, threshold);
+    const scope = { cluster: clusterScope(clusterName, spec), live };
+    const inputs = await resolveInputs({ playbook, given: opts.vars, scope, prompter: opts.prompter, planOnly: opts.planOnly });
+    const shownVars = Object.fromEntries(Object.entries(inputs.vars).filter(([k]) => !inputs.secretNames.has(k)));
+    const plan = makePlan({ playbook, clusterName, spec, nodes: cluster.nodes, live, actions, vars: shownVars });
+    return { playbook, plan, cluster, clusterName, spec, actions, vars: inputs.vars, secretNames: inputs.secretNames, threshold, inventoryFile: opts.inventoryFile, givenVars: opts.vars };
+  } catch (e) {
+    cluster.close();
+    throw e;
+  }
+}
+
+export interface ExecuteOptions {
+  emit: Emit;
+  signal: AbortSignal;
+  stateDir: string;
+  prompter: Prompter;
+  breakLock: boolean;
+  resume?: { runId: string; done: Map<string, string> } | undefined;
+  /** Called once the lock is held and the journal opened, before the first step. */
+  onStart?: ((runId: string, journal: Journal) => void) | undefined;
+}
+
+/** Takes the cluster lock, opens the journal and runs the plan. */
+export async function execute(p: Prepared, o: ExecuteOptions): Promise<EngineResult & { runId: string; ms: number }> {
+  const runId = o.resume?.runId ?? newRunId();
+  const { user, host } = whoAmI();
+  const lock = lockPath(o.stateDir, p.clusterName, p.spec.nodes.map((n) => n.api_addr));
+  const release = acquireLock(lock, { runId, pid: process.pid, host, user, startedAt: new Date().toISOString(), playbook: p.playbook.name }, { breakStale: o.breakLock, resumeOf: o.resume?.runId });
+  const started = Date.now();
+  try {
+    const journal = new Journal(o.stateDir, runId);
+    if (o.resume) journal.append({ type: 'resume', ts: new Date().toISOString(), pid: process.pid, user });
+    else {
+      const meta: RunMeta = {
+        id: runId,
+        playbook: p.playbook.name,
+        playbookFile: resolve(p.playbook.file),
+        playbookSha256: sha256(p.playbook.text),
+        inventory: resolve(p.inventoryFile),
+        inventorySha256: sha256(readFileSync(p.inventoryFile)),
+        cluster: p.clusterName,
+        user,
+        host,
+        pid: process.pid,
+        startedAt: new Date().toISOString(),
+        givenVars: p.givenVars,
+      };
+      journal.append({ type: 'run', ts: meta.startedAt, ...meta, plan: p.plan });
+    }
+    o.onStart?.(runId, journal);
+    o.emit({ type: 'run-start', runId, plan: p.plan, resumedFrom: o.resume?.runId });
+    const result = await executePlan({
+      runId,
+      playbook: p.playbook,
+      plan: p.plan,
+      actions: p.actions,
+      cluster: p.cluster,
+      clusterName: p.clusterName,
+      spec: p.spec,
+      vars: p.vars,
+      prompter: o.prompter,
+      journal,
+      emit: o.emit,
+      signal: o.signal,
+      stateDir: o.stateDir,
+      done: o.resume?.done,
+      threshold: p.threshold,
+    });
+    const ms = Date.now() - started;
+    journal.append({ type: 'end', ts: new Date().toISOString(), status: result.status, ...(result.message ? { message: redactor.redact(result.message) } : {}) });
+    o.emit({ type: 'run-end', runId, status: result.status, recap: result.recap, message: result.message, ms });
+    return { ...result, runId, ms };
+  } finally {
+    release();
+  }
+}
+
+/** Vars given as --var k=v (repeatable) and --vars-file FILE (YAML/JSON mapping). */
+export function parseVarFlags(flags: readonly string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of flags ?? []) {
+    const eq = f.indexOf('=');
+    if (eq <= 0) throw new InputError(`--var ${f}: expected NAME=VALUE.`, { hint: 'e.g. --var min_failure_tolerance=1 or --var unseal_keys=env:UNSEAL_KEYS' });
+    out[f.slice(0, eq)] = f.slice(eq + 1);
+  }
+  return out;
+}
