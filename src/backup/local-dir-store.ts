@@ -1,0 +1,169 @@
+import { once } from 'node:events';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { VaultopsError } from '../core/errors.js';
+import { parseManifest, sidecarText, type Manifest } from './manifest.js';
+import type { RetentionRule } from './retention.js';
+import type { BackupEntry, BackupStore, SnapshotSink } from './store.js';
+
+export const PARTIAL_SUFFIX = '.partial';
+
+/**
+ * A directory of snapshots: `<name>` (the snapshot), `<name>.sha256` (sha256sum format) and
+ * `<name>.json` (the manifest). A snapshot is written as `<name>.partial` in the same directory (so the
+ * final rename is atomic), flushed, and renamed only after it was verified.
+ */
+export class LocalDirStore implements BackupStore {
+  readonly kind = 'dir';
+  readonly location: string;
+  readonly retention: RetentionRule;
+
+  constructor(dir: string, retention: RetentionRule = {}) {
+    this.location = dir;
+    this.retention = retention;
+  }
+
+  async begin(name: string): Promise<SnapshotSink> {
+    assertPlainName(name);
+    await mkdir(this.location, { recursive: true, mode: 0o700 });
+    const final = join(this.location, name);
+    if (await exists(final)) throw new VaultopsError(`Backup ${final} already exists; not overwriting it.`, { hint: 'Wait a second and run again.' });
+    const partial = `${final}${PARTIAL_SUFFIX}`;
+    // 'wx': never reuse a partial file another run may still be writing. flush: fsync before close.
+    let stream: WriteStream;
+    try {
+      stream = createWriteStream(partial, { flags: 'wx', mode: 0o600, flush: true });
+      await new Promise<void>((res, rej) => {
+        stream.once('open', () => res());
+        stream.once('error', rej);
+      });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') throw new VaultopsError(`${partial} exists: another backup is writing it, or one was killed.`, { hint: 'If no backup is running, delete that file.' });
+      throw new VaultopsError(`Cannot create ${partial}: ${code ?? String(e)}.`, { hint: 'Check that the backup directory exists and is writable.' });
+    }
+    const dir = this.location;
+    let done = false;
+    const cleanup = async () => {
+      if (!stream.closed) {
+        const closed = once(stream, 'close').catch(() => undefined);
+        stream.destroy();
+        await closed;
+      }
+      await rm(partial, { force: true });
+    };
+    return {
+      stream,
+      async commit(manifest: Manifest) {
+        if (done) throw new VaultopsError('Snapshot sink committed twice.');
+        done = true;
+        const written: string[] = [];
+        try {
+          // The pipeline has finished the stream; wait for the flushed close.
+          if (!stream.closed) await new Promise<void>((res, rej) => { stream.once('close', () => res()); stream.once('error', rej); });
+          await writeAtomically(`${final}.sha256`, sidecarText(manifest.sha256, name));
+          written.push(`${final}.sha256`);
+          await writeAtomically(`${final}.json`, `${JSON.stringify(manifest, null, 2)}\n`);
+          written.push(`${final}.json`);
+          // The rename is the commit point: before it nobody sees the snapshot, after it it is complete.
+          await rename(partial, final);
+          await fsyncDir(dir);
+        } catch (e) {
+          for (const f of written) await rm(f, { force: true });
+          await cleanup();
+          throw wrapWriteError(e, final);
+        }
+      },
+      async abort() {
+        done = true;
+        await cleanup();
+      },
+    };
+  }
+
+  async list(): Promise<BackupEntry[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.location);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const entries: BackupEntry[] = [];
+    for (const n of names) {
+      if (n.endsWith('.json') || n.endsWith('.sha256') || n.endsWith(PARTIAL_SUFFIX) || n.endsWith('.tmp') || n.startsWith('.')) continue;
+      const path = join(this.location, n);
+      const st = await stat(path).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      const text = await readFile(`${path}.json`, 'utf8').catch(() => undefined);
+      const manifest = text === undefined ? undefined : parseManifest(text);
+      let problem: string | undefined;
+      if (text === undefined) problem = 'no manifest (not written by vaultops backup)';
+      else if (!manifest) problem = 'manifest is not valid';
+      else if (manifest.size !== st.size) problem = `size ${st.size} differs from the manifest's ${manifest.size}`;
+      entries.push({ name: n, size: st.size, modifiedAt: st.mtime, manifest: problem ? undefined : manifest, problem });
+    }
+    return entries.sort((a, b) => entryTime(b) - entryTime(a) || b.name.localeCompare(a.name));
+  }
+
+  async open(name: string): Promise<Readable> {
+    assertPlainName(name);
+    return createReadStream(join(this.location, name));
+  }
+
+  localPath(name: string): string {
+    assertPlainName(name);
+    return join(this.location, name);
+  }
+
+  async remove(name: string): Promise<void> {
+    assertPlainName(name);
+    const path = join(this.location, name);
+    // Manifest first: a crash in between leaves an unverified file (never deleted by retention), not a manifest without data.
+    await rm(`${path}.json`, { force: true });
+    await rm(`${path}.sha256`, { force: true });
+    await rm(path, { force: true });
+    await fsyncDir(this.location);
+  }
+}
+
+function entryTime(e: BackupEntry): number {
+  return e.manifest ? Date.parse(e.manifest.finished_at) : e.modifiedAt.getTime();
+}
+
+function assertPlainName(name: string): void {
+  if (name !== basename(name) || name.startsWith('.') || name === '') throw new VaultopsError(`"${name}" is not a backup name.`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(() => true, () => false);
+}
+
+async function writeAtomically(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, text, { mode: 0o600, flush: true });
+  await rename(tmp, path).catch(async (e: unknown) => {
+    await rm(tmp, { force: true });
+    throw e;
+  });
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const h = await open(dir, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+export function wrapWriteError(e: unknown, where: string): Error {
+  if (e instanceof VaultopsError) return e;
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC') return new VaultopsError(`No space left on the device while writing ${where}; the partial file was removed, earlier backups are untouched.`, { hint: 'Free space in the backup directory or lower retention, then run again.', cause: e });
+  if (code === 'EDQUOT') return new VaultopsError(`Disk quota exceeded while writing ${where}; the partial file was removed.`, { hint: 'Raise the quota or free space.', cause: e });
+  if (code) return new VaultopsError(`Writing ${where} failed: ${code}; the partial file was removed.`, { cause: e });
+  return e as Error;
+}

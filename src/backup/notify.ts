@@ -1,0 +1,112 @@
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { VaultopsError } from '../core/errors.js';
+import { redactor } from '../core/redact.js';
+
+/** What one unattended backup run reports to the outside world (webhook, Prometheus textfile). */
+export interface BackupReport {
+  cluster: string;
+  result: 'success' | 'failure';
+  startedAt: Date;
+  finishedAt: Date;
+  file?: string | undefined;
+  location?: string | undefined;
+  size?: number | undefined;
+  sha256?: string | undefined;
+  raftIndex?: number | undefined;
+  error?: string | undefined;
+  exitCode: number;
+}
+
+/**
+ * POSTs the report as JSON. The error text is redacted; a webhook that fails is reported to the
+ * caller (who warns) and never changes the backup's own result.
+ */
+export async function sendWebhook(url: string, report: BackupReport, timeoutMs = 10_000): Promise<void> {
+  const body = JSON.stringify(redactor.redactValue({
+    event: 'vaultops.backup',
+    result: report.result,
+    cluster: report.cluster,
+    started_at: report.startedAt.toISOString(),
+    finished_at: report.finishedAt.toISOString(),
+    duration_seconds: (report.finishedAt.getTime() - report.startedAt.getTime()) / 1000,
+    file: report.file,
+    location: report.location,
+    size: report.size,
+    sha256: report.sha256,
+    raft_index: report.raftIndex,
+    error: report.error,
+    exit_code: report.exitCode,
+    // Slack/Mattermost-compatible incoming webhooks show `text`.
+    text: report.result === 'success'
+      ? `vaultops backup of ${report.cluster} succeeded: ${report.file} (${report.size} bytes)`
+      : `vaultops backup of ${report.cluster} FAILED: ${report.error ?? 'unknown error'}`,
+  }));
+  let res: Response;
+  try {
+    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(timeoutMs) });
+  } catch (e) {
+    // The URL may carry a token (Slack-style); name only its origin.
+    throw new VaultopsError(`Webhook ${safeOrigin(url)} could not be reached: ${(e as Error).message}.`);
+  }
+  await res.arrayBuffer().catch(() => undefined);
+  if (!res.ok) throw new VaultopsError(`Webhook ${safeOrigin(url)} answered ${res.status}.`);
+}
+
+function safeOrigin(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
+/**
+ * Writes node_exporter textfile-collector metrics atomically (temp file + rename, as its docs ask).
+ * A failed run keeps the previous last-success timestamp and size, so an alert on
+ * `time() - vaultops_backup_last_success_timestamp_seconds` keeps working.
+ */
+export async function writePromTextfile(path: string, report: BackupReport): Promise<void> {
+  const label = `cluster="${report.cluster.replace(/["\\\n]/g, '_')}"`;
+  const previous = await readFile(path, 'utf8').catch(() => '');
+  const prev = (metric: string): string | undefined => {
+    const m = new RegExp(`^${metric}\\{${label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\} (\\S+)$`, 'm').exec(previous);
+    return m?.[1];
+  };
+  const ok = report.result === 'success';
+  const end = report.finishedAt.getTime() / 1000;
+  const lastSuccess = ok ? String(end) : prev('vaultops_backup_last_success_timestamp_seconds');
+  const lastSize = ok ? String(report.size ?? 0) : prev('vaultops_backup_last_size_bytes');
+  const lines = [
+    '# HELP vaultops_backup_last_run_timestamp_seconds When the last backup run finished.',
+    '# TYPE vaultops_backup_last_run_timestamp_seconds gauge',
+    `vaultops_backup_last_run_timestamp_seconds{${label}} ${end}`,
+    '# HELP vaultops_backup_last_result 1 if the last backup run succeeded, 0 if it failed.',
+    '# TYPE vaultops_backup_last_result gauge',
+    `vaultops_backup_last_result{${label}} ${ok ? 1 : 0}`,
+    '# HELP vaultops_backup_last_duration_seconds Duration of the last backup run.',
+    '# TYPE vaultops_backup_last_duration_seconds gauge',
+    `vaultops_backup_last_duration_seconds{${label}} ${(report.finishedAt.getTime() - report.startedAt.getTime()) / 1000}`,
+  ];
+  if (lastSuccess !== undefined) {
+    lines.push(
+      '# HELP vaultops_backup_last_success_timestamp_seconds When the last verified backup finished.',
+      '# TYPE vaultops_backup_last_success_timestamp_seconds gauge',
+      `vaultops_backup_last_success_timestamp_seconds{${label}} ${lastSuccess}`,
+    );
+  }
+  if (lastSize !== undefined) {
+    lines.push(
+      '# HELP vaultops_backup_last_size_bytes Size of the last verified backup.',
+      '# TYPE vaultops_backup_last_size_bytes gauge',
+      `vaultops_backup_last_size_bytes{${label}} ${lastSize}`,
+    );
+  }
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    await writeFile(tmp, `${lines.join('\n')}\n`, { mode: 0o644 });
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw new VaultopsError(`Cannot write the Prometheus textfile ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}.`);
+  }
+}
