@@ -1,0 +1,111 @@
+import { join } from 'node:path';
+import { createInterface } from 'node:readline/promises';
+import { InputError } from '../core/errors.js';
+import type { NodeSpec } from '../inventory/schema.js';
+import { stateDir } from '../lab/paths.js';
+import { resolveSecretList } from '../secrets/refs.js';
+import { SshHost } from '../ssh/connection.js';
+import { LocalDirStore } from '../backup/local-dir-store.js';
+import { takeBackup } from '../backup/take-backup.js';
+import { rollingUpgrade, type UpgradeEvent } from '../upgrade/rolling.js';
+import { out, progressPrinter } from '../ui/output.js';
+import { connectCluster } from './cluster-from-inventory.js';
+
+export interface UpgradeCliOptions {
+  inventory: string;
+  cluster?: string;
+  binary: string;
+  sha256: string;
+  strategy?: string;
+  nonInteractive?: boolean;
+  rollbackOnFailure?: boolean;
+  trustOnFirstUse?: boolean;
+  snapshotDir?: string;
+  waitTimeout?: string;
+  json?: boolean;
+}
+
+/** `vaultops upgrade`: the rolling upgrade as one command, for people and cron alike. */
+export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
+  const strategy = o.strategy ?? 'rolling';
+  if (strategy !== 'rolling') throw new InputError(`--strategy ${strategy} is not available yet.`, { hint: 'Use --strategy rolling (in-place, standbys first, leader last).' });
+  if (/^https?:\/\//.test(o.binary)) throw new InputError('--binary takes a local file for now.', { hint: 'Download it first (curl -fLO URL), then pass the file and its --sha256.' });
+  const progress = progressPrinter({ quiet: o.json === true });
+  const conn = await connectCluster(o.inventory, o.cluster);
+  try {
+    const unsealKeys = conn.spec.unseal?.keys ? await resolveSecretList(conn.spec.unseal.keys) : undefined;
+    if (!o.nonInteractive) await confirm(conn.name);
+    const snapshotDir = o.snapshotDir ?? join(stateDir(), 'upgrades', conn.name);
+    const waitTimeoutMs = o.waitTimeout ? Number(o.waitTimeout) * 1000 : undefined;
+    const result = await rollingUpgrade({
+      cluster: conn.client,
+      clusterName: conn.name,
+      spec: conn.spec,
+      binary: { path: o.binary, sha256: o.sha256 },
+      unsealKeys,
+      onNodeFailure: o.rollbackOnFailure ? 'rollback' : 'halt',
+      waitTimeoutMs,
+      openHost: (n) => openHost(n, o.trustOnFirstUse === true),
+      snapshot: async () => {
+        const r = await takeBackup({ cluster: conn.client, clusterName: conn.name, flavor: conn.spec.flavor, keySet: conn.spec.unseal?.key_set, store: new LocalDirStore(snapshotDir), log: progress });
+        return join(r.location, r.name);
+      },
+      onEvent: (e) => progress(describe(e)),
+    });
+    if (o.json) {
+      out.json(result);
+      return;
+    }
+    if (!result.upgraded.length) out.line(`Nothing to do: every node of ${conn.name} is already on ${result.target}.`);
+    else out.line(`Upgraded ${conn.name} to ${result.target} in ${(result.wallMs / 1000).toFixed(1)} s: ${result.upgraded.join(', ')}${result.skipped.length ? `; skipped ${result.skipped.map((s) => `${s.node} (${s.reason})`).join(', ')}` : ''}.`);
+    if (result.snapshot) out.line(`Pre-upgrade snapshot: ${result.snapshot}`);
+    for (const t of result.timings) {
+      out.line(`  ${t.node} (${t.role}): stop ${t.stopMs} ms${t.failoverMs !== undefined ? `, new leader after ${t.failoverMs} ms` : ''}, start ${t.startMs} ms, unseal ${t.unsealMs} ms, catch-up ${t.catchUpMs} ms, stabilization ${t.stabilizationMs} ms, total ${t.totalMs} ms`);
+    }
+  } finally {
+    conn.client.close();
+  }
+}
+
+function describe(e: UpgradeEvent): string {
+  switch (e.kind) {
+    case 'gate':
+      return `gate: ${e.message}`;
+    case 'stage':
+    case 'node':
+      return `${e.node}: ${e.message}`;
+    case 'skip':
+      return `${e.node}: skipped (${e.reason})`;
+    default:
+      return e.message;
+  }
+}
+
+export function openHost(n: NodeSpec, trustOnFirstUse: boolean): Promise<SshHost> {
+  const ssh = n.ssh ?? {};
+  return SshHost.connect({
+    host: ssh.host ?? new URL(n.api_addr).hostname,
+    port: ssh.port,
+    user: ssh.user,
+    keyFile: ssh.key_file,
+    hostKey: ssh.host_key,
+    knownHosts: ssh.known_hosts,
+    jump: ssh.jump,
+    sudo: ssh.sudo,
+    trustOnFirstUse,
+    label: n.name,
+  });
+}
+
+async function confirm(cluster: string): Promise<void> {
+  if (!process.stdin.isTTY || !process.stderr.isTTY) {
+    throw new InputError('An upgrade asks for confirmation, and there is no terminal to ask.', { hint: 'Pass --non-interactive to run unattended (cron, CI).' });
+  }
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`Upgrade cluster ${cluster} node by node (standbys first, leader last)? Type the cluster name to go on: `);
+    if (answer.trim() !== cluster) throw new InputError('Not confirmed; nothing was changed.');
+  } finally {
+    rl.close();
+  }
+}

@@ -1,0 +1,111 @@
+import { dirname, join } from 'node:path';
+import { InputError, VaultopsError } from '../core/errors.js';
+import { shq, type Host } from './host.js';
+
+/**
+ * Starting and stopping the server process on a host. Stop is always a clean SIGTERM followed by
+ * a wait until the process is gone: HashiCorp's upgrade guide (vault-ha-upgrade) asks for
+ * SIGINT/SIGTERM so the active node releases the HA lock at once; a kill would make the cluster
+ * wait for the lock to time out.
+ */
+export interface ServiceManager {
+  readonly kind: 'systemd' | 'lab';
+  status(): Promise<{ running: boolean; pid?: number | undefined }>;
+  start(): Promise<void>;
+  /** SIGTERM, then wait until the process is gone (throws when it is still there after timeoutMs). */
+  stop(timeoutMs?: number): Promise<void>;
+  /** The last lines of the server's log, for halts. */
+  logTail(lines?: number): Promise<string[]>;
+}
+
+export interface ServiceSpec {
+  manager?: 'systemd' | 'lab' | undefined;
+  name?: string | undefined;
+  binary?: string | undefined;
+  config?: string | undefined;
+  log_file?: string | undefined;
+}
+
+export function serviceManager(host: Host, spec: ServiceSpec | undefined, defaultUnit: string): ServiceManager {
+  const manager = spec?.manager ?? 'systemd';
+  if (manager === 'systemd') return new SystemdService(host, spec?.name ?? defaultUnit, spec?.log_file);
+  if (!spec?.config) throw new InputError(`Node ${host.name}: the lab service manager needs service.config (its node directory holds service.sh).`);
+  return new LabService(host, join(dirname(spec.config), 'service.sh'), spec.log_file ?? join(dirname(spec.config), 'server.log'));
+}
+
+/** The lab manager: <node dir>/service.sh written by `lab up --ssh` (src/lab/ssh-hosts.ts). */
+export class LabService implements ServiceManager {
+  readonly kind = 'lab' as const;
+  constructor(
+    readonly host: Host,
+    readonly script: string,
+    readonly logFile: string,
+  ) {}
+
+  async status(): Promise<{ running: boolean; pid?: number }> {
+    const r = await this.host.exec(`${shq(this.script)} status`);
+    const pid = /running (\d+)/.exec(r.stdout)?.[1];
+    return r.code === 0 && pid ? { running: true, pid: Number(pid) } : { running: false };
+  }
+
+  async start(): Promise<void> {
+    const r = await this.host.exec(`${shq(this.script)} start`, { timeoutMs: 30_000 });
+    if (r.code !== 0) throw new VaultopsError(`Could not start the server on ${this.host.name}: ${(r.stderr || r.stdout).trim()}`, { details: await this.logTail() });
+  }
+
+  async stop(timeoutMs = 60_000): Promise<void> {
+    const r = await this.host.exec(`${shq(this.script)} stop ${Math.ceil(timeoutMs / 1000)}`, { timeoutMs: timeoutMs + 15_000 });
+    if (r.code !== 0) throw new VaultopsError(`The server on ${this.host.name} did not stop after SIGTERM within ${Math.round(timeoutMs / 1000)} s: ${r.stdout.trim()}`, { details: await this.logTail() });
+  }
+
+  async logTail(lines = 20): Promise<string[]> {
+    const r = await this.host.exec(`tail -n ${lines} -- ${shq(this.logFile)}`);
+    return r.stdout.split('\n').filter(Boolean);
+  }
+}
+
+/**
+ * systemd over SSH. `systemctl stop` sends the unit's KillSignal (SIGTERM unless the unit says
+ * otherwise; the reference unit keeps it) and waits up to TimeoutStopSec; we also wait until the
+ * old MainPID no longer exists, so a binary swap never races a process still shutting down.
+ */
+export class SystemdService implements ServiceManager {
+  readonly kind = 'systemd' as const;
+  constructor(
+    readonly host: Host,
+    readonly unit: string,
+    readonly logFile?: string | undefined,
+  ) {}
+
+  async #mainPid(): Promise<number | undefined> {
+    const r = await this.host.exec(`systemctl show -p MainPID --value ${shq(this.unit)}`, { sudo: true });
+    const pid = Number.parseInt(r.stdout.trim(), 10);
+    return r.code === 0 && pid > 0 ? pid : undefined;
+  }
+
+  async status(): Promise<{ running: boolean; pid?: number }> {
+    const r = await this.host.exec(`systemctl is-active ${shq(this.unit)}`);
+    const pid = await this.#mainPid();
+    return r.stdout.trim() === 'active' ? { running: true, ...(pid ? { pid } : {}) } : { running: false };
+  }
+
+  async start(): Promise<void> {
+    const r = await this.host.exec(`systemctl start ${shq(this.unit)}`, { sudo: true, timeoutMs: 120_000 });
+    if (r.code !== 0) throw new VaultopsError(`systemctl start ${this.unit} on ${this.host.name} failed: ${r.stderr.trim()}`, { details: await this.logTail() });
+  }
+
+  async stop(timeoutMs = 60_000): Promise<void> {
+    const pid = await this.#mainPid();
+    const r = await this.host.exec(`systemctl stop ${shq(this.unit)}`, { sudo: true, timeoutMs: timeoutMs + 15_000 });
+    if (r.code !== 0) throw new VaultopsError(`systemctl stop ${this.unit} on ${this.host.name} failed: ${r.stderr.trim()}`, { details: await this.logTail() });
+    if (pid === undefined) return;
+    const w = await this.host.exec(`i=0; while [ -d /proc/${pid} ] && ! grep -q '^State:.*Z' /proc/${pid}/status 2>/dev/null; do i=$((i+1)); [ $i -gt ${Math.ceil(timeoutMs / 100)} ] && exit 4; sleep 0.1; done`, { timeoutMs: timeoutMs + 15_000 });
+    if (w.code !== 0) throw new VaultopsError(`PID ${pid} of ${this.unit} on ${this.host.name} is still there ${Math.round(timeoutMs / 1000)} s after the stop.`, { details: await this.logTail() });
+  }
+
+  async logTail(lines = 20): Promise<string[]> {
+    const cmd = this.logFile ? `tail -n ${lines} -- ${shq(this.logFile)}` : `journalctl -u ${shq(this.unit)} -n ${lines} --no-pager -o short-iso`;
+    const r = await this.host.exec(cmd, { sudo: !this.logFile });
+    return r.stdout.split('\n').filter(Boolean);
+  }
+}

@@ -1,0 +1,78 @@
+import { InputError, VaultopsError } from '../core/errors.js';
+import { sha256File } from '../ssh/connection.js';
+import { shq, type Host } from '../ssh/host.js';
+
+/**
+ * Installing a server binary on hosts in two phases:
+ *  1. stage: upload next to the live binary (same directory, so the swap is a rename on one
+ *     filesystem), verified on the host with sha256sum; nothing running changes;
+ *  2. swap (per node, with the service stopped): hard-link the live binary to `.vaultops-prev`
+ *     (the rollback copy, no extra disk), then rename the staged file over the live path: an
+ *     atomic replace, so the path always holds a complete binary.
+ */
+export const STAGED_SUFFIX = '.vaultops-staged';
+export const PREVIOUS_SUFFIX = '.vaultops-prev';
+
+export interface BinarySource {
+  path: string;
+  sha256: string;
+}
+
+/** Refuses a local file whose sha256 differs from the expected one; nothing remote is touched. */
+export async function verifyLocalBinary(src: BinarySource): Promise<{ bytes: number }> {
+  if (!/^[0-9a-f]{64}$/i.test(src.sha256)) throw new InputError(`--sha256 "${src.sha256}" is not a sha256 (64 hex digits).`, { hint: 'Take it from the release\'s SHA256SUMS file, or run sha256sum on the binary.' });
+  const { sha256, bytes } = await sha256File(src.path);
+  if (sha256 !== src.sha256.toLowerCase()) {
+    throw new InputError(`${src.path} has sha256 ${sha256}, not the expected ${src.sha256.toLowerCase()}: refused before touching any node.`, {
+      hint: 'Download the binary again and compare with the release\'s SHA256SUMS (and its signature).',
+    });
+  }
+  return { bytes };
+}
+
+/** Uploads the binary next to `livePath` unless an identical staged copy is already there (a resumed run). */
+export async function stageBinary(host: Host, livePath: string, src: BinarySource): Promise<{ uploaded: boolean }> {
+  const staged = `${livePath}${STAGED_SUFFIX}`;
+  if ((await host.sha256(staged)) === src.sha256.toLowerCase()) return { uploaded: false };
+  await host.upload(src.path, staged, { sha256: src.sha256.toLowerCase(), mode: 0o755 });
+  return { uploaded: true };
+}
+
+/** The version a binary reports (`vault version` / `bao version`) when run on the host. */
+export async function remoteBinaryVersion(host: Host, path: string): Promise<string> {
+  const r = await host.exec(`${shq(path)} version`, { timeoutMs: 60_000, maxBytes: 4096 });
+  const v = /v(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?)/.exec(r.stdout)?.[1];
+  if (r.code !== 0 || !v) {
+    throw new VaultopsError(`The new binary does not run on ${host.name} (\`${path} version\` exit ${r.code ?? r.signal}).`, {
+      details: [...r.stdout.split('\n'), ...r.stderr.split('\n')].filter(Boolean).slice(-8),
+      hint: 'Check that the file is the right build for this host\'s OS and CPU; nothing was changed on any node.',
+    });
+  }
+  return v;
+}
+
+/** Checks the staged file again right before its node goes down (it may have been changed since staging). */
+export async function verifyStaged(host: Host, livePath: string, expectedSha256: string): Promise<void> {
+  const staged = `${livePath}${STAGED_SUFFIX}`;
+  if ((await host.sha256(staged)) !== expectedSha256.toLowerCase()) throw new VaultopsError(`The staged binary ${host.name}:${staged} is missing or changed since it was verified; the node was not touched.`, { hint: 'Run the upgrade again: it stages and verifies the binary first.' });
+}
+
+/**
+ * Atomic swap: the live binary becomes `.vaultops-prev`, the staged one becomes live. Call
+ * `verifyStaged` first, while the node still runs: hashing a 200-360 MB file here would add to
+ * the time the node is down.
+ */
+export async function swapBinary(host: Host, livePath: string): Promise<void> {
+  const staged = `${livePath}${STAGED_SUFFIX}`;
+  const prev = `${livePath}${PREVIOUS_SUFFIX}`;
+  const r = await host.exec(`set -e; if [ -e ${shq(livePath)} ]; then ln -f ${shq(livePath)} ${shq(prev)}; fi; mv -f ${shq(staged)} ${shq(livePath)}`);
+  if (r.code !== 0) throw new VaultopsError(`Binary swap on ${host.name} failed: ${r.stderr.trim()}`);
+}
+
+/** Puts `.vaultops-prev` back as the live binary (it stays as `.vaultops-prev` too). */
+export async function rollbackBinary(host: Host, livePath: string): Promise<void> {
+  const prev = `${livePath}${PREVIOUS_SUFFIX}`;
+  const tmp = `${livePath}.vaultops-rollback`;
+  const r = await host.exec(`set -e; [ -e ${shq(prev)} ]; ln -f ${shq(prev)} ${shq(tmp)}; mv -f ${shq(tmp)} ${shq(livePath)}`);
+  if (r.code !== 0) throw new VaultopsError(`Rollback on ${host.name}: no previous binary at ${prev}.`);
+}

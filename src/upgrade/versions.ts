@@ -1,0 +1,31 @@
+/** "1.21.0", "v2.7.2", "1.19.0+ent" -> comparable parts; pre-releases sort before the release. */
+export function parseVersion(v: string): { parts: number[]; pre: string } | undefined {
+  const m = /^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$/.exec(v.trim());
+  if (!m) return undefined;
+  return { parts: [Number(m[1]), Number(m[2]), Number(m[3])], pre: m[4] ?? '' };
+}
+
+/** <0 when a is older than b, 0 equal, >0 newer. Unparseable versions compare as strings. */
+export function compareVersions(a: string, b: string): number {
+  const x = parseVersion(a);
+  const y = parseVersion(b);
+  if (!x || !y) return a.localeCompare(b);
+  for (let i = 0; i < 3; i++) if (x.parts[i] !== y.parts[i]) return x.parts[i]! - y.parts[i]!;
+  if (x.pre === y.pre) return 0;
+  if (!x.pre) return 1;
+  if (!y.pre) return -1;
+  return x.pre.localeCompare(y.pre);
+}
+
+/** Go durations as Vault prints them: "10s", "1m30s", "500ms", "1h0m0s". */
+export function parseGoDuration(text: string | undefined): number | undefined {
+  if (!text) return undefined;
+  let total = 0;
+  let matched = '';
+  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)/g)) {
+    const n = Number(m[1]);
+    total += n * ({ h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001, µs: 0.001, ns: 0.000001 } as Record<string, number>)[m[2]!]!;
+    matched += m[0];
+  }
+  return matched === text.trim() && matched ? Math.round(total) : undefined;
+}
