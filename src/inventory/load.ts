@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { resolve, dirname, isAbsolute } from 'node:path';
+import { resolve, dirname, isAbsolute, join } from 'node:path';
+import { homedir } from 'node:os';
 import { InputError } from '../core/errors.js';
 import { ProblemsError } from '../core/problems-error.js';
 import { YamlSource } from '../core/yaml-doc.js';
@@ -55,7 +56,11 @@ function checkRules(src: YamlSource, inv: InventoryFile): void {
 
 /** Relative file paths in an inventory are relative to the inventory file, as a person expects. */
 function resolvePaths(inv: InventoryFile, base: string): void {
-  const abs = (p: string | undefined) => (p === undefined || isAbsolute(p) ? p : resolve(base, p));
+  const abs = (p: string | undefined) => {
+    if (p === undefined) return p;
+    if (p === '~' || p.startsWith('~/')) return join(homedir(), p.slice(1));
+    return isAbsolute(p) ? p : resolve(base, p);
+  };
   for (const c of Object.values(inv.clusters)) {
     if (c.tls) {
       c.tls.ca_cert = abs(c.tls.ca_cert);

@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync, readFileSync, copyFileSync, chmodSync, statSync } from 'node:fs';
 import { join, delimiter } from 'node:path';
+import { tmpdir } from 'node:os';
 import { InputError, PrerequisiteError, VaultopsError } from '../core/errors.js';
 import { cacheDir } from './paths.js';
 import { lastLines, run } from './exec.js';
@@ -54,7 +55,9 @@ export interface ResolvedBinary {
 /** `bao version` -> "OpenBao v2.7.2 (...)"; `vault version` -> "Vault v1.21.0 (...)". */
 export async function binaryVersion(path: string): Promise<string | undefined> {
   try {
-    const r = await run(path, ['version'], { timeoutMs: 30_000, env: { PATH: process.env['PATH'] ?? '' } });
+    // Vault's snowflake plugin creates .cache/snowflake under $HOME or the working directory at
+    // start-up: run it somewhere that is not the user's project.
+    const r = await run(path, ['version'], { timeoutMs: 30_000, cwd: tmpdir(), env: { PATH: process.env['PATH'] ?? '', HOME: tmpdir() } });
     return /v(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)/.exec(r.stdout)?.[1];
   } catch {
     return undefined;
