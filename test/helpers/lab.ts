@@ -21,7 +21,7 @@ export interface TestLab {
  * A real lab cluster for one test file, in its own state dir, so files running side by side never
  * share one. Binaries come from the machine's cache (built once per machine).
  */
-export async function startTestLab(options: { name: string; flavor: Flavor; version: string; tls?: boolean; nodes?: number }): Promise<TestLab> {
+export async function startTestLab(options: { name: string; flavor: Flavor; version: string; tls?: boolean; nodes?: number; ssh?: boolean }): Promise<TestLab> {
   const stateDir = mkdtempSync(join(tmpdir(), `vaultops-test-${options.name}-`));
   const env = { ...process.env, VAULTOPS_STATE_DIR: stateDir };
   const bin = await ensureBinary({ flavor: options.flavor, version: options.version, env });
@@ -33,6 +33,7 @@ export async function startTestLab(options: { name: string; flavor: Flavor; vers
     binary: bin.path,
     tls: options.tls ?? true,
     nodes: options.nodes,
+    ssh: options.ssh,
     inventory,
     env,
   });
