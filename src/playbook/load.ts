@@ -110,7 +110,18 @@ function parseSteps(src: YamlSource, raw: unknown[], path: PathKey[], prefix: st
       return;
     }
     const s = src.validate(actionStepSchema, item, p);
-    if (!s) return;
+    if (!s) {
+      // Keep looking, so every problem of the step is reported at once.
+      const r = item as { action?: unknown; with?: unknown };
+      if (typeof r.action === 'string') {
+        const a = actions.get(r.action);
+        if (!a) {
+          const guess = nearest(r.action, actions.keys());
+          src.add([...p, 'action'], `unknown action "${r.action}"`, guess ? `did you mean "${guess}"?` : undefined);
+        } else if (r.with && typeof r.with === 'object' && !Array.isArray(r.with)) checkArgs(src, [...p, 'with'], a, r.with as Record<string, unknown>);
+      }
+      return;
+    }
     const action = actions.get(s.action);
     if (!action) {
       const guess = nearest(s.action, actions.keys());
