@@ -189,7 +189,88 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable output')
     .action(async (o) => (await import('./rotate.js')).rotateCommand(o));
 
+  registerBackupCommands(program);
+
   return program;
+}
+
+/** backup, backups, restore, schedule backup (issue 5). */
+function registerBackupCommands(program: Command): void {
+  const storeOpts = (c: Command) =>
+    c
+      .option('--store <name>', 'a store from the cluster\'s `stores:` in the inventory (default: its only one)')
+      .option('--to <dir>', 'a local directory instead of an inventory store')
+      .option('--keep-last <n>', 'retention: keep the newest N verified backups')
+      .option('--keep-within <duration>', 'retention: keep every verified backup younger than this (48h, 7d, 2w)');
+  storeOpts(
+    program
+      .command('backup')
+      .description('one verified Raft snapshot from the leader (streamed, checked, then renamed into place), then retention; exit 0 ok, 1 failed, 2 bad input, 3 unreachable')
+      .requiredOption('-i, --inventory <file>', 'inventory file')
+      .option('--cluster <name>', 'cluster in the inventory (optional when it has one)'),
+  )
+    .option('--no-prune', 'do not apply retention after the backup')
+    .option('--notify-url <url>', 'POST a JSON report here (a reference like env:NAME or file:PATH keeps a tokened URL out of argv)')
+    .option('--notify-on <results>', 'when to notify: failure, success or failure,success', 'failure')
+    .option('--textfile <path>', 'write Prometheus metrics for node_exporter\'s textfile collector here')
+    .option('--non-interactive', 'never ask (backup never asks; accepted for symmetry with cron lines)')
+    .option('--quiet', 'no progress lines on stderr')
+    .option('--json', 'machine-readable result on stdout')
+    .action(async (o) => (await import('./backup.js')).backupCommand(o));
+
+  const backups = program.command('backups').description('snapshots in a store: list, verify, inspect, prune');
+  storeOpts(backups.command('list').description('backups in a store with their manifests, newest first').option('-i, --inventory <file>', 'inventory file (for --store)').option('--cluster <name>', 'cluster in the inventory'))
+    .option('--json', 'machine-readable output')
+    .action(async (o) => (await import('./backups.js')).backupsListCommand(o));
+  backups
+    .command('verify')
+    .argument('<file>', 'snapshot file')
+    .description('full check: gzip, tar, SHA256SUMS, SHA256SUMS.sealed, meta.json, manifest and sidecar; exit 0 valid, 1 invalid')
+    .option('--json', 'machine-readable output')
+    .action(async (file, o) => (await import('./backups.js')).backupsVerifyCommand(file, o));
+  backups
+    .command('inspect')
+    .argument('<file>', 'snapshot file')
+    .description('what a snapshot holds (Raft index, term, servers, version, age, key set); no cluster needed')
+    .option('--json', 'machine-readable output')
+    .action(async (file, o) => (await import('./backups.js')).backupsInspectCommand(file, o));
+  storeOpts(backups.command('prune').description('apply retention now; --dry-run lists what would go').option('-i, --inventory <file>', 'inventory file (for --store)').option('--cluster <name>', 'cluster in the inventory'))
+    .option('--dry-run', 'list what would be removed, remove nothing')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => (await import('./backups.js')).backupsPruneCommand(o));
+
+  storeOpts(
+    program
+      .command('restore')
+      .description('restore a verified snapshot: checks, typed confirmation, safety snapshot, restore on the leader, wait, unseal, verify; exit 0 ok, 1 failed, 2 bad input, 3 unreachable, 4 refused (cluster untouched)')
+      .requiredOption('-i, --inventory <file>', 'inventory file')
+      .option('--cluster <name>', 'cluster in the inventory (optional when it has one)'),
+  )
+    .option('--from <file>', 'the snapshot file to restore')
+    .option('--latest', 'the newest verified backup of this cluster in the store')
+    .option('--confirm <cluster>', 'the typed confirmation: the cluster\'s name')
+    .option('--force-other-cluster', 'allow a snapshot taken on another cluster (snapshot-force); its keys and tokens replace this cluster\'s')
+    .option('--timeout <seconds>', 'how long the cluster may take to come back', '180')
+    .option('--non-interactive', 'never ask: missing answers are errors naming the flag')
+    .option('--json', 'machine-readable result')
+    .action(async (o) => (await import('./restore.js')).restoreCommand(o));
+
+  const schedule = program.command('schedule').description('print definitions for existing schedulers (cron, systemd, Kubernetes)');
+  storeOpts(
+    schedule
+      .command('backup')
+      .description('a cron line, a systemd service + timer and a Kubernetes CronJob that run `vaultops backup`')
+      .requiredOption('-i, --inventory <file>', 'inventory file')
+      .option('--cluster <name>', 'cluster in the inventory (optional when it has one)'),
+  )
+    .option('--every <interval>', 'how often: 15m, 30m, 1h, 6h, 12h, 1d', '1h')
+    .option('--format <list>', 'which of cron, systemd, kubernetes', 'cron,systemd,kubernetes')
+    .option('--textfile <path>', 'Prometheus textfile for node_exporter')
+    .option('--notify-url <ref>', 'webhook reference (env:NAME or file:PATH)')
+    .option('--notify-on <results>', 'failure, success or failure,success')
+    .option('--image <image>', 'container image for the CronJob')
+    .option('--user <user>', 'systemd User= (default vaultops)')
+    .action(async (o) => (await import('./schedule.js')).scheduleBackupCommand(o));
 }
 
 function collect(value: string, previous: string[]): string[] {

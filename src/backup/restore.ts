@@ -1,0 +1,194 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { GateError, VaultApiError, VaultopsError } from '../core/errors.js';
+import type { Prompter } from '../actions/types.js';
+import type { ClusterClient, ClusterStatus } from '../vault/cluster.js';
+import { isServing } from '../vault/health.js';
+import { checkFile } from './check-file.js';
+import type { Manifest } from './manifest.js';
+import { SnapshotInvalidError } from './snapshot-verify.js';
+import type { BackupStore } from './store.js';
+import { takeBackup, type BackupResult } from './take-backup.js';
+
+/** The unseal keys (and a token valid in that data) of one key set, resolved by the caller. */
+export interface KeySetSecrets {
+  label: string;
+  keys: string[];
+  token?: string | undefined;
+}
+
+export interface RestoreOptions {
+  cluster: ClusterClient;
+  clusterName: string;
+  flavor?: string | undefined;
+  /** The cluster's own key set label (inventory `unseal.key_set`). */
+  keySet?: string | undefined;
+  file: string;
+  /** Allow a snapshot taken on another cluster (snapshot-force); its data and seal replace this cluster's. */
+  forceOtherCluster: boolean;
+  prompter: Prompter;
+  /** Where the safety snapshot of the current state goes before anything is replaced. */
+  safetyStore: BackupStore;
+  /** Resolves the unseal keys of a key set (undefined = this cluster's own), only if nodes come up sealed. */
+  keysFor(label: string | undefined): Promise<KeySetSecrets>;
+  log?: ((message: string) => void) | undefined;
+  signal?: AbortSignal | undefined;
+  /** How long the cluster may take to come back after the 204. */
+  timeoutMs?: number | undefined;
+}
+
+export interface RestoreResult {
+  file: string;
+  manifest?: Manifest | undefined;
+  snapshotIndex: number;
+  indexBefore?: number | undefined;
+  safetyBackup: BackupResult;
+  forced: boolean;
+  unsealedWith?: string | undefined;
+  status: ClusterStatus;
+}
+
+const OTHER_SEAL = /could not verify hash file|different set of unseal keys|different autoseal key/i;
+const MARKER_PATH = 'cubbyhole/vaultops-restore-marker';
+
+/**
+ * Restores a snapshot into a cluster, in the order that loses nothing by accident: verify the file,
+ * refuse another cluster's snapshot without the flag, show what will be lost, typed confirmation,
+ * safety snapshot, restore on the leader, wait until the restore really happened (the 204 comes
+ * before it, reference §3.2), unseal with the snapshot's key set if the nodes sealed, and check the
+ * cluster: every node unsealed, voters, autopilot healthy, canaries readable.
+ */
+export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult> {
+  const log = o.log ?? (() => undefined);
+  const timeoutMs = o.timeoutMs ?? 180_000;
+
+  log(`Verifying ${o.file}...`);
+  const checked = await checkFile(o.file);
+  if (checked.problems.length || !checked.verified) {
+    throw new SnapshotInvalidError(`Refusing to restore ${o.file}: ${checked.problems.join('; ')}. The cluster was not touched.`);
+  }
+  const { verified, manifest } = checked;
+
+  const probes = await o.cluster.probeAll();
+  const leader = await o.cluster.findLeader(probes);
+  const health = probes.find((p) => p.node.name === leader.node.name)?.health?.body;
+  const sourceId = manifest?.cluster.cluster_id;
+  const isOther = sourceId !== undefined && health?.cluster_id !== undefined && sourceId !== health.cluster_id;
+  if (isOther && !o.forceOtherCluster) {
+    throw new GateError(
+      `${o.file} was taken on cluster ${manifest!.cluster.name} (id ${sourceId}), not on ${o.clusterName} (id ${health!.cluster_id}). Restoring it replaces all of ${o.clusterName}'s data, tokens and seal configuration with ${manifest!.cluster.name}'s; the nodes then seal and only ${manifest!.cluster.name}'s unseal keys (key set ${manifest!.key_set ?? 'unknown'}) open them. The cluster was not touched.`,
+      { hint: 'If that is what you want (a DR rebuild), pass --force-other-cluster and make sure the inventory holds that key set.' },
+    );
+  }
+
+  const leaderStatus = await leader.client.leader().catch(() => undefined);
+  const indexBefore = leaderStatus?.raft_committed_index;
+  const lossLine = indexBefore !== undefined
+    ? `${o.clusterName} is at Raft index ${indexBefore}; the snapshot is at index ${verified.meta.index}${manifest ? ` (taken ${manifest.finished_at} on ${manifest.cluster.name})` : ''}. Everything written to ${o.clusterName} since then is lost: secrets, tokens, leases, policies.`
+    : `The snapshot is at Raft index ${verified.meta.index}; everything written since it was taken is lost.`;
+  log(lossLine);
+  await o.prompter.confirm({ message: `Restore ${o.file} into cluster ${o.clusterName}, replacing all of its data. ${lossLine}`, expected: o.clusterName, source: `--confirm ${o.clusterName}` });
+
+  log('Taking a safety snapshot of the current state first...');
+  const safetyBackup = await takeBackup({ cluster: o.cluster, clusterName: o.clusterName, flavor: o.flavor, keySet: o.keySet, store: o.safetyStore, reason: 'pre-restore', log, signal: o.signal });
+
+  // A value written after the safety snapshot: once it is gone the restored data is in place. The
+  // 204 of the upload comes before the restore happens, and the Raft index alone cannot tell.
+  const marker = randomBytes(12).toString('hex');
+  const hasMarker = await leader.client.write(MARKER_PATH, { id: marker }).then(() => true, () => false);
+
+  const force = o.forceOtherCluster && (isOther || manifest === undefined);
+  log(`Uploading the snapshot to the leader ${leader.node.name}${force ? ' (snapshot-force: another cluster\'s snapshot)' : ''}...`);
+  try {
+    await leader.client.uploadSnapshot(createReadStream(o.file), { force });
+  } catch (e) {
+    if (hasMarker) await leader.client.raw('DELETE', `/${MARKER_PATH}`).catch(() => undefined);
+    if (e instanceof VaultApiError && e.status === 400 && OTHER_SEAL.test(e.errors.join(' ') + e.message)) {
+      throw new GateError(
+        `${leader.node.name} refused ${o.file}: its SHA256SUMS.sealed does not open with ${o.clusterName}'s seal, so the snapshot comes from another cluster or from before a rekey. The cluster was not touched.`,
+        { hint: 'If you mean to replace this cluster with that data, pass --force-other-cluster; the nodes will then need the source cluster\'s unseal keys.' },
+      );
+    }
+    throw e;
+  }
+  log('Vault accepted the snapshot (204); waiting for the restore to happen...');
+
+  const deadline = Date.now() + timeoutMs;
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  // 1. Wait until the data is the snapshot's: nodes sealed (other key set), or our marker gone.
+  for (;;) {
+    if (o.signal?.aborted) throw new VaultopsError('Interrupted while waiting for the restore; the cluster may still be restoring.', { exitCode: 130 });
+    const all = await o.cluster.probeAll();
+    if (all.some((p) => p.health?.state === 'sealed')) break;
+    const active = all.find((p) => p.health?.state === 'active');
+    if (active) {
+      if (!hasMarker) break;
+      const res = await o.cluster.client(active.node.name).raw('GET', `/${MARKER_PATH}`).catch(() => undefined);
+      if (res && (res.status === 404 || res.status === 403)) break;
+      if (res && res.status === 200 && !res.body.toString('utf8').includes(marker)) break;
+    }
+    if (Date.now() > deadline) throw new VaultopsError(`Vault accepted the snapshot but ${o.clusterName} did not show the restored data within ${Math.round(timeoutMs / 1000)} s.`, { hint: 'Read the server logs for "snapshot restore"; run `vaultops status`.' });
+    await sleep(500);
+  }
+
+  // 2. Unseal whatever sealed, with the key set the snapshot's data needs.
+  let unsealedWith: string | undefined;
+  let secrets: KeySetSecrets | undefined;
+  const neededSet = isOther || force ? manifest?.key_set : o.keySet;
+  for (;;) {
+    const all = await o.cluster.probeAll();
+    const sealed = all.filter((p) => p.health?.state === 'sealed');
+    const serving = all.filter((p) => p.health && isServing(p.health.state));
+    if (sealed.length === 0 && serving.length === all.length && serving.some((p) => p.health?.state === 'active')) break;
+    if (sealed.length) {
+      if (!secrets) {
+        if (force && !manifest?.key_set) log('The nodes sealed and the snapshot has no manifest naming its key set; trying the inventory\'s key sets.');
+        secrets = await o.keysFor(neededSet);
+        log(`Nodes sealed after the restore (${sealed.map((p) => p.node.name).join(', ')}); unsealing with key set ${secrets.label}...`);
+      }
+      unsealedWith = secrets.label;
+      for (const p of sealed) await unsealNode(o.cluster, p.node.name, secrets);
+    }
+    if (Date.now() > deadline) throw new VaultopsError(`${o.clusterName} did not come back within ${Math.round(timeoutMs / 1000)} s after the restore: ${all.map((p) => `${p.node.name} ${p.health?.state ?? 'unreachable'}`).join(', ')}.`, { hint: 'Run `vaultops status`; unseal with `vaultops run playbooks/unseal.yml`.' });
+    await sleep(500);
+  }
+
+  // 3. The restored data has its own tokens: after another cluster's snapshot only its tokens work.
+  if (isOther || force) {
+    secrets ??= await o.keysFor(neededSet).catch(() => undefined);
+    if (secrets?.token) o.cluster.setToken(secrets.token);
+  }
+  let status: ClusterStatus;
+  for (;;) {
+    status = await o.cluster.status();
+    if (status.health === 'healthy' && status.autopilot?.healthy && status.nodes.every((n) => n.voter === true)) break;
+    if (Date.now() > deadline) {
+      throw new VaultopsError(`${o.clusterName} is back but not healthy after the restore: ${status.problems.join('; ') || status.autopilotNote || 'autopilot not healthy'}.`, { hint: 'Run `vaultops status` and check the server logs.' });
+    }
+    await sleep(1000);
+  }
+  log(`Restored: ${status.nodes.length} nodes unsealed voters, autopilot healthy, leader ${status.leader ?? '?'}.`);
+  return { file: o.file, manifest, snapshotIndex: verified.meta.index, indexBefore, safetyBackup, forced: force, unsealedWith, status };
+}
+
+async function unsealNode(cluster: ClusterClient, nodeName: string, secrets: KeySetSecrets): Promise<void> {
+  const client = cluster.client(nodeName);
+  const st = await client.sealStatus().catch(() => undefined);
+  if (!st?.sealed) return;
+  if (st.progress > 0) await client.unsealReset().catch(() => undefined);
+  for (const key of secrets.keys.slice(0, Math.max(st.t, 1))) {
+    try {
+      const s = await client.unseal(key);
+      if (!s.sealed) return;
+    } catch (e) {
+      if (e instanceof VaultApiError && e.status === 400) {
+        await client.unsealReset().catch(() => undefined);
+        throw new VaultopsError(`${nodeName} refused the unseal keys of key set ${secrets.label} after the restore: the restored data was sealed with another key set.`, {
+          hint: 'Give the inventory the key set named in the snapshot\'s manifest (unseal.key_set), or restore a snapshot of this cluster.',
+        });
+      }
+      // Not ready yet (a follower still installing the snapshot); the caller tries again.
+      return;
+    }
+  }
+}

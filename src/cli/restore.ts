@@ -1,0 +1,103 @@
+import { dirname, resolve } from 'node:path';
+import { InputError } from '../core/errors.js';
+import { loadInventory } from '../inventory/load.js';
+import { resolveSecretList, resolveSecretString } from '../secrets/refs.js';
+import { restoreSnapshot, type KeySetSecrets } from '../backup/restore.js';
+import { LocalDirStore } from '../backup/local-dir-store.js';
+import type { BackupStore } from '../backup/store.js';
+import { makePrompter } from '../ui/prompter.js';
+import { out, progressPrinter } from '../ui/output.js';
+import { connectCluster } from './cluster-from-inventory.js';
+import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
+
+interface RestoreCliOptions extends StoreOptions {
+  inventory: string;
+  cluster?: string;
+  from?: string;
+  latest?: boolean;
+  confirm?: string;
+  forceOtherCluster?: boolean;
+  nonInteractive?: boolean;
+  json?: boolean;
+  timeout?: string;
+}
+
+/**
+ * `vaultops restore`: every answer can come from flags (`--from|--latest`, `--confirm <cluster>`),
+ * so a DR drill runs unattended. Exit 0 restored and healthy; 1 failed (invalid snapshot, cluster not
+ * back); 2 bad input / confirmation missing; 3 unreachable; 4 refused (another cluster's snapshot
+ * without --force-other-cluster): in the refused and invalid cases the cluster is untouched.
+ */
+export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
+  if ((o.from === undefined) === (o.latest !== true)) throw new InputError('Say which snapshot: --from FILE or --latest (the newest verified one in the store).');
+  const conn = await connectCluster(o.inventory, o.cluster);
+  const log = progressPrinter();
+  try {
+    let store: BackupStore | undefined;
+    let file: string;
+    if (o.latest) {
+      store = storeFromOptions(o, conn);
+      const newest = (await store.list()).find((e) => e.manifest !== undefined && e.manifest.cluster.name === conn.name && e.manifest.reason === 'backup');
+      const path = newest ? store.localPath(newest.name) : undefined;
+      if (!newest || !path) throw new InputError(`No verified backup of ${conn.name} in ${store.location}.`, { hint: 'Pass --from FILE, or take one with `vaultops backup`.' });
+      file = path;
+    } else {
+      file = resolve(o.from!);
+      store = o.to !== undefined || o.store !== undefined ? storeFromOptions(o, conn) : undefined;
+    }
+    // The safety snapshot goes to the store, else next to the file being restored.
+    const safetyStore = store ?? new LocalDirStore(dirname(file));
+    const timeoutMs = o.timeout === undefined ? undefined : Number(o.timeout) * 1000;
+    if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new InputError(`--timeout ${o.timeout} is not a number of seconds.`);
+    const result = await restoreSnapshot({
+      cluster: conn.client,
+      clusterName: conn.name,
+      flavor: conn.spec.flavor,
+      keySet: conn.spec.unseal?.key_set,
+      file,
+      forceOtherCluster: o.forceOtherCluster === true,
+      prompter: makePrompter({ nonInteractive: o.nonInteractive, confirm: o.confirm }),
+      safetyStore,
+      keysFor: (label) => keySetFromInventory(conn.inventoryFile, conn.name, label),
+      log,
+      timeoutMs,
+    });
+    if (o.json) {
+      out.json({
+        result: 'restored',
+        cluster: conn.name,
+        file: result.file,
+        snapshot_index: result.snapshotIndex,
+        index_before: result.indexBefore,
+        forced: result.forced,
+        unsealed_with: result.unsealedWith,
+        safety_snapshot: `${result.safetyBackup.location}/${result.safetyBackup.name}`,
+        status: result.status,
+      });
+    } else {
+      out.line(`Restored ${result.file} into ${conn.name} (Raft index ${result.snapshotIndex}); safety snapshot ${result.safetyBackup.location}/${result.safetyBackup.name}.`);
+    }
+  } finally {
+    conn.client.close();
+  }
+}
+
+/**
+ * The keys of key set `label`: the cluster in the inventory whose `unseal.key_set` has that label
+ * (the source cluster of a DR rebuild may be listed only for its keys). Undefined = this cluster's.
+ */
+export async function keySetFromInventory(inventoryFile: string, clusterName: string, label: string | undefined): Promise<KeySetSecrets> {
+  const inv = loadInventory(inventoryFile);
+  const entries = Object.entries(inv.data.clusters);
+  const match = label === undefined ? entries.find(([n]) => n === clusterName) : entries.find(([, c]) => c.unseal?.key_set === label);
+  if (!match) {
+    throw new InputError(`The restored data needs the unseal keys of key set "${label}", and no cluster in ${inventoryFile} has unseal.key_set: ${label}.`, {
+      hint: 'Add the source cluster (or just its unseal: {key_set, keys} and token) to the inventory, then unseal with `vaultops run playbooks/unseal.yml`.',
+    });
+  }
+  const [name, spec] = match;
+  if (!spec.unseal?.keys) throw new InputError(`Cluster ${name} in ${inventoryFile} names key set ${spec.unseal?.key_set ?? '(none)'} but no unseal.keys reference.`, { hint: 'Add unseal.keys: env:NAME or file:PATH#field.' });
+  const keys = await resolveSecretList(spec.unseal.keys);
+  const token = spec.token ? await resolveSecretString(spec.token) : undefined;
+  return { label: spec.unseal.key_set ?? name, keys, token };
+}

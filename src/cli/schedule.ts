@@ -1,0 +1,184 @@
+import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
+import { InputError } from '../core/errors.js';
+import { loadInventory, selectCluster } from '../inventory/load.js';
+import { out } from '../ui/output.js';
+
+interface ScheduleBackupOptions {
+  inventory: string;
+  cluster?: string;
+  store?: string;
+  to?: string;
+  keepLast?: string;
+  keepWithin?: string;
+  every?: string;
+  format?: string;
+  textfile?: string;
+  notifyUrl?: string;
+  notifyOn?: string;
+  image?: string;
+  user?: string;
+}
+
+interface Timing {
+  cron: string;
+  onCalendar: string;
+  describe: string;
+}
+
+/**
+ * `vaultops schedule backup`: prints ready-to-install definitions for the schedulers a site already
+ * runs (cron, a systemd service + timer, a Kubernetes CronJob). No daemon of our own. The minute is
+ * derived from the cluster name so a fleet's backups do not all hit at :00.
+ */
+export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<void> {
+  const invFile = resolve(o.inventory);
+  const inv = loadInventory(invFile);
+  const { name } = selectCluster(inv, o.cluster);
+  if (o.store === undefined && o.to === undefined) {
+    const stores = Object.keys(inv.data.clusters[name]?.stores ?? {});
+    if (stores.length !== 1) throw new InputError(`Say where the scheduled backups go: --store NAME or --to DIR.`, { hint: stores.length ? `Stores of ${name}: ${stores.join(', ')}.` : `Cluster ${name} has no stores; pass --to DIR.` });
+  }
+  const timing = parseEvery(o.every ?? '1h', name);
+  const formats = new Set((o.format ?? 'cron,systemd,kubernetes').split(',').map((s) => s.trim()));
+  const args = backupArgs(o, invFile, name);
+  const node = process.execPath;
+  const bin = resolve(process.argv[1] ?? 'vaultops');
+  const unit = `vaultops-backup-${name}`;
+
+  if (formats.has('cron')) {
+    out.line(`# cron (crontab -e as the user that can read the inventory's secrets): ${timing.describe}`);
+    out.line('# Secrets come from the inventory references (file: with mode 0600 is simplest under cron: its environment is empty).');
+    out.line(`${timing.cron} ${shellJoin([node, bin, ...args])} >>/var/log/${unit}.log 2>&1`);
+    out.line();
+  }
+  if (formats.has('systemd')) {
+    const store = o.to !== undefined ? resolve(o.to) : undefined;
+    out.line(`# /etc/systemd/system/${unit}.service`);
+    out.line(
+      [
+        '[Unit]',
+        `Description=vaultops: verified Raft snapshot of ${name}`,
+        'Wants=network-online.target',
+        'After=network-online.target',
+        '',
+        '[Service]',
+        'Type=oneshot',
+        `User=${o.user ?? 'vaultops'}`,
+        `ExecStart=${shellJoin([node, bin, ...args])}`,
+        'Nice=10',
+        'IOSchedulingClass=best-effort',
+        'IOSchedulingPriority=7',
+        'NoNewPrivileges=yes',
+        'PrivateTmp=yes',
+        'ProtectSystem=full',
+        ...(store ? [`ReadWritePaths=${store}`] : []),
+        // A hung server must not block the next run forever.
+        'TimeoutStartSec=1h',
+        '',
+      ].join('\n'),
+    );
+    out.line(`# /etc/systemd/system/${unit}.timer`);
+    out.line(
+      [
+        '[Unit]',
+        `Description=vaultops backup of ${name}: ${timing.describe}`,
+        '',
+        '[Timer]',
+        `OnCalendar=${timing.onCalendar}`,
+        'Persistent=true',
+        'RandomizedDelaySec=60',
+        '',
+        '[Install]',
+        'WantedBy=timers.target',
+        '',
+      ].join('\n'),
+    );
+    out.line(`# systemctl daemon-reload && systemctl enable --now ${unit}.timer`);
+    out.line();
+  }
+  if (formats.has('kubernetes') || formats.has('k8s')) {
+    const k8sArgs = backupArgs({ ...o, to: o.to === undefined ? undefined : '/backups' }, '/etc/vaultops/inventory.yml', name);
+    out.line(`# Kubernetes CronJob: mount the inventory (and the secrets it references) at /etc/vaultops, the backups at /backups.`);
+    out.line(
+      [
+        'apiVersion: batch/v1',
+        'kind: CronJob',
+        'metadata:',
+        `  name: ${unit.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`,
+        'spec:',
+        `  schedule: ${JSON.stringify(timing.cron)}`,
+        '  concurrencyPolicy: Forbid',
+        '  successfulJobsHistoryLimit: 3',
+        '  failedJobsHistoryLimit: 5',
+        '  jobTemplate:',
+        '    spec:',
+        '      backoffLimit: 1',
+        '      activeDeadlineSeconds: 3600',
+        '      template:',
+        '        spec:',
+        '          restartPolicy: Never',
+        '          containers:',
+        '            - name: backup',
+        `              image: ${o.image ?? 'vaultops:latest'}`,
+        '              args:',
+        ...k8sArgs.map((a) => `                - ${JSON.stringify(a)}`),
+        '              env:',
+        '                - name: VAULT_TOKEN',
+        '                  valueFrom: { secretKeyRef: { name: vaultops-backup, key: token } }',
+        '              volumeMounts:',
+        '                - { name: inventory, mountPath: /etc/vaultops, readOnly: true }',
+        '                - { name: backups, mountPath: /backups }',
+        '          volumes:',
+        '            - name: inventory',
+        '              secret: { secretName: vaultops-inventory, defaultMode: 0400 }',
+        '            - name: backups',
+        '              persistentVolumeClaim: { claimName: vaultops-backups }',
+      ].join('\n'),
+    );
+  }
+}
+
+function backupArgs(o: ScheduleBackupOptions, inventory: string, cluster: string): string[] {
+  const a = ['backup', '-i', inventory, '--cluster', cluster, '--non-interactive', '--quiet'];
+  if (o.store !== undefined) a.push('--store', o.store);
+  if (o.to !== undefined) a.push('--to', o.to.startsWith('/') ? o.to : resolve(o.to));
+  if (o.keepLast !== undefined) a.push('--keep-last', o.keepLast);
+  if (o.keepWithin !== undefined) a.push('--keep-within', o.keepWithin);
+  if (o.textfile !== undefined) a.push('--textfile', o.textfile);
+  if (o.notifyUrl !== undefined) {
+    if (!/^(env|file|cmd):/.test(o.notifyUrl)) throw new InputError('--notify-url must be a reference (env:NAME, file:PATH) in a schedule: a URL with a token would sit in a unit file and in process lists.', { hint: 'Put the URL in a 0600 file and pass --notify-url file:/etc/vaultops/webhook-url.' });
+    a.push('--notify-url', o.notifyUrl);
+  }
+  if (o.notifyOn !== undefined) a.push('--notify-on', o.notifyOn);
+  return a;
+}
+
+export function parseEvery(every: string, seed: string): Timing {
+  const m = /^(\d+)(m|h|d)$/.exec(every.trim());
+  if (!m) throw new InputError(`--every ${every} is not an interval.`, { hint: 'Use 15m, 30m, 1h, 6h, 12h or 1d.' });
+  const n = Number(m[1]);
+  const unit = m[2] as 'm' | 'h' | 'd';
+  const h = createHash('sha256').update(seed).digest();
+  const minute = h[0]! % 60;
+  const hour = h[1]! % 24;
+  const pad = (x: number) => String(x).padStart(2, '0');
+  if (unit === 'm') {
+    if (n < 1 || 60 % n !== 0) throw new InputError(`--every ${every}: minutes must divide 60 (5m, 10m, 15m, 20m, 30m).`);
+    const off = minute % n;
+    return { cron: `${off}-59/${n} * * * *`, onCalendar: `*-*-* *:${pad(off)}/${n}:00`, describe: `every ${n} minutes` };
+  }
+  if (unit === 'h') {
+    if (n < 1 || 24 % n !== 0) throw new InputError(`--every ${every}: hours must divide 24 (1h, 2h, 3h, 4h, 6h, 8h, 12h).`);
+    const off = hour % n;
+    return n === 1
+      ? { cron: `${minute} * * * *`, onCalendar: `*-*-* *:${pad(minute)}:00`, describe: `hourly at :${pad(minute)}` }
+      : { cron: `${minute} ${off}-23/${n} * * *`, onCalendar: `*-*-* ${pad(off)}/${n}:${pad(minute)}:00`, describe: `every ${n} hours` };
+  }
+  if (n !== 1) throw new InputError(`--every ${every}: only 1d is supported for days.`);
+  return { cron: `${minute} ${hour} * * *`, onCalendar: `*-*-* ${pad(hour)}:${pad(minute)}:00`, describe: `daily at ${pad(hour)}:${pad(minute)}` };
+}
+
+function shellJoin(args: string[]): string {
+  return args.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
