@@ -69,6 +69,7 @@ export function buildProgram(): Command {
     .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
     .option('--json', 'machine-readable output')
     .action(async (o) => (await import('./status.js')).statusCommand(o));
+
   program
     .command('upgrade')
     .description('upgrade a cluster in place over SSH: standbys one at a time, the leader last with SIGTERM, gates before each node')
@@ -188,6 +189,12 @@ export function buildProgram(): Command {
     .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
     .option('--json', 'machine-readable output')
     .action(async (o) => (await import('./rotate.js')).rotateCommand(o));
+
+  program
+    .command('schema')
+    .description('the JSON Schemas of inventories and playbooks, for editors')
+    .option('--write <dir>', 'write them into this folder (playbooks/schema)')
+    .action(async (o) => (await import('./schema.js')).schemaCommand(o));
 
   registerBackupCommands(program);
 
