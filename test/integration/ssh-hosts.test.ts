@@ -1,0 +1,146 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SshHost, type SshTarget } from '../../src/ssh/connection.js';
+import { fingerprint, parsePublicKeyLine } from '../../src/ssh/host-key.js';
+import { LabService } from '../../src/ssh/services.js';
+import { SSH_PORT } from '../../src/lab/ssh-hosts.js';
+import { GateError, InputError } from '../../src/core/errors.js';
+import { flavorsUnderTest } from '../helpers/flavors.js';
+import { startTestLab, type TestLab } from '../helpers/lab.js';
+
+/**
+ * The SSH layer against the real OpenSSH sshd that `lab up --ssh` runs on each node's loopback
+ * address. Flavour matters little here, but the lab runs either flavour's server, so both run.
+ */
+const upgradePairs = [
+  { flavor: 'openbao' as const, from: '2.6.2', to: '2.7.2' },
+  { flavor: 'vault' as const, from: '1.19.0', to: '1.21.0' },
+].filter((p) => flavorsUnderTest().some((f) => f.flavor === p.flavor));
+
+describe.each(upgradePairs)('SSH hosts of a $flavor lab', ({ flavor, from }) => {
+  let t: TestLab;
+  const target = (name: string, extra: Partial<SshTarget> = {}): SshTarget => {
+    const node = t.lab.nodes.find((n) => n.name === name)!;
+    return { host: node.ip, port: SSH_PORT, user: 'root', keyFile: t.lab.ssh!.keyFile, hostKey: t.lab.ssh!.nodes[name]!.hostKey, label: name, ...extra };
+  };
+
+  beforeAll(async () => {
+    t = await startTestLab({ name: `c-ssh-${flavor}`, flavor, version: from, ssh: true });
+  });
+  afterAll(async () => {
+    await t?.destroy();
+  });
+
+  it('lab up --ssh writes each node\'s ssh block with the pinned host key into the inventory', () => {
+    const inv = readFileSync(t.inventory, 'utf8');
+    for (const n of t.lab.nodes) {
+      expect(inv).toContain(`host: "${n.ip}"`);
+      expect(inv).toContain(`host_key: "${t.lab.ssh!.nodes[n.name]!.hostKey}"`);
+    }
+    expect(inv).toContain(`port: ${SSH_PORT}`);
+  });
+
+  it('runs commands and reports exit codes, with output bounded to its tail', async () => {
+    const h = await SshHost.connect(target('n1'));
+    try {
+      const r = await h.exec('echo out; echo err >&2; exit 7');
+      expect(r).toMatchObject({ code: 7, stdout: 'out\n', stderr: 'err\n' });
+      const big = await h.exec('seq 1 100000', { maxBytes: 100 });
+      expect(big.code).toBe(0);
+      expect(big.stdout.length).toBeLessThanOrEqual(100);
+      expect(big.stdout.trimEnd().endsWith('100000')).toBe(true);
+      const who = await h.exec('id -u');
+      expect(who.stdout.trim()).toBe('0');
+    } finally {
+      h.close();
+    }
+  });
+
+  it('uploads a file, verifies its sha256 on the host, and refuses a file that does not match the expected sum', async () => {
+    const local = join(t.stateDir, 'payload.bin');
+    const data = Buffer.alloc(3 * 1024 * 1024 + 17, 7);
+    writeFileSync(local, data);
+    const sha = createHash('sha256').update(data).digest('hex');
+    const remote = join(t.lab.nodes[1]!.dir, 'payload.bin');
+    const h = await SshHost.connect(target('n2'));
+    try {
+      const r = await h.upload(local, remote, { sha256: sha, mode: 0o600 });
+      expect(r).toEqual({ sha256: sha, bytes: data.length });
+      expect(await h.sha256(remote)).toBe(sha);
+      expect(existsSync(`${remote}.part`)).toBe(false);
+      const wrong = await h.upload(local, `${remote}.2`, { sha256: '0'.repeat(64) }).catch((e: unknown) => e);
+      expect(wrong).toBeInstanceOf(InputError);
+      expect(existsSync(`${remote}.2`)).toBe(false);
+    } finally {
+      h.close();
+    }
+  });
+
+  it('refuses a host whose key differs from the pinned one, showing the SHA256 fingerprint it was offered', async () => {
+    const otherKey = t.lab.ssh!.nodes['n2']!.hostKey; // a real key, but n2's, not n1's
+    const e = await SshHost.connect(target('n1', { hostKey: otherKey })).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(GateError);
+    const presented = fingerprint(parsePublicKeyLine(t.lab.ssh!.nodes['n1']!.hostKey)!.blob);
+    const text = [(e as GateError).message, ...(e as GateError).details].join('\n');
+    expect(text).toContain('does not match the pinned key');
+    expect(text).toContain(presented);
+    expect(text).toMatch(/SHA256:[A-Za-z0-9+/]{43}/);
+  });
+
+  it('refuses an unknown host unless trust-on-first-use is asked for, then pins it in known_hosts and refuses a changed key', async () => {
+    const knownHosts = join(t.stateDir, 'known_hosts');
+    const unknown = await SshHost.connect(target('n3', { hostKey: undefined, knownHosts })).catch((x: unknown) => x);
+    expect(unknown).toBeInstanceOf(GateError);
+    expect((unknown as GateError).message).toContain('is unknown');
+
+    const tofu = await SshHost.connect(target('n3', { hostKey: undefined, knownHosts, trustOnFirstUse: true }));
+    tofu.close();
+    expect(readFileSync(knownHosts, 'utf8')).toContain(`[${t.lab.nodes[2]!.ip}]:${SSH_PORT} ssh-ed25519 `);
+    const again = await SshHost.connect(target('n3', { hostKey: undefined, knownHosts }));
+    again.close();
+
+    // Another host's key recorded for n3's address: the known_hosts entry no longer matches.
+    const n1Key = t.lab.ssh!.nodes['n1']!.hostKey;
+    writeFileSync(knownHosts, `[${t.lab.nodes[2]!.ip}]:${SSH_PORT} ${n1Key}\n`);
+    const changed = await SshHost.connect(target('n3', { hostKey: undefined, knownHosts, trustOnFirstUse: true })).catch((x: unknown) => x);
+    expect(changed).toBeInstanceOf(GateError);
+    expect((changed as GateError).message).toContain('differs from the one in');
+  });
+
+  it('reaches a node through a jump host', async () => {
+    const jump = target('n1');
+    const h = await SshHost.connect(target('n2', { jump }));
+    try {
+      const r = await h.exec('cat /proc/sys/kernel/hostname >/dev/null; echo via-jump');
+      expect(r.stdout.trim()).toBe('via-jump');
+    } finally {
+      h.close();
+    }
+  });
+
+  it('the lab service manager stops the server with SIGTERM and waits until it is gone, then starts it again', async () => {
+    const n3 = t.lab.nodes[2]!;
+    const h = await SshHost.connect(target('n3'));
+    try {
+      const svc = new LabService(h, join(n3.dir, 'service.sh'), n3.log);
+      const before = await svc.status();
+      expect(before.running).toBe(true);
+      await svc.stop(60_000);
+      expect(existsSync(`/proc/${before.pid}`)).toBe(false);
+      expect((await svc.status()).running).toBe(false);
+      // The server logs a clean shutdown on SIGTERM (not a kill).
+      expect((await svc.logTail(30)).join('\n')).toMatch(/shutdown|shutting down/i);
+      await svc.start();
+      const after = await svc.status();
+      expect(after.running).toBe(true);
+      expect(after.pid).not.toBe(before.pid);
+      // The new process inherited nothing from the SSH session.
+      const environ = readFileSync(`/proc/${after.pid}/environ`, 'utf8').split('\0');
+      expect(environ.filter((e) => /TOKEN|SSH_/.test(e))).toEqual([]);
+    } finally {
+      h.close();
+    }
+  });
+});
