@@ -1,0 +1,178 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, closeSync, existsSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBinary, FLAVORS } from '../../src/lab/binaries.js';
+import { clusterFor, unsealAll, waitHealthy } from '../../src/lab/lab.js';
+import { flavorsUnderTest } from '../helpers/flavors.js';
+import { startTestLab, type TestLab } from '../helpers/lab.js';
+
+/**
+ * `vaultops upgrade` (the built CLI) against a real 3-node lab whose nodes are reached over the
+ * lab's real sshd. Checked with the official CLI at the end, as an operator would.
+ */
+const pairs = [
+  { flavor: 'openbao' as const, from: '2.6.2', to: '2.7.2' },
+  { flavor: 'vault' as const, from: '1.19.0', to: '1.21.0' },
+].filter((p) => flavorsUnderTest().some((f) => f.flavor === p.flavor));
+
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vaultops.js');
+const NODE = process.execPath;
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function sha256(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH', ({ flavor, from, to }) => {
+  let t: TestLab;
+  let newBinary: string;
+  const outputs: string[] = [];
+  const upgrade = async (binary: string, sum: string, extra: string[] = []): Promise<Ran> => {
+    // No token or key on the command line: the inventory references the lab's 0600 init file.
+    const r = await run(NODE, [BIN, 'upgrade', '-i', t.inventory, '--binary', binary, '--sha256', sum, '--non-interactive', '--wait-timeout', '90', ...extra], { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' });
+    outputs.push(r.stdout, r.stderr);
+    return r;
+  };
+  const versions = async () => {
+    const c = clusterFor(t.lab);
+    try {
+      return (await c.status()).nodes.map((n) => n.version);
+    } finally {
+      c.close();
+    }
+  };
+  const pids = () => t.lab.nodes.map((n) => readFileSync(join(n.dir, 'pid'), 'utf8').trim());
+  const staged = () => t.lab.nodes.filter((n) => existsSync(join(n.dir, 'bin', `${FLAVORS[flavor].binaryName}.vaultops-staged`))).map((n) => n.name);
+
+  beforeAll(async () => {
+    newBinary = (await ensureBinary({ flavor, version: to })).path;
+    t = await startTestLab({ name: `c-up-${flavor}`, flavor, version: from, ssh: true });
+  });
+  afterAll(async () => {
+    await t?.destroy();
+  });
+
+  it('refuses a binary whose sha256 is not the expected one before touching any node', async () => {
+    const pidsBefore = pids();
+    const r = await upgrade(newBinary, 'a'.repeat(64));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('refused before touching any node');
+    expect(staged()).toEqual([]);
+    expect(pids()).toEqual(pidsBefore);
+    expect(await versions()).toEqual([from, from, from]);
+  });
+
+  it('refuses at the gate when a node is down (failure tolerance 0), and changes nothing', async () => {
+    const n3 = t.lab.nodes[2]!;
+    const stop = await run('/bin/sh', [join(n3.dir, 'service.sh'), 'stop', '30'], t.env);
+    expect(stop.code).toBe(0);
+    const pidsBefore = pids();
+    const r = await upgrade(newBinary, sha256(newBinary));
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain('is not healthy; no node was touched');
+    expect(r.stderr).toContain('n3 is unreachable');
+    expect(staged()).toEqual([]);
+    expect(pids()).toEqual(pidsBefore);
+    // Put n3 back as it was.
+    const start = await run('/bin/sh', [join(n3.dir, 'service.sh'), 'start'], t.env);
+    expect(start.code).toBe(0);
+    await unsealAll({ ...t.lab, nodes: [{ ...n3, pid: undefined }] }, t.init, () => undefined);
+    await waitHealthy(t.lab, t.init.root_token, () => undefined);
+  });
+
+  it('refuses a corrupt binary (right checksum, does not run) before any node goes down', async () => {
+    const corrupt = join(t.stateDir, 'corrupt-binary');
+    // The first MB of the real binary: an ELF that cannot run.
+    const fd = openSync(newBinary, 'r');
+    const buf = Buffer.alloc(1024 * 1024);
+    readSync(fd, buf, 0, buf.length, 0);
+    closeSync(fd);
+    writeFileSync(corrupt, buf, { mode: 0o755 });
+    const pidsBefore = pids();
+    const r = await upgrade(corrupt, sha256(corrupt));
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('does not run on');
+    expect(pids()).toEqual(pidsBefore);
+    expect(await versions()).toEqual([from, from, from]);
+  });
+
+  it('halts at the first standby whose new binary does not start, shows its log tail, and rolls that node back', async () => {
+    // A fault a real release cannot be made to produce on demand: a binary that answers `version`
+    // like the new release but fails at `server`. A shell script stands in for it (DESIGN rule 8).
+    const bad = join(t.stateDir, 'starts-then-dies');
+    writeFileSync(bad, `#!/bin/sh\nif [ "$1" = version ]; then echo "${flavor === 'openbao' ? 'OpenBao' : 'Vault'} v${to} (fault-injection)"; exit 0; fi\necho "fault-injection: this build cannot start: corrupt text segment" >&2\nexit 1\n`);
+    chmodSync(bad, 0o755);
+    const pidsBefore = pids();
+    const r = await upgrade(bad, sha256(bad), ['--rollback-on-failure']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/Upgrade halted at n\d: n\d exited right after it was started/);
+    expect(r.stderr).toContain('fault-injection: this build cannot start');
+    expect(r.stderr).toContain('rolled back to its previous binary and is a healthy voter again');
+    // Only one node was touched (the first standby); the others kept their processes.
+    const after = pids();
+    expect(after.filter((p, i) => p !== pidsBefore[i]).length).toBe(1);
+    expect(await versions()).toEqual([from, from, from]);
+    await waitHealthy(t.lab, t.init.root_token, () => undefined);
+  });
+
+  it('upgrades every node, standbys first and the leader last, verified by the official CLI', async () => {
+    const r = await upgrade(newBinary, sha256(newBinary));
+    expect(r.stderr + r.stdout).toContain(`all nodes on ${to}`);
+    expect(r.code).toBe(0);
+    // The order: the leader (marked in the plan line) is upgraded last.
+    const plan = /order: (.+?);/.exec(r.stderr)?.[1] ?? '';
+    expect(plan).toMatch(/\(leader, last\)$/);
+    expect(await versions()).toEqual([to, to, to]);
+
+    const client = await cliEnv();
+    const peers = await run(newBinary, ['operator', 'raft', 'list-peers', '-format=json'], client);
+    expect(peers.code).toBe(0);
+    const servers = (JSON.parse(peers.stdout) as { data: { config: { servers: Array<{ node_id: string; voter: boolean; leader: boolean }> } } }).data.config.servers;
+    expect(servers.map((s) => s.node_id).sort()).toEqual(['n1', 'n2', 'n3']);
+    expect(servers.every((s) => s.voter)).toBe(true);
+    expect(servers.filter((s) => s.leader).length).toBe(1);
+    const history = await run(newBinary, ['list', '-format=json', 'sys/version-history'], client);
+    expect(history.code).toBe(0);
+    expect(JSON.parse(history.stdout)).toEqual(expect.arrayContaining([from, to]));
+
+    // Running it again is a no-op: every node is skipped with the reason.
+    const again = await upgrade(newBinary, sha256(newBinary));
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain(`skipped (already on ${to})`);
+    expect(again.stdout).toContain('Nothing to do');
+  });
+
+  it('never shows the lab\'s token or unseal keys, and servers never get them on their command line', () => {
+    const all = outputs.join('\n');
+    for (const s of t.secrets) expect(all).not.toContain(s);
+    for (const pid of pids()) {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      for (const s of t.secrets) expect(cmdline).not.toContain(s);
+    }
+  });
+
+  /** The official CLI's environment: token only through the environment, never argv. */
+  async function cliEnv(): Promise<NodeJS.ProcessEnv> {
+    const addr = t.lab.nodes[0]!.apiAddr;
+    return { PATH: process.env['PATH'], HOME: t.stateDir, VAULT_ADDR: addr, BAO_ADDR: addr, VAULT_CACERT: t.lab.caCert, BAO_CACERT: t.lab.caCert, VAULT_TOKEN: t.init.root_token, BAO_TOKEN: t.init.root_token };
+  }
+});
