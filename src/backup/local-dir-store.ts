@@ -28,8 +28,13 @@ export class LocalDirStore implements BackupStore {
   async begin(name: string): Promise<SnapshotSink> {
     assertPlainName(name);
     await mkdir(this.location, { recursive: true, mode: 0o700 });
-    const final = join(this.location, name);
-    if (await exists(final)) throw new VaultopsError(`Backup ${final} already exists; not overwriting it.`, { hint: 'Wait a second and run again.' });
+    // Names carry the second; a second backup within it (cron right after a manual run) gets -2, -3...
+    let final = join(this.location, name);
+    for (let k = 2; (await exists(final)) || (await exists(`${final}${PARTIAL_SUFFIX}`)); k++) {
+      if (k > 99) throw new VaultopsError(`Too many backups named ${name} in ${this.location}.`);
+      final = join(this.location, name.replace(/(\.snap)?$/, `-${k}$1`));
+    }
+    const finalName = basename(final);
     const partial = `${final}${PARTIAL_SUFFIX}`;
     // 'wx': never reuse a partial file another run may still be writing. flush: fsync before close.
     let stream: WriteStream;
@@ -55,6 +60,7 @@ export class LocalDirStore implements BackupStore {
       await rm(partial, { force: true });
     };
     return {
+      name: finalName,
       stream,
       async commit(manifest: Manifest) {
         if (done) throw new VaultopsError('Snapshot sink committed twice.');
@@ -63,7 +69,7 @@ export class LocalDirStore implements BackupStore {
         try {
           // The pipeline has finished the stream; wait for the flushed close.
           if (!stream.closed) await new Promise<void>((res, rej) => { stream.once('close', () => res()); stream.once('error', rej); });
-          await writeAtomically(`${final}.sha256`, sidecarText(manifest.sha256, name));
+          await writeAtomically(`${final}.sha256`, sidecarText(manifest.sha256, finalName));
           written.push(`${final}.sha256`);
           await writeAtomically(`${final}.json`, `${JSON.stringify(manifest, null, 2)}\n`);
           written.push(`${final}.json`);

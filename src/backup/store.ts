@@ -16,7 +16,7 @@ export interface BackupStore {
   /** Where it is, for messages ("/var/backups/vault", "sftp://host/path"). */
   readonly location: string;
   readonly retention: RetentionRule;
-  /** Starts writing snapshot `name`; nothing under that name is visible until commit. */
+  /** Starts writing snapshot `name` (or a free variant of it); nothing is visible until commit. */
   begin(name: string): Promise<SnapshotSink>;
   /** Snapshots in the store, newest first; entries without a valid manifest are listed as unverified. */
   list(): Promise<BackupEntry[]>;
@@ -27,6 +27,8 @@ export interface BackupStore {
 }
 
 export interface SnapshotSink {
+  /** The name the snapshot will have (the one asked for, or with -2, -3... if that was taken). */
+  name: string;
   stream: Writable;
   /** Flushes to stable storage, writes the sidecar and manifest, then renames into place. */
   commit(manifest: Manifest): Promise<void>;

@@ -44,9 +44,10 @@ export async function takeBackup(o: TakeBackupOptions): Promise<BackupResult> {
   const leader = await o.cluster.findLeader(probes);
   const health = probes.find((p) => p.node.name === leader.node.name)?.health?.body;
   const started = now();
-  const name = `${o.clusterName}-${stamp(started)}${o.reason === 'pre-restore' ? '-pre-restore' : ''}.snap`;
+  const wanted = `${o.clusterName}-${stamp(started)}${o.reason === 'pre-restore' ? '-pre-restore' : ''}.snap`;
+  const sink = await o.store.begin(wanted);
+  const name = sink.name;
   log(`Snapshot of ${o.clusterName} from the leader ${leader.node.name} (${leader.node.apiAddr}) into ${o.store.location}/${name}...`);
-  const sink = await o.store.begin(name);
   let response: Awaited<ReturnType<typeof leader.client.streamSnapshot>> | undefined;
   try {
     response = await leader.client.streamSnapshot();
