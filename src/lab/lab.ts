@@ -229,12 +229,13 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
 async function restart(lab: LabRecord, binary: string, progress: (m: string) => void): Promise<LabRecord> {
   lab.binary = binary;
   for (const n of lab.nodes) writeFileSync(n.config, renderConfig(lab, n));
-  await withFileLock(join(tmpdir(), 'vaultops-lab-slots.lock'), progress, async () => {
-    for (const n of lab.nodes) await assertPortsFree(n, lab.name);
-    await startNodes(lab, progress);
-    await startSshds(lab, progress);
-  });
   try {
+    // Inside the try: when one node fails to start, the nodes already started are stopped too.
+    await withFileLock(join(tmpdir(), 'vaultops-lab-slots.lock'), progress, async () => {
+      for (const n of lab.nodes) await assertPortsFree(n, lab.name);
+      await startNodes(lab, progress);
+      await startSshds(lab, progress);
+    });
     const init = readInit(lab);
     await unsealAll(lab, init, progress);
     await waitHealthy(lab, init.root_token, progress);
