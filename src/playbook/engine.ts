@@ -88,7 +88,9 @@ export async function executePlan(input: EngineInput): Promise<EngineResult> {
     try {
       args = action.schema.parse(render(step.with, scope()));
     } catch (e) {
-      return { status: 'failed', message: `arguments of ${action.name} are invalid at run time: ${redactor.redact((e as Error).message)}` };
+      const issues = (e as { issues?: Array<{ path: PropertyKey[]; message: string }> }).issues;
+      const why = issues ? issues.map((i) => `${i.path.map(String).join('.') || 'with'}: ${i.message}`).join('; ') : (e as Error).message;
+      return { status: 'failed', message: `arguments of ${action.name} are invalid at run time: ${redactor.redact(why)}` };
     }
     const ctx: ActionContext = {
       cluster: input.cluster,

@@ -72,7 +72,8 @@ export async function resolveInputs(options: {
       });
     }
     if (value === undefined || value === null || value === '') {
-      const required = spec.required ?? spec.default === undefined;
+      // A default that works out to nothing (an inventory field not set) leaves the var needed.
+      const required = spec.required ?? true;
       if (!required && value === undefined) continue;
       if (options.planOnly) continue;
       value = await ask(name, spec, prompter, source, scope);
