@@ -1,10 +1,9 @@
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { InputError } from '../core/errors.js';
-import type { NodeSpec } from '../inventory/schema.js';
 import { stateDir } from '../lab/paths.js';
 import { resolveSecretList } from '../secrets/refs.js';
-import { SshHost } from '../ssh/connection.js';
+import { openNodeHost } from '../ssh/open-host.js';
 import { LocalDirStore } from '../backup/local-dir-store.js';
 import { takeBackup } from '../backup/take-backup.js';
 import { rollingUpgrade, type UpgradeEvent } from '../upgrade/rolling.js';
@@ -45,7 +44,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
       unsealKeys,
       onNodeFailure: o.rollbackOnFailure ? 'rollback' : 'halt',
       waitTimeoutMs,
-      openHost: (n) => openHost(n, o.trustOnFirstUse === true),
+      openHost: (n) => openNodeHost(n, { trustOnFirstUse: o.trustOnFirstUse }),
       snapshot: async () => {
         const r = await takeBackup({ cluster: conn.client, clusterName: conn.name, flavor: conn.spec.flavor, keySet: conn.spec.unseal?.key_set, store: new LocalDirStore(snapshotDir), log: progress });
         return join(r.location, r.name);
@@ -79,22 +78,6 @@ function describe(e: UpgradeEvent): string {
     default:
       return e.message;
   }
-}
-
-export function openHost(n: NodeSpec, trustOnFirstUse: boolean): Promise<SshHost> {
-  const ssh = n.ssh ?? {};
-  return SshHost.connect({
-    host: ssh.host ?? new URL(n.api_addr).hostname,
-    port: ssh.port,
-    user: ssh.user,
-    keyFile: ssh.key_file,
-    hostKey: ssh.host_key,
-    knownHosts: ssh.known_hosts,
-    jump: ssh.jump,
-    sudo: ssh.sudo,
-    trustOnFirstUse,
-    label: n.name,
-  });
 }
 
 async function confirm(cluster: string): Promise<void> {

@@ -83,7 +83,10 @@ export class UpgradeHaltedError extends VaultopsError {
   }
 }
 
-interface Member {
+/** What one node's upgrade needs; `rollingUpgrade` passes its options, an action builds it from its context. */
+export type NodeUpgradeContext = Pick<RollingUpgradeOptions, 'cluster' | 'clusterName' | 'binary' | 'unsealKeys' | 'signal' | 'onNodeFailure'>;
+
+export interface Member {
   spec: NodeSpec;
   node: ClusterNode;
   host: Host;
@@ -93,10 +96,27 @@ interface Member {
 
 const POLL_MS = 200;
 
-export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingUpgradeResult> {
-  const started = Date.now();
+export interface PreflightOptions extends Pick<RollingUpgradeOptions, 'cluster' | 'clusterName' | 'spec' | 'openHost' | 'binary' | 'onEvent'> {
+  /** Only these nodes need to reach their hosts (an action on one node); default all. */
+  nodes?: readonly string[] | undefined;
+}
+
+export interface Preflight {
+  target: string;
+  fromVersions: Record<string, string>;
+  skipped: Array<{ node: string; reason: string }>;
+  /** Opened hosts; the caller closes them (`closeMembers`). */
+  members: Member[];
+}
+
+/**
+ * Everything that is checked before the first change: the file's sha256; every node reachable,
+ * unsealed, a voter; autopilot healthy; failure tolerance >= 1; SSH with verified host keys; the
+ * binary staged and verified on every host; the staged binary runs there and is newer than every
+ * node (nodes already on it are skipped). Throws GateError/InputError; nothing running changed.
+ */
+export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> {
   const emit = o.onEvent ?? (() => undefined);
-  const timeout = o.waitTimeoutMs ?? 120_000;
   const flavorUnit = o.spec.flavor === 'openbao' ? 'openbao' : 'vault';
 
   // 1. The file itself, before anything remote.
@@ -119,10 +139,9 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
   const members: Member[] = [];
   try {
     // 3. Hosts: reachable over SSH with the right host key, before anything changes.
-    for (const spec of o.spec.nodes) {
+    for (const spec of o.spec.nodes.filter((n) => !o.nodes || o.nodes.includes(n.name))) {
       const host = await o.openHost(spec);
-      const node = o.cluster.nodes.find((x) => x.name === spec.name)!;
-      members.push({ spec, node, host, service: serviceManager(host, spec.service, flavorUnit), binaryPath: spec.service!.binary! });
+      members.push(memberFor(o.cluster, spec, host, flavorUnit));
     }
     emit({ kind: 'gate', message: `SSH to ${members.map((m) => m.spec.name).join(', ')}: host keys verified.` });
     for (const m of members) {
@@ -148,6 +167,38 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
     }
     for (const s of skipped) emit({ kind: 'skip', node: s.node, reason: s.reason });
     emit({ kind: 'gate', message: `target ${target} is newer than ${Object.entries(fromVersions).filter(([n]) => !skipped.some((s) => s.node === n)).map(([n, v]) => `${n} (${v})`).join(', ') || 'no node'}.` });
+    return { target, fromVersions, skipped, members };
+  } catch (e) {
+    closeMembers(members);
+    throw e;
+  }
+}
+
+export function closeMembers(members: readonly Member[]): void {
+  for (const m of members) m.host.close();
+}
+
+/** The end state: one leader, every node on the target, `sys/version-history` lists it. */
+export async function verifyUpgrade(cluster: ClusterClient, clusterName: string, target: string): Promise<{ leader: string; versionHistory: string[] }> {
+  const after = await cluster.status();
+  const active = after.nodes.filter((n) => n.leader);
+  const behind = after.nodes.filter((n) => n.version !== target);
+  if (active.length !== 1 || behind.length || after.health !== 'healthy') {
+    throw new VaultopsError(`After the upgrade cluster ${clusterName} is not as expected.`, {
+      details: [`active nodes: ${active.map((n) => n.name).join(', ') || 'none'}`, ...behind.map((n) => `${n.name} reports ${n.version ?? 'no version'}`), ...after.problems],
+    });
+  }
+  const history = await versionHistory(cluster);
+  if (!history.includes(target)) throw new VaultopsError(`sys/version-history does not list ${target} (it has ${history.join(', ')}).`);
+  return { leader: active[0]!.name, versionHistory: history };
+}
+
+export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingUpgradeResult> {
+  const started = Date.now();
+  const emit = o.onEvent ?? (() => undefined);
+  const timeout = o.waitTimeoutMs ?? 120_000;
+  const { target, fromVersions, skipped, members } = await preflightUpgrade(o);
+  try {
     if (skipped.length === members.length) {
       return { target, fromVersions, upgraded: [], skipped, versionHistory: await versionHistory(o.cluster), timings: [], wallMs: Date.now() - started };
     }
@@ -170,7 +221,6 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
       const leader = await o.cluster.findLeader();
       const next = pending.find((m) => m.spec.name !== leader.node.name) ?? pending[0]!;
       const isLeader = next.spec.name === leader.node.name;
-      if (isLeader && pending.length > 1) throw new VaultopsError('internal: leader chosen before the standbys');
       await gateBeforeNode(o, next);
       const t = await upgradeMember(o, next, isLeader, target, stabilizationMs, timeout, emit);
       timings.push(t);
@@ -179,25 +229,24 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
     }
 
     // 8. Verify: one leader, every node on the target, version history records it.
-    const after = await o.cluster.status();
-    const active = after.nodes.filter((n) => n.leader);
-    const behind = after.nodes.filter((n) => n.version !== target);
-    if (active.length !== 1 || behind.length || after.health !== 'healthy') {
-      throw new VaultopsError(`After the upgrade cluster ${o.clusterName} is not as expected.`, {
-        details: [`active nodes: ${active.map((n) => n.name).join(', ') || 'none'}`, ...behind.map((n) => `${n.name} reports ${n.version ?? 'no version'}`), ...after.problems],
-      });
-    }
-    const history = await versionHistory(o.cluster);
-    if (!history.includes(target)) throw new VaultopsError(`sys/version-history does not list ${target} (it has ${history.join(', ')}).`);
-    emit({ kind: 'verify', message: `one leader (${active[0]!.name}), all nodes on ${target}, sys/version-history: ${history.join(', ')}.` });
-    return { target, fromVersions, upgraded, skipped, snapshot, versionHistory: history, timings, wallMs: Date.now() - started };
+    const v = await verifyUpgrade(o.cluster, o.clusterName, target);
+    emit({ kind: 'verify', message: `one leader (${v.leader}), all nodes on ${target}, sys/version-history: ${v.versionHistory.join(', ')}.` });
+    return { target, fromVersions, upgraded, skipped, snapshot, versionHistory: v.versionHistory, timings, wallMs: Date.now() - started };
   } finally {
-    for (const m of members) m.host.close();
+    closeMembers(members);
   }
 }
 
+
+export function memberFor(cluster: ClusterClient, spec: NodeSpec, host: Host, defaultUnit: string): Member {
+  const node = cluster.nodes.find((x) => x.name === spec.name);
+  if (!node) throw new InputError(`Cluster ${cluster.name} has no node ${spec.name}.`);
+  if (!spec.service?.binary) throw new InputError(`Node ${spec.name} has no service.binary: where the server binary lives on the host.`, { hint: 'Add service: {binary: /usr/local/bin/vault} to the node.' });
+  return { spec, node, host, service: serviceManager(host, spec.service, defaultUnit), binaryPath: spec.service.binary };
+}
+
 /** Before a node goes down: the cluster is healthy and can lose one node. */
-async function gateBeforeNode(o: RollingUpgradeOptions, m: Member): Promise<void> {
+export async function gateBeforeNode(o: NodeUpgradeContext, m: Member): Promise<void> {
   const st = await o.cluster.status();
   if (st.health !== 'healthy' || (st.autopilot?.failureTolerance ?? 0) < 1) {
     throw new GateError(`Not taking ${m.spec.name} down: cluster ${o.clusterName} is not healthy with failure tolerance >= 1.`, {
@@ -207,7 +256,7 @@ async function gateBeforeNode(o: RollingUpgradeOptions, m: Member): Promise<void
   }
 }
 
-async function upgradeMember(o: RollingUpgradeOptions, m: Member, isLeader: boolean, target: string, stabilizationMs: number, timeout: number, emit: (e: UpgradeEvent) => void): Promise<NodeTiming> {
+export async function upgradeMember(o: NodeUpgradeContext, m: Member, isLeader: boolean, target: string, stabilizationMs: number, timeout: number, emit: (e: UpgradeEvent) => void): Promise<NodeTiming> {
   const name = m.spec.name;
   await verifyStaged(m.host, m.binaryPath, o.binary.sha256);
   const t0 = Date.now();
@@ -252,7 +301,7 @@ async function upgradeMember(o: RollingUpgradeOptions, m: Member, isLeader: bool
 }
 
 /** Start, wait for the API, unseal (Shamir), wait until healthy voter on `version` and caught up. */
-async function startAndRejoin(o: RollingUpgradeOptions, m: Member, version: string | undefined, timeout: number, emit: (e: UpgradeEvent) => void): Promise<{ startMs: number; unsealMs: number; catchUpMs: number }> {
+async function startAndRejoin(o: NodeUpgradeContext, m: Member, version: string | undefined, timeout: number, emit: (e: UpgradeEvent) => void): Promise<{ startMs: number; unsealMs: number; catchUpMs: number }> {
   const name = m.spec.name;
   const client = o.cluster.client(name);
   const t0 = Date.now();
@@ -338,7 +387,7 @@ async function halt(m: Member, message: string, hint: string): Promise<UpgradeHa
   return new UpgradeHaltedError(m.spec.name, `Upgrade halted at ${m.spec.name}: ${message}`, tail.length ? [`last lines of ${m.spec.name}'s log:`, ...tail.map((l) => `  ${l}`)] : [], hint);
 }
 
-async function autopilotStabilization(client: VaultClient): Promise<number> {
+export async function autopilotStabilization(client: VaultClient): Promise<number> {
   try {
     const res = await client.read<{ data?: { server_stabilization_time?: string } }>('sys/storage/raft/autopilot/configuration');
     return parseGoDuration(res.data?.server_stabilization_time) ?? 10_000;

@@ -1,0 +1,34 @@
+import { z } from 'zod';
+import { defineAction } from '../types.js';
+import { openNodeHost } from '../../ssh/open-host.js';
+import { closeMembers, preflightUpgrade } from '../../upgrade/rolling.js';
+import { binaryArgs } from './_common.js';
+
+export default defineAction({
+  name: 'upgrade.preflight',
+  description: 'Check everything before an upgrade and stage the new binary on every host (verified there); changes no running node.',
+  schema: z.strictObject(binaryArgs),
+  changes: true,
+  gates: [
+    'binary sha256 matches',
+    'all nodes reachable, unsealed, voters',
+    'autopilot healthy, failure tolerance >= 1',
+    'SSH host keys verified',
+    'target version newer than every node (nodes on it are skipped)',
+  ],
+  describe: (args) => `check the cluster, stage ${args.binary} on every host (sha256 verified there), read its version`,
+  async run(ctx, args) {
+    const pre = await preflightUpgrade({
+      cluster: ctx.cluster,
+      clusterName: ctx.clusterName,
+      spec: ctx.spec,
+      binary: { path: args.binary, sha256: args.sha256 },
+      openHost: (n) => openNodeHost(n, { trustOnFirstUse: args.trust_on_first_use }),
+      onEvent: (e) => ctx.log('node' in e ? `${e.node}: ${'message' in e ? e.message : e.reason}` : e.message),
+    });
+    closeMembers(pre.members);
+    const data = { target: pre.target, from_versions: pre.fromVersions, skipped: pre.skipped.map((s) => s.node) };
+    if (pre.skipped.length === pre.members.length) return { status: 'ok', message: `every node is already on ${pre.target}`, data };
+    return { status: 'changed', message: `staged ${pre.target} on ${pre.members.length} hosts`, data };
+  },
+});

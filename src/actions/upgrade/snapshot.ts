@@ -1,0 +1,21 @@
+import { join } from 'node:path';
+import { z } from 'zod';
+import { defineAction } from '../types.js';
+import { LocalDirStore } from '../../backup/local-dir-store.js';
+import { takeBackup } from '../../backup/take-backup.js';
+
+export default defineAction({
+  name: 'upgrade.snapshot',
+  description: 'Take a verified Raft snapshot from the leader before an upgrade (Vault\'s storage is not backward compatible: rolling back means restoring it).',
+  schema: z.strictObject({
+    dir: z.string().optional().describe('Directory for the snapshot (default <state>/upgrades/<cluster>).'),
+  }),
+  changes: false,
+  gates: ['snapshot verified (complete tar, SHA256SUMS)'],
+  describe: (args) => `save a verified snapshot from the leader${args.dir ? ` into ${args.dir}` : ''}`,
+  async run(ctx, args) {
+    const dir = args.dir ?? join(ctx.stateDir, 'upgrades', ctx.clusterName);
+    const r = await takeBackup({ cluster: ctx.cluster, clusterName: ctx.clusterName, flavor: ctx.spec.flavor, keySet: ctx.spec.unseal?.key_set, store: new LocalDirStore(dir), log: (m) => ctx.log(m), signal: ctx.signal });
+    return { status: 'ok', message: `snapshot ${join(r.location, r.name)}`, data: { path: join(r.location, r.name) } };
+  },
+});
