@@ -1,0 +1,149 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { labDestroy, type LabRecord } from '../../src/lab/lab.js';
+import type { ClusterStatus } from '../../src/vault/cluster.js';
+import { ExitCode } from '../../src/core/exit-codes.js';
+import { CliRunner, isAlive, labSecrets, processesUnder } from '../helpers/cli.js';
+import { flavorsUnderTest } from '../helpers/flavors.js';
+
+const short = { openbao: 'bao', vault: 'vault' } as const;
+
+describe('the built CLI starts on the Node it ships for', () => {
+  const cwd = mkdtempSync(join(tmpdir(), 'vaultops-test-a-e2e-cwd-'));
+  const cli = new CliRunner({ env: { ...process.env, VAULTOPS_STATE_DIR: join(cwd, 'state') }, cwd });
+  afterAll(() => rmSync(cwd, { recursive: true, force: true }));
+
+  it('`--version --verbose` reports the package version and Node >= 22', async () => {
+    const r = await cli.run(['--version', '--verbose']);
+    expect(r.code).toBe(0);
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    expect(r.stdout).toContain(`vaultops ${pkg.version}\n`);
+    const major = Number(/^node (\d+)\./m.exec(r.stdout)?.[1]);
+    expect(major).toBeGreaterThanOrEqual(22);
+  });
+
+  it('`--help` exits 0 and lists the commands', async () => {
+    const r = await cli.run(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Usage: vaultops/);
+    expect(r.stdout).toMatch(/^\s+lab\s/m);
+    expect(r.stdout).toMatch(/^\s+status\s/m);
+  });
+
+  it('an unknown command exits 2', async () => {
+    const r = await cli.run(['frobnicate']);
+    expect(r.code).toBe(ExitCode.badInput);
+    expect(r.stderr).toMatch(/unknown command 'frobnicate'/);
+  });
+});
+
+describe.each(flavorsUnderTest())('a user runs `lab up`, `status`, `lab down`, `lab destroy` with $flavor $version', ({ flavor, version }) => {
+  const name = `a-e2e-${short[flavor]}`;
+  const stateDir = mkdtempSync(join(tmpdir(), `vaultops-test-${name}-`));
+  const cwd = mkdtempSync(join(tmpdir(), `vaultops-test-${name}-cwd-`));
+  const env = { ...process.env, VAULTOPS_STATE_DIR: stateDir };
+  const cli = new CliRunner({ env, cwd });
+  const inventory = join('inventories', `${name}.yml`);
+  let lab: LabRecord;
+  let secrets: string[] = [];
+
+  beforeAll(async () => {
+    const r = await cli.run(['lab', 'up', '--name', name, '--flavor', flavor, '--version', version]);
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
+    expect(r.stdout).toContain(`Inventory: ${inventory}`);
+    lab = JSON.parse(readFileSync(join(stateDir, 'labs', name, 'lab.json'), 'utf8')) as LabRecord;
+    secrets = labSecrets(lab.initFile);
+  });
+  afterAll(async () => {
+    // Whatever happened above, leave nothing running.
+    await labDestroy(name, () => undefined, env);
+    rmSync(stateDir, { recursive: true, force: true });
+    rmSync(cwd, { recursive: true, force: true });
+  });
+
+  it('`status` agrees with the real binary\'s `operator raft list-peers`', async () => {
+    const r = await cli.run(['status', '-i', inventory, '--json']);
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
+    const st = JSON.parse(r.stdout) as ClusterStatus;
+    expect(st.health).toBe('healthy');
+    expect(st.autopilot).toMatchObject({ healthy: true, failureTolerance: 1, voters: 3 });
+
+    const peers = listPeers(lab, flavor);
+    expect(peers).toHaveLength(3);
+    const ours = st.nodes.map((n) => {
+      const node = lab.nodes.find((x) => x.name === n.name)!;
+      return { node_id: n.name, address: node.clusterAddr.replace(/^https?:\/\//, ''), api: n.address, voter: n.voter, leader: n.leader };
+    });
+    expect(ours.map((o) => o.api)).toEqual(lab.nodes.map((n) => n.apiAddr));
+    expect(ours.map(({ node_id, address, voter, leader }) => ({ node_id, address, voter, leader }))).toEqual(
+      peers.map(({ node_id, address, voter, leader }) => ({ node_id, address, voter, leader })).sort((a, b) => a.node_id.localeCompare(b.node_id)),
+    );
+    expect(peers.filter((p) => p.leader).map((p) => p.node_id)).toEqual([st.leader]);
+
+    const text = await cli.run(['status', '-i', inventory]);
+    expect(text.code).toBe(ExitCode.ok);
+    expect(text.stdout).toContain(`leader ${st.leader}`);
+  });
+
+  it('`lab down` leaves no process of the lab alive', async () => {
+    const pids = lab.nodes.map((n) => n.pid!);
+    expect(pids.every((p) => Number.isInteger(p) && p > 0)).toBe(true);
+    expect(pids.every(isAlive)).toBe(true);
+    const r = await cli.run(['lab', 'down', '--name', name]);
+    expect(r.code).toBe(ExitCode.ok);
+    expect(r.stdout).toContain('stopped 3 server processes');
+    expect(pids.filter(isAlive)).toEqual([]);
+    expect(processesUnder(lab.dir)).toEqual([]);
+    const s = await cli.run(['lab', 'status', '--name', name, '--json']);
+    expect((JSON.parse(s.stdout) as Array<{ state: string }>)[0]?.state).toBe('stopped');
+  });
+
+  it('`lab destroy` removes the data, the keys and the inventory', async () => {
+    const r = await cli.run(['lab', 'destroy', '--name', name]);
+    expect(r.code).toBe(ExitCode.ok);
+    expect(r.stdout).toContain(`Lab ${name} destroyed`);
+    expect(existsSync(lab.dir)).toBe(false);
+    expect(existsSync(join(cwd, inventory))).toBe(false);
+  });
+
+  it('no CLI output contains an unseal key (base64 or hex) or the root token', () => {
+    cli.expectNoSecrets(secrets);
+  });
+});
+
+interface Peer {
+  node_id: string;
+  address: string;
+  leader: boolean;
+  voter: boolean;
+}
+
+/**
+ * `bao|vault operator raft list-peers -format=json`, run with the real binary. The token goes in
+ * through the environment (BAO_TOKEN / VAULT_TOKEN), never on the command line.
+ */
+function listPeers(lab: LabRecord, flavor: 'openbao' | 'vault'): Peer[] {
+  const prefix = flavor === 'openbao' ? 'BAO' : 'VAULT';
+  const init = JSON.parse(readFileSync(lab.initFile, 'utf8')) as { root_token: string };
+  const home = mkdtempSync(join(tmpdir(), 'vaultops-test-a-e2e-home-'));
+  try {
+    const r = spawnSync(lab.binary, ['operator', 'raft', 'list-peers', '-format=json'], {
+      env: {
+        PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+        HOME: home,
+        [`${prefix}_ADDR`]: lab.nodes[0]!.apiAddr,
+        [`${prefix}_CACERT`]: lab.caCert!,
+        [`${prefix}_TOKEN`]: init.root_token,
+      },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    return (JSON.parse(r.stdout) as { data: { config: { servers: Peer[] } } }).data.config.servers;
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+}
