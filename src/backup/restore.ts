@@ -27,6 +27,8 @@ export interface RestoreOptions {
   /** Allow a snapshot taken on another cluster (snapshot-force); its data and seal replace this cluster's. */
   forceOtherCluster: boolean;
   prompter: Prompter;
+  /** The typed confirmation was already given (a playbook step's `confirm:` asked it before the run). */
+  confirmed?: boolean | undefined;
   /** Where the safety snapshot of the current state goes before anything is replaced. */
   safetyStore: BackupStore;
   /** Resolves the unseal keys of a key set (undefined = this cluster's own), only if nodes come up sealed. */
@@ -87,7 +89,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
     ? `${o.clusterName} is at Raft index ${indexBefore}; the snapshot is at index ${verified.meta.index}${manifest ? ` (taken ${manifest.finished_at} on ${manifest.cluster.name})` : ''}. Everything written to ${o.clusterName} since then is lost: secrets, tokens, leases, policies.`
     : `The snapshot is at Raft index ${verified.meta.index}; everything written since it was taken is lost.`;
   log(lossLine);
-  await o.prompter.confirm({ message: `Restore ${o.file} into cluster ${o.clusterName}, replacing all of its data. ${lossLine}`, expected: o.clusterName, source: `--confirm ${o.clusterName}` });
+  if (!o.confirmed) await o.prompter.confirm({ message: `Restore ${o.file} into cluster ${o.clusterName}, replacing all of its data. ${lossLine}`, expected: o.clusterName, source: `--confirm ${o.clusterName}` });
 
   log('Taking a safety snapshot of the current state first...');
   const safetyBackup = await takeBackup({ cluster: o.cluster, clusterName: o.clusterName, flavor: o.flavor, keySet: o.keySet, store: o.safetyStore, reason: 'pre-restore', log, signal: o.signal });

@@ -71,3 +71,23 @@ export function openStore(name: string, raw: Record<string, unknown>, base: stri
   const c = parsed.data;
   return new LocalDirStore(resolve(base, c.path), retentionOf(c));
 }
+
+/**
+ * The store a step or command names: `to` (a local directory), `store` (one of the cluster's
+ * `stores:`), or the cluster's only store.
+ */
+export function resolveStore(choice: { store?: string | undefined; to?: string | undefined }, clusterName: string, stores: Record<string, Record<string, unknown>> | undefined, base: string): BackupStore {
+  if (choice.to !== undefined) {
+    if (choice.store !== undefined) throw new InputError('Name either a store or a directory (to), not both.');
+    return new LocalDirStore(resolve(base, choice.to));
+  }
+  const names = Object.keys(stores ?? {});
+  const name = choice.store ?? (names.length === 1 ? names[0] : undefined);
+  const raw = name === undefined ? undefined : stores?.[name];
+  if (name === undefined || !raw) {
+    throw new InputError(name === undefined ? `Cluster ${clusterName} has ${names.length === 0 ? 'no backup stores' : `${names.length} stores`}; say which one.` : `Cluster ${clusterName} has no store "${name}".`, {
+      hint: names.length ? `Stores: ${names.join(', ')}; or give a directory.` : 'Give a directory, or add `stores: { local: { type: dir, path: /var/backups/vault } }` to the cluster.',
+    });
+  }
+  return openStore(name, raw, base);
+}

@@ -1,0 +1,74 @@
+import { dirname, resolve } from 'node:path';
+import { z } from 'zod';
+import { InputError } from '../../core/errors.js';
+import { defineAction } from '../types.js';
+import { restoreSnapshot, type KeySetSecrets } from '../../backup/restore.js';
+import { LocalDirStore } from '../../backup/local-dir-store.js';
+import { resolveStore } from '../../backup/store.js';
+
+/**
+ * `backup.restore`: verify, refuse another cluster's snapshot unless allowed, safety snapshot,
+ * restore on the leader, wait for the restored data, unseal, verify health. The typed confirmation is
+ * the step's `confirm:` (asked before the run starts), so the action does not ask again.
+ */
+export default defineAction({
+  name: 'backup.restore',
+  description: 'Restore a verified Raft snapshot into the cluster (safety snapshot first), wait until it is really back, unseal if needed, check health.',
+  schema: z.strictObject({
+    from: z.string().optional().describe('The snapshot file; empty = the newest verified backup of this cluster in the store.'),
+    store: z.string().optional().describe('Store to pick the latest from and to keep the safety snapshot in.'),
+    to: z.string().optional().describe('A local directory instead of an inventory store.'),
+    force_other_cluster: z.boolean().default(false).describe('Allow a snapshot from another cluster (snapshot-force).'),
+    unseal_keys: z.array(z.string().min(1)).optional().describe('Key shares that open the restored data (a secret_list var), when they are not this cluster\'s own.'),
+    source_token: z.string().optional().describe('A token valid in the restored data (another cluster\'s), for the health checks.'),
+    timeout: z.number().int().min(10).default(180).describe('Seconds the cluster may take to come back.'),
+  }),
+  changes: true,
+  gates: ['snapshot verified (gzip, tar, sums, manifest)', 'same cluster unless force_other_cluster', 'safety snapshot taken'],
+  describe: (args) => `restore ${args.from || 'the latest verified backup'} on the leader${args.force_other_cluster ? ' (another cluster\'s snapshot allowed)' : ''}, after a safety snapshot`,
+  async run(ctx, raw) {
+    // Playbook vars left empty arrive as "": treat them as not given.
+    const args = { ...raw, store: raw.store || undefined, to: raw.to || undefined, from: raw.from || undefined, source_token: raw.source_token || undefined, unseal_keys: raw.unseal_keys?.length ? raw.unseal_keys : undefined };
+    let file: string;
+    let safety;
+    if (args.from) {
+      file = resolve(args.from);
+      safety = args.store !== undefined || args.to !== undefined ? resolveStore(args, ctx.clusterName, ctx.spec.stores, process.cwd()) : new LocalDirStore(dirname(file));
+    } else {
+      safety = resolveStore(args, ctx.clusterName, ctx.spec.stores, process.cwd());
+      const newest = (await safety.list()).find((e) => e.manifest?.cluster.name === ctx.clusterName && e.manifest.reason === 'backup');
+      const path = newest ? safety.localPath(newest.name) : undefined;
+      if (!path) return { status: 'failed', message: `no verified backup of ${ctx.clusterName} in ${safety.location}` };
+      file = path;
+    }
+    const keysFor = async (label: string | undefined): Promise<KeySetSecrets> => {
+      if (args.unseal_keys) return { label: label ?? 'the given unseal_keys', keys: args.unseal_keys, token: args.source_token };
+      const own = ctx.spec.unseal;
+      if ((label === undefined || label === own?.key_set) && own?.keys) {
+        const keys = await ctx.resolveSecret(own.keys);
+        return { label: own.key_set ?? ctx.clusterName, keys: Array.isArray(keys) ? keys : keys.split(/[\s,]+/).filter(Boolean), token: args.source_token };
+      }
+      throw new InputError(`The restored data needs the unseal keys of key set "${label ?? 'unknown'}", which is not this cluster's.`, { hint: 'Pass them to the step as with: { unseal_keys: "{{ vars.source_unseal_keys }}" } (a secret_list var).' });
+    };
+    const r = await restoreSnapshot({
+      cluster: ctx.cluster,
+      clusterName: ctx.clusterName,
+      flavor: ctx.spec.flavor,
+      keySet: ctx.spec.unseal?.key_set,
+      file,
+      forceOtherCluster: args.force_other_cluster,
+      prompter: ctx.prompter,
+      confirmed: true,
+      safetyStore: safety,
+      keysFor,
+      log: ctx.log,
+      signal: ctx.signal,
+      timeoutMs: args.timeout * 1000,
+    });
+    return {
+      status: 'changed',
+      message: `restored Raft index ${r.snapshotIndex} (was ${r.indexBefore ?? '?'}); ${r.status.nodes.length} nodes unsealed voters, autopilot healthy${r.unsealedWith ? `; unsealed with ${r.unsealedWith}` : ''}`,
+      data: { file: r.file, snapshot_index: r.snapshotIndex, index_before: r.indexBefore, forced: r.forced, unsealed_with: r.unsealedWith, safety_snapshot: `${r.safetyBackup.location}/${r.safetyBackup.name}` },
+    };
+  },
+});
