@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants, mkdirSync, openSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError, VaultApiError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
@@ -212,4 +212,19 @@ export async function writeHolderFiles(dir: string, step: Extract<RekeyStep, { k
     files.push(file);
   }
   return files;
+}
+
+/**
+ * Checks, before a rekey starts, that the holder files can be written: without verification the
+ * new shares exist only in the server's answer, so a directory we cannot write would lose them.
+ */
+export function prepareOutDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    throw new InputError(`Cannot write the new shares to ${dir} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`, { hint: 'Choose a directory this user can write; nothing was started.' });
+  }
+  const clash = readdirSync(dir).filter((f) => /^holder-\d+-/.test(f));
+  if (clash.length) throw new InputError(`${dir} already holds holder files (${clash.slice(0, 3).join(', ')}).`, { hint: 'Use an empty directory: share files are never overwritten. Nothing was started.' });
 }

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
-import { Rekey, verifyShare, writeHolderFiles, type RekeyStep } from '../ceremony/rekey.js';
+import { prepareOutDir, Rekey, verifyShare, writeHolderFiles, type RekeyStep } from '../ceremony/rekey.js';
 import { readPublicKeyFile } from '../secrets/pgp.js';
 import { rekeyCancel, rekeyVerifyStatus, type RekeyTarget } from '../vault/ceremonies.js';
 import { out, err } from '../ui/output.js';
@@ -33,6 +33,7 @@ export async function rekeyStartCommand(o: StartOptions): Promise<void> {
   const threshold = Number(o.threshold);
   const pgpKeys = await Promise.all((o.pgpKey ?? []).map((f) => readPublicKeyFile(f)));
   if (pgpKeys.length === 0) throw new InputError('New shares are only handed out encrypted: give one --pgp-key FILE per new holder.', { hint: `${shares} holders, ${shares} public keys (gpg --export KEYID > holder.gpg).` });
+  prepareOutDir(resolve(o.outDir));
   const c = await openCeremony(o);
   try {
     const rekey = await Rekey.start(c.session, { target: target(o), shares, threshold, pgpKeys, verify: o.verify === true });
@@ -55,6 +56,7 @@ interface ContributeOptions extends RekeyCommon {
 export async function rekeyContributeCommand(o: ContributeOptions): Promise<void> {
   const c = await openCeremony(o);
   try {
+    prepareOutDir(resolve(o.outDir));
     const rekey = await Rekey.join(c.session, target(o), o.nonce);
     const step = await collect(c, rekey, o.sharesFrom, true);
     if (step) await finish(o, step);

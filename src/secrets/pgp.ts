@@ -31,8 +31,8 @@ export async function parsePublicKey(bytes: Uint8Array, source: string): Promise
   let key: openpgp.Key;
   try {
     if (text.includes('-----BEGIN PGP')) key = await openpgp.readKey({ armoredKey: text });
-    else if (/^[A-Za-z0-9+/=\s]+$/.test(text)) key = await openpgp.readKey({ binaryKey: Buffer.from(text.replace(/\s+/g, ''), 'base64') });
-    else key = await openpgp.readKey({ binaryKey: bytes });
+    else if (/^[A-Za-z0-9+/=\s]+$/.test(text)) key = await openpgp.readKey({ binaryKey: new Uint8Array(Buffer.from(text.replace(/\s+/g, ''), 'base64')) });
+    else key = await openpgp.readKey({ binaryKey: new Uint8Array(bytes) });
   } catch (e) {
     throw new InputError(`${source} is not a PGP public key: ${(e as Error).message}.`, { hint: 'Give the file written by `gpg --export KEYID` (binary or --armor).' });
   }
@@ -43,15 +43,17 @@ export async function parsePublicKey(bytes: Uint8Array, source: string): Promise
 
 /** Turns a base64 PGP message as Vault returns it into an armored message a holder can `gpg -d`. */
 export async function armorVaultCiphertext(base64: string): Promise<string> {
-  const message = await openpgp.readMessage({ binaryMessage: Buffer.from(base64, 'base64') });
-  return message.armor();
+  const bytes = new Uint8Array(Buffer.from(base64, 'base64'));
+  await openpgp.readMessage({ binaryMessage: bytes }); // refuse anything that is not a PGP message
+  // message.armor() of a message read from bytes gives a stream in openpgp 6; armor the bytes.
+  return openpgp.armor(openpgp.enums.armor.message, bytes);
 }
 
 /** Decrypts a base64 PGP message as Vault returns it (tests, and holders who keep keys in files). */
 export async function decryptVaultCiphertext(base64: string, armoredPrivateKey: string, passphrase?: string): Promise<string> {
   let privateKey = await openpgp.readPrivateKey({ armoredKey: armoredPrivateKey });
   if (passphrase) privateKey = await openpgp.decryptKey({ privateKey, passphrase });
-  const message = await openpgp.readMessage({ binaryMessage: Buffer.from(base64, 'base64') });
+  const message = await openpgp.readMessage({ binaryMessage: new Uint8Array(Buffer.from(base64, 'base64')) });
   const { data } = await openpgp.decrypt({ message, decryptionKeys: privateKey, format: 'binary' });
   return Buffer.from(data as Uint8Array).toString('utf8');
 }

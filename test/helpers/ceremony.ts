@@ -1,0 +1,134 @@
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as openpgp from 'openpgp';
+import { expect } from 'vitest';
+import { CLI, NODE, REPO, waitFor, type CliResult } from './cli.js';
+import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
+
+/**
+ * The built CLI as a child process (no TTY), like CliRunner, plus the command line of every
+ * child, read from /proc/PID/cmdline while it runs, so tests can prove no secret reached argv.
+ */
+export class CeremonyCli {
+  readonly log: CliResult[] = [];
+  readonly cmdlines: string[] = [];
+  readonly #env: NodeJS.ProcessEnv;
+  readonly #cwd: string;
+
+  constructor(env: NodeJS.ProcessEnv, cwd: string) {
+    const clean: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(env)) if (!/^(VAULT|BAO)_/.test(k)) clean[k] = v;
+    this.#env = clean;
+    this.#cwd = cwd;
+  }
+
+  run(args: string[], extraEnv: Record<string, string> = {}): Promise<CliResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(NODE, [CLI, ...args], { cwd: this.#cwd, env: { ...this.#env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+      if (child.pid !== undefined) {
+        try {
+          this.cmdlines.push(readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0').join(' '));
+        } catch {
+          /* exited already */
+        }
+      }
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 170_000);
+      child.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        const r = { args, code, stdout, stderr };
+        this.log.push(r);
+        resolve(r);
+      });
+    });
+  }
+
+  /** Fails if any secret is in anything printed or in any child's argv. */
+  expectNoSecrets(secrets: readonly string[]): void {
+    expect(this.log.length).toBeGreaterThan(0);
+    expect(this.cmdlines.length).toBe(this.log.length);
+    const printed = this.log.map((r) => `${r.args.join(' ')}\n${r.stdout}${r.stderr}`).join('\n');
+    const argv = this.cmdlines.join('\n');
+    const real = secrets.filter((s) => s.length >= 6);
+    expect(real.length).toBeGreaterThan(0);
+    expect(real.filter((s) => printed.includes(s)), 'secrets in CLI output').toEqual([]);
+    expect(real.filter((s) => argv.includes(s)), 'secrets in a child\'s argv').toEqual([]);
+  }
+}
+
+export { REPO };
+
+export interface TestPgpKey {
+  publicFile: string;
+  armoredPrivate: string;
+  fingerprint: string;
+}
+
+/** A throwaway PGP key pair (curve25519: fast), its public half written to `dir`. */
+export async function makePgpKey(dir: string, name: string): Promise<TestPgpKey> {
+  const { privateKey, publicKey } = await openpgp.generateKey({ type: 'curve25519', userIDs: [{ name, email: `${name}@example.invalid` }], format: 'armored' });
+  const publicFile = join(dir, `${name}.asc`);
+  writeFileSync(publicFile, publicKey);
+  const key = await openpgp.readKey({ armoredKey: publicKey });
+  return { publicFile, armoredPrivate: privateKey, fingerprint: key.getFingerprint().toUpperCase() };
+}
+
+/** Decrypts an armored PGP message (as written for a holder) with a private key. */
+export async function decryptArmored(armored: string, armoredPrivate: string): Promise<string> {
+  const message = await openpgp.readMessage({ armoredMessage: armored });
+  const decryptionKeys = await openpgp.readPrivateKey({ armoredKey: armoredPrivate });
+  const { data } = await openpgp.decrypt({ message, decryptionKeys });
+  return String(data).trim();
+}
+
+/**
+ * Seals the active node (Vault does not forward sys/seal from a standby) and waits until another
+ * node leads and the old one reports itself sealed. Returns the sealed node's name.
+ */
+export async function sealActiveNode(inventory: string): Promise<string> {
+  const { client } = await connectCluster(inventory, undefined);
+  try {
+    const leader = await client.findLeader();
+    const sealed = leader.node.name;
+    await leader.client.seal();
+    await waitFor(
+      'a new leader, and the old one reporting itself sealed',
+      async () => {
+        const probes = await client.probeAll();
+        const old = probes.find((p) => p.node.name === sealed)?.health?.state;
+        const active = probes.filter((p) => p.health?.state === 'active');
+        return old === 'sealed' && active.length === 1 && active[0]!.node.name !== sealed ? true : undefined;
+      },
+      60_000,
+    );
+    return sealed;
+  } finally {
+    client.close();
+  }
+}
+
+/** Waits until every node serves again (a freshly unsealed node becomes a standby). */
+export async function waitAllServing(inventory: string): Promise<void> {
+  const { client } = await connectCluster(inventory, undefined);
+  try {
+    await waitFor(
+      'every node unsealed, one active',
+      async () => {
+        const probes = await client.probeAll();
+        const states = probes.map((p) => p.health?.state);
+        return states.every((s) => s === 'active' || s === 'standby' || s === 'perf-standby') && states.filter((s) => s === 'active').length === 1 ? true : undefined;
+      },
+      90_000,
+    );
+  } finally {
+    client.close();
+  }
+}
