@@ -78,8 +78,12 @@ export async function listrReporter(plan: Plan): Promise<Reporter> {
     const p: Pending = { resolve: (o) => { if (!p.settled) { p.settled = true; resolve(o); } }, promise, settled: false };
     pending.set(inst.seq, p);
   }
-  const settleBefore = (seq: number) => {
-    for (const [s, p] of pending) if (s < seq && !p.settled) p.resolve(undefined);
+  // Instances of one step may run side by side: only steps before the current one are "not run".
+  const firstOfStep = new Map<string, number>();
+  for (const inst of plan.instances) if (!firstOfStep.has(inst.stepId)) firstOfStep.set(inst.stepId, inst.seq);
+  const settleBefore = (seq: number, stepId?: string) => {
+    const limit = stepId === undefined ? seq : (firstOfStep.get(stepId) ?? seq);
+    for (const [s, p] of pending) if (s < limit && !p.settled) p.resolve(undefined);
   };
   const stepTask = (inst: PlanInstance) => ({
     title: `${inst.node ? `${inst.node}: ` : ''}${inst.description}`,
@@ -87,8 +91,8 @@ export async function listrReporter(plan: Plan): Promise<Reporter> {
       const p = pending.get(inst.seq)!;
       p.output = (s) => (task.output = redactor.redact(s));
       const o = await p.promise;
-      if (o === undefined) return task.skip('not run');
-      if (o.status === 'skipped') return task.skip(o.reason);
+      if (o === undefined) return task.skip(`${task.title} — not run`);
+      if (o.status === 'skipped') return task.skip(`${task.title} — skipped: ${redactor.redact(o.reason)}`);
       if (o.status === 'failed' || o.status === 'unreachable') throw new Error(redactor.redact(o.message));
       if (o.message) task.title = `${task.title} — ${redactor.redact(o.message)}`;
       return undefined;
@@ -122,13 +126,13 @@ export async function listrReporter(plan: Plan): Promise<Reporter> {
     emit(e: RunEvent) {
       switch (e.type) {
         case 'step-start':
-          settleBefore(e.instance.seq);
+          settleBefore(e.instance.seq, e.instance.stepId);
           break;
         case 'step-log':
           pending.get(e.instance.seq)?.output?.(e.message);
           break;
         case 'step-end':
-          settleBefore(e.instance.seq);
+          settleBefore(e.instance.seq, e.instance.stepId);
           pending.get(e.instance.seq)?.resolve(e.outcome);
           break;
         case 'run-end':
