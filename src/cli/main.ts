@@ -322,6 +322,11 @@ export function reportError(e: unknown): number {
     if (e.hint) err.line(`hint: ${e.hint}`);
     return e.exitCode;
   }
+  if (e instanceof Error && e.name === 'ExitPromptError') {
+    // Ctrl-C at a prompt: every question comes before the first change, so nothing changed.
+    err.line('Stopped at a prompt; nothing was changed.');
+    return ExitCode.interrupted;
+  }
   const message = e instanceof Error ? e.message : String(e);
   err.line(`error: ${redactor.redact(message)}`);
   if (process.env['VAULTOPS_DEBUG'] && e instanceof Error && e.stack) err.line(redactor.redact(e.stack));
