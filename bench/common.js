@@ -1,0 +1,48 @@
+// Shared bits of the benchmarks: run the built CLI as a whole process and summarise timings.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+
+export const REPO = fileURLToPath(new URL('..', import.meta.url));
+/** Node 24 from the npm `node` package, as users of the package run it. */
+export const NODE = join(REPO, 'node_modules', '.bin', 'node');
+export const CLI = join(REPO, 'bin', 'vaultops.js');
+
+export function assertBuilt() {
+  if (!existsSync(join(REPO, 'dist', 'cli', 'main.js'))) {
+    process.stderr.write('dist/ is missing: run `npm run build` first.\n');
+    process.exit(1);
+  }
+}
+
+/** Runs `vaultops ARGS` and returns its wall time in seconds with its exit status and output. */
+export function timeCli(args, options = {}) {
+  const started = process.hrtime.bigint();
+  const r = spawnSync(NODE, [CLI, ...args], { encoding: 'utf8', ...options });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  return { seconds, status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+/** Nearest-rank percentile of already sorted values. */
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+export function median(sorted) {
+  const n = sorted.length;
+  return n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+}
+
+export function summary(values) {
+  const s = [...values].sort((a, b) => a - b);
+  return { n: s.length, min: s[0], median: median(s), p90: percentile(s, 90), max: s[s.length - 1] };
+}
+
+export const fmt = (s) => `${s.toFixed(3)} s`;
+
+export function argValue(name, fallback) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+}

@@ -1,0 +1,20 @@
+// `npm run bench [-- startup|lab-up ...]`: runs the benchmarks one after another (all by default).
+// Each prints its own figures; nothing is asserted. Per file: node_modules/.bin/node bench/<name>.js
+import { spawnSync } from 'node:child_process';
+import { NODE, REPO } from './common.js';
+import { join } from 'node:path';
+
+const all = ['startup', 'lab-up'];
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const names = wanted.length ? wanted : all;
+let failed = 0;
+for (const name of names) {
+  if (!all.includes(name)) {
+    process.stderr.write(`unknown benchmark "${name}"; known: ${all.join(', ')}\n`);
+    process.exit(2);
+  }
+  process.stdout.write(`== ${name}\n`);
+  const r = spawnSync(NODE, [join(REPO, 'bench', `${name}.js`)], { stdio: 'inherit' });
+  if (r.status !== 0) failed++;
+}
+process.exit(failed ? 1 : 0);
