@@ -4,7 +4,8 @@ import { ExitCode } from '../core/exit-codes.js';
 import { InputError } from '../core/errors.js';
 import { stateDir } from '../lab/paths.js';
 import { prepare, execute, parseVarFlags, type Prepared } from '../playbook/runner.js';
-import { listRuns, readRun } from '../playbook/journal.js';
+import { listRuns, readRun, sha256 } from '../playbook/journal.js';
+import { readFileSync } from 'node:fs';
 import type { RunStatus } from '../playbook/journal.js';
 import { makePrompter } from '../ui/prompter.js';
 import { jsonReporter, listrReporter, planLines, plainReporter, fmtMs, type Reporter } from '../ui/reporters.js';
@@ -105,6 +106,17 @@ export async function resumeCommand(runId: string, o: RunOptions): Promise<void>
   if (run.status === 'ok') {
     out.line(`Run ${runId} already finished ok; nothing to resume.`);
     return;
+  }
+  let text = '';
+  try {
+    text = readFileSync(run.meta.playbookFile, 'utf8');
+  } catch {
+    throw new InputError(`Run ${runId} used the playbook ${run.meta.playbookFile}, which cannot be read now.`, { hint: 'Put the playbook back where it was, or start a new run.' });
+  }
+  if (sha256(text) !== run.meta.playbookSha256) {
+    throw new InputError(`The playbook ${run.meta.playbookFile} changed since the run started, so its recorded plan no longer matches it.`, {
+      hint: 'Put the playbook back as it was (the journal has its sha256) to resume, or start a new run with `vaultops run`.',
+    });
   }
   const prompter = makePrompter({ nonInteractive: o.nonInteractive, confirm: o.confirm });
   const inventory = o.inventory ?? run.meta.inventory;

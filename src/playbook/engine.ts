@@ -208,8 +208,9 @@ export async function executePlan(input: EngineInput): Promise<EngineResult> {
 
   const ok = await runSteps(input.playbook.steps);
   interrupted ||= input.signal.aborted;
-  const status: RunStatus = ok ? 'ok' : interrupted && !failedAt ? 'interrupted' : 'failed';
-  const message = status === 'interrupted' ? 'interrupted at a safe point' : failedAt ? `step ${failedAt.stepId} (${failedAt.name})${failedAt.node ? ` on ${failedAt.node}` : ''} failed: ${failMessage ?? ''}` : undefined;
+  // A step cut short by Ctrl-C reports "failed: interrupted"; the run as a whole was interrupted.
+  const status: RunStatus = ok ? 'ok' : interrupted ? 'interrupted' : 'failed';
+  const message = status === 'interrupted' ? `interrupted at a safe point${failedAt ? ` (step ${failedAt.stepId}${failedAt.node ? ` on ${failedAt.node}` : ''} did not finish)` : ''}` : failedAt ? `step ${failedAt.stepId} (${failedAt.name})${failedAt.node ? ` on ${failedAt.node}` : ''} failed: ${failMessage ?? ''}` : undefined;
   return { status, recap, message, failedAt };
 }
 

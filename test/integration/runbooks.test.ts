@@ -145,6 +145,47 @@ describe.each(flavorsUnderTest())('runbooks on a real $flavor $version cluster',
   });
 });
 
+describe.each(flavorsUnderTest().slice(0, 1))('Ctrl-C on a real $flavor cluster', ({ flavor, version }) => {
+  let lab: TestLab;
+  beforeAll(async () => {
+    lab = await startTestLab({ name: 'e-sigint', flavor, version });
+  });
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  it('SIGINT stops at a safe point with exit 130 and the resume command; resume finishes the run', async () => {
+    const cli = new CliRunner({ env: lab.env, cwd: lab.stateDir });
+    const pb = join(lab.stateDir, 'slow.yml');
+    writeFileSync(pb, ['name: slow', 'steps:', '  - action: vault.node_health', '    target: all', '  - name: wait', '    action: flow.wait', '    with: {seconds: 8}', '  - action: vault.autopilot_health', '    retries: 30', '    delay: 1s', ''].join('\n'));
+    const original = readFileSync(pb, 'utf8');
+    const child = spawn(NODE, [CLI, 'run', pb, '-i', lab.inventory, '--non-interactive'], { cwd: lab.stateDir, env: lab.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let printed = '';
+    child.stdout.on('data', (c: Buffer) => (printed += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (printed += c.toString()));
+    const runId = await waitFor('the wait step', () => (/\[4\/5\] wait\.\.\./.test(printed) ? /run (\S+):/.exec(printed)?.[1] : undefined), 60_000, 100);
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(code).toBe(ExitCode.interrupted);
+    expect(printed).toContain(`vaultops resume ${runId}`);
+    expect(printed).not.toMatch(/vault\.autopilot_health: ok/); // nothing after the safe point ran
+    const runs = await cli.run(['runs', '--json']);
+    expect(JSON.parse(runs.stdout).find((r: { id: string }) => r.id === runId).status).toBe('interrupted');
+    // The lock was released on the way out: another run can start at once.
+    const other = await cli.run(['run', 'health-check', '-i', lab.inventory, '--non-interactive']);
+    expect(other.code).toBe(0);
+    // Resume continues the recorded plan, so it refuses a playbook that changed meanwhile.
+    writeFileSync(pb, original.replace('seconds: 8', 'seconds: 1'));
+    const refused = await cli.run(['resume', runId, '--non-interactive']);
+    expect(refused.code).toBe(ExitCode.badInput);
+    expect(refused.stderr).toMatch(/changed since the run started/);
+    writeFileSync(pb, original);
+    const resumed = await cli.run(['resume', runId, '--non-interactive']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/\[4\/5\] wait: ok/);
+  });
+});
+
 describe('bad input', () => {
   it('a broken playbook gets file:line:col for every problem at once and the bad-input exit code', async () => {
     const lab = { stateDir: '/tmp' };
