@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
 import { ExitCode } from '../../src/core/exit-codes.js';
 import { labSecrets } from '../helpers/cli.js';
-import { CeremonyCli, decryptArmored, makePgpKey, sealActiveNode, waitAllServing, type TestPgpKey } from '../helpers/ceremony.js';
+import { CeremonyCli, decryptArmored, makePgpKey, REPO, sealActiveNode, waitAllServing, type TestPgpKey } from '../helpers/ceremony.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 
@@ -59,6 +59,30 @@ describe.each(flavorsUnderTest())('unseal-key rekey on a $flavor $version lab', 
     for (let i = 1; i <= n; i++) out.push(await makePgpKey(work, `${prefix}${i}`));
     return out;
   }
+
+  it('the rekey playbook starts a verified rekey with one PGP key per holder and writes their files; cancelling it keeps the old keys', async () => {
+    const holders = await keys(3, 'p');
+    const outDir = join(work, 'playbook');
+    const r = await cli.run([
+      'run', join(REPO, 'playbooks', 'rekey.yml'), '-i', t.inventory, '--non-interactive', '-y',
+      '--var', 'shares=3', '--var', 'threshold=2', '--var', `pgp_keys=${holders.map((k) => k.publicFile).join(',')}`, '--var', `out_dir=${outDir}`,
+    ]);
+    expect(r.code, r.stdout + r.stderr).toBe(ExitCode.ok);
+    expect(r.stdout + r.stderr).toMatch(/old keys stay valid until verified: vaultops rekey verify --nonce [0-9a-f-]{36}/);
+    expect(readdirSync(outDir)).toHaveLength(3);
+    const st = JSON.parse((await cli.run(['rekey', 'status', '-i', t.inventory, '--json', '--non-interactive'])).stdout) as { nonce: string; verification_required: boolean; new_shares: number };
+    expect(st).toMatchObject({ verification_required: true, new_shares: 3 });
+    const cancel = await cli.run(['rekey', 'cancel', '-i', t.inventory, '--nonce', st.nonce, '--non-interactive']);
+    expect(cancel.code, cancel.stderr).toBe(ExitCode.ok);
+  });
+
+  it('the rotate-encryption-key playbook advances the key term', async () => {
+    const r = await cli.run(['run', join(REPO, 'playbooks', 'rotate-encryption-key.yml'), '-i', t.inventory, '--non-interactive', '-y']);
+    expect(r.code, r.stdout + r.stderr).toBe(ExitCode.ok);
+    const m = /key term (\d+) -> (\d+)/.exec(r.stdout + r.stderr);
+    expect(m).not.toBeNull();
+    expect(Number(m![2])).toBe(Number(m![1]) + 1);
+  });
 
   it('a rekey cancelled half way (with its nonce) leaves the old keys working: a sealed node unseals with them', async () => {
     const holders = await keys(7, 'c');

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
@@ -9,7 +9,8 @@ import { VaultApiError } from '../../src/core/errors.js';
 import { VaultClient } from '../../src/vault/client.js';
 import { generateRootCancel } from '../../src/vault/ceremonies.js';
 import { labSecrets, waitFor } from '../helpers/cli.js';
-import { CeremonyCli, decryptArmored, makePgpKey } from '../helpers/ceremony.js';
+import { CeremonyCli, decryptArmored, makePgpKey, REPO } from '../helpers/ceremony.js';
+import { huntRootTokens } from '../../src/ceremony/root-tokens.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 
@@ -46,6 +47,9 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
     const { client } = await connectCluster(t.inventory, undefined);
     const leader = (await client.findLeader()).client;
     return token === undefined ? leader : leader.withToken(token);
+  }
+  async function rootAccessors(): Promise<string[]> {
+    return (await huntRootTokens(await api())).map((r) => r.accessor).sort();
   }
   async function expectRevoked(token: string): Promise<void> {
     const c = await api(token);
@@ -195,6 +199,31 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
     } finally {
       client.close();
     }
+  });
+
+  it('the root-generate playbook generates, uses and revokes the token; a failing step in between still ends revoked', async () => {
+    const before = await rootAccessors();
+    const ok = await cli.run(['run', join(REPO, 'playbooks', 'root-generate.yml'), '-i', t.inventory, '--non-interactive', '-y']);
+    expect(ok.code, ok.stderr + ok.stdout).toBe(ExitCode.ok);
+    const all = ok.stdout + ok.stderr;
+    expect(all).toMatch(/token works \(accessor \S+, policies root\)/);
+    expect(all).toMatch(/revoked the token with accessor/);
+    expect(await rootAccessors()).toEqual(before);
+
+    // The same runbook with a step that fails after the token exists: the always: block revokes it.
+    const failing = join(work, 'root-then-fail.yml');
+    writeFileSync(failing, readFileSync(join(REPO, 'playbooks', 'root-generate.yml'), 'utf8').replace('policy: root', 'policy: no-such-policy'));
+    const bad = await cli.run(['run', failing, '-i', t.inventory, '--non-interactive', '-y']);
+    expect(bad.code).toBe(ExitCode.failed);
+    const text = bad.stdout + bad.stderr;
+    expect(text).toMatch(/lacks policy no-such-policy/);
+    expect(text).toMatch(/revoked the token with accessor/);
+    expect(await rootAccessors()).toEqual(before);
+    // Nothing of the token reached the journal either.
+    const journal = readdirSync(join(t.stateDir, 'runs'), { recursive: true }).map(String).filter((f) => !statSync(join(t.stateDir, 'runs', f)).isDirectory());
+    const journalText = journal.map((f) => readFileSync(join(t.stateDir, 'runs', f), 'utf8')).join('\n');
+    expect(journalText.length).toBeGreaterThan(0);
+    expect(secrets.filter((x) => journalText.includes(x))).toEqual([]);
   });
 
   // Last: this revokes the lab's init root token, which the inventory uses.
