@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+// Client-visible availability during a rolling upgrade, on a real 3-node lab reached over SSH.
+//
+//   npm run build && node_modules/.bin/node bench/upgrade-probe.js [--flavor openbao|vault] [--from V] [--to V] [--keep]
+//
+// A canary secret is read at 20 Hz through the cluster: each read goes to the next node in turn
+// (as a DNS round robin would send a client; standbys forward to the active node), and a failed read
+// is retried once on the next node, as a client library would. /sys/health of every node is polled at
+// 20 Hz as well. It prints leadership changes, the longest time without an active node, failed reads
+// (first attempt, and after one retry), and the upgrade's wall time against its irreducible waits.
+// Figures only; nothing is asserted.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureBinary } from '../dist/lab/binaries.js';
+import { labDestroy, labUp } from '../dist/lab/lab.js';
+import { VaultClient } from '../dist/vault/client.js';
+import { Transport } from '../dist/vault/transport.js';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const flavor = opt('flavor', 'openbao');
+const from = opt('from', flavor === 'openbao' ? '2.6.2' : '1.19.0');
+const to = opt('to', flavor === 'openbao' ? '2.7.2' : '1.21.0');
+const keep = args.includes('--keep');
+const HZ = 20;
+
+const stateDir = mkdtempSync(join(tmpdir(), 'vaultops-bench-upgrade-'));
+const env = { ...process.env, VAULTOPS_STATE_DIR: stateDir };
+const name = `c-bench-${flavor}`;
+const log = (m) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
+
+const oldBin = await ensureBinary({ flavor, version: from, env });
+const newBin = await ensureBinary({ flavor, version: to, env });
+const inventory = join(stateDir, `${name}.yml`);
+log(`lab ${name}: ${flavor} ${from}, 3 nodes with sshd...`);
+const { lab } = await labUp({ name, flavor, version: from, binary: oldBin.path, tls: true, inventory, env, ssh: true, onProgress: () => undefined });
+const init = JSON.parse(readFileSync(lab.initFile, 'utf8'));
+const transport = new Transport({ tls: { caCert: lab.caCert }, timeoutMs: 2000, retries: 0 });
+const clients = lab.nodes.map((n) => new VaultClient({ address: n.apiAddr, label: n.name, token: init.root_token, transport }));
+
+try {
+  await clients[0].write('sys/mounts/secret', { type: 'kv', options: { version: '2' } });
+  await clients[0].write('secret/data/canary', { data: { value: 'canary-value' } });
+  // A new KV v2 mount answers 400 ("upgrading from non-versioned") on standbys for a moment: wait
+  // until every node serves the canary, so the probe measures the upgrade and not the mount.
+  for (const deadline = Date.now() + 60_000; ; ) {
+    const ok = await Promise.all(clients.map((c) => c.read('secret/data/canary').then((r) => r?.data?.data?.value === 'canary-value', () => false)));
+    if (ok.every(Boolean)) break;
+    if (Date.now() > deadline) throw new Error('the canary did not become readable on every node within 60 s');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+
+  const probe = { failures: [], reads: 0, firstFail: 0, retryFail: 0, changes: [], noActiveMs: 0, longestNoActiveMs: 0, samples: 0 };
+  let rr = 0;
+  let started = Date.now();
+  let running = true;
+  const readLoop = (async () => {
+    while (running) {
+      const t = Date.now();
+      const a = rr++ % clients.length;
+      probe.reads++;
+      let why = '';
+      const ok = async (c) => {
+        try {
+          const r = await c.read('secret/data/canary');
+          return r?.data?.data?.value === 'canary-value';
+        } catch (e) {
+          why += `${c.label}: ${String(e.message).slice(0, 140)}; `;
+          return false;
+        }
+      };
+      if (!(await ok(clients[a]))) {
+        probe.firstFail++;
+        if (!(await ok(clients[(a + 1) % clients.length]))) {
+          probe.retryFail++;
+          probe.failures.push(`+${((t - started) / 1000).toFixed(2)} s ${why}`);
+        }
+      }
+      await new Promise((r) => setTimeout(r, Math.max(0, 1000 / HZ - (Date.now() - t))));
+    }
+  })();
+  let lastActive;
+  let noActiveSince;
+  const healthLoop = (async () => {
+    while (running) {
+      const t = Date.now();
+      const states = await Promise.all(clients.map((c) => c.health().then((h) => h.state, () => 'down')));
+      probe.samples++;
+      const activeIdx = states.indexOf('active');
+      const active = activeIdx >= 0 ? lab.nodes[activeIdx].name : undefined;
+      if (active === undefined) noActiveSince ??= t;
+      else {
+        if (noActiveSince !== undefined) {
+          const gap = t - noActiveSince;
+          probe.noActiveMs += gap;
+          probe.longestNoActiveMs = Math.max(probe.longestNoActiveMs, gap);
+          noActiveSince = undefined;
+        }
+        if (lastActive !== undefined && active !== lastActive) probe.changes.push(`${lastActive} -> ${active} at +${((t - started) / 1000).toFixed(2)} s`);
+        lastActive = active;
+      }
+      await new Promise((r) => setTimeout(r, Math.max(0, 1000 / HZ - (Date.now() - t))));
+    }
+  })();
+
+  const sha = createHash('sha256').update(readFileSync(newBin.path)).digest('hex');
+  started = Date.now();
+  log(`upgrade ${from} -> ${to} with the probe running...`);
+  const result = await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'bin', 'vaultops.js'), 'upgrade', '-i', inventory, '--binary', newBin.path, '--sha256', sha, '--non-interactive', '--json'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`upgrade exited ${code}`))));
+  });
+  await new Promise((r) => setTimeout(r, 2000));
+  running = false;
+  await Promise.all([readLoop, healthLoop]);
+
+  const t = result.timings;
+  const sum = (f) => t.reduce((a, x) => a + (x[f] ?? 0), 0);
+  const irreducible = sum('stopMs') + sum('startMs') + sum('unsealMs') + sum('stabilizationMs');
+  const nodePhase = sum('totalMs');
+  console.log(`\n${flavor} ${from} -> ${to}, 3 nodes, upgrade over SSH (lab sshd), probe ${HZ} Hz`);
+  console.log(`  leadership changes:            ${probe.changes.length} (${probe.changes.join('; ') || 'none'})`);
+  console.log(`  longest time without active:   ${probe.longestNoActiveMs} ms (total ${probe.noActiveMs} ms; health sampled every ${1000 / HZ} ms, so +-${1000 / HZ} ms)`);
+  console.log(`  canary reads:                  ${probe.reads}; failed first attempt ${probe.firstFail}; failed after one retry ${probe.retryFail}`);
+  console.log(`  upgrade wall time:             ${(result.wallMs / 1000).toFixed(1)} s (of which nodes ${(nodePhase / 1000).toFixed(1)} s; staging + gates + snapshot ${((result.wallMs - nodePhase) / 1000).toFixed(1)} s)`);
+  console.log(`  irreducible waits:             ${(irreducible / 1000).toFixed(1)} s (stop ${sum('stopMs')} + start ${sum('startMs')} + unseal ${sum('unsealMs')} + stabilization ${sum('stabilizationMs')} ms)`);
+  console.log(`  node phase / irreducible:      ${(nodePhase / irreducible).toFixed(2)}   whole run / irreducible: ${(result.wallMs / irreducible).toFixed(2)}`);
+  for (const f of probe.failures) console.log(`    read failed twice ${f}`);
+  for (const x of t) console.log(`    ${x.node} (${x.role}): stop ${x.stopMs}${x.failoverMs !== undefined ? `, failover ${x.failoverMs}` : ''}, start ${x.startMs}, unseal ${x.unsealMs}, catch-up ${x.catchUpMs}, stabilization ${x.stabilizationMs}, total ${x.totalMs} ms`);
+} finally {
+  transport.close();
+  if (!keep) {
+    await labDestroy(name, () => undefined, env);
+    rmSync(stateDir, { recursive: true, force: true });
+  } else log(`kept: VAULTOPS_STATE_DIR=${stateDir}`);
+}
