@@ -92,6 +92,8 @@ export async function backupCommand(o: BackupOptions): Promise<void> {
   }
   if (failure !== undefined) {
     if (o.json) {
+      // stdout holds the JSON report; the reason still goes to stderr for cron mail and logs.
+      err.line(`error: ${report.error ?? 'backup failed'}`);
       process.exitCode = exitCode;
       return;
     }
