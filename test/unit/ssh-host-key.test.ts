@@ -1,0 +1,53 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { fingerprint, keyType, knownHostKeys, knownHostsName, parsePublicKeyLine } from '../../src/ssh/host-key.js';
+import { shq } from '../../src/ssh/host.js';
+
+// A real ed25519 public key line (from ssh-keygen), and its fingerprint as `ssh-keygen -lf` prints it.
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVvG+2uUbMpBiWbuEZKQQ4AeYRo6z1Fq//zvZWz/s3J';
+const OTHER = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBd9hBq0+UkYlvmN6zM5z4BuZ2xkLzB1fXY3pIxSxHqn';
+
+describe('host keys are compared and shown the way OpenSSH does', () => {
+  it('reads a public key line and names its type from the blob', () => {
+    const k = parsePublicKeyLine(`${KEY} comment here`)!;
+    expect(k.type).toBe('ssh-ed25519');
+    expect(keyType(k.blob)).toBe('ssh-ed25519');
+    expect(fingerprint(k.blob)).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
+    expect(parsePublicKeyLine('ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIGVvG')).toBeUndefined();
+    expect(parsePublicKeyLine('not a key')).toBeUndefined();
+  });
+
+  it('finds keys in known_hosts by [host]:port, plain or hashed, and keeps @revoked apart', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vaultops-kh-'));
+    const file = join(dir, 'known_hosts');
+    const salt = randomBytes(20);
+    const hashed = `|1|${salt.toString('base64')}|${createHmac('sha1', salt).update(knownHostsName('10.0.0.5', 22)).digest('base64')}`;
+    writeFileSync(
+      file,
+      [
+        '# comment',
+        `[10.0.0.4]:2222,other ${KEY}`,
+        `10.0.0.4 ${OTHER}`,
+        `${hashed} ${OTHER}`,
+        `@revoked [10.0.0.4]:2222 ${OTHER}`,
+      ].join('\n'),
+    );
+    const a = knownHostKeys(file, '10.0.0.4', 2222);
+    expect(a.keys.map((b) => `ssh-ed25519 ${b.toString('base64')}`)).toEqual([KEY]);
+    expect(a.revoked.length).toBe(1);
+    expect(knownHostKeys(file, '10.0.0.5', 22).keys.length).toBe(1);
+    expect(knownHostKeys(file, '10.0.0.6', 22).keys.length).toBe(0);
+    expect(knownHostKeys(join(dir, 'missing'), 'x', 22).keys).toEqual([]);
+  });
+});
+
+describe('remote command words are quoted for a POSIX shell', () => {
+  it('leaves plain paths alone and quotes the rest', () => {
+    expect(shq('/opt/vault/bin/vault')).toBe('/opt/vault/bin/vault');
+    expect(shq("it's; rm -rf /")).toBe(`'it'\\''s; rm -rf /'`);
+    expect(shq('a b')).toBe("'a b'");
+  });
+});
