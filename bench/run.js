@@ -5,7 +5,11 @@ import { NODE, REPO } from './common.js';
 import { join } from 'node:path';
 
 const all = ['startup', 'lab-up'];
-const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+// Names first, then options passed on to every benchmark: npm run bench -- lab-up --runs 5
+const args = process.argv.slice(2);
+const firstOption = args.findIndex((a) => a.startsWith('-'));
+const wanted = firstOption < 0 ? args : args.slice(0, firstOption);
+const options = firstOption < 0 ? [] : args.slice(firstOption);
 const names = wanted.length ? wanted : all;
 let failed = 0;
 for (const name of names) {
@@ -14,7 +18,7 @@ for (const name of names) {
     process.exit(2);
   }
   process.stdout.write(`== ${name}\n`);
-  const r = spawnSync(NODE, [join(REPO, 'bench', `${name}.js`)], { stdio: 'inherit' });
+  const r = spawnSync(NODE, [join(REPO, 'bench', `${name}.js`), ...options], { stdio: 'inherit' });
   if (r.status !== 0) failed++;
 }
 process.exit(failed ? 1 : 0);
