@@ -210,7 +210,7 @@ export async function executePlan(input: EngineInput): Promise<EngineResult> {
   interrupted ||= input.signal.aborted;
   // A step cut short by Ctrl-C reports "failed: interrupted"; the run as a whole was interrupted.
   const status: RunStatus = ok ? 'ok' : interrupted ? 'interrupted' : 'failed';
-  const message = status === 'interrupted' ? `interrupted at a safe point${failedAt ? ` (step ${failedAt.stepId}${failedAt.node ? ` on ${failedAt.node}` : ''} did not finish)` : ''}` : failedAt ? `step ${failedAt.stepId} (${failedAt.name})${failedAt.node ? ` on ${failedAt.node}` : ''} failed: ${failMessage ?? ''}` : undefined;
+  const message = status === 'ok' ? undefined : status === 'interrupted' ? `interrupted at a safe point${failedAt ? ` (step ${failedAt.stepId}${failedAt.node ? ` on ${failedAt.node}` : ''} did not finish)` : ''}` : failedAt ? `step ${failedAt.stepId} (${failedAt.name})${failedAt.node ? ` on ${failedAt.node}` : ''} failed: ${failMessage ?? ''}` : undefined;
   return { status, recap, message, failedAt };
 }
 
