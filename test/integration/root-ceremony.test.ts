@@ -9,7 +9,7 @@ import { VaultApiError } from '../../src/core/errors.js';
 import { VaultClient } from '../../src/vault/client.js';
 import { generateRootCancel } from '../../src/vault/ceremonies.js';
 import { labSecrets, waitFor } from '../helpers/cli.js';
-import { CeremonyCli, decryptArmored, makePgpKey, REPO } from '../helpers/ceremony.js';
+import { CeremonyCli, decryptArmored, makePgpKey, REPO, runAtTerminal } from '../helpers/ceremony.js';
 import { huntRootTokens } from '../../src/ceremony/root-tokens.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
@@ -224,6 +224,36 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
     const journalText = journal.map((f) => readFileSync(join(t.stateDir, 'runs', f), 'utf8')).join('\n');
     expect(journalText.length).toBeGreaterThan(0);
     expect(secrets.filter((x) => journalText.includes(x))).toEqual([]);
+  });
+
+  it('at a terminal, holders type their shares one after another (masked), each confirming the nonce first', async () => {
+    const tokenFile = join(work, 'typed-token');
+    const shares = t.init.unseal_keys_b64;
+    const nonceOf = (out: string) => /Nonce: ([0-9a-f-]{36})/.exec(out)![1]!;
+    const steps = [0, 1, 2].flatMap((i) => [
+      { when: new RegExp(`Holder ${i + 1}: the nonce of this ceremony is`), type: (out: string) => nonceOf(out).slice(0, 8) },
+      { when: new RegExp(`Holder ${i + 1}: your unseal key share`), type: () => shares[i]! },
+    ]);
+    const r = await runAtTerminal(cli, ['root', 'generate', '-i', t.inventory, '--token-out', tokenFile], t.env, steps);
+    expect(r.code, r.stdout).toBe(ExitCode.ok);
+    expect(r.stdout).toContain('Progress: 2 of 3');
+    expect(r.stdout).toContain('*'); // the mask, not the share
+    const token = readFileSync(tokenFile, 'utf8').trim();
+    secrets.push(token);
+    expect((await (await api(token)).lookupSelf()).policies).toContain('root');
+    const rv = await cli.run(['root', 'revoke', '-i', t.inventory, '--token', `file:${tokenFile}`, '--confirm', name, '--non-interactive']);
+    expect(rv.code, rv.stderr).toBe(ExitCode.ok);
+    await expectRevoked(token);
+  });
+
+  it('at a terminal, a holder who types the wrong nonce stops the ceremony before any share is sent, and the OTP attempt is cancelled', async () => {
+    const steps = [{ when: /Holder 1: the nonce of this ceremony is/, type: () => 'deadbeef' }];
+    const r = await runAtTerminal(cli, ['root', 'generate', '-i', t.inventory, '--token-out', join(work, 'never')], t.env, steps);
+    expect(r.code).toBe(ExitCode.badInput);
+    expect(r.stdout).toMatch(/Confirmation did not match/);
+    expect(r.stdout).toMatch(/was cancelled: its OTP existed only in this process/);
+    const status = await cli.run(['root', 'generate', '-i', t.inventory, '--status', '--json', '--non-interactive']);
+    expect(JSON.parse(status.stdout)).toMatchObject({ started: false });
   });
 
   // Last: this revokes the lab's init root token, which the inventory uses.
