@@ -3,7 +3,7 @@ import { InputError } from '../core/errors.js';
 import type { Prompter } from '../actions/types.js';
 import { CeremonySession } from '../ceremony/session.js';
 import { resolveSecretList } from '../secrets/refs.js';
-import { makePrompter } from '../ui/prompters.js';
+import { makePrompter } from '../ui/prompter.js';
 import { connectCluster, type ConnectedCluster } from './cluster-from-inventory.js';
 
 export interface CeremonyCliOptions {
@@ -22,7 +22,7 @@ export interface OpenCeremony {
 
 /** Connects with the inventory's token (OpenBao >= 2.6 and Vault >= 2.0 need one) and pins the leader. */
 export async function openCeremony(o: CeremonyCliOptions): Promise<OpenCeremony> {
-  const prompter = makePrompter(o.nonInteractive);
+  const prompter = makePrompter({ nonInteractive: o.nonInteractive });
   const conn = await connectCluster(o.inventory, o.cluster, { prompter: { askSecret: (label) => prompter.secret({ message: label, source: 'a file: or env: token reference in the inventory' }) } });
   try {
     const session = await CeremonySession.open(conn.client);

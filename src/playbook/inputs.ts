@@ -14,6 +14,8 @@ export interface ResolvedInputs {
   vars: Record<string, unknown>;
   /** Names of secret vars (never journaled, never shown). */
   secretNames: Set<string>;
+  /** Plan only: vars that have no value yet (run will ask, or fail unattended). */
+  missing: string[];
 }
 
 /**
@@ -32,6 +34,7 @@ export async function resolveInputs(options: {
   const { playbook, given, prompter } = options;
   const vars: Record<string, unknown> = {};
   const secretNames = new Set<string>();
+  const missing: string[] = [];
   for (const name of Object.keys(given)) {
     if (!(name in playbook.vars)) {
       throw new InputError(`--var ${name}: playbook ${playbook.name} has no var "${name}".`, { hint: `Its vars: ${Object.keys(playbook.vars).join(', ') || 'none'}.` });
@@ -75,13 +78,16 @@ export async function resolveInputs(options: {
       // A default that works out to nothing (an inventory field not set) leaves the var needed.
       const required = spec.required ?? true;
       if (!required && value === undefined) continue;
-      if (options.planOnly) continue;
+      if (options.planOnly) {
+        missing.push(name);
+        continue;
+      }
       value = await ask(name, spec, prompter, source, scope);
     }
     vars[name] = coerce(name, spec, value);
     if (isSecret) for (const v of [vars[name]].flat()) redactor.add(String(v));
   }
-  return { vars, secretNames };
+  return { vars, secretNames, missing };
 }
 
 async function ask(name: string, spec: VarSpec, prompter: Prompter, source: string, scope: Record<string, unknown>): Promise<unknown> {
@@ -106,8 +112,7 @@ async function ask(name: string, spec: VarSpec, prompter: Prompter, source: stri
     return v;
   }
   if (spec.choices?.length) return prompter.select({ message, choices: spec.choices, source });
-  if (!prompter.interactive) throw new InputError(`Var ${name} has no value and nobody can be asked (no TTY or --non-interactive).`, { hint: `Pass ${source}.` });
-  return prompter.secret({ message, source });
+  return prompter.text({ message: `${message} (var ${name})`, source });
 }
 
 function coerce(name: string, spec: VarSpec, value: unknown): unknown {

@@ -83,8 +83,13 @@ export async function prepare(opts: PrepareOptions): Promise<Prepared> {
     const live = liveState(cluster.nodes, probes, threshold);
     const scope = { cluster: clusterScope(clusterName, spec), live };
     const inputs = await resolveInputs({ playbook, given: opts.vars, scope, prompter: opts.prompter, planOnly: opts.planOnly });
-    const shownVars = Object.fromEntries(Object.entries(inputs.vars).filter(([k]) => !inputs.secretNames.has(k)));
+    const shownVars: Record<string, unknown> = Object.fromEntries(Object.entries(inputs.vars).filter(([k]) => !inputs.secretNames.has(k)));
+    // The plan names what it does not know yet instead of printing "undefined".
+    for (const name of inputs.missing) shownVars[name] = `<${name}>`;
     const plan = makePlan({ playbook, clusterName, spec, nodes: cluster.nodes, live, actions, vars: shownVars });
+    for (const name of inputs.missing) {
+      plan.notes.push(`var ${name} has no value yet: \`run\` asks for it at a terminal; unattended, pass --var ${name}=${inputs.secretNames.has(name) ? 'env:NAME' : '...'}`);
+    }
     return { playbook, plan, cluster, clusterName, spec, actions, vars: inputs.vars, secretNames: inputs.secretNames, threshold, inventoryFile: opts.inventoryFile, givenVars: opts.vars };
   } catch (e) {
     cluster.close();

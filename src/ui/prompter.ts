@@ -14,6 +14,10 @@ export class UnattendedPrompter implements Prompter {
     throw new InputError(`${q.message}: no value was given and nobody can be asked (no TTY or --non-interactive).`, { hint: `Supply it with ${q.source}.` });
   }
 
+  async text(q: { message: string; source: string }): Promise<string> {
+    throw new InputError(`${q.message}: no value was given and nobody can be asked (no TTY or --non-interactive).`, { hint: `Supply it with ${q.source}.` });
+  }
+
   async confirm(q: { message: string; expected: string; source: string }): Promise<void> {
     if (this.answers.confirm === q.expected) return;
     if (this.answers.confirm !== undefined) {
@@ -39,6 +43,11 @@ export class TerminalPrompter implements Prompter {
     const trimmed = value.trim();
     redactor.add(trimmed);
     return trimmed;
+  }
+
+  async text(q: { message: string; source: string }): Promise<string> {
+    const { input } = await import('@inquirer/prompts');
+    return (await input({ message: q.message, validate: (v) => (v.trim() ? true : 'empty: type a value, or Ctrl-C to stop') }, { output: process.stderr })).trim();
   }
 
   async confirm(q: { message: string; expected: string; source: string }): Promise<void> {
