@@ -5,7 +5,7 @@ import type { AnyAction } from '../actions/registry.js';
 import type { ClusterSpec } from '../inventory/schema.js';
 import type { ClusterClient } from '../vault/cluster.js';
 import { resolveSecret } from '../secrets/refs.js';
-import { evaluate, parseExpr, render, truthy } from './expr.js';
+import { evaluate, parseExpr, render, truthy } from '../core/expr.js';
 import type { Playbook, Step } from './load.js';
 import { clusterScope, liveState, unwrapTemplate, type LiveState, type Plan, type PlanInstance } from './plan.js';
 import type { Journal, RunStatus } from './journal.js';

@@ -2,7 +2,7 @@ import { InputError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
 import type { Prompter } from '../actions/types.js';
 import { resolveSecret } from '../secrets/refs.js';
-import { evaluate, parseExpr, render, truthy } from './expr.js';
+import { evaluate, parseExpr, render, truthy } from '../core/expr.js';
 import type { Playbook } from './load.js';
 import type { VarSpec } from './schema.js';
 import { unwrapTemplate } from './plan.js';

@@ -6,7 +6,7 @@ import { nearest } from '../core/positions.js';
 import { YamlSource, type PathKey } from '../core/yaml-doc.js';
 import { z } from 'zod';
 import { actionStepSchema, blockStepSchema, playbookSchema, varSchema, type VarSpec } from './schema.js';
-import { ExprError, isTemplate, parseExpr, pathsOf, templateExprs } from './expr.js';
+import { ExprError, isTemplate, parseExpr, pathsOf, templateExprs } from '../core/expr.js';
 import type { AnyAction } from '../actions/registry.js';
 
 export interface Step {

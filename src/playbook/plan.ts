@@ -3,7 +3,9 @@ import type { ClusterSpec } from '../inventory/schema.js';
 import type { ClusterNode, NodeProbe } from '../vault/cluster.js';
 import { ProblemsError } from '../core/problems-error.js';
 import { nearest } from '../core/positions.js';
-import { evaluate, parseExpr, pathsOf, render, truthy } from './expr.js';
+import { evaluate, parseExpr, pathsOf, render, truthy, unwrapTemplate } from '../core/expr.js';
+
+export { unwrapTemplate };
 import type { Playbook, Step } from './load.js';
 
 /** The live state a plan is made against; asked of the nodes, never taken from the file. */
@@ -239,10 +241,6 @@ function decidableNow(when: string): boolean {
   }
 }
 
-export function unwrapTemplate(s: string): string {
-  const m = /^\s*\{\{\s*(.*?)\s*\}\}\s*$/.exec(s);
-  return m ? m[1]! : s;
-}
 
 function renderSafe(value: unknown, scope: Record<string, unknown>): unknown {
   try {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { evaluate, parseExpr, render, ExprError } from '../../src/playbook/expr.js';
+import { evaluate, parseExpr, render, ExprError } from '../../src/core/expr.js';
 
 const ev = (src: string, scope: Record<string, unknown> = {}) => evaluate(parseExpr(src), scope);
 

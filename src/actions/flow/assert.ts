@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
-import { evaluate, parseExpr, truthy } from '../../playbook/expr.js';
-import { unwrapTemplate } from '../../playbook/plan.js';
+import { evaluate, parseExpr, truthy, unwrapTemplate } from '../../core/expr.js';
+
 
 export default defineAction({
   name: 'flow.assert',

@@ -267,3 +267,9 @@ export function render(value: unknown, scope: Record<string, unknown>): unknown 
   }
   return value;
 }
+
+/** "{{ expr }}" -> "expr"; a bare expression is returned as it is. */
+export function unwrapTemplate(s: string): string {
+  const m = /^\s*\{\{\s*(.*?)\s*\}\}\s*$/.exec(s);
+  return m ? m[1]! : s;
+}
