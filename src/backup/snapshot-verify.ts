@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, type Gunzip } from 'node:zlib';
+import { createGunzip, type Gunzip, type ZlibOptions } from 'node:zlib';
 import { VaultopsError } from '../core/errors.js';
 
 /**
@@ -52,6 +52,8 @@ const BLOCK = 512;
 /** meta.json, SHA256SUMS and SHA256SUMS.sealed are a few hundred bytes; refuse absurd sizes instead of buffering them. */
 const SMALL_MEMBER_LIMIT = 1 << 20;
 const KEPT = new Set(['meta.json', 'SHA256SUMS', 'SHA256SUMS.sealed']);
+/** Bytes handed to zlib per write (see createSnapshotVerifier). */
+const BATCH = 256 * 1024;
 
 /** A tar reader fed with arbitrary chunks; hashes member bodies, keeps only the small ones. */
 class TarChecker {
@@ -301,7 +303,13 @@ export function createSnapshotVerifier(): SnapshotVerifier {
   const fileHash = createHash('sha256');
   let bytes = 0;
   const tar = new TarChecker();
-  const gunzip: Gunzip = createGunzip();
+  // zlib works in the libuv threadpool, one request per write: feeding it the 16 KB chunks a TLS
+  // socket delivers costs a round trip each (3x slower on 100 MB). So input is batched into
+  // BATCH-sized writes and zlib is let run ahead by up to its high-water mark, in parallel with the
+  // hashing and the file writes on the main thread. Memory stays bounded by those two sizes.
+  const gunzip: Gunzip = createGunzip({ chunkSize: 128 * 1024, writableHighWaterMark: 4 * BATCH } as ZlibOptions);
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
   let failure: Error | undefined;
   let verified: VerifiedSnapshot | undefined;
   gunzip.on('data', (chunk: Buffer) => {
@@ -332,6 +340,19 @@ export function createSnapshotVerifier(): SnapshotVerifier {
       gunzip.on('error', done);
     });
 
+  /**
+   * Passes the batched input on, to the file (one large write instead of many small ones) and to zlib.
+   * Returns false when zlib is more than its high-water mark behind (then the caller waits).
+   */
+  const feed = (out: Transform): boolean => {
+    if (pendingBytes === 0) return true;
+    const batch = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    out.push(batch);
+    return gunzip.write(batch);
+  };
+
   const stream = new Transform({
     transform(chunk: Buffer, _enc, callback: TransformCallback) {
       if (failure) return callback(failure);
@@ -346,13 +367,15 @@ export function createSnapshotVerifier(): SnapshotVerifier {
       }
       fileHash.update(chunk);
       bytes += chunk.length;
-      this.push(chunk);
-      if (gunzip.write(chunk)) return callback();
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes < BATCH || feed(this)) return callback();
       void waitFor('drain').then(() => callback(failure));
     },
     flush(callback: TransformCallback) {
       if (failure) return callback(failure);
       if (bytes === 0) return callback(new SnapshotInvalidError('The snapshot is empty (0 bytes).'));
+      feed(this);
       const ended = waitFor('end');
       gunzip.end();
       void ended.then(() => {

@@ -1,0 +1,143 @@
+#!/usr/bin/env node
+// Backup throughput and memory: `vaultops backup` (streamed to disk with full verification on the fly:
+// gzip, tar, every member hashed against SHA256SUMS, SHA256SUMS.sealed, whole-file sha256) against the
+// official `bao|vault operator raft snapshot save`, on the same real cluster and the same data, runs
+// alternated. Peak RSS of each whole process from /usr/bin/time -v.
+//
+//   npm run build && node_modules/.bin/node bench/backup.js [--flavor openbao|vault] [--sizes 10,100] [--runs 3] [--nodes 3] [--keep]
+//
+// Sizes are MB of incompressible KV data written before each step (snapshot size is about the same).
+// Figures only; nothing is asserted.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureBinary } from '../dist/lab/binaries.js';
+import { labDestroy, labUp } from '../dist/lab/lab.js';
+import { VaultClient } from '../dist/vault/client.js';
+import { Transport } from '../dist/vault/transport.js';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const flavor = opt('flavor', 'openbao');
+const version = opt('version', flavor === 'openbao' ? '2.7.2' : '1.21.0');
+const sizes = opt('sizes', '10,100').split(',').map(Number);
+const runs = Number(opt('runs', '3'));
+const nodes = Number(opt('nodes', '3'));
+const keep = args.includes('--keep');
+const repo = fileURLToPath(new URL('..', import.meta.url));
+const node = join(repo, 'node_modules', '.bin', 'node');
+const cli = join(repo, 'bin', 'vaultops.js');
+
+const stateDir = mkdtempSync(join(tmpdir(), 'vaultops-bench-backup-'));
+const env = { ...process.env, VAULTOPS_STATE_DIR: stateDir };
+const name = `b-bench-${flavor === 'openbao' ? 'bao' : 'vault'}`;
+const log = (m) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
+
+const bin = await ensureBinary({ flavor, version, env });
+const inventory = join(stateDir, `${name}.yml`);
+log(`lab ${name}: ${flavor} ${version}, ${nodes} node(s)...`);
+const { lab } = await labUp({ name, flavor, version, binary: bin.path, tls: true, nodes, inventory, env, onProgress: () => undefined }).catch((e) => {
+  // labUp stops what it started; the state dir is ours to remove.
+  rmSync(stateDir, { recursive: true, force: true });
+  throw e;
+});
+const init = JSON.parse(readFileSync(lab.initFile, 'utf8'));
+const transport = new Transport({ tls: { caCert: lab.caCert }, timeoutMs: 60_000, retries: 0 });
+const leader = new VaultClient({ address: lab.nodes[0].apiAddr, token: init.root_token, transport });
+
+/** Runs a command under /usr/bin/time -v; returns wall seconds and peak RSS in MB. */
+function timed(cmd, argv, childEnv) {
+  return new Promise((resolve, reject) => {
+    const p = spawn('/usr/bin/time', ['-v', cmd, ...argv], { env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (c) => (err += c));
+    p.on('error', reject);
+    p.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`${cmd} exited ${code}: ${err.split('\n').slice(0, 5).join(' | ')}`));
+      const rss = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(err)?.[1] ?? NaN) / 1024;
+      const w = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)/.exec(err);
+      const wall = w ? Number(w[1] ?? 0) * 3600 + Number(w[2]) * 60 + Number(w[3]) : NaN;
+      resolve({ wall, rss });
+    });
+  });
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+const rows = [];
+try {
+  await leader.write('sys/mounts/kv', { type: 'kv', options: { version: '1' } });
+  let written = 0;
+  let seq = 0;
+  for (const mb of sizes) {
+    const t0 = Date.now();
+    const entry = 512 * 1024;
+    const want = mb * 1024 * 1024;
+    // Four writers at a time: the server, not the client, is the limit.
+    while (written < want) {
+      const batch = [];
+      for (let k = 0; k < 4 && written < want; k++, written += entry) batch.push(leader.write(`kv/fill/${seq++}`, { value: randomBytes((entry * 3) / 4).toString('base64') }));
+      await Promise.all(batch);
+    }
+    log(`filled to ~${mb} MB of KV data in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+    const outDir = join(stateDir, `out-${mb}`);
+    mkdirSync(outDir, { recursive: true });
+    const ours = [];
+    const theirs = [];
+    let snapBytes = 0;
+    const officialEnv = { PATH: process.env.PATH, HOME: stateDir, VAULT_ADDR: lab.nodes[0].apiAddr, VAULT_CACERT: lab.caCert, VAULT_TOKEN: init.root_token };
+    const oursEnv = { ...env };
+    for (const k of Object.keys(oursEnv)) if (/^(VAULT|BAO)_/.test(k)) delete oursEnv[k];
+    for (let r = 0; r < runs; r++) {
+      const official = join(outDir, `official-${r}.snap`);
+      theirs.push(await timed(bin.path, ['operator', 'raft', 'snapshot', 'save', official], officialEnv));
+      snapBytes = statSync(official).size;
+      rmSync(official);
+      const dir = join(outDir, `ours-${r}`);
+      ours.push(await timed(node, [cli, 'backup', '-i', inventory, '--to', dir, '--quiet'], oursEnv));
+      const f = readdirSync(dir).find((x) => x.endsWith('.snap'));
+      if (!f) throw new Error('vaultops backup wrote no snapshot');
+      rmSync(dir, { recursive: true });
+    }
+    const mbps = (w) => snapBytes / 1024 / 1024 / w;
+    const row = {
+      target_mb: mb,
+      snapshot_mb: +(snapBytes / 1024 / 1024).toFixed(1),
+      official_wall_s: +median(theirs.map((x) => x.wall)).toFixed(2),
+      vaultops_wall_s: +median(ours.map((x) => x.wall)).toFixed(2),
+      official_mb_s: +mbps(median(theirs.map((x) => x.wall))).toFixed(1),
+      vaultops_mb_s: +mbps(median(ours.map((x) => x.wall))).toFixed(1),
+      ratio: +(median(theirs.map((x) => x.wall)) / median(ours.map((x) => x.wall))).toFixed(2),
+      official_peak_rss_mb: +Math.max(...theirs.map((x) => x.rss)).toFixed(1),
+      vaultops_peak_rss_mb: +Math.max(...ours.map((x) => x.rss)).toFixed(1),
+    };
+    rows.push(row);
+    log(JSON.stringify(row));
+  }
+} finally {
+  transport.close();
+  if (!keep) {
+    await labDestroy(name, () => undefined, env);
+    rmSync(stateDir, { recursive: true, force: true });
+  } else log(`kept: VAULTOPS_STATE_DIR=${stateDir}`);
+}
+
+const cpus = (await import('node:os')).cpus().length;
+console.log(`\nBackup throughput, ${flavor} ${version}, ${nodes} node(s), ${cpus} CPUs, median of ${runs} whole-process runs (alternated), same cluster and data:`);
+console.log('snapshot   official save        vaultops backup (verified)   ratio   peak RSS official / vaultops');
+for (const r of rows) {
+  console.log(
+    `${`${r.snapshot_mb} MB`.padEnd(10)} ${`${r.official_wall_s} s  ${r.official_mb_s} MB/s`.padEnd(20)} ${`${r.vaultops_wall_s} s  ${r.vaultops_mb_s} MB/s`.padEnd(28)} ${`${r.ratio}x`.padEnd(7)} ${r.official_peak_rss_mb} MB / ${r.vaultops_peak_rss_mb} MB`,
+  );
+}
+console.log('(ratio = official wall / vaultops wall; > 1 means vaultops is faster. Wall includes process start: Node ~0.1 s.)');
