@@ -29,6 +29,8 @@ const from = opt('from', flavor === 'openbao' ? '2.6.2' : '1.19.0');
 const to = opt('to', flavor === 'openbao' ? '2.7.2' : '1.21.0');
 const keep = args.includes('--keep');
 const HZ = 20;
+// A client's one retry goes to the next node after this pause (Vault's Go client waits >= 1 s by default).
+const retryDelayMs = Number(opt('retry-delay-ms', '250'));
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vaultops-bench-upgrade-'));
 const env = { ...process.env, VAULTOPS_STATE_DIR: stateDir };
@@ -66,10 +68,18 @@ try {
       const a = rr++ % clients.length;
       probe.reads++;
       let why = '';
-      const ok = async (c) => {
+      // One read as a client does it: GET, following one 307 (a standby that cannot forward redirects to the active node).
+      const ok = async (c, hop = 0) => {
         try {
-          const r = await c.read('secret/data/canary');
-          return r?.data?.data?.value === 'canary-value';
+          const r = await c.raw('GET', '/secret/data/canary');
+          if (r.status === 307 && hop === 0 && typeof r.headers.location === 'string') {
+            const to = clients.find((x) => new URL(r.headers.location).host === new URL(x.address).host);
+            if (to) return await ok(to, 1);
+          }
+          const body = r.status === 200 ? JSON.parse(r.body.toString('utf8')) : undefined;
+          if (body?.data?.data?.value === 'canary-value') return true;
+          why += `${c.label}: ${r.status}; `;
+          return false;
         } catch (e) {
           why += `${c.label}: ${String(e.message).slice(0, 140)}; `;
           return false;
@@ -77,6 +87,7 @@ try {
       };
       if (!(await ok(clients[a]))) {
         probe.firstFail++;
+        await new Promise((r) => setTimeout(r, retryDelayMs));
         if (!(await ok(clients[(a + 1) % clients.length]))) {
           probe.retryFail++;
           probe.failures.push(`+${((t - started) / 1000).toFixed(2)} s ${why}`);
@@ -129,7 +140,7 @@ try {
   console.log(`\n${flavor} ${from} -> ${to}, 3 nodes, upgrade over SSH (lab sshd), probe ${HZ} Hz`);
   console.log(`  leadership changes:            ${probe.changes.length} (${probe.changes.join('; ') || 'none'})`);
   console.log(`  longest time without active:   ${probe.longestNoActiveMs} ms (total ${probe.noActiveMs} ms; health sampled every ${1000 / HZ} ms, so +-${1000 / HZ} ms)`);
-  console.log(`  canary reads:                  ${probe.reads}; failed first attempt ${probe.firstFail}; failed after one retry ${probe.retryFail}`);
+  console.log(`  canary reads:                  ${probe.reads}; failed first attempt ${probe.firstFail}; failed after one retry (${retryDelayMs} ms later, next node) ${probe.retryFail}`);
   console.log(`  upgrade wall time:             ${(result.wallMs / 1000).toFixed(1)} s (of which nodes ${(nodePhase / 1000).toFixed(1)} s; staging + gates + snapshot ${((result.wallMs - nodePhase) / 1000).toFixed(1)} s)`);
   console.log(`  irreducible waits:             ${(irreducible / 1000).toFixed(1)} s (stop ${sum('stopMs')} + start ${sum('startMs')} + unseal ${sum('unsealMs')} + stabilization ${sum('stabilizationMs')} ms)`);
   console.log(`  node phase / irreducible:      ${(nodePhase / irreducible).toFixed(2)}   whole run / irreducible: ${(result.wallMs / irreducible).toFixed(2)}`);

@@ -36,7 +36,17 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
     if (!o.nonInteractive) await confirm(conn.name);
     const snapshotDir = o.snapshotDir ?? join(stateDir(), 'upgrades', conn.name);
     const waitTimeoutMs = o.waitTimeout ? Number(o.waitTimeout) * 1000 : undefined;
+    // Ctrl-C: finish the node in hand (a node left half-done is worse), stop before the next one.
+    const abort = new AbortController();
+    const onInt = () => {
+      if (abort.signal.aborted) process.exit(130);
+      abort.abort();
+      progress('Interrupt: finishing the node in progress, then stopping before the next one (Ctrl-C again to quit at once).');
+    };
+    process.on('SIGINT', onInt);
     const result = await rollingUpgrade({
+      signal: abort.signal,
+      progressFile: join(stateDir(), 'upgrades', conn.name, 'in-progress.json'),
       cluster: conn.client,
       clusterName: conn.name,
       spec: conn.spec,
@@ -50,7 +60,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
         return join(r.location, r.name);
       },
       onEvent: (e) => progress(describe(e)),
-    });
+    }).finally(() => process.off('SIGINT', onInt));
     if (o.json) {
       out.json(result);
       return;

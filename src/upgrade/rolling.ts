@@ -1,3 +1,5 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { GateError, InputError, InterruptedError, VaultopsError } from '../core/errors.js';
 import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
@@ -36,6 +38,12 @@ export interface RollingUpgradeOptions {
   stabilizationMs?: number | undefined;
   onEvent?: ((e: UpgradeEvent) => void) | undefined;
   signal?: AbortSignal | undefined;
+  /**
+   * Where the node being upgraded is recorded (no secrets): written before a node goes down, cleared
+   * once the next node passed its gate or the run verified. A run that finds it resumes: when that
+   * node is down or sealed (the run halted or was killed mid-node), it is brought back first.
+   */
+  progressFile?: string | undefined;
 }
 
 export type UpgradeEvent =
@@ -84,7 +92,7 @@ export class UpgradeHaltedError extends VaultopsError {
 }
 
 /** What one node's upgrade needs; `rollingUpgrade` passes its options, an action builds it from its context. */
-export type NodeUpgradeContext = Pick<RollingUpgradeOptions, 'cluster' | 'clusterName' | 'binary' | 'unsealKeys' | 'signal' | 'onNodeFailure'>;
+export type NodeUpgradeContext = Pick<RollingUpgradeOptions, 'cluster' | 'clusterName' | 'binary' | 'unsealKeys' | 'signal' | 'onNodeFailure' | 'progressFile'>;
 
 export interface Member {
   spec: NodeSpec;
@@ -96,7 +104,7 @@ export interface Member {
 
 const POLL_MS = 200;
 
-export interface PreflightOptions extends Pick<RollingUpgradeOptions, 'cluster' | 'clusterName' | 'spec' | 'openHost' | 'binary' | 'onEvent'> {
+export interface PreflightOptions extends Pick<RollingUpgradeOptions, 'cluster' | 'clusterName' | 'spec' | 'openHost' | 'binary' | 'onEvent' | 'progressFile' | 'unsealKeys' | 'signal' | 'waitTimeoutMs'> {
   /** Only these nodes need to reach their hosts (an action on one node); default all. */
   nodes?: readonly string[] | undefined;
 }
@@ -128,6 +136,9 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
     if (!n.service?.binary) throw new InputError(`Node ${n.name} has no service.binary: where the server binary lives on the host.`, { hint: 'Add service: {binary: /usr/local/bin/vault} to the node.' });
   }
   if (!o.cluster.hasToken) throw new InputError(`Cluster ${o.clusterName} has no token; the upgrade reads Raft and autopilot state.`, { hint: 'Set token: in the inventory, or export VAULT_TOKEN / BAO_TOKEN.' });
+
+  // 1b. A run that stopped inside a node: bring that node back before judging the cluster.
+  await resumeInProgress(o, flavorUnit, emit);
 
   // 2. Cluster gates: every node reachable, unsealed, a voter; autopilot healthy; tolerance >= 1.
   const before = await o.cluster.status();
@@ -171,6 +182,75 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
   } catch (e) {
     closeMembers(members);
     throw e;
+  }
+}
+
+interface ProgressRecord {
+  node: string;
+  sha256: string;
+  target: string;
+  startedAt: string;
+}
+
+function writeProgress(file: string | undefined, rec: ProgressRecord): void {
+  if (!file) return;
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(rec, null, 2)}\n`, { mode: 0o600 });
+  renameSync(`${file}.tmp`, file);
+}
+
+function clearProgress(file: string | undefined): void {
+  if (file) rmSync(file, { force: true });
+}
+
+function readProgress(file: string | undefined): ProgressRecord | undefined {
+  if (!file || !existsSync(file)) return undefined;
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as ProgressRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The node a previous run was upgrading when it stopped (halt, crash, Ctrl-C, a SIGKILLed server):
+ * if it is down or sealed, finish its swap when the staged file is still there, start it, unseal
+ * it and wait until it is a healthy voter again. Only that node is touched, and only when the
+ * rest of the cluster has an active node.
+ */
+async function resumeInProgress(o: PreflightOptions, defaultUnit: string, emit: (e: UpgradeEvent) => void): Promise<void> {
+  const rec = readProgress(o.progressFile);
+  if (!rec) return;
+  const spec = o.spec.nodes.find((n) => n.name === rec.node);
+  if (!spec || rec.sha256 !== o.binary.sha256.toLowerCase()) {
+    emit({ kind: 'gate', message: `an earlier run was upgrading ${rec.node} to ${rec.target} with another binary; its record is dropped` });
+    clearProgress(o.progressFile);
+    return;
+  }
+  const health = await o.cluster.client(spec.name).health().catch(() => undefined);
+  if (health && (health.state === 'standby' || health.state === 'active' || health.state === 'perf-standby')) return;
+  await o.cluster.findLeader(); // throws when the rest of the cluster has no active node: nothing is touched then
+  emit({ kind: 'node', node: spec.name, message: `resuming: an earlier run stopped while upgrading this node to ${rec.target} (it is ${health?.state ?? 'down'}); bringing it back first` });
+  const host = await o.openHost(spec);
+  try {
+    const m = memberFor(o.cluster, spec, host, defaultUnit);
+    if ((await host.sha256(m.binaryPath)) !== rec.sha256) {
+      if ((await m.service.status()).running) await m.service.stop(o.waitTimeoutMs ?? 120_000);
+      await verifyStaged(host, m.binaryPath, rec.sha256);
+      await swapBinary(host, m.binaryPath);
+    }
+    const ctx: NodeUpgradeContext = { cluster: o.cluster, clusterName: o.clusterName, binary: o.binary, unsealKeys: o.unsealKeys, signal: o.signal, progressFile: o.progressFile };
+    if ((await m.service.status()).running && health?.state !== 'sealed') await m.service.stop(o.waitTimeoutMs ?? 120_000);
+    if (!(await m.service.status()).running) {
+      await startAndRejoin(ctx, m, rec.target, o.waitTimeoutMs ?? 120_000, emit);
+    } else {
+      // Running but sealed: unseal and wait, without a restart.
+      const alreadyStarted: ServiceManager = { kind: m.service.kind, status: () => m.service.status(), stop: (t) => m.service.stop(t), logTail: (n) => m.service.logTail(n), start: async () => undefined };
+      await startAndRejoin(ctx, { ...m, service: alreadyStarted }, rec.target, o.waitTimeoutMs ?? 120_000, emit);
+    }
+    emit({ kind: 'node', node: spec.name, message: `back as a healthy voter on ${rec.target}` });
+  } finally {
+    host.close();
   }
 }
 
@@ -222,6 +302,7 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
       const next = pending.find((m) => m.spec.name !== leader.node.name) ?? pending[0]!;
       const isLeader = next.spec.name === leader.node.name;
       await gateBeforeNode(o, next);
+      clearProgress(o.progressFile);
       const t = await upgradeMember(o, next, isLeader, target, stabilizationMs, timeout, emit);
       timings.push(t);
       upgraded.push(next.spec.name);
@@ -230,6 +311,7 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
 
     // 8. Verify: one leader, every node on the target, version history records it.
     const v = await verifyUpgrade(o.cluster, o.clusterName, target);
+    clearProgress(o.progressFile);
     emit({ kind: 'verify', message: `one leader (${v.leader}), all nodes on ${target}, sys/version-history: ${v.versionHistory.join(', ')}.` });
     return { target, fromVersions, upgraded, skipped, snapshot, versionHistory: v.versionHistory, timings, wallMs: Date.now() - started };
   } finally {
@@ -259,6 +341,7 @@ export async function gateBeforeNode(o: NodeUpgradeContext, m: Member): Promise<
 export async function upgradeMember(o: NodeUpgradeContext, m: Member, isLeader: boolean, target: string, stabilizationMs: number, timeout: number, emit: (e: UpgradeEvent) => void): Promise<NodeTiming> {
   const name = m.spec.name;
   await verifyStaged(m.host, m.binaryPath, o.binary.sha256);
+  writeProgress(o.progressFile, { node: name, sha256: o.binary.sha256.toLowerCase(), target, startedAt: new Date().toISOString() });
   const t0 = Date.now();
   emit({ kind: 'node', node: name, message: `${isLeader ? 'leader' : 'standby'}: SIGTERM, waiting for the process to exit` });
   await m.service.stop(timeout);
@@ -342,8 +425,11 @@ async function startAndRejoin(o: NodeUpgradeContext, m: Member, version: string 
   let last = 'not checked yet';
   const ready = await waitFor(timeout, o.signal, async () => {
     last = await readiness(o.cluster, m, version);
-    return last === 'ready' ? true : undefined;
+    if (last === 'ready') return true;
+    if (/does not answer/.test(last) && !(await m.service.status()).running) return 'died' as const;
+    return undefined;
   });
+  if (ready === 'died') throw await halt(m, `${name} stopped while it was rejoining the cluster${version ? ` on ${version}` : ''}.`, 'The other nodes were not touched and keep quorum. Run the same upgrade again: it restarts this node first, then continues.');
   if (!ready) throw await halt(m, `${name} did not become a healthy, caught-up voter${version ? ` on ${version}` : ''} within ${timeout / 1000} s: ${last}.`, 'Read the log above. Nothing else was touched; run the upgrade again after fixing it.');
   return { startMs, unsealMs, catchUpMs: Date.now() - t2 };
 }

@@ -26,13 +26,17 @@ interface Ran {
   stderr: string;
 }
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Ran> {
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, onLine?: (line: string) => void): Promise<Ran> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stderr.on('data', (c: Buffer) => {
+      const before = stderr.length;
+      stderr += c.toString();
+      if (onLine) for (const line of stderr.slice(stderr.lastIndexOf('\n', before - 1) + 1).split('\n').slice(0, -1)) onLine(line);
+    });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
@@ -46,9 +50,9 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
   let t: TestLab;
   let newBinary: string;
   const outputs: string[] = [];
-  const upgrade = async (binary: string, sum: string, extra: string[] = []): Promise<Ran> => {
+  const upgrade = async (binary: string, sum: string, extra: string[] = [], onLine?: (line: string) => void): Promise<Ran> => {
     // No token or key on the command line: the inventory references the lab's 0600 init file.
-    const r = await run(NODE, [BIN, 'upgrade', '-i', t.inventory, '--binary', binary, '--sha256', sum, '--non-interactive', '--wait-timeout', '90', ...extra], { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' });
+    const r = await run(NODE, [BIN, 'upgrade', '-i', t.inventory, '--binary', binary, '--sha256', sum, '--non-interactive', '--wait-timeout', '90', ...extra], { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' }, onLine);
     outputs.push(r.stdout, r.stderr);
     return r;
   };
@@ -134,14 +138,44 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
     await waitHealthy(t.lab, t.init.root_token, () => undefined);
   });
 
-  it('upgrades every node, standbys first and the leader last, verified by the official CLI', async () => {
-    const r = await upgrade(newBinary, sha256(newBinary));
-    expect(r.stderr + r.stdout).toContain(`all nodes on ${to}`);
-    expect(r.code).toBe(0);
+  it('halts before the next node when a standby is SIGKILLed while it rejoins; quorum is kept; running again resumes and finishes', async () => {
+    const pidsBefore = pids();
+    let killed: string | undefined;
+    const r = await upgrade(newBinary, sha256(newBinary), [], (line) => {
+      const m = /(n\d): started and unsealed/.exec(line);
+      if (m && !killed) {
+        killed = m[1]!;
+        const node = t.lab.nodes.find((n) => n.name === killed)!;
+        process.kill(Number(readFileSync(join(node.dir, 'pid'), 'utf8')), 'SIGKILL');
+      }
+    });
+    expect(killed).toBeDefined();
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`Upgrade halted at ${killed}|Not taking n\\d down`));
+    // Nothing but the killed node was touched; the other two still run the old version and keep quorum.
+    const i = t.lab.nodes.findIndex((n) => n.name === killed);
+    const after = pids();
+    expect(after.filter((_p, j) => j !== i)).toEqual(pidsBefore.filter((_p, j) => j !== i));
+    const v = await versions();
+    expect(v.filter((_x, j) => j !== i)).toEqual([from, from]);
+    const c = clusterFor(t.lab);
+    try {
+      expect((await c.findLeader()).node.name).not.toBe(killed);
+    } finally {
+      c.close();
+    }
+
+    const again = await upgrade(newBinary, sha256(newBinary));
+    expect(again.stderr).toContain(`${killed}: resuming`);
+    expect(again.stderr + again.stdout).toContain(`all nodes on ${to}`);
+    expect(again.code).toBe(0);
     // The order: the leader (marked in the plan line) is upgraded last.
-    const plan = /order: (.+?);/.exec(r.stderr)?.[1] ?? '';
+    const plan = /order: (.+?);/.exec(again.stderr)?.[1] ?? '';
     expect(plan).toMatch(/\(leader, last\)$/);
     expect(await versions()).toEqual([to, to, to]);
+  });
+
+  it('ends with every node on the new version as the official CLI sees it, and a second run changes nothing', async () => {
 
     const client = await cliEnv();
     const peers = await run(newBinary, ['operator', 'raft', 'list-peers', '-format=json'], client);

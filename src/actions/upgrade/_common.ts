@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { z } from 'zod';
 import type { ActionContext } from '../types.js';
 
@@ -10,4 +11,9 @@ export const binaryArgs = {
 
 export function defaultUnit(ctx: ActionContext): string {
   return ctx.spec.flavor === 'openbao' ? 'openbao' : 'vault';
+}
+
+/** The same record `vaultops upgrade` keeps, so either can resume what the other started. */
+export function progressFile(ctx: ActionContext): string {
+  return join(ctx.stateDir, 'upgrades', ctx.clusterName, 'in-progress.json');
 }

@@ -4,7 +4,7 @@ import { openNodeHost } from '../../ssh/open-host.js';
 import { remoteBinaryVersion, STAGED_SUFFIX } from '../../upgrade/binary-install.js';
 import { autopilotStabilization, gateBeforeNode, memberFor, upgradeMember } from '../../upgrade/rolling.js';
 import { compareVersions } from '../../upgrade/versions.js';
-import { binaryArgs, defaultUnit } from './_common.js';
+import { binaryArgs, defaultUnit, progressFile } from './_common.js';
 
 export default defineAction({
   name: 'upgrade.node',
@@ -40,7 +40,7 @@ export default defineAction({
         if (older.length) return { status: 'failed', message: `${spec.name} is the leader and ${older.map((p) => p.node.name).join(', ')} still run an older version: the leader goes last, so that it fails over to an upgraded node` };
       }
       const unsealKeys = args.unseal_keys;
-      const o = { cluster: ctx.cluster, clusterName: ctx.clusterName, binary: { path: args.binary, sha256: args.sha256 }, unsealKeys, signal: ctx.signal, onNodeFailure: args.rollback_on_failure ? ('rollback' as const) : ('halt' as const) };
+      const o = { cluster: ctx.cluster, clusterName: ctx.clusterName, binary: { path: args.binary, sha256: args.sha256 }, unsealKeys, signal: ctx.signal, onNodeFailure: args.rollback_on_failure ? ('rollback' as const) : ('halt' as const), progressFile: progressFile(ctx) };
       await gateBeforeNode(o, m);
       const stabilization = await autopilotStabilization(leader.client);
       const t = await upgradeMember(o, m, isLeader, target, stabilization, args.wait * 1000, (e) => ctx.log('message' in e ? e.message : e.reason));

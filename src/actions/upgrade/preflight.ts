@@ -2,12 +2,15 @@ import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { openNodeHost } from '../../ssh/open-host.js';
 import { closeMembers, preflightUpgrade } from '../../upgrade/rolling.js';
-import { binaryArgs } from './_common.js';
+import { binaryArgs, progressFile } from './_common.js';
 
 export default defineAction({
   name: 'upgrade.preflight',
   description: 'Check everything before an upgrade and stage the new binary on every host (verified there); changes no running node.',
-  schema: z.strictObject(binaryArgs),
+  schema: z.strictObject({
+    ...binaryArgs,
+    unseal_keys: z.array(z.string().min(1)).optional().describe('Unseal shares, to bring back a node an interrupted run left sealed or down.'),
+  }),
   changes: true,
   gates: [
     'binary sha256 matches',
@@ -23,6 +26,9 @@ export default defineAction({
       clusterName: ctx.clusterName,
       spec: ctx.spec,
       binary: { path: args.binary, sha256: args.sha256 },
+      progressFile: progressFile(ctx),
+      unsealKeys: args.unseal_keys,
+      signal: ctx.signal,
       openHost: (n) => openNodeHost(n, { trustOnFirstUse: args.trust_on_first_use }),
       onEvent: (e) => ctx.log('node' in e ? `${e.node}: ${'message' in e ? e.message : e.reason}` : e.message),
     });
