@@ -15,6 +15,10 @@ export interface BackupReport {
   raftIndex?: number | undefined;
   error?: string | undefined;
   exitCode: number;
+  /** What ran: `backup` (default) or `drill` (src/drill reuses this webhook). */
+  kind?: 'backup' | 'drill' | undefined;
+  /** Extra fields for the JSON body (a drill's RTO, RPO, failed phase). */
+  extra?: Record<string, unknown> | undefined;
 }
 
 /**
@@ -22,8 +26,9 @@ export interface BackupReport {
  * caller (who warns) and never changes the backup's own result.
  */
 export async function sendWebhook(url: string, report: BackupReport, timeoutMs = 10_000): Promise<void> {
+  const kind = report.kind ?? 'backup';
   const body = JSON.stringify(redactor.redactValue({
-    event: 'vaultops.backup',
+    event: `vaultops.${kind}`,
     result: report.result,
     cluster: report.cluster,
     started_at: report.startedAt.toISOString(),
@@ -36,10 +41,11 @@ export async function sendWebhook(url: string, report: BackupReport, timeoutMs =
     raft_index: report.raftIndex,
     error: report.error,
     exit_code: report.exitCode,
+    ...report.extra,
     // Slack/Mattermost-compatible incoming webhooks show `text`.
     text: report.result === 'success'
-      ? `vaultops backup of ${report.cluster} succeeded: ${report.file} (${report.size} bytes)`
-      : `vaultops backup of ${report.cluster} FAILED: ${report.error ?? 'unknown error'}`,
+      ? `vaultops ${kind} of ${report.cluster} succeeded: ${report.file} (${report.size} bytes)`
+      : `vaultops ${kind} of ${report.cluster} FAILED: ${report.error ?? 'unknown error'}`,
   }));
   let res: Response;
   try {

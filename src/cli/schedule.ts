@@ -182,3 +182,133 @@ export function parseEvery(every: string, seed: string): Timing {
 function shellJoin(args: string[]): string {
   return args.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
+
+interface ScheduleDrillOptions {
+  inventory: string;
+  cluster?: string;
+  from?: string;
+  reportDir?: string;
+  every?: string;
+  format?: string;
+  notifyUrl?: string;
+  notifyOn?: string;
+  image?: string;
+  user?: string;
+}
+
+/**
+ * `vaultops schedule drill` (issue 8): the same three schedulers as for backups, running `vaultops
+ * drill` daily or weekly. A drill starts a scratch lab on the host that runs it, so that host needs
+ * the server binary in its cache (`vaultops lab fetch`) and free loopback addresses.
+ */
+export async function scheduleDrillCommand(o: ScheduleDrillOptions): Promise<void> {
+  const invFile = resolve(o.inventory);
+  const { name } = selectCluster(loadInventory(invFile), o.cluster);
+  const every = o.every ?? '7d';
+  const timing = every === '7d' || every === '1w' ? weekly(name) : parseEvery(every, `drill-${name}`);
+  const formats = new Set((o.format ?? 'cron,systemd,kubernetes').split(',').map((s) => s.trim()));
+  const drillArgs = (inventory: string, reportDir: string | undefined) => {
+    const a = ['drill', '-i', inventory, '--cluster', name, '--non-interactive', '--quiet'];
+    if (o.from !== undefined) a.push('--from', o.from.startsWith('/') || !o.from.includes('/') ? o.from : resolve(o.from));
+    if (reportDir !== undefined) a.push('--report-dir', reportDir);
+    if (o.notifyUrl !== undefined) {
+      if (!/^(env|file|cmd):/.test(o.notifyUrl)) throw new InputError('--notify-url must be a reference (env:NAME, file:PATH) in a schedule: a URL with a token would sit in a unit file and in process lists.', { hint: 'Put the URL in a 0600 file and pass --notify-url file:/etc/vaultops/webhook-url.' });
+      a.push('--notify-url', o.notifyUrl);
+    }
+    if (o.notifyOn !== undefined) a.push('--notify-on', o.notifyOn);
+    return a;
+  };
+  const args = drillArgs(invFile, o.reportDir === undefined ? undefined : resolve(o.reportDir));
+  const node = process.execPath;
+  const bin = resolve(process.argv[1] ?? 'vaultops');
+  const unit = `vaultops-drill-${name}`;
+  if (formats.has('cron')) {
+    out.line(`# cron (crontab -e as the user that can read the inventory's secrets and the backups): ${timing.describe}`);
+    out.line('# The drill starts a scratch lab cluster on this host and always tears it down; it exits non-zero and calls the webhook when it fails.');
+    out.line(`${timing.cron} ${shellJoin([node, bin, ...args])} >>/var/log/${unit}.log 2>&1`);
+    out.line();
+  }
+  if (formats.has('systemd')) {
+    out.line(`# /etc/systemd/system/${unit}.service`);
+    out.line(
+      [
+        '[Unit]',
+        `Description=vaultops: disaster-recovery drill of ${name} (restore of the newest backup into a scratch cluster)`,
+        '',
+        '[Service]',
+        'Type=oneshot',
+        `User=${o.user ?? 'vaultops'}`,
+        'StateDirectory=vaultops',
+        'Environment=VAULTOPS_STATE_DIR=/var/lib/vaultops',
+        `ExecStart=${shellJoin([node, bin, ...args])}`,
+        'Nice=10',
+        'NoNewPrivileges=yes',
+        'PrivateTmp=yes',
+        'ProtectSystem=full',
+        // KillMode=control-group (the default) stops a scratch server left by a killed drill.
+        'KillMode=control-group',
+        'TimeoutStartSec=1h',
+        '',
+      ].join('\n'),
+    );
+    out.line(`# /etc/systemd/system/${unit}.timer`);
+    out.line(['[Unit]', `Description=vaultops drill of ${name}: ${timing.describe}`, '', '[Timer]', `OnCalendar=${timing.onCalendar}`, 'Persistent=true', 'RandomizedDelaySec=300', '', '[Install]', 'WantedBy=timers.target', ''].join('\n'));
+    out.line(`# systemctl daemon-reload && systemctl enable --now ${unit}.timer`);
+    out.line();
+  }
+  if (formats.has('kubernetes') || formats.has('k8s')) {
+    const k8sArgs = drillArgs('/etc/vaultops/inventory.yml', '/reports');
+    out.line('# Kubernetes CronJob: the image must hold the server binary in VAULTOPS_CACHE_DIR; inventory and secrets at /etc/vaultops, backups mounted where the inventory\'s store points, reports at /reports.');
+    out.line(
+      [
+        'apiVersion: batch/v1',
+        'kind: CronJob',
+        'metadata:',
+        `  name: ${unit.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`,
+        'spec:',
+        `  schedule: ${JSON.stringify(timing.cron)}`,
+        '  concurrencyPolicy: Forbid',
+        '  failedJobsHistoryLimit: 5',
+        '  jobTemplate:',
+        '    spec:',
+        '      backoffLimit: 0',
+        '      activeDeadlineSeconds: 3600',
+        '      template:',
+        '        spec:',
+        '          restartPolicy: Never',
+        '          containers:',
+        '            - name: drill',
+        `              image: ${o.image ?? 'vaultops:latest'}`,
+        '              args:',
+        ...k8sArgs.map((a) => `                - ${JSON.stringify(a)}`),
+        '              env:',
+        '                - { name: VAULTOPS_STATE_DIR, value: /state }',
+        '              volumeMounts:',
+        '                - { name: inventory, mountPath: /etc/vaultops, readOnly: true }',
+        '                - { name: backups, mountPath: /backups, readOnly: true }',
+        '                - { name: reports, mountPath: /reports }',
+        '                - { name: state, mountPath: /state }',
+        '          volumes:',
+        '            - name: inventory',
+        '              secret: { secretName: vaultops-inventory, defaultMode: 0400 }',
+        '            - name: backups',
+        '              persistentVolumeClaim: { claimName: vaultops-backups }',
+        '            - name: reports',
+        '              persistentVolumeClaim: { claimName: vaultops-drill-reports }',
+        '            - name: state',
+        '              emptyDir: {}',
+      ].join('\n'),
+    );
+  }
+}
+
+/** Weekly, on a day and time derived from the cluster name so a fleet's drills spread out. */
+function weekly(seed: string): Timing {
+  const h = createHash('sha256').update(`drill-${seed}`).digest();
+  const minute = h[0]! % 60;
+  const hour = h[1]! % 24;
+  const day = h[2]! % 7;
+  const names = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const pad = (x: number) => String(x).padStart(2, '0');
+  return { cron: `${minute} ${hour} * * ${day}`, onCalendar: `${names[day]} *-*-* ${pad(hour)}:${pad(minute)}:00`, describe: `weekly on ${names[day]} at ${pad(hour)}:${pad(minute)}` };
+}

@@ -1,0 +1,104 @@
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { sendWebhook } from '../backup/notify.js';
+import { LocalDirStore } from '../backup/local-dir-store.js';
+import type { BackupStore } from '../backup/store.js';
+import { InputError } from '../core/errors.js';
+import { writeDrillReports, formatMs } from '../drill/drill-report.js';
+import { runDrill } from '../drill/run-drill.js';
+import { stateDir } from '../lab/paths.js';
+import { resolveSecretString } from '../secrets/refs.js';
+import { makePrompter } from '../ui/prompter.js';
+import { err, out, progressPrinter } from '../ui/output.js';
+import { connectCluster } from './cluster-from-inventory.js';
+import { storeFromOptions } from './backup-store-option.js';
+import { keySetFromInventory } from './restore.js';
+
+interface DrillCliOptions {
+  inventory: string;
+  cluster?: string;
+  from?: string;
+  reportDir?: string;
+  version?: string;
+  notifyUrl?: string;
+  notifyOn?: string;
+  timeout?: string;
+  nonInteractive?: boolean;
+  quiet?: boolean;
+  json?: boolean;
+}
+
+/** Where a cluster's drill reports go by default; `vaultops check` looks there for the last passed drill. */
+export function defaultDrillReportDir(cluster: string, env: NodeJS.ProcessEnv = process.env): string {
+  return join(stateDir(env), 'drills', cluster);
+}
+
+/**
+ * `vaultops drill`: exit 0 passed; otherwise the failed phase's code (1 failed, 2 bad input, 3
+ * unreachable...). The reports are written either way, and a failure is sent to the webhook.
+ */
+export async function drillCommand(o: DrillCliOptions): Promise<void> {
+  const conn = await connectCluster(o.inventory, o.cluster);
+  const log = progressPrinter({ quiet: o.quiet === true || o.json === true });
+  const notifyOn = new Set((o.notifyOn ?? 'failure').split(',').map((s) => s.trim()));
+  const notifyUrl = o.notifyUrl === undefined ? undefined : /^(env|file|cmd):/.test(o.notifyUrl) ? await resolveSecretString(o.notifyUrl) : o.notifyUrl;
+  const timeoutMs = o.timeout === undefined ? undefined : Number(o.timeout) * 1000;
+  if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new InputError(`--timeout ${o.timeout} is not a number of seconds.`);
+  const reportDir = resolve(o.reportDir ?? defaultDrillReportDir(conn.name));
+  try {
+    const store = storeFor(o.from, conn);
+    const { report, error } = await runDrill({
+      clusterName: conn.name,
+      flavor: conn.spec.flavor,
+      canaries: conn.spec.canaries ?? [],
+      store,
+      keysFor: (label) => keySetFromInventory(conn.inventoryFile, conn.name, label),
+      liveCluster: conn.client,
+      scratchParent: join(stateDir(), 'drills', 'scratch'),
+      prompter: makePrompter({ nonInteractive: true }),
+      version: o.version,
+      restoreTimeoutMs: timeoutMs,
+      log,
+    });
+    const files = await writeDrillReports(report, reportDir);
+    if (notifyUrl && notifyOn.has(report.result === 'passed' ? 'success' : 'failure')) {
+      await sendWebhook(notifyUrl, {
+        kind: 'drill',
+        cluster: conn.name,
+        result: report.result === 'passed' ? 'success' : 'failure',
+        startedAt: new Date(report.started_at),
+        finishedAt: new Date(report.finished_at),
+        file: report.backup?.file,
+        location: report.backup?.location,
+        size: report.backup?.size,
+        sha256: report.backup?.sha256,
+        raftIndex: report.backup?.raft_index,
+        error: report.error === undefined ? undefined : `${report.failed_phase ?? ''}: ${report.error}`,
+        exitCode: report.exit_code,
+        extra: { drill_id: report.id, rto_seconds: secs(report.rto_ms), rpo_seconds: secs(report.rpo_ms), failed_phase: report.failed_phase, report: files.html },
+      }).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
+    }
+    if (o.json) out.json({ ...report, reports: files });
+    else {
+      out.line(`Drill of ${conn.name}: ${report.result.toUpperCase()}${report.failed_phase ? ` (stopped in ${report.failed_phase})` : ''}. RTO ${formatMs(report.rto_ms)}, RPO ${formatMs(report.rpo_ms)}.`);
+      for (const p of report.phases) out.line(`  ${p.result === 'ok' ? 'ok    ' : 'FAILED'} ${p.title.padEnd(34)} ${formatMs(p.duration_ms).padStart(9)}${p.share_of_rto !== undefined ? `  ${(p.share_of_rto * 100).toFixed(0).padStart(3)} % of RTO` : ''}`);
+      out.line(`Reports: ${files.json}, ${files.markdown}, ${files.html}`);
+    }
+    if (error) throw error;
+  } finally {
+    conn.client.close();
+  }
+}
+
+const secs = (ms: number | undefined) => (ms === undefined ? undefined : ms / 1000);
+
+/** `--from NAME` (a store of the cluster), `--from DIR` (a folder of backups), else the cluster's only store. */
+function storeFor(from: string | undefined, conn: Parameters<typeof storeFromOptions>[1] & object): BackupStore {
+  if (from !== undefined && !(conn.spec.stores && from in conn.spec.stores)) {
+    if (!existsSync(from) || !statSync(from).isDirectory()) {
+      throw new InputError(`--from ${from} is neither a store of ${conn.name} nor a directory.`, { hint: `Stores: ${Object.keys(conn.spec.stores ?? {}).join(', ') || '(none)'}; or give the folder the backups are in.` });
+    }
+    return new LocalDirStore(resolve(from));
+  }
+  return storeFromOptions({ store: from }, conn);
+}

@@ -1,0 +1,313 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Prompter } from '../actions/types.js';
+import { VaultopsError, isVaultopsError } from '../core/errors.js';
+import { ExitCode, type ExitCodeValue } from '../core/exit-codes.js';
+import { redactor } from '../core/redact.js';
+import { checkFile } from '../backup/check-file.js';
+import { LocalDirStore } from '../backup/local-dir-store.js';
+import type { Manifest } from '../backup/manifest.js';
+import { restoreSnapshot, type KeySetSecrets } from '../backup/restore.js';
+import { SnapshotInvalidError } from '../backup/snapshot-verify.js';
+import type { BackupStore } from '../backup/store.js';
+import { checkVersion, ensureBinary, parseFlavor, type Flavor } from '../lab/binaries.js';
+import { clusterFor, labDestroy, labUp, readInit, readLab, runningPids, type LabRecord } from '../lab/lab.js';
+import type { ClusterClient } from '../vault/cluster.js';
+import { CanaryMismatchError, readCanaryHash, type CanaryResult, type CanarySpec } from './canaries.js';
+
+export const DRILL_FORMAT = 'vaultops-drill/1';
+
+export type PhaseName = 'verify' | 'provision' | 'restore' | 'unseal' | 'canaries' | 'raft-index' | 'teardown';
+
+export const PHASE_TITLES: Record<PhaseName, string> = {
+  verify: 'Verify backup',
+  provision: 'Start scratch cluster',
+  restore: 'Restore snapshot',
+  unseal: 'Unseal with the backup\'s key set',
+  canaries: 'Read canaries',
+  'raft-index': 'Check Raft index',
+  teardown: 'Tear down scratch cluster',
+};
+
+export interface DrillPhase {
+  name: PhaseName;
+  title: string;
+  started_at: string;
+  finished_at: string;
+  duration_ms: number;
+  result: 'ok' | 'failed';
+  /** This phase's part of the RTO (0..1), for phases before the first canary read. */
+  share_of_rto?: number | undefined;
+  note?: string | undefined;
+}
+
+export interface DrillReport {
+  format: typeof DRILL_FORMAT;
+  id: string;
+  cluster: string;
+  result: 'passed' | 'failed';
+  started_at: string;
+  finished_at: string;
+  duration_ms: number;
+  /** The phase that failed, when the drill failed. */
+  failed_phase?: PhaseName | undefined;
+  error?: string | undefined;
+  exit_code: number;
+  backup?: {
+    file: string;
+    location: string;
+    taken_at: string;
+    raft_index: number;
+    raft_term: number;
+    sha256: string;
+    size: number;
+    flavor?: string | undefined;
+    server_version?: string | undefined;
+    key_set?: string | undefined;
+  } | undefined;
+  scratch?: { lab: string; flavor: string; version: string; nodes: number; dir: string; torn_down: boolean; processes_left: number } | undefined;
+  /** Recovery time: drill start to the first successful canary read (or to the restored cluster, without canaries). */
+  rto_ms?: number | undefined;
+  rto_basis: 'first-canary-read' | 'cluster-restored' | 'not-reached';
+  /** Recovery point: age of the backup (its finished_at) when the restore began. */
+  rpo_ms?: number | undefined;
+  raft?: { manifest_index: number; restored_index?: number | undefined; ok: boolean } | undefined;
+  canaries: CanaryResult[];
+  phases: DrillPhase[];
+}
+
+export interface DrillOptions {
+  clusterName: string;
+  /** The cluster's inventory entry: flavour (when the manifest lacks it) and canaries. */
+  flavor?: string | undefined;
+  canaries: readonly CanarySpec[];
+  store: BackupStore;
+  /** Unseal keys (and a token valid in that data) of a key set, from the inventory. */
+  keysFor(label: string | undefined): Promise<KeySetSecrets>;
+  /** The live cluster, to compare canaries that have no expect_sha256 (optional). */
+  liveCluster?: ClusterClient | undefined;
+  /** Parent folder for the scratch lab's own state (never the user's labs). */
+  scratchParent: string;
+  prompter: Prompter;
+  /** Server version for the scratch cluster instead of the manifest's (a patch the machine lacks). */
+  version?: string | undefined;
+  restoreTimeoutMs?: number | undefined;
+  log?: ((message: string) => void) | undefined;
+  now?: () => Date;
+}
+
+/**
+ * A disaster-recovery drill: the newest verified backup of a cluster, restored into a scratch lab
+ * cluster of the backup's flavour and version, unsealed with the key set the manifest names, its
+ * canaries read and compared by hash, its Raft index checked, and the scratch cluster torn down
+ * whatever happened. Never throws for a failed drill: the report says where it stopped, and
+ * `error` carries the exception for the caller's exit code.
+ */
+export async function runDrill(o: DrillOptions): Promise<{ report: DrillReport; error?: VaultopsError | undefined }> {
+  const log = o.log ?? (() => undefined);
+  const now = o.now ?? (() => new Date());
+  const started = now();
+  const id = `${o.clusterName}-${stamp(started)}`;
+  const report: DrillReport = {
+    format: DRILL_FORMAT,
+    id,
+    cluster: o.clusterName,
+    result: 'failed',
+    started_at: started.toISOString(),
+    finished_at: started.toISOString(),
+    duration_ms: 0,
+    exit_code: ExitCode.failed,
+    rto_basis: 'not-reached',
+    canaries: [],
+    phases: [],
+  };
+  let current: { name: PhaseName; started: Date } | undefined;
+  const begin = (name: PhaseName) => {
+    current = { name, started: now() };
+    log(`[${PHASE_TITLES[name]}]`);
+  };
+  const end = (result: 'ok' | 'failed', note?: string) => {
+    if (!current) return;
+    const fin = now();
+    report.phases.push({ name: current.name, title: PHASE_TITLES[current.name], started_at: current.started.toISOString(), finished_at: fin.toISOString(), duration_ms: fin.getTime() - current.started.getTime(), result, note });
+    current = undefined;
+  };
+
+  let error: VaultopsError | undefined;
+  let scratchEnv: NodeJS.ProcessEnv | undefined;
+  let scratchState: string | undefined;
+  let scratchName: string | undefined;
+  let scratch: ClusterClient | undefined;
+  let rtoEnd: Date | undefined;
+  try {
+    // 1. The newest backup of this cluster, verified in full before anything is started.
+    begin('verify');
+    const entries = await o.store.list();
+    const newest = entries.find((e) => e.manifest !== undefined && e.manifest.cluster.name === o.clusterName && e.manifest.reason === 'backup');
+    const file = newest ? o.store.localPath(newest.name) : undefined;
+    if (!newest || !file) {
+      throw new VaultopsError(`No backup of ${o.clusterName} with a manifest in ${o.store.location}.`, { exitCode: ExitCode.badInput, hint: 'Take one with `vaultops backup`, or point --from at the store that holds them.' });
+    }
+    const checked = await checkFile(file);
+    if (checked.problems.length || !checked.verified || !checked.manifest) {
+      throw new SnapshotInvalidError(`The newest backup ${file} fails verification: ${checked.problems.join('; ') || 'no manifest'}. Nothing was started.`, );
+    }
+    const manifest: Manifest = checked.manifest;
+    report.backup = {
+      file,
+      location: o.store.location,
+      taken_at: manifest.finished_at,
+      raft_index: manifest.raft.index,
+      raft_term: manifest.raft.term,
+      sha256: manifest.sha256,
+      size: manifest.size,
+      flavor: manifest.cluster.flavor,
+      server_version: manifest.server_version,
+      key_set: manifest.key_set,
+    };
+    end('ok', `${newest.name}: ${manifest.size} bytes, Raft index ${manifest.raft.index}, taken ${manifest.finished_at}`);
+
+    // 2. A scratch lab of the backup's flavour and version, in a state folder of its own.
+    begin('provision');
+    const flavor: Flavor = parseFlavor(manifest.cluster.flavor ?? o.flavor);
+    const version = checkVersion(flavor, o.version ?? manifest.server_version);
+    const binary = await ensureBinary({ flavor, version, onProgress: log });
+    mkdirSync(o.scratchParent, { recursive: true, mode: 0o700 });
+    scratchState = mkdtempSync(join(o.scratchParent, 'scratch-'));
+    scratchEnv = { ...process.env, VAULTOPS_STATE_DIR: scratchState };
+    scratchName = `drill-${randomBytes(3).toString('hex')}`;
+    report.scratch = { lab: scratchName, flavor, version, nodes: 3, dir: join(scratchState, 'labs', scratchName), torn_down: false, processes_left: 0 };
+    const { lab } = await labUp({ name: scratchName, flavor, version, binary: binary.path, tls: true, inventory: join(scratchState, `${scratchName}.yml`), env: scratchEnv, onProgress: log });
+    const init = readInit(lab);
+    redactor.add(init.root_token, ...init.unseal_keys_b64);
+    scratch = clusterFor(lab, init.root_token);
+    end('ok', `lab ${scratchName}: ${flavor} ${version}, ${lab.nodes.length} nodes`);
+
+    // 3. Restore with force (another cluster), then unseal with the manifest's key set. The restore
+    // asks for the keys exactly when the nodes have sealed: that moment splits the two phases.
+    begin('restore');
+    const restoreStarted = now();
+    report.rpo_ms = restoreStarted.getTime() - Date.parse(manifest.finished_at);
+    let unsealStarted = false;
+    const result = await restoreSnapshot({
+      cluster: scratch,
+      clusterName: scratchName,
+      flavor,
+      file,
+      forceOtherCluster: true,
+      confirmed: true,
+      prompter: o.prompter,
+      safetyStore: new LocalDirStore(join(scratchState, 'safety')),
+      keysFor: async (label) => {
+        if (!unsealStarted) {
+          unsealStarted = true;
+          end('ok');
+          begin('unseal');
+        }
+        const keys = await o.keysFor(label);
+        redactor.add(...keys.keys, keys.token);
+        return keys;
+      },
+      log,
+      timeoutMs: o.restoreTimeoutMs,
+    });
+    end('ok', result.unsealedWith ? `unsealed with key set ${result.unsealedWith}` : undefined);
+    rtoEnd = now();
+
+    // 4. Canaries: the first good read ends the RTO.
+    if (o.canaries.length) {
+      begin('canaries');
+      rtoEnd = undefined;
+      const leader = await scratch.findLeader();
+      const liveLeader = o.liveCluster && o.canaries.some((c) => c.expect_sha256 === undefined) ? await o.liveCluster.findLeader().catch(() => undefined) : undefined;
+      const bad: string[] = [];
+      for (const spec of o.canaries) {
+        const got = await readCanaryHash(leader.client, spec);
+        const readAt = now();
+        let expected = spec.expect_sha256?.toLowerCase();
+        let from: CanaryResult['expected_from'] = expected ? 'inventory' : 'none';
+        if (!expected && liveLeader) {
+          expected = (await readCanaryHash(liveLeader.client, spec)).sha256;
+          if (expected) from = 'live-cluster';
+        }
+        if (got.sha256 === undefined) {
+          report.canaries.push({ path: spec.path, field: spec.field, result: 'missing', expected_from: from, problem: got.problem });
+          bad.push(`${spec.path}${spec.field ? `#${spec.field}` : ''} could not be read (${got.problem})`);
+          continue;
+        }
+        rtoEnd ??= readAt;
+        const ok = expected !== undefined && expected === got.sha256;
+        report.canaries.push({ path: spec.path, field: spec.field, result: ok ? 'match' : 'mismatch', expected_from: from, read_at: readAt.toISOString(), problem: expected === undefined ? 'no expect_sha256 in the inventory and the live cluster gave no value' : undefined });
+        if (!ok) bad.push(`${spec.path}${spec.field ? `#${spec.field}` : ''} ${expected === undefined ? 'has nothing to compare with' : 'differs from the expected value (sha256 compared; the value is not shown)'}`);
+      }
+      if (bad.length) {
+        throw new CanaryMismatchError(`Canary check failed after the restore: ${bad.join('; ')}.`, {
+          hint: 'The restored data is not what the inventory expects: check the backup\'s age and the canary\'s expect_sha256 (`printf %s "$value" | sha256sum`).',
+        });
+      }
+      end('ok', `${o.canaries.length} canar${o.canaries.length === 1 ? 'y' : 'ies'} match`);
+    } else {
+      log('The inventory lists no canaries for this cluster: the RTO ends when the restored cluster is healthy.');
+    }
+
+    // 5. The restored data is at least as new as the manifest says.
+    begin('raft-index');
+    const leader = await scratch.findLeader();
+    const ls = await leader.client.leader().catch(() => undefined);
+    const restoredIndex = ls?.raft_committed_index ?? ls?.raft_applied_index;
+    const ok = restoredIndex !== undefined && restoredIndex >= manifest.raft.index;
+    report.raft = { manifest_index: manifest.raft.index, restored_index: restoredIndex, ok };
+    if (!ok) {
+      throw new VaultopsError(`The scratch cluster is at Raft index ${restoredIndex ?? 'unknown'}, below the backup's ${manifest.raft.index}: the restore did not take.`);
+    }
+    end('ok', `index ${restoredIndex} >= manifest ${manifest.raft.index}`);
+    report.result = 'passed';
+    report.exit_code = ExitCode.ok;
+  } catch (e) {
+    error = isVaultopsError(e) ? e : new VaultopsError(redactor.redact(e instanceof Error ? e.message : String(e)));
+    report.failed_phase = current?.name;
+    report.error = redactor.redact(error.message);
+    report.exit_code = error.exitCode === ExitCode.ok ? ExitCode.failed : (error.exitCode as ExitCodeValue);
+    end('failed', report.error);
+  } finally {
+    scratch?.close();
+    if (scratchName && scratchEnv) {
+      begin('teardown');
+      const rec: LabRecord | undefined = readLab(scratchName, scratchEnv);
+      try {
+        await labDestroy(scratchName, log, scratchEnv);
+      } catch (e) {
+        log(`Tearing down ${scratchName} failed: ${(e as Error).message}`);
+      }
+      const left = rec ? runningPids(rec).length : 0;
+      if (report.scratch) Object.assign(report.scratch, { torn_down: left === 0, processes_left: left });
+      if (scratchState) rmSync(scratchState, { recursive: true, force: true });
+      end(left === 0 ? 'ok' : 'failed', left === 0 ? 'no process left' : `${left} server process(es) still running`);
+      if (left > 0 && report.result === 'passed') {
+        report.result = 'failed';
+        report.failed_phase = 'teardown';
+        report.error = `Scratch lab ${scratchName} still has ${left} server process(es) after the teardown.`;
+        report.exit_code = ExitCode.failed;
+        error = new VaultopsError(report.error, { hint: `Stop them by pid (see \`ps\` for ${report.scratch?.dir ?? scratchName}).` });
+      }
+    }
+  }
+  const finished = now();
+  report.finished_at = finished.toISOString();
+  report.duration_ms = finished.getTime() - started.getTime();
+  if (rtoEnd) {
+    report.rto_ms = rtoEnd.getTime() - started.getTime();
+    report.rto_basis = o.canaries.length ? 'first-canary-read' : 'cluster-restored';
+    for (const p of report.phases) {
+      const s = Date.parse(p.started_at);
+      const f = Math.min(Date.parse(p.finished_at), rtoEnd.getTime());
+      if (s < rtoEnd.getTime()) p.share_of_rto = Math.max(0, f - s) / report.rto_ms;
+    }
+  }
+  return { report, error };
+}
+
+function stamp(d: Date): string {
+  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
