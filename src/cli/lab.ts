@@ -1,4 +1,5 @@
 import { relative } from 'node:path';
+import { InputError } from '../core/errors.js';
 import { checkVersion, ensureBinary, FLAVORS, parseFlavor } from '../lab/binaries.js';
 import { labDestroy, labDown, labState, labUp, listLabs, readLab } from '../lab/lab.js';
 import { out, progressPrinter, table } from '../ui/output.js';
@@ -26,9 +27,16 @@ export async function labFetchCommand(o: LabOptions): Promise<void> {
 
 export async function labUpCommand(o: LabOptions): Promise<void> {
   const progress = progressPrinter({ quiet: o.json === true });
-  const flavor = parseFlavor(o.flavor);
   const existing = readLab(o.name);
+  // Without --flavor, an existing lab keeps its own; a different one asked for is refused, not ignored.
+  const flavor = parseFlavor(o.flavor ?? existing?.flavor);
   if (existing && labState(existing) === 'running') {
+    const wanted = o.version ? checkVersion(flavor, o.version) : existing.flavor === flavor ? existing.version : undefined;
+    if (existing.flavor !== flavor || wanted !== existing.version) {
+      throw new InputError(`Lab ${existing.name} is running ${FLAVORS[existing.flavor].product} ${existing.version}, not ${FLAVORS[flavor].product} ${wanted ?? FLAVORS[flavor].defaultVersion}.`, {
+        hint: `Use another --name for a second lab, or \`vaultops lab destroy --name ${existing.name}\` first.`,
+      });
+    }
     report(o, existing, 'already running; nothing to do');
     return;
   }

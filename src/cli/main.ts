@@ -43,7 +43,7 @@ export function buildProgram(): Command {
     lab
       .command('up')
       .description('start a lab (create, init 5/3, unseal, join, wait for autopilot); a running lab is left as it is')
-      .option('--flavor <flavor>', 'openbao or vault', 'openbao')
+      .option('--flavor <flavor>', 'openbao (default) or vault')
       .option('--version <version>', 'server version (openbao: 2.6.1-2.7.2, default 2.7.2; vault: 1.19.0 or 1.21.0, default 1.21.0)')
       .option('--vault-binary <path>', 'use this server binary (else $VAULTOPS_VAULT_BINARY, the cache, PATH)')
       .option('--no-tls', 'plain HTTP (debugging only)')
@@ -197,8 +197,57 @@ export function buildProgram(): Command {
     .action(async (o) => (await import('./schema.js')).schemaCommand(o));
 
   registerBackupCommands(program);
+  registerDrillAndCheckCommands(program);
 
   return program;
+}
+
+/** drill, check, schedule drill (issue 8). */
+function registerDrillAndCheckCommands(program: Command): void {
+  program
+    .command('drill')
+    .description('DR drill: newest verified backup -> scratch lab cluster -> restore, unseal, canaries, Raft index -> teardown; RTO/RPO reports (JSON, Markdown, HTML); exit 0 passed, else the failed phase\'s code')
+    .requiredOption('-i, --inventory <file>', 'inventory file')
+    .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
+    .option('--from <store|dir>', 'a store of the cluster, or a folder of backups (default: the cluster\'s only store)')
+    .option('--report-dir <dir>', 'where the reports go (default $VAULTOPS_STATE_DIR/drills/<cluster>, where `check` looks)')
+    .option('--version <version>', 'server version of the scratch cluster instead of the backup\'s')
+    .option('--notify-url <url>', 'POST a JSON report here (a reference like env:NAME or file:PATH keeps a tokened URL out of argv)')
+    .option('--notify-on <results>', 'when to notify: failure, success or failure,success', 'failure')
+    .option('--timeout <seconds>', 'how long the restored cluster may take to come back', '180')
+    .option('--non-interactive', 'never ask (a drill never asks; accepted for cron lines)')
+    .option('--quiet', 'no progress lines on stderr')
+    .option('--json', 'the report as JSON on stdout')
+    .action(async (o) => (await import('./drill.js')).drillCommand(o));
+
+  program
+    .command('check')
+    .description('production-readiness check of a live cluster (API and, with ssh blocks, each host); exit 0 passed, 1 a finding at or above --fail-on, 3 unreachable')
+    .requiredOption('-i, --inventory <file>', 'inventory file')
+    .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
+    .option('--json', 'machine-readable result on stdout')
+    .option('--markdown <file>', 'also write the result as Markdown')
+    .option('--html <file>', 'also write the result as an HTML page')
+    .option('--fail-on <severity>', 'lowest severity of a failed check that fails the command: warning or critical', 'critical')
+    .option('--drill-dir <dir>', 'where the drill reports are (default $VAULTOPS_STATE_DIR/drills/<cluster>)')
+    .option('--trust-on-first-use', 'accept SSH host keys that neither ssh.host_key nor known_hosts knows')
+    .action(async (o) => (await import('./check.js')).checkCommand(o));
+
+  const schedule = program.commands.find((c) => c.name() === 'schedule');
+  schedule
+    ?.command('drill')
+    .description('a cron line, a systemd service + timer and a Kubernetes CronJob that run `vaultops drill`')
+    .requiredOption('-i, --inventory <file>', 'inventory file')
+    .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
+    .option('--from <store|dir>', 'a store of the cluster, or a folder of backups')
+    .option('--report-dir <dir>', 'where the reports go')
+    .option('--every <interval>', 'how often: 1d, or 7d for weekly', '7d')
+    .option('--format <list>', 'which of cron, systemd, kubernetes', 'cron,systemd,kubernetes')
+    .option('--notify-url <ref>', 'webhook reference (env:NAME or file:PATH)')
+    .option('--notify-on <results>', 'failure, success or failure,success')
+    .option('--image <image>', 'container image for the CronJob')
+    .option('--user <user>', 'systemd User= (default vaultops)')
+    .action(async (o) => (await import('./schedule.js')).scheduleDrillCommand(o));
 }
 
 /** backup, backups, restore, schedule backup (issue 5). */

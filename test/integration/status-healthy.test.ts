@@ -89,6 +89,12 @@ describe.each(flavorsUnderTest())('a healthy $flavor $version lab', ({ flavor, v
     const again = await labUp({ name, flavor, version, binary: t.lab.binary, tls: true, inventory: t.inventory, env: t.env });
     expect(again).toMatchObject({ created: false, alreadyRunning: true });
     expect(fingerprint(t)).toEqual(before);
+    // Asking for another flavour of a running lab is refused, not silently ignored.
+    const other = flavor === 'openbao' ? 'vault' : 'openbao';
+    const refused = await cli.run(['lab', 'up', '--name', name, '--flavor', other]);
+    expect(refused.code).toBe(ExitCode.badInput);
+    expect(refused.stderr).toMatch(/is running .* not /);
+    expect(fingerprint(t)).toEqual(before);
   });
 
   it('an inventory pointing at another CA fails TLS verification and names the CA it expected', async () => {
