@@ -66,11 +66,14 @@ export class ShareSource {
     }
     this.#holder++;
     const short = this.#nonce.slice(0, 8);
-    await this.#prompter.confirm({
+    const typed = await this.#prompter.text({
       message: `Holder ${this.#holder}: the nonce of this ceremony is ${this.#nonce}. Check it against what you were told, then type its first 8 characters`,
-      expected: short,
       source: '--shares-from REF',
     });
+    if (typed.trim() !== short) {
+      // Stop rather than ask again: a holder who sees another nonce than announced must not go on.
+      throw new InputError(`Holder ${this.#holder}'s confirmation did not match the nonce ${this.#nonce}: no share was sent.`, { hint: 'Check the nonce with the operator; if it differs from the one announced, someone else started this attempt.' });
+    }
     return this.#prompter.secret({ message: `Holder ${this.#holder}: your ${this.#label} (masked)`, source: '--shares-from REF (env:NAME, file:PATH[#field] or cmd:COMMAND)' });
   }
 

@@ -151,6 +151,17 @@ export async function rootContributeCommand(o: ContributeOptions): Promise<void>
     const source = new ShareSource({ ref: o.sharesFrom, prompter: c.prompter, nonce: attempt.nonce, label: 'unseal key share (or recovery key share)' });
     // One share from a person; every share of a reference (normally one).
     for (;;) {
+      if (attempt.mode !== 'pgp') {
+        // The last share of an OTP attempt would mint a root token that only the starter's OTP
+        // decodes, and the starter's process only learns of it from the final answer: it must
+        // be submitted at the operator's terminal, or the token lives on, undecodable.
+        const st = await attempt.status();
+        if (st.progress >= st.required - 1) {
+          throw new InputError(`This attempt needs one more share (${st.progress} of ${st.required}), and with an OTP the last share must be typed where the ceremony was started.`, {
+            hint: 'Give your share to the operator\'s terminal, or start the ceremony with --pgp-key so any holder may submit the last share.',
+          });
+        }
+      }
       const share = await source.next();
       if (share === undefined) break;
       const r = await attempt.submit(share);
@@ -166,9 +177,9 @@ export async function rootContributeCommand(o: ContributeOptions): Promise<void>
         else out.line(armored.trimEnd());
         err.line('It is encrypted to the operator\'s PGP key; hand it to them.');
       } else {
-        // Useless without the OTP, which only the starting process holds.
+        // Only reachable if the attempt's mode was unknown to us: useless without the starter's OTP.
         out.line(`Encoded token: ${r.encrypted}`);
-        err.line('Give the encoded token to the operator who started the attempt; only their OTP decodes it.');
+        err.line('Give the encoded token to the operator who started the attempt; only their OTP decodes it. Revoke it with `vaultops root hunt --revoke` if it cannot be decoded.');
       }
       break;
     }

@@ -250,7 +250,7 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
     const steps = [{ when: /Holder 1: the nonce of this ceremony is/, type: () => 'deadbeef' }];
     const r = await runAtTerminal(cli, ['root', 'generate', '-i', t.inventory, '--token-out', join(work, 'never')], t.env, steps);
     expect(r.code).toBe(ExitCode.badInput);
-    expect(r.stdout).toMatch(/Confirmation did not match/);
+    expect(r.stdout).toMatch(/confirmation did not match the nonce .*: no share was sent/);
     expect(r.stdout).toMatch(/was cancelled: its OTP existed only in this process/);
     const status = await cli.run(['root', 'generate', '-i', t.inventory, '--status', '--json', '--non-interactive']);
     expect(JSON.parse(status.stdout)).toMatchObject({ started: false });
