@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import type { BackupStore, SnapshotSink } from '../../src/backup/store.js';
 import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
 import { run, type RunResult } from '../../src/lab/exec.js';
 import type { ClusterClient } from '../../src/vault/cluster.js';
@@ -73,4 +75,36 @@ export async function unsealWith(c: ClusterClient, keys: string[], timeoutMs = 1
     if (Date.now() > deadline) throw new Error(`nodes did not all unseal: ${probes.map((p) => `${p.node.name}=${p.health?.state ?? 'unreachable'}`).join(', ')}`);
     await new Promise((r) => setTimeout(r, 500));
   }
+}
+
+/**
+ * A store that runs `onFirstWrite` (e.g. kill the leader) when the first snapshot bytes arrive and
+ * holds them until it is done, then behaves like `inner`. Not a fake server: the fault is real, only
+ * its timing is chosen.
+ */
+export class KillOnFirstWriteStore implements BackupStore {
+  readonly kind = 'test';
+  constructor(private readonly inner: BackupStore, private readonly onFirstWrite: () => Promise<void>) {}
+  get location() { return this.inner.location; }
+  get retention() { return this.inner.retention; }
+  async begin(name: string): Promise<SnapshotSink> {
+    const sink = await this.inner.begin(name);
+    let first = true;
+    const hook = this.onFirstWrite;
+    const stream = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        const go = () => (sink.stream.write(chunk) ? cb() : sink.stream.once('drain', () => cb()));
+        if (!first) return go();
+        first = false;
+        hook().then(go, cb);
+      },
+      final(cb) { sink.stream.end(() => cb()); },
+      destroy(err, cb) { sink.stream.destroy(err ?? undefined); cb(err); },
+    });
+    return { name: sink.name, stream, commit: (m) => sink.commit(m), abort: () => sink.abort() };
+  }
+  list() { return this.inner.list(); }
+  open(name: string) { return this.inner.open(name); }
+  localPath(name: string) { return this.inner.localPath(name); }
+  remove(name: string) { return this.inner.remove(name); }
 }

@@ -7,7 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ExitCode } from '../../src/core/exit-codes.js';
 import type { Manifest } from '../../src/backup/manifest.js';
-import { CliRunner, labSecrets } from '../helpers/cli.js';
+import { CliRunner, isAlive, labSecrets, waitFor } from '../helpers/cli.js';
+import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
+import { LocalDirStore } from '../../src/backup/local-dir-store.js';
+import { takeBackup } from '../../src/backup/take-backup.js';
+import { KillOnFirstWriteStore } from '../helpers/backup-lab.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 import { ensureKv, fillKv, kvGet, kvPut, officialCli, withCluster } from '../helpers/backup-lab.js';
@@ -227,6 +231,36 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     } finally {
       server.close();
     }
+  });
+
+  it('the leader killed during a backup: a clear failure, no partial file, and the next backup goes to the new leader', async () => {
+    // Bigger than the kernel's socket buffers, so the kill lands mid-stream.
+    await withCluster(t.inventory, (c) => fillKv(c, 24 * 1024 * 1024, 512 * 1024, 'big'));
+    const kdir = join(t.stateDir, 'killed');
+    const { client } = await connectCluster(t.inventory, undefined);
+    let killed: string | undefined;
+    try {
+      const leader = (await client.findLeader()).node.name;
+      const pid = t.lab.nodes.find((n) => n.name === leader)!.pid!;
+      // The real server is killed for real; the store only decides when: as the first bytes arrive.
+      const store = new KillOnFirstWriteStore(new LocalDirStore(kdir), async () => {
+        process.kill(pid, 'SIGKILL');
+        killed = leader;
+        await waitFor('the killed leader to be gone', () => (isAlive(pid) ? undefined : true), 10_000, 50);
+      });
+      const err = await takeBackup({ cluster: client, clusterName: name, store }).then(() => undefined, (e: unknown) => e as Error);
+      expect(killed).toBe(leader);
+      expect(err, 'the backup must fail').toBeInstanceOf(Error);
+      expect(err!.message).toMatch(/broke off|incomplete|ends early|end-of-archive/);
+      expect(err!.message).not.toMatch(/^\s*at /m);
+    } finally {
+      client.close();
+    }
+    expect(existsSync(kdir) ? readdirSync(kdir) : []).toEqual([]);
+    await waitFor('a new leader', () => withCluster(t.inventory, async (c) => ((await c.findLeader()).node.name !== killed ? true : undefined)), 60_000, 500);
+    const next = await cli.run(['backup', '-i', t.inventory, '--to', kdir, '--json']);
+    expect(next.code, next.stderr).toBe(ExitCode.ok);
+    expect((JSON.parse(next.stdout) as { manifest: Manifest }).manifest.leader.node).not.toBe(killed);
   });
 
   it('no output of this file holds an unseal key or the root token', () => {
