@@ -161,10 +161,13 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
     }
 
     // 4. Stage on every host, verified there, then ask the staged binary its version.
-    for (const m of members) {
-      const r = await stageBinary(m.host, m.binaryPath, o.binary);
-      emit({ kind: 'stage', node: m.spec.name, message: r.uploaded ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)` : 'already staged (sha256 verified on the host)' });
-    }
+    // All hosts at once: each upload is its own SSH connection, and sha256sum runs on each host.
+    await Promise.all(
+      members.map(async (m) => {
+        const r = await stageBinary(m.host, m.binaryPath, o.binary);
+        emit({ kind: 'stage', node: m.spec.name, message: r.uploaded ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)` : 'already staged (sha256 verified on the host)' });
+      }),
+    );
     const target = await remoteBinaryVersion(members[0]!.host, `${members[0]!.binaryPath}${STAGED_SUFFIX}`);
 
     // 5. Version gate: never downgrade; skip nodes already there.
