@@ -1,7 +1,8 @@
 import { relative } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { checkVersion, ensureBinary, FLAVORS, parseFlavor } from '../lab/binaries.js';
-import { labDestroy, labDown, labState, labUp, listLabs, readLab } from '../lab/lab.js';
+import { labDestroy, labDir, labDown, labState, labUp, listLabs, readLab } from '../lab/lab.js';
+import { hardenLab, productionLikeConfig } from '../lab/production-like.js';
 import { out, progressPrinter, table } from '../ui/output.js';
 
 interface LabOptions {
@@ -13,6 +14,7 @@ interface LabOptions {
   tls?: boolean;
   inventory?: string;
   ssh?: boolean;
+  productionLike?: boolean;
 }
 
 export async function labFetchCommand(o: LabOptions): Promise<void> {
@@ -43,7 +45,10 @@ export async function labUpCommand(o: LabOptions): Promise<void> {
   const version = checkVersion(flavor, o.version ?? (existing?.flavor === flavor ? existing.version : undefined));
   const started = Date.now();
   const bin = await ensureBinary({ flavor, version, explicit: o.vaultBinary, onProgress: progress });
-  const { lab, created } = await labUp({ name: o.name, flavor, version, binary: bin.path, tls: o.tls !== false, inventory: o.inventory, ssh: o.ssh === true, onProgress: progress });
+  if (o.productionLike && o.tls === false) throw new InputError('--production-like needs TLS; drop --no-tls.');
+  const extraConfig = o.productionLike ? productionLikeConfig(flavor, labDir(o.name)) : undefined;
+  const { lab, created } = await labUp({ name: o.name, flavor, version, binary: bin.path, tls: o.tls !== false, inventory: o.inventory, ssh: o.ssh === true, extraConfig, onProgress: progress });
+  if (created && o.productionLike) await hardenLab(lab, progress);
   report(o, lab, `${created ? 'created and started' : 'started'} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 

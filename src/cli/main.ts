@@ -48,7 +48,8 @@ export function buildProgram(): Command {
       .option('--vault-binary <path>', 'use this server binary (else $VAULTOPS_VAULT_BINARY, the cache, PATH)')
       .option('--no-tls', 'plain HTTP (debugging only)')
       .option('--inventory <path>', 'where to write the lab inventory (default inventories/<name>.yml)')
-      .option('--ssh', 'also run a real OpenSSH sshd per node (port 2222, root by key) and put the SSH details into the inventory'),
+      .option('--ssh', 'also run a real OpenSSH sshd per node (port 2222, root by key) and put the SSH details into the inventory')
+      .option('--production-like', 'hardened for `vaultops check`: telemetry, two audit devices, autopilot cleanup, configs 0640, init root token revoked (the inventory gets a lab-admin token)'),
   ).action(async (o) => (await import('./lab.js')).labUpCommand(o));
   labCommon(lab.command('status').description('labs on this machine and whether their processes run')).action(async (o) => (await import('./lab.js')).labStatusCommand(o));
   labCommon(lab.command('down').description('stop the lab\'s server processes (data is kept)')).action(async (o) => (await import('./lab.js')).labDownCommand(o));
@@ -75,7 +76,7 @@ export function buildProgram(): Command {
     .description('upgrade a cluster in place over SSH: standbys one at a time, the leader last with SIGTERM, gates before each node')
     .requiredOption('-i, --inventory <file>', 'inventory file')
     .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
-    .requiredOption('--binary <path>', 'the new server binary (a local file)')
+    .requiredOption('--binary <path|url>', 'the new server binary: a local file, or an http(s) URL downloaded first')
     .requiredOption('--sha256 <hex>', 'its expected sha256: a mismatch is refused before any node is touched')
     .option('--strategy <strategy>', 'rolling', 'rolling')
     .option('--non-interactive', 'do not ask for the typed confirmation (cron, CI)')

@@ -16,7 +16,7 @@ export function renderInventory(lab: LabRecord): string {
   ];
   if (lab.caCert) lines.push('    tls:', `      ca_cert: ${q(lab.caCert)}`);
   lines.push(
-    `    token: ${q(`file:${lab.initFile}#root_token`)}`,
+    `    token: ${q(lab.tokenFile ? `file:${lab.tokenFile}#token` : `file:${lab.initFile}#root_token`)}`,
     '    unseal:',
     `      key_set: ${q(`${lab.name}-init`)}`,
     `      keys: ${q(`file:${lab.initFile}#unseal_keys_b64`)}`,

@@ -48,6 +48,10 @@ export interface LabRecord {
   createdAt: string;
   /** With --ssh: each node also runs an sshd (src/lab/ssh-hosts.ts). */
   ssh?: LabSsh | undefined;
+  /** Extra server configuration appended to every node's config (production-like.ts). */
+  extraConfig?: string | undefined;
+  /** A 0600 JSON file {"token": ...} the inventory uses instead of init.json's root token (production-like.ts revokes that). */
+  tokenFile?: string | undefined;
 }
 
 export interface LabUpOptions {
@@ -63,6 +67,8 @@ export interface LabUpOptions {
   env?: NodeJS.ProcessEnv | undefined;
   /** Also start a real sshd per node and write the SSH details into the inventory. */
   ssh?: boolean | undefined;
+  /** Appended to every node's server config (telemetry, declarative audit devices). */
+  extraConfig?: string | undefined;
 }
 
 export function labsDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -94,7 +100,7 @@ export function listLabs(env: NodeJS.ProcessEnv = process.env): LabRecord[] {
     .filter((l): l is LabRecord => l !== undefined);
 }
 
-function writeLab(lab: LabRecord): void {
+export function writeLab(lab: LabRecord): void {
   const file = join(lab.dir, 'lab.json');
   writeFileSync(`${file}.tmp`, `${JSON.stringify(lab, null, 2)}\n`, { mode: 0o600 });
   renameSync(`${file}.tmp`, file);
@@ -181,6 +187,7 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
         initFile: join(dir, 'init.json'),
         nodes: [],
         createdAt: new Date().toISOString(),
+        extraConfig: opts.extraConfig,
       };
       const scheme = opts.tls ? 'https' : 'http';
       for (let i = 1; i <= nodeCount; i++) {
@@ -238,7 +245,7 @@ async function restart(lab: LabRecord, binary: string, progress: (m: string) => 
     });
     const init = readInit(lab);
     await unsealAll(lab, init, progress);
-    await waitHealthy(lab, init.root_token, progress);
+    await waitHealthy(lab, labToken(lab), progress);
   } catch (e) {
     await stopNodes(lab, () => undefined).catch(() => undefined);
     throw e;
@@ -248,7 +255,7 @@ async function restart(lab: LabRecord, binary: string, progress: (m: string) => 
   return lab;
 }
 
-function writeInventory(lab: LabRecord): void {
+export function writeInventory(lab: LabRecord): void {
   if (!lab.inventory) return;
   mkdirSync(dirname(lab.inventory), { recursive: true });
   writeFileSync(lab.inventory, renderInventory(lab));
@@ -320,7 +327,20 @@ export function renderConfig(lab: LabRecord, node: LabNode): string {
     ...(lab.tls ? [`  tls_cert_file = "${join(tlsDir, `${node.name}.pem`)}"`, `  tls_key_file = "${join(tlsDir, `${node.name}.key`)}"`] : ['  tls_disable = true']),
     '}',
     '',
+    ...(lab.extraConfig ? [lab.extraConfig, ''] : []),
   ].join('\n');
+}
+
+/** The token the lab's own tooling uses: the production-like admin token when the root token was revoked. */
+export function labToken(lab: LabRecord): string {
+  if (lab.tokenFile) {
+    try {
+      return (JSON.parse(readFileSync(lab.tokenFile, 'utf8')) as { token: string }).token;
+    } catch {
+      /* fall back to init.json */
+    }
+  }
+  return readInit(lab).root_token;
 }
 
 async function startNodes(lab: LabRecord, progress: (m: string) => void): Promise<void> {
