@@ -1,6 +1,9 @@
-import { join } from 'node:path';
+import { createWriteStream, mkdirSync, renameSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createInterface } from 'node:readline/promises';
-import { InputError } from '../core/errors.js';
+import { InputError, UnreachableError } from '../core/errors.js';
 import { stateDir } from '../lab/paths.js';
 import { resolveSecretList } from '../secrets/refs.js';
 import { openNodeHost } from '../ssh/open-host.js';
@@ -28,8 +31,8 @@ export interface UpgradeCliOptions {
 export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
   const strategy = o.strategy ?? 'rolling';
   if (strategy !== 'rolling') throw new InputError(`--strategy ${strategy} is not available yet.`, { hint: 'Use --strategy rolling (in-place, standbys first, leader last).' });
-  if (/^https?:\/\//.test(o.binary)) throw new InputError('--binary takes a local file for now.', { hint: 'Download it first (curl -fLO URL), then pass the file and its --sha256.' });
   const progress = progressPrinter({ quiet: o.json === true });
+  if (/^https?:\/\//.test(o.binary)) o.binary = await downloadBinary(o.binary, join(stateDir(), 'downloads'), progress);
   const conn = await connectCluster(o.inventory, o.cluster);
   try {
     const unsealKeys = conn.spec.unseal?.keys ? await resolveSecretList(conn.spec.unseal.keys) : undefined;
@@ -88,6 +91,22 @@ function describe(e: UpgradeEvent): string {
     default:
       return e.message;
   }
+}
+
+/**
+ * --binary URL: downloaded once into the state dir (a .part file renamed when complete); the sha256
+ * check that follows refuses it before any node is touched, exactly as for a local file.
+ */
+async function downloadBinary(url: string, dir: string, progress: (m: string) => void): Promise<string> {
+  const name = basename(new URL(url).pathname) || 'binary';
+  const file = join(dir, name);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  progress(`Downloading ${url}...`);
+  const res = await fetch(url, { redirect: 'follow' });
+  if (!res.ok || !res.body) throw new UnreachableError(`Download of ${url} failed: HTTP ${res.status}.`, { hint: 'Check the URL, or download the file yourself and pass its path.' });
+  await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(`${file}.part`, { mode: 0o755 }));
+  renameSync(`${file}.part`, file);
+  return file;
 }
 
 async function confirm(cluster: string): Promise<void> {

@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBinary, FLAVORS } from '../../src/lab/binaries.js';
@@ -83,6 +85,22 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
     expect(staged()).toEqual([]);
     expect(pids()).toEqual(pidsBefore);
     expect(await versions()).toEqual([from, from, from]);
+  });
+
+  it('downloads a --binary URL, then refuses it on a wrong sha256 before touching any node', async () => {
+    const payload = Buffer.from('#!/bin/sh\necho not the release\n');
+    const server = createServer((_req, res) => res.end(payload));
+    await new Promise<void>((r) => server.listen(0, t.lab.nodes[0]!.ip, () => r()));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const r = await upgrade(`http://${t.lab.nodes[0]!.ip}:${port}/bao-download`, 'b'.repeat(64));
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`has sha256 ${createHash('sha256').update(payload).digest('hex')}`);
+      expect(r.stderr).toContain('refused before touching any node');
+      expect(staged()).toEqual([]);
+    } finally {
+      server.close();
+    }
   });
 
   it('refuses at the gate when a node is down (failure tolerance 0), and changes nothing', async () => {
