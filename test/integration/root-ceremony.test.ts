@@ -149,6 +149,13 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
       const ok = await cli.run(['root', 'contribute', '-i', t.inventory, '--nonce', current.nonce, '--shares-from', `env:D_SHARE`, '--non-interactive'], { D_SHARE: t.init.unseal_keys_b64[0]! });
       expect(ok.code, ok.stderr).toBe(ExitCode.ok);
       expect(ok.stderr).toContain('Progress: 1 of 3');
+      await current.submit(t.init.unseal_keys_b64[1]!);
+      // The last share of an OTP attempt must come from the starter's terminal: from elsewhere it
+      // would mint a token nobody can decode.
+      const last = await cli.run(['root', 'contribute', '-i', t.inventory, '--nonce', current.nonce, '--shares-from', `env:D_SHARE`, '--non-interactive'], { D_SHARE: t.init.unseal_keys_b64[2]! });
+      expect(last.code).toBe(ExitCode.badInput);
+      expect(last.stderr).toContain('the last share must be typed where the ceremony was started');
+      expect((await current.status()).progress).toBe(2);
       await current.cancel();
     } finally {
       client.close();
