@@ -1,10 +1,10 @@
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { sendWebhook } from '../backup/notify.js';
 import { LocalDirStore } from '../backup/local-dir-store.js';
 import type { BackupStore } from '../backup/store.js';
 import { InputError } from '../core/errors.js';
-import { writeDrillReports, formatMs } from '../drill/drill-report.js';
+import { formatMs } from '../drill/drill-report.js';
+import { drillReportDir, finishDrill } from '../drill/finish-drill.js';
 import { runDrill } from '../drill/run-drill.js';
 import { stateDir } from '../lab/paths.js';
 import { resolveSecretString } from '../secrets/refs.js';
@@ -30,7 +30,7 @@ interface DrillCliOptions {
 
 /** Where a cluster's drill reports go by default; `vaultops check` looks there for the last passed drill. */
 export function defaultDrillReportDir(cluster: string, env: NodeJS.ProcessEnv = process.env): string {
-  return join(stateDir(env), 'drills', cluster);
+  return drillReportDir(stateDir(env), cluster);
 }
 
 /**
@@ -60,24 +60,8 @@ export async function drillCommand(o: DrillCliOptions): Promise<void> {
       restoreTimeoutMs: timeoutMs,
       log,
     });
-    const files = await writeDrillReports(report, reportDir);
-    if (notifyUrl && notifyOn.has(report.result === 'passed' ? 'success' : 'failure')) {
-      await sendWebhook(notifyUrl, {
-        kind: 'drill',
-        cluster: conn.name,
-        result: report.result === 'passed' ? 'success' : 'failure',
-        startedAt: new Date(report.started_at),
-        finishedAt: new Date(report.finished_at),
-        file: report.backup?.file,
-        location: report.backup?.location,
-        size: report.backup?.size,
-        sha256: report.backup?.sha256,
-        raftIndex: report.backup?.raft_index,
-        error: report.error === undefined ? undefined : `${report.failed_phase ?? ''}: ${report.error}`,
-        exitCode: report.exit_code,
-        extra: { drill_id: report.id, rto_seconds: secs(report.rto_ms), rpo_seconds: secs(report.rpo_ms), failed_phase: report.failed_phase, report: files.html },
-      }).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
-    }
+    const { files, warning } = await finishDrill(report, { reportDir, notifyUrl, notifyOn });
+    if (warning) err.line(`warning: ${warning}`);
     if (o.json) out.json({ ...report, reports: files });
     else {
       out.line(`Drill of ${conn.name}: ${report.result.toUpperCase()}${report.failed_phase ? ` (stopped in ${report.failed_phase})` : ''}. RTO ${formatMs(report.rto_ms)}, RPO ${formatMs(report.rpo_ms)}.`);
@@ -89,8 +73,6 @@ export async function drillCommand(o: DrillCliOptions): Promise<void> {
     conn.client.close();
   }
 }
-
-const secs = (ms: number | undefined) => (ms === undefined ? undefined : ms / 1000);
 
 /** `--from NAME` (a store of the cluster), `--from DIR` (a folder of backups), else the cluster's only store. */
 function storeFor(from: string | undefined, conn: Parameters<typeof storeFromOptions>[1] & object): BackupStore {
