@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -118,6 +118,46 @@ describe.each(flavorsUnderTest())('DR drill of a $flavor $version lab', ({ flavo
     expect(hooks).toHaveLength(1);
     expect(hooks[0]).toMatchObject({ event: 'vaultops.drill', result: 'failure', failed_phase: 'canaries' });
     expect(JSON.stringify(hooks)).not.toContain(canaryValue);
+  });
+
+  it('runs as a playbook through the engine (playbooks/dr-drill.yml), unattended, reports in the run\'s report dir', async () => {
+    const dir = join(t.stateDir, 'playbook-reports');
+    const r = await cli.run(['run', 'dr-drill', '-i', inventory, '--non-interactive', '--var', `report_dir=${dir}`], { timeoutMs: 400_000 });
+    expect(r.code, `${r.stdout}${r.stderr}`).toBe(ExitCode.ok);
+    expect(`${r.stdout}${r.stderr}`).toMatch(/drill passed: RTO/);
+    const reports = readdirSync(dir);
+    expect(reports.filter((f) => /\.(json|md|html)$/.test(f))).toHaveLength(3);
+    const report = JSON.parse(readFileSync(join(dir, reports.find((f) => f.endsWith('.json'))!), 'utf8')) as DrillReport;
+    expect(report.result).toBe('passed');
+    expect(processesUnder(report.scratch!.dir)).toEqual([]);
+  });
+
+  it('tears the scratch cluster down and says where it stopped when it does not come up', async () => {
+    // A fake, and the only one here: a server binary that answers `version` but exits at once on
+    // `server` stands for a scratch cluster that cannot start (a real binary cannot be told to fail).
+    const fake = join(t.stateDir, 'broken-server');
+    writeFileSync(fake, `#!/bin/sh\nif [ "$1" = version ]; then exec ${t.lab.binary} version; fi\necho "refusing to start" >&2\nexit 1\n`);
+    chmodSync(fake, 0o755);
+    const broken = new CliRunner({ env: { ...t.env, VAULTOPS_VAULT_BINARY: fake }, cwd: t.stateDir });
+    const r = await broken.run(['drill', '-i', inventory, '--report-dir', reportDir, '--non-interactive', '--json']);
+    cli.log.push(...broken.log);
+    expect(r.code).toBe(ExitCode.failed);
+    const report = JSON.parse(r.stdout) as DrillReport;
+    expect(report.failed_phase).toBe('provision');
+    expect(report.phases.map((p) => [p.name, p.result])).toEqual([['verify', 'ok'], ['provision', 'failed'], ['teardown', 'ok']]);
+    expect(report.error).toMatch(/exited right after it was started/);
+    expect(report.scratch?.torn_down).toBe(true);
+    expect(processesUnder(report.scratch!.dir)).toEqual([]);
+  });
+
+  it('schedule drill prints a weekly cron line, a systemd service and timer, and a Kubernetes CronJob running `vaultops drill` unattended', async () => {
+    const r = await cli.run(['schedule', 'drill', '-i', inventory, '--notify-url', 'env:DRILL_HOOK']);
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
+    expect(r.stdout).toMatch(/^\d+ \d+ \* \* [0-6] .* drill -i .* --non-interactive --quiet --notify-url env:DRILL_HOOK/m);
+    expect(r.stdout).toMatch(/OnCalendar=(Sun|Mon|Tue|Wed|Thu|Fri|Sat) \*-\*-\* \d\d:\d\d:00/);
+    expect(r.stdout).toContain('kind: CronJob');
+    const refused = await cli.run(['schedule', 'drill', '-i', inventory, '--notify-url', 'https://hooks.example/T0KEN']);
+    expect(refused.code).toBe(ExitCode.badInput);
   });
 
   it('fails at verification when the newest snapshot in the store is corrupt, with nothing started', async () => {
