@@ -451,6 +451,12 @@ async function initialise(lab: LabRecord, progress: (m: string) => void): Promis
     renameSync(tmp, lab.initFile);
     const init = readInit(lab);
     await unsealAll(lab, init, progress, cluster);
+    // Unsealed is not yet active: a node that just unsealed answers 307 until it has taken leadership.
+    const deadline = Date.now() + 30_000;
+    while ((await cluster.client(first.name).health().catch(() => undefined))?.state !== 'active') {
+      if (Date.now() > deadline) throw nodeDied(lab, first, 'did not become the active node within 30 s of unsealing');
+      await sleep(200);
+    }
     await tuneAutopilot(cluster.client(first.name).withToken(init.root_token));
     await waitHealthy(lab, init.root_token, progress);
   } finally {
@@ -505,7 +511,10 @@ export async function waitHealthy(lab: LabRecord, token: string, progress: (m: s
   try {
     for (;;) {
       const st = await cluster.status();
-      if (st.health === 'healthy' && st.autopilot?.healthy && st.autopilot.failureTolerance >= Math.floor((lab.nodes.length - 1) / 2) && st.nodes.every((n) => n.voter)) return;
+      // A healthy lab: every node serving and a voter, autopilot healthy, and the failure tolerance
+      // its size allows (1 for 3 nodes, 0 for a single node, which `status` calls degraded).
+      const serving = st.nodes.every((n) => n.reachable && (n.state === 'active' || n.state === 'standby') && n.voter);
+      if (serving && st.leader && st.autopilot?.healthy && st.autopilot.failureTolerance >= Math.floor((lab.nodes.length - 1) / 2)) return;
       last = st.problems.join('; ') || st.autopilotNote || 'autopilot not healthy yet';
       for (const n of lab.nodes) if (n.pid !== undefined && !isAlive(n.pid)) throw nodeDied(lab, n, 'stopped while the cluster formed');
       if (Date.now() > deadline) throw new VaultopsError(`Lab ${lab.name} did not become healthy within ${Math.round(timeoutMs / 1000)} s: ${last}.`, { details: lab.nodes.flatMap((n) => [`${n.log}:`, ...nodeLogTail(n, 4).map((l) => `  ${l}`)]) });
