@@ -106,6 +106,24 @@ describe.each(flavorsUnderTest())('readiness check of $flavor $version labs', ({
     expect(byId(report, 'audit.devices').found).toMatch(/^2 enabled/);
   });
 
+  it('passes backup.age and drill.age after a verified backup and a passed drill of the production-like lab (its inventory uses the lab-admin token)', async () => {
+    // At most two labs at a time: the drill's scratch cluster is the second one.
+    await plain.destroy();
+    const inv = parse(readFileSync(prod.inventory, 'utf8')) as { clusters: Record<string, Record<string, unknown>> };
+    inv.clusters[prodName]!['stores'] = { local: { type: 'dir', path: join(prod.stateDir, 'backups') } };
+    const file = join(prod.stateDir, 'with-store.yml');
+    writeFileSync(file, stringify(inv));
+    const b = await prodCli.run(['backup', '-i', file]);
+    expect(b.code, b.stderr).toBe(ExitCode.ok);
+    const d = await prodCli.run(['drill', '-i', file, '--non-interactive'], { timeoutMs: 400_000 });
+    expect(d.code, d.stderr).toBe(ExitCode.ok);
+    expect(d.stdout).toMatch(/Drill of .*: PASSED\. RTO [\d.]+ s, RPO [\d.]+ s\./);
+    const r = await prodCli.run(['check', '-i', file, '--json']);
+    const report = JSON.parse(r.stdout) as CheckReport;
+    expect(byId(report, 'backup.age').status, byId(report, 'backup.age').found).toBe('pass');
+    expect(byId(report, 'drill.age').status, byId(report, 'drill.age').found).toBe('pass');
+  });
+
   it('reports the checks of an unreachable host as unknown, never as passed', async () => {
     const inv = parse(readFileSync(prod.inventory, 'utf8')) as { clusters: Record<string, { nodes: { name: string; ssh?: { port?: number } }[] }> };
     // Nothing listens on port 1 of the node's loopback address: the connection is refused.
