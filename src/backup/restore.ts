@@ -183,7 +183,9 @@ async function unsealNode(cluster: ClusterClient, nodeName: string, secrets: Key
       const s = await client.unseal(key);
       if (!s.sealed) return;
     } catch (e) {
-      if (e instanceof VaultApiError && e.status === 400) {
+      // What a wrong share set looks like at the threshold share: 400 "invalid key: failed to decrypt keys
+      // from storage: cipher: message authentication failed" (seen on OpenBao 2.7.2).
+      if (e instanceof VaultApiError && e.status === 400 && /invalid key|authentication failed|failed to decrypt/i.test(e.message)) {
         await client.unsealReset().catch(() => undefined);
         throw new VaultopsError(`${nodeName} refused the unseal keys of key set ${secrets.label} after the restore: the restored data was sealed with another key set.`, {
           hint: 'Give the inventory the key set named in the snapshot\'s manifest (unseal.key_set), or restore a snapshot of this cluster.',

@@ -105,6 +105,19 @@ describe.each(flavorsUnderTest())('restoring another $flavor $version cluster\'s
     expect(await raftAddresses(s.init.root_token)).toEqual(t.lab.nodes.map((n) => n.clusterAddr.replace('https://', '')).sort());
   });
 
+  it('unseal keys that do not open the restored data: a clear error that names the key set', async () => {
+    // The target now holds the source's data; restore the target's own (official-CLI) snapshot with an
+    // inventory whose key set for the target is in fact the source's keys.
+    const doc = parse(readFileSync(merged, 'utf8')) as { clusters: Record<string, { token: string; unseal: { key_set: string; keys: string } }> };
+    const wrong = join(t.stateDir, 'wrong-keys.yml');
+    doc.clusters[tgt]!.unseal = { ...doc.clusters[tgt]!.unseal, key_set: `${tgt}-wrong`, keys: doc.clusters[src]!.unseal.keys };
+    doc.clusters[tgt]!.token = doc.clusters[src]!.token;
+    writeFileSync(wrong, stringify(doc));
+    const r = await cli.run(['restore', '-i', wrong, '--cluster', tgt, '--from', targetOfficial, '--confirm', tgt, '--force-other-cluster', '--non-interactive'], { timeoutMs: 300_000 });
+    expect(r.code).toBe(ExitCode.failed);
+    expect(r.stderr).toMatch(new RegExp(`refused the unseal keys of key set ${tgt}-wrong after the restore`));
+  });
+
   it('no output of this file holds an unseal key or root token of either lab', () => {
     cli.expectNoSecrets(secrets);
   });
