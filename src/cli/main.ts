@@ -49,7 +49,9 @@ export function buildProgram(): Command {
       .option('--no-tls', 'plain HTTP (debugging only)')
       .option('--inventory <path>', 'where to write the lab inventory (default inventories/<name>.yml)')
       .option('--ssh', 'also run a real OpenSSH sshd per node (port 2222, root by key) and put the SSH details into the inventory')
-      .option('--production-like', 'hardened for `vaultops check`: telemetry, two audit devices, autopilot cleanup, configs 0640, init root token revoked (the inventory gets a lab-admin token)'),
+      .option('--production-like', 'hardened for `vaultops check`: telemetry, two audit devices, autopilot cleanup, configs 0640, init root token revoked (the inventory gets a lab-admin token)')
+      .option('--seal <type>', 'shamir (default: 5 unseal key shares) or transit (auto-unseal by another running lab; 5 recovery key shares)')
+      .option('--seal-provider <name>', 'with --seal transit: the running lab whose transit engine seals this one'),
   ).action(async (o) => (await import('./lab.js')).labUpCommand(o));
   labCommon(lab.command('status').description('labs on this machine and whether their processes run')).action(async (o) => (await import('./lab.js')).labStatusCommand(o));
   labCommon(lab.command('down').description('stop the lab\'s server processes (data is kept)')).action(async (o) => (await import('./lab.js')).labDownCommand(o));

@@ -17,9 +17,11 @@ export function renderInventory(lab: LabRecord): string {
   if (lab.caCert) lines.push('    tls:', `      ca_cert: ${q(lab.caCert)}`);
   lines.push(
     `    token: ${q(lab.tokenFile ? `file:${lab.tokenFile}#token` : `file:${lab.initFile}#root_token`)}`,
+    // A transit-sealed lab unseals itself: its key set is the recovery keys (rekey --recovery, generate-root).
+    ...(lab.seal ? [`    # Auto-unseal by the transit engine of lab ${lab.seal.provider}: these are recovery keys, not unseal keys.`] : []),
     '    unseal:',
-    `      key_set: ${q(`${lab.name}-init`)}`,
-    `      keys: ${q(`file:${lab.initFile}#unseal_keys_b64`)}`,
+    `      key_set: ${q(`${lab.name}-${lab.seal ? 'recovery' : 'init'}`)}`,
+    `      keys: ${q(`file:${lab.initFile}#${lab.seal ? 'recovery_keys_b64' : 'unseal_keys_b64'}`)}`,
     '      threshold: 3',
     '    lab:',
     `      name: ${q(lab.name)}`,

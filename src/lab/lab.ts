@@ -14,6 +14,7 @@ import { lastLines } from './exec.js';
 import { renderInventory } from './inventory-writer.js';
 import { prepareSshHosts, startSshds, stopSshds, type LabSsh } from './ssh-hosts.js';
 import { tmpdir } from 'node:os';
+import { checkSameSeal, prepareTransitSeal, revokeSealToken, type LabSeal, type PreparedSeal, type SealRequest } from './transit-seal.js';
 
 export const API_PORT = 8200;
 export const CLUSTER_PORT = 8201;
@@ -52,6 +53,8 @@ export interface LabRecord {
   extraConfig?: string | undefined;
   /** A 0600 JSON file {"token": ...} the inventory uses instead of init.json's root token (production-like.ts revokes that). */
   tokenFile?: string | undefined;
+  /** Auto-unseal by another lab's transit engine (transit-seal.ts); absent: Shamir keys. */
+  seal?: LabSeal | undefined;
 }
 
 export interface LabUpOptions {
@@ -69,6 +72,8 @@ export interface LabUpOptions {
   ssh?: boolean | undefined;
   /** Appended to every node's server config (telemetry, declarative audit devices). */
   extraConfig?: string | undefined;
+  /** Auto-unseal by the transit engine of another running lab. */
+  seal?: SealRequest | undefined;
 }
 
 export function labsDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -166,11 +171,14 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
         hint: `Run \`vaultops lab destroy --name ${opts.name}\` first, or pick another --name.`,
       });
     }
+    checkSameSeal(existing, opts.seal);
     if (state === 'partial') await stopNodes(existing, progress);
-    return { lab: await restart(existing, opts.binary, progress), created: false, alreadyRunning: false };
+    return { lab: await restart(existing, opts.binary, progress, env), created: false, alreadyRunning: false };
   }
 
   const nodeCount = opts.nodes ?? 3;
+  // Before anything exists: a provider that is not running is refused here (exit 2).
+  const seal = opts.seal ? await prepareTransitSeal(opts.name, opts.seal, env, progress) : undefined;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   let lab: LabRecord | undefined;
   try {
@@ -188,6 +196,7 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
         nodes: [],
         createdAt: new Date().toISOString(),
         extraConfig: opts.extraConfig,
+        seal: seal?.record,
       };
       const scheme = opts.tls ? 'https' : 'http';
       for (let i = 1; i <= nodeCount; i++) {
@@ -209,10 +218,8 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
         record.caCert = ca.caCert;
         for (const n of record.nodes) await issueNodeCert(join(dir, 'tls'), ca, n);
       }
-      for (const n of record.nodes) {
-        mkdirSync(join(n.dir, 'data'), { recursive: true, mode: 0o700 });
-        writeFileSync(n.config, renderConfig(record, n));
-      }
+      for (const n of record.nodes) mkdirSync(join(n.dir, 'data'), { recursive: true, mode: 0o700 });
+      writeConfigs(record, seal);
       if (opts.ssh) await prepareSshHosts(record);
       writeLab(record);
       await startNodes(record, progress);
@@ -228,14 +235,23 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
     const rec = lab ?? readLab(opts.name, env);
     if (rec) await stopNodes(rec, () => undefined).catch(() => undefined);
     // A lab that never got initialised holds nothing worth keeping; remove it so `lab up` can start over.
-    if (!existsSync(join(dir, 'init.json'))) rmSync(dir, { recursive: true, force: true });
+    if (!existsSync(join(dir, 'init.json'))) {
+      await revokeSealToken(seal?.record, seal?.record.tokenAccessor, env);
+      rmSync(dir, { recursive: true, force: true });
+    }
     throw e;
   }
 }
 
-async function restart(lab: LabRecord, binary: string, progress: (m: string) => void): Promise<LabRecord> {
+async function restart(lab: LabRecord, binary: string, progress: (m: string) => void, env: NodeJS.ProcessEnv): Promise<LabRecord> {
   lab.binary = binary;
-  for (const n of lab.nodes) writeFileSync(n.config, renderConfig(lab, n));
+  // A transit-sealed lab gets a fresh seal token (its provider must be running: refused otherwise).
+  const oldSeal = lab.seal;
+  const seal = oldSeal ? await prepareTransitSeal(lab.name, { type: 'transit', provider: oldSeal.provider }, env, progress) : undefined;
+  if (seal) lab.seal = seal.record;
+  writeConfigs(lab, seal);
+  writeLab(lab);
+  if (oldSeal?.tokenAccessor !== lab.seal?.tokenAccessor) await revokeSealToken(oldSeal, oldSeal?.tokenAccessor, env);
   try {
     // Inside the try: when one node fails to start, the nodes already started are stopped too.
     await withFileLock(join(tmpdir(), 'vaultops-lab-slots.lock'), progress, async () => {
@@ -253,6 +269,14 @@ async function restart(lab: LabRecord, binary: string, progress: (m: string) => 
   if (lab.inventory) writeInventory(lab);
   writeLab(lab);
   return lab;
+}
+
+/** Every node's server.hcl; with a transit seal the stanza (and its token) is appended and the file is 0600. */
+function writeConfigs(lab: LabRecord, seal: PreparedSeal | undefined): void {
+  for (const n of lab.nodes) {
+    writeFileSync(n.config, renderConfig(lab, n) + (seal?.stanza ?? ''), { mode: 0o600 });
+    if (seal) chmodSync(n.config, 0o600);
+  }
 }
 
 export function writeInventory(lab: LabRecord): void {
@@ -420,17 +444,17 @@ export function readInit(lab: LabRecord): { unseal_keys_b64: string[]; root_toke
  * init.json has the shape of `vault operator init -format=json` (unseal_keys_b64, unseal_keys_hex,
  * unseal_shares, unseal_threshold, root_token...), the values exactly as the server returned them.
  */
-function initFileContent(res: InitResponse, shares: number, threshold: number): string {
+function initFileContent(res: InitResponse, shares: number, threshold: number, recovery: boolean): string {
   return `${JSON.stringify(
     {
-      unseal_keys_b64: res.keys_base64,
-      unseal_keys_hex: res.keys,
-      unseal_shares: shares,
-      unseal_threshold: threshold,
+      unseal_keys_b64: res.keys_base64 ?? [],
+      unseal_keys_hex: res.keys ?? [],
+      unseal_shares: recovery ? 0 : shares,
+      unseal_threshold: recovery ? 0 : threshold,
       recovery_keys_b64: res.recovery_keys_base64 ?? [],
       recovery_keys_hex: res.recovery_keys ?? [],
-      recovery_keys_shares: 0,
-      recovery_keys_threshold: 0,
+      recovery_keys_shares: recovery ? shares : 0,
+      recovery_keys_threshold: recovery ? threshold : 0,
       root_token: res.root_token,
     },
     null,
@@ -442,11 +466,13 @@ async function initialise(lab: LabRecord, progress: (m: string) => void): Promis
   const cluster = clusterFor(lab);
   try {
     const first = lab.nodes[0]!;
-    progress(`Initialising ${first.name} (5 key shares, threshold 3)...`);
-    const { parsed } = await cluster.client(first.name).init({ secret_shares: 5, secret_threshold: 3 });
+    // An auto-unseal (transit) cluster refuses secret_shares: it gets recovery keys and unseals itself.
+    const recovery = lab.seal !== undefined;
+    progress(`Initialising ${first.name} (5 ${recovery ? `recovery key shares, threshold 3; auto-unseal by lab ${lab.seal!.provider}` : 'key shares, threshold 3'})...`);
+    const { parsed } = await cluster.client(first.name).init(recovery ? { recovery_shares: 5, recovery_threshold: 3 } : { secret_shares: 5, secret_threshold: 3 });
     // 0600 from the first byte: written to a temp file created with that mode, then renamed.
     const tmp = `${lab.initFile}.tmp`;
-    writeFileSync(tmp, initFileContent(parsed, 5, 3), { mode: 0o600 });
+    writeFileSync(tmp, initFileContent(parsed, 5, 3, recovery), { mode: 0o600 });
     chmodSync(tmp, 0o600);
     renameSync(tmp, lab.initFile);
     const init = readInit(lab);
@@ -474,7 +500,8 @@ export async function unsealAll(lab: LabRecord, init: { unseal_keys_b64: string[
   const cluster = existing ?? clusterFor(lab);
   try {
     for (const n of lab.nodes) {
-      progress(`Unsealing ${n.name}...`);
+      // No shares (auto-unseal): wait for the node to unseal itself.
+      progress(init.unseal_keys_b64.length ? `Unsealing ${n.name}...` : `Waiting for ${n.name} to unseal itself...`);
       const client = cluster.client(n.name);
       const deadline = Date.now() + 60_000;
       for (;;) {
@@ -558,6 +585,7 @@ export async function labDestroy(name: string, progress: (m: string) => void, en
   const dir = labDir(name, env);
   const lab = readLab(name, env);
   const stopped = lab ? await stopNodes(lab, progress) : 0;
+  await revokeSealToken(lab?.seal, lab?.seal?.tokenAccessor, env);
   if (lab?.inventory && existsSync(lab.inventory)) {
     // Only remove an inventory we wrote (it says so on its first line).
     if (readFileSync(lab.inventory, 'utf8').startsWith('# Written by `vaultops lab up`')) rmSync(lab.inventory, { force: true });

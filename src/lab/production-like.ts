@@ -50,5 +50,6 @@ export async function hardenLab(lab: LabRecord, progress: (m: string) => void): 
     cluster.close();
   }
   // Configs hold no secrets in the lab, but the checklist wants them closed to other users.
-  for (const n of lab.nodes) chmodSync(n.config, 0o640);
+  // A transit-sealed lab's configs hold its seal token: they stay 0600.
+  for (const n of lab.nodes) chmodSync(n.config, lab.seal ? 0o600 : 0o640);
 }
