@@ -11,7 +11,8 @@ export interface TestLab {
   /** VAULTOPS_STATE_DIR of this lab; pass it to CLI children with `env`. */
   stateDir: string;
   env: NodeJS.ProcessEnv;
-  init: { unseal_keys_b64: string[]; root_token: string };
+  /** init.json; a transit-sealed lab has no unseal keys but recovery keys. */
+  init: { unseal_keys_b64: string[]; root_token: string; recovery_keys_b64: string[]; recovery_keys_hex: string[] };
   /** Every secret this lab holds, for tests that search outputs for leaks. */
   secrets: string[];
   destroy(): Promise<void>;
@@ -20,10 +21,14 @@ export interface TestLab {
 /**
  * A real lab cluster for one test file, in its own state dir, so files running side by side never
  * share one. Binaries come from the machine's cache (built once per machine).
+ * With `seal: 'transit'` the lab auto-unseals with `sealProvider`'s transit engine and shares its
+ * state dir (a provider is found by name there); destroy it before its provider.
  */
-export async function startTestLab(options: { name: string; flavor: Flavor; version: string; tls?: boolean; nodes?: number; ssh?: boolean }): Promise<TestLab> {
-  const stateDir = mkdtempSync(join(tmpdir(), `vaultops-test-${options.name}-`));
-  const env = { ...process.env, VAULTOPS_STATE_DIR: stateDir };
+export async function startTestLab(options: { name: string; flavor: Flavor; version: string; tls?: boolean; nodes?: number; ssh?: boolean; seal?: 'transit'; sealProvider?: TestLab }): Promise<TestLab> {
+  if ((options.seal === 'transit') !== (options.sealProvider !== undefined)) throw new Error('startTestLab: seal "transit" and sealProvider go together');
+  const ownsStateDir = options.sealProvider === undefined;
+  const stateDir = options.sealProvider?.stateDir ?? mkdtempSync(join(tmpdir(), `vaultops-test-${options.name}-`));
+  const env = options.sealProvider?.env ?? { ...process.env, VAULTOPS_STATE_DIR: stateDir };
   const bin = await ensureBinary({ flavor: options.flavor, version: options.version, env });
   const inventory = join(stateDir, `${options.name}.yml`);
   const { lab } = await labUp({
@@ -34,6 +39,7 @@ export async function startTestLab(options: { name: string; flavor: Flavor; vers
     tls: options.tls ?? true,
     nodes: options.nodes,
     ssh: options.ssh,
+    seal: options.sealProvider ? { type: 'transit', provider: options.sealProvider.lab.name } : undefined,
     inventory,
     env,
   });
@@ -44,10 +50,18 @@ export async function startTestLab(options: { name: string; flavor: Flavor; vers
     stateDir,
     env,
     init,
-    secrets: [...init.unseal_keys_b64, init.root_token],
+    secrets: [...init.unseal_keys_b64, ...(init.recovery_keys_b64 ?? []), ...(init.recovery_keys_hex ?? []), init.root_token],
     async destroy() {
       await labDestroy(options.name, () => undefined, env);
-      rmSync(stateDir, { recursive: true, force: true });
+      if (ownsStateDir) rmSync(stateDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The transit seal token of a transit-sealed lab, read from a node's config (the only place it is kept). */
+export function transitSealToken(lab: LabRecord, node = 0): string {
+  const config = readFileSync(lab.nodes[node]!.config, 'utf8');
+  const token = /^seal "transit" \{[^}]*^\s*token = "([^"]+)"/m.exec(config)?.[1];
+  if (!token) throw new Error(`no transit seal token in ${lab.nodes[node]!.config}`);
+  return token;
 }
