@@ -54,7 +54,7 @@ export async function drillCommand(o: DrillCliOptions): Promise<void> {
       store,
       keysFor: (label) => keySetFromInventory(conn.inventoryFile, conn.name, label),
       liveCluster: conn.client,
-      scratchParent: join(stateDir(), 'drills', 'scratch'),
+      scratchParent: join(stateDir(), 'drills', '.scratch'),
       prompter: makePrompter({ nonInteractive: true }),
       version: o.version,
       restoreTimeoutMs: timeoutMs,

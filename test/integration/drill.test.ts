@@ -169,7 +169,7 @@ describe.each(flavorsUnderTest())('DR drill of a $flavor $version lab', ({ flavo
     const bytes = readFileSync(join(bad, newest));
     bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
     writeFileSync(join(bad, newest), bytes);
-    const scratchRoot = join(t.stateDir, 'drills', 'scratch');
+    const scratchRoot = join(t.stateDir, 'drills', '.scratch');
     const before = existsSync(scratchRoot) ? readdirSync(scratchRoot) : [];
     const r = await cli.run(['drill', '-i', inventory, '--from', bad, '--report-dir', reportDir, '--non-interactive', '--json']);
     expect(r.code).not.toBe(ExitCode.ok);

@@ -45,7 +45,7 @@ export default defineAction({
       store,
       keysFor,
       liveCluster: ctx.cluster,
-      scratchParent: join(ctx.stateDir, 'drills', 'scratch'),
+      scratchParent: join(ctx.stateDir, 'drills', '.scratch'),
       prompter: ctx.prompter,
       restoreTimeoutMs: args.timeout * 1000,
       log: ctx.log,
