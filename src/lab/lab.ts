@@ -14,6 +14,7 @@ import { lastLines } from './exec.js';
 import { renderInventory } from './inventory-writer.js';
 import { prepareSshHosts, startSshds, stopSshds, type LabSsh } from './ssh-hosts.js';
 import { tmpdir } from 'node:os';
+import { recordSlot, slotsHeldElsewhere } from './slot-registry.js';
 import { checkSameSeal, prepareTransitSeal, revokeSealToken, type LabSeal, type PreparedSeal, type SealRequest } from './transit-seal.js';
 
 export const API_PORT = 8200;
@@ -183,7 +184,7 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
   let lab: LabRecord | undefined;
   try {
     lab = await withFileLock(join(tmpdir(), 'vaultops-lab-slots.lock'), progress, async () => {
-      const slot = await allocateSlot(opts.name, env);
+      const slot = await allocateSlot(opts.name, env, dir);
       const record: LabRecord = {
         name: opts.name,
         flavor: opts.flavor,
@@ -256,6 +257,7 @@ async function restart(lab: LabRecord, binary: string, progress: (m: string) => 
     // Inside the try: when one node fails to start, the nodes already started are stopped too.
     await withFileLock(join(tmpdir(), 'vaultops-lab-slots.lock'), progress, async () => {
       for (const n of lab.nodes) await assertPortsFree(n, lab.name);
+      recordSlot(lab.slot, lab.dir);
       await startNodes(lab, progress);
       await startSshds(lab, progress);
     });
@@ -285,14 +287,17 @@ export function writeInventory(lab: LabRecord): void {
   writeFileSync(lab.inventory, renderInventory(lab));
 }
 
-async function allocateSlot(name: string, env: NodeJS.ProcessEnv): Promise<number> {
-  const taken = new Set(listLabs(env).filter((l) => l.name !== name).map((l) => l.slot));
+async function allocateSlot(name: string, env: NodeJS.ProcessEnv, dir: string): Promise<number> {
+  const taken = new Set([...listLabs(env).filter((l) => l.name !== name).map((l) => l.slot), ...slotsHeldElsewhere(dir)]);
   for (let slot = 1; slot <= MAX_SLOT; slot++) {
     if (taken.has(slot)) continue;
     if (await isFree(`127.0.0.${slot * 10 + 1}`, API_PORT)) {
       let all = true;
       for (let i = 1; i <= 9 && all; i++) all = (await isFree(`127.0.0.${slot * 10 + i}`, API_PORT)) && (await isFree(`127.0.0.${slot * 10 + i}`, CLUSTER_PORT));
-      if (all) return slot;
+      if (all) {
+        recordSlot(slot, dir);
+        return slot;
+      }
     }
   }
   throw new VaultopsError('Every loopback range for labs is in use.', { hint: 'Stop a lab with `vaultops lab down --name NAME`, or destroy old ones.' });
