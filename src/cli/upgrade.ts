@@ -3,6 +3,7 @@ import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createInterface } from 'node:readline/promises';
+import { hostname, userInfo } from 'node:os';
 import { InputError, UnreachableError } from '../core/errors.js';
 import { stateDir } from '../lab/paths.js';
 import { resolveSecretList } from '../secrets/refs.js';
@@ -10,6 +11,9 @@ import { openNodeHost } from '../ssh/open-host.js';
 import { LocalDirStore } from '../backup/local-dir-store.js';
 import { takeBackup } from '../backup/take-backup.js';
 import { rollingUpgrade, type UpgradeEvent } from '../upgrade/rolling.js';
+import { immutableUpgrade } from '../upgrade/immutable.js';
+import { recordUpgrade } from '../upgrade/inventory-update.js';
+import { acquireLock, lockPath } from '../playbook/lock.js';
 import { out, progressPrinter } from '../ui/output.js';
 import { connectCluster } from './cluster-from-inventory.js';
 
@@ -25,18 +29,21 @@ export interface UpgradeCliOptions {
   snapshotDir?: string;
   waitTimeout?: string;
   json?: boolean;
+  writeInventory?: string;
+  breakLock?: boolean;
 }
 
 /** `vaultops upgrade`: the rolling upgrade as one command, for people and cron alike. */
 export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
   const strategy = o.strategy ?? 'rolling';
-  if (strategy !== 'rolling') throw new InputError(`--strategy ${strategy} is not available yet.`, { hint: 'Use --strategy rolling (in-place, standbys first, leader last).' });
+  if (strategy !== 'rolling' && strategy !== 'immutable') throw new InputError(`--strategy ${strategy} is not known.`, { hint: 'Use --strategy rolling (in place: standbys first, leader last) or immutable (new nodes join, then the old ones leave).' });
+  if (o.writeInventory && strategy !== 'immutable') throw new InputError('--write-inventory goes with --strategy immutable.', { hint: 'A rolling upgrade keeps the nodes; only their version: changes, in place.' });
   const progress = progressPrinter({ quiet: o.json === true });
   if (/^https?:\/\//.test(o.binary)) o.binary = await downloadBinary(o.binary, join(stateDir(), 'downloads'), progress);
   const conn = await connectCluster(o.inventory, o.cluster);
   try {
     const unsealKeys = conn.spec.unseal?.keys ? await resolveSecretList(conn.spec.unseal.keys) : undefined;
-    if (!o.nonInteractive) await confirm(conn.name);
+    if (!o.nonInteractive) await confirm(conn.name, strategy);
     const snapshotDir = o.snapshotDir ?? join(stateDir(), 'upgrades', conn.name);
     const waitTimeoutMs = o.waitTimeout ? Number(o.waitTimeout) * 1000 : undefined;
     // Ctrl-C: finish the node in hand (a node left half-done is worse), stop before the next one.
@@ -47,6 +54,44 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
       progress('Interrupt: finishing the node in progress, then stopping before the next one (Ctrl-C again to quit at once).');
     };
     process.on('SIGINT', onInt);
+    // Two runs never act on one cluster at once: the same lock the playbook engine takes.
+    const release = acquireLock(
+      lockPath(stateDir(), conn.name, conn.spec.nodes.map((n) => n.api_addr)),
+      { runId: `upgrade-${process.pid}-${Date.now()}`, pid: process.pid, host: hostname(), user: userInfo().username, startedAt: new Date().toISOString(), playbook: `upgrade --strategy ${strategy}` },
+      { breakStale: o.breakLock === true },
+    );
+    if (strategy === 'immutable') {
+      try {
+        const r = await immutableUpgrade({
+          signal: abort.signal,
+          stateFile: join(stateDir(), 'upgrades', conn.name, 'immutable.json'),
+          cluster: conn.client,
+          clusterName: conn.name,
+          spec: conn.spec,
+          binary: { path: o.binary, sha256: o.sha256 },
+          unsealKeys,
+          waitTimeoutMs,
+          openHost: (n) => openNodeHost(n, { trustOnFirstUse: o.trustOnFirstUse }),
+          snapshot: async () => {
+            const b = await takeBackup({ cluster: conn.client, clusterName: conn.name, flavor: conn.spec.flavor, keySet: conn.spec.unseal?.key_set, store: new LocalDirStore(snapshotDir), log: progress });
+            return join(b.location, b.name);
+          },
+          onEvent: (e) => progress(describe(e)),
+        });
+        const files = await recordUpgrade({ inventoryFile: conn.inventoryFile, clusterName: conn.name, spec: conn.spec, target: r.target, replacedBy: r.nodes, writeTo: o.writeInventory });
+        if (o.json) {
+          out.json({ ...r, inventory: files });
+          return;
+        }
+        out.line(`Replaced ${conn.name}'s nodes with ${r.nodes.join(', ')} on ${r.target} in ${(r.wallMs / 1000).toFixed(1)} s${r.removed.length ? `; removed ${r.removed.join(', ')}` : ''}; leader ${r.leader}.`);
+        if (r.snapshot) out.line(`Pre-upgrade snapshot: ${r.snapshot}`);
+        out.line(`Inventory written: ${files.join(', ')} (lists only the new nodes).`);
+        return;
+      } finally {
+        process.off('SIGINT', onInt);
+        release();
+      }
+    }
     const result = await rollingUpgrade({
       signal: abort.signal,
       progressFile: join(stateDir(), 'upgrades', conn.name, 'in-progress.json'),
@@ -63,9 +108,14 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
         return join(r.location, r.name);
       },
       onEvent: (e) => progress(describe(e)),
-    }).finally(() => process.off('SIGINT', onInt));
+    }).finally(() => {
+      process.off('SIGINT', onInt);
+      release();
+    });
+    // A lab's lab.json and inventory say the version the cluster runs now (a production inventory is left as it is).
+    const files = conn.spec.lab ? await recordUpgrade({ inventoryFile: conn.inventoryFile, clusterName: conn.name, spec: conn.spec, target: result.target }) : [];
     if (o.json) {
-      out.json(result);
+      out.json({ ...result, inventory: files });
       return;
     }
     if (!result.upgraded.length) out.line(`Nothing to do: every node of ${conn.name} is already on ${result.target}.`);
@@ -109,13 +159,14 @@ async function downloadBinary(url: string, dir: string, progress: (m: string) =>
   return file;
 }
 
-async function confirm(cluster: string): Promise<void> {
+async function confirm(cluster: string, strategy: string): Promise<void> {
   if (!process.stdin.isTTY || !process.stderr.isTTY) {
     throw new InputError('An upgrade asks for confirmation, and there is no terminal to ask.', { hint: 'Pass --non-interactive to run unattended (cron, CI).' });
   }
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
-    const answer = await rl.question(`Upgrade cluster ${cluster} node by node (standbys first, leader last)? Type the cluster name to go on: `);
+    const how = strategy === 'immutable' ? 'by replacing its nodes (new nodes join, then the old ones leave, the leader last)' : 'node by node (standbys first, leader last)';
+    const answer = await rl.question(`Upgrade cluster ${cluster} ${how}? Type the cluster name to go on: `);
     if (answer.trim() !== cluster) throw new InputError('Not confirmed; nothing was changed.');
   } finally {
     rl.close();

@@ -39,6 +39,7 @@ export function parseInventory(file: string, text: string): Inventory {
 function checkRules(src: YamlSource, inv: InventoryFile): void {
   for (const [cname, cluster] of Object.entries(inv.clusters)) {
     const names = new Set<string>();
+    const newNames = new Set<string>();
     const addrs = new Set<string>();
     cluster.nodes.forEach((node, i) => {
       if (names.has(node.name)) src.add(['clusters', cname, 'nodes', i, 'name'], `node name "${node.name}" is used twice in cluster ${cname}`, 'give every node its own name');
@@ -46,9 +47,16 @@ function checkRules(src: YamlSource, inv: InventoryFile): void {
       names.add(node.name);
       addrs.add(node.api_addr);
     });
+    // Nodes for an immutable upgrade: their names and addresses must not clash with the current ones.
+    (cluster.new_nodes ?? []).forEach((node, i) => {
+      if (names.has(node.name) || newNames.has(node.name)) src.add(['clusters', cname, 'new_nodes', i, 'name'], `node name "${node.name}" is used twice in cluster ${cname}`, 'a new node needs a name no current node has');
+      if (addrs.has(node.api_addr)) src.add(['clusters', cname, 'new_nodes', i, 'api_addr'], `api_addr ${node.api_addr} is used twice in cluster ${cname}`, 'a new node needs its own address');
+      newNames.add(node.name);
+      addrs.add(node.api_addr);
+    });
     for (const [group, members] of Object.entries(cluster.groups ?? {})) {
       members.forEach((m, i) => {
-        if (!names.has(m)) src.add(['clusters', cname, 'groups', group, i], `group ${group} names node "${m}", which cluster ${cname} does not have`, `nodes: ${[...names].join(', ')}`);
+        if (!names.has(m) && !newNames.has(m)) src.add(['clusters', cname, 'groups', group, i], `group ${group} names node "${m}", which cluster ${cname} does not have`, `nodes: ${[...names].join(', ')}`);
       });
     }
   }
@@ -67,7 +75,7 @@ function resolvePaths(inv: InventoryFile, base: string): void {
       c.tls.client_cert = abs(c.tls.client_cert);
       c.tls.client_key = abs(c.tls.client_key);
     }
-    for (const n of c.nodes) {
+    for (const n of [...c.nodes, ...(c.new_nodes ?? [])]) {
       if (n.ssh) {
         n.ssh.key_file = abs(n.ssh.key_file);
         n.ssh.known_hosts = abs(n.ssh.known_hosts);

@@ -71,6 +71,10 @@ export const clusterSchema = z.strictObject({
   unseal: unsealSchema.optional(),
   namespace: z.string().optional(),
   nodes: z.array(nodeSchema).min(1, 'a cluster needs at least one node'),
+  new_nodes: z
+    .array(nodeSchema)
+    .optional()
+    .describe('Nodes that replace `nodes` in an immutable upgrade (`vaultops upgrade --strategy immutable`): hosts with sshd and the service manager ready; they join, become voters, then the old nodes leave. Afterwards the inventory lists them as `nodes`.'),
   groups: z.record(z.string(), z.array(z.string())).optional(),
   vars: z.record(z.string(), z.unknown()).optional(),
   canaries: z.array(canarySchema).optional(),

@@ -28,7 +28,7 @@ export function renderInventory(lab: LabRecord): string {
     `      dir: ${q(lab.dir)}`,
     '    nodes:',
   );
-  lab.nodes.forEach((n, i) => {
+  const renderNode = (n: LabRecord['nodes'][number], i: number) => {
     lines.push(
       `      - name: ${n.name}`,
       `        api_addr: ${q(n.apiAddr)}`,
@@ -46,6 +46,12 @@ export function renderInventory(lab: LabRecord): string {
       // The lab's sshd for this node (src/lab/ssh-hosts.ts); its host key is pinned, never trusted on first use.
       lines.push('        ssh:', `          host: ${q(n.ip)}`, `          port: ${SSH_PORT}`, '          user: root', `          key_file: ${q(lab.ssh.keyFile)}`, `          host_key: ${q(ssh.hostKey)}`);
     }
-  });
+  };
+  lab.nodes.forEach(renderNode);
+  if (lab.newNodes?.length) {
+    // `vaultops lab add-nodes`: hosts for an immutable upgrade (`vaultops upgrade --strategy immutable`).
+    lines.push(`    # Started by \`vaultops lab add-nodes\` on ${FLAVORS[lab.flavor].product} ${lab.newVersion ?? lab.version}: they replace the nodes above in an immutable upgrade.`, '    new_nodes:');
+    lab.newNodes.forEach((n, i) => renderNode(n, lab.nodes.length + i));
+  }
   return `${lines.join('\n')}\n`;
 }

@@ -56,6 +56,10 @@ export interface LabRecord {
   tokenFile?: string | undefined;
   /** Auto-unseal by another lab's transit engine (transit-seal.ts); absent: Shamir keys. */
   seal?: LabSeal | undefined;
+  /** Nodes started by `lab add-nodes` for an immutable upgrade, not members yet (add-nodes.ts). */
+  newNodes?: LabNode[] | undefined;
+  /** The version the new nodes run. */
+  newVersion?: string | undefined;
 }
 
 export interface LabUpOptions {
@@ -400,7 +404,7 @@ async function startNodes(lab: LabRecord, progress: (m: string) => void): Promis
   }
 }
 
-function startServer(binary: string, n: LabNode): number {
+export function startServer(binary: string, n: LabNode): number {
   mkdirSync(n.dir, { recursive: true });
   const fd = openSync(n.log, 'a', 0o600);
   try {
@@ -559,15 +563,17 @@ export async function waitHealthy(lab: LabRecord, token: string, progress: (m: s
 
 /** SIGTERM every recorded server, wait for it to be gone (SIGKILL after 20 s). */
 export async function stopNodes(lab: LabRecord, progress: (m: string) => void): Promise<number> {
-  const pids = runningPids(lab);
+  // New nodes of an immutable upgrade in progress (add-nodes.ts) are the lab's processes too.
+  const everyone: LabRecord = { ...lab, nodes: [...lab.nodes, ...(lab.newNodes ?? [])] };
+  const pids = runningPids(everyone);
   if (pids.length) progress(`Stopping ${pids.length} server process${pids.length === 1 ? '' : 'es'} of lab ${lab.name}...`);
   for (const pid of pids) signal(pid, 'SIGTERM');
   const deadline = Date.now() + 20_000;
   while (pids.some(isAlive) && Date.now() < deadline) await sleep(100);
   for (const pid of pids) if (isAlive(pid)) signal(pid, 'SIGKILL');
   while (pids.some(isAlive)) await sleep(50);
-  for (const n of lab.nodes) n.pid = undefined;
-  await stopSshds(lab);
+  for (const n of everyone.nodes) n.pid = undefined;
+  await stopSshds(everyone);
   if (existsSync(lab.dir)) writeLab(lab);
   return pids.length;
 }

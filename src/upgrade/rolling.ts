@@ -387,7 +387,7 @@ export async function upgradeMember(o: NodeUpgradeContext, m: Member, isLeader: 
 }
 
 /** Start, wait for the API, unseal (Shamir), wait until healthy voter on `version` and caught up. */
-async function startAndRejoin(o: NodeUpgradeContext, m: Member, version: string | undefined, timeout: number, emit: (e: UpgradeEvent) => void): Promise<{ startMs: number; unsealMs: number; catchUpMs: number }> {
+export async function startAndRejoin(o: NodeUpgradeContext, m: Member, version: string | undefined, timeout: number, emit: (e: UpgradeEvent) => void): Promise<{ startMs: number; unsealMs: number; catchUpMs: number }> {
   const name = m.spec.name;
   const client = o.cluster.client(name);
   const t0 = Date.now();
@@ -466,12 +466,12 @@ async function readiness(cluster: ClusterClient, m: Member, version: string | un
   return 'ready';
 }
 
-function findServer(ap: AutopilotState, node: ClusterNode): AutopilotServer | undefined {
+export function findServer(ap: AutopilotState, node: ClusterNode): AutopilotServer | undefined {
   const servers = Object.values(ap.servers ?? {});
   return servers.find((s) => s.id === node.name || s.name === node.name) ?? servers.find((s) => sameHost(s.address, node.clusterAddr ?? node.apiAddr));
 }
 
-async function halt(m: Member, message: string, hint: string): Promise<UpgradeHaltedError> {
+export async function halt(m: Member, message: string, hint: string): Promise<UpgradeHaltedError> {
   const tail = await m.service.logTail(20).catch(() => [] as string[]);
   return new UpgradeHaltedError(m.spec.name, `Upgrade halted at ${m.spec.name}: ${message}`, tail.length ? [`last lines of ${m.spec.name}'s log:`, ...tail.map((l) => `  ${l}`)] : [], hint);
 }
@@ -497,7 +497,7 @@ export async function versionHistory(cluster: ClusterClient): Promise<string[]> 
 }
 
 /** Polls `check` until it returns a value, or the deadline passes (undefined). */
-async function waitFor<T>(timeoutMs: number, signal: AbortSignal | undefined, check: () => Promise<T | undefined>): Promise<T | undefined> {
+export async function waitFor<T>(timeoutMs: number, signal: AbortSignal | undefined, check: () => Promise<T | undefined>): Promise<T | undefined> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
@@ -507,7 +507,7 @@ async function waitFor<T>(timeoutMs: number, signal: AbortSignal | undefined, ch
   }
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   // Ctrl-C does not cut a node's wait short: the node must reach a safe state first; the check
   // between nodes stops the run.
   void signal;

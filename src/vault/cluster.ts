@@ -20,6 +20,8 @@ export interface ClusterConnection {
   namespace?: string | undefined;
   timeoutMs?: number | undefined;
   retries?: number | undefined;
+  /** Share another client's connection pool (withNodes). */
+  transport?: Transport | undefined;
 }
 
 export interface NodeProbe {
@@ -74,9 +76,17 @@ export class ClusterClient {
   constructor(conn: ClusterConnection) {
     this.name = conn.name;
     this.nodes = conn.nodes;
-    this.transport = new Transport({ tls: conn.tls, timeoutMs: conn.timeoutMs ?? 10_000, retries: conn.retries ?? 1 });
+    this.transport = conn.transport ?? new Transport({ tls: conn.tls, timeoutMs: conn.timeoutMs ?? 10_000, retries: conn.retries ?? 1 });
     this.#token = conn.token;
     this.#namespace = conn.namespace;
+  }
+
+  /**
+   * The same cluster seen through another set of nodes (an immutable upgrade's old + new nodes):
+   * same token, namespace and connection pool. Close the original, not this one.
+   */
+  withNodes(nodes: readonly ClusterNode[]): ClusterClient {
+    return new ClusterClient({ name: this.name, nodes, token: this.#token, namespace: this.#namespace, transport: this.transport });
   }
 
   get hasToken(): boolean {
