@@ -139,7 +139,7 @@ function entryTime(e: BackupEntry): number {
   return e.manifest ? Date.parse(e.manifest.finished_at) : e.modifiedAt.getTime();
 }
 
-function assertPlainName(name: string): void {
+export function assertPlainName(name: string): void {
   if (name !== basename(name) || name.startsWith('.') || name === '') throw new VaultopsError(`"${name}" is not a backup name.`);
 }
 

@@ -1,10 +1,13 @@
-import { resolve } from 'node:path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { z } from 'zod';
 import { InputError } from '../core/errors.js';
 import type { Manifest } from './manifest.js';
 import { parseRetentionDuration, type RetentionRule } from './retention.js';
 import { LocalDirStore } from './local-dir-store.js';
+import { SftpStore } from './sftp-store.js';
 
 /**
  * Where snapshots live. A store receives a snapshot as a stream into a temporary name and makes it
@@ -24,6 +27,10 @@ export interface BackupStore {
   /** A local path to the snapshot, when the store is local (restore streams from it). */
   localPath(name: string): string | undefined;
   remove(name: string): Promise<void>;
+  /** Copies snapshot, manifest and sidecar into a local directory (remote stores); returns the local snapshot path. */
+  download?(name: string, dir: string): Promise<string>;
+  /** Releases connections (remote stores). */
+  close?(): void;
 }
 
 export interface SnapshotSink {
@@ -52,6 +59,17 @@ const retentionFields = {
 
 export const storeConfigSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('dir'), path: z.string(), ...retentionFields }),
+  z.strictObject({
+    type: z.literal('sftp'),
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535).optional(),
+    user: z.string().optional().describe('SSH user (default root).'),
+    key_file: z.string().optional().describe('Private key; without it the SSH agent ($SSH_AUTH_SOCK).'),
+    host_key: z.string().optional().describe('The server\'s host key, pinned ("ssh-ed25519 AAAA...").'),
+    known_hosts: z.string().optional().describe('A known_hosts file that lists the server.'),
+    path: z.string().regex(/^\//, 'an absolute directory on the SFTP server').describe('Directory on the server.'),
+    ...retentionFields,
+  }),
 ]);
 
 export type StoreConfig = z.infer<typeof storeConfigSchema>;
@@ -65,11 +83,35 @@ export function openStore(name: string, raw: Record<string, unknown>, base: stri
   const parsed = storeConfigSchema.safeParse(raw);
   if (!parsed.success) {
     throw new InputError(`Backup store "${name}" in the inventory is not valid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'type'}: ${i.message}`).join('; ')}.`, {
-      hint: 'A local store looks like `{ type: dir, path: /var/backups/vault, keep_last: 24, keep_within: 7d }`.',
+      hint: 'A local store looks like `{ type: dir, path: /var/backups/vault, keep_last: 24, keep_within: 7d }`; an SFTP one like `{ type: sftp, host: backup.example.com, user: vaultbak, key_file: ~/.ssh/id_ed25519, known_hosts: ~/.ssh/known_hosts, path: /srv/vault-backups, keep_last: 48 }`.',
     });
   }
   const c = parsed.data;
-  return new LocalDirStore(resolve(base, c.path), retentionOf(c));
+  if (c.type === 'dir') return new LocalDirStore(resolve(base, c.path), retentionOf(c));
+  if (c.host_key === undefined && c.known_hosts === undefined) {
+    throw new InputError(`Backup store "${name}" (sftp) has neither host_key nor known_hosts: its server could not be verified.`, {
+      hint: 'Pin the server\'s key (`host_key: "ssh-ed25519 AAAA..."` from its /etc/ssh/ssh_host_ed25519_key.pub) or name a known_hosts file.',
+    });
+  }
+  const local = (p: string | undefined) => (p === undefined ? undefined : p === '~' || p.startsWith('~/') ? join(homedir(), p.slice(1)) : resolve(base, p));
+  return new SftpStore({ host: c.host, port: c.port, user: c.user, keyFile: local(c.key_file), hostKey: c.host_key, knownHosts: local(c.known_hosts), path: c.path, label: name }, retentionOf(c));
+}
+
+/**
+ * A local path to snapshot `name` of `store`: the file itself for a local store, else a copy (with
+ * manifest and sidecar) in a private temp directory that `cleanup` removes.
+ */
+export async function localCopy(store: BackupStore, name: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
+  const path = store.localPath(name);
+  if (path !== undefined) return { path, cleanup: async () => undefined };
+  if (!store.download) throw new InputError(`Store ${store.location} cannot hand out ${name}.`);
+  const dir = await mkdtemp(join(tmpdir(), 'vaultops-restore-'));
+  try {
+    return { path: await store.download(name, dir), cleanup: () => rm(dir, { recursive: true, force: true }) };
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
 }
 
 /**

@@ -8,6 +8,7 @@ import { hasRetentionRule } from '../backup/retention.js';
 import { err, out, progressPrinter } from '../ui/output.js';
 import { connectCluster } from './cluster-from-inventory.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
+import type { BackupStore } from '../backup/store.js';
 
 interface BackupOptions extends StoreOptions {
   inventory: string;
@@ -41,8 +42,9 @@ export async function backupCommand(o: BackupOptions): Promise<void> {
   });
   if (conn) {
     clusterName = conn.name;
+    let store: BackupStore | undefined;
     try {
-      const store = storeFromOptions(o, conn);
+      store = storeFromOptions(o, conn);
       result = await takeBackup({ cluster: conn.client, clusterName: conn.name, flavor: conn.spec.flavor, keySet: conn.spec.unseal?.key_set, store, log });
       if (o.prune !== false && hasRetentionRule(store.retention)) {
         // Only now, after the new snapshot is verified and committed, may older ones go.
@@ -56,6 +58,7 @@ export async function backupCommand(o: BackupOptions): Promise<void> {
     } catch (e) {
       failure = e;
     } finally {
+      store?.close?.();
       conn.client.close();
     }
   }

@@ -1,7 +1,8 @@
 import { ExitCode } from '../core/exit-codes.js';
 import { loadInventory, selectCluster } from '../inventory/load.js';
 import { SnapshotInvalidError } from '../backup/snapshot-verify.js';
-import { checkFile } from '../backup/check-file.js';
+import { checkFile, type CheckedFile } from '../backup/check-file.js';
+import { localCopy } from '../backup/store.js';
 import { pruneStore } from '../backup/take-backup.js';
 import { out, table } from '../ui/output.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
@@ -23,7 +24,12 @@ function storeFor(o: StoreCommandOptions) {
 /** `vaultops backups list`: the store's snapshots, newest first, with what their manifests say. */
 export async function backupsListCommand(o: StoreCommandOptions): Promise<void> {
   const store = storeFor(o);
-  const entries = await store.list();
+  let entries: Awaited<ReturnType<typeof store.list>>;
+  try {
+    entries = await store.list();
+  } finally {
+    store.close?.();
+  }
   if (o.json) {
     out.json({ store: store.location, backups: entries.map((e) => ({ name: e.name, size: e.size, verified: e.manifest !== undefined, problem: e.problem, manifest: e.manifest })) });
     return;
@@ -51,8 +57,8 @@ export async function backupsListCommand(o: StoreCommandOptions): Promise<void> 
  * meta.json) and, when a manifest sits next to it, that the file is the one the manifest describes.
  * Exit 0 valid, 1 invalid.
  */
-export async function backupsVerifyCommand(file: string, o: { json?: boolean }): Promise<void> {
-  const { verified, manifest, problems } = await checkFile(file);
+export async function backupsVerifyCommand(file: string, o: StoreCommandOptions): Promise<void> {
+  const { verified, manifest, problems } = await checkInStore(file, o);
   if (o.json) out.json({ file, valid: problems.length === 0, problems, snapshot: verified, manifest });
   else if (problems.length === 0) out.line(`OK ${file}: ${verified!.bytes} bytes, sha256 ${verified!.sha256}, Raft index ${verified!.meta.index}, term ${verified!.meta.term}${manifest ? `, matches its manifest (cluster ${manifest.cluster.name})` : ', no manifest'}.`);
   if (problems.length) {
@@ -65,8 +71,8 @@ export async function backupsVerifyCommand(file: string, o: { json?: boolean }):
 }
 
 /** `vaultops backups inspect FILE`: what a snapshot holds (no cluster needed). */
-export async function backupsInspectCommand(file: string, o: { json?: boolean }): Promise<void> {
-  const { verified, manifest, problems } = await checkFile(file);
+export async function backupsInspectCommand(file: string, o: StoreCommandOptions): Promise<void> {
+  const { verified, manifest, problems } = await checkInStore(file, o);
   if (o.json) {
     out.json({ file, valid: problems.length === 0, problems, snapshot: verified, manifest });
   } else {
@@ -95,7 +101,12 @@ export async function backupsInspectCommand(file: string, o: { json?: boolean })
 /** `vaultops backups prune [--dry-run]`: applies retention now. */
 export async function backupsPruneCommand(o: StoreCommandOptions): Promise<void> {
   const store = storeFor(o);
-  const res = await pruneStore(store, { dryRun: o.dryRun === true });
+  let res: Awaited<ReturnType<typeof pruneStore>>;
+  try {
+    res = await pruneStore(store, { dryRun: o.dryRun === true });
+  } finally {
+    store.close?.();
+  }
   if (o.json) {
     out.json({ store: store.location, dry_run: res.dryRun, remove: res.decision.remove.map((r) => ({ name: r.entry.name, why: r.why })), keep: res.decision.keep.map((k) => ({ name: k.entry.name, why: k.why })) });
     return;
@@ -104,6 +115,25 @@ export async function backupsPruneCommand(o: StoreCommandOptions): Promise<void>
   for (const r of res.decision.remove) out.line(`${verb} ${r.entry.name} (${r.why})`);
   for (const k of res.decision.keep) out.line(`keep ${k.entry.name} (${k.why})`);
   if (res.decision.remove.length === 0) out.line(`Nothing to remove in ${store.location}.`);
+}
+
+/**
+ * A file path, or with --store/--to a backup name in that store: a remote store's backup is copied
+ * (with manifest and sidecar) to a private temp directory and checked there like any file.
+ */
+async function checkInStore(file: string, o: StoreCommandOptions): Promise<CheckedFile> {
+  if (o.store === undefined && o.to === undefined) return checkFile(file);
+  const store = storeFor(o);
+  try {
+    const copy = await localCopy(store, file);
+    try {
+      return await checkFile(copy.path);
+    } finally {
+      await copy.cleanup();
+    }
+  } finally {
+    store.close?.();
+  }
 }
 
 function ago(ms: number): string {

@@ -212,6 +212,11 @@ export class SshHost implements Host {
     });
   }
 
+  /** The connection's SFTP session (opened once, ended by close()); for streaming stores such as SftpStore. */
+  sftp(): Promise<SFTPWrapper> {
+    return this.#sftpSession();
+  }
+
   async #sftpSession(): Promise<SFTPWrapper> {
     if (this.#sftp) return this.#sftp;
     this.#sftp = await new Promise<SFTPWrapper>((resolve, reject) => this.#live().sftp((e, s) => (e ? reject(new UnreachableError(`SFTP to ${this.name} failed: ${e.message}.`)) : resolve(s))));

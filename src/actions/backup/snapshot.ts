@@ -21,9 +21,14 @@ export default defineAction({
     // Playbook vars left empty arrive as "": treat them as not given.
     const args = { ...raw, store: raw.store || undefined, to: raw.to || undefined };
     const store = resolveStore(args, ctx.clusterName, ctx.spec.stores, process.cwd());
-    const result = await takeBackup({ cluster: ctx.cluster, clusterName: ctx.clusterName, flavor: ctx.spec.flavor, keySet: ctx.spec.unseal?.key_set, store, log: ctx.log, signal: ctx.signal });
+    let result: Awaited<ReturnType<typeof takeBackup>>;
     let removed: string[] = [];
-    if (args.prune && hasRetentionRule(store.retention)) removed = (await pruneStore(store, { dryRun: false, cluster: ctx.clusterName })).removed;
+    try {
+      result = await takeBackup({ cluster: ctx.cluster, clusterName: ctx.clusterName, flavor: ctx.spec.flavor, keySet: ctx.spec.unseal?.key_set, store, log: ctx.log, signal: ctx.signal });
+      if (args.prune && hasRetentionRule(store.retention)) removed = (await pruneStore(store, { dryRun: false, cluster: ctx.clusterName })).removed;
+    } finally {
+      store.close?.();
+    }
     const m = result.manifest;
     return {
       status: 'changed',
