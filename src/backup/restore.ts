@@ -9,6 +9,7 @@ import type { Manifest } from './manifest.js';
 import { SnapshotInvalidError } from './snapshot-verify.js';
 import type { BackupStore } from './store.js';
 import { takeBackup, type BackupResult } from './take-backup.js';
+import { CanaryMismatchError, readCanaryHash, type CanaryResult, type CanarySpec } from '../drill/canaries.js';
 
 /** The unseal keys (and a token valid in that data) of one key set, resolved by the caller. */
 export interface KeySetSecrets {
@@ -37,6 +38,12 @@ export interface RestoreOptions {
   signal?: AbortSignal | undefined;
   /** How long the cluster may take to come back after the 204. */
   timeoutMs?: number | undefined;
+  /**
+   * The inventory's canaries, read back once the cluster is healthy and compared by sha256 (the
+   * value is never printed): a mismatch fails the restore naming the path. Without expect_sha256 a
+   * canary only has to be readable.
+   */
+  canaries?: readonly CanarySpec[] | undefined;
 }
 
 export interface RestoreResult {
@@ -48,6 +55,7 @@ export interface RestoreResult {
   forced: boolean;
   unsealedWith?: string | undefined;
   status: ClusterStatus;
+  canaries: CanaryResult[];
 }
 
 const OTHER_SEAL = /could not verify hash file|different set of unseal keys|different autoseal key/i;
@@ -170,7 +178,46 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
     await sleep(1000);
   }
   log(`Restored: ${status.nodes.length} nodes unsealed voters, autopilot healthy, leader ${status.leader ?? '?'}.`);
-  return { file: o.file, manifest, snapshotIndex: verified.meta.index, indexBefore, safetyBackup, forced: force, unsealedWith, status };
+  const canaries = await checkCanaries(o.cluster, o.canaries ?? [], Math.max(deadline, Date.now() + 30_000), log, sleep);
+  return { file: o.file, manifest, snapshotIndex: verified.meta.index, indexBefore, safetyBackup, forced: force, unsealedWith, status, canaries };
+}
+
+/**
+ * Reads each canary on the leader and compares sha256(value) with expect_sha256. A canary that is
+ * not readable yet is read again until the deadline (a fresh leader may still be loading mounts); a
+ * different hash is final. Only paths, fields and verdicts are logged or thrown, never values.
+ */
+async function checkCanaries(cluster: ClusterClient, specs: readonly CanarySpec[], deadline: number, log: (m: string) => void, sleep: (ms: number) => Promise<unknown>): Promise<CanaryResult[]> {
+  if (specs.length === 0) return [];
+  const label = (c: CanarySpec) => `${c.path}${c.field ? `#${c.field}` : ''}`;
+  for (;;) {
+    const { client } = await cluster.findLeader();
+    const results: CanaryResult[] = [];
+    for (const spec of specs) {
+      const got = await readCanaryHash(client, spec);
+      const readAt = new Date().toISOString();
+      if (got.sha256 === undefined) results.push({ path: spec.path, field: spec.field, result: 'missing', expected_from: spec.expect_sha256 ? 'inventory' : 'none', problem: got.problem, read_at: readAt });
+      else if (spec.expect_sha256 === undefined) results.push({ path: spec.path, field: spec.field, result: 'match', expected_from: 'none', read_at: readAt, problem: 'readable; no expect_sha256 to compare with' });
+      else results.push({ path: spec.path, field: spec.field, result: got.sha256 === spec.expect_sha256.toLowerCase() ? 'match' : 'mismatch', expected_from: 'inventory', read_at: readAt });
+    }
+    const mismatched = results.filter((r) => r.result === 'mismatch');
+    if (mismatched.length) {
+      throw new CanaryMismatchError(`The cluster was restored, but canar${mismatched.length === 1 ? 'y' : 'ies'} ${mismatched.map(label).join(', ')} ${mismatched.length === 1 ? 'does' : 'do'} not hold the value the inventory expects (sha256 differs).`, {
+        hint: 'The restored data is not what the inventory expects: check which backup was restored and the canary\'s expect_sha256 (`printf %s "$value" | sha256sum`). The safety snapshot holds the state from before the restore.',
+      });
+    }
+    const missing = results.filter((r) => r.result === 'missing');
+    if (missing.length === 0) {
+      log(`Canaries: ${results.map((r) => `${label(r)} ${r.expected_from === 'inventory' ? 'matches' : 'readable'}`).join(', ')}.`);
+      return results;
+    }
+    if (Date.now() > deadline) {
+      throw new CanaryMismatchError(`The cluster was restored, but canar${missing.length === 1 ? 'y' : 'ies'} ${missing.map((r) => `${label(r)} (${r.problem ?? 'unreadable'})`).join(', ')} could not be read.`, {
+        hint: 'Check that the token may read the canary paths and that the restored snapshot is the one you meant.',
+      });
+    }
+    await sleep(1000);
+  }
 }
 
 async function unsealNode(cluster: ClusterClient, nodeName: string, secrets: KeySetSecrets): Promise<void> {

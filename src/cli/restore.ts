@@ -4,7 +4,7 @@ import { loadInventory } from '../inventory/load.js';
 import { resolveSecretList, resolveSecretString } from '../secrets/refs.js';
 import { restoreSnapshot, type KeySetSecrets } from '../backup/restore.js';
 import { LocalDirStore } from '../backup/local-dir-store.js';
-import type { BackupStore } from '../backup/store.js';
+import { localCopy, type BackupStore } from '../backup/store.js';
 import { makePrompter } from '../ui/prompter.js';
 import { out, progressPrinter } from '../ui/output.js';
 import { connectCluster } from './cluster-from-inventory.js';
@@ -32,15 +32,19 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
   if ((o.from === undefined) === (o.latest !== true)) throw new InputError('Say which snapshot: --from FILE or --latest (the newest verified one in the store).');
   const conn = await connectCluster(o.inventory, o.cluster);
   const log = progressPrinter();
+  let store: BackupStore | undefined;
+  let cleanup = async (): Promise<void> => undefined;
   try {
-    let store: BackupStore | undefined;
     let file: string;
     if (o.latest) {
       store = storeFromOptions(o, conn);
       const newest = (await store.list()).find((e) => e.manifest !== undefined && e.manifest.cluster.name === conn.name && e.manifest.reason === 'backup');
-      const path = newest ? store.localPath(newest.name) : undefined;
-      if (!newest || !path) throw new InputError(`No verified backup of ${conn.name} in ${store.location}.`, { hint: 'Pass --from FILE, or take one with `vaultops backup`.' });
-      file = path;
+      if (!newest) throw new InputError(`No verified backup of ${conn.name} in ${store.location}.`, { hint: 'Pass --from FILE, or take one with `vaultops backup`.' });
+      // A remote store's snapshot is copied here first, then verified like any file before anything is touched.
+      if (store.localPath(newest.name) === undefined) log(`Fetching ${newest.name} from ${store.location}...`);
+      const copy = await localCopy(store, newest.name);
+      cleanup = copy.cleanup;
+      file = copy.path;
     } else {
       file = resolve(o.from!);
       store = o.to !== undefined || o.store !== undefined ? storeFromOptions(o, conn) : undefined;
@@ -61,6 +65,7 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
       keysFor: (label) => keySetFromInventory(conn.inventoryFile, conn.name, label),
       log,
       timeoutMs,
+      canaries: conn.spec.canaries,
     });
     if (o.json) {
       out.json({
@@ -73,11 +78,14 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
         unsealed_with: result.unsealedWith,
         safety_snapshot: `${result.safetyBackup.location}/${result.safetyBackup.name}`,
         status: result.status,
+        canaries: result.canaries,
       });
     } else {
       out.line(`Restored ${result.file} into ${conn.name} (Raft index ${result.snapshotIndex}); safety snapshot ${result.safetyBackup.location}/${result.safetyBackup.name}.`);
     }
   } finally {
+    await cleanup().catch(() => undefined);
+    store?.close?.();
     conn.client.close();
   }
 }

@@ -4,7 +4,7 @@ import { InputError } from '../../core/errors.js';
 import { defineAction } from '../types.js';
 import { restoreSnapshot, type KeySetSecrets } from '../../backup/restore.js';
 import { LocalDirStore } from '../../backup/local-dir-store.js';
-import { resolveStore } from '../../backup/store.js';
+import { localCopy, resolveStore, type BackupStore } from '../../backup/store.js';
 
 /**
  * `backup.restore`: verify, refuse another cluster's snapshot unless allowed, safety snapshot,
@@ -30,16 +30,22 @@ export default defineAction({
     // Playbook vars left empty arrive as "": treat them as not given.
     const args = { ...raw, store: raw.store || undefined, to: raw.to || undefined, from: raw.from || undefined, source_token: raw.source_token || undefined, unseal_keys: raw.unseal_keys?.length ? raw.unseal_keys : undefined };
     let file: string;
-    let safety;
+    let safety: BackupStore;
+    let cleanup = async (): Promise<void> => undefined;
     if (args.from) {
       file = resolve(args.from);
       safety = args.store !== undefined || args.to !== undefined ? resolveStore(args, ctx.clusterName, ctx.spec.stores, process.cwd()) : new LocalDirStore(dirname(file));
     } else {
       safety = resolveStore(args, ctx.clusterName, ctx.spec.stores, process.cwd());
       const newest = (await safety.list()).find((e) => e.manifest?.cluster.name === ctx.clusterName && e.manifest.reason === 'backup');
-      const path = newest ? safety.localPath(newest.name) : undefined;
-      if (!path) return { status: 'failed', message: `no verified backup of ${ctx.clusterName} in ${safety.location}` };
-      file = path;
+      if (!newest) {
+        safety.close?.();
+        return { status: 'failed', message: `no verified backup of ${ctx.clusterName} in ${safety.location}` };
+      }
+      // A remote store's snapshot is copied to a private temp dir and verified there like any file.
+      const copy = await localCopy(safety, newest.name);
+      cleanup = copy.cleanup;
+      file = copy.path;
     }
     const keysFor = async (label: string | undefined): Promise<KeySetSecrets> => {
       if (args.unseal_keys) return { label: label ?? 'the given unseal_keys', keys: args.unseal_keys, token: args.source_token };
@@ -50,21 +56,28 @@ export default defineAction({
       }
       throw new InputError(`The restored data needs the unseal keys of key set "${label ?? 'unknown'}", which is not this cluster's.`, { hint: 'Pass them to the step as with: { unseal_keys: "{{ vars.source_unseal_keys }}" } (a secret_list var).' });
     };
-    const r = await restoreSnapshot({
-      cluster: ctx.cluster,
-      clusterName: ctx.clusterName,
-      flavor: ctx.spec.flavor,
-      keySet: ctx.spec.unseal?.key_set,
-      file,
-      forceOtherCluster: args.force_other_cluster,
-      prompter: ctx.prompter,
-      confirmed: true,
-      safetyStore: safety,
-      keysFor,
-      log: ctx.log,
-      signal: ctx.signal,
-      timeoutMs: args.timeout * 1000,
-    });
+    let r: Awaited<ReturnType<typeof restoreSnapshot>>;
+    try {
+      r = await restoreSnapshot({
+        cluster: ctx.cluster,
+        clusterName: ctx.clusterName,
+        flavor: ctx.spec.flavor,
+        keySet: ctx.spec.unseal?.key_set,
+        file,
+        forceOtherCluster: args.force_other_cluster,
+        prompter: ctx.prompter,
+        confirmed: true,
+        safetyStore: safety,
+        keysFor,
+        log: ctx.log,
+        signal: ctx.signal,
+        timeoutMs: args.timeout * 1000,
+        canaries: ctx.spec.canaries,
+      });
+    } finally {
+      await cleanup().catch(() => undefined);
+      safety.close?.();
+    }
     return {
       status: 'changed',
       message: `restored Raft index ${r.snapshotIndex} (was ${r.indexBefore ?? '?'}); ${r.status.nodes.length} nodes unsealed voters, autopilot healthy${r.unsealedWith ? `; unsealed with ${r.unsealedWith}` : ''}`,
