@@ -43,6 +43,8 @@ export interface ActionContext {
   signal: AbortSignal;
   /** Where runs keep state (journals, locks); actions may keep files here. */
   stateDir: string;
+  /** The inventory file the run was planned from (actions that rewrite it: upgrade.immutable_verify). */
+  inventoryFile?: string | undefined;
 }
 
 export interface ActionDefinition<A = Record<string, unknown>> {

@@ -25,6 +25,7 @@ export interface EngineInput {
   emit: Emit;
   signal: AbortSignal;
   stateDir: string;
+  inventoryFile?: string | undefined;
   /** Instances already finished by the run being resumed (key -> status). */
   done?: Map<string, string> | undefined;
   threshold: number | null;
@@ -103,6 +104,7 @@ export async function executePlan(input: EngineInput): Promise<EngineResult> {
       log: (message) => input.emit({ type: 'step-log', instance: inst, message: redactor.redact(message) }),
       signal: input.signal,
       stateDir: input.stateDir,
+      inventoryFile: input.inventoryFile,
     };
     let outcome: Outcome = { status: 'failed', message: 'not run' };
     for (let attempt = 1; attempt <= step.retries + 1; attempt++) {

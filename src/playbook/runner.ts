@@ -151,6 +151,7 @@ export async function execute(p: Prepared, o: ExecuteOptions): Promise<EngineRes
       emit: o.emit,
       signal: o.signal,
       stateDir: o.stateDir,
+      inventoryFile: p.inventoryFile,
       done: o.resume?.done,
       threshold: p.threshold,
     });

@@ -17,3 +17,8 @@ export function defaultUnit(ctx: ActionContext): string {
 export function progressFile(ctx: ActionContext): string {
   return join(ctx.stateDir, 'upgrades', ctx.clusterName, 'in-progress.json');
 }
+
+/** The record an immutable upgrade keeps while under way (shared by `vaultops upgrade --strategy immutable` and the playbook). */
+export function immutableStateFile(ctx: ActionContext): string {
+  return join(ctx.stateDir, 'upgrades', ctx.clusterName, 'immutable.json');
+}

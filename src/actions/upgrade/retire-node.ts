@@ -1,0 +1,32 @@
+import { z } from 'zod';
+import { defineAction } from '../types.js';
+import { openNodeHost } from '../../ssh/open-host.js';
+import { immutableUpgrade } from '../../upgrade/immutable.js';
+import { binaryArgs, immutableStateFile } from './_common.js';
+
+export default defineAction({
+  name: 'upgrade.retire_node',
+  description:
+    'Immutable upgrade: an old node leaves. A standby: remove-peer, then SIGTERM and wait until gone. The active node only when no other old node is a member: SIGTERM (a new node takes over), then remove-peer on the new leader. Quorum and autopilot health are checked before and after.',
+  schema: z.strictObject({ ...binaryArgs, wait: z.number().int().min(1).default(120).describe('Seconds each wait may take.') }),
+  changes: true,
+  gates: ['every new node a healthy voter on the target', 'autopilot healthy, failure tolerance >= 1', 'the old leader goes last, when no other old node is left'],
+  describe: (_args, node) => `retire ${node?.name ?? 'the node'}: remove-peer + SIGTERM (the leader: SIGTERM, then remove-peer)`,
+  async run(ctx, args) {
+    if (!ctx.node) return { status: 'failed', message: 'upgrade.retire_node needs a node target (standbys, leader, node:NAME)' };
+    const r = await immutableUpgrade({
+      cluster: ctx.cluster,
+      clusterName: ctx.clusterName,
+      spec: ctx.spec,
+      binary: { path: args.binary, sha256: args.sha256 },
+      waitTimeoutMs: args.wait * 1000,
+      stateFile: immutableStateFile(ctx),
+      signal: ctx.signal,
+      openHost: (n) => openNodeHost(n, { trustOnFirstUse: args.trust_on_first_use }),
+      onEvent: (e) => ctx.log('node' in e ? `${e.node}: ${'message' in e ? e.message : e.reason}` : e.message),
+      only: { retire: [ctx.node.name] },
+    });
+    if (!r.removed.includes(ctx.node.name)) return { status: 'skipped', reason: `${ctx.node.name} already left the cluster` };
+    return { status: 'changed', message: `${ctx.node.name} removed from the cluster and stopped` };
+  },
+});
