@@ -3,6 +3,7 @@ import { InputError } from '../core/errors.js';
 import { checkVersion, ensureBinary, FLAVORS, parseFlavor } from '../lab/binaries.js';
 import { labDestroy, labDir, labDown, labState, labUp, listLabs, readLab } from '../lab/lab.js';
 import { hardenLab, productionLikeConfig } from '../lab/production-like.js';
+import { LAB_SERVER_USER } from '../lab/run-as.js';
 import { checkSameSeal, labsSealedBy, sealLabel, type SealRequest } from '../lab/transit-seal.js';
 import { out, progressPrinter, table } from '../ui/output.js';
 
@@ -64,7 +65,7 @@ export async function labUpCommand(o: LabOptions): Promise<void> {
   const bin = await ensureBinary({ flavor, version, explicit: o.vaultBinary, onProgress: progress });
   if (o.productionLike && o.tls === false) throw new InputError('--production-like needs TLS; drop --no-tls.');
   const extraConfig = o.productionLike ? productionLikeConfig(flavor, labDir(o.name)) : undefined;
-  const { lab, created } = await labUp({ name: o.name, flavor, version, binary: bin.path, tls: o.tls !== false, inventory: o.inventory, ssh: o.ssh === true, extraConfig, seal, onProgress: progress });
+  const { lab, created } = await labUp({ name: o.name, flavor, version, binary: bin.path, tls: o.tls !== false, inventory: o.inventory, ssh: o.ssh === true, extraConfig, seal, runAs: o.productionLike ? LAB_SERVER_USER : undefined, onProgress: progress });
   if (created && o.productionLike) await hardenLab(lab, progress);
   report(o, lab, `${created ? 'created and started' : 'started'} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }

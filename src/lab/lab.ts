@@ -12,6 +12,7 @@ import { ensureLabCa, issueNodeCert } from './certs.js';
 import { isAlive, withFileLock } from './file-lock.js';
 import { lastLines } from './exec.js';
 import { renderInventory } from './inventory-writer.js';
+import { ensureServiceUser, firstBlockedAncestor, handOver, openForSearch, privateCopy, type RunAs } from './run-as.js';
 import { prepareSshHosts, startSshds, stopSshds, type LabSsh } from './ssh-hosts.js';
 import { tmpdir } from 'node:os';
 import { recordSlot, slotsHeldElsewhere } from './slot-registry.js';
@@ -52,6 +53,8 @@ export interface LabRecord {
   ssh?: LabSsh | undefined;
   /** Extra server configuration appended to every node's config (production-like.ts). */
   extraConfig?: string | undefined;
+  /** Servers run as this unprivileged account (production-like labs); else as the caller. */
+  runAs?: RunAs | undefined;
   /** A 0600 JSON file {"token": ...} the inventory uses instead of init.json's root token (production-like.ts revokes that). */
   tokenFile?: string | undefined;
   /** Auto-unseal by another lab's transit engine (transit-seal.ts); absent: Shamir keys. */
@@ -79,6 +82,8 @@ export interface LabUpOptions {
   extraConfig?: string | undefined;
   /** Auto-unseal by the transit engine of another running lab. */
   seal?: SealRequest | undefined;
+  /** Run the servers as this system account (created if missing; needs root). */
+  runAs?: string | undefined;
 }
 
 export function labsDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -225,7 +230,24 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
       }
       for (const n of record.nodes) mkdirSync(join(n.dir, 'data'), { recursive: true, mode: 0o700 });
       writeConfigs(record, seal);
+      if (opts.runAs) {
+        const ours = [stateDir(env), labsDir(env)];
+        const blocked = firstBlockedAncestor(dir, ours);
+        if (blocked) {
+          // The server account could not reach its own files: say why and run as the caller.
+          progress(`warning: servers run as ${process.env['USER'] ?? 'the caller'}, not ${opts.runAs}: ${blocked} is not searchable by other users (set VAULTOPS_STATE_DIR under a directory such as /var/lib/vaultops, or chmod o+x ${blocked})`);
+        } else {
+          record.runAs = await ensureServiceUser(opts.runAs);
+          openForSearch(ours);
+          // The cached binary may sit under a private home: each lab gets its own copy it can run.
+          if (firstBlockedAncestor(record.binary, []) !== undefined) record.binary = privateCopy(record.binary, join(dir, 'bin'));
+          progress(`Servers will run as ${record.runAs.user} (uid ${record.runAs.uid}), not root...`);
+        }
+      }
       if (opts.ssh) await prepareSshHosts(record);
+      if (record.runAs) {
+        handOver(dir, record.nodes.map((n) => n.dir), record.nodes.flatMap((n) => [join(dir, 'tls', `${n.name}.key`), join(dir, 'tls', `${n.name}.pem`)]), record.runAs);
+      }
       writeLab(record);
       await startNodes(record, progress);
       await startSshds(record, progress);
@@ -380,7 +402,7 @@ async function startNodes(lab: LabRecord, progress: (m: string) => void): Promis
   progress(`Starting ${lab.nodes.length} ${FLAVORS[lab.flavor].product} ${lab.version} nodes on ${lab.nodes.map((n) => n.ip).join(', ')}...`);
   for (const n of lab.nodes) {
     await assertPortsFree(n, lab.name);
-    n.pid = startServer(n.binary ?? lab.binary, n);
+    n.pid = startServer(n.binary ?? lab.binary, n, lab.runAs);
   }
   writeLab(lab);
   const deadline = Date.now() + 30_000;
@@ -404,7 +426,7 @@ async function startNodes(lab: LabRecord, progress: (m: string) => void): Promis
   }
 }
 
-export function startServer(binary: string, n: LabNode): number {
+export function startServer(binary: string, n: LabNode, runAs?: RunAs): number {
   mkdirSync(n.dir, { recursive: true });
   const fd = openSync(n.log, 'a', 0o600);
   try {
@@ -414,6 +436,7 @@ export function startServer(binary: string, n: LabNode): number {
       detached: true,
       stdio: ['ignore', fd, fd],
       env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: n.dir },
+      ...(runAs ? { uid: runAs.uid, gid: runAs.gid } : {}),
     });
     child.unref();
     if (child.pid === undefined) throw new VaultopsError(`Could not start ${binary}.`);

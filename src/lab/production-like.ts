@@ -8,7 +8,8 @@ import { clusterFor, readInit, writeInventory, writeLab, type LabRecord } from '
  * on the host where this machine allows it. TLS (the default), Prometheus telemetry, two file audit
  * devices, autopilot cleaning up dead servers with a min quorum, configs 0640, and the init root
  * token revoked: the inventory uses a lab-admin token instead (a policy, not `root`).
- * Not done here: running the servers as a non-root user (the lab runs as whoever starts it).
+ * The servers run as the unprivileged account vaultops-lab (run-as.ts), which owns only its node's
+ * directory, its TLS key and the audit directory.
  */
 export function productionLikeConfig(flavor: Flavor, labDirPath: string): string {
   const lines = ['telemetry {', '  prometheus_retention_time = "24h"', '  disable_hostname = true', '}'];

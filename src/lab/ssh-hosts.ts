@@ -1,3 +1,4 @@
+import type { RunAs } from './run-as.js';
 import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, copyFileSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -65,7 +66,7 @@ export async function prepareSshHosts(lab: LabRecord & { ssh?: LabSsh | undefine
       }
     }
     n.binary = bin;
-    writeFileSync(serviceScript(n), renderServiceScript(n, bin), { mode: 0o755 });
+    writeFileSync(serviceScript(n), renderServiceScript(n, bin, lab.runAs), { mode: 0o755 });
     ssh.nodes[n.name] = { hostKey: readFileSync(`${hostKey}.pub`, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ') };
   }
   lab.ssh = ssh;
@@ -101,7 +102,9 @@ function renderSshdConfig(lab: LabRecord, n: LabNode): string {
  * (a zombie counts as gone: in a container PID 1 may never reap it). Exit codes: 0 ok,
  * 3 not running (status), 4 did not stop in time.
  */
-function renderServiceScript(n: LabNode, bin: string): string {
+function renderServiceScript(n: LabNode, bin: string, runAs?: RunAs): string {
+  // setpriv execs the server, so $! is the server's own pid, running as the unprivileged account.
+  const drop = runAs ? `setpriv --reuid=${runAs.uid} --regid=${runAs.gid} --clear-groups ` : '';
   return `#!/bin/sh
 # vaultops lab service manager for node ${n.name}. Generated; edits are overwritten.
 set -u
@@ -123,7 +126,7 @@ case "\${1:-}" in
     if running; then echo "running $pid"; exit 0; fi
     cd "$DIR" || exit 1
     # A clean environment: the server must not inherit anything of the SSH session.
-    env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$DIR" setsid "$BIN" server -config="$DIR/server.hcl" >>"$LOG" 2>&1 </dev/null &
+    env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$DIR" setsid ${drop}"$BIN" server -config="$DIR/server.hcl" >>"$LOG" 2>&1 </dev/null &
     echo $! > "$PIDFILE"
     echo "started $!"
     ;;
