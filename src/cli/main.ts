@@ -11,6 +11,13 @@ declare const VAULTOPS_VERSION: string | undefined;
  * they run, so `vaultops --help` starts fast.
  */
 export async function main(argv: string[]): Promise<void> {
+  // `vaultops status | head`: a reader that goes away is not an error of ours.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
