@@ -537,7 +537,9 @@ export async function unsealAll(lab: LabRecord, init: { unseal_keys_b64: string[
       const client = cluster.client(n.name);
       const deadline = Date.now() + 60_000;
       for (;;) {
-        if (n.pid !== undefined && !isAlive(n.pid)) throw nodeDied(lab, n, 'stopped while being unsealed');
+        // The pid file, not the record: the lab service manager (ssh-hosts.ts) may have restarted the server.
+        const pid = currentPid(n);
+        if (pid !== undefined && !isAlive(pid)) throw nodeDied(lab, n, 'stopped while being unsealed');
         const status = await client.sealStatus().catch(() => undefined);
         if (status && !status.sealed && status.initialized) break;
         if (status) {
@@ -575,7 +577,10 @@ export async function waitHealthy(lab: LabRecord, token: string, progress: (m: s
       const serving = st.nodes.every((n) => n.reachable && (n.state === 'active' || n.state === 'standby') && n.voter);
       if (serving && st.leader && st.autopilot?.healthy && st.autopilot.failureTolerance >= Math.floor((lab.nodes.length - 1) / 2)) return;
       last = st.problems.join('; ') || st.autopilotNote || 'autopilot not healthy yet';
-      for (const n of lab.nodes) if (n.pid !== undefined && !isAlive(n.pid)) throw nodeDied(lab, n, 'stopped while the cluster formed');
+      for (const n of lab.nodes) {
+        const pid = currentPid(n);
+        if (pid !== undefined && !isAlive(pid)) throw nodeDied(lab, n, 'stopped while the cluster formed');
+      }
       if (Date.now() > deadline) throw new VaultopsError(`Lab ${lab.name} did not become healthy within ${Math.round(timeoutMs / 1000)} s: ${last}.`, { details: lab.nodes.flatMap((n) => [`${n.log}:`, ...nodeLogTail(n, 4).map((l) => `  ${l}`)]) });
       await sleep(500);
     }
