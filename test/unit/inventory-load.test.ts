@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -123,5 +123,6 @@ describe('a broken inventory is reported at file:line:col, every problem at once
     } catch (e) {
       expect((e as ProblemsError).details[0]).toContain(`${file}:10:9`);
     }
+    rmSync(dir, { recursive: true, force: true });
   });
 });

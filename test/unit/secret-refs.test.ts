@@ -1,12 +1,13 @@
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, afterAll } from 'vitest';
 import { resolveSecret, resolveSecretList, resolveSecretString } from '../../src/secrets/refs.js';
 import { redactor } from '../../src/core/redact.js';
 import { InputError } from '../../src/core/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vaultops-unit-refs-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function secretFile(name: string, content: string, mode: number): string {
   const p = join(dir, name);

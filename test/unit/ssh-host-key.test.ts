@@ -1,5 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -41,6 +41,7 @@ describe('host keys are compared and shown the way OpenSSH does', () => {
     expect(knownHostKeys(file, '10.0.0.5', 22).keys.length).toBe(1);
     expect(knownHostKeys(file, '10.0.0.6', 22).keys.length).toBe(0);
     expect(knownHostKeys(join(dir, 'missing'), 'x', 22).keys).toEqual([]);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 
