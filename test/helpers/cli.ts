@@ -119,3 +119,29 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+export interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a program (no shell, no TTY) and keeps what it printed. `onLine` sees each complete stderr
+ * line as it arrives (progress of a long run).
+ */
+export function runProcess(cmd: string, args: string[], env: NodeJS.ProcessEnv, onLine?: (line: string) => void): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => {
+      const before = stderr.length;
+      stderr += c.toString();
+      if (onLine) for (const line of stderr.slice(stderr.lastIndexOf('\n', before - 1) + 1).split('\n').slice(0, -1)) onLine(line);
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}

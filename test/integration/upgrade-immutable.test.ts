@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { ensureBinary } from '../../src/lab/binaries.js';
 import { clusterFor, readLab, unsealAll, waitHealthy, type LabRecord } from '../../src/lab/lab.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
+import { runProcess, type Ran } from '../helpers/cli.js';
 
 /**
  * `vaultops lab add-nodes` + `vaultops upgrade --strategy immutable` (the built CLI) on a real
@@ -21,24 +21,6 @@ const pairs = [
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vaultops.js');
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ flavor, from, to }) => {
   let t: TestLab;
   let newBinary: string;
@@ -46,7 +28,7 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
   const outputs: string[] = [];
   const cli = async (args: string[]): Promise<Ran> => {
     // No token or key on the command line or in the environment: the inventory references the 0600 init file.
-    const r = await run(process.execPath, [BIN, ...args], { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' });
+    const r = await runProcess(process.execPath, [BIN, ...args], { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' });
     outputs.push(r.stdout, r.stderr);
     return r;
   };
@@ -55,7 +37,7 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
   /** The official CLI against one node; the token only through the environment. */
   const official = async (addr: string, args: string[]): Promise<Ran> => {
     const env = { PATH: process.env['PATH'], HOME: t.stateDir, VAULT_ADDR: addr, BAO_ADDR: addr, VAULT_CACERT: t.lab.caCert, BAO_CACERT: t.lab.caCert, VAULT_TOKEN: t.init.root_token, BAO_TOKEN: t.init.root_token };
-    const r = await run(newBinary, args, env);
+    const r = await runProcess(newBinary, args, env);
     outputs.push(r.stdout, r.stderr);
     return r;
   };
@@ -91,7 +73,7 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
 
   it('refuses at the gate when an old node is down, before any new node joins', async () => {
     const n3 = t.lab.nodes[2]!;
-    expect((await run('/bin/sh', [join(n3.dir, 'service.sh'), 'stop', '30'], t.env)).code).toBe(0);
+    expect((await runProcess('/bin/sh', [join(n3.dir, 'service.sh'), 'stop', '30'], t.env)).code).toBe(0);
     const r = await cli(['upgrade', '-i', t.inventory, '--strategy', 'immutable', '--binary', newBinary, '--sha256', sum, '--non-interactive', '--wait-timeout', '90']);
     expect(r.code).toBe(4);
     expect(r.stderr).toContain('no new node joined');
@@ -105,7 +87,7 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
     }
     expect((await peers(t.lab.nodes[0]!.apiAddr)).map((s) => s.node_id).sort()).toEqual(['n1', 'n2', 'n3']);
     // Put n3 back.
-    expect((await run('/bin/sh', [join(n3.dir, 'service.sh'), 'start'], t.env)).code).toBe(0);
+    expect((await runProcess('/bin/sh', [join(n3.dir, 'service.sh'), 'start'], t.env)).code).toBe(0);
     await unsealAll({ ...t.lab, nodes: [{ ...n3, pid: undefined }] }, t.init, () => undefined);
     // n3 has a new pid now (service.sh): the in-memory record's pids are stale, so they are not checked.
     await waitHealthy({ ...t.lab, nodes: t.lab.nodes.map((n) => ({ ...n, pid: undefined })) }, t.init.root_token, () => undefined);
@@ -114,7 +96,7 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
   it('replaces all three nodes: the new ones join and become voters, the old ones leave, the old leader last', async () => {
     // One new host whose server is not running: the upgrade installs and starts it over SSH.
     const n6 = lab().newNodes![2]!;
-    expect((await run('/bin/sh', [join(n6.dir, 'service.sh'), 'stop', '30'], t.env)).code).toBe(0);
+    expect((await runProcess('/bin/sh', [join(n6.dir, 'service.sh'), 'stop', '30'], t.env)).code).toBe(0);
     const c = clusterFor(t.lab);
     const oldLeader = (await c.findLeader()).node.name;
     c.close();

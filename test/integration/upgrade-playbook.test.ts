@@ -7,6 +7,7 @@ import { ensureBinary } from '../../src/lab/binaries.js';
 import { clusterFor } from '../../src/lab/lab.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
+import { runProcess } from '../helpers/cli.js';
 
 /** The built-in playbook `upgrade-rolling` through the engine (`vaultops plan` / `vaultops run`), on a real lab over SSH. */
 const pairs = [
@@ -15,18 +16,7 @@ const pairs = [
 ].filter((p) => flavorsUnderTest().some((f) => f.flavor === p.flavor));
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vaultops.js');
-
-function cli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[], env: NodeJS.ProcessEnv) => runProcess(process.execPath, [BIN, ...args], env);
 
 describe.each(pairs)('playbook upgrade-rolling on a $flavor cluster $from -> $to', ({ flavor, from, to }) => {
   let t: TestLab;

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -9,6 +8,7 @@ import { ensureBinary, FLAVORS } from '../../src/lab/binaries.js';
 import { clusterFor, unsealAll, waitHealthy } from '../../src/lab/lab.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
+import { runProcess, type Ran } from '../helpers/cli.js';
 
 /**
  * `vaultops upgrade` (the built CLI) against a real 3-node lab whose nodes are reached over the
@@ -22,28 +22,6 @@ const pairs = [
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vaultops.js');
 const NODE = process.execPath;
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, onLine?: (line: string) => void): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => {
-      const before = stderr.length;
-      stderr += c.toString();
-      if (onLine) for (const line of stderr.slice(stderr.lastIndexOf('\n', before - 1) + 1).split('\n').slice(0, -1)) onLine(line);
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 function sha256(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
@@ -54,7 +32,7 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
   const outputs: string[] = [];
   const upgrade = async (binary: string, sum: string, extra: string[] = [], onLine?: (line: string) => void): Promise<Ran> => {
     // No token or key on the command line: the inventory references the lab's 0600 init file.
-    const r = await run(NODE, [BIN, 'upgrade', '-i', t.inventory, '--binary', binary, '--sha256', sum, '--non-interactive', '--wait-timeout', '90', ...extra], { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' }, onLine);
+    const r = await runProcess(NODE, [BIN, 'upgrade', '-i', t.inventory, '--binary', binary, '--sha256', sum, '--non-interactive', '--wait-timeout', '90', ...extra], { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' }, onLine);
     outputs.push(r.stdout, r.stderr);
     return r;
   };
@@ -105,7 +83,7 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
 
   it('refuses at the gate when a node is down (failure tolerance 0), and changes nothing', async () => {
     const n3 = t.lab.nodes[2]!;
-    const stop = await run('/bin/sh', [join(n3.dir, 'service.sh'), 'stop', '30'], t.env);
+    const stop = await runProcess('/bin/sh', [join(n3.dir, 'service.sh'), 'stop', '30'], t.env);
     expect(stop.code).toBe(0);
     const pidsBefore = pids();
     const r = await upgrade(newBinary, sha256(newBinary));
@@ -115,7 +93,7 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
     expect(staged()).toEqual([]);
     expect(pids()).toEqual(pidsBefore);
     // Put n3 back as it was.
-    const start = await run('/bin/sh', [join(n3.dir, 'service.sh'), 'start'], t.env);
+    const start = await runProcess('/bin/sh', [join(n3.dir, 'service.sh'), 'start'], t.env);
     expect(start.code).toBe(0);
     await unsealAll({ ...t.lab, nodes: [{ ...n3, pid: undefined }] }, t.init, () => undefined);
     await waitHealthy(t.lab, t.init.root_token, () => undefined);
@@ -196,13 +174,13 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
   it('ends with every node on the new version as the official CLI sees it, and a second run changes nothing', async () => {
 
     const client = await cliEnv();
-    const peers = await run(newBinary, ['operator', 'raft', 'list-peers', '-format=json'], client);
+    const peers = await runProcess(newBinary, ['operator', 'raft', 'list-peers', '-format=json'], client);
     expect(peers.code).toBe(0);
     const servers = (JSON.parse(peers.stdout) as { data: { config: { servers: Array<{ node_id: string; voter: boolean; leader: boolean }> } } }).data.config.servers;
     expect(servers.map((s) => s.node_id).sort()).toEqual(['n1', 'n2', 'n3']);
     expect(servers.every((s) => s.voter)).toBe(true);
     expect(servers.filter((s) => s.leader).length).toBe(1);
-    const history = await run(newBinary, ['list', '-format=json', 'sys/version-history'], client);
+    const history = await runProcess(newBinary, ['list', '-format=json', 'sys/version-history'], client);
     expect(history.code).toBe(0);
     expect(JSON.parse(history.stdout)).toEqual(expect.arrayContaining([from, to]));
 
