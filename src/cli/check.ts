@@ -27,10 +27,11 @@ export async function checkCommand(o: CheckCliOptions): Promise<void> {
   const failOn = (o.failOn ?? 'critical') as Severity;
   if (failOn !== 'warning' && failOn !== 'critical') throw new InputError(`--fail-on ${o.failOn} is not a severity.`, { hint: 'Use --fail-on critical (default) or --fail-on warning.' });
   const conn = await connectCluster(o.inventory, o.cluster);
+  let stores: BackupStore[] = [];
   try {
     const env = readVaultEnv();
     const base = dirname(resolve(conn.inventoryFile));
-    const stores: BackupStore[] = Object.entries(conn.spec.stores ?? {}).map(([name, raw]) => openStore(name, raw, base));
+    stores = Object.entries(conn.spec.stores ?? {}).map(([name, raw]) => openStore(name, raw, base));
     const report = await runCheck({
       clusterName: conn.name,
       spec: conn.spec,
@@ -59,6 +60,8 @@ export async function checkCommand(o: CheckCliOptions): Promise<void> {
     }
     process.exitCode = report.exit_code;
   } finally {
+    // SFTP stores hold SSH connections that would keep the process alive.
+    for (const s of stores) s.close?.();
     conn.client.close();
   }
 }

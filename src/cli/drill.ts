@@ -45,8 +45,9 @@ export async function drillCommand(o: DrillCliOptions): Promise<void> {
   const timeoutMs = o.timeout === undefined ? undefined : Number(o.timeout) * 1000;
   if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new InputError(`--timeout ${o.timeout} is not a number of seconds.`);
   const reportDir = resolve(o.reportDir ?? defaultDrillReportDir(conn.name));
+  let store: BackupStore | undefined;
   try {
-    const store = storeFor(o.from, conn);
+    store = storeFor(o.from, conn);
     const { report, error } = await runDrill({
       clusterName: conn.name,
       flavor: conn.spec.flavor,
@@ -70,6 +71,8 @@ export async function drillCommand(o: DrillCliOptions): Promise<void> {
     }
     if (error) throw error;
   } finally {
+    // An SFTP store holds an SSH connection that would keep the process alive.
+    store?.close?.();
     conn.client.close();
   }
 }

@@ -10,7 +10,7 @@ import { LocalDirStore } from '../backup/local-dir-store.js';
 import type { Manifest } from '../backup/manifest.js';
 import { restoreSnapshot, type KeySetSecrets } from '../backup/restore.js';
 import { SnapshotInvalidError } from '../backup/snapshot-verify.js';
-import type { BackupStore } from '../backup/store.js';
+import { localCopy, type BackupStore } from '../backup/store.js';
 import { checkVersion, ensureBinary, parseFlavor, type Flavor } from '../lab/binaries.js';
 import { clusterFor, labDestroy, labUp, readInit, readLab, runningPids, type LabRecord } from '../lab/lab.js';
 import type { ClusterClient } from '../vault/cluster.js';
@@ -140,22 +140,26 @@ export async function runDrill(o: DrillOptions): Promise<{ report: DrillReport; 
   let scratchName: string | undefined;
   let scratch: ClusterClient | undefined;
   let rtoEnd: Date | undefined;
+  let removeCopy: (() => Promise<void>) | undefined;
   try {
     // 1. The newest backup of this cluster, verified in full before anything is started.
     begin('verify');
     const entries = await o.store.list();
     const newest = entries.find((e) => e.manifest !== undefined && e.manifest.cluster.name === o.clusterName && e.manifest.reason === 'backup');
-    const file = newest ? o.store.localPath(newest.name) : undefined;
-    if (!newest || !file) {
+    if (!newest) {
       throw new VaultopsError(`No backup of ${o.clusterName} with a manifest in ${o.store.location}.`, { exitCode: ExitCode.badInput, hint: 'Take one with `vaultops backup`, or point --from at the store that holds them.' });
     }
+    // A remote store (SFTP) hands out a private local copy, removed when the drill ends.
+    const copy = await localCopy(o.store, newest.name);
+    removeCopy = copy.cleanup;
+    const file = copy.path;
     const checked = await checkFile(file);
     if (checked.problems.length || !checked.verified || !checked.manifest) {
       throw new SnapshotInvalidError(`The newest backup ${file} fails verification: ${checked.problems.join('; ') || 'no manifest'}. Nothing was started.`, );
     }
     const manifest: Manifest = checked.manifest;
     report.backup = {
-      file,
+      file: o.store.localPath(newest.name) ?? newest.name,
       location: o.store.location,
       taken_at: manifest.finished_at,
       raft_index: manifest.raft.index,
@@ -271,6 +275,7 @@ export async function runDrill(o: DrillOptions): Promise<{ report: DrillReport; 
     report.exit_code = error.exitCode === ExitCode.ok ? ExitCode.failed : (error.exitCode as ExitCodeValue);
     end('failed', report.error);
   } finally {
+    await removeCopy?.().catch(() => undefined);
     scratch?.close();
     if (scratchName && scratchEnv) {
       begin('teardown');

@@ -161,6 +161,14 @@ describe(`the SFTP backup store and restore canaries on a ${flavor.flavor} ${fla
     expect(readdirSync(tmp)).toEqual([]);
   });
 
+  it('`drill --from offsite` restores the newest remote backup into a scratch cluster, checks the canary and leaves no copy behind', async () => {
+    const r = await cli.run(['drill', '-i', inv, '--from', 'offsite', '--non-interactive']);
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
+    expect(r.stdout + r.stderr).toMatch(/PASSED/);
+    // The drill downloaded the snapshot into a private temp dir and removed it afterwards.
+    expect(readdirSync(tmp).filter((f) => f.startsWith('vaultops-restore-'))).toEqual([]);
+  });
+
   it('a canary whose value differs from expect_sha256 fails the restore naming the path, never the value', async () => {
     const wrong = writeInventory(join(t.stateDir, 'sftp-wrong-canary.yml'), [{ path: 'kv/canary', field: 'value', expect_sha256: sha256(changedValue) }]);
     const r = await cli.run(['restore', '-i', wrong, '--latest', '--store', 'offsite', '--confirm', name, '--non-interactive']);

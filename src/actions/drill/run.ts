@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { InputError } from '../../core/errors.js';
-import { resolveStore } from '../../backup/store.js';
+import { resolveStore, type BackupStore } from '../../backup/store.js';
 import { LocalDirStore } from '../../backup/local-dir-store.js';
 import type { KeySetSecrets } from '../../backup/restore.js';
 import { formatMs } from '../../drill/drill-report.js';
@@ -28,7 +28,7 @@ export default defineAction({
   describe: (args) => `drill: restore the newest backup${args.from_dir ? ` in ${args.from_dir}` : ''} into a scratch lab cluster on this machine, read the canaries, tear it down`,
   async run(ctx, raw) {
     const args = { ...raw, store: raw.store || undefined, from_dir: raw.from_dir || undefined, report_dir: raw.report_dir || undefined, notify_url: raw.notify_url || undefined };
-    const store = args.from_dir ? new LocalDirStore(args.from_dir) : resolveStore({ store: args.store }, ctx.clusterName, ctx.spec.stores, process.cwd());
+    const store: BackupStore = args.from_dir ? new LocalDirStore(args.from_dir) : resolveStore({ store: args.store }, ctx.clusterName, ctx.spec.stores, process.cwd());
     const keysFor = async (label: string | undefined): Promise<KeySetSecrets> => {
       const own = ctx.spec.unseal;
       if ((label === undefined || label === own?.key_set) && own?.keys) {
@@ -38,18 +38,23 @@ export default defineAction({
       }
       throw new InputError(`The backup needs the unseal keys of key set "${label ?? 'unknown'}", and ${ctx.clusterName}'s inventory entry has ${own?.key_set ?? 'none'}.`, { hint: 'Run `vaultops drill` with an inventory that lists the cluster holding that key set.' });
     };
-    const { report } = await runDrill({
-      clusterName: ctx.clusterName,
-      flavor: ctx.spec.flavor,
-      canaries: ctx.spec.canaries ?? [],
-      store,
-      keysFor,
-      liveCluster: ctx.cluster,
-      scratchParent: join(ctx.stateDir, 'drills', '.scratch'),
-      prompter: ctx.prompter,
-      restoreTimeoutMs: args.timeout * 1000,
-      log: ctx.log,
-    });
+    let report;
+    try {
+      ({ report } = await runDrill({
+        clusterName: ctx.clusterName,
+        flavor: ctx.spec.flavor,
+        canaries: ctx.spec.canaries ?? [],
+        store,
+        keysFor,
+        liveCluster: ctx.cluster,
+        scratchParent: join(ctx.stateDir, 'drills', '.scratch'),
+        prompter: ctx.prompter,
+        restoreTimeoutMs: args.timeout * 1000,
+        log: ctx.log,
+      }));
+    } finally {
+      store.close?.();
+    }
     const { files, warning } = await finishDrill(report, { reportDir: args.report_dir ?? drillReportDir(ctx.stateDir, ctx.clusterName), notifyUrl: args.notify_url });
     if (warning) ctx.log(`warning: ${warning}`);
     const data = { drill_id: report.id, result: report.result, rto_ms: report.rto_ms, rpo_ms: report.rpo_ms, failed_phase: report.failed_phase, reports: files };
