@@ -1,4 +1,5 @@
-import { homedir } from 'node:os';
+import { existsSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** Labs, journals and locks. $VAULTOPS_STATE_DIR, else $XDG_STATE_HOME/vaultops, else ~/.local/state/vaultops. */
@@ -11,4 +12,12 @@ export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
 export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env['VAULTOPS_CACHE_DIR']) return env['VAULTOPS_CACHE_DIR'];
   return join(env['XDG_CACHE_HOME'] || join(homedir(), '.cache'), 'vaultops');
+}
+
+/**
+ * A temp directory shared by every process on this machine: loopback addresses are machine-wide,
+ * so the lab slot registry and its lock must not follow a process's own TMPDIR.
+ */
+export function machineTmpDir(): string {
+  return existsSync('/tmp') ? '/tmp' : tmpdir();
 }

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { machineTmpDir } from './paths.js';
 import { join } from 'node:path';
 
 /**
@@ -8,7 +8,7 @@ import { join } from 'node:path';
  * state dir, which takes them, and the stopped lab can never start again. Read and written only
  * under the slot lock (lab.ts); an entry whose lab.json is gone is free again.
  */
-const REGISTRY = join(tmpdir(), 'vaultops-lab-slots.json');
+const REGISTRY = join(machineTmpDir(), 'vaultops-lab-slots.json');
 
 function read(): Record<string, string> {
   try {

@@ -9,6 +9,7 @@ import { SSH_PORT } from '../../src/lab/ssh-hosts.js';
 import { GateError, InputError } from '../../src/core/errors.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
+import { waitFor } from '../helpers/cli.js';
 
 /**
  * The SSH layer against the real OpenSSH sshd that `lab up --ssh` runs on each node's loopback
@@ -128,7 +129,16 @@ describe.each(upgradePairs)('SSH hosts of a $flavor lab', ({ flavor, from }) => 
       const before = await svc.status();
       expect(before.running).toBe(true);
       await svc.stop(60_000);
-      expect(existsSync(`/proc/${before.pid}`)).toBe(false);
+      // Gone: no process, or a zombie its parent (this test's worker, which started the lab) has not
+      // reaped yet — reaping is asynchronous, so poll briefly instead of asserting at once.
+      const state = () => {
+        try {
+          return readFileSync(`/proc/${before.pid}/stat`, 'utf8').replace(/^.*\) /, '')[0];
+        } catch {
+          return undefined;
+        }
+      };
+      await waitFor('the stopped server to be gone', () => (state() === undefined || state() === 'Z' ? true : undefined), 10_000, 50);
       expect((await svc.status()).running).toBe(false);
       // The server logs a clean shutdown on SIGTERM (not a kill).
       expect((await svc.logTail(30)).join('\n')).toMatch(/shutdown|shutting down/i);
