@@ -1,16 +1,18 @@
-// `npm run bench [-- startup|lab-up ...]`: runs the benchmarks one after another (all by default).
+// `npm run bench [-- startup|lab-up|backup|upgrade-probe ...]`: runs benchmarks one after another
+// (the quick ones, startup and lab-up, by default; backup and upgrade-probe take minutes).
 // Each prints its own figures; nothing is asserted. Per file: node_modules/.bin/node bench/<name>.js
 import { spawnSync } from 'node:child_process';
 import { NODE, REPO } from './common.js';
 import { join } from 'node:path';
 
-const all = ['startup', 'lab-up'];
+const all = ['startup', 'lab-up', 'backup', 'upgrade-probe'];
+const quick = ['startup', 'lab-up'];
 // Names first, then options passed on to every benchmark: npm run bench -- lab-up --runs 5
 const args = process.argv.slice(2);
 const firstOption = args.findIndex((a) => a.startsWith('-'));
 const wanted = firstOption < 0 ? args : args.slice(0, firstOption);
 const options = firstOption < 0 ? [] : args.slice(firstOption);
-const names = wanted.length ? wanted : all;
+const names = wanted.length ? wanted : quick;
 let failed = 0;
 for (const name of names) {
   if (!all.includes(name)) {
