@@ -89,31 +89,7 @@ export async function decryptArmored(armored: string, armoredPrivate: string): P
   return String(data).trim();
 }
 
-/**
- * Seals the active node (Vault does not forward sys/seal from a standby) and waits until another
- * node leads and the old one reports itself sealed. Returns the sealed node's name.
- */
-export async function sealActiveNode(inventory: string): Promise<string> {
-  const { client } = await connectCluster(inventory, undefined);
-  try {
-    const leader = await client.findLeader();
-    const sealed = leader.node.name;
-    await leader.client.seal();
-    await waitFor(
-      'a new leader, and the old one reporting itself sealed',
-      async () => {
-        const probes = await client.probeAll();
-        const old = probes.find((p) => p.node.name === sealed)?.health?.state;
-        const active = probes.filter((p) => p.health?.state === 'active');
-        return old === 'sealed' && active.length === 1 && active[0]!.node.name !== sealed ? true : undefined;
-      },
-      60_000,
-    );
-    return sealed;
-  } finally {
-    client.close();
-  }
-}
+export { sealActiveNode } from './lab.js';
 
 /** Waits until every node serves again (a freshly unsealed node becomes a standby). */
 export async function waitAllServing(inventory: string): Promise<void> {

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBinary, type Flavor } from '../../src/lab/binaries.js';
 import { labDestroy, labUp, type LabRecord } from '../../src/lab/lab.js';
+import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
+import { waitFor } from './cli.js';
 
 export interface TestLab {
   lab: LabRecord;
@@ -64,4 +66,30 @@ export function transitSealToken(lab: LabRecord, node = 0): string {
   const token = /^seal "transit" \{[^}]*^\s*token = "([^"]+)"/m.exec(config)?.[1];
   if (!token) throw new Error(`no transit seal token in ${lab.nodes[node]!.config}`);
   return token;
+}
+
+/**
+ * Seals the active node (Vault does not forward sys/seal from a standby) and waits until another
+ * node leads and the old one reports itself sealed. Returns the sealed node's name.
+ */
+export async function sealActiveNode(inventory: string): Promise<string> {
+  const { client } = await connectCluster(inventory, undefined);
+  try {
+    const leader = await client.findLeader();
+    const sealed = leader.node.name;
+    await leader.client.seal();
+    await waitFor(
+      'a new leader, and the old one reporting itself sealed',
+      async () => {
+        const probes = await client.probeAll();
+        const old = probes.find((p) => p.node.name === sealed)?.health?.state;
+        const active = probes.filter((p) => p.health?.state === 'active');
+        return old === 'sealed' && active.length === 1 && active[0]!.node.name !== sealed ? true : undefined;
+      },
+      60_000,
+    );
+    return sealed;
+  } finally {
+    client.close();
+  }
 }

@@ -2,29 +2,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { startTestLab, type TestLab } from '../helpers/lab.js';
+import { sealActiveNode, startTestLab, type TestLab } from '../helpers/lab.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { CliRunner, CLI, NODE, waitFor } from '../helpers/cli.js';
-import { ClusterClient } from '../../src/vault/cluster.js';
 import { ExitCode } from '../../src/core/exit-codes.js';
 
-/** Seals the active node through the API (a standby refuses to seal) and waits until a standby took over. */
-async function sealLeader(lab: TestLab): Promise<string> {
-  const cluster = new ClusterClient({ name: lab.lab.name, nodes: lab.lab.nodes.map((n) => ({ name: n.name, apiAddr: n.apiAddr })), tls: { caCert: lab.lab.caCert }, token: lab.init.root_token });
-  try {
-    const leader = await cluster.findLeader();
-    await leader.client.seal();
-    await waitFor('another node to become active', async () => {
-      const probes = await cluster.probeAll();
-      const sealed = probes.find((p) => p.node.name === leader.node.name)?.health?.state === 'sealed';
-      const active = probes.some((p) => p.health?.state === 'active');
-      return sealed && active ? true : undefined;
-    });
-    return leader.node.name;
-  } finally {
-    cluster.close();
-  }
-}
 
 /** The lab inventory with its unseal.keys reference replaced (or removed). */
 function inventoryWithKeys(lab: TestLab, name: string, keysRef: string | undefined): string {
@@ -75,7 +57,7 @@ describe.each(flavorsUnderTest())('runbooks on a real $flavor $version cluster',
   });
 
   it('unseal: a sealed node is unsealed unattended with shares from an env reference, and the others are skipped', async () => {
-    const sealed = await sealLeader(lab);
+    const sealed = await sealActiveNode(lab.inventory);
     const inv = inventoryWithKeys(lab, 'env-keys.yml', 'env:TEST_UNSEAL_KEYS');
     const withKeys = new CliRunner({ env: { ...lab.env, TEST_UNSEAL_KEYS: JSON.stringify(lab.init.unseal_keys_b64.slice(0, 3)) }, cwd: lab.stateDir });
     const plan = await withKeys.run(['plan', 'unseal', '-i', inv]);
@@ -89,7 +71,7 @@ describe.each(flavorsUnderTest())('runbooks on a real $flavor $version cluster',
   });
 
   it('unattended with no way to get the shares fails fast with the bad-input exit code and names what supplies them', async () => {
-    const sealed = await sealLeader(lab);
+    const sealed = await sealActiveNode(lab.inventory);
     const inv = inventoryWithKeys(lab, 'no-keys.yml', undefined);
     const run = await cli.run(['run', 'unseal', '-i', inv, '--non-interactive'], { timeoutMs: 30_000 });
     expect(run.code).toBe(ExitCode.badInput);
@@ -104,7 +86,7 @@ describe.each(flavorsUnderTest())('runbooks on a real $flavor $version cluster',
   });
 
   it('a wrong share is refused with the key set named, and the node stays sealed', async () => {
-    const sealed = await sealLeader(lab);
+    const sealed = await sealActiveNode(lab.inventory);
     // Well-formed shares that belong to no key set of this cluster.
     const wrong = Array.from({ length: 3 }, (_, i) => Buffer.alloc(33, i + 7).toString('base64'));
     extraSecrets.push(...wrong);

@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
 import type { ClusterStatus } from '../../src/vault/cluster.js';
 import { ExitCode } from '../../src/core/exit-codes.js';
-import { CliRunner, labSecrets, waitFor } from '../helpers/cli.js';
+import { CliRunner, labSecrets } from '../helpers/cli.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
-import { startTestLab, type TestLab } from '../helpers/lab.js';
+import { sealActiveNode, startTestLab, type TestLab } from '../helpers/lab.js';
 
 const short = { openbao: 'bao', vault: 'vault' } as const;
 
@@ -20,24 +20,7 @@ describe.each(flavorsUnderTest())('a $flavor $version lab with a sealed node', (
     cli = new CliRunner({ env: t.env, cwd: t.stateDir });
     secrets = labSecrets(t.lab.initFile);
     // Vault does not forward sys/seal from a standby, so seal the active node: a standby takes over.
-    const { client } = await connectCluster(t.inventory, undefined);
-    try {
-      const leader = await client.findLeader();
-      sealed = leader.node.name;
-      await leader.client.seal();
-      await waitFor(
-        'a new leader, and the old one reporting itself sealed',
-        async () => {
-          const probes = await client.probeAll();
-          const old = probes.find((p) => p.node.name === sealed)?.health?.state;
-          const active = probes.filter((p) => p.health?.state === 'active');
-          return old === 'sealed' && active.length === 1 && active[0]!.node.name !== sealed ? true : undefined;
-        },
-        60_000,
-      );
-    } finally {
-      client.close();
-    }
+    sealed = await sealActiveNode(t.inventory);
   });
   afterAll(async () => {
     await t?.destroy();
