@@ -18,12 +18,10 @@ import { ensureBinary } from '../dist/lab/binaries.js';
 import { labDestroy, labUp } from '../dist/lab/lab.js';
 import { VaultClient } from '../dist/vault/client.js';
 import { Transport } from '../dist/vault/transport.js';
+import { option } from './common.js';
 
 const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
+const opt = (name, dflt) => option(args, name, dflt);
 const flavor = opt('flavor', 'openbao');
 const from = opt('from', flavor === 'openbao' ? '2.6.2' : '1.19.0');
 const to = opt('to', flavor === 'openbao' ? '2.7.2' : '1.21.0');
