@@ -66,46 +66,54 @@ function safeOrigin(url: string): string {
   }
 }
 
+/** The series a backup run writes, in file order: name and HELP text. */
+const METRICS = [
+  ['vaultops_backup_last_run_timestamp_seconds', 'When the last backup run finished.'],
+  ['vaultops_backup_last_result', '1 if the last backup run succeeded, 0 if it failed.'],
+  ['vaultops_backup_last_duration_seconds', 'Duration of the last backup run.'],
+  ['vaultops_backup_last_success_timestamp_seconds', 'When the last verified backup finished.'],
+  ['vaultops_backup_last_size_bytes', 'Size of the last verified backup.'],
+] as const;
+
 /**
  * Writes node_exporter textfile-collector metrics atomically (temp file + rename, as its docs ask).
  * A failed run keeps the previous last-success timestamp and size, so an alert on
  * `time() - vaultops_backup_last_success_timestamp_seconds` keeps working.
+ *
+ * The file belongs to one run: it holds a series per cluster of that run (a fleet run passes every
+ * cluster's report) and nothing else. Each metric's HELP/TYPE comes once, followed by all its
+ * samples: the text format wants a metric family in one group, and node_exporter rejects a file
+ * that repeats one.
  */
-export async function writePromTextfile(path: string, report: BackupReport): Promise<void> {
-  const label = `cluster="${report.cluster.replace(/["\\\n]/g, '_')}"`;
+export async function writePromTextfile(path: string, reports: BackupReport | readonly BackupReport[]): Promise<void> {
+  const list = Array.isArray(reports) ? (reports as readonly BackupReport[]) : [reports as BackupReport];
   const previous = await readFile(path, 'utf8').catch(() => '');
-  const prev = (metric: string): string | undefined => {
-    const m = new RegExp(`^${metric}\\{${label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\} (\\S+)$`, 'm').exec(previous);
-    return m?.[1];
-  };
-  const ok = report.result === 'success';
-  const end = report.finishedAt.getTime() / 1000;
-  const lastSuccess = ok ? String(end) : prev('vaultops_backup_last_success_timestamp_seconds');
-  const lastSize = ok ? String(report.size ?? 0) : prev('vaultops_backup_last_size_bytes');
-  const lines = [
-    '# HELP vaultops_backup_last_run_timestamp_seconds When the last backup run finished.',
-    '# TYPE vaultops_backup_last_run_timestamp_seconds gauge',
-    `vaultops_backup_last_run_timestamp_seconds{${label}} ${end}`,
-    '# HELP vaultops_backup_last_result 1 if the last backup run succeeded, 0 if it failed.',
-    '# TYPE vaultops_backup_last_result gauge',
-    `vaultops_backup_last_result{${label}} ${ok ? 1 : 0}`,
-    '# HELP vaultops_backup_last_duration_seconds Duration of the last backup run.',
-    '# TYPE vaultops_backup_last_duration_seconds gauge',
-    `vaultops_backup_last_duration_seconds{${label}} ${(report.finishedAt.getTime() - report.startedAt.getTime()) / 1000}`,
-  ];
-  if (lastSuccess !== undefined) {
-    lines.push(
-      '# HELP vaultops_backup_last_success_timestamp_seconds When the last verified backup finished.',
-      '# TYPE vaultops_backup_last_success_timestamp_seconds gauge',
-      `vaultops_backup_last_success_timestamp_seconds{${label}} ${lastSuccess}`,
-    );
+  const samples = new Map<string, string[]>(METRICS.map(([m]) => [m, []]));
+  for (const report of list) {
+    const label = `cluster="${report.cluster.replace(/["\\\n]/g, '_')}"`;
+    const prev = (metric: string): string | undefined => {
+      const m = new RegExp(`^${metric}\\{${label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\} (\\S+)$`, 'm').exec(previous);
+      return m?.[1];
+    };
+    const ok = report.result === 'success';
+    const end = report.finishedAt.getTime() / 1000;
+    const values: Record<(typeof METRICS)[number][0], string | undefined> = {
+      vaultops_backup_last_run_timestamp_seconds: String(end),
+      vaultops_backup_last_result: ok ? '1' : '0',
+      vaultops_backup_last_duration_seconds: String((report.finishedAt.getTime() - report.startedAt.getTime()) / 1000),
+      vaultops_backup_last_success_timestamp_seconds: ok ? String(end) : prev('vaultops_backup_last_success_timestamp_seconds'),
+      vaultops_backup_last_size_bytes: ok ? String(report.size ?? 0) : prev('vaultops_backup_last_size_bytes'),
+    };
+    for (const [metric] of METRICS) {
+      const v = values[metric];
+      if (v !== undefined) samples.get(metric)!.push(`${metric}{${label}} ${v}`);
+    }
   }
-  if (lastSize !== undefined) {
-    lines.push(
-      '# HELP vaultops_backup_last_size_bytes Size of the last verified backup.',
-      '# TYPE vaultops_backup_last_size_bytes gauge',
-      `vaultops_backup_last_size_bytes{${label}} ${lastSize}`,
-    );
+  const lines: string[] = [];
+  for (const [metric, help] of METRICS) {
+    const s = samples.get(metric)!;
+    if (s.length === 0) continue;
+    lines.push(`# HELP ${metric} ${help}`, `# TYPE ${metric} gauge`, ...s);
   }
   const tmp = `${path}.${process.pid}.tmp`;
   try {

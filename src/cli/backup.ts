@@ -1,18 +1,24 @@
 import { ExitCode } from '../core/exit-codes.js';
-import { isVaultopsError, VaultopsError } from '../core/errors.js';
+import { InputError, isVaultopsError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
+import { loadInventory, selectCluster } from '../inventory/load.js';
 import { resolveSecretString } from '../secrets/refs.js';
 import { pruneStore, takeBackup, type BackupResult, type PruneResult } from '../backup/take-backup.js';
 import { sendWebhook, writePromTextfile, type BackupReport } from '../backup/notify.js';
 import { hasRetentionRule } from '../backup/retention.js';
+import { fleetExitCode, parseConcurrency, runLimited } from '../backup/fleet.js';
 import { err, out, progressPrinter } from '../ui/output.js';
 import { connectCluster } from './cluster-from-inventory.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
 import type { BackupStore } from '../backup/store.js';
 
 interface BackupOptions extends StoreOptions {
-  inventory: string;
-  cluster?: string;
+  /** One file, or several when `-i` is repeated. */
+  inventory: string | string[];
+  /** One name, or several when `--cluster` is repeated. */
+  cluster?: string | string[] | undefined;
+  allClusters?: boolean;
+  concurrency?: string;
   json?: boolean;
   prune?: boolean;
   notifyUrl?: string;
@@ -21,22 +27,178 @@ interface BackupOptions extends StoreOptions {
   quiet?: boolean;
 }
 
+/** One cluster to back up: which inventory names it, and its name there (undefined: the only one). */
+interface Target {
+  inventory: string;
+  cluster: string | undefined;
+}
+
+/** What happened to one cluster: its report for the outside world and what the CLI prints. */
+interface ClusterOutcome {
+  report: BackupReport;
+  result: BackupResult | undefined;
+  pruned: PruneResult | undefined;
+  pruneWarning: string | undefined;
+  failure: unknown;
+  inventory: string;
+}
+
 /**
  * `vaultops backup`: one verified snapshot, then retention, then the notifications. Built for cron:
  * nothing is asked, the exit code says what happened (0 stored and verified; 1 the snapshot failed
  * or was invalid; 2 bad input; 3 the cluster could not be reached / has no leader).
+ *
+ * With `--all-clusters`, several `--cluster` or several `-i`, it backs up a fleet: every cluster
+ * on its own (leader, store, retention, webhook), `--concurrency` at a time, one failure never
+ * stopping the others; exit code per `fleetExitCode`.
  */
 export async function backupCommand(o: BackupOptions): Promise<void> {
-  const started = new Date();
+  const inventories = asList(o.inventory);
+  const clusters = asList(o.cluster);
+  const concurrency = parseConcurrency(o.concurrency);
+  if (concurrency === undefined) throw new InputError(`--concurrency ${o.concurrency} is not a whole number >= 1.`, { hint: 'Pass how many clusters to back up at once, e.g. --concurrency 2.' });
+  if (o.allClusters && clusters.length > 0) throw new InputError('Pass either --all-clusters or --cluster, not both.');
+  if (inventories.length === 0) throw new InputError('Say which inventory: -i FILE.');
+  if (!o.allClusters && inventories.length === 1 && clusters.length <= 1) return singleBackup(o, { inventory: inventories[0]!, cluster: clusters[0] });
+  return fleetBackup(o, selectTargets(inventories, clusters, o.allClusters === true), concurrency);
+}
+
+/** The one-cluster form, unchanged since it shipped: one path line (or one JSON object), the cluster's own exit code. */
+async function singleBackup(o: BackupOptions, target: Target): Promise<void> {
   const log = progressPrinter({ quiet: o.quiet === true });
-  const notifyOn = new Set((o.notifyOn ?? 'failure').split(',').map((s) => s.trim()));
-  const notifyUrl = o.notifyUrl === undefined ? undefined : /^(env|file|cmd):/.test(o.notifyUrl) ? await resolveSecretString(o.notifyUrl) : o.notifyUrl;
-  let clusterName = o.cluster ?? '(unknown)';
+  const notifyOn = notifySet(o);
+  const notifyUrl = await resolveNotifyUrl(o);
+  const c = await backupCluster(target, o, log);
+  const { report, result, pruned, failure } = c;
+  if (o.textfile) await writePromTextfile(o.textfile, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
+  if (notifyUrl && notifyOn.has(report.result)) await sendWebhook(notifyUrl, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
+  if (c.pruneWarning) err.line(`warning: ${c.pruneWarning}`);
+  if (o.json) {
+    out.json({
+      result: report.result,
+      exit_code: report.exitCode,
+      cluster: report.cluster,
+      file: result ? `${result.location}/${result.name}` : undefined,
+      manifest: result?.manifest,
+      retention: pruned ? { removed: pruned.removed, kept: pruned.decision.keep.map((k) => k.entry.name) } : undefined,
+      error: report.error,
+    });
+  } else if (result) {
+    out.line(`${result.location}/${result.name}`);
+  }
+  if (failure !== undefined) {
+    if (o.json) {
+      // stdout holds the JSON report; the reason still goes to stderr for cron mail and logs.
+      err.line(`error: ${report.error ?? 'backup failed'}`);
+      process.exitCode = report.exitCode;
+      return;
+    }
+    throw failure instanceof Error ? failure : new VaultopsError(String(failure));
+  }
+  process.exitCode = ExitCode.ok;
+}
+
+/**
+ * The fleet form. Every input (inventories, cluster names, flags, the webhook reference) is checked
+ * before the first backup starts; from then on each cluster stands alone. Webhooks go out as each
+ * cluster finishes; the textfile is written once at the end with every cluster's series.
+ * SIGINT/SIGTERM (Ctrl-C, systemd's TimeoutStartSec) aborts the running backups, which remove their
+ * partial files, and starts no new one.
+ */
+async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: number): Promise<void> {
+  const log = progressPrinter({ quiet: o.quiet === true });
+  const notifyOn = notifySet(o);
+  const notifyUrl = await resolveNotifyUrl(o);
+  const started = new Date();
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (abort.signal.aborted) process.exit(ExitCode.interrupted);
+    err.line(`${sig}: stopping the running backups (partial files are removed); again to quit at once.`);
+    abort.abort(new VaultopsError(`Not started: the run was interrupted (${sig}).`, { exitCode: ExitCode.interrupted }));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  log(`Backing up ${targets.length} clusters, ${Math.min(concurrency, targets.length)} at a time: ${targets.map((t) => t.cluster).join(', ')}.`);
+  let settled: PromiseSettledResult<ClusterOutcome>[];
+  try {
+    settled = await runLimited(
+      targets,
+      concurrency,
+      async (target) => {
+        const c = await backupCluster(target, o, log, abort.signal);
+        if (notifyUrl && notifyOn.has(c.report.result)) await sendWebhook(notifyUrl, c.report).catch((e: unknown) => err.line(`warning: ${c.report.cluster}: ${(e as Error).message}`));
+        return c;
+      },
+      abort.signal,
+    );
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const finished = new Date();
+  // backupCluster catches everything; a rejection here is a cluster never started (interrupted) or a bug.
+  const outcomes = settled.map((s, i) => (s.status === 'fulfilled' ? s.value : failedOutcome(targets[i]!, s.reason, started)));
+  if (o.textfile) await writePromTextfile(o.textfile, outcomes.map((c) => c.report)).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
+  for (const c of outcomes) if (c.pruneWarning) err.line(`warning: ${c.report.cluster}: ${c.pruneWarning}`);
+  const exitCode = fleetExitCode(outcomes.map((c) => c.report.exitCode), abort.signal.aborted);
+  const failed = outcomes.filter((c) => c.failure !== undefined);
+  if (o.json) {
+    out.json({
+      result: failed.length === 0 ? 'success' : 'failure',
+      exit_code: exitCode,
+      concurrency,
+      started_at: started.toISOString(),
+      finished_at: finished.toISOString(),
+      duration_seconds: seconds(started, finished),
+      succeeded: outcomes.filter((c) => c.failure === undefined).map((c) => c.report.cluster),
+      failed: failed.map((c) => c.report.cluster),
+      clusters: outcomes.map((c) => ({
+        cluster: c.report.cluster,
+        inventory: c.inventory,
+        result: c.report.result,
+        exit_code: c.report.exitCode,
+        started_at: c.report.startedAt.toISOString(),
+        finished_at: c.report.finishedAt.toISOString(),
+        duration_seconds: seconds(c.report.startedAt, c.report.finishedAt),
+        file: c.result ? `${c.result.location}/${c.result.name}` : undefined,
+        manifest: c.result?.manifest,
+        retention: c.pruned ? { removed: c.pruned.removed, kept: c.pruned.decision.keep.map((k) => k.entry.name) } : undefined,
+        error: c.report.error,
+        hint: hintOf(c.failure),
+      })),
+    });
+  } else {
+    const width = Math.max(...outcomes.map((c) => c.report.cluster.length));
+    for (const c of outcomes) {
+      const name = c.report.cluster.padEnd(width);
+      const took = `${seconds(c.report.startedAt, c.report.finishedAt).toFixed(1)} s`;
+      if (c.result) out.line(`ok      ${name}  ${c.result.location}/${c.result.name}  ${megabytes(c.result.manifest.size)} in ${took}`);
+      else out.line(`FAILED  ${name}  exit ${c.report.exitCode} after ${took}: ${c.report.error ?? 'backup failed'}`);
+    }
+  }
+  if (failed.length > 0) {
+    // stdout holds the per-cluster lines (or the JSON); the summary and hints go to stderr for cron mail and logs.
+    err.line(`error: ${failed.length} of ${outcomes.length} clusters failed: ${failed.map((c) => `${c.report.cluster} (exit ${c.report.exitCode})`).join(', ')}.`);
+    for (const c of failed) {
+      const hint = hintOf(c.failure);
+      if (hint) err.line(`hint: ${c.report.cluster}: ${hint}`);
+    }
+  }
+  process.exitCode = exitCode;
+}
+
+/**
+ * One cluster, start to end: connect, snapshot into its store, retention. Never throws: whatever
+ * went wrong is the outcome's `failure`, with the exit code it stands for.
+ */
+async function backupCluster(target: Target, o: BackupOptions, log: (m: string) => void, signal?: AbortSignal): Promise<ClusterOutcome> {
+  const started = new Date();
+  let clusterName = target.cluster ?? '(unknown)';
   let result: BackupResult | undefined;
   let pruned: PruneResult | undefined;
   let failure: unknown;
   let pruneWarning: string | undefined;
-  const conn = await connectCluster(o.inventory, o.cluster).catch((e: unknown) => {
+  const conn = await connectCluster(target.inventory, target.cluster).catch((e: unknown) => {
     failure = e;
     return undefined;
   });
@@ -45,7 +207,7 @@ export async function backupCommand(o: BackupOptions): Promise<void> {
     let store: BackupStore | undefined;
     try {
       store = storeFromOptions(o, conn);
-      result = await takeBackup({ cluster: conn.client, clusterName: conn.name, flavor: conn.spec.flavor, keySet: conn.spec.unseal?.key_set, store, log });
+      result = await takeBackup({ cluster: conn.client, clusterName: conn.name, flavor: conn.spec.flavor, keySet: conn.spec.unseal?.key_set, store, log, signal });
       if (o.prune !== false && hasRetentionRule(store.retention)) {
         // Only now, after the new snapshot is verified and committed, may older ones go.
         try {
@@ -77,30 +239,81 @@ export async function backupCommand(o: BackupOptions): Promise<void> {
     error: failure === undefined ? undefined : redactor.redact((failure as Error).message ?? String(failure)),
     exitCode,
   };
-  if (o.textfile) await writePromTextfile(o.textfile, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
-  if (notifyUrl && notifyOn.has(report.result)) await sendWebhook(notifyUrl, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
-  if (pruneWarning) err.line(`warning: ${pruneWarning}`);
-  if (o.json) {
-    out.json({
-      result: report.result,
-      exit_code: exitCode,
-      cluster: clusterName,
-      file: result ? `${result.location}/${result.name}` : undefined,
-      manifest: result?.manifest,
-      retention: pruned ? { removed: pruned.removed, kept: pruned.decision.keep.map((k) => k.entry.name) } : undefined,
-      error: report.error,
-    });
-  } else if (result) {
-    out.line(`${result.location}/${result.name}`);
-  }
-  if (failure !== undefined) {
-    if (o.json) {
-      // stdout holds the JSON report; the reason still goes to stderr for cron mail and logs.
-      err.line(`error: ${report.error ?? 'backup failed'}`);
-      process.exitCode = exitCode;
-      return;
+  return { report, result, pruned, pruneWarning, failure, inventory: target.inventory };
+}
+
+function failedOutcome(target: Target, failure: unknown, at: Date): ClusterOutcome {
+  const now = new Date();
+  return {
+    report: {
+      cluster: target.cluster ?? '(unknown)',
+      result: 'failure',
+      startedAt: now < at ? now : at,
+      finishedAt: now,
+      error: redactor.redact((failure as Error)?.message ?? String(failure)),
+      exitCode: isVaultopsError(failure) ? failure.exitCode : ExitCode.failed,
+    },
+    result: undefined,
+    pruned: undefined,
+    pruneWarning: undefined,
+    failure,
+    inventory: target.inventory,
+  };
+}
+
+/**
+ * Which clusters a fleet run backs up, resolved before anything starts (a wrong name is bad input
+ * for the whole run, exit 2, nothing backed up). Order: as named with --cluster; with --all-clusters
+ * or without --cluster, inventory by inventory in the order of -i, clusters in file order. Names
+ * must be unique across inventories: they name the snapshot files, manifests and metric labels.
+ */
+function selectTargets(inventories: string[], clusters: string[], all: boolean): Target[] {
+  const found = new Map<string, string>();
+  const order: string[] = [];
+  for (const file of inventories) {
+    const inv = loadInventory(file);
+    const names = all || clusters.length > 0 ? Object.keys(inv.data.clusters) : [selectCluster(inv, undefined).name];
+    for (const name of names) {
+      if (!all && clusters.length > 0 && !clusters.includes(name)) continue;
+      const other = found.get(name);
+      if (other !== undefined) throw new InputError(`Cluster ${name} is in both ${other} and ${file}.`, { hint: 'Cluster names name the snapshot files and metrics, so they must be unique across the inventories of one run: rename one.' });
+      found.set(name, file);
+      order.push(name);
     }
-    throw failure instanceof Error ? failure : new VaultopsError(String(failure));
   }
-  process.exitCode = ExitCode.ok;
+  if (clusters.length > 0) {
+    const missing = clusters.filter((c) => !found.has(c));
+    if (missing.length > 0) {
+      const known = inventories.flatMap((f) => Object.keys(loadInventory(f).data.clusters));
+      throw new InputError(`No cluster ${missing.map((m) => `"${m}"`).join(', ')} in ${inventories.join(', ')}.`, { hint: `Clusters: ${known.join(', ')}.` });
+    }
+    const twice = clusters.filter((c, i) => clusters.indexOf(c) !== i);
+    if (twice.length > 0) throw new InputError(`--cluster ${twice[0]} is given twice.`);
+  }
+  const names = clusters.length > 0 ? clusters : order;
+  return names.map((name) => ({ inventory: found.get(name)!, cluster: name }));
+}
+
+function asList(v: string | string[] | undefined): string[] {
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}
+
+function notifySet(o: BackupOptions): Set<string> {
+  return new Set((o.notifyOn ?? 'failure').split(',').map((s) => s.trim()));
+}
+
+async function resolveNotifyUrl(o: BackupOptions): Promise<string | undefined> {
+  return o.notifyUrl === undefined ? undefined : /^(env|file|cmd):/.test(o.notifyUrl) ? await resolveSecretString(o.notifyUrl) : o.notifyUrl;
+}
+
+function hintOf(failure: unknown): string | undefined {
+  return isVaultopsError(failure) && failure.hint ? redactor.redact(failure.hint) : undefined;
+}
+
+function seconds(a: Date, b: Date): number {
+  return (b.getTime() - a.getTime()) / 1000;
+}
+
+function megabytes(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }

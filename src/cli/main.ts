@@ -281,10 +281,12 @@ function registerBackupCommands(program: Command): void {
   storeOpts(
     program
       .command('backup')
-      .description('one verified Raft snapshot from the leader (streamed, checked, then renamed into place), then retention; exit 0 ok, 1 failed, 2 bad input, 3 unreachable')
-      .requiredOption('-i, --inventory <file>', 'inventory file')
-      .option('--cluster <name>', 'cluster in the inventory (optional when it has one)'),
+      .description('one verified Raft snapshot from the leader (streamed, checked, then renamed into place), then retention; exit 0 ok, 1 failed, 2 bad input, 3 unreachable. Several clusters: exit 0 when all succeeded, else the first failed cluster\'s code')
+      .requiredOption('-i, --inventory <file>', 'inventory file (repeat for several)', repeatable)
+      .option('--cluster <name>', 'cluster in the inventory (optional when it has one; repeat for several)', repeatable),
   )
+    .option('--all-clusters', 'back up every cluster of the inventories, each on its own')
+    .option('--concurrency <n>', 'with several clusters: how many to back up at once (default 4)')
     .option('--no-prune', 'do not apply retention after the backup')
     .option('--notify-url <url>', 'POST a JSON report here (a reference like env:NAME or file:PATH keeps a tokened URL out of argv)')
     .option('--notify-on <results>', 'when to notify: failure, success or failure,success', 'failure')
@@ -341,8 +343,10 @@ function registerBackupCommands(program: Command): void {
       .command('backup')
       .description('a cron line, a systemd service + timer and a Kubernetes CronJob that run `vaultops backup`')
       .requiredOption('-i, --inventory <file>', 'inventory file')
-      .option('--cluster <name>', 'cluster in the inventory (optional when it has one)'),
+      .option('--cluster <name>', 'cluster in the inventory (optional when it has one; repeat for one job backing up several)', repeatable),
   )
+    .option('--all-clusters', 'one job that backs up every cluster of the inventory (clusters added later included)')
+    .option('--concurrency <n>', 'with several clusters: how many the job backs up at once')
     .option('--every <interval>', 'how often: 15m, 30m, 1h, 6h, 12h, 1d', '1h')
     .option('--format <list>', 'which of cron, systemd, kubernetes', 'cron,systemd,kubernetes')
     .option('--textfile <path>', 'Prometheus textfile for node_exporter')
@@ -355,6 +359,11 @@ function registerBackupCommands(program: Command): void {
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+/** A repeatable option without a default: undefined when absent, so requiredOption still applies. */
+function repeatable(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 function argv(): string[] {

@@ -1,12 +1,16 @@
 import { createHash } from 'node:crypto';
-import { resolve } from 'node:path';
+import { basename, extname, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
+import { parseConcurrency } from '../backup/fleet.js';
 import { loadInventory, selectCluster } from '../inventory/load.js';
 import { out } from '../ui/output.js';
 
 interface ScheduleBackupOptions {
   inventory: string;
-  cluster?: string;
+  /** One name, or several when `--cluster` is repeated (the fleet form). */
+  cluster?: string | string[];
+  allClusters?: boolean;
+  concurrency?: string;
   store?: string;
   to?: string;
   keepLast?: string;
@@ -37,20 +41,32 @@ interface Timing {
 export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<void> {
   const invFile = resolve(o.inventory);
   const inv = loadInventory(invFile);
-  const { name } = selectCluster(inv, o.cluster);
+  const named = o.cluster === undefined ? [] : Array.isArray(o.cluster) ? o.cluster : [o.cluster];
+  if (o.allClusters && named.length > 0) throw new InputError('Pass either --all-clusters or --cluster, not both.');
+  if (o.concurrency !== undefined && parseConcurrency(o.concurrency) === undefined) throw new InputError(`--concurrency ${o.concurrency} is not a whole number >= 1.`);
+  // The fleet form: one job backs up several clusters (`vaultops backup --all-clusters` or repeated --cluster).
+  const isFleet = o.allClusters === true || named.length > 1;
+  const names = o.allClusters ? Object.keys(inv.data.clusters) : isFleet ? named.map((n) => selectCluster(inv, n).name) : [selectCluster(inv, named[0]).name];
   if (o.store === undefined && o.to === undefined) {
-    const stores = Object.keys(inv.data.clusters[name]?.stores ?? {});
-    if (stores.length !== 1) throw new InputError(`Say where the scheduled backups go: --store NAME or --to DIR.`, { hint: stores.length ? `Stores of ${name}: ${stores.join(', ')}.` : `Cluster ${name} has no stores; pass --to DIR.` });
+    for (const name of names) {
+      const stores = Object.keys(inv.data.clusters[name]?.stores ?? {});
+      if (stores.length !== 1) throw new InputError(`Say where the scheduled backups go: --store NAME or --to DIR.`, { hint: stores.length ? `Stores of ${name}: ${stores.join(', ')}.` : `Cluster ${name} has no stores; pass --to DIR.` });
+    }
   }
-  const timing = parseEvery(o.every ?? '1h', name);
+  const name = isFleet ? basename(invFile, extname(invFile)).replace(/[^A-Za-z0-9_.-]/g, '-') : names[0]!;
+  const what = isFleet ? `${names.length} clusters (${names.join(', ')})` : name;
+  const timing = parseEvery(o.every ?? '1h', isFleet ? `fleet-${name}` : name);
   const formats = new Set((o.format ?? 'cron,systemd,kubernetes').split(',').map((s) => s.trim()));
-  const args = backupArgs(o, invFile, name);
+  // --all-clusters stays in the job (not the names of today's clusters): a cluster added to the inventory later is backed up too.
+  const selection = o.allClusters ? ['--all-clusters'] : names.flatMap((n) => ['--cluster', n]);
+  if (isFleet && o.concurrency !== undefined) selection.push('--concurrency', o.concurrency);
+  const args = backupArgs(o, invFile, selection);
   const node = process.execPath;
   const bin = resolve(process.argv[1] ?? 'vaultops');
   // A small young generation: the snapshot's TLS chunks die young, and with V8's default (16 MB
   // semi-spaces) a 100 MB+ backup peaks near 160 MB RSS instead of ~115 MB (bench/backup.js).
   const nodeFlags = [SEMI_SPACE_FLAG];
-  const unit = `vaultops-backup-${name}`;
+  const unit = isFleet ? `vaultops-backup-fleet-${name}` : `vaultops-backup-${name}`;
 
   if (formats.has('cron')) {
     out.line(`# cron (crontab -e as the user that can read the inventory's secrets): ${timing.describe}`);
@@ -64,7 +80,7 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
     out.line(
       [
         '[Unit]',
-        `Description=vaultops: verified Raft snapshot of ${name}`,
+        `Description=vaultops: verified Raft snapshot${isFleet ? 's' : ''} of ${what}`,
         'Wants=network-online.target',
         'After=network-online.target',
         '',
@@ -88,7 +104,7 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
     out.line(
       [
         '[Unit]',
-        `Description=vaultops backup of ${name}: ${timing.describe}`,
+        `Description=vaultops backup of ${what}: ${timing.describe}`,
         '',
         '[Timer]',
         `OnCalendar=${timing.onCalendar}`,
@@ -104,7 +120,7 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
     out.line();
   }
   if (formats.has('kubernetes') || formats.has('k8s')) {
-    const k8sArgs = backupArgs({ ...o, to: o.to === undefined ? undefined : '/backups' }, '/etc/vaultops/inventory.yml', name);
+    const k8sArgs = backupArgs({ ...o, to: o.to === undefined ? undefined : '/backups' }, '/etc/vaultops/inventory.yml', selection);
     out.line(`# Kubernetes CronJob: mount the inventory (and the secrets it references) at /etc/vaultops, the backups at /backups.`);
     out.line(
       [
@@ -146,8 +162,8 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
   }
 }
 
-function backupArgs(o: ScheduleBackupOptions, inventory: string, cluster: string): string[] {
-  const a = ['backup', '-i', inventory, '--cluster', cluster, '--non-interactive', '--quiet'];
+function backupArgs(o: ScheduleBackupOptions, inventory: string, selection: string[]): string[] {
+  const a = ['backup', '-i', inventory, ...selection, '--non-interactive', '--quiet'];
   if (o.store !== undefined) a.push('--store', o.store);
   if (o.to !== undefined) a.push('--to', o.to.startsWith('/') ? o.to : resolve(o.to));
   if (o.keepLast !== undefined) a.push('--keep-last', o.keepLast);
