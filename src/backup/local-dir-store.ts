@@ -4,7 +4,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'nod
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { VaultopsError } from '../core/errors.js';
-import { parseManifest, sidecarText, type Manifest } from './manifest.js';
+import { parseManifest, sidecarText, storedFileOf, type Manifest } from './manifest.js';
 import type { RetentionRule } from './retention.js';
 import type { BackupEntry, BackupStore, SnapshotSink } from './store.js';
 
@@ -32,7 +32,7 @@ export class LocalDirStore implements BackupStore {
     let final = join(this.location, name);
     for (let k = 2; (await exists(final)) || (await exists(`${final}${PARTIAL_SUFFIX}`)); k++) {
       if (k > 99) throw new VaultopsError(`Too many backups named ${name} in ${this.location}.`);
-      final = join(this.location, name.replace(/(\.snap)?$/, `-${k}$1`));
+      final = join(this.location, name.replace(/(\.snap(?:\.age|\.pgp)?)?$/, `-${k}$1`));
     }
     const finalName = basename(final);
     const partial = `${final}${PARTIAL_SUFFIX}`;
@@ -69,7 +69,7 @@ export class LocalDirStore implements BackupStore {
         try {
           // The pipeline has finished the stream; wait for the flushed close.
           if (!stream.closed) await new Promise<void>((res, rej) => { stream.once('close', () => res()); stream.once('error', rej); });
-          await writeAtomically(`${final}.sha256`, sidecarText(manifest.sha256, finalName));
+          await writeAtomically(`${final}.sha256`, sidecarText(storedFileOf(manifest).sha256, finalName));
           written.push(`${final}.sha256`);
           await writeAtomically(`${final}.json`, `${JSON.stringify(manifest, null, 2)}\n`);
           written.push(`${final}.json`);
@@ -108,7 +108,7 @@ export class LocalDirStore implements BackupStore {
       let problem: string | undefined;
       if (text === undefined) problem = 'no manifest (not written by vaultops backup)';
       else if (!manifest) problem = 'manifest is not valid';
-      else if (manifest.size !== st.size) problem = `size ${st.size} differs from the manifest's ${manifest.size}`;
+      else if (storedFileOf(manifest).size !== st.size) problem = `size ${st.size} differs from the manifest's ${storedFileOf(manifest).size}`;
       entries.push({ name: n, size: st.size, modifiedAt: st.mtime, manifest: problem ? undefined : manifest, problem });
     }
     return entries.sort((a, b) => entryTime(b) - entryTime(a) || b.name.localeCompare(a.name));

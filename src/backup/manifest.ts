@@ -35,7 +35,21 @@ export const manifestSchema = z.object({
   duration_ms: z.number(),
   /** Label of the unseal/recovery key set that opens the data in this snapshot (inventory `unseal.key_set`). */
   key_set: z.string().optional(),
+  /**
+   * Present when the stored file is encrypted (`<name>.snap.age` / `.snap.pgp`). `size`, `sha256`
+   * and `members` above stay those of the plaintext snapshot (what the verifier saw and what a
+   * restore uploads); `stored_*` are those of the file on disk, which the sidecar carries. Only
+   * public material is recorded: age recipients, OpenPGP fingerprints. Older manifests have no field.
+   */
+  encryption: z.object({
+    format: z.enum(['age', 'openpgp']),
+    recipients: z.array(z.string()),
+    stored_size: z.number(),
+    stored_sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  }).optional(),
 });
+
+export type ManifestEncryption = NonNullable<z.infer<typeof manifestSchema>['encryption']>;
 
 export type Manifest = z.infer<typeof manifestSchema>;
 
@@ -52,6 +66,7 @@ export interface ManifestInput {
   startedAt: Date;
   finishedAt: Date;
   keySet?: string | undefined;
+  encryption?: ManifestEncryption | undefined;
 }
 
 export function buildManifest(i: ManifestInput): Manifest {
@@ -71,7 +86,13 @@ export function buildManifest(i: ManifestInput): Manifest {
     finished_at: i.finishedAt.toISOString(),
     duration_ms: i.finishedAt.getTime() - i.startedAt.getTime(),
     key_set: i.keySet,
+    ...(i.encryption ? { encryption: i.encryption } : {}),
   };
+}
+
+/** Size and sha256 of the file as stored: the ciphertext for an encrypted backup, else the snapshot. */
+export function storedFileOf(m: Manifest): { size: number; sha256: string } {
+  return m.encryption ? { size: m.encryption.stored_size, sha256: m.encryption.stored_sha256 } : { size: m.size, sha256: m.sha256 };
 }
 
 /** Parses a manifest; undefined when it is not one of ours (a hand-copied file, an official-CLI snapshot). */

@@ -5,7 +5,7 @@ import { Writable, type Readable } from 'node:stream';
 import type { FileEntryWithStats, SFTPWrapper, Stats } from 'ssh2';
 import { VaultopsError } from '../core/errors.js';
 import type { SshHost, SshTarget } from '../ssh/connection.js';
-import { parseManifest, sidecarText, type Manifest } from './manifest.js';
+import { parseManifest, sidecarText, storedFileOf, type Manifest } from './manifest.js';
 import { assertPlainName, PARTIAL_SUFFIX } from './local-dir-store.js';
 import type { RetentionRule } from './retention.js';
 import type { BackupEntry, BackupStore, SnapshotSink } from './store.js';
@@ -105,7 +105,7 @@ export class SftpStore implements BackupStore {
     let final = this.#path(name);
     for (let k = 2; (await exists(sftp, final)) || (await exists(sftp, `${final}${PARTIAL_SUFFIX}`)); k++) {
       if (k > 99) throw new VaultopsError(`Too many backups named ${name} in ${this.location}.`);
-      final = this.#path(name.replace(/(\.snap)?$/, `-${k}$1`));
+      final = this.#path(name.replace(/(\.snap(?:\.age|\.pgp)?)?$/, `-${k}$1`));
     }
     const finalName = posix.basename(final);
     const partial = `${final}${PARTIAL_SUFFIX}`;
@@ -134,8 +134,8 @@ export class SftpStore implements BackupStore {
           // final() of the upload waited for every write, fsynced and closed the handle.
           await upload.handleClosed;
           const st = await call<Stats>((cb) => sftp.stat(partial, cb));
-          if (st.size !== manifest.size) throw new VaultopsError(`${this.location}/${posix.basename(partial)} holds ${st.size} bytes after the upload, not the ${manifest.size} that were verified; removed.`);
-          await putSmall(sftp, `${final}.sha256`, sidecarText(manifest.sha256, finalName));
+          if (st.size !== storedFileOf(manifest).size) throw new VaultopsError(`${this.location}/${posix.basename(partial)} holds ${st.size} bytes after the upload, not the ${storedFileOf(manifest).size} that were written; removed.`);
+          await putSmall(sftp, `${final}.sha256`, sidecarText(storedFileOf(manifest).sha256, finalName));
           written.push(`${final}.sha256`);
           await putSmall(sftp, `${final}.json`, `${JSON.stringify(manifest, null, 2)}\n`);
           written.push(`${final}.json`);
@@ -189,7 +189,7 @@ export class SftpStore implements BackupStore {
       let problem: string | undefined;
       if (text === undefined) problem = 'no manifest (not written by vaultops backup)';
       else if (!manifest) problem = 'manifest is not valid';
-      else if (manifest.size !== size) problem = `size ${size} differs from the manifest's ${manifest.size}`;
+      else if (storedFileOf(manifest).size !== size) problem = `size ${size} differs from the manifest's ${storedFileOf(manifest).size}`;
       entries.push({ name: n, size, modifiedAt: new Date((it.attrs.mtime ?? 0) * 1000), manifest: problem ? undefined : manifest, problem });
     }
     const time = (e: BackupEntry) => (e.manifest ? Date.parse(e.manifest.finished_at) : e.modifiedAt.getTime());

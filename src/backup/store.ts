@@ -8,6 +8,7 @@ import type { Manifest } from './manifest.js';
 import { parseRetentionDuration, type RetentionRule } from './retention.js';
 import { LocalDirStore } from './local-dir-store.js';
 import { SftpStore } from './sftp-store.js';
+import { decryptConfigSchema, encryptConfigSchema, encryptionSpecFromConfig, type DecryptConfig, type EncryptionSpec } from './encryption.js';
 
 /**
  * Where snapshots live. A store receives a snapshot as a stream into a temporary name and makes it
@@ -31,6 +32,10 @@ export interface BackupStore {
   download?(name: string, dir: string): Promise<string>;
   /** Releases connections (remote stores). */
   close?(): void;
+  /** Recipients new backups are encrypted for (`encrypt:` in the inventory, or `--encrypt-to`). */
+  encryption?: EncryptionSpec | undefined;
+  /** Secret references that open this store's encrypted backups (`decrypt:`), resolved only when needed. */
+  decryption?: DecryptConfig | undefined;
 }
 
 export interface SnapshotSink {
@@ -55,6 +60,8 @@ export interface BackupEntry {
 const retentionFields = {
   keep_last: z.number().int().min(1).optional().describe('Keep the newest N verified backups.'),
   keep_within: z.string().regex(/^\d+(m|h|d|w)$/, 'a duration like 48h, 7d, 2w').optional().describe('Keep every verified backup younger than this.'),
+  encrypt: encryptConfigSchema.optional(),
+  decrypt: decryptConfigSchema.optional(),
 };
 
 export const storeConfigSchema = z.discriminatedUnion('type', [
@@ -83,10 +90,17 @@ export function openStore(name: string, raw: Record<string, unknown>, base: stri
   const parsed = storeConfigSchema.safeParse(raw);
   if (!parsed.success) {
     throw new InputError(`Backup store "${name}" in the inventory is not valid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'type'}: ${i.message}`).join('; ')}.`, {
-      hint: 'A local store looks like `{ type: dir, path: /var/backups/vault, keep_last: 24, keep_within: 7d }`; an SFTP one like `{ type: sftp, host: backup.example.com, user: vaultbak, key_file: ~/.ssh/id_ed25519, known_hosts: ~/.ssh/known_hosts, path: /srv/vault-backups, keep_last: 48 }`.',
+      hint: 'A local store looks like `{ type: dir, path: /var/backups/vault, keep_last: 24, keep_within: 7d }` (add `encrypt: { age: [age1...] }` or `encrypt: { openpgp: [keys/ops.asc] }` to encrypt files at rest); an SFTP one like `{ type: sftp, host: backup.example.com, user: vaultbak, key_file: ~/.ssh/id_ed25519, known_hosts: ~/.ssh/known_hosts, path: /srv/vault-backups, keep_last: 48 }`.',
     });
   }
   const c = parsed.data;
+  const store = openParsedStore(name, c, base);
+  if (c.encrypt) store.encryption = encryptionSpecFromConfig(c.encrypt, base);
+  if (c.decrypt) store.decryption = c.decrypt;
+  return store;
+}
+
+function openParsedStore(name: string, c: StoreConfig, base: string): BackupStore {
   if (c.type === 'dir') return new LocalDirStore(resolve(base, c.path), retentionOf(c));
   if (c.host_key === undefined && c.known_hosts === undefined) {
     throw new InputError(`Backup store "${name}" (sftp) has neither host_key nor known_hosts: its server could not be verified.`, {

@@ -3,6 +3,7 @@ import { InputError, VaultopsError } from '../core/errors.js';
 import type { ClusterClient } from '../vault/cluster.js';
 import { buildManifest, type Manifest } from './manifest.js';
 import { createSnapshotVerifier } from './snapshot-verify.js';
+import { createEncryptStage } from './encryption.js';
 import { wrapWriteError } from './local-dir-store.js';
 import { planRetention, type RetentionDecision, type RetentionRule } from './retention.js';
 import type { BackupEntry, BackupStore } from './store.js';
@@ -44,7 +45,9 @@ export async function takeBackup(o: TakeBackupOptions): Promise<BackupResult> {
   const leader = await o.cluster.findLeader(probes);
   const health = probes.find((p) => p.node.name === leader.node.name)?.health?.body;
   const started = now();
-  const wanted = `${o.clusterName}-${stamp(started)}${o.reason === 'pre-restore' ? '-pre-restore' : ''}.snap`;
+  // Encryption at rest sits after the verifier, which must see the plaintext; recipients are read before any file is created.
+  const encrypt = o.store.encryption ? await createEncryptStage(o.store.encryption) : undefined;
+  const wanted = `${o.clusterName}-${stamp(started)}${o.reason === 'pre-restore' ? '-pre-restore' : ''}.snap${encrypt?.suffix ?? ''}`;
   const sink = await o.store.begin(wanted);
   const name = sink.name;
   log(`Snapshot of ${o.clusterName} from the leader ${leader.node.name} (${leader.node.apiAddr}) into ${o.store.location}/${name}...`);
@@ -52,7 +55,7 @@ export async function takeBackup(o: TakeBackupOptions): Promise<BackupResult> {
   try {
     response = await leader.client.streamSnapshot();
     const verifier = createSnapshotVerifier();
-    await pipeline(response, verifier.stream, sink.stream, ...(o.signal ? [{ signal: o.signal }] as const : []));
+    await pipeline([response, verifier.stream, ...(encrypt?.streams ?? []), sink.stream], ...(o.signal ? [{ signal: o.signal }] as const : []));
     const snapshot = verifier.result();
     const finished = now();
     const manifest = buildManifest({
@@ -68,9 +71,10 @@ export async function takeBackup(o: TakeBackupOptions): Promise<BackupResult> {
       startedAt: started,
       finishedAt: finished,
       keySet: o.keySet,
+      encryption: encrypt?.result(),
     });
     await sink.commit(manifest);
-    log(`Verified and stored ${name}: ${snapshot.bytes} bytes, Raft index ${snapshot.meta.index}, term ${snapshot.meta.term}, sha256 ${snapshot.sha256}.`);
+    log(`Verified and stored ${name}: ${snapshot.bytes} bytes, Raft index ${snapshot.meta.index}, term ${snapshot.meta.term}, sha256 ${snapshot.sha256}${manifest.encryption ? `; encrypted at rest (${manifest.encryption.format}) for ${manifest.encryption.recipients.join(', ')}` : ''}.`);
     return { name, location: o.store.location, manifest };
   } catch (e) {
     response?.destroy();
