@@ -5,6 +5,8 @@ import type { Prompter } from '../actions/types.js';
 import type { ClusterClient, ClusterStatus } from '../vault/cluster.js';
 import { isServing } from '../vault/health.js';
 import { checkFile } from './check-file.js';
+import { openDecrypted, type IdentityLoader } from './encryption.js';
+import { IdentityNeededError } from './encryption-errors.js';
 import type { Manifest } from './manifest.js';
 import { SnapshotInvalidError } from './snapshot-verify.js';
 import type { BackupStore } from './store.js';
@@ -44,6 +46,8 @@ export interface RestoreOptions {
    * canary only has to be readable.
    */
   canaries?: readonly CanarySpec[] | undefined;
+  /** Opens an encrypted backup (asked only when the file is encrypted). */
+  identity?: IdentityLoader | undefined;
 }
 
 export interface RestoreResult {
@@ -73,7 +77,12 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   const timeoutMs = o.timeoutMs ?? 180_000;
 
   log(`Verifying ${o.file}...`);
-  const checked = await checkFile(o.file);
+  const checked = await checkFile(o.file, { identity: o.identity });
+  if (checked.encryption && !checked.encryption.contents_checked) {
+    throw new IdentityNeededError(`${o.file} is encrypted (${checked.encryption.format}) and no identity was given to open it, so it can be neither verified nor restored. The cluster was not touched.`, {
+      hint: 'Pass --identity REF (env:NAME, file:PATH, cmd:COMMAND; never the key itself), or set `decrypt: { identity: REF }` on the store.',
+    });
+  }
   if (checked.problems.length || !checked.verified) {
     throw new SnapshotInvalidError(`Refusing to restore ${o.file}: ${checked.problems.join('; ')}. The cluster was not touched.`);
   }
@@ -99,6 +108,12 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   log(lossLine);
   if (!o.confirmed) await o.prompter.confirm({ message: `Restore ${o.file} into cluster ${o.clusterName}, replacing all of its data. ${lossLine}`, expected: o.clusterName, source: `--confirm ${o.clusterName}` });
 
+  // An encrypted backup's safety snapshot should not lie around in clear: without an `encrypt:` on
+  // the safety store, an age backup's recipients (public, in its manifest) are used again.
+  if (checked.encryption && !o.safetyStore.encryption) {
+    if (manifest?.encryption?.format === 'age') o.safetyStore.encryption = { format: 'age', recipients: manifest.encryption.recipients };
+    else log(`warning: the safety snapshot goes to ${o.safetyStore.location} unencrypted (the backup's OpenPGP recipients are known only by fingerprint); give that store an encrypt: entry to encrypt it.`);
+  }
   log('Taking a safety snapshot of the current state first...');
   const safetyBackup = await takeBackup({ cluster: o.cluster, clusterName: o.clusterName, flavor: o.flavor, keySet: o.keySet, store: o.safetyStore, reason: 'pre-restore', log, signal: o.signal });
 
@@ -110,7 +125,10 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   const force = o.forceOtherCluster && (isOther || manifest === undefined);
   log(`Uploading the snapshot to the leader ${leader.node.name}${force ? ' (snapshot-force: another cluster\'s snapshot)' : ''}...`);
   try {
-    await leader.client.uploadSnapshot(createReadStream(o.file), { force });
+    // An encrypted file is decrypted a second time while it uploads (it was decrypted and verified
+    // in full above); the plaintext only ever exists in memory, one chunk at a time.
+    const body = checked.encryption && o.identity ? openDecrypted(o.file, checked.encryption, await o.identity()) : createReadStream(o.file);
+    await leader.client.uploadSnapshot(body, { force });
   } catch (e) {
     if (hasMarker) await leader.client.raw('DELETE', `/${MARKER_PATH}`).catch(() => undefined);
     if (e instanceof VaultApiError && e.status === 400 && OTHER_SEAL.test(e.errors.join(' ') + e.message)) {

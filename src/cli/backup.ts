@@ -11,6 +11,7 @@ import { err, out, progressPrinter } from '../ui/output.js';
 import { connectCluster } from './cluster-from-inventory.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
 import type { BackupStore } from '../backup/store.js';
+import { encryptionSpecFromFlags } from '../backup/encryption.js';
 
 interface BackupOptions extends StoreOptions {
   /** One file, or several when `-i` is repeated. */
@@ -25,6 +26,8 @@ interface BackupOptions extends StoreOptions {
   notifyOn?: string;
   textfile?: string;
   quiet?: boolean;
+  /** --encrypt-to: age recipients or recipient/public-key files; overrides the store's encrypt:. */
+  encryptTo?: string[];
 }
 
 /** One cluster to back up: which inventory names it, and its name there (undefined: the only one). */
@@ -59,6 +62,8 @@ export async function backupCommand(o: BackupOptions): Promise<void> {
   if (concurrency === undefined) throw new InputError(`--concurrency ${o.concurrency} is not a whole number >= 1.`, { hint: 'Pass how many clusters to back up at once, e.g. --concurrency 2.' });
   if (o.allClusters && clusters.length > 0) throw new InputError('Pass either --all-clusters or --cluster, not both.');
   if (inventories.length === 0) throw new InputError('Say which inventory: -i FILE.');
+  // Checked once, before any cluster is asked for a snapshot.
+  if (o.encryptTo?.length) encryptionSpecFromFlags(o.encryptTo);
   if (!o.allClusters && inventories.length === 1 && clusters.length <= 1) return singleBackup(o, { inventory: inventories[0]!, cluster: clusters[0] });
   return fleetBackup(o, selectTargets(inventories, clusters, o.allClusters === true), concurrency);
 }
@@ -207,6 +212,7 @@ async function backupCluster(target: Target, o: BackupOptions, log: (m: string) 
     let store: BackupStore | undefined;
     try {
       store = storeFromOptions(o, conn);
+      if (o.encryptTo?.length) store.encryption = encryptionSpecFromFlags(o.encryptTo);
       result = await takeBackup({ cluster: conn.client, clusterName: conn.name, flavor: conn.spec.flavor, keySet: conn.spec.unseal?.key_set, store, log, signal });
       if (o.prune !== false && hasRetentionRule(store.retention)) {
         // Only now, after the new snapshot is verified and committed, may older ones go.

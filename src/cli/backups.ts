@@ -5,9 +5,13 @@ import { checkFile, type CheckedFile } from '../backup/check-file.js';
 import { localCopy } from '../backup/store.js';
 import { pruneStore } from '../backup/take-backup.js';
 import { out, table } from '../ui/output.js';
+import { makePrompter } from '../ui/prompter.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
+import { identityFromOptions, type IdentityOptions } from './backup-identity-option.js';
+import { IdentityNeededError } from '../backup/encryption-errors.js';
+import { storedFileOf } from '../backup/manifest.js';
 
-interface StoreCommandOptions extends StoreOptions {
+interface StoreCommandOptions extends StoreOptions, IdentityOptions {
   inventory?: string;
   cluster?: string;
   json?: boolean;
@@ -31,7 +35,7 @@ export async function backupsListCommand(o: StoreCommandOptions): Promise<void> 
     store.close?.();
   }
   if (o.json) {
-    out.json({ store: store.location, backups: entries.map((e) => ({ name: e.name, size: e.size, verified: e.manifest !== undefined, problem: e.problem, manifest: e.manifest })) });
+    out.json({ store: store.location, backups: entries.map((e) => ({ name: e.name, size: e.size, verified: e.manifest !== undefined, encrypted: e.manifest?.encryption?.format ?? (/\.(age|pgp)$/.test(e.name) ? 'unknown' : null), problem: e.problem, manifest: e.manifest })) });
     return;
   }
   if (entries.length === 0) {
@@ -46,7 +50,7 @@ export async function backupsListCommand(o: StoreCommandOptions): Promise<void> 
     e.manifest ? ago(now - Date.parse(e.manifest.finished_at)) : ago(now - e.modifiedAt.getTime()),
     e.manifest ? String(e.manifest.raft.index) : '-',
     e.manifest?.server_version ?? '-',
-    e.manifest ? (e.manifest.reason === 'pre-restore' ? 'verified (pre-restore)' : 'verified') : `UNVERIFIED: ${e.problem ?? ''}`,
+    e.manifest ? `${e.manifest.reason === 'pre-restore' ? 'verified (pre-restore)' : 'verified'}${e.manifest.encryption ? `, encrypted (${e.manifest.encryption.format})` : ''}` : `UNVERIFIED: ${e.problem ?? ''}`,
   ]);
   for (const line of table(rows, ['NAME', 'CLUSTER', 'BYTES', 'AGE', 'RAFT INDEX', 'VERSION', 'STATE'])) out.line(line);
   out.line(`(${store.location})`);
@@ -55,12 +59,18 @@ export async function backupsListCommand(o: StoreCommandOptions): Promise<void> 
 /**
  * `vaultops backups verify FILE`: the full check of the file (gzip, tar, SHA256SUMS, sealed sums,
  * meta.json) and, when a manifest sits next to it, that the file is the one the manifest describes.
- * Exit 0 valid, 1 invalid.
+ * An encrypted file is decrypted while it streams into the checks (--identity, or the store's
+ * `decrypt:`); without an identity only the stored bytes are checked against the sidecar and
+ * manifest, and the command says so and exits 2 (the identity is the missing input).
+ * Exit 0 valid, 1 invalid, 2 contents not checked for want of an identity.
  */
 export async function backupsVerifyCommand(file: string, o: StoreCommandOptions): Promise<void> {
-  const { verified, manifest, problems } = await checkInStore(file, o);
-  if (o.json) out.json({ file, valid: problems.length === 0, problems, snapshot: verified, manifest });
-  else if (problems.length === 0) out.line(`OK ${file}: ${verified!.bytes} bytes, sha256 ${verified!.sha256}, Raft index ${verified!.meta.index}, term ${verified!.meta.term}${manifest ? `, matches its manifest (cluster ${manifest.cluster.name})` : ', no manifest'}.`);
+  const { verified, manifest, problems, encryption } = await checkInStore(file, o, true);
+  const unchecked = encryption !== undefined && !encryption.contents_checked;
+  const storedLine = encryption ? `stored file ${encryption.stored_size} bytes, sha256 ${encryption.stored_sha256} (${encryption.format}${encryption.armored ? ', armored' : ''})` : '';
+  if (o.json) out.json({ file, valid: problems.length === 0 && !unchecked, contents_checked: !unchecked, problems, snapshot: verified, manifest, encryption });
+  else if (problems.length === 0 && unchecked) out.line(`Stored file intact: ${file}: ${storedLine}${manifest ? `, matches its sidecar and manifest (cluster ${manifest.cluster.name}, Raft index ${manifest.raft.index})` : ''}.`);
+  else if (problems.length === 0) out.line(`OK ${file}: ${verified!.bytes} bytes, sha256 ${verified!.sha256}, Raft index ${verified!.meta.index}, term ${verified!.meta.term}${manifest ? `, matches its manifest (cluster ${manifest.cluster.name})` : ', no manifest'}${encryption ? `; decrypted while checking, ${storedLine}` : ''}.`);
   if (problems.length) {
     if (o.json) {
       process.exitCode = ExitCode.failed;
@@ -68,13 +78,22 @@ export async function backupsVerifyCommand(file: string, o: StoreCommandOptions)
     }
     throw new SnapshotInvalidError(`${file} is not a usable snapshot: ${problems.join('; ')}`);
   }
+  if (unchecked) {
+    const why = `${file} is encrypted (${encryption.format}); its contents (gzip, tar, SHA256SUMS, meta.json) could not be checked without the identity that decrypts it.`;
+    const hint = 'Pass --identity REF (file:PATH, env:NAME, cmd:COMMAND), or set `decrypt: { identity: REF }` on the store, for the full check.';
+    if (o.json) {
+      process.exitCode = ExitCode.badInput;
+      return;
+    }
+    throw new IdentityNeededError(why, { hint });
+  }
 }
 
 /** `vaultops backups inspect FILE`: what a snapshot holds (no cluster needed). */
 export async function backupsInspectCommand(file: string, o: StoreCommandOptions): Promise<void> {
-  const { verified, manifest, problems } = await checkInStore(file, o);
+  const { verified, manifest, problems, encryption } = await checkInStore(file, o, false);
   if (o.json) {
-    out.json({ file, valid: problems.length === 0, problems, snapshot: verified, manifest });
+    out.json({ file, valid: problems.length === 0, contents_checked: encryption?.contents_checked ?? true, problems, snapshot: verified, manifest, encryption });
   } else {
     out.line(`File:          ${file}`);
     if (verified) {
@@ -90,10 +109,21 @@ export async function backupsInspectCommand(file: string, o: StoreCommandOptions
       out.line(`Server:        ${manifest.cluster.flavor ?? ''} ${manifest.server_version ?? 'unknown version'}`.replace(/ +/g, ' '));
       out.line(`Taken:         ${manifest.finished_at} (${ago(Date.now() - Date.parse(manifest.finished_at))} ago) from ${manifest.leader.node} in ${manifest.duration_ms} ms`);
       out.line(`Key set:       ${manifest.key_set ?? '(not recorded)'}`);
+      if (!verified) {
+        out.line(`Size:          ${manifest.size} bytes (plaintext snapshot, from the manifest)`);
+        out.line(`SHA256:        ${manifest.sha256} (plaintext snapshot, from the manifest)`);
+        out.line(`Raft index:    ${manifest.raft.index} (term ${manifest.raft.term}, from the manifest)`);
+      }
     } else {
       out.line('Manifest:      none (not taken by vaultops backup: the source cluster and key set are unknown)');
     }
-    out.line(`Verdict:       ${problems.length ? `INVALID: ${problems.join('; ')}` : 'valid'}`);
+    if (encryption) {
+      const stored = manifest?.encryption ? storedFileOf(manifest) : undefined;
+      out.line(`Encryption:    ${encryption.format}${manifest?.encryption ? ` for ${manifest.encryption.recipients.join(', ')}` : ''}`);
+      out.line(`Stored file:   ${encryption.stored_size} bytes, sha256 ${encryption.stored_sha256}${stored ? ` (manifest: ${stored.size} bytes)` : ''}`);
+    }
+    const verdict = problems.length ? `INVALID: ${problems.join('; ')}` : encryption && !encryption.contents_checked ? 'stored file intact; contents not checked (encrypted: `vaultops backups verify FILE --identity REF` decrypts and checks them)' : 'valid';
+    out.line(`Verdict:       ${verdict}`);
   }
   if (problems.length) process.exitCode = ExitCode.failed;
 }
@@ -121,13 +151,13 @@ export async function backupsPruneCommand(o: StoreCommandOptions): Promise<void>
  * A file path, or with --store/--to a backup name in that store: a remote store's backup is copied
  * (with manifest and sidecar) to a private temp directory and checked there like any file.
  */
-async function checkInStore(file: string, o: StoreCommandOptions): Promise<CheckedFile> {
-  if (o.store === undefined && o.to === undefined) return checkFile(file);
+async function checkInStore(file: string, o: StoreCommandOptions, decrypt: boolean): Promise<CheckedFile> {
+  if (o.store === undefined && o.to === undefined) return checkFile(file, { identity: decrypt ? identityFromOptions(o, undefined, makePrompter({})) : undefined });
   const store = storeFor(o);
   try {
     const copy = await localCopy(store, file);
     try {
-      return await checkFile(copy.path);
+      return await checkFile(copy.path, { identity: decrypt ? identityFromOptions(o, store, makePrompter({})) : undefined });
     } finally {
       await copy.cleanup();
     }

@@ -13,8 +13,9 @@ import { err, out, progressPrinter } from '../ui/output.js';
 import { connectCluster } from './cluster-from-inventory.js';
 import { storeFromOptions } from './backup-store-option.js';
 import { keySetFromInventory } from './restore.js';
+import { identityFromOptions, type IdentityOptions } from './backup-identity-option.js';
 
-interface DrillCliOptions {
+interface DrillCliOptions extends IdentityOptions {
   inventory: string;
   cluster?: string;
   from?: string;
@@ -57,6 +58,7 @@ export async function drillCommand(o: DrillCliOptions): Promise<void> {
       liveCluster: conn.client,
       scratchParent: join(stateDir(), 'drills', '.scratch'),
       prompter: makePrompter({ nonInteractive: true }),
+      identity: identityFromOptions(o, store, makePrompter({ nonInteractive: true })),
       version: o.version,
       restoreTimeoutMs: timeoutMs,
       log,

@@ -236,6 +236,8 @@ function registerDrillAndCheckCommands(program: Command): void {
     .option('--notify-on <results>', 'when to notify: failure, success or failure,success', 'failure')
     .option('--timeout <seconds>', 'how long the restored cluster may take to come back', '180')
     .option('--non-interactive', 'never ask (a drill never asks; accepted for cron lines)')
+    .option('--identity <ref>', 'secret reference (file:PATH, env:NAME, cmd:COMMAND, prompt:LABEL) to the age identity or armored OpenPGP private key that opens encrypted backups (default: the store\'s decrypt.identity); never the key itself')
+    .option('--identity-passphrase <ref>', 'secret reference to the OpenPGP private key\'s passphrase')
     .option('--quiet', 'no progress lines on stderr')
     .option('--json', 'the report as JSON on stdout')
     .action(async (o) => (await import('./drill.js')).drillCommand(o));
@@ -288,6 +290,7 @@ function registerBackupCommands(program: Command): void {
     .option('--all-clusters', 'back up every cluster of the inventories, each on its own')
     .option('--concurrency <n>', 'with several clusters: how many to back up at once (default 4)')
     .option('--no-prune', 'do not apply retention after the backup')
+    .option('--encrypt-to <recipient>', 'encrypt the stored file for this age recipient (age1...), or for the recipients / OpenPGP public key in this file (repeatable; overrides the store\'s encrypt:)', collect, [])
     .option('--notify-url <url>', 'POST a JSON report here (a reference like env:NAME or file:PATH keeps a tokened URL out of argv)')
     .option('--notify-on <results>', 'when to notify: failure, success or failure,success', 'failure')
     .option('--textfile <path>', 'write Prometheus metrics for node_exporter\'s textfile collector here')
@@ -305,7 +308,9 @@ function registerBackupCommands(program: Command): void {
     .argument('<file>', 'snapshot file, or with --store/--to the name of a backup in that store')
     .option('-i, --inventory <file>', 'inventory file (for --store)')
     .option('--cluster <name>', 'cluster in the inventory'))
-    .description('full check: gzip, tar, SHA256SUMS, SHA256SUMS.sealed, meta.json, manifest and sidecar; exit 0 valid, 1 invalid')
+    .description('full check: gzip, tar, SHA256SUMS, SHA256SUMS.sealed, meta.json, manifest and sidecar (an encrypted backup is decrypted while checked); exit 0 valid, 1 invalid, 2 encrypted and no identity (only the stored file was checked)')
+    .option('--identity <ref>', 'secret reference (file:PATH, env:NAME, cmd:COMMAND, prompt:LABEL) to the age identity or armored OpenPGP private key that opens encrypted backups (default: the store\'s decrypt.identity); never the key itself')
+    .option('--identity-passphrase <ref>', 'secret reference to the OpenPGP private key\'s passphrase')
     .option('--json', 'machine-readable output')
     .action(async (file, o) => (await import('./backups.js')).backupsVerifyCommand(file, o));
   storeOpts(backups
@@ -332,6 +337,8 @@ function registerBackupCommands(program: Command): void {
     .option('--latest', 'the newest verified backup of this cluster in the store')
     .option('--confirm <cluster>', 'the typed confirmation: the cluster\'s name')
     .option('--force-other-cluster', 'allow a snapshot taken on another cluster (snapshot-force); its keys and tokens replace this cluster\'s')
+    .option('--identity <ref>', 'secret reference (file:PATH, env:NAME, cmd:COMMAND, prompt:LABEL) to the age identity or armored OpenPGP private key that opens encrypted backups (default: the store\'s decrypt.identity); never the key itself')
+    .option('--identity-passphrase <ref>', 'secret reference to the OpenPGP private key\'s passphrase')
     .option('--timeout <seconds>', 'how long the cluster may take to come back', '180')
     .option('--non-interactive', 'never ask: missing answers are errors naming the flag')
     .option('--json', 'machine-readable result')

@@ -9,8 +9,9 @@ import { makePrompter } from '../ui/prompter.js';
 import { out, progressPrinter } from '../ui/output.js';
 import { connectCluster } from './cluster-from-inventory.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
+import { identityFromOptions, type IdentityOptions } from './backup-identity-option.js';
 
-interface RestoreCliOptions extends StoreOptions {
+interface RestoreCliOptions extends StoreOptions, IdentityOptions {
   inventory: string;
   cluster?: string;
   from?: string;
@@ -49,6 +50,9 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
       file = resolve(o.from!);
       store = o.to !== undefined || o.store !== undefined ? storeFromOptions(o, conn) : undefined;
     }
+    const prompter = makePrompter({ nonInteractive: o.nonInteractive, confirm: o.confirm });
+    // An encrypted file opens with --identity, else with the `decrypt:` of the store in use (or of the cluster's only store).
+    const identity = identityFromOptions(o, store ?? onlyStoreOf(conn), prompter);
     // The safety snapshot goes to the store, else next to the file being restored.
     const safetyStore = store ?? new LocalDirStore(dirname(file));
     const timeoutMs = o.timeout === undefined ? undefined : Number(o.timeout) * 1000;
@@ -60,7 +64,8 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
       keySet: conn.spec.unseal?.key_set,
       file,
       forceOtherCluster: o.forceOtherCluster === true,
-      prompter: makePrompter({ nonInteractive: o.nonInteractive, confirm: o.confirm }),
+      prompter,
+      identity,
       safetyStore,
       keysFor: (label) => keySetFromInventory(conn.inventoryFile, conn.name, label),
       log,
@@ -88,6 +93,11 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
     store?.close?.();
     conn.client.close();
   }
+}
+
+/** The cluster's only store, when it has exactly one (for its `decrypt:`); never connects. */
+function onlyStoreOf(conn: Parameters<typeof storeFromOptions>[1] & object): BackupStore | undefined {
+  return Object.keys(conn.spec.stores ?? {}).length === 1 ? storeFromOptions({}, conn) : undefined;
 }
 
 /**

@@ -10,6 +10,8 @@ import { LocalDirStore } from '../backup/local-dir-store.js';
 import type { Manifest } from '../backup/manifest.js';
 import { restoreSnapshot, type KeySetSecrets } from '../backup/restore.js';
 import { SnapshotInvalidError } from '../backup/snapshot-verify.js';
+import type { IdentityLoader } from '../backup/encryption.js';
+import { IdentityNeededError } from '../backup/encryption-errors.js';
 import { localCopy, type BackupStore } from '../backup/store.js';
 import { checkVersion, ensureBinary, parseFlavor, type Flavor } from '../lab/binaries.js';
 import { clusterFor, labDestroy, labUp, readInit, readLab, runningPids, type LabRecord } from '../lab/lab.js';
@@ -95,6 +97,8 @@ export interface DrillOptions {
   restoreTimeoutMs?: number | undefined;
   log?: ((message: string) => void) | undefined;
   now?: () => Date;
+  /** Opens an encrypted backup (resolved only when the newest backup is encrypted). */
+  identity?: IdentityLoader | undefined;
 }
 
 /**
@@ -153,7 +157,12 @@ export async function runDrill(o: DrillOptions): Promise<{ report: DrillReport; 
     const copy = await localCopy(o.store, newest.name);
     removeCopy = copy.cleanup;
     const file = copy.path;
-    const checked = await checkFile(file);
+    const checked = await checkFile(file, { identity: o.identity });
+    if (checked.encryption && !checked.encryption.contents_checked) {
+      throw new IdentityNeededError(`The newest backup ${newest.name} is encrypted (${checked.encryption.format}) and no identity was given to open it. Nothing was started.`, {
+        hint: 'Pass --identity REF (file:PATH, env:NAME, cmd:COMMAND), or set `decrypt: { identity: REF }` on the store.',
+      });
+    }
     if (checked.problems.length || !checked.verified || !checked.manifest) {
       throw new SnapshotInvalidError(`The newest backup ${file} fails verification: ${checked.problems.join('; ') || 'no manifest'}. Nothing was started.`, );
     }
@@ -202,6 +211,7 @@ export async function runDrill(o: DrillOptions): Promise<{ report: DrillReport; 
       forceOtherCluster: true,
       confirmed: true,
       prompter: o.prompter,
+      identity: o.identity,
       safetyStore: new LocalDirStore(join(scratchState, 'safety')),
       keysFor: async (label) => {
         if (!unsealStarted) {

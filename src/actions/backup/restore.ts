@@ -5,6 +5,7 @@ import { defineAction } from '../types.js';
 import { restoreSnapshot, type KeySetSecrets } from '../../backup/restore.js';
 import { LocalDirStore } from '../../backup/local-dir-store.js';
 import { localCopy, resolveStore, type BackupStore } from '../../backup/store.js';
+import { identityForAction } from './identity.js';
 
 /**
  * `backup.restore`: verify, refuse another cluster's snapshot unless allowed, safety snapshot,
@@ -22,6 +23,8 @@ export default defineAction({
     unseal_keys: z.array(z.string().min(1)).optional().describe('Key shares that open the restored data (a secret_list var), when they are not this cluster\'s own.'),
     source_token: z.string().optional().describe('A token valid in the restored data (another cluster\'s), for the health checks.'),
     timeout: z.number().int().min(10).default(180).describe('Seconds the cluster may take to come back.'),
+    identity: z.string().optional().describe('Secret reference (env:, file:, cmd:) to the age identity or armored OpenPGP private key that opens an encrypted backup; default: the store\'s decrypt.identity.'),
+    identity_passphrase: z.string().optional().describe('Secret reference to the OpenPGP private key\'s passphrase.'),
   }),
   changes: true,
   gates: ['snapshot verified (gzip, tar, sums, manifest)', 'same cluster unless force_other_cluster', 'safety snapshot taken'],
@@ -73,6 +76,7 @@ export default defineAction({
         signal: ctx.signal,
         timeoutMs: args.timeout * 1000,
         canaries: ctx.spec.canaries,
+        identity: identityForAction(ctx, { identity: args.identity || undefined, passphrase: args.identity_passphrase || undefined }, safety),
       });
     } finally {
       await cleanup().catch(() => undefined);

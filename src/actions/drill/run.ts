@@ -8,6 +8,7 @@ import { formatMs } from '../../drill/drill-report.js';
 import { drillReportDir, finishDrill } from '../../drill/finish-drill.js';
 import { runDrill } from '../../drill/run-drill.js';
 import { defineAction } from '../types.js';
+import { identityForAction } from '../backup/identity.js';
 
 /**
  * `drill.run`: the DR drill as a playbook step (playbooks/dr-drill.yml). It changes nothing on the
@@ -22,6 +23,8 @@ export default defineAction({
     report_dir: z.string().optional().describe('Where the reports go (default <state>/drills/<cluster>, where `vaultops check` looks).'),
     notify_url: z.string().optional().describe('Webhook for a failed drill (a secret var; never written to the journal).'),
     timeout: z.number().int().min(10).default(180).describe('Seconds the restored cluster may take to come back.'),
+    identity: z.string().optional().describe('Secret reference (env:, file:, cmd:) to the age identity or armored OpenPGP private key that opens an encrypted backup; default: the store\'s decrypt.identity.'),
+    identity_passphrase: z.string().optional().describe('Secret reference to the OpenPGP private key\'s passphrase.'),
   }),
   changes: true,
   gates: ['newest backup verified before anything starts', 'scratch cluster torn down whatever happens'],
@@ -51,6 +54,7 @@ export default defineAction({
         prompter: ctx.prompter,
         restoreTimeoutMs: args.timeout * 1000,
         log: ctx.log,
+        identity: identityForAction(ctx, { identity: args.identity || undefined, passphrase: args.identity_passphrase || undefined }, store),
       }));
     } finally {
       store.close?.();

@@ -1,0 +1,21 @@
+import { InputError } from '../../core/errors.js';
+import { identityLoader, type IdentityLoader } from '../../backup/encryption.js';
+import type { BackupStore } from '../../backup/store.js';
+import type { ActionContext } from '../types.js';
+
+/**
+ * The identity for an action that may meet an encrypted backup: the step's `identity` reference,
+ * else the store's `decrypt:`. Resolved through the run's secret resolver (so it is redacted from
+ * the journal and every reporter) only when an encrypted file needs it.
+ */
+export function identityForAction(ctx: ActionContext, refs: { identity?: string | undefined; passphrase?: string | undefined }, store: BackupStore | undefined): IdentityLoader | undefined {
+  const ref = refs.identity ?? store?.decryption?.identity;
+  const passRef = refs.passphrase ?? (refs.identity === undefined ? store?.decryption?.passphrase : undefined);
+  if (ref === undefined) return undefined;
+  const one = async (r: string): Promise<string> => {
+    const v = await ctx.resolveSecret(r);
+    if (Array.isArray(v)) throw new InputError(`Secret reference ${r} gives a list where one key is needed.`);
+    return v;
+  };
+  return identityLoader(async () => ({ text: await one(ref), passphrase: passRef === undefined ? undefined : await one(passRef), source: ref }));
+}
