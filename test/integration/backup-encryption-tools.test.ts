@@ -71,8 +71,11 @@ describe('encrypted backups interoperate with age and gpg, and damaged files or 
     secrets.push(ageId, otherAgeId, passphrase, ...armorLines('ops-secret.asc'), ...armorLines('dr-secret.asc'));
   });
   afterAll(() => {
-    if (cli?.log.length) cli.expectNoSecrets(secrets);
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    try {
+      if (cli?.log.length) cli.expectNoSecrets(secrets);
+    } finally {
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a vaultops age file opens with `age -d -i KEYFILE` to the exact snapshot, which `backups verify` accepts', async () => {
