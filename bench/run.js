@@ -1,11 +1,12 @@
-// `npm run bench [-- startup|lab-up|backup|fleet|upgrade-probe ...]`: runs benchmarks one after another
-// (the quick ones, startup and lab-up, by default; backup, fleet and upgrade-probe take minutes).
+// `npm run bench [-- startup|lab-up|backup|fleet|upgrade-probe|encrypt ...]`: runs benchmarks one after another
+// (the quick ones, startup and lab-up, by default; backup, fleet and upgrade-probe take minutes;
+// encrypt needs no server and about a minute).
 // Each prints its own figures; nothing is asserted. Per file: node_modules/.bin/node bench/<name>.js
 import { spawnSync } from 'node:child_process';
 import { NODE, REPO } from './common.js';
 import { join } from 'node:path';
 
-const all = ['startup', 'lab-up', 'backup', 'fleet', 'upgrade-probe'];
+const all = ['startup', 'lab-up', 'backup', 'fleet', 'upgrade-probe', 'encrypt'];
 const quick = ['startup', 'lab-up'];
 // Names first, then options passed on to every benchmark: npm run bench -- lab-up --runs 5
 const args = process.argv.slice(2);

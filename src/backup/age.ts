@@ -112,10 +112,15 @@ export function generateAgeIdentity(): { identity: string; recipient: string } {
   return { identity, recipient: bech32Encode('age', rawPublicKey(publicKey)) };
 }
 
-function seal(key: Buffer, nonce: Buffer, plaintext: Buffer): Buffer {
+/** ChaCha20-Poly1305 with the tag appended; `into` collects the two parts without another copy. */
+function seal(key: Buffer, nonce: Buffer, plaintext: Buffer, into?: Buffer[]): Buffer {
   const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG });
   const body = c.update(plaintext);
   c.final();
+  if (into) {
+    into.push(body, c.getAuthTag());
+    return body;
+  }
   return Buffer.concat([body, c.getAuthTag()]);
 }
 
@@ -194,7 +199,7 @@ export function createAgeEncryptStream(recipients: readonly AgeRecipient[]): Tra
       let i = 0;
       while (i < chunk.length) {
         if (fill === CHUNK) {
-          out.push(seal(payloadKey, streamNonce(counter++, false), staging));
+          seal(payloadKey, streamNonce(counter++, false), staging, out);
           fill = 0;
         }
         const n = Math.min(CHUNK - fill, chunk.length - i);
@@ -202,7 +207,8 @@ export function createAgeEncryptStream(recipients: readonly AgeRecipient[]): Tra
         fill += n;
         i += n;
       }
-      if (out.length) this.push(out.length === 1 ? out[0] : Buffer.concat(out));
+      // One buffer per input chunk: fewer short-lived Buffers for the GC to find (they live outside the heap).
+      if (out.length) this.push(Buffer.concat(out));
       callback();
     },
     flush(callback: TransformCallback) {

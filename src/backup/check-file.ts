@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VaultopsError } from '../core/errors.js';
-import { createDecryptStage, hashTap, sniffFile, type EncryptedFormat, type IdentityLoader } from './encryption.js';
+import { createDecryptStage, hashTap, READ_CHUNK, sniffFile, type EncryptedFormat, type IdentityLoader } from './encryption.js';
 import { WrongIdentityError } from './encryption-errors.js';
 import { parseManifest, type Manifest } from './manifest.js';
 import { createSnapshotVerifier, SnapshotInvalidError, verifySnapshotFile, type VerifiedSnapshot } from './snapshot-verify.js';
@@ -61,7 +61,7 @@ export async function checkFile(file: string, options: CheckOptions = {}): Promi
       const verifier = createSnapshotVerifier();
       const sink = new Writable({ write: (_c, _e, cb) => cb() });
       try {
-        await pipeline(createReadStream(file), tap.stream, createDecryptStage(fmt, identity), verifier.stream, sink);
+        await pipeline(createReadStream(file, { highWaterMark: READ_CHUNK }), tap.stream, createDecryptStage(fmt, identity), verifier.stream, sink);
         verified = verifier.result();
         contentsChecked = true;
       } catch (e) {

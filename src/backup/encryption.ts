@@ -228,9 +228,12 @@ export function createDecryptStage(fmt: EncryptedFormat, identity: DecryptionIde
   return createPgpDecryptStream(identity.pgp, { armored: fmt.armored });
 }
 
+/** Encrypted files are read 1 MiB at a time: most age chunks are then slices, not copies. */
+export const READ_CHUNK = 1 << 20;
+
 /** The plaintext of an encrypted file, decrypted while it is read (nothing is written to disk). */
 export function openDecrypted(path: string, fmt: EncryptedFormat, identity: DecryptionIdentity): Readable {
   const decryptor = createDecryptStage(fmt, identity);
-  return pipeline(createReadStream(path), decryptor, () => undefined) as unknown as Readable;
+  return pipeline(createReadStream(path, { highWaterMark: READ_CHUNK }), decryptor, () => undefined) as unknown as Readable;
 }
 
