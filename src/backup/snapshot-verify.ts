@@ -2,8 +2,9 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, type Gunzip, type ZlibOptions } from 'node:zlib';
+import { createGunzip, type Gunzip } from 'node:zlib';
 import { VaultopsError } from '../core/errors.js';
+import { collectYoungGarbage } from '../core/young-gc.js';
 
 /**
  * A Raft snapshot is a gzip-compressed tar of `meta.json`, `state.bin`, `SHA256SUMS` and (Vault and
@@ -52,8 +53,6 @@ const BLOCK = 512;
 /** meta.json, SHA256SUMS and SHA256SUMS.sealed are a few hundred bytes; refuse absurd sizes instead of buffering them. */
 const SMALL_MEMBER_LIMIT = 1 << 20;
 const KEPT = new Set(['meta.json', 'SHA256SUMS', 'SHA256SUMS.sealed']);
-/** Bytes handed to zlib per write (see createSnapshotVerifier). */
-const BATCH = 256 * 1024;
 
 /** A tar reader fed with arbitrary chunks; hashes member bodies, keeps only the small ones. */
 class TarChecker {
@@ -286,118 +285,159 @@ function conclude(tar: TarChecker): Omit<VerifiedSnapshot, 'sha256' | 'bytes'> {
   return { members: tar.members, meta };
 }
 
+/**
+ * Verifies a Raft snapshot from buffers handed to it in order: the whole-file sha256 on the main
+ * thread, gunzip in libuv's threadpool (in parallel), the tar walk and member hashes as gunzip's
+ * output arrives. It fails on the first sign of trouble: not gzip, a bad tar header, a checksum
+ * mismatch, or, at the end, a missing end-of-archive or SHA256SUMS.sealed.
+ *
+ * The caller lends each buffer until `done` is called (gunzip reads it from another thread), so a
+ * caller with a pool of buffers can keep memory and allocations constant whatever the size.
+ */
+export class SnapshotCheck {
+  readonly #fileHash = createHash('sha256');
+  #bytes = 0;
+  readonly #tar = new TarChecker();
+  readonly #gunzip: Gunzip;
+  #failure: Error | undefined;
+  #magic = Buffer.alloc(0);
+  #ended: Promise<void>;
+  #sinceGc = 0;
+
+  constructor() {
+    // 1 MB output slices: zlib allocates one output buffer per chunkSize, so fewer, larger ones.
+    this.#gunzip = createGunzip({ chunkSize: 1 << 20 });
+    this.#gunzip.on('data', (chunk: Buffer) => {
+      this.#sinceGc += chunk.length;
+      if (this.#sinceGc >= GC_EVERY) {
+        this.#sinceGc = 0;
+        collectYoungGarbage();
+      }
+      if (this.#failure) return;
+      try {
+        this.#tar.write(chunk);
+      } catch (e) {
+        this.#fail(e as Error);
+      }
+    });
+    this.#ended = new Promise<void>((resolve) => {
+      this.#gunzip.once('end', resolve);
+      this.#gunzip.once('close', resolve);
+    });
+    this.#gunzip.on('error', (e: NodeJS.ErrnoException) => {
+      this.#fail(
+        e.code === 'Z_BUF_ERROR' || /unexpected end of file/i.test(e.message)
+          ? new SnapshotInvalidError('Snapshot gzip stream ends early: the snapshot is incomplete (truncated download or file).', { cause: e })
+          : new SnapshotInvalidError(`Snapshot gzip data is corrupt (${e.message}).`, { cause: e }),
+      );
+    });
+  }
+
+  /** The first problem found, if any. */
+  get failure(): Error | undefined {
+    return this.#failure;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Takes the next bytes of the file. `buf` must stay unchanged until `done` is called. */
+  write(buf: Buffer, done: (error?: Error | null) => void): void {
+    if (this.#failure) return queueMicrotask(() => done(this.#failure));
+    if (this.#magic.length < 2) {
+      this.#magic = Buffer.concat([this.#magic, buf.subarray(0, 2)]).subarray(0, 2);
+      if (this.#magic.length === 2 && (this.#magic[0] !== 0x1f || this.#magic[1] !== 0x8b)) {
+        this.#fail(new SnapshotInvalidError('This is not a gzip file, so not a Raft snapshot (the first bytes are not the gzip magic 1f 8b).'));
+        return queueMicrotask(() => done(this.#failure));
+      }
+    }
+    this.#fileHash.update(buf);
+    this.#bytes += buf.length;
+    this.#gunzip.write(buf, (e) => done(this.#failure ?? e));
+  }
+
+  /** After the last write: waits for gunzip to finish and makes the checks that need the whole file. */
+  async end(): Promise<VerifiedSnapshot> {
+    if (this.#failure) throw this.#failure;
+    if (this.#bytes === 0) throw new SnapshotInvalidError('The snapshot is empty (0 bytes).');
+    this.#gunzip.end();
+    await this.#ended;
+    if (this.#failure) throw this.#failure;
+    try {
+      return { sha256: this.#fileHash.digest('hex'), bytes: this.#bytes, ...conclude(this.#tar) };
+    } catch (e) {
+      this.#fail(e as Error);
+      throw e;
+    }
+  }
+
+  destroy(): void {
+    this.#gunzip.destroy();
+  }
+
+  #fail(e: Error): void {
+    if (this.#failure) return;
+    this.#failure = e;
+    this.#gunzip.destroy();
+  }
+}
+
 export interface SnapshotVerifier {
   /** Pass-through: what goes in comes out unchanged, so it sits between the source and the file. */
   stream: Transform;
-  /** Resolves once the stream has ended and every check passed. Only call after the pipeline finished. */
+  /** The verified snapshot. Only call after the pipeline finished. */
   result(): VerifiedSnapshot;
 }
 
+/** Inflated bytes between two young-generation collections (see core/young-gc.ts). */
+const GC_EVERY = 8 << 20;
+
+/** Chunks a Transform lets gunzip hold at once: each is a threadpool round trip, so keep several in flight. */
+const IN_FLIGHT = 8;
+
 /**
- * A pass-through stream that verifies a Raft snapshot as it flows. It fails (and so fails the
- * pipeline, which removes the partial file) on the first sign of trouble: not gzip, a bad tar header,
- * a checksum mismatch, or, when the input ends, a missing end-of-archive or SHA256SUMS.sealed.
- * Backpressure is kept: a chunk is acknowledged only once gunzip has taken it.
+ * SnapshotCheck as a pass-through Transform, for pipelines (files, decryption). Input chunks are
+ * passed on at once and acknowledged while fewer than IN_FLIGHT are still with gunzip.
  */
 export function createSnapshotVerifier(): SnapshotVerifier {
-  const fileHash = createHash('sha256');
-  let bytes = 0;
-  const tar = new TarChecker();
-  // zlib works in the libuv threadpool, one request per write: feeding it the 16 KB chunks a TLS
-  // socket delivers costs a round trip each (3x slower on 100 MB). So input is batched into
-  // BATCH-sized writes and zlib is let run ahead by up to its high-water mark, in parallel with the
-  // hashing and the file writes on the main thread. Memory stays bounded by those two sizes.
-  const gunzip: Gunzip = createGunzip({ chunkSize: 128 * 1024, writableHighWaterMark: 4 * BATCH } as ZlibOptions);
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  let failure: Error | undefined;
+  const check = new SnapshotCheck();
   let verified: VerifiedSnapshot | undefined;
-  gunzip.on('data', (chunk: Buffer) => {
-    if (failure) return;
-    try {
-      tar.write(chunk);
-    } catch (e) {
-      failure = e as Error;
-    }
-  });
-  gunzip.on('error', (e: NodeJS.ErrnoException) => {
-    if (failure) return;
-    failure = e.code === 'Z_BUF_ERROR' || /unexpected end of file/i.test(e.message)
-      ? new SnapshotInvalidError('Snapshot gzip stream ends early: the snapshot is incomplete (truncated download or file).', { cause: e })
-      : new SnapshotInvalidError(`Snapshot gzip data is corrupt (${e.message}).`, { cause: e });
-  });
-  let firstBytes = Buffer.alloc(0);
-
-  const waitFor = (event: 'drain' | 'end'): Promise<void> =>
-    new Promise((resolve) => {
-      if (failure) return resolve();
-      const done = () => {
-        gunzip.off(event, done);
-        gunzip.off('error', done);
-        resolve();
-      };
-      gunzip.on(event, done);
-      gunzip.on('error', done);
-    });
-
-  /**
-   * Passes the batched input on, to the file (one large write instead of many small ones) and to zlib.
-   * Returns false when zlib is more than its high-water mark behind (then the caller waits).
-   */
-  const feed = (out: Transform): boolean => {
-    if (pendingBytes === 0) return true;
-    const batch = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
-    out.push(batch);
-    return gunzip.write(batch);
+  let inFlight = 0;
+  let waiting: (() => void) | undefined;
+  const release = () => {
+    inFlight--;
+    const w = waiting;
+    waiting = undefined;
+    w?.();
   };
-
   const stream = new Transform({
     transform(chunk: Buffer, _enc, callback: TransformCallback) {
-      if (failure) return callback(failure);
-      if (firstBytes.length < 2) {
-        firstBytes = Buffer.concat([firstBytes, chunk.subarray(0, 2)]).subarray(0, 2);
-        if (firstBytes.length === 2) {
-          if (firstBytes[0] !== 0x1f || firstBytes[1] !== 0x8b) {
-            failure = new SnapshotInvalidError('This is not a gzip file, so not a Raft snapshot (the first bytes are not the gzip magic 1f 8b).');
-            return callback(failure);
-          }
-        }
-      }
-      fileHash.update(chunk);
-      bytes += chunk.length;
-      pending.push(chunk);
-      pendingBytes += chunk.length;
-      if (pendingBytes < BATCH || feed(this)) return callback();
-      void waitFor('drain').then(() => callback(failure));
+      if (check.failure) return callback(check.failure);
+      inFlight++;
+      check.write(chunk, () => release());
+      this.push(chunk);
+      if (inFlight < IN_FLIGHT) return callback(check.failure);
+      waiting = () => callback(check.failure);
     },
     flush(callback: TransformCallback) {
-      if (failure) return callback(failure);
-      if (bytes === 0) return callback(new SnapshotInvalidError('The snapshot is empty (0 bytes).'));
-      feed(this);
-      const ended = waitFor('end');
-      gunzip.end();
-      void ended.then(() => {
-        if (failure) return callback(failure);
-        try {
-          verified = { sha256: fileHash.digest('hex'), bytes, ...conclude(tar) };
+      check.end().then(
+        (v) => {
+          verified = v;
           callback();
-        } catch (e) {
-          failure = e as Error;
-          callback(failure);
-        }
-      });
+        },
+        (e: Error) => callback(e),
+      );
     },
     destroy(error, callback) {
-      gunzip.destroy();
+      check.destroy();
       callback(error);
     },
   });
   return {
     stream,
     result() {
-      if (!verified) throw failure ?? new SnapshotInvalidError('The snapshot was not read to its end.');
+      if (!verified) throw check.failure ?? new SnapshotInvalidError('The snapshot was not read to its end.');
       return verified;
     },
   };
@@ -408,7 +448,7 @@ export async function verifySnapshotFile(path: string, signal?: AbortSignal): Pr
   const v = createSnapshotVerifier();
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
   try {
-    await pipeline(createReadStream(path), v.stream, sink, ...(signal ? [{ signal }] as const : []));
+    await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), v.stream, sink, ...(signal ? [{ signal }] as const : []));
   } catch (e) {
     if (e instanceof VaultopsError) throw e;
     const code = (e as NodeJS.ErrnoException).code;

@@ -2,7 +2,9 @@ import { pipeline } from 'node:stream/promises';
 import { InputError, VaultopsError } from '../core/errors.js';
 import type { ClusterClient } from '../vault/cluster.js';
 import { buildManifest, type Manifest } from './manifest.js';
-import { createSnapshotVerifier } from './snapshot-verify.js';
+import { SnapshotCheck } from './snapshot-verify.js';
+import { pumpSnapshot } from './pump.js';
+import type { RawDownload } from '../vault/raw-download.js';
 import { createEncryptStage } from './encryption.js';
 import { wrapWriteError } from './local-dir-store.js';
 import { planRetention, type RetentionDecision, type RetentionRule } from './retention.js';
@@ -51,12 +53,16 @@ export async function takeBackup(o: TakeBackupOptions): Promise<BackupResult> {
   const sink = await o.store.begin(wanted);
   const name = sink.name;
   log(`Snapshot of ${o.clusterName} from the leader ${leader.node.name} (${leader.node.apiAddr}) into ${o.store.location}/${name}...`);
-  let response: Awaited<ReturnType<typeof leader.client.streamSnapshot>> | undefined;
+  let download: RawDownload | undefined;
   try {
-    response = await leader.client.streamSnapshot();
-    const verifier = createSnapshotVerifier();
-    await pipeline([response, verifier.stream, ...(encrypt?.streams ?? []), sink.stream], ...(o.signal ? [{ signal: o.signal }] as const : []));
-    const snapshot = verifier.result();
+    download = await leader.client.downloadSnapshot();
+    const check = new SnapshotCheck();
+    // The verifier sees the plaintext; what is stored goes through the encryption stage when there is one.
+    const stages = encrypt?.streams ?? [];
+    const stored = stages.length ? pipeline([...stages, sink.stream]) : undefined;
+    stored?.catch(() => undefined);
+    const snapshot = await pumpSnapshot(download, check, stages[0] ?? sink.stream, { signal: o.signal });
+    await stored;
     const finished = now();
     const manifest = buildManifest({
       file: name,
@@ -77,7 +83,7 @@ export async function takeBackup(o: TakeBackupOptions): Promise<BackupResult> {
     log(`Verified and stored ${name}: ${snapshot.bytes} bytes, Raft index ${snapshot.meta.index}, term ${snapshot.meta.term}, sha256 ${snapshot.sha256}${manifest.encryption ? `; encrypted at rest (${manifest.encryption.format}) for ${manifest.encryption.recipients.join(', ')}` : ''}.`);
     return { name, location: o.store.location, manifest };
   } catch (e) {
-    response?.destroy();
+    download?.destroy();
     await sink.abort().catch(() => undefined);
     throw describeBackupError(e, o.clusterName, leader.node.name);
   }

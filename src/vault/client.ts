@@ -1,9 +1,9 @@
 import { createRequire } from 'node:module';
-import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { VaultApiError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
 import { Transport, type TransportOptions } from './transport.js';
+import type { RawDownload } from './raw-download.js';
 import { healthState, type HealthBody, type NodeHealth } from './health.js';
 import type * as T from './types.js';
 
@@ -158,12 +158,11 @@ export class VaultClient {
   // ---- binary streams (never through node-vault) ----
 
   /** Starts a Raft snapshot download from this node. The caller must make sure this is the leader. */
-  async streamSnapshot(): Promise<IncomingMessage> {
-    const res = await this.transport.stream({ method: 'GET', url: this.#url('/sys/storage/raft/snapshot'), headers: this.#headers(), timeoutMs: 0 });
-    if (res.statusCode !== 200) {
-      const chunks: Buffer[] = [];
-      for await (const c of res) chunks.push(c as Buffer);
-      throw apiError('GET /sys/storage/raft/snapshot', this.label, res.statusCode ?? 0, Buffer.concat(chunks), res.headers.location);
+  async downloadSnapshot(): Promise<RawDownload> {
+    const res = await this.transport.download({ url: this.#url('/sys/storage/raft/snapshot'), headers: this.#headers() });
+    if (res.status !== 200) {
+      const body = await res.readAll().catch(() => Buffer.alloc(0));
+      throw apiError('GET /sys/storage/raft/snapshot', this.label, res.status, body, res.headers['location']);
     }
     return res;
   }

@@ -5,6 +5,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { UnreachableError, VaultopsError } from '../core/errors.js';
 import { loadTls, type TlsSettings, type LoadedTls } from './tls.js';
+import { RawDownload } from './raw-download.js';
 
 export interface TransportOptions {
   tls?: TlsSettings | undefined;
@@ -75,13 +76,32 @@ export class Transport {
   async stream(spec: RequestSpec): Promise<IncomingMessage> {
     const isRead = spec.method === 'GET' || spec.method === 'HEAD' || spec.method === 'LIST';
     const isStreamBody = spec.body !== undefined && typeof spec.body !== 'string' && !Buffer.isBuffer(spec.body);
+    return this.#withRetries(spec.url, isStreamBody ? undefined : isRead ? RETRYABLE_READ : NOT_SENT, () => this.#once(spec));
+  }
+
+  /**
+   * A GET whose body is handed out as views of one reused buffer (see RawDownload): for snapshot
+   * downloads, where node:http's per-record buffers cost CPU and memory. Same TLS, timeout,
+   * retries (until the headers are in) and error wording as every other request.
+   */
+  download(spec: { url: URL; headers?: Record<string, string> | undefined; timeoutMs?: number | undefined }): Promise<RawDownload> {
+    const t = spec.url.protocol === 'https:' ? this.#tlsOptions() : undefined;
+    if (spec.url.protocol !== 'http:' && spec.url.protocol !== 'https:') {
+      return Promise.reject(new VaultopsError(`Unsupported address ${spec.url.origin}: use http:// or https://.`));
+    }
+    return this.#withRetries(spec.url, RETRYABLE_READ, () =>
+      RawDownload.open({ url: spec.url, headers: spec.headers ?? {}, tls: t, headTimeoutMs: spec.timeoutMs ?? this.#timeoutMs }),
+    );
+  }
+
+  /** Runs `once` again on the connection errors in `retryable` (none: no retry), with backoff. */
+  async #withRetries<T>(url: URL, retryable: Set<string> | undefined, once: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#once(spec);
+        return await once();
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code ?? '';
-        const retryable = !isStreamBody && (isRead ? RETRYABLE_READ.has(code) : NOT_SENT.has(code));
-        if (!retryable || attempt >= this.#retries) throw await this.#describe(spec.url, e);
+        if (!retryable?.has(code) || attempt >= this.#retries) throw await this.#describe(url, e);
         // Backoff with jitter: 250 ms, 500 ms, 1 s ... capped at 4 s.
         const delay = Math.min(4000, 250 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
         await new Promise((r) => setTimeout(r, delay));
