@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { createReadStream, fdatasync, WriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -10,11 +10,60 @@ import type { BackupEntry, BackupStore, SnapshotSink } from './store.js';
 
 export const PARTIAL_SUFFIX = '.partial';
 
+/** Bytes written between two background fdatasync calls (see SyncAheadWriteStream). */
+const SYNC_EVERY = 64 << 20;
+
+/**
+ * A file stream that asks the kernel to write its data out every SYNC_EVERY bytes while writing
+ * goes on, so the fsync that the close must do (we commit only what is on disk) finds little left:
+ * on a 1 GB snapshot the close went from ~0.3 s to ~0.02 s (measured in the #5 work). A failed
+ * background sync fails the next write, and the close waits for a sync still running.
+ */
+class SyncAheadWriteStream extends WriteStream {
+  #synced = 0;
+  #syncing: Promise<void> | undefined;
+  #syncError: Error | undefined;
+
+  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    super._write(chunk, encoding, (e?: Error | null) => callback(e ?? this.#afterWrite()));
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, callback: (error?: Error | null) => void): void {
+    super._writev!(chunks, (e?: Error | null) => callback(e ?? this.#afterWrite()));
+  }
+
+  _final(callback: (error?: Error | null) => void): void {
+    void (this.#syncing ?? Promise.resolve()).then(() => callback(this.#syncError));
+  }
+
+  #afterWrite(): Error | undefined {
+    if (this.#syncError) return this.#syncError;
+    const fd = (this as unknown as { fd: number | null }).fd;
+    if (this.#syncing === undefined && typeof fd === 'number' && this.bytesWritten - this.#synced >= SYNC_EVERY) {
+      this.#synced = this.bytesWritten;
+      this.#syncing = new Promise<void>((resolve) =>
+        fdatasync(fd, (e) => {
+          if (e) this.#syncError = e;
+          this.#syncing = undefined;
+          resolve();
+        }),
+      );
+    }
+    return undefined;
+  }
+}
+
 /**
  * A directory of snapshots: `<name>` (the snapshot), `<name>.sha256` (sha256sum format) and
  * `<name>.json` (the manifest). A snapshot is written as `<name>.partial` in the same directory (so the
  * final rename is atomic), flushed, and renamed only after it was verified.
  */
+/** fs.WriteStream takes (path, options) at run time; its type declares no constructor of its own. */
+function openSyncAhead(path: string, options: { flags: string; mode: number; flush: boolean }): WriteStream {
+  const Ctor = SyncAheadWriteStream as unknown as new (path: string, options: object) => WriteStream;
+  return new Ctor(path, options);
+}
+
 export class LocalDirStore implements BackupStore {
   readonly kind = 'dir';
   readonly location: string;
@@ -39,7 +88,7 @@ export class LocalDirStore implements BackupStore {
     // 'wx': never reuse a partial file another run may still be writing. flush: fsync before close.
     let stream: WriteStream;
     try {
-      stream = createWriteStream(partial, { flags: 'wx', mode: 0o600, flush: true });
+      stream = openSyncAhead(partial, { flags: 'wx', mode: 0o600, flush: true });
       await new Promise<void>((res, rej) => {
         stream.once('open', () => res());
         stream.once('error', rej);
