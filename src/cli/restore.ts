@@ -95,9 +95,17 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
   }
 }
 
-/** The cluster's only store, when it has exactly one (for its `decrypt:`); never connects. */
+/**
+ * The cluster's only store, when it has exactly one (for its `decrypt:`); never connects. A store
+ * entry that does not parse is not this command's business when a file was named: no store then.
+ */
 function onlyStoreOf(conn: Parameters<typeof storeFromOptions>[1] & object): BackupStore | undefined {
-  return Object.keys(conn.spec.stores ?? {}).length === 1 ? storeFromOptions({}, conn) : undefined;
+  if (Object.keys(conn.spec.stores ?? {}).length !== 1) return undefined;
+  try {
+    return storeFromOptions({}, conn);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
