@@ -73,7 +73,9 @@ async function singleBackup(o: BackupOptions, target: Target): Promise<void> {
   const log = progressPrinter({ quiet: o.quiet === true });
   const notifyOn = notifySet(o);
   const notifyUrl = await resolveNotifyUrl(o);
-  const c = await backupCluster(target, o, log);
+  // Ctrl-C, or a scheduler's SIGTERM: the backup stops at once and removes its partial file.
+  const { abort, release } = stopOnSignals('stopping the backup (the partial file is removed)');
+  const c = await backupCluster(target, o, log, abort.signal).finally(release);
   const { report, result, pruned, failure } = c;
   if (o.textfile) await writePromTextfile(o.textfile, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
   if (notifyUrl && notifyOn.has(report.result)) await sendWebhook(notifyUrl, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
@@ -104,6 +106,28 @@ async function singleBackup(o: BackupOptions, target: Target): Promise<void> {
 }
 
 /**
+ * SIGINT/SIGTERM abort `abort.signal` (takeBackup then removes its partial file and fails with exit
+ * 130); a second signal exits at once. `release` removes the handlers.
+ */
+function stopOnSignals(what: string): { abort: AbortController; release: () => void } {
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (abort.signal.aborted) process.exit(ExitCode.interrupted);
+    err.line(`${sig}: ${what}; again to quit at once.`);
+    abort.abort(new VaultopsError(`Not started: the run was interrupted (${sig}).`, { exitCode: ExitCode.interrupted }));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    abort,
+    release: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+/**
  * The fleet form. Every input (inventories, cluster names, flags, the webhook reference) is checked
  * before the first backup starts; from then on each cluster stands alone. Webhooks go out as each
  * cluster finishes; the textfile is written once at the end with every cluster's series.
@@ -115,14 +139,7 @@ async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: num
   const notifyOn = notifySet(o);
   const notifyUrl = await resolveNotifyUrl(o);
   const started = new Date();
-  const abort = new AbortController();
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (abort.signal.aborted) process.exit(ExitCode.interrupted);
-    err.line(`${sig}: stopping the running backups (partial files are removed); again to quit at once.`);
-    abort.abort(new VaultopsError(`Not started: the run was interrupted (${sig}).`, { exitCode: ExitCode.interrupted }));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const { abort, release } = stopOnSignals('stopping the running backups (partial files are removed)');
   log(`Backing up ${targets.length} clusters, ${Math.min(concurrency, targets.length)} at a time: ${targets.map((t) => t.cluster).join(', ')}.`);
   let settled: PromiseSettledResult<ClusterOutcome>[];
   try {
@@ -137,8 +154,7 @@ async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: num
       abort.signal,
     );
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    release();
   }
   const finished = new Date();
   // backupCluster catches everything; a rejection here is a cluster never started (interrupted) or a bug.

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ExitCode } from '../../src/core/exit-codes.js';
 import type { Manifest } from '../../src/backup/manifest.js';
-import { CliRunner, isAlive, labSecrets, waitFor } from '../helpers/cli.js';
+import { CLI, CliRunner, isAlive, labSecrets, NODE, waitFor } from '../helpers/cli.js';
 import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
 import { LocalDirStore } from '../../src/backup/local-dir-store.js';
 import { takeBackup } from '../../src/backup/take-backup.js';
@@ -261,6 +261,36 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     const next = await cli.run(['backup', '-i', t.inventory, '--to', kdir, '--json']);
     expect(next.code, next.stderr).toBe(ExitCode.ok);
     expect((JSON.parse(next.stdout) as { manifest: Manifest }).manifest.leader.node).not.toBe(killed);
+  });
+
+  it('SIGTERM during a backup (a scheduler stopping it): exit 130, the partial file removed, earlier backups intact', async () => {
+    const sdir = join(t.stateDir, 'stopped');
+    mkdirSync(sdir, { recursive: true });
+    const first = await cli.run(['backup', '-i', t.inventory, '--to', sdir, '--json']);
+    expect(first.code, first.stderr).toBe(ExitCode.ok);
+    const kept = snaps(sdir);
+    const keptSum = sha256(join(sdir, kept[0]!));
+    const env = Object.fromEntries(Object.entries(t.env).filter(([k]) => !/^(VAULT|BAO)_/.test(k)));
+    const child = spawn(NODE, [CLI, 'backup', '-i', t.inventory, '--to', sdir], { cwd: t.stateDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const closed = new Promise<number | null>((r) => child.on('close', r));
+    // The store creates <name>.partial before it asks for the snapshot: freeze the process the moment
+    // it exists, queue SIGTERM, and let it go on, so the signal lands while the backup is under way.
+    await waitFor('the partial file', () => (readdirSync(sdir).some((f) => f.endsWith('.partial')) ? true : undefined), 30_000, 2);
+    child.kill('SIGSTOP');
+    child.kill('SIGTERM');
+    child.kill('SIGCONT');
+    const code = await closed;
+    cli.log.push({ args: ['backup', '(SIGTERM)'], code, stdout, stderr });
+    expect(code, stderr).toBe(ExitCode.interrupted);
+    expect(stderr).toMatch(/SIGTERM: stopping the backup/);
+    expect(stderr).toMatch(/interrupted; the partial file was removed/);
+    expect(readdirSync(sdir).filter((f) => f.endsWith('.partial'))).toEqual([]);
+    expect(snaps(sdir)).toEqual(kept);
+    expect(sha256(join(sdir, kept[0]!))).toBe(keptSum);
   });
 
   it('no output of this file holds an unseal key or the root token', () => {
