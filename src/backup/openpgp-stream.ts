@@ -1,9 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { Duplex } from 'node:stream';
-import * as openpgp from 'openpgp';
+import type * as Pgp from 'openpgp';
 import { InputError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
 import { CiphertextDamagedError, WrongIdentityError } from './encryption-errors.js';
+
+/** openpgp.js is ~20 MB of memory once loaded: only backups that use OpenPGP pay for it. */
+let loaded: Promise<typeof Pgp> | undefined;
+const loadOpenpgp = (): Promise<typeof Pgp> => (loaded ??= import('openpgp'));
 
 /**
  * OpenPGP encryption of backups through the `openpgp` package's streaming API (web streams bridged
@@ -19,11 +23,11 @@ export interface PgpRecipient {
   source: string;
   /** Upper-case hex fingerprint of the primary key (recorded in the manifest). */
   fingerprint: string;
-  key: openpgp.PublicKey;
+  key: Pgp.PublicKey;
 }
 
 export interface PgpIdentity {
-  keys: openpgp.PrivateKey[];
+  keys: Pgp.PrivateKey[];
   fingerprints: string[];
 }
 
@@ -42,7 +46,8 @@ export async function readPgpRecipients(path: string): Promise<PgpRecipient[]> {
     redactor.add(text, ...armorLines(text));
     throw new InputError(`${path} holds an OpenPGP *private* key; backups are encrypted to public keys only.`, { hint: 'Give `gpg --export --armor KEYID` (not --export-secret-keys); keep the private key where restores run.' });
   }
-  let keys: openpgp.Key[];
+  const openpgp = await loadOpenpgp();
+  let keys: Pgp.Key[];
   try {
     keys = text.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----') ? await openpgp.readKeys({ armoredKeys: text }) : await openpgp.readKeys({ binaryKeys: new Uint8Array(bytes) });
   } catch (e) {
@@ -55,7 +60,7 @@ export async function readPgpRecipients(path: string): Promise<PgpRecipient[]> {
     await key.getEncryptionKey().catch((e: unknown) => {
       throw new InputError(`OpenPGP key ${fingerprint} in ${path} cannot encrypt (${(e as Error).message}).`, { hint: 'Use a key with a valid, unexpired encryption subkey.' });
     });
-    out.push({ source: path, fingerprint, key: key as openpgp.PublicKey });
+    out.push({ source: path, fingerprint, key: key as Pgp.PublicKey });
   }
   return out;
 }
@@ -71,13 +76,14 @@ function armorLines(text: string): string[] {
  */
 export async function parsePgpIdentity(text: string, passphrase: string | undefined, source = 'the identity'): Promise<PgpIdentity> {
   redactor.add(text, ...armorLines(text), passphrase);
-  let keys: openpgp.PrivateKey[];
+  const openpgp = await loadOpenpgp();
+  let keys: Pgp.PrivateKey[];
   try {
     keys = await openpgp.readPrivateKeys({ armoredKeys: text });
   } catch {
     throw new InputError(`${source} is not an armored OpenPGP private key.`, { hint: 'Give `gpg --export-secret-keys --armor KEYID` output through a secret reference (file:PATH with mode 0600, env:NAME, cmd:...).' });
   }
-  const unlocked: openpgp.PrivateKey[] = [];
+  const unlocked: Pgp.PrivateKey[] = [];
   for (const k of keys) {
     if (k.isDecrypted()) {
       unlocked.push(k);
@@ -95,6 +101,7 @@ export async function parsePgpIdentity(text: string, passphrase: string | undefi
 
 /** A duplex that encrypts what is written to it for `recipients` (binary OpenPGP message). */
 export async function createPgpEncryptStream(recipients: readonly PgpRecipient[]): Promise<Duplex> {
+  const openpgp = await loadOpenpgp();
   const input = new TransformStream<Uint8Array, Uint8Array>();
   const message = await openpgp.createMessage({ binary: input.readable, format: 'binary' });
   const output = await openpgp.encrypt({ message, encryptionKeys: recipients.map((r) => r.key), format: 'binary' });
@@ -110,7 +117,8 @@ export function createPgpDecryptStream(identity: PgpIdentity, options: { armored
   const input = new TransformStream<Uint8Array, Uint8Array>();
   let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   const start = async (): Promise<ReadableStreamDefaultReader<Uint8Array>> => {
-    let message: openpgp.Message<ReadableStream<Uint8Array | string>>;
+    const openpgp = await loadOpenpgp();
+    let message: Pgp.Message<ReadableStream<Uint8Array | string>>;
     try {
       message = options.armored
         ? await openpgp.readMessage({ armoredMessage: input.readable.pipeThrough(new TextDecoderStream()) })

@@ -20,8 +20,8 @@ export interface PumpOptions {
  * and ended; rejects on the first failure of the download, the check or `dest`.
  */
 export function pumpSnapshot(download: RawDownload, check: SnapshotCheck, dest: Writable, o: PumpOptions = {}): Promise<VerifiedSnapshot> {
-  const size = o.bufferSize ?? 1 << 20;
-  const free: Buffer[] = Array.from({ length: o.buffers ?? 6 }, () => Buffer.allocUnsafe(size));
+  const size = o.bufferSize ?? 512 << 10;
+  const free: Buffer[] = Array.from({ length: o.buffers ?? 4 }, () => Buffer.allocUnsafe(size));
   let current = free.pop()!;
   let fill = 0;
   let outstanding = 0;
