@@ -102,7 +102,9 @@ export async function parsePgpIdentity(text: string, passphrase: string | undefi
 /** A duplex that encrypts what is written to it for `recipients` (binary OpenPGP message). */
 export async function createPgpEncryptStream(recipients: readonly PgpRecipient[]): Promise<Duplex> {
   const openpgp = await loadOpenpgp();
-  const input = new TransformStream<Uint8Array, Uint8Array>();
+  // Copies what is written: the backup's writer reuses its buffers once a write is acknowledged,
+  // and openpgp.js may still hold a chunk in its queues at that point.
+  const input = new TransformStream<Uint8Array, Uint8Array>({ transform: (chunk, controller) => controller.enqueue(chunk.slice()) });
   const message = await openpgp.createMessage({ binary: input.readable, format: 'binary' });
   const output = await openpgp.encrypt({ message, encryptionKeys: recipients.map((r) => r.key), format: 'binary' });
   return Duplex.fromWeb({ writable: input.writable, readable: output as ReadableStream<Uint8Array> }, { objectMode: false });
