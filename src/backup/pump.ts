@@ -18,6 +18,9 @@ export interface PumpOptions {
  * `buffers x bufferSize` bytes, and the disk write, the inflate (both in the threadpool) and the
  * hashing (main thread) overlap. Resolves with the verified snapshot once `dest` has taken every byte
  * and ended; rejects on the first failure of the download, the check or `dest`.
+ *
+ * `dest` must be done with a buffer when it calls a write's callback (fs and ssh2 streams are; an
+ * encryption stage that queues chunks must copy them), because the buffer is then reused.
  */
 export function pumpSnapshot(download: RawDownload, check: SnapshotCheck, dest: Writable, o: PumpOptions = {}): Promise<VerifiedSnapshot> {
   const size = o.bufferSize ?? 512 << 10;
