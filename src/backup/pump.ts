@@ -36,7 +36,6 @@ export function pumpSnapshot(download: RawDownload, check: SnapshotCheck, dest: 
       if (failed) return;
       failed = true;
       o.signal?.removeEventListener('abort', onAbort);
-      dest.off('error', fail);
       download.destroy();
       check.destroy();
       if (!dest.destroyed) dest.destroy();
@@ -51,11 +50,13 @@ export function pumpSnapshot(download: RawDownload, check: SnapshotCheck, dest: 
       check.end().then(
         (verified) => {
           if (failed) return;
-          dest.end(() => {
+          // end()'s callback also carries a failure of the last writes or of the final flush (an SFTP
+          // store reports a full disk there). The 'error' listener stays: fail() is a no-op once settled.
+          dest.end((e?: Error | null) => {
+            if (e) return fail(e);
             if (failed) return;
             failed = true; // settled
             o.signal?.removeEventListener('abort', onAbort);
-            dest.off('error', fail);
             resolve(verified);
           });
         },

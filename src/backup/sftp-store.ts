@@ -265,7 +265,11 @@ class SftpUpload extends Writable {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
     if (this.#failed) return cb(this.#failed);
     this.#inflight++;
-    this.sftp.write(this.handle, chunk, 0, chunk.length, this.#pos, (e) => {
+    // The write is acknowledged before the server has it (up to MAX_INFLIGHT at once), and ssh2 sends
+    // what exceeds one packet only after the first is answered: so it gets its own copy, since a
+    // writer may reuse a chunk once it is acknowledged (the backup pump does).
+    const data = Buffer.from(chunk);
+    this.sftp.write(this.handle, data, 0, data.length, this.#pos, (e) => {
       this.#inflight--;
       if (e && !this.#failed) this.#failed = sftpError(e, `writing ${this.where}`);
       const slot = this.#onSlot;
@@ -277,7 +281,7 @@ class SftpUpload extends Writable {
         idle?.();
       }
     });
-    this.#pos += chunk.length;
+    this.#pos += data.length;
     if (this.#inflight < MAX_INFLIGHT) cb();
     else this.#onSlot = () => cb(this.#failed);
   }
