@@ -67,7 +67,7 @@ describe('pumpSnapshot (download -> pooled buffers -> store and verifier)', () =
     body = snapshotFixture({ stateBytes: 200_000 });
     const dest = new Writable({
       write: (_c, _e, cb) => cb(),
-      final: (cb) => cb(Object.assign(new Error('No space left on device'), { code: 'ENOSPC' })),
+      final: (cb) => void setTimeout(() => cb(Object.assign(new Error('No space left on device'), { code: 'ENOSPC' })), 5),
     });
     await expect(pumpSnapshot(await open(), new SnapshotCheck(), dest)).rejects.toMatchObject({ code: 'ENOSPC' });
   });
