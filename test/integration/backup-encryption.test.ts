@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ExitCode } from '../../src/core/exit-codes.js';
 import type { Manifest } from '../../src/backup/manifest.js';
+import type { DrillReport } from '../../src/drill/run-drill.js';
 import { CliRunner } from '../helpers/cli.js';
 import { ensureKv, kvGet, kvPut, withCluster } from '../helpers/backup-lab.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
@@ -170,6 +171,21 @@ describe(`encrypted backups on a ${flavor.flavor} ${flavor.version} lab: backup,
     for (const f of readdirSync(dirOf('vault-age')).filter((x) => !/\.(json|sha256)$/.test(x))) {
       expect(readFileSync(join(dirOf('vault-age'), f)).subarray(0, 21).toString('latin1'), f).toBe('age-encryption.org/v1');
     }
+  });
+
+  it('`drill --from` an age store: without the identity nothing starts (exit 2); with it the newest encrypted backup is restored into a scratch cluster and torn down', async () => {
+    const reports = join(t.stateDir, 'drill-reports');
+    const noId = await cli.run(['drill', '-i', inv, '--from', 'vault-age', '--report-dir', reports, '--non-interactive']);
+    expect(noId.code).toBe(ExitCode.badInput);
+    expect(noId.stderr).toMatch(/is encrypted \(age\) and no identity was given.*Nothing was started/s);
+    const r = await cli.run(['drill', '-i', inv, '--from', 'vault-age', '--identity', `file:${join(keys, 'age-identity.txt')}`, '--report-dir', reports, '--non-interactive', '--json'], { timeoutMs: 400_000 });
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
+    const report = JSON.parse(r.stdout) as DrillReport;
+    expect(report.result).toBe('passed');
+    expect(report.backup?.file ?? '').toMatch(/\.snap\.age$/);
+    expect(report.phases.filter((p) => ['verify', 'restore', 'unseal', 'teardown'].includes(p.name)).map((p) => p.result)).toEqual(['ok', 'ok', 'ok', 'ok']);
+    expect(report.scratch).toMatchObject({ torn_down: true, processes_left: 0 });
+    expect(existsSync(report.scratch!.dir)).toBe(false);
   });
 
   it('an OpenPGP store: `gpg --decrypt` opens the backup, the store\'s decrypt: verifies it, and a file encrypted by hand with `gpg --encrypt` restores', async () => {
