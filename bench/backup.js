@@ -146,6 +146,6 @@ for (const r of rows) {
     `${`${r.snapshot_mb} MB`.padEnd(10)} ${`${r.official_wall_s} s  ${r.official_mb_s} MB/s`.padEnd(20)} ${`${r.vaultops_wall_s} s  ${r.vaultops_mb_s} MB/s`.padEnd(28)} ${`${r.ratio}x`.padEnd(7)} ${r.official_peak_rss_mb} MB / ${r.vaultops_peak_rss_mb} MB`,
   );
 }
-console.log('(ratio = official wall / vaultops wall; > 1 means vaultops is faster. Wall includes process start: Node and module loading ~0.3 s.)');
+console.log('(ratio = official wall / vaultops wall; > 1 means vaultops is faster. Wall includes process start: Node and its modules take ~0.1 s before the first request.)');
 console.log('\nvaultops backup as `schedule backup` runs it (node --max-semi-space-size=1):');
 for (const r of rows) console.log(`${`${r.snapshot_mb} MB`.padEnd(10)} ${r.scheduled_wall_s} s  ${r.scheduled_mb_s} MB/s   ratio ${(r.official_wall_s / r.scheduled_wall_s).toFixed(2)}x   peak RSS ${r.scheduled_peak_rss_mb} MB`);
