@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,6 +9,9 @@ import type { Manifest } from './manifest.js';
 import { parseRetentionDuration, type RetentionRule } from './retention.js';
 import { LocalDirStore } from './local-dir-store.js';
 import { SftpStore } from './sftp-store.js';
+import { S3Store } from './s3-store.js';
+import type { S3Credentials } from './s3-client.js';
+import { resolveSecretString } from '../secrets/refs.js';
 import { decryptConfigSchema, encryptConfigSchema, encryptionSpecFromConfig, type DecryptConfig, type EncryptionSpec } from './encryption.js';
 
 /**
@@ -77,6 +81,18 @@ export const storeConfigSchema = z.discriminatedUnion('type', [
     path: z.string().regex(/^\//, 'an absolute directory on the SFTP server').describe('Directory on the server.'),
     ...retentionFields,
   }),
+  z.strictObject({
+    type: z.literal('s3'),
+    endpoint: z.string().regex(/^https?:\/\//, 'an http(s):// URL').describe('S3 endpoint, e.g. https://s3.eu-west-1.amazonaws.com or https://minio.example.com:9000 (path-style addressing).'),
+    bucket: z.string().min(3),
+    prefix: z.string().optional().describe('Key prefix, e.g. prod/vault/.'),
+    region: z.string().optional().describe('Signing region (default us-east-1).'),
+    access_key_id: z.string().min(1).describe('Access key id, or a secret reference to it.'),
+    secret_access_key: z.string().regex(/^(env|file|cmd|prompt):/, 'a secret reference (env:NAME, file:PATH, cmd:COMMAND), never the key itself').describe('Secret reference to the secret access key.'),
+    session_token: z.string().regex(/^(env|file|cmd|prompt):/, 'a secret reference').optional(),
+    ca_cert: z.string().optional().describe('PEM file of the CA that signed an https endpoint\'s certificate.'),
+    ...retentionFields,
+  }),
 ]);
 
 export type StoreConfig = z.infer<typeof storeConfigSchema>;
@@ -102,6 +118,7 @@ export function openStore(name: string, raw: Record<string, unknown>, base: stri
 
 function openParsedStore(name: string, c: StoreConfig, base: string): BackupStore {
   if (c.type === 'dir') return new LocalDirStore(resolve(base, c.path), retentionOf(c));
+  if (c.type === 's3') return openS3Store(name, c, base);
   if (c.host_key === undefined && c.known_hosts === undefined) {
     throw new InputError(`Backup store "${name}" (sftp) has neither host_key nor known_hosts: its server could not be verified.`, {
       hint: 'Pin the server\'s key (`host_key: "ssh-ed25519 AAAA..."` from its /etc/ssh/ssh_host_ed25519_key.pub) or name a known_hosts file.',
@@ -109,6 +126,28 @@ function openParsedStore(name: string, c: StoreConfig, base: string): BackupStor
   }
   const local = (p: string | undefined) => (p === undefined ? undefined : p === '~' || p.startsWith('~/') ? join(homedir(), p.slice(1)) : resolve(base, p));
   return new SftpStore({ host: c.host, port: c.port, user: c.user, keyFile: local(c.key_file), hostKey: c.host_key, knownHosts: local(c.known_hosts), path: c.path, label: name }, retentionOf(c));
+}
+
+function openS3Store(name: string, c: Extract<StoreConfig, { type: 's3' }>, base: string): BackupStore {
+  // file: references are relative to the inventory, as everywhere else in it.
+  const ref = (r: string) => (r.startsWith('file:') && !r.startsWith('file:/') ? `file:${resolve(base, r.slice(5))}` : r);
+  const isRef = (v: string) => /^(env|file|cmd|prompt):/.test(v);
+  let creds: Promise<S3Credentials> | undefined;
+  const credentials = () =>
+    (creds ??= (async () => ({
+      accessKeyId: isRef(c.access_key_id) ? await resolveSecretString(ref(c.access_key_id)) : c.access_key_id,
+      secretAccessKey: await resolveSecretString(ref(c.secret_access_key)),
+      sessionToken: c.session_token === undefined ? undefined : await resolveSecretString(ref(c.session_token)),
+    }))());
+  let ca: string | undefined;
+  if (c.ca_cert !== undefined) {
+    try {
+      ca = readFileSync(resolve(base, c.ca_cert), 'utf8');
+    } catch (e) {
+      throw new InputError(`Backup store "${name}": cannot read ca_cert ${c.ca_cert} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`, { hint: 'Give the PEM file of the CA that signed the S3 endpoint\'s certificate.' });
+    }
+  }
+  return new S3Store({ endpoint: c.endpoint, bucket: c.bucket, prefix: c.prefix ?? '', region: c.region ?? 'us-east-1', credentials, ca, label: name }, retentionOf(c));
 }
 
 /**
