@@ -1,5 +1,6 @@
 import { ensureBinary } from '../../src/lab/binaries.js';
 import { flavorsUnderTest } from './flavors.js';
+import { ensureVersitygw } from './s3-server.js';
 
 /**
  * Once per `npm test`: make sure the server binaries of every flavour under test are in the cache
@@ -23,4 +24,6 @@ export default async function setup(): Promise<void> {
     });
     if (bin.source === 'fetched') process.stderr.write(`[global-setup] ${f.flavor} ${f.version} ready in ${Math.round((Date.now() - started) / 1000)} s\n`);
   }
+  // The S3 store's tests run against a real S3-compatible server, built once per machine like Vault.
+  await ensureVersitygw((m) => process.stderr.write(`[global-setup] ${m}\n`));
 }

@@ -1,0 +1,172 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { ExitCode } from '../../src/core/exit-codes.js';
+import type { Manifest } from '../../src/backup/manifest.js';
+import type { S3Client } from '../../src/backup/s3-client.js';
+import { CliRunner, labSecrets } from '../helpers/cli.js';
+import { ensureKv, fillKv, kvGet, kvPut, withCluster } from '../helpers/backup-lab.js';
+import { flavorsUnderTest } from '../helpers/flavors.js';
+import { startTestLab, type TestLab } from '../helpers/lab.js';
+import { startS3Server, type S3Server } from '../helpers/s3-server.js';
+
+/**
+ * The S3 backup store against a real S3-compatible server (versitygw with its POSIX backend, built
+ * from the Go module proxy: see test/helpers/s3-server.ts), on one lab. One flavour is enough: the
+ * store only talks to the S3 server, and the snapshot it receives goes through the same streaming
+ * verifier that backup-snapshot.test.ts runs against both flavours. The server's files are on this
+ * machine, so a full disk is a small tmpfs under its root.
+ */
+const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
+const flavor = flavorsUnderTest().find((f) => f.flavor === 'openbao') ?? flavorsUnderTest()[0]!;
+
+describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a real S3 server (versitygw)`, () => {
+  const name = 'i-s3';
+  let t: TestLab;
+  let s3: S3Server;
+  let bucket: S3Client;
+  let cli: CliRunner;
+  let secrets: string[];
+  let inv: string;
+  let fullRoot: string | undefined;
+  const secretKey = `s3secret-${randomBytes(12).toString('hex')}`;
+  const canaryValue = `canary-${randomBytes(8).toString('hex')}`;
+
+  /** Object keys in the bucket under `prefix`, sorted. */
+  const keys = async (client: S3Client, prefix: string): Promise<string[]> => {
+    const r = await client.ok('GET', undefined, { 'list-type': '2', prefix });
+    return [...r.body.toString('utf8').matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]!).sort();
+  };
+  const pendingUploads = async (client: S3Client): Promise<number> => (await client.ok('GET', undefined, { uploads: '' })).body.toString('utf8').split('<Upload>').length - 1;
+
+  beforeAll(async () => {
+    t = await startTestLab({ name, flavor: flavor.flavor, version: flavor.version });
+    s3 = await startS3Server(join(t.stateDir, 's3', 'root'), secretKey);
+    bucket = s3.client('vault-backups');
+    await bucket.ok('PUT', undefined);
+    cli = new CliRunner({ env: { ...t.env, S3_SECRET: secretKey }, cwd: t.stateDir });
+    secrets = [...labSecrets(t.lab.initFile), secretKey, canaryValue];
+    await withCluster(t.inventory, async (c) => {
+      await ensureKv(c);
+      await kvPut(c, 'canary', canaryValue);
+    });
+    const doc = parse(readFileSync(t.inventory, 'utf8')) as { clusters: Record<string, Record<string, unknown>> };
+    const store = (b: string, extra: Record<string, unknown> = {}) => ({ type: 's3', endpoint: s3.endpoint, bucket: b, prefix: 'prod/vault', access_key_id: s3.accessKey, secret_access_key: 'env:S3_SECRET', ...extra });
+    doc.clusters[name]!['stores'] = {
+      offsite: store('vault-backups', { keep_last: 2 }),
+      full: store('full-bucket'),
+      wrongkey: { ...store('vault-backups'), secret_access_key: 'env:S3_WRONG' },
+    };
+    doc.clusters[name]!['canaries'] = [{ path: 'kv/canary', field: 'value', expect_sha256: sha256(canaryValue) }];
+    inv = join(t.stateDir, 's3.yml');
+    writeFileSync(inv, stringify(doc));
+  });
+  afterAll(async () => {
+    cli?.expectNoSecrets(secrets);
+    bucket?.close();
+    await s3?.stop();
+    if (fullRoot && spawnSync('mountpoint', ['-q', fullRoot]).status === 0) execFileSync('umount', [fullRoot]);
+    await t?.destroy();
+  });
+
+  it('`vaultops backup --store offsite` sends a verified snapshot as a multipart upload, with sidecar and manifest, nothing pending', async () => {
+    const r = await cli.run(['backup', '-i', inv, '--store', 'offsite', '--json']);
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
+    const res = JSON.parse(r.stdout) as { file: string; manifest: Manifest };
+    expect(res.file).toBe(`s3://vault-backups/prod/vault/${res.manifest.file}`);
+    const key = `prod/vault/${res.manifest.file}`;
+    expect(await keys(bucket, 'prod/vault/')).toEqual([key, `${key}.json`, `${key}.sha256`]);
+    const object = (await bucket.ok('GET', key)).body;
+    expect(sha256(object)).toBe(res.manifest.sha256);
+    expect(object.length).toBe(res.manifest.size);
+    expect((await bucket.ok('GET', `${key}.sha256`)).body.toString()).toBe(`${res.manifest.sha256}  ${res.manifest.file}\n`);
+    expect(JSON.parse((await bucket.ok('GET', `${key}.json`)).body.toString())).toEqual(res.manifest);
+    expect(await pendingUploads(bucket)).toBe(0);
+  });
+
+  it('`backups list|verify|inspect` work through the store, and a tampered object fails verify', async () => {
+    const l = await cli.run(['backups', 'list', '-i', inv, '--store', 'offsite', '--json']);
+    expect(l.code, l.stderr).toBe(ExitCode.ok);
+    const listed = JSON.parse(l.stdout) as { store: string; backups: Array<{ name: string; verified: boolean }> };
+    expect(listed.store).toBe('s3://vault-backups/prod/vault');
+    expect(listed.backups.map((b) => b.verified)).toEqual([true]);
+    const snap = listed.backups[0]!.name;
+    const v = await cli.run(['backups', 'verify', snap, '-i', inv, '--store', 'offsite']);
+    expect(v.code, v.stderr).toBe(ExitCode.ok);
+    expect(v.stdout).toMatch(/^OK .*matches its manifest/);
+    const i = await cli.run(['backups', 'inspect', snap, '-i', inv, '--store', 'offsite']);
+    expect(i.code, i.stderr).toBe(ExitCode.ok);
+    expect(i.stdout).toContain(`Key set:       ${name}-init`);
+
+    const bad = snap.replace(/\.snap$/, '-bad.snap');
+    const data = Buffer.from((await bucket.ok('GET', `prod/vault/${snap}`)).body);
+    data[Math.floor(data.length / 2)]! ^= 0xff;
+    await bucket.ok('PUT', `prod/vault/${bad}`, {}, data);
+    const vb = await cli.run(['backups', 'verify', bad, '-i', inv, '--store', 'offsite']);
+    expect(vb.code).toBe(ExitCode.failed);
+    await bucket.ok('DELETE', `prod/vault/${bad}`);
+  });
+
+  it('a wrong secret key is refused by the server with a clear error; nothing is stored', async () => {
+    const before = await keys(bucket, 'prod/vault/');
+    const r = await cli.run(['backup', '-i', inv, '--store', 'wrongkey'], {});
+    expect(r.code).toBe(ExitCode.badInput);
+    const withWrong = await new CliRunner({ env: { ...t.env, S3_SECRET: secretKey, S3_WRONG: 'not-the-key' }, cwd: t.stateDir }).run(['backup', '-i', inv, '--store', 'wrongkey']);
+    cli.log.push(withWrong);
+    expect(withWrong.code).toBe(ExitCode.failed);
+    expect(withWrong.stderr).toMatch(/S3 .* failed: HTTP 403/);
+    expect(withWrong.stderr).toMatch(/access_key_id \/ secret_access_key/);
+    expect(`${withWrong.stdout}${withWrong.stderr}`).not.toContain('not-the-key');
+    expect(await keys(bucket, 'prod/vault/')).toEqual(before);
+  });
+
+  it('a full disk on the S3 server fails the backup, leaves no object and no pending upload, and keeps earlier backups', async () => {
+    await withCluster(t.inventory, (c) => fillKv(c, 3 * 1024 * 1024, 512 * 1024, 'big'));
+    fullRoot = join(s3.root, 'full-bucket');
+    mkdirSync(fullRoot, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', fullRoot]);
+    const full = s3.client('full-bucket');
+    try {
+      const r = await cli.run(['backup', '-i', inv, '--store', 'full']);
+      expect(r.code).not.toBe(ExitCode.ok);
+      expect(r.stderr).toMatch(/S3 .* failed/);
+      expect(await keys(full, 'prod/vault/')).toEqual([]);
+      expect(await pendingUploads(full)).toBe(0);
+      expect((await keys(bucket, 'prod/vault/')).filter((k) => k.endsWith('.snap'))).toHaveLength(1);
+    } finally {
+      full.close();
+    }
+  });
+
+  it('`restore --latest --store offsite` downloads, verifies and restores from S3, and the canary comes back', async () => {
+    await withCluster(t.inventory, (c) => kvPut(c, 'canary', 'changed after the backup'));
+    const r = await cli.run(['restore', '-i', inv, '--latest', '--store', 'offsite', '--confirm', name, '--non-interactive', '--json'], { timeoutMs: 240_000 });
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
+    const res = JSON.parse(r.stdout) as { safety_snapshot: string; canaries: Array<{ path: string; result: string }> };
+    expect(res.safety_snapshot).toMatch(/^s3:\/\/vault-backups\/prod\/vault\/.*-pre-restore\.snap$/);
+    expect(res.canaries).toEqual([expect.objectContaining({ path: 'kv/canary', result: 'match' })]);
+    expect(await withCluster(t.inventory, (c) => kvGet(c, 'canary'))).toBe(canaryValue);
+  });
+
+  it('retention through the store: keep_last 2 after a third backup removes exactly the oldest, --dry-run first only lists', async () => {
+    const r = await cli.run(['backup', '-i', inv, '--store', 'offsite', '--no-prune', '--json']);
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
+    const snaps = async () => (await keys(bucket, 'prod/vault/')).filter((k) => /\.snap$/.test(k));
+    const all = await snaps();
+    expect(all).toHaveLength(3);
+    const dry = await cli.run(['backups', 'prune', '-i', inv, '--store', 'offsite', '--dry-run', '--json']);
+    expect(dry.code, dry.stderr).toBe(ExitCode.ok);
+    expect(await snaps()).toEqual(all);
+    const p = await cli.run(['backups', 'prune', '-i', inv, '--store', 'offsite', '--json']);
+    expect(p.code, p.stderr).toBe(ExitCode.ok);
+    const left = await snaps();
+    expect(left).toHaveLength(2);
+    const removed = all.filter((k) => !left.includes(k));
+    expect(removed).toHaveLength(1);
+    expect(await keys(bucket, removed[0]!)).toEqual([]);
+    expect(existsSync(join(s3.root, 'vault-backups', removed[0]!))).toBe(false);
+  });
+});
