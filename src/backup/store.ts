@@ -106,7 +106,7 @@ export function openStore(name: string, raw: Record<string, unknown>, base: stri
   const parsed = storeConfigSchema.safeParse(raw);
   if (!parsed.success) {
     throw new InputError(`Backup store "${name}" in the inventory is not valid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'type'}: ${i.message}`).join('; ')}.`, {
-      hint: 'A local store looks like `{ type: dir, path: /var/backups/vault, keep_last: 24, keep_within: 7d }` (add `encrypt: { age: [age1...] }` or `encrypt: { openpgp: [keys/ops.asc] }` to encrypt files at rest); an SFTP one like `{ type: sftp, host: backup.example.com, user: vaultbak, key_file: ~/.ssh/id_ed25519, known_hosts: ~/.ssh/known_hosts, path: /srv/vault-backups, keep_last: 48 }`.',
+      hint: 'A local store looks like `{ type: dir, path: /var/backups/vault, keep_last: 24, keep_within: 7d }` (add `encrypt: { age: [age1...] }` or `encrypt: { openpgp: [keys/ops.asc] }` to encrypt files at rest); an SFTP one like `{ type: sftp, host: backup.example.com, user: vaultbak, key_file: ~/.ssh/id_ed25519, known_hosts: ~/.ssh/known_hosts, path: /srv/vault-backups, keep_last: 48 }`; an S3 one like `{ type: s3, endpoint: https://s3.eu-west-1.amazonaws.com, bucket: vault-backups, prefix: prod, region: eu-west-1, access_key_id: AKIA..., secret_access_key: env:AWS_SECRET_ACCESS_KEY }`.',
     });
   }
   const c = parsed.data;
