@@ -7,6 +7,7 @@ import { parse, stringify } from 'yaml';
 import { ExitCode } from '../../src/core/exit-codes.js';
 import type { Manifest } from '../../src/backup/manifest.js';
 import type { S3Client } from '../../src/backup/s3-client.js';
+import type { DrillReport } from '../../src/drill/run-drill.js';
 import { CliRunner, labSecrets } from '../helpers/cli.js';
 import { ensureKv, fillKv, kvGet, kvPut, withCluster } from '../helpers/backup-lab.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
@@ -149,6 +150,16 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
     expect(res.safety_snapshot).toMatch(/^s3:\/\/vault-backups\/prod\/vault\/.*-pre-restore\.snap$/);
     expect(res.canaries).toEqual([expect.objectContaining({ path: 'kv/canary', result: 'match' })]);
     expect(await withCluster(t.inventory, (c) => kvGet(c, 'canary'))).toBe(canaryValue);
+  });
+
+  it('`drill --from offsite` restores the newest S3 backup into a scratch cluster, checks the canary and tears it down', async () => {
+    const r = await cli.run(['drill', '-i', inv, '--from', 'offsite', '--report-dir', join(t.stateDir, 'drills'), '--non-interactive', '--json'], { timeoutMs: 400_000 });
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
+    const report = JSON.parse(r.stdout) as DrillReport;
+    expect(report.result).toBe('passed');
+    expect(report.backup?.location).toBe('s3://vault-backups/prod/vault');
+    expect(report.canaries.map((c) => [c.path, c.result])).toEqual([['kv/canary', 'match']]);
+    expect(report.scratch).toMatchObject({ torn_down: true, processes_left: 0 });
   });
 
   it('retention through the store: keep_last 2 after a third backup removes exactly the oldest, --dry-run first only lists', async () => {
