@@ -181,7 +181,8 @@ export class S3Store implements BackupStore {
  */
 class S3Upload extends Writable {
   bytes = 0;
-  #part = Buffer.allocUnsafe(PART);
+  #part: Buffer = Buffer.allocUnsafe(PART);
+  #spare: Buffer | undefined;
   #fill = 0;
   #etags: string[] = [];
   #inflight: Promise<void> | undefined;
@@ -257,14 +258,18 @@ class S3Upload extends Writable {
   async #sendPart(): Promise<void> {
     await this.#inflight;
     if (this.#failed) throw this.#failed;
-    const body = this.#part.subarray(0, this.#fill);
+    const sending = this.#part;
+    const body = sending.subarray(0, this.#fill);
     const number = this.#etags.length + 1;
     this.#etags.push('');
-    // The part in flight keeps its buffer; the next one fills a fresh one.
-    this.#part = Buffer.allocUnsafe(PART);
+    // Two buffers in turn: the part in flight keeps its own, the next one fills the other. (A fresh
+    // 8 MiB buffer per part cost ~2 s of GC per GB and ~40 MB of RSS: they live long enough to age.)
+    this.#part = this.#spare ?? Buffer.allocUnsafe(PART);
+    this.#spare = undefined;
     this.#fill = 0;
     this.#inflight = this.client.ok('PUT', this.key, { partNumber: String(number), uploadId: this.uploadId }, body).then(
       (r) => {
+        this.#spare = sending;
         const etag = r.headers['etag'];
         if (typeof etag !== 'string') throw new VaultopsError(`S3 stored part ${number} of ${this.where} without an ETag.`);
         this.#etags[number - 1] = etag;
