@@ -13,6 +13,7 @@ import { ensureKv, fillKv, kvGet, kvPut, withCluster } from '../helpers/backup-l
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 import { startS3Server, type S3Server } from '../helpers/s3-server.js';
+import { generateAgeIdentity } from '../../src/backup/age.js';
 
 /**
  * The S3 backup store against a real S3-compatible server (versitygw with its POSIX backend, built
@@ -35,6 +36,7 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
   let fullRoot: string | undefined;
   const secretKey = `s3secret-${randomBytes(12).toString('hex')}`;
   const canaryValue = `canary-${randomBytes(8).toString('hex')}`;
+  const age = generateAgeIdentity();
 
   /** Object keys in the bucket under `prefix`, sorted. */
   const keys = async (client: S3Client, prefix: string): Promise<string[]> => {
@@ -60,8 +62,11 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
       offsite: store('vault-backups', { keep_last: 2 }),
       full: store('full-bucket'),
       wrongkey: { ...store('vault-backups'), secret_access_key: 'env:S3_WRONG' },
+      sealed: { ...store('vault-backups'), prefix: 'prod/encrypted', encrypt: { age: [age.recipient] }, decrypt: { identity: `file:${join(t.stateDir, 'age-identity.txt')}` } },
     };
     doc.clusters[name]!['canaries'] = [{ path: 'kv/canary', field: 'value', expect_sha256: sha256(canaryValue) }];
+    writeFileSync(join(t.stateDir, 'age-identity.txt'), `${age.identity}\n`, { mode: 0o600 });
+    secrets.push(age.identity);
     inv = join(t.stateDir, 's3.yml');
     writeFileSync(inv, stringify(doc));
   });
@@ -109,6 +114,20 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
     const vb = await cli.run(['backups', 'verify', bad, '-i', inv, '--store', 'offsite']);
     expect(vb.code).toBe(ExitCode.failed);
     await bucket.ok('DELETE', `prod/vault/${bad}`);
+  });
+
+  it('an age-encrypted S3 store: only ciphertext is uploaded, and `backups verify` opens it with the store\'s identity', async () => {
+    const r = await cli.run(['backup', '-i', inv, '--store', 'sealed', '--json']);
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
+    const m = (JSON.parse(r.stdout) as { manifest: Manifest }).manifest;
+    expect(m.file).toMatch(/\.snap\.age$/);
+    const object = (await bucket.ok('GET', `prod/encrypted/${m.file}`)).body;
+    expect(object.subarray(0, 21).toString('latin1')).toBe('age-encryption.org/v1');
+    expect(m.encryption).toMatchObject({ format: 'age', recipients: [age.recipient], stored_size: object.length, stored_sha256: sha256(object) });
+    expect(await pendingUploads(bucket)).toBe(0);
+    const v = await cli.run(['backups', 'verify', m.file, '-i', inv, '--store', 'sealed']);
+    expect(v.code, v.stderr).toBe(ExitCode.ok);
+    expect(v.stdout).toMatch(/^OK /);
   });
 
   it('a wrong secret key is refused by the server with a clear error; nothing is stored', async () => {
