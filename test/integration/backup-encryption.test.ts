@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -80,8 +80,13 @@ describe(`encrypted backups on a ${flavor.flavor} ${flavor.version} lab: backup,
     });
   });
   afterAll(async () => {
-    if (cli?.log.length) cli.expectNoSecrets([...secrets, original, changed]);
-    await t?.destroy();
+    try {
+      if (cli?.log.length) cli.expectNoSecrets([...secrets, original, changed]);
+    } finally {
+      // gpg leaves an agent running on the test's GNUPGHOME; stop it before the directory goes.
+      if (t) spawnSync('gpgconf', ['--homedir', gnupg(), '--kill', 'all'], { stdio: 'ignore' });
+      await t?.destroy();
+    }
   });
 
   it('`vaultops backup` into an age store writes <name>.snap.age, a sidecar of the stored file and a manifest naming the recipients; no plaintext on disk', async () => {
