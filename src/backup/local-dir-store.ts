@@ -4,7 +4,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'nod
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { VaultopsError } from '../core/errors.js';
-import { parseManifest, sidecarText, storedFileOf, type Manifest } from './manifest.js';
+import { backupEntry, newestFirst, sidecarText, storedFileOf, type Manifest } from './manifest.js';
 import type { RetentionRule } from './retention.js';
 import type { BackupEntry, BackupStore, SnapshotSink } from './store.js';
 
@@ -153,14 +153,9 @@ export class LocalDirStore implements BackupStore {
       const st = await stat(path).catch(() => undefined);
       if (!st?.isFile()) continue;
       const text = await readFile(`${path}.json`, 'utf8').catch(() => undefined);
-      const manifest = text === undefined ? undefined : parseManifest(text);
-      let problem: string | undefined;
-      if (text === undefined) problem = 'no manifest (not written by vaultops backup)';
-      else if (!manifest) problem = 'manifest is not valid';
-      else if (storedFileOf(manifest).size !== st.size) problem = `size ${st.size} differs from the manifest's ${storedFileOf(manifest).size}`;
-      entries.push({ name: n, size: st.size, modifiedAt: st.mtime, manifest: problem ? undefined : manifest, problem });
+      entries.push(backupEntry(n, st.size, st.mtime, text));
     }
-    return entries.sort((a, b) => entryTime(b) - entryTime(a) || b.name.localeCompare(a.name));
+    return newestFirst(entries);
   }
 
   async open(name: string): Promise<Readable> {
@@ -184,9 +179,6 @@ export class LocalDirStore implements BackupStore {
   }
 }
 
-function entryTime(e: BackupEntry): number {
-  return e.manifest ? Date.parse(e.manifest.finished_at) : e.modifiedAt.getTime();
-}
 
 export function assertPlainName(name: string): void {
   if (name !== basename(name) || name.startsWith('.') || name === '') throw new VaultopsError(`"${name}" is not a backup name.`);

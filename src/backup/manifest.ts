@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { SnapshotMeta, VerifiedSnapshot } from './snapshot-verify.js';
+import type { BackupEntry } from './store.js';
 
 /**
  * The manifest written next to every snapshot (`<file>.json`). It says what the snapshot is without
@@ -108,4 +109,23 @@ export function parseManifest(text: string): Manifest | undefined {
 /** The sidecar in `sha256sum` format, so `sha256sum -c <file>.sha256` works by hand. */
 export function sidecarText(sha256: string, fileName: string): string {
   return `${sha256}  ${fileName}\n`;
+}
+
+/**
+ * A store's listing entry for snapshot `name`: verified when its manifest (`manifestText`, undefined
+ * when there is none) parses and names the size the store holds; otherwise the problem, in words.
+ */
+export function backupEntry(name: string, size: number, modifiedAt: Date, manifestText: string | undefined): BackupEntry {
+  const manifest = manifestText === undefined ? undefined : parseManifest(manifestText);
+  let problem: string | undefined;
+  if (manifestText === undefined) problem = 'no manifest (not written by vaultops backup)';
+  else if (!manifest) problem = 'manifest is not valid';
+  else if (storedFileOf(manifest).size !== size) problem = `size ${size} differs from the manifest's ${storedFileOf(manifest).size}`;
+  return { name, size, modifiedAt, manifest: problem ? undefined : manifest, problem };
+}
+
+/** Newest first: by the manifest's finish time, else the file's modification time; then by name. */
+export function newestFirst(entries: BackupEntry[]): BackupEntry[] {
+  const time = (e: BackupEntry) => (e.manifest ? Date.parse(e.manifest.finished_at) : e.modifiedAt.getTime());
+  return entries.sort((a, b) => time(b) - time(a) || b.name.localeCompare(a.name));
 }

@@ -4,7 +4,7 @@ import { join as localJoin } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VaultopsError } from '../core/errors.js';
-import { parseManifest, sidecarText, storedFileOf, type Manifest } from './manifest.js';
+import { backupEntry, newestFirst, sidecarText, storedFileOf, type Manifest } from './manifest.js';
 import { assertPlainName } from './local-dir-store.js';
 import type { RetentionRule } from './retention.js';
 import { escapeXml, S3Client, s3Error, xmlBlocks, xmlText, type S3ClientOptions } from './s3-client.js';
@@ -123,15 +123,9 @@ export class S3Store implements BackupStore {
       if (n.endsWith('.json') || n.endsWith('.sha256') || n.startsWith('.')) continue;
       const json = objects.get(`${n}.json`);
       const text = json && json.size <= SMALL_FILE_LIMIT ? await this.#getText(this.#key(`${n}.json`)).catch(() => undefined) : undefined;
-      const manifest = text === undefined ? undefined : parseManifest(text);
-      let problem: string | undefined;
-      if (text === undefined) problem = 'no manifest (not written by vaultops backup)';
-      else if (!manifest) problem = 'manifest is not valid';
-      else if (storedFileOf(manifest).size !== o.size) problem = `size ${o.size} differs from the manifest's ${storedFileOf(manifest).size}`;
-      entries.push({ name: n, size: o.size, modifiedAt: o.modified, manifest: problem ? undefined : manifest, problem });
+      entries.push(backupEntry(n, o.size, o.modified, text));
     }
-    const time = (e: BackupEntry) => (e.manifest ? Date.parse(e.manifest.finished_at) : e.modifiedAt.getTime());
-    return entries.sort((a, b) => time(b) - time(a) || b.name.localeCompare(a.name));
+    return newestFirst(entries);
   }
 
   async #getText(key: string): Promise<string> {

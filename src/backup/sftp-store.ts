@@ -5,7 +5,7 @@ import { Writable, type Readable } from 'node:stream';
 import type { FileEntryWithStats, SFTPWrapper, Stats } from 'ssh2';
 import { VaultopsError } from '../core/errors.js';
 import type { SshHost, SshTarget } from '../ssh/connection.js';
-import { parseManifest, sidecarText, storedFileOf, type Manifest } from './manifest.js';
+import { backupEntry, newestFirst, sidecarText, storedFileOf, type Manifest } from './manifest.js';
 import { assertPlainName, PARTIAL_SUFFIX } from './local-dir-store.js';
 import type { RetentionRule } from './retention.js';
 import type { BackupEntry, BackupStore, SnapshotSink } from './store.js';
@@ -185,15 +185,9 @@ export class SftpStore implements BackupStore {
       const size = it.attrs.size ?? 0;
       const json = byName.get(`${n}.json`);
       const text = json && (json.attrs.size ?? 0) <= SMALL_FILE_LIMIT ? await getSmall(sftp, this.#path(`${n}.json`)).catch(() => undefined) : undefined;
-      const manifest = text === undefined ? undefined : parseManifest(text);
-      let problem: string | undefined;
-      if (text === undefined) problem = 'no manifest (not written by vaultops backup)';
-      else if (!manifest) problem = 'manifest is not valid';
-      else if (storedFileOf(manifest).size !== size) problem = `size ${size} differs from the manifest's ${storedFileOf(manifest).size}`;
-      entries.push({ name: n, size, modifiedAt: new Date((it.attrs.mtime ?? 0) * 1000), manifest: problem ? undefined : manifest, problem });
+      entries.push(backupEntry(n, size, new Date((it.attrs.mtime ?? 0) * 1000), text));
     }
-    const time = (e: BackupEntry) => (e.manifest ? Date.parse(e.manifest.finished_at) : e.modifiedAt.getTime());
-    return entries.sort((a, b) => time(b) - time(a) || b.name.localeCompare(a.name));
+    return newestFirst(entries);
   }
 
   async open(name: string): Promise<Readable> {
