@@ -122,7 +122,7 @@ try {
   started = Date.now();
   log(`upgrade ${from} -> ${to} with the probe running...`);
   const result = await new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'bin', 'vaultops.js'), 'upgrade', '-i', inventory, '--binary', newBin.path, '--sha256', sha, '--non-interactive', '--json'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'bin', 'vaultops.js'), 'upgrade', '-i', inventory, '--binary', newBin.path, '--sha256', sha, '--non-interactive', '--confirm', name, '--json'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (c) => (out += c));
     child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`upgrade exited ${code}`))));

@@ -45,6 +45,8 @@ export interface ActionContext {
   stateDir: string;
   /** The inventory file the run was planned from (actions that rewrite it: upgrade.immutable_verify). */
   inventoryFile?: string | undefined;
+  /** The step's `confirm:` was answered (the cluster name typed or given with --confirm) before the run. */
+  confirmed: boolean;
 }
 
 export interface ActionDefinition<A = Record<string, unknown>> {
@@ -55,6 +57,17 @@ export interface ActionDefinition<A = Record<string, unknown>> {
   schema: ZodType<A>;
   /** Does this action change the cluster? (plan marks it; dry runs skip it with "would ...") */
   changes: boolean;
+  /**
+   * The cluster lock this action needs: `exclusive` (default for actions that change something) or
+   * `shared` for one that only reads the cluster though it writes elsewhere (a snapshot to a store),
+   * so it may run beside other readers but never during a restore or an upgrade.
+   */
+  lock?: 'shared' | 'exclusive';
+  /**
+   * Destructive: replaces data, keys or tokens. A playbook step using it must carry `confirm:`, so
+   * the cluster name is typed (or given with --confirm) before the run starts.
+   */
+  destructive?: boolean;
   /** Gates this action checks before changing anything, shown in the plan. */
   gates?: readonly string[];
   /** What the plan says this step will do, for this node and these arguments. */

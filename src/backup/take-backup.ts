@@ -133,3 +133,19 @@ export async function pruneStore(store: BackupStore, options: { rule?: Retention
   }
   return { decision, removed, dryRun: options.dryRun };
 }
+
+/** The cluster a backup is taken of, as every caller holds it (inventory name, spec, client). */
+export interface BackupSource {
+  cluster: TakeBackupOptions['cluster'];
+  clusterName: string;
+  spec: { flavor?: TakeBackupOptions['flavor']; unseal?: { key_set?: string | undefined } | undefined };
+}
+
+/** takeBackup for a cluster of the inventory: the one place its options are assembled. */
+export function backupOf(
+  source: BackupSource,
+  store: TakeBackupOptions['store'],
+  extra: Pick<TakeBackupOptions, 'log' | 'signal' | 'reason'> = {},
+): Promise<BackupResult> {
+  return takeBackup({ cluster: source.cluster, clusterName: source.clusterName, flavor: source.spec.flavor, keySet: source.spec.unseal?.key_set, store, ...extra });
+}

@@ -3,7 +3,7 @@ import { InputError, isVaultopsError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
 import { loadInventory, selectCluster } from '../inventory/load.js';
 import { resolveSecretString } from '../secrets/refs.js';
-import { pruneStore, takeBackup, type BackupResult, type PruneResult } from '../backup/take-backup.js';
+import { pruneStore, backupOf, type BackupResult, type PruneResult } from '../backup/take-backup.js';
 import { sendWebhook, writePromTextfile, type BackupReport } from '../backup/notify.js';
 import { hasRetentionRule } from '../backup/retention.js';
 import { fleetExitCode, parseConcurrency, runLimited } from '../backup/fleet.js';
@@ -12,6 +12,9 @@ import { connectCluster } from './cluster-from-inventory.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
 import type { BackupStore } from '../backup/store.js';
 import { encryptionSpecFromFlags } from '../backup/encryption.js';
+import { stateDir } from '../lab/paths.js';
+import { openDoor, type Door } from '../playbook/door.js';
+import { catchInterrupts } from './interrupts.js';
 
 interface BackupOptions extends StoreOptions {
   /** One file, or several when `-i` is repeated. */
@@ -28,6 +31,7 @@ interface BackupOptions extends StoreOptions {
   quiet?: boolean;
   /** --encrypt-to: age recipients or recipient/public-key files; overrides the store's encrypt:. */
   encryptTo?: string[];
+  breakLock?: boolean;
 }
 
 /** One cluster to back up: which inventory names it, and its name there (undefined: the only one). */
@@ -74,8 +78,8 @@ async function singleBackup(o: BackupOptions, target: Target): Promise<void> {
   const notifyOn = notifySet(o);
   const notifyUrl = await resolveNotifyUrl(o);
   // Ctrl-C, or a scheduler's SIGTERM: the backup stops at once and removes its partial file.
-  const { abort, release } = stopOnSignals('stopping the backup (the partial file is removed)');
-  const c = await backupCluster(target, o, log, abort.signal).finally(release);
+  const interrupts = catchInterrupts('stopping the backup (the partial file is removed)');
+  const c = await backupCluster(target, o, log, interrupts.signal).finally(() => interrupts.dispose());
   const { report, result, pruned, failure } = c;
   if (o.textfile) await writePromTextfile(o.textfile, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
   if (notifyUrl && notifyOn.has(report.result)) await sendWebhook(notifyUrl, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
@@ -106,28 +110,6 @@ async function singleBackup(o: BackupOptions, target: Target): Promise<void> {
 }
 
 /**
- * SIGINT/SIGTERM abort `abort.signal` (takeBackup then removes its partial file and fails with exit
- * 130); a second signal exits at once. `release` removes the handlers.
- */
-function stopOnSignals(what: string): { abort: AbortController; release: () => void } {
-  const abort = new AbortController();
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (abort.signal.aborted) process.exit(ExitCode.interrupted);
-    err.line(`${sig}: ${what}; again to quit at once.`);
-    abort.abort(new VaultopsError(`Not started: the run was interrupted (${sig}).`, { exitCode: ExitCode.interrupted }));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    abort,
-    release: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
-}
-
-/**
  * The fleet form. Every input (inventories, cluster names, flags, the webhook reference) is checked
  * before the first backup starts; from then on each cluster stands alone. Webhooks go out as each
  * cluster finishes; the textfile is written once at the end with every cluster's series.
@@ -139,7 +121,7 @@ async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: num
   const notifyOn = notifySet(o);
   const notifyUrl = await resolveNotifyUrl(o);
   const started = new Date();
-  const { abort, release } = stopOnSignals('stopping the running backups (partial files are removed)');
+  const interrupts = catchInterrupts('stopping the running backups (partial files are removed)');
   log(`Backing up ${targets.length} clusters, ${Math.min(concurrency, targets.length)} at a time: ${targets.map((t) => t.cluster).join(', ')}.`);
   let settled: PromiseSettledResult<ClusterOutcome>[];
   try {
@@ -147,21 +129,21 @@ async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: num
       targets,
       concurrency,
       async (target) => {
-        const c = await backupCluster(target, o, log, abort.signal);
+        const c = await backupCluster(target, o, log, interrupts.signal);
         if (notifyUrl && notifyOn.has(c.report.result)) await sendWebhook(notifyUrl, c.report).catch((e: unknown) => err.line(`warning: ${c.report.cluster}: ${(e as Error).message}`));
         return c;
       },
-      abort.signal,
+      interrupts.signal,
     );
   } finally {
-    release();
+    interrupts.dispose();
   }
   const finished = new Date();
   // backupCluster catches everything; a rejection here is a cluster never started (interrupted) or a bug.
   const outcomes = settled.map((s, i) => (s.status === 'fulfilled' ? s.value : failedOutcome(targets[i]!, s.reason, started)));
   if (o.textfile) await writePromTextfile(o.textfile, outcomes.map((c) => c.report)).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
   for (const c of outcomes) if (c.pruneWarning) err.line(`warning: ${c.report.cluster}: ${c.pruneWarning}`);
-  const exitCode = fleetExitCode(outcomes.map((c) => c.report.exitCode), abort.signal.aborted);
+  const exitCode = fleetExitCode(outcomes.map((c) => c.report.exitCode), interrupts.signal.aborted);
   const failed = outcomes.filter((c) => c.failure !== undefined);
   if (o.json) {
     out.json({
@@ -212,7 +194,7 @@ async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: num
  * One cluster, start to end: connect, snapshot into its store, retention. Never throws: whatever
  * went wrong is the outcome's `failure`, with the exit code it stands for.
  */
-async function backupCluster(target: Target, o: BackupOptions, log: (m: string) => void, signal?: AbortSignal): Promise<ClusterOutcome> {
+async function backupCluster(target: Target, o: BackupOptions, log: (m: string) => void, signal: AbortSignal): Promise<ClusterOutcome> {
   const started = new Date();
   let clusterName = target.cluster ?? '(unknown)';
   let result: BackupResult | undefined;
@@ -226,10 +208,24 @@ async function backupCluster(target: Target, o: BackupOptions, log: (m: string) 
   if (conn) {
     clusterName = conn.name;
     let store: BackupStore | undefined;
+    let door: Door | undefined;
     try {
+      // A backup only reads the cluster: it shares the lock with other readers, but never runs
+      // during a restore or an upgrade of this cluster (exit 4, nothing written).
+      door = await openDoor({
+        stateDir: stateDir(),
+        cluster: conn.client,
+        clusterName: conn.name,
+        spec: conn.spec,
+        operation: 'backup',
+        mode: 'shared',
+        breakLock: o.breakLock === true,
+        signal,
+        warn: (m) => err.line(`warning: ${conn.name}: ${m}`),
+      });
       store = storeFromOptions(o, conn);
       if (o.encryptTo?.length) store.encryption = encryptionSpecFromFlags(o.encryptTo);
-      result = await takeBackup({ cluster: conn.client, clusterName: conn.name, flavor: conn.spec.flavor, keySet: conn.spec.unseal?.key_set, store, log, signal });
+      result = await backupOf({ cluster: conn.client, clusterName: conn.name, spec: conn.spec }, store, { log, signal: door.signal });
       if (o.prune !== false && hasRetentionRule(store.retention)) {
         // Only now, after the new snapshot is verified and committed, may older ones go.
         try {
@@ -243,6 +239,7 @@ async function backupCluster(target: Target, o: BackupOptions, log: (m: string) 
       failure = e;
     } finally {
       store?.close?.();
+      await door?.close();
       conn.client.close();
     }
   }

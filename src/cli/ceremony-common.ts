@@ -1,4 +1,4 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { InputError } from '../core/errors.js';
 import type { Prompter } from '../actions/types.js';
 import { CeremonySession } from '../ceremony/session.js';
@@ -21,8 +21,8 @@ export interface OpenCeremony {
 }
 
 /** Connects with the inventory's token (OpenBao >= 2.6 and Vault >= 2.0 need one) and pins the leader. */
-export async function openCeremony(o: CeremonyCliOptions): Promise<OpenCeremony> {
-  const prompter = makePrompter({ nonInteractive: o.nonInteractive });
+export async function openCeremony(o: CeremonyCliOptions, answers: { confirm?: string | undefined } = {}): Promise<OpenCeremony> {
+  const prompter = makePrompter({ nonInteractive: o.nonInteractive, confirm: answers.confirm });
   const conn = await connectCluster(o.inventory, o.cluster, { prompter: { askSecret: (label) => prompter.secret({ message: label, source: 'a file: or env: token reference in the inventory' }) } });
   try {
     const session = await CeremonySession.open(conn.client);
@@ -97,6 +97,41 @@ export function writeNewPrivateFile(path: string, content: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** A new private file, created (empty) before the secret exists, filled once it does. */
+export interface PrivateFileClaim {
+  path: string;
+  write(content: string): void;
+  /** Removes the file when nothing was written into it. */
+  abandon(): void;
+}
+
+export function claimPrivateFile(path: string): PrivateFileClaim {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'wx', 0o600);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(`Cannot create ${path} (${code ?? 'error'}): nothing was started.`, { hint: code === 'EEXIST' ? 'Choose a path that does not exist yet: the file is never overwritten.' : 'Check the directory exists and is writable.' });
+  }
+  let written = false;
+  return {
+    path,
+    write(content) {
+      if (fd === undefined) throw new InputError(`${path} was already closed.`);
+      writeSync(fd, content);
+      fsyncSync(fd);
+      closeSync(fd);
+      fd = undefined;
+      written = true;
+    },
+    abandon() {
+      if (fd !== undefined) closeSync(fd);
+      fd = undefined;
+      if (!written) rmSync(path, { force: true });
+    },
+  };
 }
 
 /** The person types the cluster name, or --confirm carries it; anything else changes nothing. */

@@ -11,6 +11,7 @@ import { resolveSecretString } from '../secrets/refs.js';
 import { makePrompter } from '../ui/prompter.js';
 import { err, out, progressPrinter } from '../ui/output.js';
 import { connectCluster } from './cluster-from-inventory.js';
+import { throughDoor } from './through-door.js';
 import { storeFromOptions } from './backup-store-option.js';
 import { keySetFromInventory } from './restore.js';
 import { identityFromOptions, type IdentityOptions } from './backup-identity-option.js';
@@ -27,6 +28,7 @@ interface DrillCliOptions extends IdentityOptions {
   nonInteractive?: boolean;
   quiet?: boolean;
   json?: boolean;
+  breakLock?: boolean;
 }
 
 /** Where a cluster's drill reports go by default; `vaultops check` looks there for the last passed drill. */
@@ -49,20 +51,23 @@ export async function drillCommand(o: DrillCliOptions): Promise<void> {
   let store: BackupStore | undefined;
   try {
     store = storeFor(o.from, conn);
-    const { report, error } = await runDrill({
+    const from = store;
+    // The drill only reads the live cluster (its canaries) and its store: it shares the lock with
+    // other readers, and never runs while a restore or an upgrade changes the cluster.
+    const { report, error } = await throughDoor(conn, { operation: 'drill', mode: 'shared', breakLock: o.breakLock, onInterrupt: 'the drill runs to its end and tears its scratch cluster down' }, () => runDrill({
       clusterName: conn.name,
       flavor: conn.spec.flavor,
       canaries: conn.spec.canaries ?? [],
-      store,
+      store: from,
       keysFor: (label) => keySetFromInventory(conn.inventoryFile, conn.name, label),
       liveCluster: conn.client,
       scratchParent: join(stateDir(), 'drills', '.scratch'),
       prompter: makePrompter({ nonInteractive: true }),
-      identity: identityFromOptions(o, store, makePrompter({ nonInteractive: true })),
+      identity: identityFromOptions(o, from, makePrompter({ nonInteractive: true })),
       version: o.version,
       restoreTimeoutMs: timeoutMs,
       log,
-    });
+    }));
     const { files, warning } = await finishDrill(report, { reportDir, notifyUrl, notifyOn });
     if (warning) err.line(`warning: ${warning}`);
     if (o.json) out.json({ ...report, reports: files });

@@ -97,8 +97,9 @@ export function buildProgram(): Command {
     .requiredOption('--sha256 <hex>', 'its expected sha256: a mismatch is refused before any node is touched')
     .option('--strategy <strategy>', 'rolling (in place) or immutable (the inventory\'s new_nodes join, then the old nodes leave)', 'rolling')
     .option('--write-inventory <path>', 'immutable: write the updated inventory here instead of over -i')
-    .option('--break-lock', 'take over the cluster lock of a run whose process is gone')
-    .option('--non-interactive', 'do not ask for the typed confirmation (cron, CI)')
+    .option('--break-lock', 'take over a stale cluster lock (its process is gone) or one held from another host')
+    .option('--non-interactive', 'never ask: the typed confirmation then comes from --confirm (cron, CI)')
+    .option('--confirm <cluster>', 'the cluster name, instead of typing it (required when unattended)')
     .option('--rollback-on-failure', 'when a node does not come back on the new binary, put its previous binary back before halting')
     .option('--trust-on-first-use', 'accept SSH host keys that neither ssh.host_key nor known_hosts knows (and record them)')
     .option('--snapshot-dir <dir>', 'where the pre-upgrade snapshot goes (default $VAULTOPS_STATE_DIR/upgrades/<cluster>)')
@@ -147,6 +148,7 @@ export function buildProgram(): Command {
       .requiredOption('-i, --inventory <file>', 'inventory file')
       .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
       .option('--non-interactive', 'never ask: missing answers are errors naming the flag that supplies them')
+      .option('--break-lock', 'take over a stale cluster lock (its process is gone) or one held from another host')
       .option('--json', 'machine-readable output');
   const repeat = (value: string, previous: string[] = []) => [...previous, value];
   const root = program.command('root').description('root tokens: generate from a quorum of key holders, revoke, hunt for leftovers');
@@ -183,6 +185,7 @@ export function buildProgram(): Command {
     .option('--out-dir <dir>', 'where the per-holder files are written', '.')
     .option('--shares-from <ref>', 'current shares from env:NAME, file:PATH[#field] or cmd:COMMAND')
     .option('--recovery', 'rekey the recovery keys (auto-unseal clusters)')
+    .option('--confirm <cluster>', 'without --verify: the cluster name, instead of typing it (required when unattended)')
     .action(async (o) => (await import('./rekey.js')).rekeyStartCommand(o));
   ceremonyOpts(rekey.command('contribute').description('add your current share to the rekey with this nonce'))
     .requiredOption('--nonce <nonce>', 'the rekey nonce')
@@ -208,6 +211,7 @@ export function buildProgram(): Command {
     .requiredOption('-i, --inventory <file>', 'inventory file')
     .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
     .option('--json', 'machine-readable output')
+    .option('--break-lock', 'take over a stale cluster lock (its process is gone) or one held from another host')
     .action(async (o) => (await import('./rotate.js')).rotateCommand(o));
 
   program
@@ -240,6 +244,7 @@ function registerDrillAndCheckCommands(program: Command): void {
     .option('--identity-passphrase <ref>', 'secret reference to the OpenPGP private key\'s passphrase')
     .option('--quiet', 'no progress lines on stderr')
     .option('--json', 'the report as JSON on stdout')
+    .option('--break-lock', 'take over a stale cluster lock (its process is gone) or one held from another host')
     .action(async (o) => (await import('./drill.js')).drillCommand(o));
 
   program
@@ -294,6 +299,7 @@ function registerBackupCommands(program: Command): void {
     .option('--notify-url <url>', 'POST a JSON report here (a reference like env:NAME or file:PATH keeps a tokened URL out of argv)')
     .option('--notify-on <results>', 'when to notify: failure, success or failure,success', 'failure')
     .option('--textfile <path>', 'write Prometheus metrics for node_exporter\'s textfile collector here')
+    .option('--break-lock', 'take over a stale cluster lock (its process is gone) or one held from another host')
     .option('--non-interactive', 'never ask (backup never asks; accepted for symmetry with cron lines)')
     .option('--quiet', 'no progress lines on stderr')
     .option('--json', 'machine-readable result on stdout')
@@ -342,6 +348,7 @@ function registerBackupCommands(program: Command): void {
     .option('--timeout <seconds>', 'how long the cluster may take to come back', '180')
     .option('--non-interactive', 'never ask: missing answers are errors naming the flag')
     .option('--json', 'machine-readable result')
+    .option('--break-lock', 'take over a stale cluster lock (its process is gone) or one held from another host')
     .action(async (o) => (await import('./restore.js')).restoreCommand(o));
 
   const schedule = program.command('schedule').description('print definitions for existing schedulers (cron, systemd, Kubernetes)');

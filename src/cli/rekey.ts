@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
-import { InputError } from '../core/errors.js';
+import { InputError, InterruptedError } from '../core/errors.js';
 import { prepareOutDir, Rekey, verifyShare, writeHolderFiles, type RekeyStep } from '../ceremony/rekey.js';
 import { readPublicKeyFile } from '../secrets/pgp.js';
 import { rekeyCancel, rekeyVerifyStatus, type RekeyTarget } from '../vault/ceremonies.js';
 import { out, err } from '../ui/output.js';
 import { openCeremony, ShareSource, type CeremonyCliOptions, type OpenCeremony } from './ceremony-common.js';
+import { throughDoor } from './through-door.js';
 
 interface RekeyCommon extends CeremonyCliOptions {
   recovery?: boolean;
@@ -21,6 +22,8 @@ interface StartOptions extends RekeyCommon {
   verify?: boolean;
   outDir: string;
   sharesFrom?: string;
+  confirm?: string;
+  breakLock?: boolean;
 }
 
 /**
@@ -34,14 +37,19 @@ export async function rekeyStartCommand(o: StartOptions): Promise<void> {
   const pgpKeys = await Promise.all((o.pgpKey ?? []).map((f) => readPublicKeyFile(f)));
   if (pgpKeys.length === 0) throw new InputError('New shares are only handed out encrypted: give one --pgp-key FILE per new holder.', { hint: `${shares} holders, ${shares} public keys (gpg --export KEYID > holder.gpg).` });
   prepareOutDir(resolve(o.outDir));
-  const c = await openCeremony(o);
+  const c = await openCeremony(o, { confirm: o.confirm });
   try {
-    const rekey = await Rekey.start(c.session, { target: target(o), shares, threshold, pgpKeys, verify: o.verify === true });
-    err.line(`Rekey started on ${c.session.node.name} (the leader; every call goes there): ${rekey.newShares} new shares, threshold ${rekey.newThreshold}${rekey.verificationRequired ? ', with verification' : ''}.`);
-    err.line(`Nonce: ${rekey.nonce}`);
-    err.line(`Current shares needed: ${rekey.required}. Holders elsewhere: vaultops rekey contribute -i ${o.inventory} --nonce ${rekey.nonce}`);
-    const step = await collect(c, rekey, o.sharesFrom);
-    if (step) await finish(o, step);
+    // Without verification the old shares stop working the moment the threshold is reached: the
+    // cluster name is typed (or given with --confirm) before anything starts.
+    const confirm = o.verify === true ? undefined : { prompter: c.prompter, message: `Rekey ${c.conn.name} without verification: the current shares stop working as soon as the new ones are made.` };
+    await throughDoor(c.conn, { operation: 'rekey', breakLock: o.breakLock, confirm, onInterrupt: 'stopping the rekey (it stays open; cancel it with `vaultops rekey cancel`)' }, async (door) => {
+      const rekey = await Rekey.start(c.session, { target: target(o), shares, threshold, pgpKeys, verify: o.verify === true });
+      err.line(`Rekey started on ${c.session.node.name} (the leader; every call goes there): ${rekey.newShares} new shares, threshold ${rekey.newThreshold}${rekey.verificationRequired ? ', with verification' : ''}.`);
+      err.line(`Nonce: ${rekey.nonce}`);
+      err.line(`Current shares needed: ${rekey.required}. Holders elsewhere: vaultops rekey contribute -i ${o.inventory} --nonce ${rekey.nonce}`);
+      const step = await collect(c, rekey, o.sharesFrom, false, door.signal);
+      if (step) await finish(o, step);
+    });
   } finally {
     c.close();
   }
@@ -65,10 +73,11 @@ export async function rekeyContributeCommand(o: ContributeOptions): Promise<void
   }
 }
 
-async function collect(c: OpenCeremony, rekey: Rekey, ref: string | undefined, onePerson = false): Promise<Extract<RekeyStep, { kind: 'complete' }> | undefined> {
+async function collect(c: OpenCeremony, rekey: Rekey, ref: string | undefined, onePerson = false, signal?: AbortSignal): Promise<Extract<RekeyStep, { kind: 'complete' }> | undefined> {
   if (!ref && !c.prompter.interactive) throw new InputError('No shares: nobody can type them here.', { hint: 'Pass --shares-from REF (env:NAME, file:PATH[#field], cmd:COMMAND) or run at a terminal.' });
   const source = new ShareSource({ ref, prompter: c.prompter, nonce: rekey.nonce, label: `current ${rekey.target === 'barrier' ? 'unseal' : 'recovery'} key share` });
   for (;;) {
+    if (signal?.aborted) throw new InterruptedError(`Interrupted: the rekey (nonce ${rekey.nonce}) stays open at ${rekey.progress} of ${rekey.required}; cancel it with \`vaultops rekey cancel --nonce ${rekey.nonce}\` or let holders contribute.`);
     const share = await source.next();
     if (share === undefined) {
       err.line(`Shares from ${ref} used up at ${rekey.progress} of ${rekey.required}; the rekey (nonce ${rekey.nonce}) stays open for the other holders.`);

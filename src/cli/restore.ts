@@ -10,6 +10,7 @@ import { out, progressPrinter } from '../ui/output.js';
 import { connectCluster } from './cluster-from-inventory.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
 import { identityFromOptions, type IdentityOptions } from './backup-identity-option.js';
+import { throughDoor } from './through-door.js';
 
 interface RestoreCliOptions extends StoreOptions, IdentityOptions {
   inventory: string;
@@ -21,6 +22,7 @@ interface RestoreCliOptions extends StoreOptions, IdentityOptions {
   nonInteractive?: boolean;
   json?: boolean;
   timeout?: string;
+  breakLock?: boolean;
 }
 
 /**
@@ -57,7 +59,8 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
     const safetyStore = store ?? new LocalDirStore(dirname(file));
     const timeoutMs = o.timeout === undefined ? undefined : Number(o.timeout) * 1000;
     if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new InputError(`--timeout ${o.timeout} is not a number of seconds.`);
-    const result = await restoreSnapshot({
+    // The typed confirmation is asked inside the use case, once it can say what will be lost.
+    const result = await throughDoor(conn, { operation: 'restore', breakLock: o.breakLock, onInterrupt: 'stopping the restore at the next safe point' }, (door) => restoreSnapshot({
       cluster: conn.client,
       clusterName: conn.name,
       flavor: conn.spec.flavor,
@@ -71,7 +74,8 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
       log,
       timeoutMs,
       canaries: conn.spec.canaries,
-    });
+      signal: door.signal,
+    }));
     if (o.json) {
       out.json({
         result: 'restored',

@@ -1,11 +1,13 @@
-import { InputError, VaultopsError } from '../core/errors.js';
+import { InputError, InterruptedError, VaultopsError } from '../core/errors.js';
+import { redactor } from '../core/redact.js';
 import { RootGeneration, WrongShareError, type ShareResult } from '../ceremony/generate-root.js';
 import { huntRootTokens, revokeRootTokens, revokeTokenValue } from '../ceremony/root-tokens.js';
 import { readPublicKeyFile, armorVaultCiphertext } from '../secrets/pgp.js';
 import { resolveSecretString } from '../secrets/refs.js';
 import { lookupAccessor, revokeAccessor } from '../vault/ceremonies.js';
 import { out, err, table } from '../ui/output.js';
-import { confirmCluster, openCeremony, ShareSource, writeNewPrivateFile, type CeremonyCliOptions, type OpenCeremony } from './ceremony-common.js';
+import { claimPrivateFile, confirmCluster, openCeremony, ShareSource, writeNewPrivateFile, type CeremonyCliOptions, type OpenCeremony, type PrivateFileClaim } from './ceremony-common.js';
+import { throughDoor } from './through-door.js';
 
 interface GenerateOptions extends CeremonyCliOptions {
   pgpKey?: string;
@@ -15,6 +17,7 @@ interface GenerateOptions extends CeremonyCliOptions {
   show?: boolean;
   cancelPending?: boolean;
   status?: boolean;
+  breakLock?: boolean;
 }
 
 /**
@@ -27,13 +30,26 @@ export async function rootGenerateCommand(o: GenerateOptions): Promise<void> {
   const c = await openCeremony(o);
   try {
     if (o.status) return await printStatus(c, o);
-    const pending = await RootGeneration.pending(c.session);
-    if (pending) await handlePending(c, o, pending.nonce, pending.progress, pending.required);
-    const pgpKey = o.pgpKey ? await readPublicKeyFile(o.pgpKey) : undefined;
-    if (!pgpKey && !o.tokenOut && !o.show) {
-      throw new InputError('The new root token needs somewhere to go.', { hint: 'Pass --token-out FILE (created 0600), --show (printed once at a terminal), or --pgp-key FILE (the token comes back encrypted to that key).' });
-    }
-    if (o.show && !c.prompter.interactive) throw new InputError('--show prints the token at a terminal only, and this is not one.', { hint: 'Use --token-out FILE or --pgp-key FILE.' });
+    await throughDoor(c.conn, { operation: 'root generate', breakLock: o.breakLock, onInterrupt: 'cancelling the root token generation' }, (door) => generate(c, o, door.signal));
+  } finally {
+    c.close();
+  }
+}
+
+async function generate(c: OpenCeremony, o: GenerateOptions, signal: AbortSignal): Promise<void> {
+  const pending = await RootGeneration.pending(c.session);
+  if (pending) await handlePending(c, o, pending.nonce, pending.progress, pending.required);
+  const pgpKey = o.pgpKey ? await readPublicKeyFile(o.pgpKey) : undefined;
+  if (!pgpKey && !o.tokenOut && !o.show) {
+    throw new InputError('The new root token needs somewhere to go.', { hint: 'Pass --token-out FILE (created 0600), --show (printed once at a terminal), or --pgp-key FILE (the token comes back encrypted to that key).' });
+  }
+  if (o.show && !c.prompter.interactive) throw new InputError('--show prints the token at a terminal only, and this is not one.', { hint: 'Use --token-out FILE or --pgp-key FILE.' });
+  // Every output is claimed before a token exists: a path that cannot be written must fail now,
+  // not after a root token was minted that then has nowhere to go.
+  const outFile = pgpKey ? o.encryptedOut : o.tokenOut;
+  const claim = outFile !== undefined ? claimPrivateFile(outFile) : undefined;
+  let delivered = false;
+  try {
     const attempt = await RootGeneration.start(c.session, pgpKey ? { pgpKey } : {});
     err.line(`Root token generation started on ${c.session.node.name} (the leader; every call goes there).`);
     err.line(`Nonce: ${attempt.nonce}`);
@@ -41,7 +57,7 @@ export async function rootGenerateCommand(o: GenerateOptions): Promise<void> {
     err.line(`Holders elsewhere can contribute with: vaultops root contribute -i ${o.inventory} --nonce ${attempt.nonce}`);
     let result: Extract<ShareResult, { kind: 'complete' }> | undefined;
     try {
-      result = await collect(c, attempt, o.sharesFrom, 'unseal key share (or recovery key share)');
+      result = await collect(c, attempt, o.sharesFrom, 'unseal key share (or recovery key share)', signal);
     } finally {
       if (!result && attempt.mode === 'otp') {
         await attempt.cancel().catch(() => undefined);
@@ -52,12 +68,12 @@ export async function rootGenerateCommand(o: GenerateOptions): Promise<void> {
       err.line(`The attempt ${attempt.nonce} stays open for holders to contribute; the token will be encrypted to ${pgpKey?.fingerprint}.`);
       return;
     }
-    await deliver(c, o, result);
+    await deliver(c, o, result, claim);
+    delivered = true;
   } finally {
-    c.close();
+    if (!delivered) claim?.abandon();
   }
 }
-
 async function printStatus(c: OpenCeremony, o: GenerateOptions): Promise<void> {
   const st = await RootGeneration.pending(c.session);
   const view = st
@@ -85,13 +101,15 @@ async function handlePending(c: OpenCeremony, o: GenerateOptions, nonce: string,
   err.line(`Cancelled the pending attempt ${nonce}.`);
 }
 
-async function collect(c: OpenCeremony, attempt: RootGeneration, ref: string | undefined, label: string): Promise<Extract<ShareResult, { kind: 'complete' }> | undefined> {
+async function collect(c: OpenCeremony, attempt: RootGeneration, ref: string | undefined, label: string, signal: AbortSignal): Promise<Extract<ShareResult, { kind: 'complete' }> | undefined> {
   const source = new ShareSource({ ref, prompter: c.prompter, nonce: attempt.nonce, label });
   if (!ref && !c.prompter.interactive) {
     throw new InputError('No shares: nobody can type them here.', { hint: 'Pass --shares-from REF (env:NAME, file:PATH[#field], cmd:COMMAND) or run at a terminal.' });
   }
   for (;;) {
+    if (signal.aborted) throw new InterruptedError('Interrupted before the threshold of shares was reached: no token was made.');
     const share = await source.next();
+    if (signal.aborted) throw new InterruptedError('Interrupted before the threshold of shares was reached: no token was made.');
     if (share === undefined) {
       const st = await attempt.status();
       throw new InputError(`The shares from ${ref} ran out at ${st.progress} of ${st.required}.`, { hint: `Give the threshold of shares, or let holders add theirs with \`vaultops root contribute --nonce ${attempt.nonce}\` (PGP attempts only stay open).` });
@@ -111,26 +129,43 @@ async function collect(c: OpenCeremony, attempt: RootGeneration, ref: string | u
   }
 }
 
-async function deliver(c: OpenCeremony, o: GenerateOptions, result: Extract<ShareResult, { kind: 'complete' }>): Promise<void> {
+async function deliver(c: OpenCeremony, o: GenerateOptions, result: Extract<ShareResult, { kind: 'complete' }>, claim: PrivateFileClaim | undefined): Promise<void> {
   if (result.encrypted !== undefined) {
     const armored = await armorVaultCiphertext(result.encrypted);
-    if (o.encryptedOut) {
-      writeNewPrivateFile(o.encryptedOut, armored);
-      err.line(`The new root token, encrypted to the PGP key, is in ${o.encryptedOut} (decrypt with \`gpg -d\`).`);
+    if (claim) {
+      claim.write(armored);
+      err.line(`The new root token, encrypted to the PGP key, is in ${claim.path} (decrypt with \`gpg -d\`).`);
     } else out.line(armored.trimEnd());
     err.line('Revoke it when done: vaultops root revoke --token REF (or --accessor).');
     return;
   }
   const token = result.token!;
-  const info = await c.session.pinnedClient.withToken(token).lookupSelf();
-  if (!info.policies.includes('root')) throw new VaultopsError('The decoded token has no root policy: the decode went wrong.');
-  if (o.tokenOut) {
-    writeNewPrivateFile(o.tokenOut, `${token}\n`);
-    err.line(`The new root token is in ${o.tokenOut} (mode 0600). Accessor: ${info.accessor}.`);
-  } else {
-    // The one place a token is shown on purpose: straight to the terminal, never through logs.
-    process.stderr.write(`Root token (shown once): ${token}\n`);
-    err.line(`Accessor: ${info.accessor}.`);
+  redactor.add(token);
+  const own = c.session.pinnedClient.withToken(token);
+  let info: Awaited<ReturnType<typeof own.lookupSelf>>;
+  try {
+    info = await own.lookupSelf();
+    if (!info.policies.includes('root')) throw new VaultopsError('The decoded token has no root policy: the decode went wrong.');
+  } catch (e) {
+    // A token exists that we cannot vouch for: it must not outlive this run.
+    const revoked = await revokeTokenValue(c.session.pinnedClient, token).then(() => true, () => false);
+    throw new VaultopsError(`${(e as Error).message} ${revoked ? 'The new token was revoked.' : 'The new token could not be revoked.'}`, {
+      hint: revoked ? 'Start the ceremony again.' : `Find and revoke it with \`vaultops root hunt -i ${o.inventory} --revoke\`.`,
+      cause: e,
+    });
+  }
+  err.line(`Accessor of the new root token: ${info.accessor}.`);
+  try {
+    if (claim) {
+      claim.write(`${token}\n`);
+      err.line(`The new root token is in ${claim.path} (mode 0600).`);
+    } else {
+      // The one place a token is shown on purpose: straight to the terminal, never through logs.
+      process.stderr.write(`Root token (shown once): ${token}\n`);
+    }
+  } catch (e) {
+    const revoked = await revokeAccessor(c.session.pinnedClient, info.accessor).then(() => true, () => false);
+    throw new VaultopsError(`The new root token could not be handed over (${(e as Error).message}). ${revoked ? 'It was revoked.' : `Revoke it: vaultops root revoke -i ${o.inventory} --accessor ${info.accessor}`}`, { cause: e });
   }
   err.line(`Revoke it when done: vaultops root revoke -i ${o.inventory} --accessor ${info.accessor}`);
   if (o.json) out.json({ accessor: info.accessor, node: c.session.node.name });
@@ -192,6 +227,7 @@ interface RevokeOptions extends CeremonyCliOptions {
   accessor?: string;
   token?: string;
   confirm?: string;
+  breakLock?: boolean;
 }
 
 export async function rootRevokeCommand(o: RevokeOptions): Promise<void> {
@@ -201,6 +237,14 @@ export async function rootRevokeCommand(o: RevokeOptions): Promise<void> {
   }
   const c = await openCeremony(o);
   try {
+    await throughDoor(c.conn, { operation: 'root revoke', breakLock: o.breakLock, onInterrupt: 'stopping after the revocation in progress' }, () => revoke(c, o));
+  } finally {
+    c.close();
+  }
+}
+
+async function revoke(c: OpenCeremony, o: RevokeOptions): Promise<void> {
+  {
     await confirmCluster(c.prompter, c.conn.name, o.confirm, `This revokes a token (and its children) on ${c.conn.name}.`);
     if (o.token !== undefined) {
       const token = await resolveSecretString(o.token, { askSecret: (label) => c.prompter.secret({ message: label, source: '--token env:NAME or file:PATH' }) });
@@ -214,8 +258,6 @@ export async function rootRevokeCommand(o: RevokeOptions): Promise<void> {
     const after = await lookupAccessor(client, o.accessor!).catch(() => undefined);
     if (after) throw new VaultopsError(`The token with accessor ${o.accessor} still exists after revocation.`);
     out.line(before ? `Revoked the token with accessor ${o.accessor} (${before.display_name}, policies ${before.policies.join(',')}).` : `No token has accessor ${o.accessor} (any more).`);
-  } finally {
-    c.close();
   }
 }
 
@@ -223,6 +265,7 @@ interface HuntOptions extends CeremonyCliOptions {
   revoke?: boolean;
   confirm?: string;
   keepOwn?: boolean;
+  breakLock?: boolean;
 }
 
 /** `vaultops root hunt`: tokens with the root policy, by accessor, never the token. */
@@ -251,7 +294,7 @@ export async function rootHuntCommand(o: HuntOptions): Promise<void> {
       o.confirm,
       `This revokes ${targets.length} root token${targets.length === 1 ? '' : 's'}${own ? ', including the inventory\'s own token (revoked last)' : ''}.${own ? ' Afterwards generate-root on OpenBao >= 2.6 and Vault >= 2.0 needs another privileged token.' : ''}`,
     );
-    const revoked = await revokeRootTokens(client, targets, (m) => err.line(m));
+    const revoked = await throughDoor(c.conn, { operation: 'root hunt --revoke', breakLock: o.breakLock, onInterrupt: 'stopping after the revocation in progress' }, () => revokeRootTokens(client, targets, (m) => err.line(m)));
     if (o.json) out.json({ cluster: c.conn.name, root_tokens: found, revoked });
     else out.line(`Revoked ${revoked.length} root token${revoked.length === 1 ? '' : 's'}.`);
   } finally {

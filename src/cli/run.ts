@@ -3,10 +3,11 @@ import { resolve } from 'node:path';
 import { ExitCode } from '../core/exit-codes.js';
 import { InputError } from '../core/errors.js';
 import { stateDir } from '../lab/paths.js';
-import { prepare, execute, parseVarFlags, type Prepared } from '../playbook/runner.js';
+import { prepare, execute, lockModeOf, parseVarFlags, type Prepared } from '../playbook/runner.js';
+import { openDoor, type Door } from '../playbook/door.js';
+import { catchInterrupts } from './interrupts.js';
 import { listRuns, readRun, sha256 } from '../playbook/journal.js';
 import { readFileSync } from 'node:fs';
-import type { RunStatus } from '../playbook/journal.js';
 import { makePrompter } from '../ui/prompter.js';
 import { jsonReporter, listrReporter, planLines, plainReporter, fmtMs, type Reporter } from '../ui/reporters.js';
 import { err, out, table } from '../ui/output.js';
@@ -49,54 +50,58 @@ export async function runCommand(playbookArg: string, o: RunOptions): Promise<vo
 }
 
 async function runPrepared(p: Prepared, o: RunOptions, prompter: ReturnType<typeof makePrompter>, resume: { runId: string; done: Map<string, string> } | undefined): Promise<void> {
-  // Everything is asked before the first change: the plan is shown, then the confirmations.
+  // Everything is asked before the first change: the plan is shown, the locks are taken (a held
+  // lock refuses before anyone types anything), then the confirmations.
   if (!o.json) for (const l of planLines(p.plan)) err.line(l);
-  for (const expected of p.plan.confirmations) {
-    await prompter.confirm({ message: `This run changes cluster ${p.clusterName}.`, expected, source: '--confirm' });
-  }
-  const changing = p.plan.instances.some((i) => i.changes && !i.skip);
-  if (prompter.interactive && changing && !o.yes && p.plan.confirmations.length === 0) {
-    const choice = await prompter.select({ message: 'Run this plan?', choices: ['run', 'stop'] as const, default: 'run', source: '--yes' });
-    if (choice !== 'run') {
-      err.line('Stopped before anything changed.');
-      return;
-    }
-  }
-  const reporter: Reporter = o.json ? jsonReporter() : process.stdout.isTTY && !process.env['CI'] ? await listrReporter(p.plan) : plainReporter();
-  const controller = new AbortController();
-  let runId: string | undefined;
-  const onSigint = () => {
-    if (controller.signal.aborted) {
-      err.line('Second interrupt: stopping now.');
-      process.exit(ExitCode.interrupted);
-    }
-    err.line(`\nInterrupt: stopping at the next safe point (after the current step)${runId ? `; resume with: vaultops resume ${runId} -i ${o.inventory}` : ''}`);
-    controller.abort();
-  };
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigint);
-  let status: RunStatus;
+  const interrupts = catchInterrupts('stopping at the next safe point (after the current step; always: blocks still run)');
+  let door: Door | undefined;
   try {
+    door = await openDoor({
+      stateDir: stateDir(),
+      cluster: p.cluster,
+      clusterName: p.clusterName,
+      spec: p.spec,
+      operation: p.playbook.name,
+      mode: lockModeOf(p),
+      breakLock: o.breakLock === true,
+      runId: resume?.runId,
+      resumeOf: resume?.runId,
+      signal: interrupts.signal,
+      warn: (m) => err.line(`warning: ${m}`),
+    });
+    interrupts.onHardExit(() => door?.closeNow());
+    for (const expected of p.plan.confirmations) {
+      await prompter.confirm({ message: `This run changes cluster ${p.clusterName}.`, expected, source: '--confirm' });
+    }
+    const changing = p.plan.instances.some((i) => i.changes && !i.skip);
+    if (prompter.interactive && changing && !o.yes && p.plan.confirmations.length === 0) {
+      const choice = await prompter.select({ message: 'Run this plan?', choices: ['run', 'stop'] as const, default: 'run', source: '--yes' });
+      if (choice !== 'run') {
+        err.line('Stopped before anything changed.');
+        return;
+      }
+    }
+    const reporter: Reporter = o.json ? jsonReporter() : process.stdout.isTTY && !process.env['CI'] ? await listrReporter(p.plan) : plainReporter();
     const result = await execute(p, {
       emit: reporter.emit,
-      signal: controller.signal,
+      door,
+      hardSignal: interrupts.hardSignal,
       stateDir: stateDir(),
       prompter,
-      breakLock: o.breakLock === true,
       resume,
-      onStart: (id) => (runId = id),
+      onStart: (id) => interrupts.setResumeHint(`Resume later with: vaultops resume ${id} -i ${o.inventory}`),
+      onProgress: (progress) => interrupts.onHardExit(() => progress.leftUndone()),
     });
-    status = result.status;
     await reporter.done();
-    if (status !== 'ok' && !o.json) {
-      err.line(`Run ${result.runId} ${status}${result.message ? `: ${result.message}` : ''}.`);
+    if (result.status !== 'ok' && !o.json) {
+      err.line(`Run ${result.runId} ${result.status}${result.message ? `: ${result.message}` : ''}.`);
       err.line(`Fix the cause, then continue with: vaultops resume ${result.runId} -i ${o.inventory}`);
     }
+    process.exitCode = result.status === 'ok' ? ExitCode.ok : result.status === 'interrupted' ? ExitCode.interrupted : ExitCode.failed;
   } finally {
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigint);
+    interrupts.dispose();
+    await door?.close();
   }
-  process.exitCode = status === 'ok' ? ExitCode.ok : status === 'interrupted' ? ExitCode.interrupted : ExitCode.failed;
 }
 
 export async function resumeCommand(runId: string, o: RunOptions): Promise<void> {

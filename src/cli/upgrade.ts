@@ -2,20 +2,21 @@ import { createWriteStream, mkdirSync, renameSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createInterface } from 'node:readline/promises';
-import { hostname, userInfo } from 'node:os';
 import { InputError, UnreachableError } from '../core/errors.js';
 import { stateDir } from '../lab/paths.js';
 import { resolveSecretList } from '../secrets/refs.js';
 import { openNodeHost } from '../ssh/open-host.js';
 import { LocalDirStore } from '../backup/local-dir-store.js';
-import { takeBackup } from '../backup/take-backup.js';
+import { backupOf } from '../backup/take-backup.js';
 import { rollingUpgrade, type UpgradeEvent } from '../upgrade/rolling.js';
 import { immutableUpgrade } from '../upgrade/immutable.js';
 import { recordUpgrade } from '../upgrade/inventory-update.js';
-import { acquireLock, lockPath } from '../playbook/lock.js';
-import { out, progressPrinter } from '../ui/output.js';
-import { connectCluster } from './cluster-from-inventory.js';
+import { upgradeStateFiles } from '../upgrade/state-files.js';
+import type { NodeSpec } from '../inventory/schema.js';
+import { makePrompter } from '../ui/prompter.js';
+import { err, out, progressPrinter } from '../ui/output.js';
+import { connectCluster, type ConnectedCluster } from './cluster-from-inventory.js';
+import { throughDoor } from './through-door.js';
 
 export interface UpgradeCliOptions {
   inventory: string;
@@ -31,91 +32,84 @@ export interface UpgradeCliOptions {
   json?: boolean;
   writeInventory?: string;
   breakLock?: boolean;
+  /** The cluster name, for unattended runs (the typed confirmation). */
+  confirm?: string;
 }
 
-/** `vaultops upgrade`: the rolling upgrade as one command, for people and cron alike. */
+/**
+ * `vaultops upgrade`: a rolling or immutable upgrade as one command, for people and cron alike.
+ * It goes through the same door as `vaultops run`: the plan is shown first (order, gates, the
+ * snapshot), the cluster lock is taken, the cluster name is typed (or given with --confirm NAME
+ * when unattended), then the one interrupt handler lets Ctrl-C finish the node in hand.
+ */
 export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
   const strategy = o.strategy ?? 'rolling';
   if (strategy !== 'rolling' && strategy !== 'immutable') throw new InputError(`--strategy ${strategy} is not known.`, { hint: 'Use --strategy rolling (in place: standbys first, leader last) or immutable (new nodes join, then the old ones leave).' });
   if (o.writeInventory && strategy !== 'immutable') throw new InputError('--write-inventory goes with --strategy immutable.', { hint: 'A rolling upgrade keeps the nodes; only their version: changes, in place.' });
   const progress = progressPrinter({ quiet: o.json === true });
+  const prompter = makePrompter({ nonInteractive: o.nonInteractive, confirm: o.confirm });
   if (/^https?:\/\//.test(o.binary)) o.binary = await downloadBinary(o.binary, join(stateDir(), 'downloads'), progress);
   const conn = await connectCluster(o.inventory, o.cluster);
   try {
     const unsealKeys = conn.spec.unseal?.keys ? await resolveSecretList(conn.spec.unseal.keys) : undefined;
-    if (!o.nonInteractive) await confirm(conn.name, strategy);
-    const snapshotDir = o.snapshotDir ?? join(stateDir(), 'upgrades', conn.name);
+    const files = upgradeStateFiles(stateDir(), conn.name);
+    const snapshotDir = o.snapshotDir ?? files.dir;
     const waitTimeoutMs = o.waitTimeout ? Number(o.waitTimeout) * 1000 : undefined;
-    // Ctrl-C: finish the node in hand (a node left half-done is worse), stop before the next one.
-    const abort = new AbortController();
-    const onInt = () => {
-      if (abort.signal.aborted) process.exit(130);
-      abort.abort();
-      progress('Interrupt: finishing the node in progress, then stopping before the next one (Ctrl-C again to quit at once).');
+    if (!o.json) for (const line of await planLines(conn, strategy, o, snapshotDir)) err.line(line);
+    const operation = `upgrade --strategy ${strategy}`;
+    const confirm = { prompter, message: `This upgrades cluster ${conn.name} as planned above.` };
+    const openHost = (n: NodeSpec) => openNodeHost(n, { trustOnFirstUse: o.trustOnFirstUse });
+    const snapshot = async (signal: AbortSignal) => {
+      const b = await backupOf({ cluster: conn.client, clusterName: conn.name, spec: conn.spec }, new LocalDirStore(snapshotDir), { log: progress, signal });
+      return join(b.location, b.name);
     };
-    process.on('SIGINT', onInt);
-    // Two runs never act on one cluster at once: the same lock the playbook engine takes.
-    const release = acquireLock(
-      lockPath(stateDir(), conn.name, conn.spec.nodes.map((n) => n.api_addr)),
-      { runId: `upgrade-${process.pid}-${Date.now()}`, pid: process.pid, host: hostname(), user: userInfo().username, startedAt: new Date().toISOString(), playbook: `upgrade --strategy ${strategy}` },
-      { breakStale: o.breakLock === true },
-    );
+    const onInterrupt = 'finishing the node in progress, then stopping before the next one';
     if (strategy === 'immutable') {
-      try {
-        const r = await immutableUpgrade({
-          signal: abort.signal,
-          stateFile: join(stateDir(), 'upgrades', conn.name, 'immutable.json'),
+      const r = await throughDoor(conn, { operation, breakLock: o.breakLock, confirm, onInterrupt }, (door) =>
+        immutableUpgrade({
+          signal: door.signal,
+          stateFile: files.immutable,
           cluster: conn.client,
           clusterName: conn.name,
           spec: conn.spec,
           binary: { path: o.binary, sha256: o.sha256 },
           unsealKeys,
           waitTimeoutMs,
-          openHost: (n) => openNodeHost(n, { trustOnFirstUse: o.trustOnFirstUse }),
-          snapshot: async () => {
-            const b = await takeBackup({ cluster: conn.client, clusterName: conn.name, flavor: conn.spec.flavor, keySet: conn.spec.unseal?.key_set, store: new LocalDirStore(snapshotDir), log: progress });
-            return join(b.location, b.name);
-          },
+          openHost,
+          snapshot: () => snapshot(door.signal),
           onEvent: (e) => progress(describe(e)),
-        });
-        const files = await recordUpgrade({ inventoryFile: conn.inventoryFile, clusterName: conn.name, spec: conn.spec, target: r.target, replacedBy: r.nodes, writeTo: o.writeInventory });
-        if (o.json) {
-          out.json({ ...r, inventory: files });
-          return;
-        }
-        out.line(`Replaced ${conn.name}'s nodes with ${r.nodes.join(', ')} on ${r.target} in ${(r.wallMs / 1000).toFixed(1)} s${r.removed.length ? `; removed ${r.removed.join(', ')}` : ''}; leader ${r.leader}.`);
-        if (r.snapshot) out.line(`Pre-upgrade snapshot: ${r.snapshot}`);
-        out.line(`Inventory written: ${files.join(', ')} (lists only the new nodes).`);
+        }),
+      );
+      const written = await recordUpgrade({ inventoryFile: conn.inventoryFile, clusterName: conn.name, spec: conn.spec, target: r.target, replacedBy: r.nodes, writeTo: o.writeInventory });
+      if (o.json) {
+        out.json({ ...r, inventory: written });
         return;
-      } finally {
-        process.off('SIGINT', onInt);
-        release();
       }
+      out.line(`Replaced ${conn.name}'s nodes with ${r.nodes.join(', ')} on ${r.target} in ${(r.wallMs / 1000).toFixed(1)} s${r.removed.length ? `; removed ${r.removed.join(', ')}` : ''}; leader ${r.leader}.`);
+      if (r.snapshot) out.line(`Pre-upgrade snapshot: ${r.snapshot}`);
+      out.line(`Inventory written: ${written.join(', ')} (lists only the new nodes).`);
+      return;
     }
-    const result = await rollingUpgrade({
-      signal: abort.signal,
-      progressFile: join(stateDir(), 'upgrades', conn.name, 'in-progress.json'),
-      cluster: conn.client,
-      clusterName: conn.name,
-      spec: conn.spec,
-      binary: { path: o.binary, sha256: o.sha256 },
-      unsealKeys,
-      onNodeFailure: o.rollbackOnFailure ? 'rollback' : 'halt',
-      waitTimeoutMs,
-      openHost: (n) => openNodeHost(n, { trustOnFirstUse: o.trustOnFirstUse }),
-      snapshot: async () => {
-        const r = await takeBackup({ cluster: conn.client, clusterName: conn.name, flavor: conn.spec.flavor, keySet: conn.spec.unseal?.key_set, store: new LocalDirStore(snapshotDir), log: progress });
-        return join(r.location, r.name);
-      },
-      onEvent: (e) => progress(describe(e)),
-    }).finally(() => {
-      process.off('SIGINT', onInt);
-      release();
-    });
+    const result = await throughDoor(conn, { operation, breakLock: o.breakLock, confirm, onInterrupt }, (door) =>
+      rollingUpgrade({
+        signal: door.signal,
+        progressFile: files.rolling,
+        cluster: conn.client,
+        clusterName: conn.name,
+        spec: conn.spec,
+        binary: { path: o.binary, sha256: o.sha256 },
+        unsealKeys,
+        onNodeFailure: o.rollbackOnFailure ? 'rollback' : 'halt',
+        waitTimeoutMs,
+        openHost,
+        snapshot: () => snapshot(door.signal),
+        onEvent: (e) => progress(describe(e)),
+      }),
+    );
     // A lab's lab.json and inventory say the version the cluster runs now (a production inventory is left as it is).
-    const files = conn.spec.lab ? await recordUpgrade({ inventoryFile: conn.inventoryFile, clusterName: conn.name, spec: conn.spec, target: result.target }) : [];
+    const written = conn.spec.lab ? await recordUpgrade({ inventoryFile: conn.inventoryFile, clusterName: conn.name, spec: conn.spec, target: result.target }) : [];
     if (o.json) {
-      out.json({ ...result, inventory: files });
+      out.json({ ...result, inventory: written });
       return;
     }
     if (!result.upgraded.length) out.line(`Nothing to do: every node of ${conn.name} is already on ${result.target}.`);
@@ -127,6 +121,42 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
   } finally {
     conn.client.close();
   }
+}
+
+/**
+ * What the upgrade will do, in order, before anyone confirms: the same order the use case takes
+ * (standbys one at a time, the leader last with SIGTERM; or new nodes in, old nodes out).
+ */
+async function planLines(conn: ConnectedCluster, strategy: string, o: UpgradeCliOptions, snapshotDir: string): Promise<string[]> {
+  const probes = await conn.client.probeAll();
+  const leader = probes.find((p) => p.health?.state === 'active')?.node.name;
+  const states = new Map(probes.map((p) => [p.node.name, p.health?.state ?? 'unreachable']));
+  const nodes = conn.spec.nodes.map((n) => n.name);
+  const standbys = nodes.filter((n) => n !== leader);
+  const lines = [
+    `Plan: ${strategy} upgrade of cluster ${conn.name} to ${o.binary} (sha256 ${o.sha256.slice(0, 12)}...)`,
+    `  now: ${nodes.map((n) => `${n} ${n === leader ? 'leader' : states.get(n)}`).join(', ')}`,
+    '  gates: the binary\'s sha256; every node reachable, unsealed, a voter; autopilot healthy; failure tolerance >= 1;',
+    '         SSH host keys verified; the staged binary runs on each host and is newer than every node. A failed gate changes nothing.',
+  ];
+  let n = 0;
+  const step = (text: string) => lines.push(`  ${++n}. ${text}`);
+  if (strategy === 'immutable') {
+    const fresh = (conn.spec.new_nodes ?? []).map((x) => x.name);
+    step(`verified snapshot into ${snapshotDir}`);
+    step(`stage the binary on the new nodes ${fresh.join(', ') || '(none listed in new_nodes)'} and start them`);
+    step(`wait until ${fresh.join(', ') || 'they'} joined as healthy voters`);
+    for (const s of standbys) step(`${s}: remove from Raft and stop (quorum checked first)`);
+    if (leader) step(`${leader} (leader, last): stop with SIGTERM so a new node takes over; remove from Raft`);
+    step('verify: one leader, every node on the new version; the inventory lists only the new nodes');
+    return lines;
+  }
+  step(`verified snapshot into ${snapshotDir}`);
+  step(`stage the binary on ${nodes.join(', ')} (sha256 checked on each host)`);
+  for (const s of standbys) step(`${s} (standby): stop, swap the binary, start, unseal, wait until a healthy voter and caught up, then stabilization`);
+  if (leader) step(`${leader} (leader, last): SIGTERM so an upgraded standby takes over (never a step-down), then as above`);
+  step('verify: one leader, every node on the new version, sys/version-history');
+  return lines;
 }
 
 function describe(e: UpgradeEvent): string {
@@ -157,18 +187,4 @@ async function downloadBinary(url: string, dir: string, progress: (m: string) =>
   await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(`${file}.part`, { mode: 0o755 }));
   renameSync(`${file}.part`, file);
   return file;
-}
-
-async function confirm(cluster: string, strategy: string): Promise<void> {
-  if (!process.stdin.isTTY || !process.stderr.isTTY) {
-    throw new InputError('An upgrade asks for confirmation, and there is no terminal to ask.', { hint: 'Pass --non-interactive to run unattended (cron, CI).' });
-  }
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const how = strategy === 'immutable' ? 'by replacing its nodes (new nodes join, then the old ones leave, the leader last)' : 'node by node (standbys first, leader last)';
-    const answer = await rl.question(`Upgrade cluster ${cluster} ${how}? Type the cluster name to go on: `);
-    if (answer.trim() !== cluster) throw new InputError('Not confirmed; nothing was changed.');
-  } finally {
-    rl.close();
-  }
 }

@@ -63,6 +63,18 @@ export const canarySchema = z.strictObject({
   expect_sha256: z.string().optional().describe('sha256 of the expected value; the value itself is never stored.'),
 });
 
+export const lockSchema = z
+  .strictObject({
+    cluster: z
+      .enum(['auto', 'required', 'off'])
+      .default('auto')
+      .describe('The cluster-wide lock kept in the cluster (KV v2 with check-and-set): auto = use it when the cluster can keep it, else warn and rely on the local lock; required = refuse to run without it; off = local lock only.'),
+    mount: z.string().default('vaultops').describe('KV v2 mount holding the lock record (default vaultops).'),
+    path: z.string().optional().describe('Path of the record in the mount (default locks/<cluster name>).'),
+    ttl: duration.default('2m').describe('How long a record lives unless its holder renews it (every third of this).'),
+  })
+  .describe('How runs on this cluster exclude each other across admin hosts.');
+
 export const clusterSchema = z.strictObject({
   flavor: z.enum(['vault', 'openbao']).optional(),
   version: z.string().optional(),
@@ -81,6 +93,7 @@ export const clusterSchema = z.strictObject({
   stores: z.record(z.string(), z.record(z.string(), z.unknown())).optional().describe('Backup stores by name.'),
   lab: z.strictObject({ name: z.string(), dir: z.string() }).optional().describe('Written by `vaultops lab up`.'),
   timeouts: z.strictObject({ request: duration.optional() }).optional(),
+  lock: lockSchema.optional(),
 });
 
 export const inventorySchema = z.strictObject({

@@ -23,7 +23,16 @@ export interface EngineInput {
   prompter: Prompter;
   journal: Journal;
   emit: Emit;
+  /** Aborted by the first interrupt: the run stops at the next safe point. */
   signal: AbortSignal;
+  /**
+   * Aborted by a second interrupt (or never): the only thing that cuts `always:` steps short.
+   * `always:` blocks exist for clean-up such as revoking a root token, so the first interrupt
+   * must not skip them.
+   */
+  hardSignal?: AbortSignal | undefined;
+  /** How long `always:` steps may take once the run was interrupted (default 5 minutes). */
+  alwaysTimeoutMs?: number | undefined;
   stateDir: string;
   inventoryFile?: string | undefined;
   /** Instances already finished by the run being resumed (key -> status). */
@@ -36,6 +45,14 @@ export interface EngineResult {
   recap: Recap;
   message?: string | undefined;
   failedAt?: PlanInstance | undefined;
+  /** Clean-up that did not happen (an `always:` step cut short), in words an operator can act on. */
+  leftUndone: string[];
+}
+
+/** What the engine knows at any moment about clean-up still owed, for a hard exit to report. */
+export interface EngineProgress {
+  /** Lines naming what an immediate exit now would leave undone (e.g. a token accessor to revoke). */
+  leftUndone(): string[];
 }
 
 /**
@@ -43,13 +60,23 @@ export interface EngineResult {
  * `always` runs whatever happened (also after Ctrl-C), so clean-up such as revoking a root token
  * cannot be skipped. Nothing here prints or prompts: it emits events and asks the prompter.
  */
-export async function executePlan(input: EngineInput): Promise<EngineResult> {
+export async function executePlan(input: EngineInput, progress?: (p: EngineProgress) => void): Promise<EngineResult> {
   const recap: Recap = {};
   const registered: Record<string, unknown> = {};
   let failedAt: PlanInstance | undefined;
   let failMessage: string | undefined;
   let interrupted = false;
   let live: LiveState = input.plan.live;
+  // Confirmations were asked before the run started (plan.confirmations); steps under one know it.
+  const confirmedSteps = new Set<Step>();
+  const markConfirmed = (steps: readonly Step[], confirmed: boolean) => {
+    for (const s of steps) {
+      const here = confirmed || s.confirm !== undefined;
+      if (s.kind === 'action' && here) confirmedSteps.add(s);
+      for (const list of [s.block, s.rescue, s.always]) if (list) markConfirmed(list, here);
+    }
+  };
+  markConfirmed(input.playbook.steps, false);
   const byStep = new Map<string, PlanInstance[]>();
   for (const inst of input.plan.instances) {
     const list = byStep.get(inst.stepId) ?? [];
@@ -67,7 +94,7 @@ export async function executePlan(input: EngineInput): Promise<EngineResult> {
     live = liveState(input.cluster.nodes, probes, input.threshold);
   };
 
-  const runInstance = async (step: Step, inst: PlanInstance): Promise<Outcome> => {
+  const runInstance = async (step: Step, inst: PlanInstance, sig: AbortSignal): Promise<Outcome> => {
     const prior = input.done?.get(inst.key);
     if (prior && prior !== 'failed' && prior !== 'unreachable') {
       return { status: 'skipped', reason: `already ${prior} in the run being resumed` };
@@ -102,13 +129,14 @@ export async function executePlan(input: EngineInput): Promise<EngineResult> {
       resolveSecret: (ref) => resolveSecret(ref, { askSecret: (label) => input.prompter.secret({ message: label, source: ref }) }),
       prompter: input.prompter,
       log: (message) => input.emit({ type: 'step-log', instance: inst, message: redactor.redact(message) }),
-      signal: input.signal,
+      signal: sig,
       stateDir: input.stateDir,
       inventoryFile: input.inventoryFile,
+      confirmed: confirmedSteps.has(step),
     };
     let outcome: Outcome = { status: 'failed', message: 'not run' };
     for (let attempt = 1; attempt <= step.retries + 1; attempt++) {
-      if (input.signal.aborted && attempt > 1) break;
+      if (sig.aborted && attempt > 1) break;
       input.journal.append({ type: 'step-start', ts: new Date().toISOString(), key: inst.key, seq: inst.seq, attempt });
       input.emit({ type: 'step-start', instance: inst, attempt });
       try {
@@ -124,7 +152,7 @@ export async function executePlan(input: EngineInput): Promise<EngineResult> {
       if (done) break;
       if (attempt <= step.retries) {
         ctx.log(`attempt ${attempt} of ${step.retries + 1} ${step.until ? `did not meet "${step.until}"` : `failed: ${'message' in outcome ? outcome.message : ''}`}; again in ${Math.round(step.delayMs / 100) / 10} s`);
-        await abortableSleep(step.delayMs, input.signal);
+        await abortableSleep(step.delayMs, sig);
       } else if (step.until && outcome.status !== 'failed' && outcome.status !== 'unreachable') {
         outcome = { status: 'failed', message: `"${step.until}" was still false after ${step.retries + 1} attempts` };
       }
@@ -139,13 +167,13 @@ export async function executePlan(input: EngineInput): Promise<EngineResult> {
     return outcome;
   };
 
-  const runStep = async (step: Step): Promise<boolean> => {
+  const runStep = async (step: Step, sig: AbortSignal): Promise<boolean> => {
     const instances = byStep.get(step.id) ?? [];
     if (instances.length === 0) return true;
     const batch = step.serial ?? instances.length;
     let ok = true;
     for (let i = 0; i < instances.length; i += batch) {
-      if (input.signal.aborted) {
+      if (sig.aborted) {
         interrupted = true;
         return false;
       }
@@ -153,7 +181,7 @@ export async function executePlan(input: EngineInput): Promise<EngineResult> {
       const outcomes = await Promise.all(
         group.map(async (inst) => {
           const started = Date.now();
-          const outcome = await runInstance(step, inst);
+          const outcome = await runInstance(step, inst, sig);
           const ms = Date.now() - started;
           count(inst, outcome);
           const message = outcome.status === 'skipped' ? outcome.reason : 'message' in outcome ? outcome.message : undefined;
@@ -175,22 +203,23 @@ export async function executePlan(input: EngineInput): Promise<EngineResult> {
     return ok;
   };
 
-  const runSteps = async (steps: readonly Step[]): Promise<boolean> => {
+  const runSteps = async (steps: readonly Step[], sig: AbortSignal): Promise<boolean> => {
     for (const step of steps) {
-      if (input.signal.aborted) {
+      if (sig.aborted) {
         interrupted = true;
         return false;
       }
       if (step.kind === 'action') {
-        if (!(await runStep(step))) return false;
+        if (!(await runStep(step, sig))) return false;
         continue;
       }
       let ok = true;
       if (step.when && !truthy(evaluate(parseExpr(unwrapTemplate(step.when)), { vars: input.vars, cluster: clusterScope(input.clusterName, input.spec), live, ...registered }))) continue;
-      ok = await runSteps(step.block ?? []);
-      if (!ok && step.rescue && !input.signal.aborted) ok = await runSteps(step.rescue);
+      ok = await runSteps(step.block ?? [], sig);
+      if (!ok && step.rescue && !sig.aborted) ok = await runSteps(step.rescue, sig);
       if (step.always) {
-        // Clean-up runs even after a failure or Ctrl-C.
+        // Clean-up runs even after a failure or the first Ctrl-C / SIGTERM: it gets its own
+        // signal, which only a second interrupt or the clean-up timeout aborts.
         const alwaysOk = await runAlways(step.always);
         ok = ok && alwaysOk;
       }
@@ -199,21 +228,93 @@ export async function executePlan(input: EngineInput): Promise<EngineResult> {
     return true;
   };
 
+  const alwaysSignal = (): AbortSignal => {
+    const timeout = AbortSignal.timeout(input.alwaysTimeoutMs ?? 5 * 60_000);
+    return input.hardSignal ? AbortSignal.any([input.hardSignal, timeout]) : timeout;
+  };
+
   const runAlways = async (steps: readonly Step[]): Promise<boolean> => {
+    const pending = flattenActions(steps);
+    pendingAlways.push(...pending);
+    const sig = alwaysSignal();
     let ok = true;
-    for (const s of steps) {
-      if (s.kind === 'action') ok = (await runStep(s)) && ok;
-      else ok = (await runSteps([s])) && ok;
+    try {
+      for (const s of steps) {
+        if (s.kind === 'action') ok = (await runStep(s, sig)) && ok;
+        else ok = (await runSteps([s], sig)) && ok;
+        // A step the second interrupt cut short did not do its clean-up.
+        if (!sig.aborted) for (const a of flattenActions([s])) finishedAlways.add(a);
+      }
+    } finally {
+      if (sig.aborted) {
+        // Cut short by a second interrupt or the timeout: say exactly what was not cleaned up.
+        for (const a of pending) if (!finishedAlways.has(a)) leftUndone.push(...owedBy(a));
+      }
+      for (const a of pending) pendingAlways.splice(pendingAlways.indexOf(a), 1);
     }
     return ok;
   };
 
-  const ok = await runSteps(input.playbook.steps);
+  const pendingAlways: Step[] = [];
+  const finishedAlways = new Set<Step>();
+  const leftUndone: string[] = [];
+  /** An `always:` step not run, with the registered values an operator needs to do it by hand. */
+  const owedBy = (step: Step): string[] => {
+    const lines = [`always step "${step.name}" (${step.action}) did not run`];
+    for (const accessor of accessorsIn(registered)) lines.push(`token with accessor ${accessor} may still be valid: revoke it with \`vaultops root revoke --accessor ${accessor}\``);
+    return lines;
+  };
+  progress?.({
+    leftUndone: () => {
+      const owed = [...leftUndone];
+      for (const s of pendingAlways) if (!finishedAlways.has(s)) owed.push(...owedBy(s));
+      // Before any always block started: what the blocks still ahead would have cleaned up.
+      if (owed.length === 0) for (const s of alwaysAhead(input.playbook.steps)) owed.push(...owedBy(s));
+      return [...new Set(owed)];
+    },
+  });
+
+  const ok = await runSteps(input.playbook.steps, input.signal);
   interrupted ||= input.signal.aborted;
   // A step cut short by Ctrl-C reports "failed: interrupted"; the run as a whole was interrupted.
   const status: RunStatus = ok ? 'ok' : interrupted ? 'interrupted' : 'failed';
   const message = status === 'ok' ? undefined : status === 'interrupted' ? `interrupted at a safe point${failedAt ? ` (step ${failedAt.stepId}${failedAt.node ? ` on ${failedAt.node}` : ''} did not finish)` : ''}` : failedAt ? `step ${failedAt.stepId} (${failedAt.name})${failedAt.node ? ` on ${failedAt.node}` : ''} failed: ${failMessage ?? ''}` : undefined;
-  return { status, recap, message, failedAt };
+  return { status, recap, message, failedAt, leftUndone: [...new Set(leftUndone)] };
+}
+
+/** The action steps of a list of steps, blocks included, in order. */
+function flattenActions(steps: readonly Step[]): Step[] {
+  const out: Step[] = [];
+  for (const s of steps) {
+    if (s.kind === 'action') out.push(s);
+    else out.push(...flattenActions([...(s.block ?? []), ...(s.rescue ?? []), ...(s.always ?? [])]));
+  }
+  return out;
+}
+
+/** Every `always:` action step of a playbook (what a hard exit before them would skip). */
+function alwaysAhead(steps: readonly Step[]): Step[] {
+  const out: Step[] = [];
+  for (const s of steps) {
+    if (s.kind === 'action') continue;
+    out.push(...alwaysAhead([...(s.block ?? []), ...(s.rescue ?? [])]));
+    if (s.always) out.push(...flattenActions(s.always));
+  }
+  return out;
+}
+
+/** Token accessors registered by earlier steps (e.g. `root.accessor` of vault.generate_root). */
+function accessorsIn(registered: Record<string, unknown>): string[] {
+  const found: string[] = [];
+  const visit = (v: unknown, depth: number) => {
+    if (depth > 3 || v === null || typeof v !== 'object') return;
+    for (const [k, x] of Object.entries(v)) {
+      if (k === 'accessor' && typeof x === 'string' && x) found.push(x);
+      else visit(x, depth + 1);
+    }
+  };
+  visit(registered, 0);
+  return found;
 }
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {

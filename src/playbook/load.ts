@@ -70,8 +70,23 @@ export function parsePlaybook(file: string, text: string, actions: Map<string, A
   // Pass 2: steps, actions, arguments, expressions.
   const registered = new Set<string>();
   const steps = parseSteps(src, top.steps, ['steps'], '', actions, vars, registered);
+  requireConfirmations(src, steps, actions, false);
   if (src.problems.length) throw new ProblemsError(`Playbook ${file}`, src.problems);
   return { file, name: top.name ?? basename(file), description: top.description, vars, steps, source: src, text };
+}
+
+/** A destructive action runs only in a step (or block) that asks for the typed confirmation first. */
+function requireConfirmations(src: YamlSource, steps: readonly Step[], actions: Map<string, AnyAction>, confirmed: boolean): void {
+  for (const s of steps) {
+    const here = confirmed || s.confirm !== undefined;
+    if (s.kind === 'action') {
+      if (!here && s.action && actions.get(s.action)?.destructive) {
+        src.add(s.path, `${s.action} replaces data on the cluster and needs a typed confirmation`, 'add confirm: "{{ cluster.name }}" to the step (answered at a terminal or with --confirm NAME)');
+      }
+      continue;
+    }
+    for (const list of [s.block, s.rescue, s.always]) if (list) requireConfirmations(src, list, actions, here);
+  }
 }
 
 function parseSteps(src: YamlSource, raw: unknown[], path: PathKey[], prefix: string, actions: Map<string, AnyAction>, vars: Record<string, VarSpec>, registered: Set<string>): Step[] {

@@ -12,9 +12,10 @@ import { ClusterClient } from '../vault/cluster.js';
 import { loadPlaybook, type Playbook } from './load.js';
 import { checkSelectors, clusterScope, liveState, makePlan, type Plan } from './plan.js';
 import { resolveInputs } from './inputs.js';
-import { Journal, newRunId, sha256, whoAmI, type RunMeta } from './journal.js';
-import { acquireLock, lockPath } from './lock.js';
-import { executePlan, type EngineResult } from './engine.js';
+import { Journal, sha256, whoAmI, type RunMeta } from './journal.js';
+import type { LockMode } from './lock.js';
+import type { Door } from './door.js';
+import { executePlan, type EngineProgress, type EngineResult } from './engine.js';
 import type { Emit } from './events.js';
 
 export interface PrepareOptions {
@@ -99,45 +100,59 @@ export async function prepare(opts: PrepareOptions): Promise<Prepared> {
 
 export interface ExecuteOptions {
   emit: Emit;
-  signal: AbortSignal;
+  /** The door the run came through (locks held); its signal stops the run at the next safe point. */
+  door: Door;
+  /** Aborted by a second interrupt: cuts `always:` clean-up short too. */
+  hardSignal?: AbortSignal | undefined;
   stateDir: string;
   prompter: Prompter;
-  breakLock: boolean;
   resume?: { runId: string; done: Map<string, string> } | undefined;
-  /** Called once the lock is held and the journal opened, before the first step. */
+  /** Called once the journal is opened, before the first step. */
   onStart?: ((runId: string, journal: Journal) => void) | undefined;
+  /** Called with the engine's live view of clean-up still owed (for a hard exit to report). */
+  onProgress?: ((p: EngineProgress) => void) | undefined;
 }
 
-/** Takes the cluster lock, opens the journal and runs the plan. */
+/**
+ * The lock a plan needs: shared only for a plan whose changes are all of shared-lock actions (a
+ * backup playbook), so backups run beside each other but never during a restore or an upgrade;
+ * exclusive for everything else, read-only playbooks included (a conservative default: a run's
+ * later steps may depend on nothing else touching the cluster meanwhile).
+ */
+export function lockModeOf(p: Prepared): LockMode {
+  const lockOf = (action: string) => p.actions.get(action)?.lock ?? 'exclusive';
+  const changing = p.plan.instances.filter((i) => i.changes);
+  return changing.length > 0 && changing.every((i) => lockOf(i.action) === 'shared') ? 'shared' : 'exclusive';
+}
+
+/** Opens the journal and runs the plan behind an open door (see door.ts: locks, confirmation). */
 export async function execute(p: Prepared, o: ExecuteOptions): Promise<EngineResult & { runId: string; ms: number }> {
-  const runId = o.resume?.runId ?? newRunId();
+  const runId = o.door.runId;
   const { user, host } = whoAmI();
-  const lock = lockPath(o.stateDir, p.clusterName, p.spec.nodes.map((n) => n.api_addr));
-  const release = acquireLock(lock, { runId, pid: process.pid, host, user, startedAt: new Date().toISOString(), playbook: p.playbook.name }, { breakStale: o.breakLock, resumeOf: o.resume?.runId });
   const started = Date.now();
-  try {
-    const journal = new Journal(o.stateDir, runId);
-    if (o.resume) journal.append({ type: 'resume', ts: new Date().toISOString(), pid: process.pid, user });
-    else {
-      const meta: RunMeta = {
-        id: runId,
-        playbook: p.playbook.name,
-        playbookFile: resolve(p.playbook.file),
-        playbookSha256: sha256(p.playbook.text),
-        inventory: resolve(p.inventoryFile),
-        inventorySha256: sha256(readFileSync(p.inventoryFile)),
-        cluster: p.clusterName,
-        user,
-        host,
-        pid: process.pid,
-        startedAt: new Date().toISOString(),
-        givenVars: p.givenVars,
-      };
-      journal.append({ type: 'run', ts: meta.startedAt, ...meta, plan: p.plan });
-    }
-    o.onStart?.(runId, journal);
-    o.emit({ type: 'run-start', runId, plan: p.plan, resumedFrom: o.resume?.runId });
-    const result = await executePlan({
+  const journal = new Journal(o.stateDir, runId);
+  if (o.resume) journal.append({ type: 'resume', ts: new Date().toISOString(), pid: process.pid, user });
+  else {
+    const meta: RunMeta = {
+      id: runId,
+      playbook: p.playbook.name,
+      playbookFile: resolve(p.playbook.file),
+      playbookSha256: sha256(p.playbook.text),
+      inventory: resolve(p.inventoryFile),
+      inventorySha256: sha256(readFileSync(p.inventoryFile)),
+      cluster: p.clusterName,
+      user,
+      host,
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      givenVars: p.givenVars,
+    };
+    journal.append({ type: 'run', ts: meta.startedAt, ...meta, plan: p.plan });
+  }
+  o.onStart?.(runId, journal);
+  o.emit({ type: 'run-start', runId, plan: p.plan, resumedFrom: o.resume?.runId });
+  const result = await executePlan(
+    {
       runId,
       playbook: p.playbook,
       plan: p.plan,
@@ -149,19 +164,22 @@ export async function execute(p: Prepared, o: ExecuteOptions): Promise<EngineRes
       prompter: o.prompter,
       journal,
       emit: o.emit,
-      signal: o.signal,
+      signal: o.door.signal,
+      hardSignal: o.hardSignal,
       stateDir: o.stateDir,
       inventoryFile: p.inventoryFile,
       done: o.resume?.done,
       threshold: p.threshold,
-    });
-    const ms = Date.now() - started;
-    journal.append({ type: 'end', ts: new Date().toISOString(), status: result.status, ...(result.message ? { message: redactor.redact(result.message) } : {}) });
-    o.emit({ type: 'run-end', runId, status: result.status, recap: result.recap, message: result.message, ms });
-    return { ...result, runId, ms };
-  } finally {
-    release();
-  }
+    },
+    o.onProgress,
+  );
+  const ms = Date.now() - started;
+  const message = result.message
+    ? `${result.message}${result.leftUndone.length ? `; left undone: ${result.leftUndone.join('; ')}` : ''}`
+    : undefined;
+  journal.append({ type: 'end', ts: new Date().toISOString(), status: result.status, ...(message ? { message: redactor.redact(message) } : {}) });
+  o.emit({ type: 'run-end', runId, status: result.status, recap: result.recap, message, ms });
+  return { ...result, message, runId, ms };
 }
 
 /** Vars given as --var k=v (repeatable) and --vars-file FILE (YAML/JSON mapping). */

@@ -74,7 +74,7 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
   it('refuses at the gate when an old node is down, before any new node joins', async () => {
     const n3 = t.lab.nodes[2]!;
     expect((await runProcess('/bin/sh', [join(n3.dir, 'service.sh'), 'stop', '30'], t.env)).code).toBe(0);
-    const r = await cli(['upgrade', '-i', t.inventory, '--strategy', 'immutable', '--binary', newBinary, '--sha256', sum, '--non-interactive', '--wait-timeout', '90']);
+    const r = await cli(['upgrade', '-i', t.inventory, '--strategy', 'immutable', '--binary', newBinary, '--sha256', sum, '--non-interactive', '--confirm', t.lab.name, '--wait-timeout', '90']);
     expect(r.code).toBe(4);
     expect(r.stderr).toContain('no new node joined');
     expect(r.stderr).toContain('n3 is unreachable');
@@ -100,7 +100,7 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
     const c = clusterFor(t.lab);
     const oldLeader = (await c.findLeader()).node.name;
     c.close();
-    const r = await cli(['upgrade', '-i', t.inventory, '--strategy', 'immutable', '--binary', newBinary, '--sha256', sum, '--non-interactive', '--wait-timeout', '120', '--write-inventory', written()]);
+    const r = await cli(['upgrade', '-i', t.inventory, '--strategy', 'immutable', '--binary', newBinary, '--sha256', sum, '--non-interactive', '--confirm', t.lab.name, '--wait-timeout', '120', '--write-inventory', written()]);
     expect(r.stderr + r.stdout).toContain(`all nodes on ${to}`);
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('n6: started through the lab service manager');

@@ -32,7 +32,7 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
   const outputs: string[] = [];
   const upgrade = async (binary: string, sum: string, extra: string[] = [], onLine?: (line: string) => void): Promise<Ran> => {
     // No token or key on the command line: the inventory references the lab's 0600 init file.
-    const r = await runProcess(NODE, [BIN, 'upgrade', '-i', t.inventory, '--binary', binary, '--sha256', sum, '--non-interactive', '--wait-timeout', '90', ...extra], { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' }, onLine);
+    const r = await runProcess(NODE, [BIN, 'upgrade', '-i', t.inventory, '--binary', binary, '--sha256', sum, '--non-interactive', '--confirm', t.lab.name, '--wait-timeout', '90', ...extra], { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' }, onLine);
     outputs.push(r.stdout, r.stderr);
     return r;
   };

@@ -27,6 +27,7 @@ export default defineAction({
     identity_passphrase: z.string().optional().describe('Secret reference to the OpenPGP private key\'s passphrase.'),
   }),
   changes: true,
+  destructive: true,
   gates: ['snapshot verified (gzip, tar, sums, manifest)', 'same cluster unless force_other_cluster', 'safety snapshot taken'],
   describe: (args) => `restore ${args.from || 'the latest verified backup'} on the leader${args.force_other_cluster ? ' (another cluster\'s snapshot allowed)' : ''}, after a safety snapshot`,
   async run(ctx, raw) {
@@ -69,7 +70,8 @@ export default defineAction({
         file,
         forceOtherCluster: args.force_other_cluster,
         prompter: ctx.prompter,
-        confirmed: true,
+        // The loader refuses this action in a step without confirm:, answered before the run.
+        confirmed: ctx.confirmed,
         safetyStore: safety,
         keysFor,
         log: ctx.log,

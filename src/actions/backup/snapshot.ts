@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { resolveStore } from '../../backup/store.js';
 import { hasRetentionRule } from '../../backup/retention.js';
-import { pruneStore, takeBackup } from '../../backup/take-backup.js';
+import { pruneStore, backupOf, type BackupResult } from '../../backup/take-backup.js';
 
 /** `backup.snapshot`: one verified Raft snapshot from the leader into a store, then the store's retention. */
 export default defineAction({
@@ -15,16 +15,17 @@ export default defineAction({
   }),
   // It writes a file and may delete old backups by retention; the cluster itself is only read.
   changes: true,
+  lock: 'shared',
   gates: ['a leader answers', 'the snapshot is verified before it is kept'],
   describe: (args) => `snapshot the leader into ${args.to ?? (args.store ? `store ${args.store}` : 'the cluster\'s store')}${args.prune === false ? '' : ', then retention'}`,
   async run(ctx, raw) {
     // Playbook vars left empty arrive as "": treat them as not given.
     const args = { ...raw, store: raw.store || undefined, to: raw.to || undefined };
     const store = resolveStore(args, ctx.clusterName, ctx.spec.stores, process.cwd());
-    let result: Awaited<ReturnType<typeof takeBackup>>;
+    let result: BackupResult;
     let removed: string[] = [];
     try {
-      result = await takeBackup({ cluster: ctx.cluster, clusterName: ctx.clusterName, flavor: ctx.spec.flavor, keySet: ctx.spec.unseal?.key_set, store, log: ctx.log, signal: ctx.signal });
+      result = await backupOf(ctx, store, { log: ctx.log, signal: ctx.signal });
       if (args.prune && hasRetentionRule(store.retention)) removed = (await pruneStore(store, { dryRun: false, cluster: ctx.clusterName })).removed;
     } finally {
       store.close?.();

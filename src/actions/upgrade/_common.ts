@@ -1,6 +1,6 @@
-import { join } from 'node:path';
 import { z } from 'zod';
 import type { ActionContext } from '../types.js';
+import { upgradeStateFiles } from '../../upgrade/state-files.js';
 
 /** Arguments every upgrade action takes: the new binary and its expected sha256. */
 export const binaryArgs = {
@@ -15,10 +15,10 @@ export function defaultUnit(ctx: ActionContext): string {
 
 /** The same record `vaultops upgrade` keeps, so either can resume what the other started. */
 export function progressFile(ctx: ActionContext): string {
-  return join(ctx.stateDir, 'upgrades', ctx.clusterName, 'in-progress.json');
+  return upgradeStateFiles(ctx.stateDir, ctx.clusterName).rolling;
 }
 
 /** The record an immutable upgrade keeps while under way (shared by `vaultops upgrade --strategy immutable` and the playbook). */
 export function immutableStateFile(ctx: ActionContext): string {
-  return join(ctx.stateDir, 'upgrades', ctx.clusterName, 'immutable.json');
+  return upgradeStateFiles(ctx.stateDir, ctx.clusterName).immutable;
 }

@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { LocalDirStore } from '../../backup/local-dir-store.js';
-import { takeBackup } from '../../backup/take-backup.js';
+import { backupOf } from '../../backup/take-backup.js';
+import { upgradeStateFiles } from '../../upgrade/state-files.js';
 
 export default defineAction({
   name: 'upgrade.snapshot',
@@ -14,8 +15,8 @@ export default defineAction({
   gates: ['snapshot verified (complete tar, SHA256SUMS)'],
   describe: (args) => `save a verified snapshot from the leader${args.dir ? ` into ${args.dir}` : ''}`,
   async run(ctx, args) {
-    const dir = args.dir ?? join(ctx.stateDir, 'upgrades', ctx.clusterName);
-    const r = await takeBackup({ cluster: ctx.cluster, clusterName: ctx.clusterName, flavor: ctx.spec.flavor, keySet: ctx.spec.unseal?.key_set, store: new LocalDirStore(dir), log: (m) => ctx.log(m), signal: ctx.signal });
+    const dir = args.dir ?? upgradeStateFiles(ctx.stateDir, ctx.clusterName).dir;
+    const r = await backupOf(ctx, new LocalDirStore(dir), { log: (m) => ctx.log(m), signal: ctx.signal });
     return { status: 'ok', message: `snapshot ${join(r.location, r.name)}`, data: { path: join(r.location, r.name) } };
   },
 });

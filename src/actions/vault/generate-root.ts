@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
+import { redactor } from '../../core/redact.js';
 import { RootGeneration, WrongShareError } from '../../ceremony/generate-root.js';
 import { CeremonySession } from '../../ceremony/session.js';
 
@@ -40,12 +41,24 @@ export default defineAction({
           continue;
         }
         const token = r.token!;
-        const info = await session.pinnedClient.withToken(token).lookupSelf();
-        return {
-          status: 'changed',
-          message: `root token generated on ${session.node.name} (accessor ${info.accessor}); revoke it in an always: block`,
-          data: { token, accessor: info.accessor, node: session.node.name },
-        };
+        redactor.add(token);
+        // From here a root token exists: whatever happens, it is registered so the always: block
+        // can revoke it, and its accessor is logged (journaled) when it can be learnt.
+        try {
+          const info = await session.pinnedClient.withToken(token).lookupSelf();
+          ctx.log(`root token minted: accessor ${info.accessor}`);
+          return {
+            status: 'changed',
+            message: `root token generated on ${session.node.name} (accessor ${info.accessor}); revoke it in an always: block`,
+            data: { token, accessor: info.accessor, node: session.node.name },
+          };
+        } catch (e) {
+          return {
+            status: 'failed',
+            message: `a root token was generated on ${session.node.name} but could not be looked up (${e instanceof Error ? e.message : String(e)}); the always: block revokes it`,
+            data: { token, node: session.node.name },
+          };
+        }
       }
       throw new Error(`the ${args.keys.length} shares given did not reach the threshold (${attempt.required})`);
     } catch (e) {

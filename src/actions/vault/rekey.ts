@@ -29,6 +29,10 @@ export default defineAction({
   gates: ['leader reachable', 'no other rekey in progress'],
   describe: (a) => `rekey ${a.target === 'recovery' ? 'recovery' : 'unseal'} keys to ${a.shares} shares / threshold ${a.threshold}${a.verify ? ' with verification' : ''}, files in ${a.out_dir}`,
   async run(ctx, args) {
+    if (!args.verify && !ctx.confirmed) {
+      // Without verification the old shares die the moment the threshold is reached.
+      return { status: 'failed', message: 'a rekey without verification needs a typed confirmation: add confirm: "{{ cluster.name }}" to this step, or keep verify: true; nothing was started' };
+    }
     const pgpKeys = await Promise.all(args.pgp_keys.map((f) => readPublicKeyFile(f)));
     prepareOutDir(resolve(args.out_dir));
     const session = await CeremonySession.open(ctx.cluster);
