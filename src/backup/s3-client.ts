@@ -180,6 +180,3 @@ export function unescapeXml(s: string): string {
   );
 }
 
-export function escapeXml(s: string): string {
-  return s.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
-}

@@ -3,7 +3,7 @@ import { redactor } from '../core/redact.js';
 import { identityLoader, type IdentityLoader } from '../backup/encryption.js';
 import type { BackupStore } from '../backup/store.js';
 import { resolveSecretString } from '../secrets/refs.js';
-import type { Prompter } from '../actions/types.js';
+import type { Prompter } from '../core/prompter.js';
 
 export interface IdentityOptions {
   identity?: string | undefined;

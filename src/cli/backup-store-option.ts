@@ -2,7 +2,8 @@ import { dirname, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import type { ClusterSpec } from '../inventory/schema.js';
 import { LocalDirStore } from '../backup/local-dir-store.js';
-import { parseRetentionDuration, type RetentionRule } from '../backup/retention.js';
+import type { RetentionRule } from '../backup/retention.js';
+import { parseRetentionDuration } from '../core/duration.js';
 import { openStore, type BackupStore } from '../backup/store.js';
 
 export interface StoreOptions {

@@ -6,7 +6,7 @@ import { InputError } from '../core/errors.js';
 import { formatMs } from '../drill/drill-report.js';
 import { drillReportDir, finishDrill } from '../drill/finish-drill.js';
 import { runDrill } from '../drill/run-drill.js';
-import { stateDir } from '../lab/paths.js';
+import { stateDir } from '../core/state-dir.js';
 import { resolveSecretString } from '../secrets/refs.js';
 import { makePrompter } from '../ui/prompter.js';
 import { err, out, progressPrinter } from '../ui/output.js';

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ExitCode } from '../core/exit-codes.js';
 import { InputError } from '../core/errors.js';
-import { stateDir } from '../lab/paths.js';
+import { stateDir } from '../core/state-dir.js';
 import { prepare, execute, parseVarFlags, type Prepared } from '../playbook/runner.js';
 import { listRuns, readRun, sha256 } from '../playbook/journal.js';
 import { readFileSync } from 'node:fs';

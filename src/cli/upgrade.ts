@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { createInterface } from 'node:readline/promises';
 import { hostname, userInfo } from 'node:os';
 import { InputError, UnreachableError } from '../core/errors.js';
-import { stateDir } from '../lab/paths.js';
+import { stateDir } from '../core/state-dir.js';
 import { resolveSecretList } from '../secrets/refs.js';
 import { openNodeHost } from '../ssh/open-host.js';
 import { LocalDirStore } from '../backup/local-dir-store.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Prompter } from '../actions/types.js';
+import type { Prompter } from '../core/prompter.js';
 import { VaultopsError, isVaultopsError } from '../core/errors.js';
 import { ExitCode, type ExitCodeValue } from '../core/exit-codes.js';
 import { redactor } from '../core/redact.js';

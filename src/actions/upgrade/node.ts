@@ -3,7 +3,7 @@ import { defineAction } from '../types.js';
 import { openNodeHost } from '../../ssh/open-host.js';
 import { remoteBinaryVersion, STAGED_SUFFIX } from '../../upgrade/binary-install.js';
 import { autopilotStabilization, gateBeforeNode, memberFor, upgradeMember } from '../../upgrade/rolling.js';
-import { compareVersions } from '../../upgrade/versions.js';
+import { compareVersions } from '../../core/version.js';
 import { binaryArgs, defaultUnit, progressFile } from './_common.js';
 
 export default defineAction({
