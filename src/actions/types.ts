@@ -1,6 +1,8 @@
 import type { ZodType } from 'zod';
 import type { ClusterClient, ClusterNode } from '../vault/cluster.js';
-import type { ClusterSpec } from '../inventory/schema.js';
+import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
+import type { SshHost } from '../ssh/connection.js';
+import type { BackupStore } from '../backup/stores/store.js';
 import type { Outcome } from '../core/outcome.js';
 import type { Prompter } from '../core/prompter.js';
 
@@ -25,6 +27,13 @@ export interface ActionContext {
   signal: AbortSignal;
   /** Where runs keep state (journals, locks); actions may keep files here. */
   stateDir: string;
+  /** Opens a node's SSH host (ssh.host defaults to the host of api_addr; known_hosts, jump, sudo from the inventory). */
+  openHost(node: NodeSpec, options?: { trustOnFirstUse?: boolean | undefined }): Promise<SshHost>;
+  /**
+   * The backup store a step names: `to` (a local directory, relative to the working directory),
+   * `store` (one of the cluster's `stores:`), or the cluster's only store.
+   */
+  openStore(choice: { store?: string | undefined; to?: string | undefined }): BackupStore;
   /** The inventory file the run was planned from (actions that rewrite it: upgrade.immutable_verify). */
   inventoryFile?: string | undefined;
 }

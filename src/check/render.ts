@@ -1,4 +1,4 @@
-import { CHECKLISTS, SEVERITY_RANK, type CheckResult } from './types.js';
+import { CHECKLISTS, SEVERITY_RANK, type CheckResult } from './check-result.js';
 import type { CheckReport } from './run-check.js';
 import { escapeMarkup } from '../core/escape-markup.js';
 

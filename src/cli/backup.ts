@@ -4,14 +4,14 @@ import { redactor } from '../core/redact.js';
 import { loadInventory, selectCluster } from '../inventory/load.js';
 import { resolveSecretString } from '../secrets/refs.js';
 import { pruneStore, takeBackup, type BackupResult, type PruneResult } from '../backup/take-backup.js';
-import { sendWebhook, writePromTextfile, type BackupReport } from '../backup/notify.js';
-import { hasRetentionRule } from '../backup/retention.js';
+import { sendWebhook, writePromTextfile, type BackupReport } from '../notify/notify.js';
+import { hasRetentionRule } from '../backup/stores/retention.js';
 import { fleetExitCode, parseConcurrency, runLimited } from '../backup/fleet.js';
 import { err, out, progressPrinter } from '../ui/output.js';
 import { connectCluster } from './cluster-from-inventory.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
-import type { BackupStore } from '../backup/store.js';
-import { encryptionSpecFromFlags } from '../backup/encryption.js';
+import type { BackupStore } from '../backup/stores/store.js';
+import { encryptionSpecFromFlags } from '../backup/crypto/encryption.js';
 
 interface BackupOptions extends StoreOptions {
   /** One file, or several when `-i` is repeated. */

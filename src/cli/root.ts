@@ -1,6 +1,6 @@
 import { InputError, VaultopsError } from '../core/errors.js';
 import { RootGeneration, WrongShareError, type ShareResult } from '../ceremony/generate-root.js';
-import { huntRootTokens, revokeRootTokens, revokeTokenValue } from '../ceremony/root-tokens.js';
+import { huntRootTokens, revokeRootTokens, revokeTokenValue } from '../vault/root-tokens.js';
 import { readPublicKeyFile, armorVaultCiphertext } from '../secrets/pgp.js';
 import { resolveSecretString } from '../secrets/refs.js';
 import { lookupAccessor, revokeAccessor } from '../vault/ceremonies.js';

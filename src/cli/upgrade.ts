@@ -8,7 +8,7 @@ import { InputError, UnreachableError } from '../core/errors.js';
 import { stateDir } from '../core/state-dir.js';
 import { resolveSecretList } from '../secrets/refs.js';
 import { openNodeHost } from '../ssh/open-host.js';
-import { LocalDirStore } from '../backup/local-dir-store.js';
+import { LocalDirStore } from '../backup/stores/local-dir-store.js';
 import { takeBackup } from '../backup/take-backup.js';
 import { rollingUpgrade, type UpgradeEvent } from '../upgrade/rolling.js';
 import { immutableUpgrade } from '../upgrade/immutable.js';

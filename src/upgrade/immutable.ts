@@ -5,7 +5,7 @@ import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
 import type { ServiceManager } from '../ssh/services.js';
 import { sameHost, type ClusterClient, type ClusterNode } from '../vault/cluster.js';
-import type { RaftServer } from '../vault/types.js';
+import type { RaftServer } from '../vault/api-types.js';
 import { remoteBinaryVersion, stageBinary, STAGED_SUFFIX, swapBinary, verifyLocalBinary, verifyStaged, type BinarySource } from './binary-install.js';
 import { closeMembers, halt, memberFor, startAndRejoin, verifyUpgrade, waitFor, type Member, type NodeUpgradeContext, type UpgradeEvent } from './rolling.js';
 import { compareVersions } from '../core/version.js';

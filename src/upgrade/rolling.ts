@@ -6,7 +6,7 @@ import type { Host } from '../ssh/host.js';
 import { serviceManager, type ServiceManager } from '../ssh/services.js';
 import { sameHost, type ClusterClient, type ClusterNode } from '../vault/cluster.js';
 import type { VaultClient } from '../vault/client.js';
-import type { AutopilotServer, AutopilotState } from '../vault/types.js';
+import type { AutopilotServer, AutopilotState } from '../vault/api-types.js';
 import { remoteBinaryVersion, rollbackBinary, stageBinary, STAGED_SUFFIX, swapBinary, verifyLocalBinary, verifyStaged, type BinarySource } from './binary-install.js';
 import { compareVersions } from '../core/version.js';
 import { parseGoDuration } from '../core/duration.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planRetention } from '../../../src/backup/retention.js';
+import { planRetention } from '../../../src/backup/stores/retention.js';
 import { parseRetentionDuration } from '../../../src/core/duration.js';
 import { parseEvery } from '../../../src/cli/schedule.js';
 

@@ -1,4 +1,4 @@
-import { formatDuration } from '../core/duration.js';
+import { formatDuration } from '../../core/duration.js';
 /**
  * Retention: which verified backups a store keeps. Pure, so the plan `--dry-run` prints is exactly
  * what a real run deletes. Only backups with a manifest (made and verified by us) are candidates;

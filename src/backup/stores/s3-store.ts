@@ -3,12 +3,12 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { join as localJoin } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { VaultopsError } from '../core/errors.js';
+import { VaultopsError } from '../../core/errors.js';
 import { backupEntry, newestFirst, sidecarText, storedFileOf, type Manifest } from './manifest.js';
 import { assertPlainName } from './local-dir-store.js';
 import type { RetentionRule } from './retention.js';
 import { S3Client, s3Error, xmlBlocks, xmlText, type S3ClientOptions } from './s3-client.js';
-import { escapeMarkup } from '../core/escape-markup.js';
+import { escapeMarkup } from '../../core/escape-markup.js';
 import type { BackupEntry, BackupStore, SnapshotSink } from './store.js';
 
 /** Bytes per multipart part: S3 wants >= 5 MiB for all but the last. Two parts at most are in memory. */
