@@ -1,29 +1,13 @@
 import type { ZodType } from 'zod';
 import type { ClusterClient, ClusterNode } from '../vault/cluster.js';
-import type { ClusterSpec } from '../inventory/schema.js';
+import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
+import type { SshHost } from '../ssh/connection.js';
+import type { BackupStore } from '../backup/stores/store.js';
+import type { Outcome } from '../core/outcome.js';
+import type { Prompter } from '../core/prompter.js';
 
-/** What happened to one step on one node. Discriminated so reporters and the recap can count. */
-export type Outcome =
-  | { status: 'ok'; message?: string; data?: unknown }
-  | { status: 'changed'; message?: string; data?: unknown }
-  | { status: 'skipped'; reason: string; data?: unknown }
-  | { status: 'failed'; message: string; details?: string[]; data?: unknown }
-  | { status: 'unreachable'; message: string };
-
-export type OutcomeStatus = Outcome['status'];
-
-/** Questions go through here; the CLI decides who answers (a person at a TTY, or flags/env in CI). */
-export interface Prompter {
-  readonly interactive: boolean;
-  /** A masked secret. Unattended prompters throw an InputError naming `source` (flag, env var or file). */
-  secret(question: { message: string; source: string }): Promise<string>;
-  /** A typed confirmation: the person must type `expected` (e.g. the cluster name). */
-  confirm(question: { message: string; expected: string; source: string }): Promise<void>;
-  /** A plain (visible) answer, e.g. a var value. Unattended prompters throw naming `source`. */
-  text(question: { message: string; source: string }): Promise<string>;
-  /** Pick one of several. */
-  select<T extends string>(question: { message: string; choices: readonly T[]; default?: T; source: string }): Promise<T>;
-}
+export type { Outcome, OutcomeStatus } from '../core/outcome.js';
+export type { Prompter } from '../core/prompter.js';
 
 export interface ActionContext {
   /** The cluster the run acts on: one connection pool, the inventory's TLS and token. */
@@ -43,6 +27,13 @@ export interface ActionContext {
   signal: AbortSignal;
   /** Where runs keep state (journals, locks); actions may keep files here. */
   stateDir: string;
+  /** Opens a node's SSH host (ssh.host defaults to the host of api_addr; known_hosts, jump, sudo from the inventory). */
+  openHost(node: NodeSpec, options?: { trustOnFirstUse?: boolean | undefined }): Promise<SshHost>;
+  /**
+   * The backup store a step names: `to` (a local directory, relative to the working directory),
+   * `store` (one of the cluster's `stores:`), or the cluster's only store.
+   */
+  openStore(choice: { store?: string | undefined; to?: string | undefined }): BackupStore;
   /** The inventory file the run was planned from (actions that rewrite it: upgrade.immutable_verify). */
   inventoryFile?: string | undefined;
   /** The step's `confirm:` was answered (the cluster name typed or given with --confirm) before the run. */

@@ -1,6 +1,6 @@
 import type { Writable } from 'node:stream';
 import type { RawDownload } from '../vault/raw-download.js';
-import type { SnapshotCheck, VerifiedSnapshot } from './snapshot-verify.js';
+import type { SnapshotCheck, VerifiedSnapshot } from './stores/snapshot-verify.js';
 
 export interface PumpOptions {
   /** Bytes per pooled buffer: one file write and one gunzip request each. */

@@ -1,14 +1,14 @@
 import { pipeline } from 'node:stream/promises';
 import { InputError, VaultopsError } from '../core/errors.js';
 import type { ClusterClient } from '../vault/cluster.js';
-import { buildManifest, type Manifest } from './manifest.js';
-import { SnapshotCheck } from './snapshot-verify.js';
+import { buildManifest, type Manifest } from './stores/manifest.js';
+import { SnapshotCheck } from './stores/snapshot-verify.js';
 import { pumpSnapshot } from './pump.js';
 import type { RawDownload } from '../vault/raw-download.js';
-import { createEncryptStage } from './encryption.js';
-import { wrapWriteError } from './local-dir-store.js';
-import { planRetention, type RetentionDecision, type RetentionRule } from './retention.js';
-import type { BackupEntry, BackupStore } from './store.js';
+import { createEncryptStage } from './crypto/encryption.js';
+import { wrapWriteError } from './stores/local-dir-store.js';
+import { planRetention, type RetentionDecision, type RetentionRule } from './stores/retention.js';
+import type { BackupEntry, BackupStore } from './stores/store.js';
 
 export interface TakeBackupOptions {
   cluster: ClusterClient;

@@ -1,12 +1,11 @@
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
-import type { BackupStore } from '../backup/store.js';
-import { huntRootTokens } from '../ceremony/root-tokens.js';
+import type { BackupStore } from '../backup/stores/store.js';
+import { huntRootTokens } from '../vault/root-tokens.js';
 import type { ClusterSpec } from '../inventory/schema.js';
 import { loadTls, type TlsSettings } from '../vault/tls.js';
 import type { ClusterClient, ClusterStatus } from '../vault/cluster.js';
 import type { VaultClient } from '../vault/client.js';
-import { readDrillReports } from '../drill/drill-report.js';
-import type { CheckResult } from './types.js';
+import type { CheckResult } from './check-result.js';
 import { versionStanding } from './versions.js';
 
 export interface ApiCheckInput {
@@ -17,11 +16,26 @@ export interface ApiCheckInput {
   /** The cluster's backup stores (from the inventory); empty when it has none. */
   stores: BackupStore[];
   drillDir: string;
+  /**
+   * Reads the drill reports in a folder, newest first (the drill family's readDrillReports, handed
+   * in by the caller: check and drill are sibling use cases).
+   */
+  readDrillReports(dir: string): Promise<DrillReportSummary[]>;
   now: Date;
   /** Backups older than this fail (default 25 h: hourly or daily backups with slack). */
   maxBackupAgeMs?: number | undefined;
   /** Drills older than this fail (default 8 days: weekly drills with slack). */
   maxDrillAgeMs?: number | undefined;
+}
+
+/** The fields of a drill report (drill/run-drill.ts DrillReport) that the drill check reads. */
+export interface DrillReportSummary {
+  id: string;
+  cluster: string;
+  result: 'passed' | 'failed';
+  started_at: string;
+  finished_at: string;
+  rto_ms?: number | undefined;
 }
 
 type Partial = Omit<CheckResult, 'status' | 'found' | 'target'> & { target?: string };
@@ -205,7 +219,7 @@ async function backupCheck(i: ApiCheckInput): Promise<CheckResult> {
 }
 
 async function drillCheck(i: ApiCheckInput): Promise<CheckResult> {
-  const reports = await readDrillReports(i.drillDir);
+  const reports = await i.readDrillReports(i.drillDir);
   const passed = reports.find((x) => x.result === 'passed' && x.cluster === i.clusterName);
   if (!passed) return r(RULES.drill, 'fail', reports.length ? `no passed drill in ${i.drillDir} (last: ${reports[0]!.result} at ${reports[0]!.started_at})` : `no drill report in ${i.drillDir}`);
   const age = i.now.getTime() - Date.parse(passed.finished_at);

@@ -1,7 +1,7 @@
 import type { NodeSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
 import { shq } from '../ssh/host.js';
-import type { CheckResult } from './types.js';
+import type { CheckResult } from './check-result.js';
 
 const RULES = {
   swap: { id: 'host.swap', title: 'Swap off, or mlock in effect', checklist: 'production-hardening', severity: 'warning', fix: 'Disable swap (`swapoff -a`, remove it from /etc/fstab), or run with mlock (disable_mlock = false, CAP_IPC_LOCK). With Raft storage HashiCorp advises swap off and disable_mlock = true.' },

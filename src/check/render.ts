@@ -1,5 +1,6 @@
-import { CHECKLISTS, SEVERITY_RANK, type CheckResult } from './types.js';
+import { CHECKLISTS, SEVERITY_RANK, type CheckResult } from './check-result.js';
 import type { CheckReport } from './run-check.js';
+import { escapeMarkup } from '../core/escape-markup.js';
 
 const ORDER: Record<CheckResult['status'], number> = { fail: 0, unknown: 1, pass: 2, skip: 3 };
 
@@ -23,7 +24,7 @@ export function renderMarkdown(r: CheckReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const esc = escapeMarkup;
 
 export function renderHtml(r: CheckReport): string {
   const colour = { pass: '#2e7d32', fail: '#c62828', unknown: '#ef6c00', skip: '#757575' };

@@ -1,12 +1,12 @@
-import type { BackupStore } from '../backup/store.js';
+import type { BackupStore } from '../backup/stores/store.js';
 import { ExitCode } from '../core/exit-codes.js';
 import type { ClusterSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
 import type { ClusterClient } from '../vault/cluster.js';
 import type { TlsSettings } from '../vault/tls.js';
-import { runApiChecks } from './api-checks.js';
+import { runApiChecks, type DrillReportSummary } from './api-checks.js';
 import { runHostChecks, unknownHostChecks } from './host-checks.js';
-import { SEVERITY_RANK, type CheckResult, type Severity } from './types.js';
+import { SEVERITY_RANK, type CheckResult, type Severity } from './check-result.js';
 
 export interface CheckReport {
   format: 'vaultops-check/1';
@@ -26,6 +26,8 @@ export interface CheckInput {
   tls: TlsSettings;
   stores: BackupStore[];
   drillDir: string;
+  /** Reads the drill reports in a folder, newest first (see ApiCheckInput). */
+  readDrillReports(dir: string): Promise<DrillReportSummary[]>;
   failOn: Severity;
   /** Opens a node's SSH host; rejects when it cannot be reached (its checks become unknown). */
   openHost(node: ClusterSpec['nodes'][number]): Promise<Host>;
@@ -39,7 +41,7 @@ export interface CheckInput {
  */
 export async function runCheck(i: CheckInput): Promise<CheckReport> {
   const now = i.now ?? new Date();
-  const checks = await runApiChecks({ clusterName: i.clusterName, spec: i.spec, cluster: i.cluster, tls: i.tls, stores: i.stores, drillDir: i.drillDir, now });
+  const checks = await runApiChecks({ clusterName: i.clusterName, spec: i.spec, cluster: i.cluster, tls: i.tls, stores: i.stores, drillDir: i.drillDir, readDrillReports: i.readDrillReports, now });
   for (const n of i.spec.nodes) {
     if (!n.ssh) continue;
     let host: Host | undefined;

@@ -1,3 +1,5 @@
+import { parseVersion } from '../core/version.js';
+
 /**
  * Releases this vaultops knows of, per flavour and minor line (the versions its labs run). A line
  * that is not here is reported as unknown rather than guessed; update the table with each release.
@@ -7,15 +9,16 @@ export const KNOWN_RELEASES: Record<string, readonly string[]> = {
   vault: ['1.19.0', '1.21.0'],
 };
 
-export function parseVersion(v: string): [number, number, number] | undefined {
-  const m = /^v?(\d+)\.(\d+)\.(\d+)/.exec(v);
-  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
+/** major.minor.patch of a version (core's parser: "v2.7.2", "1.19.0+ent", pre-releases). */
+export function versionTriple(v: string): [number, number, number] | undefined {
+  const p = parseVersion(v);
+  return p ? [p.parts[0]!, p.parts[1]!, p.parts[2]!] : undefined;
 }
 
 /** How far a version is behind: the newest known patch of its line, and how many minor lines are newer. */
 export function versionStanding(flavor: string, version: string): { newestOfLine?: string | undefined; newerLines: number; known: boolean } {
-  const v = parseVersion(version);
-  const known = (KNOWN_RELEASES[flavor] ?? []).map((x) => [x, parseVersion(x)!] as const);
+  const v = versionTriple(version);
+  const known = (KNOWN_RELEASES[flavor] ?? []).map((x) => [x, versionTriple(x)!] as const);
   if (!v) return { newerLines: 0, known: false };
   const line = known.filter(([, p]) => p[0] === v[0] && p[1] === v[1]);
   if (!line.length) return { newerLines: 0, known: false };

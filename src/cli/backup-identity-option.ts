@@ -1,9 +1,9 @@
 import { InputError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
-import { identityLoader, type IdentityLoader } from '../backup/encryption.js';
-import type { BackupStore } from '../backup/store.js';
+import { identityLoader, type IdentityLoader } from '../backup/crypto/encryption.js';
+import type { BackupStore } from '../backup/stores/store.js';
 import { resolveSecretString } from '../secrets/refs.js';
-import type { Prompter } from '../actions/types.js';
+import type { Prompter } from '../core/prompter.js';
 
 export interface IdentityOptions {
   identity?: string | undefined;

@@ -1,9 +1,10 @@
 import { dirname, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import type { ClusterSpec } from '../inventory/schema.js';
-import { LocalDirStore } from '../backup/local-dir-store.js';
-import { parseRetentionDuration, type RetentionRule } from '../backup/retention.js';
-import { openStore, type BackupStore } from '../backup/store.js';
+import { LocalDirStore } from '../backup/stores/local-dir-store.js';
+import type { RetentionRule } from '../backup/stores/retention.js';
+import { parseRetentionDuration } from '../core/duration.js';
+import { openStore, type BackupStore } from '../backup/stores/store.js';
 
 export interface StoreOptions {
   store?: string | undefined;

@@ -1,15 +1,15 @@
 import { ExitCode } from '../core/exit-codes.js';
 import { loadInventory, selectCluster } from '../inventory/load.js';
-import { SnapshotInvalidError } from '../backup/snapshot-verify.js';
-import { checkFile, type CheckedFile } from '../backup/check-file.js';
-import { localCopy } from '../backup/store.js';
+import { SnapshotInvalidError } from '../backup/stores/snapshot-verify.js';
+import { checkFile, type CheckedFile } from '../backup/stores/check-file.js';
+import { localCopy } from '../backup/stores/store.js';
 import { pruneStore } from '../backup/take-backup.js';
 import { out, table } from '../ui/output.js';
 import { makePrompter } from '../ui/prompter.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
 import { identityFromOptions, type IdentityOptions } from './backup-identity-option.js';
-import { IdentityNeededError } from '../backup/encryption-errors.js';
-import { storedFileOf } from '../backup/manifest.js';
+import { IdentityNeededError } from '../backup/crypto/encryption-errors.js';
+import { storedFileOf } from '../backup/stores/manifest.js';
 
 interface StoreCommandOptions extends StoreOptions, IdentityOptions {
   inventory?: string;

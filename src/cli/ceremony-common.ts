@@ -1,6 +1,6 @@
 import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { InputError } from '../core/errors.js';
-import type { Prompter } from '../actions/types.js';
+import type { Prompter } from '../core/prompter.js';
 import { CeremonySession } from '../ceremony/session.js';
 import { resolveSecretList } from '../secrets/refs.js';
 import { makePrompter } from '../ui/prompter.js';

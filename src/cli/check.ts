@@ -1,9 +1,10 @@
 import { writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { openStore, type BackupStore } from '../backup/store.js';
+import { openStore, type BackupStore } from '../backup/stores/store.js';
 import { renderHtml, renderMarkdown, sortedChecks, summaryLine } from '../check/render.js';
 import { runCheck } from '../check/run-check.js';
-import type { Severity } from '../check/types.js';
+import { readDrillReports } from '../drill/drill-report.js';
+import type { Severity } from '../check/check-result.js';
 import { InputError } from '../core/errors.js';
 import { openNodeHost } from '../ssh/open-host.js';
 import { out, table } from '../ui/output.js';
@@ -40,6 +41,7 @@ export async function checkCommand(o: CheckCliOptions): Promise<void> {
       stores,
       drillDir: resolve(o.drillDir ?? defaultDrillReportDir(conn.name)),
       failOn,
+      readDrillReports,
       openHost: (n) => openNodeHost(n, { trustOnFirstUse: o.trustOnFirstUse }),
     });
     if (o.markdown) await writeFile(o.markdown, renderMarkdown(report));

@@ -1,6 +1,6 @@
 import { loadInventory, selectCluster } from '../inventory/load.js';
 import { resolveSecretString, type SecretPrompter } from '../secrets/refs.js';
-import { parseDuration } from '../vault/env.js';
+import { parseDuration } from '../core/duration.js';
 import { readVaultEnv } from '../vault/env.js';
 import { ClusterClient } from '../vault/cluster.js';
 import type { ClusterSpec } from '../inventory/schema.js';

@@ -1,12 +1,12 @@
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { LocalDirStore } from '../backup/local-dir-store.js';
-import type { BackupStore } from '../backup/store.js';
+import { LocalDirStore } from '../backup/stores/local-dir-store.js';
+import type { BackupStore } from '../backup/stores/store.js';
 import { InputError } from '../core/errors.js';
 import { formatMs } from '../drill/drill-report.js';
 import { drillReportDir, finishDrill } from '../drill/finish-drill.js';
 import { runDrill } from '../drill/run-drill.js';
-import { stateDir } from '../lab/paths.js';
+import { stateDir } from '../core/state-dir.js';
 import { resolveSecretString } from '../secrets/refs.js';
 import { makePrompter } from '../ui/prompter.js';
 import { err, out, progressPrinter } from '../ui/output.js';
@@ -15,6 +15,7 @@ import { throughDoor } from './through-door.js';
 import { storeFromOptions } from './backup-store-option.js';
 import { keySetFromInventory } from './restore.js';
 import { identityFromOptions, type IdentityOptions } from './backup-identity-option.js';
+import { restoreSnapshot } from '../backup/restore-snapshot.js';
 
 interface DrillCliOptions extends IdentityOptions {
   inventory: string;
@@ -60,6 +61,7 @@ export async function drillCommand(o: DrillCliOptions): Promise<void> {
       canaries: conn.spec.canaries ?? [],
       store: from,
       keysFor: (label) => keySetFromInventory(conn.inventoryFile, conn.name, label),
+      restore: restoreSnapshot,
       liveCluster: conn.client,
       scratchParent: join(stateDir(), 'drills', '.scratch'),
       prompter: makePrompter({ nonInteractive: true }),

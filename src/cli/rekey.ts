@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { InputError, InterruptedError } from '../core/errors.js';
-import { prepareOutDir, Rekey, verifyShare, writeHolderFiles, type RekeyStep } from '../ceremony/rekey.js';
+import { prepareOutDir, Rekey, verifyShare, writeHolderFiles, type RekeyStep } from '../ceremony/rekey-ceremony.js';
 import { readPublicKeyFile } from '../secrets/pgp.js';
 import { rekeyCancel, rekeyVerifyStatus, type RekeyTarget } from '../vault/ceremonies.js';
 import { out, err } from '../ui/output.js';

@@ -1,7 +1,7 @@
 import { InputError, InterruptedError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
 import { RootGeneration, WrongShareError, type ShareResult } from '../ceremony/generate-root.js';
-import { huntRootTokens, revokeRootTokens, revokeTokenValue } from '../ceremony/root-tokens.js';
+import { huntRootTokens, revokeRootTokens, revokeTokenValue } from '../vault/root-tokens.js';
 import { readPublicKeyFile, armorVaultCiphertext } from '../secrets/pgp.js';
 import { resolveSecretString } from '../secrets/refs.js';
 import { lookupAccessor, revokeAccessor } from '../vault/ceremonies.js';

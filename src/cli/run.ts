@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ExitCode } from '../core/exit-codes.js';
 import { InputError } from '../core/errors.js';
-import { stateDir } from '../lab/paths.js';
+import { stateDir } from '../core/state-dir.js';
 import { prepare, execute, lockModeOf, parseVarFlags, type Prepared } from '../playbook/runner.js';
 import { openDoor, type Door } from '../playbook/door.js';
 import { catchInterrupts } from './interrupts.js';

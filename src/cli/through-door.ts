@@ -1,5 +1,5 @@
-import type { Prompter } from '../actions/types.js';
-import { stateDir } from '../lab/paths.js';
+import type { Prompter } from '../core/prompter.js';
+import { stateDir } from '../core/state-dir.js';
 import { openDoor, type Door } from '../playbook/door.js';
 import type { LockMode } from '../playbook/lock.js';
 import { err } from '../ui/output.js';

@@ -68,6 +68,13 @@ export class InterruptedError extends VaultopsError {
   }
 }
 
+/** The snapshot is not one we can trust: truncated, corrupt, or not a Raft snapshot at all. */
+export class SnapshotInvalidError extends VaultopsError {
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, { hint: options.hint ?? 'Take a new snapshot; do not restore this file.', ...(options.cause === undefined ? {} : { cause: options.cause }) });
+  }
+}
+
 export function isVaultopsError(e: unknown): e is VaultopsError {
   return e instanceof VaultopsError;
 }

@@ -1,7 +1,9 @@
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { redactor } from '../core/redact.js';
 import { DRILL_FORMAT, type DrillPhase, type DrillReport } from './run-drill.js';
+import { writeFileAtomic } from '../core/atomic-write.js';
+import { escapeMarkup } from '../core/escape-markup.js';
 
 /**
  * A drill's report in three forms: JSON for machines (and for `vaultops check`, which looks for the
@@ -13,17 +15,12 @@ export async function writeDrillReports(report: DrillReport, dir: string): Promi
   const safe = redactor.redactValue(report);
   const base = join(dir, `drill-${safe.id}`);
   const files = { json: `${base}.json`, markdown: `${base}.md`, html: `${base}.html` };
-  await atomicWrite(files.json, `${JSON.stringify(safe, null, 2)}\n`);
-  await atomicWrite(files.markdown, redactor.redact(renderMarkdown(safe)));
-  await atomicWrite(files.html, redactor.redact(renderHtml(safe)));
+  await writeFileAtomic(files.json, `${JSON.stringify(safe, null, 2)}\n`);
+  await writeFileAtomic(files.markdown, redactor.redact(renderMarkdown(safe)));
+  await writeFileAtomic(files.html, redactor.redact(renderHtml(safe)));
   return files;
 }
 
-async function atomicWrite(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, text, { mode: 0o644 });
-  await rename(tmp, path);
-}
 
 /** Drill reports in a folder, newest first (by start time); unreadable files are skipped. */
 export async function readDrillReports(dir: string): Promise<DrillReport[]> {
@@ -80,7 +77,7 @@ function rtoBasisText(r: DrillReport): string {
   return 'not reached: the drill stopped before the data was readable';
 }
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const esc = escapeMarkup;
 
 const PHASE_COLOURS: Record<string, string> = {
   verify: '#6c8ebf',

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { sendWebhook } from '../backup/notify.js';
+import { sendWebhook } from '../notify/notify.js';
 import { writeDrillReports } from './drill-report.js';
 import type { DrillReport } from './run-drill.js';
 

@@ -1,22 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Prompter } from '../actions/types.js';
+import type { Prompter } from '../core/prompter.js';
 import { VaultopsError, isVaultopsError } from '../core/errors.js';
 import { ExitCode, type ExitCodeValue } from '../core/exit-codes.js';
 import { redactor } from '../core/redact.js';
-import { checkFile } from '../backup/check-file.js';
-import { LocalDirStore } from '../backup/local-dir-store.js';
-import type { Manifest } from '../backup/manifest.js';
-import { restoreSnapshot, type KeySetSecrets } from '../backup/restore.js';
-import { SnapshotInvalidError } from '../backup/snapshot-verify.js';
-import type { IdentityLoader } from '../backup/encryption.js';
-import { IdentityNeededError } from '../backup/encryption-errors.js';
-import { localCopy, type BackupStore } from '../backup/store.js';
+import { checkFile } from '../backup/stores/check-file.js';
+import { LocalDirStore } from '../backup/stores/local-dir-store.js';
+import type { Manifest } from '../backup/stores/manifest.js';
+import { SnapshotInvalidError } from '../backup/stores/snapshot-verify.js';
+import type { IdentityLoader } from '../backup/crypto/encryption.js';
+import { IdentityNeededError } from '../backup/crypto/encryption-errors.js';
+import { localCopy, type BackupStore } from '../backup/stores/store.js';
 import { checkVersion, ensureBinary, parseFlavor, type Flavor } from '../lab/binaries.js';
 import { clusterFor, labDestroy, labUp, readInit, readLab, runningPids, type LabRecord } from '../lab/lab.js';
 import type { ClusterClient } from '../vault/cluster.js';
-import { CanaryMismatchError, readCanaryHash, type CanaryResult, type CanarySpec } from './canaries.js';
+import { CanaryMismatchError, readCanaryHash, type CanaryResult, type CanarySpec } from '../vault/canaries.js';
+import type { KeySetSecrets } from '../vault/key-set.js';
 
 export const DRILL_FORMAT = 'vaultops-drill/1';
 
@@ -99,7 +99,28 @@ export interface DrillOptions {
   now?: () => Date;
   /** Opens an encrypted backup (resolved only when the newest backup is encrypted). */
   identity?: IdentityLoader | undefined;
+  /**
+   * The restore itself: the backup family's `restoreSnapshot`. The caller hands it in because
+   * drill and backup are sibling use cases and never import each other.
+   */
+  restore: RestoreIntoScratch;
 }
+
+/** What the drill asks of a restore (a subset of backup's RestoreOptions/RestoreResult). */
+export type RestoreIntoScratch = (o: {
+  cluster: ClusterClient;
+  clusterName: string;
+  flavor?: string | undefined;
+  file: string;
+  forceOtherCluster: boolean;
+  confirmed?: boolean | undefined;
+  prompter: Prompter;
+  identity?: IdentityLoader | undefined;
+  safetyStore: BackupStore;
+  keysFor(label: string | undefined): Promise<KeySetSecrets>;
+  log?: ((message: string) => void) | undefined;
+  timeoutMs?: number | undefined;
+}) => Promise<{ unsealedWith?: string | undefined }>;
 
 /**
  * A disaster-recovery drill: the newest verified backup of a cluster, restored into a scratch lab
@@ -203,7 +224,7 @@ export async function runDrill(o: DrillOptions): Promise<{ report: DrillReport; 
     const restoreStarted = now();
     report.rpo_ms = restoreStarted.getTime() - Date.parse(manifest.finished_at);
     let unsealStarted = false;
-    const result = await restoreSnapshot({
+    const result = await o.restore({
       cluster: scratch,
       clusterName: scratchName,
       flavor,

@@ -6,6 +6,7 @@ import { ensureLabCa, issueNodeCert } from './certs.js';
 import { isAlive } from './file-lock.js';
 import { API_PORT, CLUSTER_PORT, clusterFor, labState, nodeLogTail, readLab, renderConfig, startServer, stopNodes, writeInventory, writeLab, type LabNode, type LabRecord } from './lab.js';
 import { prepareSshHosts, startSshds, stopSshds } from './ssh-hosts.js';
+import { sleep } from '../core/sleep.js';
 
 /**
  * `vaultops lab add-nodes`: the hosts of an immutable upgrade, in the lab. New server processes on
@@ -90,7 +91,7 @@ async function waitAnswering(lab: LabRecord, nodes: LabNode[]): Promise<void> {
         if (n.pid === undefined || !isAlive(n.pid)) throw died(n, 'exited right after it was started');
         if (await cluster.client(n.name).health().catch(() => undefined)) break;
         if (Date.now() > deadline) throw died(n, `did not answer on ${n.apiAddr} within 30 s`);
-        await new Promise((r) => setTimeout(r, 150));
+        await sleep(150);
       }
     }
   } finally {

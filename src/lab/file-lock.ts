@@ -1,5 +1,6 @@
 import { mkdirSync, openSync, closeSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { sleep } from '../core/sleep.js';
 
 /**
  * A lock file holding the owner's pid, for work two processes must not do at once (building the
@@ -23,7 +24,7 @@ export async function withFileLock<T>(path: string, onWait: (message: string) =>
       }
       if (!announced) onWait(`Waiting for process ${owner}, which is doing the same work (${path})...`);
       announced = true;
-      await new Promise((r) => setTimeout(r, 1000));
+      await sleep(1000);
     }
   }
   try {

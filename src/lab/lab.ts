@@ -5,7 +5,7 @@ import { join, resolve, dirname } from 'node:path';
 import { InputError, VaultopsError } from '../core/errors.js';
 import { ClusterClient } from '../vault/cluster.js';
 import { VaultClient } from '../vault/client.js';
-import type { InitResponse } from '../vault/types.js';
+import type { InitResponse } from '../vault/api-types.js';
 import { machineTmpDir, stateDir } from './paths.js';
 import { FLAVORS, type Flavor } from './binaries.js';
 import { ensureLabCa, issueNodeCert } from './certs.js';
@@ -15,7 +15,7 @@ import { renderInventory } from './inventory-writer.js';
 import { ensureServiceUser, firstBlockedAncestor, handOver, openForSearch, privateCopy, type RunAs } from './run-as.js';
 import { prepareSshHosts, startSshds, stopSshds, type LabSsh } from './ssh-hosts.js';
 import { recordSlot, slotsHeldElsewhere } from './slot-registry.js';
-import { checkSameSeal, prepareTransitSeal, revokeSealToken, type LabSeal, type PreparedSeal, type SealRequest } from './transit-seal.js';
+import { checkSameSeal, prepareTransitSeal, revokeSealToken, type LabSeal, type PreparedSeal, type ProviderLabs, type SealRequest } from './transit-seal.js';
 
 export const API_PORT = 8200;
 export const CLUSTER_PORT = 8201;
@@ -187,7 +187,7 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
 
   const nodeCount = opts.nodes ?? 3;
   // Before anything exists: a provider that is not running is refused here (exit 2).
-  const seal = opts.seal ? await prepareTransitSeal(opts.name, opts.seal, env, progress) : undefined;
+  const seal = opts.seal ? await prepareTransitSeal(opts.name, opts.seal, providerLabs(env), progress) : undefined;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   let lab: LabRecord | undefined;
   try {
@@ -262,7 +262,7 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
     if (rec) await stopNodes(rec, () => undefined).catch(() => undefined);
     // A lab that never got initialised holds nothing worth keeping; remove it so `lab up` can start over.
     if (!existsSync(join(dir, 'init.json'))) {
-      await revokeSealToken(seal?.record, seal?.record.tokenAccessor, env);
+      await revokeSealToken(seal?.record, seal?.record.tokenAccessor, providerLabs(env));
       rmSync(dir, { recursive: true, force: true });
     }
     throw e;
@@ -273,11 +273,11 @@ async function restart(lab: LabRecord, binary: string, progress: (m: string) => 
   lab.binary = binary;
   // A transit-sealed lab gets a fresh seal token (its provider must be running: refused otherwise).
   const oldSeal = lab.seal;
-  const seal = oldSeal ? await prepareTransitSeal(lab.name, { type: 'transit', provider: oldSeal.provider }, env, progress) : undefined;
+  const seal = oldSeal ? await prepareTransitSeal(lab.name, { type: 'transit', provider: oldSeal.provider }, providerLabs(env), progress) : undefined;
   if (seal) lab.seal = seal.record;
   writeConfigs(lab, seal);
   writeLab(lab);
-  if (oldSeal?.tokenAccessor !== lab.seal?.tokenAccessor) await revokeSealToken(oldSeal, oldSeal?.tokenAccessor, env);
+  if (oldSeal?.tokenAccessor !== lab.seal?.tokenAccessor) await revokeSealToken(oldSeal, oldSeal?.tokenAccessor, providerLabs(env));
   try {
     // Inside the try: when one node fails to start, the nodes already started are stopped too.
     await withFileLock(join(machineTmpDir(), 'vaultops-lab-slots.lock'), progress, async () => {
@@ -386,6 +386,11 @@ export function renderConfig(lab: LabRecord, node: LabNode): string {
 }
 
 /** The token the lab's own tooling uses: the production-like admin token when the root token was revoked. */
+/** What transit-seal.ts reads of other labs (handed in: it must not import this file). */
+function providerLabs(env: NodeJS.ProcessEnv): ProviderLabs<LabRecord> {
+  return { read: (name) => readLab(name, env), state: labState, cluster: (l) => clusterFor(l, labToken(l)) };
+}
+
 export function labToken(lab: LabRecord): string {
   if (lab.tokenFile) {
     try {
@@ -623,7 +628,7 @@ export async function labDestroy(name: string, progress: (m: string) => void, en
   const dir = labDir(name, env);
   const lab = readLab(name, env);
   const stopped = lab ? await stopNodes(lab, progress) : 0;
-  await revokeSealToken(lab?.seal, lab?.seal?.tokenAccessor, env);
+  await revokeSealToken(lab?.seal, lab?.seal?.tokenAccessor, providerLabs(env));
   if (lab?.inventory && existsSync(lab.inventory)) {
     // Only remove an inventory we wrote (it says so on its first line).
     if (readFileSync(lab.inventory, 'utf8').startsWith('# Written by `vaultops lab up`')) rmSync(lab.inventory, { force: true });

@@ -2,11 +2,8 @@ import { existsSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** Labs, journals and locks. $VAULTOPS_STATE_DIR, else $XDG_STATE_HOME/vaultops, else ~/.local/state/vaultops. */
-export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env['VAULTOPS_STATE_DIR']) return env['VAULTOPS_STATE_DIR'];
-  return join(env['XDG_STATE_HOME'] || join(homedir(), '.local', 'state'), 'vaultops');
-}
+// The state folder is shared vocabulary (journals, locks, labs): it lives in core; labs keep importing it from here.
+export { stateDir } from '../core/state-dir.js';
 
 /** Server binaries and their build trees. $VAULTOPS_CACHE_DIR, else $XDG_CACHE_HOME/vaultops, else ~/.cache/vaultops. */
 export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {

@@ -1,7 +1,8 @@
-import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Flavor } from './binaries.js';
 import { clusterFor, readInit, writeInventory, writeLab, type LabRecord } from './lab.js';
+import { writeFileAtomicSync } from '../core/atomic-write.js';
 
 /**
  * `lab up --production-like`: a lab that passes what `vaultops check` can see through the API and
@@ -40,9 +41,7 @@ export async function hardenLab(lab: LabRecord, progress: (m: string) => void): 
     await client.write('sys/policies/acl/lab-admin', { policy: ADMIN_POLICY });
     const created = await client.write<{ auth: { client_token: string } }>('auth/token/create-orphan', { policies: ['lab-admin'], no_default_policy: true, ttl: '8760h', renewable: true, display_name: 'lab-admin' });
     const tokenFile = join(lab.dir, 'admin-token.json');
-    writeFileSync(`${tokenFile}.tmp`, `${JSON.stringify({ token: created.auth.client_token })}\n`, { mode: 0o600 });
-    chmodSync(`${tokenFile}.tmp`, 0o600);
-    renameSync(`${tokenFile}.tmp`, tokenFile);
+    writeFileAtomicSync(tokenFile, `${JSON.stringify({ token: created.auth.client_token })}\n`, 0o600);
     lab.tokenFile = tokenFile;
     writeLab(lab);
     writeInventory(lab);

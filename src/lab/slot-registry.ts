@@ -1,6 +1,7 @@
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { machineTmpDir } from './paths.js';
 import { join } from 'node:path';
+import { writeFileAtomicSync } from '../core/atomic-write.js';
 
 /**
  * Which loopback slot each lab on this machine owns, across state dirs (tests give every lab its
@@ -29,8 +30,7 @@ export function recordSlot(slot: number, labDirPath: string): void {
   const live = Object.fromEntries(Object.entries(read()).filter(([s, dir]) => Number(s) !== slot && dir !== labDirPath && existsSync(join(dir, 'lab.json'))));
   live[String(slot)] = labDirPath;
   try {
-    writeFileSync(`${REGISTRY}.tmp`, `${JSON.stringify(live)}\n`);
-    renameSync(`${REGISTRY}.tmp`, REGISTRY);
+    writeFileAtomicSync(REGISTRY, `${JSON.stringify(live)}\n`);
   } catch {
     /* a read-only tmp: fall back to the port checks alone */
   }

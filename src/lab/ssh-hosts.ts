@@ -7,6 +7,7 @@ import { FLAVORS } from './binaries.js';
 import { lastLines, run } from './exec.js';
 import { isAlive } from './file-lock.js';
 import type { LabNode, LabRecord } from './lab.js';
+import { sleep } from '../core/sleep.js';
 
 /**
  * `lab up --ssh`: each lab node becomes a "host" reached the way production hosts are, through a
@@ -188,7 +189,7 @@ export async function startSshds(lab: LabRecord & { ssh?: LabSsh | undefined }, 
       if (pid === undefined || !isAlive(pid)) throw new VaultopsError(`sshd of node ${n.name} exited at start.`, { details: lastLines(safeRead(join(nodeSshDir(n), 'sshd.log')), 10) });
       if (await accepts(n.ip, SSH_PORT)) break;
       if (Date.now() > deadline) throw new VaultopsError(`sshd of node ${n.name} does not accept connections on ${n.ip}:${SSH_PORT}.`, { details: lastLines(safeRead(join(nodeSshDir(n), 'sshd.log')), 10) });
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
   }
 }
@@ -210,7 +211,7 @@ export async function stopSshds(lab: LabRecord & { ssh?: LabSsh | undefined }): 
     }
   }
   const deadline = Date.now() + 10_000;
-  while (pids.some(isAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  while (pids.some(isAlive) && Date.now() < deadline) await sleep(50);
   for (const p of pids.filter(isAlive)) process.kill(p, 'SIGKILL');
   return pids.length;
 }

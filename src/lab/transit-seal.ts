@@ -1,6 +1,6 @@
 import { InputError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
-import { clusterFor, labState, labToken, readLab, type LabRecord } from './lab.js';
+import type { ClusterClient } from '../vault/cluster.js';
 
 /**
  * `lab up --seal transit --seal-provider NAME`: the lab's nodes auto-unseal with the transit engine
@@ -33,14 +33,34 @@ export interface PreparedSeal {
   stanza: string;
 }
 
+/**
+ * How this file reaches the provider lab. lab.ts hands it in: lab.ts imports this file, so this file
+ * must not import lab.ts.
+ */
+export interface ProviderLabs<L extends ProviderLab = ProviderLab> {
+  /** The lab record of `name`, if such a lab exists. */
+  read(name: string): L | undefined;
+  /** Whether every node of the lab runs (a provider must be fully up). */
+  state(lab: L): 'running' | 'partial' | 'stopped';
+  /** A client of the lab's cluster with its own admin token. */
+  cluster(lab: L): ClusterClient;
+}
+
+/** The parts of a lab record this file reads. */
+export interface ProviderLab {
+  name: string;
+  caCert?: string | undefined;
+  seal?: LabSeal | undefined;
+}
+
 const MOUNT = 'transit/';
 const PERIOD = '24h';
 
 /** Refuses, before anything is created, a provider that is not a running lab. Exit 2. */
-function requireProvider(name: string, providerName: string, env: NodeJS.ProcessEnv): LabRecord {
+function requireProvider<L extends ProviderLab>(name: string, providerName: string, labs: ProviderLabs<L>): L {
   if (providerName === name) throw new InputError(`Lab ${name} cannot be sealed by its own transit engine.`, { hint: 'Start another lab first (`vaultops lab up --name seal-provider`) and pass --seal-provider seal-provider.' });
-  const provider = readLab(providerName, env);
-  const state = provider ? labState(provider) : undefined;
+  const provider = labs.read(providerName);
+  const state = provider ? labs.state(provider) : undefined;
   if (!provider || state !== 'running') {
     const what = provider ? `is ${state}` : 'does not exist';
     throw new InputError(
@@ -56,13 +76,13 @@ function requireProvider(name: string, providerName: string, env: NodeJS.Process
  * On the provider, with its own token: enable transit (idempotent), create this lab's key, a policy
  * that can only encrypt and decrypt with that key, and an orphan periodic token with that policy.
  */
-export async function prepareTransitSeal(name: string, request: SealRequest, env: NodeJS.ProcessEnv, progress: (m: string) => void): Promise<PreparedSeal> {
+export async function prepareTransitSeal<L extends ProviderLab>(name: string, request: SealRequest, labs: ProviderLabs<L>, progress: (m: string) => void): Promise<PreparedSeal> {
   if (request.type !== 'transit') throw new InputError(`Unknown seal "${String(request.type)}".`, { hint: 'Use --seal transit --seal-provider NAME, or leave --seal out for Shamir keys.' });
-  const provider = requireProvider(name, request.provider, env);
+  const provider = requireProvider(name, request.provider, labs);
   const keyName = `vaultops-lab-${name}`;
   const policy = `vaultops-lab-${name}-seal`;
   progress(`Preparing the transit seal on lab ${provider.name}: key ${keyName}, policy ${policy}, a token for this lab...`);
-  const cluster = clusterFor(provider, labToken(provider));
+  const cluster = labs.cluster(provider);
   try {
     const { node, client } = await cluster.findLeader();
     const mounts = await client.read<Record<string, { type?: string }> & { data?: Record<string, { type?: string }> }>('sys/mounts');
@@ -100,11 +120,11 @@ export async function prepareTransitSeal(name: string, request: SealRequest, env
 }
 
 /** Best effort: revokes a seal token on its provider by accessor (a provider that is down keeps it until its period lapses). */
-export async function revokeSealToken(seal: LabSeal | undefined, accessor: string | undefined, env: NodeJS.ProcessEnv): Promise<void> {
+export async function revokeSealToken<L extends ProviderLab>(seal: LabSeal | undefined, accessor: string | undefined, labs: ProviderLabs<L>): Promise<void> {
   if (!seal || !accessor) return;
-  const provider = readLab(seal.provider, env);
-  if (!provider || labState(provider) !== 'running') return;
-  const cluster = clusterFor(provider, labToken(provider));
+  const provider = labs.read(seal.provider);
+  if (!provider || labs.state(provider) !== 'running') return;
+  const cluster = labs.cluster(provider);
   try {
     const { client } = await cluster.findLeader();
     await client.write('auth/token/revoke-accessor', { accessor });
@@ -116,7 +136,7 @@ export async function revokeSealToken(seal: LabSeal | undefined, accessor: strin
 }
 
 /** A stopped lab keeps its seal; a different one asked for is refused, not ignored. */
-export function checkSameSeal(lab: LabRecord, request: SealRequest | undefined): void {
+export function checkSameSeal(lab: ProviderLab, request: SealRequest | undefined): void {
   if (!request) return;
   const have = lab.seal ? `a transit seal from lab ${lab.seal.provider}` : 'Shamir unseal keys';
   const want = `a transit seal from lab ${request.provider}`;
@@ -127,11 +147,11 @@ export function checkSameSeal(lab: LabRecord, request: SealRequest | undefined):
 }
 
 /** "transit (lab NAME)" or "shamir", for `lab status`. */
-export function sealLabel(lab: LabRecord): string {
+export function sealLabel(lab: ProviderLab): string {
   return lab.seal ? `transit (lab ${lab.seal.provider})` : 'shamir';
 }
 
 /** Labs sealed by `name`'s transit engine (they cannot unseal after a restart while it is down). */
-export function labsSealedBy(name: string, labs: readonly LabRecord[]): LabRecord[] {
+export function labsSealedBy<L extends ProviderLab>(name: string, labs: readonly L[]): L[] {
   return labs.filter((l) => l.seal?.provider === name);
 }

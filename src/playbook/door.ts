@@ -1,9 +1,9 @@
 import { GateError, InterruptedError } from '../core/errors.js';
-import type { Prompter } from '../actions/types.js';
+import type { Prompter } from '../core/prompter.js';
 import type { ClusterSpec } from '../inventory/schema.js';
 import type { ClusterClient } from '../vault/cluster.js';
 import { ClusterLock, ClusterLockUnavailable } from '../vault/cluster-lock.js';
-import { parseDuration } from '../vault/env.js';
+import { parseDuration } from '../core/duration.js';
 import { newRunId, whoAmI } from './journal.js';
 import { acquireLocks, clusterLockKeys, type LockMode } from './lock.js';
 

@@ -10,6 +10,8 @@ import type { Playbook, Step } from './load.js';
 import { clusterScope, liveState, unwrapTemplate, type LiveState, type Plan, type PlanInstance } from './plan.js';
 import type { Journal, RunStatus } from './journal.js';
 import type { Emit, Recap } from './events.js';
+import { openNodeHost } from '../ssh/open-host.js';
+import { resolveStore } from '../backup/stores/store.js';
 
 export interface EngineInput {
   runId: string;
@@ -133,6 +135,8 @@ export async function executePlan(input: EngineInput, progress?: (p: EngineProgr
       stateDir: input.stateDir,
       inventoryFile: input.inventoryFile,
       confirmed: confirmedSteps.has(step),
+      openHost: (node, options) => openNodeHost(node, options),
+      openStore: (choice) => resolveStore(choice, input.clusterName, input.spec.stores, process.cwd()),
     };
     let outcome: Outcome = { status: 'failed', message: 'not run' };
     for (let attempt = 1; attempt <= step.retries + 1; attempt++) {

@@ -1,4 +1,4 @@
-import type { Outcome } from '../actions/types.js';
+import type { Outcome } from '../core/outcome.js';
 import type { Plan, PlanInstance } from './plan.js';
 import type { RunStatus } from './journal.js';
 

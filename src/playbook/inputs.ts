@@ -1,6 +1,6 @@
 import { InputError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
-import type { Prompter } from '../actions/types.js';
+import type { Prompter } from '../core/prompter.js';
 import { resolveSecret } from '../secrets/refs.js';
 import { evaluate, parseExpr, render, truthy } from '../core/expr.js';
 import type { Playbook } from './load.js';

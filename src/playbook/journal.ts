@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import { userInfo, hostname } from 'node:os';
 import { redactor } from '../core/redact.js';
-import type { OutcomeStatus } from '../actions/types.js';
+import type { OutcomeStatus } from '../core/outcome.js';
 import type { Plan } from './plan.js';
 
 export type RunStatus = 'running' | 'ok' | 'failed' | 'interrupted' | 'refused';

@@ -1,6 +1,6 @@
 import { InputError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
-import type { Prompter } from '../actions/types.js';
+import type { Prompter } from '../core/prompter.js';
 
 /**
  * Without a TTY (cron, CI) or with --non-interactive nothing ever waits on stdin: every question

@@ -1,4 +1,4 @@
-import type { Outcome } from '../actions/types.js';
+import type { Outcome } from '../core/outcome.js';
 import type { Plan, PlanInstance } from '../playbook/plan.js';
 import type { Emit, Recap, RunEvent } from '../playbook/events.js';
 import { redactor } from '../core/redact.js';

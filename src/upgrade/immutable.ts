@@ -1,14 +1,15 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { GateError, InputError, InterruptedError, VaultopsError } from '../core/errors.js';
 import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
 import type { ServiceManager } from '../ssh/services.js';
 import { sameHost, type ClusterClient, type ClusterNode } from '../vault/cluster.js';
-import type { RaftServer } from '../vault/types.js';
+import type { RaftServer } from '../vault/api-types.js';
 import { remoteBinaryVersion, stageBinary, STAGED_SUFFIX, swapBinary, verifyLocalBinary, verifyStaged, type BinarySource } from './binary-install.js';
 import { closeMembers, halt, memberFor, startAndRejoin, verifyUpgrade, waitFor, type Member, type NodeUpgradeContext, type UpgradeEvent } from './rolling.js';
-import { compareVersions } from './versions.js';
+import { compareVersions } from '../core/version.js';
+import { writeFileAtomicSync } from '../core/atomic-write.js';
 
 /**
  * An immutable upgrade (seed 004, HashiCorp's "add new nodes, then remove old ones"): new nodes on
@@ -81,8 +82,7 @@ function readState(file: string | undefined): StateRecord | undefined {
 function writeState(file: string | undefined, rec: StateRecord): void {
   if (!file) return;
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  writeFileSync(`${file}.tmp`, `${JSON.stringify(rec, null, 2)}\n`, { mode: 0o600 });
-  renameSync(`${file}.tmp`, file);
+  writeFileAtomicSync(file, `${JSON.stringify(rec, null, 2)}\n`, 0o600);
 }
 
 export function clusterNodeOf(n: NodeSpec): ClusterNode {

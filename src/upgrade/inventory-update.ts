@@ -1,8 +1,9 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { isMap, isSeq, parseDocument } from 'yaml';
 import type { ClusterSpec } from '../inventory/schema.js';
 import { recordLabUpgrade } from '../lab/add-nodes.js';
+import { writeFileAtomicSync } from '../core/atomic-write.js';
 
 /**
  * After an upgrade the inventory must describe the cluster as it is now. The file is edited as a
@@ -35,9 +36,7 @@ export async function recordUpgrade(o: { inventoryFile: string; clusterName: str
       }
     }
   }
-  const tmp = `${dest}.vaultops-tmp`;
-  writeFileSync(tmp, doc.toString());
-  renameSync(tmp, dest);
+  writeFileAtomicSync(dest, doc.toString());
   written.push(dest);
   return written;
 }

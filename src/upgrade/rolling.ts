@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { GateError, InputError, InterruptedError, VaultopsError } from '../core/errors.js';
 import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
@@ -6,9 +6,12 @@ import type { Host } from '../ssh/host.js';
 import { serviceManager, type ServiceManager } from '../ssh/services.js';
 import { sameHost, type ClusterClient, type ClusterNode } from '../vault/cluster.js';
 import type { VaultClient } from '../vault/client.js';
-import type { AutopilotServer, AutopilotState } from '../vault/types.js';
+import type { AutopilotServer, AutopilotState } from '../vault/api-types.js';
 import { remoteBinaryVersion, rollbackBinary, stageBinary, STAGED_SUFFIX, swapBinary, verifyLocalBinary, verifyStaged, type BinarySource } from './binary-install.js';
-import { compareVersions, parseGoDuration } from './versions.js';
+import { compareVersions } from '../core/version.js';
+import { parseGoDuration } from '../core/duration.js';
+import { sleep } from '../core/sleep.js';
+import { writeFileAtomicSync } from '../core/atomic-write.js';
 
 /**
  * A rolling in-place upgrade in HashiCorp's order (shared/reference/vault-ops-api.md §8.2,
@@ -198,8 +201,7 @@ interface ProgressRecord {
 function writeProgress(file: string | undefined, rec: ProgressRecord): void {
   if (!file) return;
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  writeFileSync(`${file}.tmp`, `${JSON.stringify(rec, null, 2)}\n`, { mode: 0o600 });
-  renameSync(`${file}.tmp`, file);
+  writeFileAtomicSync(file, `${JSON.stringify(rec, null, 2)}\n`, 0o600);
 }
 
 function clearProgress(file: string | undefined): void {
@@ -368,7 +370,9 @@ export async function upgradeMember(o: NodeUpgradeContext, m: Member, isLeader: 
     const phases = await startAndRejoin(o, m, target, timeout, emit);
     emit({ kind: 'node', node: name, message: `healthy voter on ${target}, caught up; waiting the stabilization time (${stabilizationMs} ms)` });
     const s0 = Date.now();
-    await sleep(stabilizationMs, o.signal);
+    // Ctrl-C does not cut a node's wait short: the node must reach a safe state first; the check
+    // between nodes stops the run.
+    await sleep(stabilizationMs);
     const stabilization = Date.now() - s0;
     // The cluster must still be healthy after the pause before the next node goes down.
     return { node: name, role: isLeader ? 'leader' : 'standby', stopMs, failoverMs, ...phases, stabilizationMs: stabilization, totalMs: Date.now() - t0 };
@@ -503,13 +507,9 @@ export async function waitFor<T>(timeoutMs: number, signal: AbortSignal | undefi
     const v = await check();
     if (v !== undefined) return v;
     if (Date.now() > deadline) return undefined;
-    await sleep(POLL_MS, signal);
+    // Ctrl-C does not cut a poll short either (see above); the caller checks `signal` between nodes.
+    void signal;
+    await sleep(POLL_MS);
   }
 }
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  // Ctrl-C does not cut a node's wait short: the node must reach a safe state first; the check
-  // between nodes stops the run.
-  void signal;
-  return new Promise((r) => setTimeout(r, ms));
-}

@@ -5,7 +5,7 @@ import { redactor } from '../core/redact.js';
 import { Transport, type TransportOptions } from './transport.js';
 import type { RawDownload } from './raw-download.js';
 import { healthState, type HealthBody, type NodeHealth } from './health.js';
-import type * as T from './types.js';
+import type * as T from './api-types.js';
 
 export interface VaultClientOptions extends TransportOptions {
   /** Base address, e.g. https://127.0.0.11:8200 (the node's api_addr). */

@@ -3,7 +3,7 @@ import { VaultClient } from './client.js';
 import { Transport } from './transport.js';
 import type { TlsSettings } from './tls.js';
 import { isServing, type NodeHealth, type NodeState } from './health.js';
-import type { AutopilotServer, AutopilotState, RaftServer } from './types.js';
+import type { AutopilotServer, AutopilotState, RaftServer } from './api-types.js';
 
 export interface ClusterNode {
   name: string;

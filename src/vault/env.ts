@@ -1,4 +1,5 @@
 import type { TlsSettings } from './tls.js';
+import { parseDuration } from '../core/duration.js';
 
 /**
  * The environment variables the official CLIs read. OpenBao's `bao` reads BAO_* first and falls
@@ -39,19 +40,4 @@ export function readVaultEnv(env: NodeJS.ProcessEnv = process.env): VaultEnv {
 
 export function parseBool(v: string): boolean {
   return ['1', 't', 'true', 'yes', 'y', 'on'].includes(v.trim().toLowerCase());
-}
-
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
-
-/**
- * Durations as VAULT_CLIENT_TIMEOUT takes them (Vault's parseutil.ParseDurationSecond): bare
- * seconds ("60") or a Go duration ("60s", "2m", "500ms", "1m30s").
- */
-export function parseDuration(v: string): number | undefined {
-  const t = v.trim();
-  if (/^\d+(?:\.\d+)?$/.test(t)) return Math.round(Number(t) * 1000);
-  if (!/^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(t)) return undefined;
-  let total = 0;
-  for (const m of t.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) total += Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
-  return Math.round(total);
 }

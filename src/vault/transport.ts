@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { UnreachableError, VaultopsError } from '../core/errors.js';
 import { loadTls, type TlsSettings, type LoadedTls } from './tls.js';
 import { RawDownload } from './raw-download.js';
+import { sleep } from '../core/sleep.js';
 
 // Loaded with require, not import: an ESM import of node:http copies every export, and that touches
 // its lazy WebSocket/EventSource getters, which load all of undici (~10-20 ms and a few MB on every
@@ -111,7 +112,7 @@ export class Transport {
         if (!retryable?.has(code) || attempt >= this.#retries) throw await this.#describe(url, e);
         // Backoff with jitter: 250 ms, 500 ms, 1 s ... capped at 4 s.
         const delay = Math.min(4000, 250 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
-        await new Promise((r) => setTimeout(r, delay));
+        await sleep(delay);
       }
     }
   }

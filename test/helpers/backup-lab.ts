@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import type { BackupStore, SnapshotSink } from '../../src/backup/store.js';
+import type { BackupStore, SnapshotSink } from '../../src/backup/stores/store.js';
 import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
 import { run, type RunResult } from '../../src/lab/exec.js';
 import type { ClusterClient } from '../../src/vault/cluster.js';

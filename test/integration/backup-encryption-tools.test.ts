@@ -7,7 +7,7 @@ import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/core/exit-codes.js';
-import { createEncryptStage, encryptionSpecFromFlags } from '../../src/backup/encryption.js';
+import { createEncryptStage, encryptionSpecFromFlags } from '../../src/backup/crypto/encryption.js';
 import { CliRunner } from '../helpers/cli.js';
 import { snapshotFixture } from '../helpers/snapshot-fixture.js';
 

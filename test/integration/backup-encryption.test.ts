@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ExitCode } from '../../src/core/exit-codes.js';
-import type { Manifest } from '../../src/backup/manifest.js';
+import type { Manifest } from '../../src/backup/stores/manifest.js';
 import type { DrillReport } from '../../src/drill/run-drill.js';
 import { CliRunner } from '../helpers/cli.js';
 import { ensureKv, kvGet, kvPut, withCluster } from '../helpers/backup-lab.js';

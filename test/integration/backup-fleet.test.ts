@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ExitCode } from '../../src/core/exit-codes.js';
-import type { Manifest } from '../../src/backup/manifest.js';
+import type { Manifest } from '../../src/backup/stores/manifest.js';
 import { labDown } from '../../src/lab/lab.js';
 import { CliRunner, labSecrets } from '../helpers/cli.js';
 import { ensureKv, kvPut, withCluster } from '../helpers/backup-lab.js';

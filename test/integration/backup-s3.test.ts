@@ -5,15 +5,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ExitCode } from '../../src/core/exit-codes.js';
-import type { Manifest } from '../../src/backup/manifest.js';
-import type { S3Client } from '../../src/backup/s3-client.js';
+import type { Manifest } from '../../src/backup/stores/manifest.js';
+import type { S3Client } from '../../src/backup/stores/s3-client.js';
 import type { DrillReport } from '../../src/drill/run-drill.js';
 import { CliRunner, labSecrets } from '../helpers/cli.js';
 import { ensureKv, fillKv, kvGet, kvPut, withCluster } from '../helpers/backup-lab.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 import { startS3Server, type S3Server } from '../helpers/s3-server.js';
-import { generateAgeIdentity } from '../../src/backup/age.js';
+import { generateAgeIdentity } from '../../src/backup/crypto/age.js';
 
 /**
  * The S3 backup store against a real S3-compatible server (versitygw with its POSIX backend, built

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ExitCode } from '../../src/core/exit-codes.js';
-import type { Manifest } from '../../src/backup/manifest.js';
+import type { Manifest } from '../../src/backup/stores/manifest.js';
 import { SSH_PORT } from '../../src/lab/ssh-hosts.js';
 import { CliRunner, labSecrets } from '../helpers/cli.js';
 import { ensureKv, fillKv, kvGet, kvPut, withCluster } from '../helpers/backup-lab.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import type { CheckReport } from '../../src/check/run-check.js';
-import type { CheckResult } from '../../src/check/types.js';
+import type { CheckResult } from '../../src/check/check-result.js';
 import { ExitCode } from '../../src/core/exit-codes.js';
 import { ensureBinary } from '../../src/lab/binaries.js';
 import { labDestroy, labDir, labUp, type LabRecord } from '../../src/lab/lab.js';

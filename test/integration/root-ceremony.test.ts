@@ -10,7 +10,7 @@ import { VaultClient } from '../../src/vault/client.js';
 import { generateRootCancel } from '../../src/vault/ceremonies.js';
 import { labSecrets, waitFor } from '../helpers/cli.js';
 import { CeremonyCli, decryptArmored, makePgpKey, REPO, runAtTerminal } from '../helpers/ceremony.js';
-import { huntRootTokens } from '../../src/ceremony/root-tokens.js';
+import { huntRootTokens } from '../../src/vault/root-tokens.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 

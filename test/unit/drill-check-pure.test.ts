@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canaryValue, sha256Hex } from '../../src/drill/canaries.js';
+import { canaryValue, sha256Hex } from '../../src/vault/canaries.js';
 import { renderHtml, renderMarkdown } from '../../src/drill/drill-report.js';
 import type { DrillReport } from '../../src/drill/run-drill.js';
 import { decodeProcAddr } from '../../src/check/host-checks.js';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseBool, parseDuration, readVaultEnv } from '../../src/vault/env.js';
+import { parseBool, readVaultEnv } from '../../src/vault/env.js';
+import { parseDuration } from '../../src/core/duration.js';
 
 describe('VAULT_* and BAO_* variables are read as the official CLIs read them', () => {
   it('reads the VAULT_* set', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { compareVersions, parseGoDuration } from '../../src/upgrade/versions.js';
+import { compareVersions } from '../../src/core/version.js';
+import { parseGoDuration } from '../../src/core/duration.js';
 
 describe('the version gate orders server versions as releases are ordered', () => {
   it('compares numerically, not as text', () => {

@@ -1,6 +1,6 @@
 import { InputError } from '../../core/errors.js';
-import { identityLoader, type IdentityLoader } from '../../backup/encryption.js';
-import type { BackupStore } from '../../backup/store.js';
+import { identityLoader, type IdentityLoader } from '../../backup/crypto/encryption.js';
+import type { BackupStore } from '../../backup/stores/store.js';
 import type { ActionContext } from '../types.js';
 
 /**

@@ -2,9 +2,9 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { InputError } from '../../core/errors.js';
 import { defineAction } from '../types.js';
-import { restoreSnapshot, type KeySetSecrets } from '../../backup/restore.js';
-import { LocalDirStore } from '../../backup/local-dir-store.js';
-import { localCopy, resolveStore, type BackupStore } from '../../backup/store.js';
+import { restoreSnapshot, type KeySetSecrets } from '../../backup/restore-snapshot.js';
+import { LocalDirStore } from '../../backup/stores/local-dir-store.js';
+import { localCopy, type BackupStore } from '../../backup/stores/store.js';
 import { identityForAction } from './identity.js';
 
 /**
@@ -38,9 +38,9 @@ export default defineAction({
     let cleanup = async (): Promise<void> => undefined;
     if (args.from) {
       file = resolve(args.from);
-      safety = args.store !== undefined || args.to !== undefined ? resolveStore(args, ctx.clusterName, ctx.spec.stores, process.cwd()) : new LocalDirStore(dirname(file));
+      safety = args.store !== undefined || args.to !== undefined ? ctx.openStore(args) : new LocalDirStore(dirname(file));
     } else {
-      safety = resolveStore(args, ctx.clusterName, ctx.spec.stores, process.cwd());
+      safety = ctx.openStore(args);
       const newest = (await safety.list()).find((e) => e.manifest?.cluster.name === ctx.clusterName && e.manifest.reason === 'backup');
       if (!newest) {
         safety.close?.();

@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
-import { resolveStore } from '../../backup/store.js';
-import { hasRetentionRule } from '../../backup/retention.js';
+import { hasRetentionRule } from '../../backup/stores/retention.js';
 import { pruneStore, backupOf, type BackupResult } from '../../backup/take-backup.js';
 
 /** `backup.snapshot`: one verified Raft snapshot from the leader into a store, then the store's retention. */
@@ -21,7 +20,7 @@ export default defineAction({
   async run(ctx, raw) {
     // Playbook vars left empty arrive as "": treat them as not given.
     const args = { ...raw, store: raw.store || undefined, to: raw.to || undefined };
-    const store = resolveStore(args, ctx.clusterName, ctx.spec.stores, process.cwd());
+    const store = ctx.openStore(args);
     let result: BackupResult;
     let removed: string[] = [];
     try {

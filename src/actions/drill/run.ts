@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { InputError } from '../../core/errors.js';
-import { resolveStore, type BackupStore } from '../../backup/store.js';
-import { LocalDirStore } from '../../backup/local-dir-store.js';
-import type { KeySetSecrets } from '../../backup/restore.js';
+import { type BackupStore } from '../../backup/stores/store.js';
+import { LocalDirStore } from '../../backup/stores/local-dir-store.js';
+import { restoreSnapshot, type KeySetSecrets } from '../../backup/restore-snapshot.js';
 import { formatMs } from '../../drill/drill-report.js';
 import { drillReportDir, finishDrill } from '../../drill/finish-drill.js';
 import { runDrill } from '../../drill/run-drill.js';
@@ -31,7 +31,7 @@ export default defineAction({
   describe: (args) => `drill: restore the newest backup${args.from_dir ? ` in ${args.from_dir}` : ''} into a scratch lab cluster on this machine, read the canaries, tear it down`,
   async run(ctx, raw) {
     const args = { ...raw, store: raw.store || undefined, from_dir: raw.from_dir || undefined, report_dir: raw.report_dir || undefined, notify_url: raw.notify_url || undefined };
-    const store: BackupStore = args.from_dir ? new LocalDirStore(args.from_dir) : resolveStore({ store: args.store }, ctx.clusterName, ctx.spec.stores, process.cwd());
+    const store: BackupStore = args.from_dir ? new LocalDirStore(args.from_dir) : ctx.openStore({ store: args.store });
     const keysFor = async (label: string | undefined): Promise<KeySetSecrets> => {
       const own = ctx.spec.unseal;
       if ((label === undefined || label === own?.key_set) && own?.keys) {
@@ -49,6 +49,7 @@ export default defineAction({
         canaries: ctx.spec.canaries ?? [],
         store,
         keysFor,
+        restore: restoreSnapshot,
         liveCluster: ctx.cluster,
         scratchParent: join(ctx.stateDir, 'drills', '.scratch'),
         prompter: ctx.prompter,

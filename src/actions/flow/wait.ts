@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
+import { abortableSleep } from '../../core/sleep.js';
 
 export default defineAction({
   name: 'flow.wait',
@@ -8,13 +9,7 @@ export default defineAction({
   changes: false,
   describe: (args) => `wait ${args.seconds} s`,
   async run(ctx, args) {
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, args.seconds * 1000);
-      ctx.signal.addEventListener('abort', () => {
-        clearTimeout(t);
-        resolve();
-      }, { once: true });
-    });
+    await abortableSleep(args.seconds * 1000, ctx.signal);
     return ctx.signal.aborted ? { status: 'failed', message: 'interrupted' } : { status: 'ok' };
   },
 });

@@ -3,7 +3,7 @@ import { defineAction } from '../types.js';
 import { verifyImmutable } from '../../upgrade/immutable.js';
 import { recordUpgrade } from '../../upgrade/inventory-update.js';
 import { rmSync } from 'node:fs';
-import { immutableStateFile } from './_common.js';
+import { immutableStateFile } from './args-and-state-files.js';
 
 export default defineAction({
   name: 'upgrade.immutable_verify',

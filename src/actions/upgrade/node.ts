@@ -1,10 +1,9 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
-import { openNodeHost } from '../../ssh/open-host.js';
 import { remoteBinaryVersion, STAGED_SUFFIX } from '../../upgrade/binary-install.js';
 import { autopilotStabilization, gateBeforeNode, memberFor, upgradeMember } from '../../upgrade/rolling.js';
-import { compareVersions } from '../../upgrade/versions.js';
-import { binaryArgs, defaultUnit, progressFile } from './_common.js';
+import { compareVersions } from '../../core/version.js';
+import { binaryArgs, defaultUnit, progressFile } from './args-and-state-files.js';
 
 export default defineAction({
   name: 'upgrade.node',
@@ -22,7 +21,7 @@ export default defineAction({
   async run(ctx, args) {
     const spec = ctx.spec.nodes.find((n) => n.name === ctx.node?.name);
     if (!spec) return { status: 'failed', message: 'upgrade.node needs a node target (standbys, leader, node:NAME)' };
-    const host = await openNodeHost(spec, { trustOnFirstUse: args.trust_on_first_use });
+    const host = await ctx.openHost(spec, { trustOnFirstUse: args.trust_on_first_use });
     try {
       const m = memberFor(ctx.cluster, spec, host, defaultUnit(ctx));
       const target = await remoteBinaryVersion(host, `${m.binaryPath}${STAGED_SUFFIX}`).catch(() => undefined);

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { defineAction } from '../types.js';
-import { LocalDirStore } from '../../backup/local-dir-store.js';
+import { LocalDirStore } from '../../backup/stores/local-dir-store.js';
 import { backupOf } from '../../backup/take-backup.js';
 import { upgradeStateFiles } from '../../upgrade/state-files.js';
 

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { defineAction } from '../types.js';
-import { prepareOutDir, Rekey, writeHolderFiles } from '../../ceremony/rekey.js';
+import { prepareOutDir, Rekey, writeHolderFiles } from '../../ceremony/rekey-ceremony.js';
 import { CeremonySession } from '../../ceremony/session.js';
 import { readPublicKeyFile } from '../../secrets/pgp.js';
 

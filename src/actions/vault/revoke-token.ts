@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
-import { revokeTokenValue } from '../../ceremony/root-tokens.js';
+import { revokeTokenValue } from '../../vault/root-tokens.js';
 import { revokeAccessor, lookupAccessor } from '../../vault/ceremonies.js';
 
 /**

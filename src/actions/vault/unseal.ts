@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { UnreachableError, VaultApiError } from '../../core/errors.js';
+import { sleep } from '../../core/sleep.js';
 
 export default defineAction({
   name: 'vault.unseal',
@@ -59,7 +60,7 @@ export default defineAction({
       const h = await client.health().catch(() => undefined);
       if (h && (h.state === 'active' || h.state === 'standby' || h.state === 'perf-standby')) return { status: 'changed', message: `unsealed with ${used} share${used === 1 ? '' : 's'}; now ${h.state}` };
       if (Date.now() > deadline || ctx.signal.aborted) return { status: 'failed', message: `${node.name} unsealed but did not serve within ${args.wait} s (state ${h?.state ?? 'unreachable'})` };
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
     }
   },
 });

@@ -2,9 +2,9 @@ import { createCipheriv, createHmac, createPublicKey, diffieHellman, generateKey
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { b64, createAgeDecryptStream, createAgeEncryptStream, generateAgeIdentity, parseAgeIdentities, parseAgeRecipient } from '../../../src/backup/age.js';
-import { bech32Decode, bech32Encode } from '../../../src/backup/bech32.js';
-import { CiphertextDamagedError, WrongIdentityError } from '../../../src/backup/encryption-errors.js';
+import { b64, createAgeDecryptStream, createAgeEncryptStream, generateAgeIdentity, parseAgeIdentities, parseAgeRecipient } from '../../../src/backup/crypto/age.js';
+import { bech32Decode, bech32Encode } from '../../../src/backup/crypto/bech32.js';
+import { CiphertextDamagedError, WrongIdentityError } from '../../../src/backup/crypto/encryption-errors.js';
 import { redactor } from '../../../src/core/redact.js';
 
 /**

@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generateAgeIdentity } from '../../../src/backup/age.js';
-import { encryptionSpecFromFlags, sniffEncryption } from '../../../src/backup/encryption.js';
-import { MANIFEST_FORMAT, parseManifest, storedFileOf } from '../../../src/backup/manifest.js';
-import { openStore } from '../../../src/backup/store.js';
+import { generateAgeIdentity } from '../../../src/backup/crypto/age.js';
+import { encryptionSpecFromFlags, sniffEncryption } from '../../../src/backup/crypto/encryption.js';
+import { MANIFEST_FORMAT, parseManifest, storedFileOf } from '../../../src/backup/stores/manifest.js';
+import { openStore } from '../../../src/backup/stores/store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vaultops-enc-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DEFAULT_FLEET_CONCURRENCY, fleetExitCode, parseConcurrency, runLimited } from '../../../src/backup/fleet.js';
-import { writePromTextfile, type BackupReport } from '../../../src/backup/notify.js';
+import { writePromTextfile, type BackupReport } from '../../../src/notify/notify.js';
 
 /** A promise with its resolve/reject outside, so a test decides when each cluster's "backup" ends. */
 function gate<T>() {

@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pumpSnapshot } from '../../../src/backup/pump.js';
-import { SnapshotCheck, SnapshotInvalidError } from '../../../src/backup/snapshot-verify.js';
+import { SnapshotCheck, SnapshotInvalidError } from '../../../src/backup/stores/snapshot-verify.js';
 import { RawDownload } from '../../../src/vault/raw-download.js';
 import { snapshotFixture } from '../../helpers/snapshot-fixture.js';
 

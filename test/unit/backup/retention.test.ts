@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseRetentionDuration, planRetention } from '../../../src/backup/retention.js';
+import { planRetention } from '../../../src/backup/stores/retention.js';
+import { parseRetentionDuration } from '../../../src/core/duration.js';
 import { parseEvery } from '../../../src/cli/schedule.js';
 
 const now = new Date('2026-11-25T12:00:00Z');

@@ -6,7 +6,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createSnapshotVerifier, SnapshotInvalidError, verifySnapshotFile } from '../../../src/backup/snapshot-verify.js';
+import { createSnapshotVerifier, SnapshotInvalidError, verifySnapshotFile } from '../../../src/backup/stores/snapshot-verify.js';
 import { snapshotFixture, snapshotTar } from '../../helpers/snapshot-fixture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vaultops-verify-'));

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { openStore } from '../../../src/backup/store.js';
+import { openStore } from '../../../src/backup/stores/store.js';
 
 describe('backup store configuration', () => {
   it('every store in the commented example inventory opens (an operator copies it)', () => {

@@ -16,16 +16,3 @@ export function compareVersions(a: string, b: string): number {
   if (!y.pre) return -1;
   return x.pre.localeCompare(y.pre);
 }
-
-/** Go durations as Vault prints them: "10s", "1m30s", "500ms", "1h0m0s". */
-export function parseGoDuration(text: string | undefined): number | undefined {
-  if (!text) return undefined;
-  let total = 0;
-  let matched = '';
-  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)/g)) {
-    const n = Number(m[1]);
-    total += n * ({ h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001, µs: 0.001, ns: 0.000001 } as Record<string, number>)[m[2]!]!;
-    matched += m[0];
-  }
-  return matched === text.trim() && matched ? Math.round(total) : undefined;
-}

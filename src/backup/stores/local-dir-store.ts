@@ -3,7 +3,7 @@ import { createReadStream, fdatasync, WriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { VaultopsError } from '../core/errors.js';
+import { VaultopsError } from '../../core/errors.js';
 import { backupEntry, newestFirst, sidecarText, storedFileOf, type Manifest } from './manifest.js';
 import type { RetentionRule } from './retention.js';
 import type { BackupEntry, BackupStore, SnapshotSink } from './store.js';

@@ -4,15 +4,16 @@ import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { z } from 'zod';
-import { InputError } from '../core/errors.js';
+import { InputError } from '../../core/errors.js';
 import type { Manifest } from './manifest.js';
-import { parseRetentionDuration, type RetentionRule } from './retention.js';
+import type { RetentionRule } from './retention.js';
+import { parseRetentionDuration } from '../../core/duration.js';
 import { LocalDirStore } from './local-dir-store.js';
 import { SftpStore } from './sftp-store.js';
 import { S3Store } from './s3-store.js';
 import type { S3Credentials } from './s3-client.js';
-import { resolveSecretString } from '../secrets/refs.js';
-import { decryptConfigSchema, encryptConfigSchema, encryptionSpecFromConfig, type DecryptConfig, type EncryptionSpec } from './encryption.js';
+import { resolveSecretString } from '../../secrets/refs.js';
+import { decryptConfigSchema, encryptConfigSchema, encryptionSpecFromConfig, type DecryptConfig, type EncryptionSpec } from '../crypto/encryption.js';
 
 /**
  * Where snapshots live. A store receives a snapshot as a stream into a temporary name and makes it

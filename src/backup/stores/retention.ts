@@ -1,3 +1,4 @@
+import { formatDuration } from '../../core/duration.js';
 /**
  * Retention: which verified backups a store keeps. Pure, so the plan `--dry-run` prints is exactly
  * what a real run deletes. Only backups with a manifest (made and verified by us) are candidates;
@@ -43,18 +44,4 @@ export function planRetention<T extends RetentionCandidate>(entries: readonly T[
     }
   });
   return { keep, remove };
-}
-
-/** "30m", "48h", "7d", "2w" -> milliseconds. */
-export function parseRetentionDuration(text: string): number | undefined {
-  const m = /^(\d+)(m|h|d|w)$/.exec(text.trim());
-  if (!m) return undefined;
-  return Number(m[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[m[2] as 'm' | 'h' | 'd' | 'w'];
-}
-
-export function formatDuration(ms: number): string {
-  for (const [unit, size] of [['w', 604_800_000], ['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) {
-    if (ms % size === 0 && ms >= size) return `${ms / size}${unit}`;
-  }
-  return `${Math.round(ms / 1000)}s`;
 }

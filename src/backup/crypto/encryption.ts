@@ -5,12 +5,20 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Transform, pipeline, type Duplex, type Readable } from 'node:stream';
 import { z } from 'zod';
-import { InputError } from '../core/errors.js';
-import { redactor } from '../core/redact.js';
+import { InputError } from '../../core/errors.js';
+import { redactor } from '../../core/redact.js';
 import { createAgeDecryptStream, createAgeEncryptStream, looksLikeAge, parseAgeIdentities, parseAgeRecipient, type AgeIdentity, type AgeRecipient } from './age.js';
 import { WrongIdentityError } from './encryption-errors.js';
-import type { ManifestEncryption } from './manifest.js';
 import { createPgpDecryptStream, createPgpEncryptStream, parsePgpIdentity, readPgpRecipients, type PgpIdentity, type PgpRecipient } from './openpgp-stream.js';
+
+
+/** What a backup's manifest records about its encryption (the manifest's `encryption` field). */
+export interface EncryptionRecord {
+  format: 'age' | 'openpgp';
+  recipients: string[];
+  stored_size: number;
+  stored_sha256: string;
+}
 
 /**
  * Encryption of backup files at rest: the store's `encrypt:` recipients (age or OpenPGP public
@@ -124,7 +132,7 @@ export interface EncryptStage {
   /** Pipeline stages between the verifier and the store: the encryptor, then a hash of what is stored. */
   streams: Duplex[];
   /** What the manifest records; only after the pipeline finished. */
-  result(): ManifestEncryption;
+  result(): EncryptionRecord;
 }
 
 /** A pass-through that hashes and counts what flows by. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
-import type { VaultClient } from '../vault/client.js';
+import type { VaultClient } from './client.js';
 
 export interface CanarySpec {
   path: string;

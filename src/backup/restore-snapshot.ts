@@ -1,24 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { GateError, VaultApiError, VaultopsError } from '../core/errors.js';
-import type { Prompter } from '../actions/types.js';
+import type { Prompter } from '../core/prompter.js';
 import type { ClusterClient, ClusterStatus } from '../vault/cluster.js';
 import { isServing } from '../vault/health.js';
-import { checkFile } from './check-file.js';
-import { openDecrypted, type IdentityLoader } from './encryption.js';
-import { IdentityNeededError } from './encryption-errors.js';
-import type { Manifest } from './manifest.js';
-import { SnapshotInvalidError } from './snapshot-verify.js';
-import type { BackupStore } from './store.js';
+import { checkFile } from './stores/check-file.js';
+import { openDecrypted, type IdentityLoader } from './crypto/encryption.js';
+import { IdentityNeededError } from './crypto/encryption-errors.js';
+import type { Manifest } from './stores/manifest.js';
+import { SnapshotInvalidError } from './stores/snapshot-verify.js';
+import type { BackupStore } from './stores/store.js';
 import { takeBackup, type BackupResult } from './take-backup.js';
-import { CanaryMismatchError, readCanaryHash, type CanaryResult, type CanarySpec } from '../drill/canaries.js';
+import { CanaryMismatchError, readCanaryHash, type CanaryResult, type CanarySpec } from '../vault/canaries.js';
+import { sleep } from '../core/sleep.js';
+import type { KeySetSecrets } from '../vault/key-set.js';
 
-/** The unseal keys (and a token valid in that data) of one key set, resolved by the caller. */
-export interface KeySetSecrets {
-  label: string;
-  keys: string[];
-  token?: string | undefined;
-}
+export type { KeySetSecrets } from '../vault/key-set.js';
 
 export interface RestoreOptions {
   cluster: ClusterClient;
@@ -142,7 +139,6 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   log('Vault accepted the snapshot (204); waiting for the restore to happen...');
 
   const deadline = Date.now() + timeoutMs;
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   // 1. Wait until the data is the snapshot's: nodes sealed (other key set), or our marker gone.
   for (;;) {
     if (o.signal?.aborted) throw new VaultopsError('Interrupted while waiting for the restore; the cluster may still be restoring.', { exitCode: 130 });

@@ -1,5 +1,4 @@
-import { InputError, VaultopsError } from '../core/errors.js';
-import { SnapshotInvalidError } from './snapshot-verify.js';
+import { InputError, SnapshotInvalidError, VaultopsError } from '../../core/errors.js';
 
 /**
  * The two ways decrypting a backup fails, kept apart because the operator does different things:

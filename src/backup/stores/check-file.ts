@@ -3,9 +3,9 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { VaultopsError } from '../core/errors.js';
-import { createDecryptStage, hashTap, READ_CHUNK, sniffFile, type EncryptedFormat, type IdentityLoader } from './encryption.js';
-import { WrongIdentityError } from './encryption-errors.js';
+import { VaultopsError } from '../../core/errors.js';
+import { createDecryptStage, hashTap, READ_CHUNK, sniffFile, type EncryptedFormat, type IdentityLoader } from '../crypto/encryption.js';
+import { WrongIdentityError } from '../crypto/encryption-errors.js';
 import { parseManifest, type Manifest } from './manifest.js';
 import { createSnapshotVerifier, SnapshotInvalidError, verifySnapshotFile, type VerifiedSnapshot } from './snapshot-verify.js';
 

@@ -1,8 +1,8 @@
 import { createHash, createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { IncomingMessage } from 'node:http';
-import { VaultopsError } from '../core/errors.js';
-import { redactor } from '../core/redact.js';
+import { VaultopsError } from '../../core/errors.js';
+import { redactor } from '../../core/redact.js';
 
 // require, not import: see src/vault/transport.ts (an ESM import of node:http loads all of undici).
 const require = createRequire(import.meta.url);
@@ -180,6 +180,3 @@ export function unescapeXml(s: string): string {
   );
 }
 
-export function escapeXml(s: string): string {
-  return s.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
-}

@@ -1,7 +1,7 @@
 import { VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
-import type { VaultClient } from '../vault/client.js';
-import { isPermissionDenied, listAccessors, lookupAccessor, revokeAccessor, revokeSelf, type TokenAccessorInfo } from '../vault/ceremonies.js';
+import type { VaultClient } from './client.js';
+import { isPermissionDenied, listAccessors, lookupAccessor, revokeAccessor, revokeSelf, type TokenAccessorInfo } from './ceremonies.js';
 
 export interface RootTokenReport {
   accessor: string;

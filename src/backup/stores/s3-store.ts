@@ -3,11 +3,12 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { join as localJoin } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { VaultopsError } from '../core/errors.js';
+import { VaultopsError } from '../../core/errors.js';
 import { backupEntry, newestFirst, sidecarText, storedFileOf, type Manifest } from './manifest.js';
 import { assertPlainName } from './local-dir-store.js';
 import type { RetentionRule } from './retention.js';
-import { escapeXml, S3Client, s3Error, xmlBlocks, xmlText, type S3ClientOptions } from './s3-client.js';
+import { S3Client, s3Error, xmlBlocks, xmlText, type S3ClientOptions } from './s3-client.js';
+import { escapeMarkup } from '../../core/escape-markup.js';
 import type { BackupEntry, BackupStore, SnapshotSink } from './store.js';
 
 /** Bytes per multipart part: S3 wants >= 5 MiB for all but the last. Two parts at most are in memory. */
@@ -87,7 +88,7 @@ export class S3Store implements BackupStore {
           await client.ok('PUT', `${key}.json`, {}, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), { 'content-type': 'application/json' });
           written.push(`${key}.json`);
           // The commit point: before it the object does not exist, after it it is complete.
-          const xml = `<CompleteMultipartUpload>${parts.map((p, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeXml(p)}</ETag></Part>`).join('')}</CompleteMultipartUpload>`;
+          const xml = `<CompleteMultipartUpload>${parts.map((p, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeMarkup(p)}</ETag></Part>`).join('')}</CompleteMultipartUpload>`;
           const r = await client.ok('POST', key, { uploadId }, Buffer.from(xml), { 'content-type': 'application/xml' });
           // S3 may answer 200 and put the error in the body.
           if (/<Error>/.test(r.body.toString('utf8'))) throw s3Error('POST (complete)', key, { ...r, status: 500 });

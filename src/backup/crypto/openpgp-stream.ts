@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Duplex } from 'node:stream';
 import type * as Pgp from 'openpgp';
-import { InputError } from '../core/errors.js';
-import { redactor } from '../core/redact.js';
+import { InputError } from '../../core/errors.js';
+import { redactor } from '../../core/redact.js';
 import { CiphertextDamagedError, WrongIdentityError } from './encryption-errors.js';
 
 /** openpgp.js is ~20 MB of memory once loaded: only backups that use OpenPGP pay for it. */

@@ -1,6 +1,7 @@
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
+import { writeFileAtomic } from '../core/atomic-write.js';
 
 /** What one unattended backup run reports to the outside world (webhook, Prometheus textfile). */
 export interface BackupReport {
@@ -115,12 +116,9 @@ export async function writePromTextfile(path: string, reports: BackupReport | re
     if (s.length === 0) continue;
     lines.push(`# HELP ${metric} ${help}`, `# TYPE ${metric} gauge`, ...s);
   }
-  const tmp = `${path}.${process.pid}.tmp`;
   try {
-    await writeFile(tmp, `${lines.join('\n')}\n`, { mode: 0o644 });
-    await rename(tmp, path);
+    await writeFileAtomic(path, `${lines.join('\n')}\n`);
   } catch (e) {
-    await rm(tmp, { force: true });
     throw new VaultopsError(`Cannot write the Prometheus textfile ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}.`);
   }
 }

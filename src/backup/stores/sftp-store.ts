@@ -3,8 +3,8 @@ import { join as localJoin } from 'node:path';
 import { posix } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import type { FileEntryWithStats, SFTPWrapper, Stats } from 'ssh2';
-import { VaultopsError } from '../core/errors.js';
-import type { SshHost, SshTarget } from '../ssh/connection.js';
+import { VaultopsError } from '../../core/errors.js';
+import type { SshHost, SshTarget } from '../../ssh/connection.js';
 import { backupEntry, newestFirst, sidecarText, storedFileOf, type Manifest } from './manifest.js';
 import { assertPlainName, PARTIAL_SUFFIX } from './local-dir-store.js';
 import type { RetentionRule } from './retention.js';
@@ -68,7 +68,7 @@ export class SftpStore implements BackupStore {
     if (!this.#session) {
       const s = (async () => {
         // ssh2 is loaded only when an SFTP store is used: a backup to a local directory does not pay for it.
-        const { SshHost } = await import('../ssh/connection.js');
+        const { SshHost } = await import('../../ssh/connection.js');
         const host = await SshHost.connect(this.#target);
         try {
           return { host, sftp: await host.sftp() };

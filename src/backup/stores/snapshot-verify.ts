@@ -3,8 +3,8 @@ import { createReadStream } from 'node:fs';
 import { Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, type Gunzip } from 'node:zlib';
-import { VaultopsError } from '../core/errors.js';
-import { collectYoungGarbage } from '../core/young-gc.js';
+import { SnapshotInvalidError, VaultopsError } from '../../core/errors.js';
+import { collectYoungGarbage } from '../../core/young-gc.js';
 
 /**
  * A Raft snapshot is a gzip-compressed tar of `meta.json`, `state.bin`, `SHA256SUMS` and (Vault and
@@ -42,12 +42,8 @@ export interface VerifiedSnapshot {
   meta: SnapshotMeta;
 }
 
-/** The snapshot is not one we can trust: truncated, corrupt, or not a Raft snapshot at all. */
-export class SnapshotInvalidError extends VaultopsError {
-  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
-    super(message, { hint: options.hint ?? 'Take a new snapshot; do not restore this file.', ...(options.cause === undefined ? {} : { cause: options.cause }) });
-  }
-}
+// Lives in core so the decryption errors (backup/crypto, below the stores) can extend it.
+export { SnapshotInvalidError } from '../../core/errors.js';
 
 const BLOCK = 512;
 /** meta.json, SHA256SUMS and SHA256SUMS.sealed are a few hundred bytes; refuse absurd sizes instead of buffering them. */

@@ -12,8 +12,8 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { InputError } from '../core/errors.js';
-import { redactor } from '../core/redact.js';
+import { InputError } from '../../core/errors.js';
+import { redactor } from '../../core/redact.js';
 import { bech32Decode, bech32Encode } from './bech32.js';
 import { CiphertextDamagedError, WrongIdentityError } from './encryption-errors.js';
 
