@@ -14,6 +14,7 @@ import { recordUpgrade } from '../upgrade/inventory-update.js';
 import { upgradeStateFiles } from '../upgrade/state-files.js';
 import type { NodeSpec } from '../inventory/schema.js';
 import { makePrompter } from '../ui/prompter.js';
+import { phaseTaskList, type Phase, type PhaseList } from '../ui/phase-list.js';
 import { err, out, progressPrinter } from '../ui/output.js';
 import { connectCluster, type ConnectedCluster } from './cluster-from-inventory.js';
 import { throughDoor } from './through-door.js';
@@ -55,17 +56,39 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
     const files = upgradeStateFiles(stateDir(), conn.name);
     const snapshotDir = o.snapshotDir ?? files.dir;
     const waitTimeoutMs = o.waitTimeout ? Number(o.waitTimeout) * 1000 : undefined;
-    if (!o.json) for (const line of await planLines(conn, strategy, o, snapshotDir)) err.line(line);
+    const plan = await upgradePlan(conn, strategy, o, snapshotDir);
+    if (!o.json) for (const line of plan.lines) err.line(line);
     const operation = `upgrade --strategy ${strategy}`;
+    let list: PhaseList | undefined;
     const confirm = { prompter, message: `This upgrades cluster ${conn.name} as planned above.` };
     const openHost = (n: NodeSpec) => openNodeHost(n, { trustOnFirstUse: o.trustOnFirstUse });
     const snapshot = async (signal: AbortSignal) => {
-      const b = await backupOf({ cluster: conn.client, clusterName: conn.name, spec: conn.spec }, new LocalDirStore(snapshotDir), { log: progress, signal });
+      const b = await backupOf({ cluster: conn.client, clusterName: conn.name, spec: conn.spec }, new LocalDirStore(snapshotDir), { log: (m) => (list ? list.log('snapshot', m) : progress(m)), signal });
       return join(b.location, b.name);
     };
     const onInterrupt = 'finishing the node in progress, then stopping before the next one';
+    // On a terminal the phases are a live task list, as for `vaultops run`; elsewhere plain lines.
+    const onEvent = (e: UpgradeEvent) => {
+      if (!list) return progress(describe(e));
+      if (e.kind === 'skip') list.skip(phaseOf(e), e.reason);
+      else list.log(phaseOf(e), e.message);
+    };
+    const withList = async <T>(work: () => Promise<T>): Promise<T> => {
+      if (o.json || !process.stdout.isTTY || process.env['CI']) return work();
+      list = await phaseTaskList(`upgrade ${conn.name}`, conn.name, plan.phases);
+      try {
+        const r = await work();
+        await list.finish();
+        return r;
+      } catch (e) {
+        await list.finish(e);
+        throw e;
+      } finally {
+        list = undefined;
+      }
+    };
     if (strategy === 'immutable') {
-      const r = await throughDoor(conn, { operation, breakLock: o.breakLock, confirm, onInterrupt }, (door) =>
+      const r = await throughDoor(conn, { operation, breakLock: o.breakLock, confirm, onInterrupt }, (door) => withList(() =>
         immutableUpgrade({
           signal: door.signal,
           stateFile: files.immutable,
@@ -77,8 +100,8 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
           waitTimeoutMs,
           openHost,
           snapshot: () => snapshot(door.signal),
-          onEvent: (e) => progress(describe(e)),
-        }),
+          onEvent,
+        })),
       );
       const written = await recordUpgrade({ inventoryFile: conn.inventoryFile, clusterName: conn.name, spec: conn.spec, target: r.target, replacedBy: r.nodes, writeTo: o.writeInventory });
       if (o.json) {
@@ -90,7 +113,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
       out.line(`Inventory written: ${written.join(', ')} (lists only the new nodes).`);
       return;
     }
-    const result = await throughDoor(conn, { operation, breakLock: o.breakLock, confirm, onInterrupt }, (door) =>
+    const result = await throughDoor(conn, { operation, breakLock: o.breakLock, confirm, onInterrupt }, (door) => withList(() =>
       rollingUpgrade({
         signal: door.signal,
         progressFile: files.rolling,
@@ -103,8 +126,8 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
         waitTimeoutMs,
         openHost,
         snapshot: () => snapshot(door.signal),
-        onEvent: (e) => progress(describe(e)),
-      }),
+        onEvent,
+      })),
     );
     // A lab's lab.json and inventory say the version the cluster runs now (a production inventory is left as it is).
     const written = conn.spec.lab ? await recordUpgrade({ inventoryFile: conn.inventoryFile, clusterName: conn.name, spec: conn.spec, target: result.target }) : [];
@@ -125,38 +148,58 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
 
 /**
  * What the upgrade will do, in order, before anyone confirms: the same order the use case takes
- * (standbys one at a time, the leader last with SIGTERM; or new nodes in, old nodes out).
+ * (standbys one at a time, the leader last with SIGTERM; or new nodes in, old nodes out). The
+ * phases are printed as the plan and drawn as the live task list on a terminal.
  */
-async function planLines(conn: ConnectedCluster, strategy: string, o: UpgradeCliOptions, snapshotDir: string): Promise<string[]> {
+async function upgradePlan(conn: ConnectedCluster, strategy: string, o: UpgradeCliOptions, snapshotDir: string): Promise<{ lines: string[]; phases: Phase[] }> {
   const probes = await conn.client.probeAll();
   const leader = probes.find((p) => p.health?.state === 'active')?.node.name;
   const states = new Map(probes.map((p) => [p.node.name, p.health?.state ?? 'unreachable']));
   const nodes = conn.spec.nodes.map((n) => n.name);
   const standbys = nodes.filter((n) => n !== leader);
+  const phases: Phase[] = [
+    { key: 'gates', title: 'gates: the binary\'s sha256; every node reachable, unsealed, a voter; autopilot healthy; failure tolerance >= 1; SSH host keys; the staged binary runs and is newer' },
+  ];
+  if (strategy === 'immutable') {
+    const fresh = (conn.spec.new_nodes ?? []).map((x) => x.name);
+    phases.push({ key: 'stage', title: `stage the binary on the new nodes ${fresh.join(', ') || '(none listed in new_nodes)'} (sha256 checked on each host)` });
+    phases.push({ key: 'snapshot', title: `verified snapshot into ${snapshotDir}` });
+    for (const n of fresh) phases.push({ key: `node:${n}`, node: n, title: `${n}: start on the new version, join, wait until a healthy voter` });
+    for (const n of standbys) phases.push({ key: `node:${n}`, node: n, title: `${n}: remove from Raft and stop (quorum checked first)` });
+    if (leader) phases.push({ key: `node:${leader}`, node: leader, title: `${leader} (leader, last): SIGTERM so a new node takes over; remove from Raft` });
+    phases.push({ key: 'verify', title: 'verify: one leader, every node on the new version; the inventory lists only the new nodes' });
+  } else {
+    phases.push({ key: 'stage', title: `stage the binary on ${nodes.join(', ')} (sha256 checked on each host)` });
+    phases.push({ key: 'snapshot', title: `verified snapshot into ${snapshotDir}` });
+    for (const n of standbys) phases.push({ key: `node:${n}`, node: n, title: `${n} (standby): stop, swap the binary, start, unseal, wait until a healthy voter and caught up, stabilization` });
+    if (leader) phases.push({ key: `node:${leader}`, node: leader, title: `${leader} (leader, last): SIGTERM so an upgraded standby takes over (never a step-down), then as above` });
+    phases.push({ key: 'verify', title: 'verify: one leader, every node on the new version, sys/version-history' });
+  }
   const lines = [
     `Plan: ${strategy} upgrade of cluster ${conn.name} to ${o.binary} (sha256 ${o.sha256.slice(0, 12)}...)`,
     `  now: ${nodes.map((n) => `${n} ${n === leader ? 'leader' : states.get(n)}`).join(', ')}`,
-    '  gates: the binary\'s sha256; every node reachable, unsealed, a voter; autopilot healthy; failure tolerance >= 1;',
-    '         SSH host keys verified; the staged binary runs on each host and is newer than every node. A failed gate changes nothing.',
+    ...phases.map((p, i) => `  ${i + 1}. ${p.title}`),
+    '  A failed gate changes nothing; a node that does not come back halts the run before the next one.',
   ];
-  let n = 0;
-  const step = (text: string) => lines.push(`  ${++n}. ${text}`);
-  if (strategy === 'immutable') {
-    const fresh = (conn.spec.new_nodes ?? []).map((x) => x.name);
-    step(`verified snapshot into ${snapshotDir}`);
-    step(`stage the binary on the new nodes ${fresh.join(', ') || '(none listed in new_nodes)'} and start them`);
-    step(`wait until ${fresh.join(', ') || 'they'} joined as healthy voters`);
-    for (const s of standbys) step(`${s}: remove from Raft and stop (quorum checked first)`);
-    if (leader) step(`${leader} (leader, last): stop with SIGTERM so a new node takes over; remove from Raft`);
-    step('verify: one leader, every node on the new version; the inventory lists only the new nodes');
-    return lines;
+  return { lines, phases };
+}
+
+/** Which phase of the plan an event of the use case belongs to. */
+function phaseOf(e: UpgradeEvent): string {
+  switch (e.kind) {
+    case 'gate':
+      return 'gates';
+    case 'stage':
+      return 'stage';
+    case 'snapshot':
+    case 'plan':
+      return 'snapshot';
+    case 'skip':
+    case 'node':
+      return `node:${e.node}`;
+    case 'verify':
+      return 'verify';
   }
-  step(`verified snapshot into ${snapshotDir}`);
-  step(`stage the binary on ${nodes.join(', ')} (sha256 checked on each host)`);
-  for (const s of standbys) step(`${s} (standby): stop, swap the binary, start, unseal, wait until a healthy voter and caught up, then stabilization`);
-  if (leader) step(`${leader} (leader, last): SIGTERM so an upgraded standby takes over (never a step-down), then as above`);
-  step('verify: one leader, every node on the new version, sys/version-history');
-  return lines;
 }
 
 function describe(e: UpgradeEvent): string {

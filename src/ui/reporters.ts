@@ -68,7 +68,7 @@ export function jsonReporter(): Reporter {
 }
 
 /** A live listr2 task list on a terminal: one task per step, nested per node. */
-export async function listrReporter(plan: Plan): Promise<Reporter> {
+export async function listrReporter(plan: Plan, options: { recap?: boolean } = {}): Promise<Reporter> {
   const { Listr } = await import('listr2');
   type Pending = { resolve: (o: Outcome | undefined) => void; promise: Promise<Outcome | undefined>; settled: boolean; output?: (s: string) => void };
   const pending = new Map<number, Pending>();
@@ -145,7 +145,7 @@ export async function listrReporter(plan: Plan): Promise<Reporter> {
     },
     async done() {
       await running;
-      if (recap) {
+      if (recap && options.recap !== false) {
         out.line();
         for (const l of recapLines(recap.recap)) out.line(l);
         out.line(recap.line);

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { startTestLab, type TestLab } from '../helpers/lab.js';
+import { sealActiveNode, startTestLab, type TestLab } from '../helpers/lab.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { CliRunner, CLI, NODE, waitFor } from '../helpers/cli.js';
 import { makePgpKey } from '../helpers/ceremony.js';
@@ -101,6 +101,7 @@ describe.each(flavorsUnderTest().slice(0, 1))('every door of a $flavor cluster k
       ['root generate', ['root', 'generate', '-i', lab.inventory, '--shares-from', `file:${lab.lab.initFile}#unseal_keys_b64`, '--token-out', tokenOut, '--non-interactive']],
       ['rekey start', ['rekey', 'start', '-i', lab.inventory, '--shares', '1', '--threshold', '1', '--pgp-key', key.publicFile, '--verify', '--out-dir', join(work, 'shares'), '--shares-from', `file:${lab.lab.initFile}#unseal_keys_b64`, '--non-interactive']],
       ['rotate', ['rotate', '-i', lab.inventory]],
+      ['unseal', ['unseal', '-i', lab.inventory, '--non-interactive']],
       ['upgrade', ['upgrade', '-i', lab.inventory, '--binary', binary, '--sha256', sum, '--confirm', lab.lab.name, '--non-interactive']],
       ['backup', ['backup', '-i', lab.inventory, '--to', join(work, 'backups')]],
       ['a second run', ['run', 'health-check', '-i', lab.inventory, '--non-interactive']],
@@ -147,6 +148,15 @@ describe.each(flavorsUnderTest().slice(0, 1))('every door of a $flavor cluster k
     expect(broken.code, broken.stderr).toBe(0);
     expect(await keyTerm()).toBe((termBefore ?? 0) + 1);
     expect(await lockRecord()).toMatchObject({ operation: 'rotate', released: true });
+  });
+
+  it('unseal is the unseal playbook through the same door: a sealed node is unsealed with shares from --keys', async () => {
+    const sealed = await sealActiveNode(lab.inventory);
+    const r = await cli.run(['unseal', '-i', lab.inventory, '--keys', `file:${lab.lab.initFile}#unseal_keys_b64`, '--non-interactive']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`${sealed}\\s+:\\s+ok=\\d+\\s+changed=1`));
+    const status = await cli.run(['status', '-i', lab.inventory, '--json']);
+    expect(status.code, status.stdout).toBe(0);
   });
 
   it('restore and rekey start without verification, unattended and without --confirm, exit 2 and change nothing', async () => {

@@ -16,8 +16,22 @@ export function registerRunCommands(program: Command): void {
     .option('--non-interactive', 'never ask: missing answers are errors naming the flag that supplies them')
     .option('--confirm <text>', 'the typed confirmation a playbook asks for (usually the cluster name)')
     .option('-y, --yes', 'do not ask "Run this plan?" at a terminal')
-    .option('--break-lock', 'take over a stale cluster lock whose process is gone')
+    .option('--break-lock', 'take over a stale cluster lock (its process is gone) or one held from another host')
     .action(async (pb, o) => (await import('../run.js')).runCommand(pb, o));
+  // A preset: the built-in unseal playbook through the engine, its var given as a flag.
+  program
+    .command('unseal')
+    .description('unseal every sealed node, one at a time, then check every node votes (the built-in unseal playbook)')
+    .requiredOption('-i, --inventory <file>', 'inventory file')
+    .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
+    .option('--keys <ref>', 'key shares from env:NAME or file:PATH[#field] (default: the inventory\'s unseal.keys, else typed)')
+    .option('--non-interactive', 'never ask: missing shares are an error naming --keys')
+    .option('-y, --yes', 'do not ask "Run this plan?" at a terminal')
+    .option('--break-lock', 'take over a stale cluster lock (its process is gone) or one held from another host')
+    .option('--json', 'one JSON event per line')
+    .action(async (o: { keys?: string; var?: string[] } & Record<string, unknown>) =>
+      (await import('../run.js')).runCommand('unseal', { ...(o as { inventory: string }), var: o.keys ? [`unseal_keys=${o.keys}`] : [] }),
+    );
   program
     .command('resume')
     .argument('<run-id>', 'the run to continue (see `vaultops runs`)')
