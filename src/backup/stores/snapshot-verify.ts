@@ -359,7 +359,10 @@ export class SnapshotCheck {
     if (this.#bytes === 0) throw new SnapshotInvalidError('The snapshot is empty (0 bytes).');
     this.#gunzip.end();
     await this.#ended;
-    if (this.#failure) throw this.#failure;
+    // Read again after the await: the gunzip's 'error' may have set it meanwhile.
+    const failure: Error | undefined = this.#failure;
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- it is an Error; with the TS 6 API the rule cannot tell after the await
+    if (failure) throw failure;
     try {
       return { sha256: this.#fileHash.digest('hex'), bytes: this.#bytes, ...conclude(this.#tar) };
     } catch (e) {
