@@ -223,7 +223,7 @@ interface ScheduleDrillOptions {
 }
 
 /**
- * `vaultops schedule drill` (issue 8): the same three schedulers as for backups, running `vaultops
+ * `vaultops schedule drill`: the same three schedulers as for backups, running `vaultops
  * drill` daily or weekly. A drill starts a scratch lab on the host that runs it, so that host needs
  * the server binary in its cache (`vaultops lab fetch`) and free loopback addresses.
  */

@@ -9,8 +9,8 @@ import { collectYoungGarbage } from '../../core/young-gc.js';
 /**
  * A Raft snapshot is a gzip-compressed tar of `meta.json`, `state.bin`, `SHA256SUMS` and (Vault and
  * OpenBao add it) `SHA256SUMS.sealed` [hashicorp/raft-snapshot archive.go]. Vault sends the 200 before
- * the snapshot is produced, so a download cut half-way still looks like a success (reference §3.1,
- * §11.5); the Go client refuses a tar without a non-empty `SHA256SUMS.sealed` (api/sys_raft.go). We
+ * the snapshot is produced, so a download cut half-way still looks like a success;
+ * the Go client refuses a tar without a non-empty `SHA256SUMS.sealed` (api/sys_raft.go). We
  * do that and more, while the bytes stream past: complete gzip, complete tar, every member hashed
  * and checked against SHA256SUMS, meta.json parsed. Memory stays constant: only headers and the
  * three small metadata members are held.
