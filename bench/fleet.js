@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Fleet backups (issue 5): N lab clusters with the same amount of KV data, merged into one inventory;
+// Fleet backups: N lab clusters with the same amount of KV data, merged into one inventory;
 // one whole-process `vaultops backup` of one cluster against `vaultops backup --all-clusters
 // --concurrency c`, median of R runs each. The goal is a wall time close to ceil(N/c) x one backup.
 //

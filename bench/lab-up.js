@@ -1,6 +1,6 @@
 // Wall time of `vaultops lab up` for OpenBao, from the command to a healthy cluster (3 voters,
 // autopilot healthy, failure tolerance 1: `lab up` returns only then). Each run starts from
-// nothing in its own state dir and is destroyed afterwards. Goal (issue 3): <= 30 s.
+// nothing in its own state dir and is destroyed afterwards. Goal: <= 30 s.
 // Prints figures; asserts nothing. The binary is fetched first so download time is not counted.
 //   node_modules/.bin/node bench/lab-up.js [--runs 3] [--version 2.7.2] [--name bench-up]
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -1,5 +1,5 @@
 // Start-up time of the CLI: `vaultops --help` as a whole process (Node start, module loading, help
-// output). Goal (issue 3): median <= 0.3 s. Prints figures; asserts nothing.
+// output). Goal: median <= 0.3 s. Prints figures; asserts nothing.
 //   node_modules/.bin/node bench/startup.js [--runs 15]
 import { cpus } from 'node:os';
 import { argValue, assertBuilt, fmt, NODE, summary, timeCli } from './common.js';

@@ -22,7 +22,7 @@ export interface ActionContext {
   resolveSecret(ref: string): Promise<string | string[]>;
   prompter: Prompter;
   /** A progress line for this step (redacted by the reporter). */
-  log(message: string): void;
+  log: (message: string) => void;
   /** Aborted on Ctrl-C: long waits must stop at the next safe point. */
   signal: AbortSignal;
   /** Where runs keep state (journals, locks); actions may keep files here. */

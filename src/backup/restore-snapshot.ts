@@ -66,7 +66,7 @@ const MARKER_PATH = 'cubbyhole/vaultops-restore-marker';
  * Restores a snapshot into a cluster, in the order that loses nothing by accident: verify the file,
  * refuse another cluster's snapshot without the flag, show what will be lost, typed confirmation,
  * safety snapshot, restore on the leader, wait until the restore really happened (the 204 comes
- * before it, reference §3.2), unseal with the snapshot's key set if the nodes sealed, and check the
+ * before it), unseal with the snapshot's key set if the nodes sealed, and check the
  * cluster: every node unsealed, voters, autopilot healthy, canaries readable.
  */
 export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult> {

@@ -31,8 +31,8 @@ export interface BackupResult {
 }
 
 /**
- * Takes one snapshot: asks the nodes which is the leader (snapshots are never forwarded, reference
- * §3.1), streams it through the verifier into the store's temporary file, and commits it only when
+ * Takes one snapshot: asks the nodes which is the leader (snapshots are never
+ * forwarded), streams it through the verifier into the store's temporary file, and commits it only when
  * every check passed. Any failure removes the temporary file; earlier backups are never touched.
  */
 export async function takeBackup(o: TakeBackupOptions): Promise<BackupResult> {

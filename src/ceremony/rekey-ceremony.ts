@@ -43,7 +43,7 @@ function what(target: RekeyTarget): string {
 /**
  * One rekey (unseal keys, or recovery keys on an auto-unseal cluster). Without verification the
  * root key is replaced the moment the threshold of old shares is in; with verification only
- * after the threshold of *new* shares is proven (reference §6.1).
+ * after the threshold of *new* shares is proven.
  */
 export class Rekey {
   readonly session: CeremonySession;

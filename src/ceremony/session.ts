@@ -12,7 +12,7 @@ export class CeremonyLostError extends VaultopsError {
 
 /**
  * Generate-root and rekey progress live in the active node's memory only (vault/generate_root.go:
- * fields on Core), and a leadership change or a restart loses them (reference §4.0, §11.16).
+ * fields on Core), and a leadership change or a restart loses them.
  * A session pins the node that was the leader when the ceremony started, sends every call there
  * (no forwarding, no redirects, no load balancer), and before each call checks that this node is
  * still the active one, so a lost attempt is reported as lost rather than as a confusing

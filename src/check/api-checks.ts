@@ -20,7 +20,7 @@ export interface ApiCheckInput {
    * Reads the drill reports in a folder, newest first (the drill family's readDrillReports, handed
    * in by the caller: check and drill are sibling use cases).
    */
-  readDrillReports(dir: string): Promise<DrillReportSummary[]>;
+  readDrillReports: (dir: string) => Promise<DrillReportSummary[]>;
   now: Date;
   /** Backups older than this fail (default 25 h: hourly or daily backups with slack). */
   maxBackupAgeMs?: number | undefined;

@@ -27,7 +27,7 @@ export interface CheckInput {
   stores: BackupStore[];
   drillDir: string;
   /** Reads the drill reports in a folder, newest first (see ApiCheckInput). */
-  readDrillReports(dir: string): Promise<DrillReportSummary[]>;
+  readDrillReports: (dir: string) => Promise<DrillReportSummary[]>;
   failOn: Severity;
   /** Opens a node's SSH host; rejects when it cannot be reached (its checks become unknown). */
   openHost(node: ClusterSpec['nodes'][number]): Promise<Host>;

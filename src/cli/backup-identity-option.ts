@@ -18,7 +18,7 @@ const REFERENCE = /^(env|file|prompt|cmd):./;
  * pasted into argv would sit in the shell history and in `ps` for everyone. Nothing is resolved
  * here; the loader resolves the reference the first time an encrypted file needs it.
  */
-export function identityFromOptions(o: IdentityOptions, store?: BackupStore | undefined, prompter?: Prompter | undefined): IdentityLoader | undefined {
+export function identityFromOptions(o: IdentityOptions, store?: BackupStore, prompter?: Prompter): IdentityLoader | undefined {
   for (const [flag, value] of [['--identity', o.identity], ['--identity-passphrase', o.identityPassphrase]] as const) {
     if (value !== undefined && !REFERENCE.test(value)) {
       redactor.add(value);

@@ -61,7 +61,7 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
   const name = isFleet ? basename(invFile, extname(invFile)).replace(/[^A-Za-z0-9_.-]/g, '-') : names[0]!;
   const what = isFleet ? `${names.length} clusters (${names.join(', ')})` : name;
   const timing = parseEvery(o.every ?? '1h', isFleet ? `fleet-${name}` : name);
-  const formats = new Set((o.format ?? 'cron,systemd,kubernetes').split(',').map((s) => s.trim()));
+  const formats = parseFormats(o.format);
   // --all-clusters stays in the job (not the names of today's clusters): a cluster added to the inventory later is backed up too.
   const selection = o.allClusters ? ['--all-clusters'] : names.flatMap((n) => ['--cluster', n]);
   if (isFleet && o.concurrency !== undefined) selection.push('--concurrency', o.concurrency);
@@ -122,7 +122,7 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
     out.line(`# systemctl daemon-reload && systemctl enable --now ${unit}.timer`);
     out.line();
   }
-  if (formats.has('kubernetes') || formats.has('k8s')) {
+  if (formats.has('kubernetes')) {
     const k8sArgs = backupArgs({ ...o, to: o.to === undefined ? undefined : '/backups' }, '/etc/vaultops/inventory.yml', selection);
     out.line(`# Kubernetes CronJob: mount the inventory (and the secrets it references) at /etc/vaultops, the backups at /backups.`);
     out.line(
@@ -223,7 +223,7 @@ interface ScheduleDrillOptions {
 }
 
 /**
- * `vaultops schedule drill` (issue 8): the same three schedulers as for backups, running `vaultops
+ * `vaultops schedule drill`: the same three schedulers as for backups, running `vaultops
  * drill` daily or weekly. A drill starts a scratch lab on the host that runs it, so that host needs
  * the server binary in its cache (`vaultops lab fetch`) and free loopback addresses.
  */
@@ -232,7 +232,7 @@ export async function scheduleDrillCommand(o: ScheduleDrillOptions): Promise<voi
   const { name } = selectCluster(loadInventory(invFile), o.cluster);
   const every = o.every ?? '7d';
   const timing = every === '7d' || every === '1w' ? weekly(name) : parseEvery(every, `drill-${name}`);
-  const formats = new Set((o.format ?? 'cron,systemd,kubernetes').split(',').map((s) => s.trim()));
+  const formats = parseFormats(o.format);
   const drillArgs = (inventory: string, reportDir: string | undefined) => {
     const a = ['drill', '-i', inventory, '--cluster', name, '--non-interactive', '--quiet'];
     if (o.from !== undefined) a.push('--from', o.from.startsWith('/') || !o.from.includes('/') ? o.from : resolve(o.from));
@@ -283,7 +283,7 @@ export async function scheduleDrillCommand(o: ScheduleDrillOptions): Promise<voi
     out.line(`# systemctl daemon-reload && systemctl enable --now ${unit}.timer`);
     out.line();
   }
-  if (formats.has('kubernetes') || formats.has('k8s')) {
+  if (formats.has('kubernetes')) {
     const k8sArgs = drillArgs('/etc/vaultops/inventory.yml', '/reports');
     out.line('# Kubernetes CronJob: the image must hold the server binary in VAULTOPS_CACHE_DIR; inventory and secrets at /etc/vaultops, backups mounted where the inventory\'s store points, reports at /reports.');
     out.line(
@@ -327,6 +327,24 @@ export async function scheduleDrillCommand(o: ScheduleDrillOptions): Promise<voi
       ].join('\n'),
     );
   }
+}
+
+const FORMATS = ['cron', 'systemd', 'kubernetes'] as const;
+type Format = (typeof FORMATS)[number];
+
+/**
+ * `--format cron,systemd,kubernetes` (k8s is kubernetes). A name we do not know is an error (exit 2)
+ * before anything is printed: printing less than asked for, or nothing, would look like success.
+ */
+export function parseFormats(list: string | undefined): Set<Format> {
+  const names = (list ?? FORMATS.join(',')).split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  const unknown = names.filter((n) => n !== 'k8s' && !(FORMATS as readonly string[]).includes(n));
+  if (unknown.length || names.length === 0) {
+    throw new InputError(`--format ${list ?? ''} ${unknown.length ? `names ${unknown.map((u) => `"${u}"`).join(', ')}, which is not a scheduler we print` : 'names no scheduler'}.`, {
+      hint: `Use one or more of ${FORMATS.join(', ')}, separated by commas (e.g. --format cron,systemd).`,
+    });
+  }
+  return new Set(names.map((n) => (n === 'k8s' ? 'kubernetes' : n) as Format));
 }
 
 /** Weekly, on a day and time derived from the cluster name so a fleet's drills spread out. */

@@ -1,6 +1,6 @@
 /**
  * Exit codes are part of the contract with cron, CI and shell scripts: never renumber them.
- * The README's "Exit codes" table is generated from the same meanings.
+ * docs/exit-codes.md lists the same meanings.
  */
 export const ExitCode = {
   /** Everything asked for was done (or, for `status`, the cluster is healthy). */

@@ -19,7 +19,7 @@ export interface FlavorInfo {
 export const FLAVORS: Record<Flavor, FlavorInfo> = {
   openbao: { product: 'OpenBao', binaryName: 'bao', defaultVersion: '2.7.2', versions: ['2.6.1', '2.6.2', '2.7.0', '2.7.1', '2.7.2'] },
   // Only x.y.0 releases build from the Go module proxy: later patch releases name a published
-  // vault/sdk tag that does not match their in-tree sdk (see the README, "HashiCorp Vault builds").
+  // vault/sdk tag that does not match their in-tree sdk (docs/lab.md says more).
   vault: { product: 'HashiCorp Vault', binaryName: 'vault', defaultVersion: '1.21.0', versions: ['1.19.0', '1.21.0'] },
 };
 

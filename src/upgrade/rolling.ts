@@ -14,7 +14,7 @@ import { sleep } from '../core/sleep.js';
 import { writeFileAtomicSync } from '../core/atomic-write.js';
 
 /**
- * A rolling in-place upgrade in HashiCorp's order (shared/reference/vault-ops-api.md §8.2,
+ * A rolling in-place upgrade in HashiCorp's order (
  * developer.hashicorp.com/vault/docs/upgrading/vault-ha-upgrade): standbys one at a time, the
  * active node last, stopped with SIGTERM so that an already-upgraded standby takes over; never a
  * step-down, never a failover from a newer node to an older one.

@@ -140,7 +140,7 @@ export class VaultClient {
     return res.data;
   }
 
-  /** Autopilot state. The docs show it unwrapped; real servers wrap it in `data` (reference §11.14). */
+  /** Autopilot state. The docs show it unwrapped; real servers wrap it in `data`. */
   async autopilotState(): Promise<T.AutopilotState> {
     const res = await this.read<{ data?: T.AutopilotState } & Partial<T.AutopilotState>>('sys/storage/raft/autopilot/state');
     return (res.data ?? res) as T.AutopilotState;

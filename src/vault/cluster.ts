@@ -124,7 +124,7 @@ export class ClusterClient {
 
   /**
    * The active node, asked of the nodes themselves (never taken from the file). Snapshot save and
-   * restore are not forwarded by standbys, so they must go here (reference §3).
+   * restore are not forwarded by standbys, so they must go here.
    */
   async findLeader(probes?: NodeProbe[]): Promise<{ node: ClusterNode; client: VaultClient }> {
     const all = probes ?? (await this.probeAll());

@@ -1,7 +1,7 @@
 /**
  * `/sys/health` answers with one of ten status codes, chosen in a fixed order (uninitialised,
- * removed, sealed, HA-unhealthy, DR secondary, perf standby, standby, active): see
- * shared/reference/vault-ops-api.md §1.1. We ask with the default codes and map them here.
+ * removed, sealed, HA-unhealthy, DR secondary, perf standby, standby, active), as Vault's
+ * sys/health documentation lists them. We ask with the default codes and map them here.
  */
 export type NodeState =
   | 'active'
@@ -65,7 +65,7 @@ export function healthState(httpStatus: number, body: HealthBody, rawText = ''):
   return body.initialized === true && body.sealed === false && body.standby === false ? 'active' : 'unknown';
 }
 
-/** What the body says, in the server's own decision order (reference §1.1); undefined when it says nothing unusual. */
+/** What the body says, in the server's own decision order; undefined when it says nothing unusual. */
 function stateFromBody(body: HealthBody): NodeState | undefined {
   if (body.initialized === false) return 'uninitialized';
   if (body.removed_from_cluster) return 'removed';

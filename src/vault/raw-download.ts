@@ -7,7 +7,7 @@ import tls from 'node:tls';
  *
  * Why not node:http: a 1 GB Raft snapshot arrives as ~80,000 TLS records; node:http allocates a
  * Buffer and runs the stream machinery for each, which cost ~0.6 CPU-s per GB and let ~60 MB of
- * dead buffers pile up before V8 collected them (measured: `/tmp` experiment in the #5 note). With a
+ * dead buffers pile up before V8 collected them. With a
  * static read buffer the same download takes half the CPU and no memory beyond that buffer.
  *
  * Only what a snapshot download needs: one request per connection (`Connection: close`), a status

@@ -15,7 +15,7 @@ export interface RootTokenReport {
 
 /**
  * Finds tokens carrying the `root` policy: LIST auth/token/accessors (sudo), then
- * lookup-accessor for each, which never returns the token itself (reference §5). Selection is by
+ * lookup-accessor for each, which never returns the token itself. Selection is by
  * policy, not display name: a root token made by `auth/token/create` shows its creator's path.
  */
 export async function huntRootTokens(client: VaultClient): Promise<RootTokenReport[]> {
@@ -41,7 +41,7 @@ export async function huntRootTokens(client: VaultClient): Promise<RootTokenRepo
   return found.sort((a, b) => a.created.localeCompare(b.created));
 }
 
-/** Revokes by accessor; the token this client uses goes last and by revoke-self (reference §5). */
+/** Revokes by accessor; the token this client uses goes last and by revoke-self. */
 export async function revokeRootTokens(client: VaultClient, reports: readonly RootTokenReport[], log: (m: string) => void = () => undefined): Promise<string[]> {
   const revoked: string[] = [];
   for (const r of [...reports].sort((a, b) => Number(a.isOwn) - Number(b.isOwn))) {

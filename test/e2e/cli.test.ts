@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +31,22 @@ describe('the built CLI starts on the Node it ships for', () => {
     expect(r.stdout).toMatch(/Usage: vaultops/);
     expect(r.stdout).toMatch(/^\s+lab\s/m);
     expect(r.stdout).toMatch(/^\s+status\s/m);
+  });
+
+  it('`schedule backup|drill --format` with a scheduler it does not know exits 2 naming it and prints nothing', async () => {
+    const inventory = join(cwd, 'schedule.yml');
+    writeFileSync(inventory, ['clusters:', '  prod:', '    nodes:', '      - { name: n1, api_addr: "https://10.0.0.1:8200" }', ''].join('\n'));
+    for (const cmd of [['schedule', 'backup', '--to', join(cwd, 'b')], ['schedule', 'drill']]) {
+      const r = await cli.run([...cmd, '-i', inventory, '--format', 'cron,nomad']);
+      expect(r.code).toBe(ExitCode.badInput);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/--format cron,nomad names "nomad", which is not a scheduler we print/);
+      expect(r.stderr).toMatch(/hint: Use one or more of cron, systemd, kubernetes/);
+    }
+    const ok = await cli.run(['schedule', 'drill', '-i', inventory, '--format', 'k8s']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/kind: CronJob/);
+    expect(ok.stdout).not.toMatch(/\[Timer\]/);
   });
 
   it('an unknown command exits 2', async () => {

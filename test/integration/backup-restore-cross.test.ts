@@ -14,7 +14,7 @@ const short = { openbao: 'bao', vault: 'vault' } as const;
 /**
  * Two real labs: a source and a target with their own keys. A snapshot of one restored into the other
  * replaces the target's data, tokens and keyring; with Shamir seals the target's nodes seal and only
- * the source's keys open them again, while the Raft membership stays the target's (issue 5, seen with
+ * the source's keys open them again, while the Raft membership stays the target's (seen with
  * OpenBao 2.7.2 and the official CLI).
  */
 describe.each(flavorsUnderTest())('restoring another $flavor $version cluster\'s snapshot', ({ flavor, version }) => {

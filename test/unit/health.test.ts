@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { healthState, isServing, type HealthBody, type NodeState } from '../../src/vault/health.js';
 
-// Bodies as real servers send them for each situation (reference §1.1: decision order and fields).
+// Bodies as real servers send them for each situation (decision order and fields).
 const activeBody: HealthBody = { initialized: true, sealed: false, standby: false, performance_standby: false, replication_dr_mode: 'disabled', version: '2.7.2' };
 const standbyBody: HealthBody = { ...activeBody, standby: true };
 

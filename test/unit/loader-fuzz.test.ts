@@ -51,7 +51,7 @@ function expectControlled(load: () => unknown): 'loaded' | 'problems' {
     load();
     return 'loaded';
   } catch (e) {
-    if (!(e instanceof ProblemsError)) throw new Error(`loader threw ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`);
+    if (!(e instanceof ProblemsError)) throw new Error(`loader threw ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`, { cause: e });
     for (const d of e.details) expect(d).toMatch(/^[^:]+:\d+:\d+ /);
     return 'problems';
   }

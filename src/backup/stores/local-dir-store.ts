@@ -16,7 +16,7 @@ const SYNC_EVERY = 64 << 20;
 /**
  * A file stream that asks the kernel to write its data out every SYNC_EVERY bytes while writing
  * goes on, so the fsync that the close must do (we commit only what is on disk) finds little left:
- * on a 1 GB snapshot the close went from ~0.3 s to ~0.02 s (measured in the #5 work). A failed
+ * on a 1 GB snapshot the close went from ~0.3 s to ~0.02 s. A failed
  * background sync fails the next write, and the close waits for a sync still running.
  */
 class SyncAheadWriteStream extends WriteStream {

@@ -9,8 +9,8 @@ import { collectYoungGarbage } from '../../core/young-gc.js';
 /**
  * A Raft snapshot is a gzip-compressed tar of `meta.json`, `state.bin`, `SHA256SUMS` and (Vault and
  * OpenBao add it) `SHA256SUMS.sealed` [hashicorp/raft-snapshot archive.go]. Vault sends the 200 before
- * the snapshot is produced, so a download cut half-way still looks like a success (reference §3.1,
- * §11.5); the Go client refuses a tar without a non-empty `SHA256SUMS.sealed` (api/sys_raft.go). We
+ * the snapshot is produced, so a download cut half-way still looks like a success;
+ * the Go client refuses a tar without a non-empty `SHA256SUMS.sealed` (api/sys_raft.go). We
  * do that and more, while the bytes stream past: complete gzip, complete tar, every member hashed
  * and checked against SHA256SUMS, meta.json parsed. Memory stays constant: only headers and the
  * three small metadata members are held.
@@ -359,7 +359,10 @@ export class SnapshotCheck {
     if (this.#bytes === 0) throw new SnapshotInvalidError('The snapshot is empty (0 bytes).');
     this.#gunzip.end();
     await this.#ended;
-    if (this.#failure) throw this.#failure;
+    // Read again after the await: the gunzip's 'error' may have set it meanwhile.
+    const failure: Error | undefined = this.#failure;
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- it is an Error; with the TS 6 API the rule cannot tell after the await
+    if (failure) throw failure;
     try {
       return { sha256: this.#fileHash.digest('hex'), bytes: this.#bytes, ...conclude(this.#tar) };
     } catch (e) {

@@ -12,7 +12,7 @@ import { snapshotFixture } from '../../helpers/snapshot-fixture.js';
 // snapshots and Writables that misbehave on purpose: a real store cannot fail at chosen moments. The
 // real path (Vault -> local or SFTP store) is covered by the backup integration tests.
 
-let body = Buffer.alloc(0);
+let body: Buffer = Buffer.alloc(0);
 let server: Server;
 let url = '';
 
