@@ -79,7 +79,16 @@ function readersDir(stateDir: string, key: string): string {
 
 export function readLock(path: string): LockOwner | undefined {
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as LockOwner;
+    return parseOwner(readFileSync(path, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function parseOwner(text: string): LockOwner | undefined {
+  try {
+    const v = JSON.parse(text) as LockOwner | null;
+    return v && typeof v === 'object' && typeof v.pid === 'number' ? v : undefined;
   } catch {
     return undefined;
   }
@@ -279,8 +288,18 @@ function takeOver(path: string, stale: LockOwner | undefined): void {
   try {
     writeSync(fd, String(process.pid));
     closeSync(fd);
-    const cur = readLock(path);
-    const same = stale === undefined ? cur === undefined : cur?.nonce === stale.nonce && cur?.pid === stale.pid;
+    // Remove only a file that is there and is what was judged stale: the very lock (its nonce),
+    // or debris that does not parse. An absent file must not be "removed": between reading and
+    // unlinking, another process may have linked its fresh lock at that name. Nobody else can
+    // replace an existing file meanwhile (takers hold the breaker, linkers get EEXIST).
+    let raw: string | undefined;
+    try {
+      raw = readFileSync(path, 'utf8');
+    } catch {
+      raw = undefined;
+    }
+    const cur = raw === undefined ? undefined : parseOwner(raw);
+    const same = raw !== undefined && (stale === undefined ? cur === undefined : cur?.nonce === stale.nonce && cur?.pid === stale.pid);
     if (same) {
       try {
         unlinkSync(path);
