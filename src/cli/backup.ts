@@ -12,8 +12,8 @@ import { connectCluster } from './cluster-from-inventory.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
 import type { BackupStore } from '../backup/stores/store.js';
 import { encryptionSpecFromFlags } from '../backup/crypto/encryption.js';
-import { stateDir } from '../core/state-dir.js';
-import { openDoor, type Door } from '../playbook/door.js';
+import type { Door } from '../playbook/door.js';
+import { openDoorFor } from './through-door.js';
 import { catchInterrupts } from './interrupts.js';
 
 interface BackupOptions extends StoreOptions {
@@ -212,17 +212,7 @@ async function backupCluster(target: Target, o: BackupOptions, log: (m: string) 
     try {
       // A backup only reads the cluster: it shares the lock with other readers, but never runs
       // during a restore or an upgrade of this cluster (exit 4, nothing written).
-      door = await openDoor({
-        stateDir: stateDir(),
-        cluster: conn.client,
-        clusterName: conn.name,
-        spec: conn.spec,
-        operation: 'backup',
-        mode: 'shared',
-        breakLock: o.breakLock === true,
-        signal,
-        warn: (m) => err.line(`warning: ${conn.name}: ${m}`),
-      });
+      door = await openDoorFor(conn, { operation: 'backup', mode: 'shared', breakLock: o.breakLock }, signal);
       store = storeFromOptions(o, conn);
       if (o.encryptTo?.length) store.encryption = encryptionSpecFromFlags(o.encryptTo);
       result = await backupOf({ cluster: conn.client, clusterName: conn.name, spec: conn.spec }, store, { log, signal: door.signal });

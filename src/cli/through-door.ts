@@ -29,20 +29,7 @@ export async function throughDoor<T>(conn: ConnectedCluster, o: DoorOptions, bod
   const interrupts = catchInterrupts(o.onInterrupt);
   let door: Door | undefined;
   try {
-    door = await openDoor({
-      stateDir: stateDir(),
-      cluster: conn.client,
-      clusterName: conn.name,
-      spec: conn.spec,
-      operation: o.operation,
-      mode: o.mode ?? 'exclusive',
-      breakLock: o.breakLock === true,
-      runId: o.runId,
-      resumeOf: o.resumeOf,
-      confirm: o.confirm,
-      signal: interrupts.signal,
-      warn: (m) => err.line(`warning: ${m}`),
-    });
+    door = await openDoorFor(conn, o, interrupts.signal);
     const opened = door;
     interrupts.onHardExit(() => opened.closeNow());
     return await body(door, interrupts);
@@ -50,4 +37,25 @@ export async function throughDoor<T>(conn: ConnectedCluster, o: DoorOptions, bod
     interrupts.dispose();
     await door?.close();
   }
+}
+
+/**
+ * The door for one cluster of the inventory, for callers that handle interrupts themselves (a
+ * fleet backup has one handler for all its clusters).
+ */
+export function openDoorFor(conn: ConnectedCluster, o: Omit<DoorOptions, 'onInterrupt'>, signal: AbortSignal): Promise<Door> {
+  return openDoor({
+    stateDir: stateDir(),
+    cluster: conn.client,
+    clusterName: conn.name,
+    spec: conn.spec,
+    operation: o.operation,
+    mode: o.mode ?? 'exclusive',
+    breakLock: o.breakLock === true,
+    runId: o.runId,
+    resumeOf: o.resumeOf,
+    confirm: o.confirm,
+    signal,
+    warn: (m) => err.line(`warning: ${conn.name}: ${m}`),
+  });
 }
