@@ -1,5 +1,5 @@
 import { pipeline } from 'node:stream/promises';
-import { InputError, VaultopsError } from '../core/errors.js';
+import { InputError, UnreachableError, VaultopsError } from '../core/errors.js';
 import type { ClusterClient } from '../vault/cluster.js';
 import { buildManifest, type Manifest } from './manifest.js';
 import { SnapshotCheck } from './snapshot-verify.js';
@@ -93,6 +93,12 @@ function describeBackupError(e: unknown, cluster: string, node: string): Error {
   if (e instanceof VaultopsError) return e;
   const err = e as NodeJS.ErrnoException;
   if (err.name === 'AbortError') return new VaultopsError(`Backup of ${cluster} interrupted; the partial file was removed.`, { exitCode: 130 });
+  if (err.code === 'ETIMEDOUT') {
+    return new UnreachableError(`The snapshot stream from ${node} stalled (${err.message}); the partial file was removed, earlier backups are untouched.`, {
+      hint: 'The leader is overloaded or the network path drops packets; the bound is the cluster\'s timeouts.request (or VAULT_CLIENT_TIMEOUT).',
+      cause: e,
+    });
+  }
   if (err.code === 'ECONNRESET' || err.code === 'ERR_STREAM_PREMATURE_CLOSE' || /aborted|socket hang up/i.test(err.message ?? '')) {
     return new VaultopsError(`The snapshot stream from ${node} broke off (${err.code ?? err.message}); the partial file was removed, earlier backups are untouched.`, {
       hint: 'The leader may have restarted or lost leadership; run the backup again.',
