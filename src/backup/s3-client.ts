@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import type { IncomingMessage } from 'node:http';
 import { VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
+import { warnPlainHttp } from '../vault/tls.js';
 
 // require, not import: see src/vault/transport.ts (an ESM import of node:http loads all of undici).
 const require = createRequire(import.meta.url);
@@ -112,6 +113,7 @@ export class S3Client {
   }
 
   async #send(method: string, key: string | undefined, query: Record<string, string>, body: Buffer | undefined, extra: Record<string, string>): Promise<IncomingMessage> {
+    warnPlainHttp(this.#base, 'S3 endpoint');
     const creds = await this.#o.credentials();
     redactor.add(creds.secretAccessKey, creds.sessionToken);
     const prefix = this.#base.pathname.replace(/\/+$/, '');

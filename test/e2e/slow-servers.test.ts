@@ -121,6 +121,11 @@ describe('a server that stalls after its headers', () => {
     expect(c.stderr).toMatch(/warning: TLS certificate verification is off \(tls\.skip_verify/);
     const quiet = await runWith(['status', '-i', inv], {});
     expect(quiet.stderr).not.toMatch(/verification is off/);
+    // An S3 store on plain HTTP: warned about when it is used (here it is not even listening).
+    const s3 = { type: 's3', endpoint: 'http://127.0.0.1:9', bucket: 'bkt', access_key_id: 'AK', secret_access_key: 'env:S3_SECRET' };
+    const inv3 = inventory('warn-s3.yml', stallSnapshot, { stores: { s3 } });
+    const l = await runWith(['backups', 'list', '-i', inv3, '--store', 's3'], { S3_SECRET: 'not-a-real-secret' });
+    expect(l.stderr).toMatch(/warning: S3 endpoint http:\/\/127\.0\.0\.1:9 is plain HTTP/);
   });
 
   async function runWith(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {

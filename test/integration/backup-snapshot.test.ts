@@ -158,6 +158,34 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     expect(readdirSync(rdir).sort()).toEqual([all[2], `${all[2]}.json`, `${all[2]}.sha256`]);
   });
 
+  it('with keep_last 1, the prune after each `vaultops backup` keeps the new backup, even next to a file whose manifest claims 2099', async () => {
+    const kdir = join(t.stateDir, 'keep-last-1');
+    mkdirSync(kdir, { recursive: true });
+    // A 1-byte "backup" whose manifest (and sidecar) match its byte and claim it finished in 2099.
+    const fake = `${name}-20990101T000000Z.snap`;
+    writeFileSync(join(kdir, fake), 'x');
+    const x = createHash('sha256').update('x').digest('hex');
+    writeFileSync(join(kdir, `${fake}.sha256`), `${x}  ${fake}\n`);
+    const claim = { format: 'vaultops-backup/1', file: fake, reason: 'backup', cluster: { name }, leader: { node: 'n1', api_addr: 'https://n1' }, raft: { index: 1, term: 1, servers: [] }, size: 1, sha256: x, members: [], started_at: '2099-01-01T00:00:00.000Z', finished_at: '2099-01-01T00:00:00.000Z', duration_ms: 0 };
+    writeFileSync(join(kdir, `${fake}.json`), JSON.stringify(claim));
+    let previous: string | undefined;
+    for (let i = 0; i < 3; i++) {
+      const r = await cli.run(['backup', '-i', t.inventory, '--to', kdir, '--keep-last', '1', '--json']);
+      expect(r.code, r.stderr).toBe(ExitCode.ok);
+      const res = JSON.parse(r.stdout) as { file: string; retention: { removed: string[]; kept: string[] } };
+      const made = res.file.split('/').pop()!;
+      expect(existsSync(res.file)).toBe(true);
+      expect(res.retention.kept).toEqual([made]);
+      expect(res.retention.removed).toEqual(previous ? [previous] : []);
+      // The fake is reported and left alone, never counted.
+      expect(r.stderr).toContain(fake);
+      expect(snaps(kdir)).toEqual([made, fake].sort());
+      const v = await cli.run(['backups', 'verify', res.file]);
+      expect(v.code, v.stderr).toBe(ExitCode.ok);
+      previous = made;
+    }
+  });
+
   it('a full disk fails the backup with a non-zero exit, removes the partial file and leaves earlier backups intact', async () => {
     await withCluster(t.inventory, (c) => fillKv(c, 600 * 1024));
     tmpfs = join(t.stateDir, 'tmpfs');
