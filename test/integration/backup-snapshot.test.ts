@@ -1,7 +1,7 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
@@ -11,6 +11,7 @@ import { CLI, CliRunner, isAlive, labSecrets, NODE, waitFor } from '../helpers/c
 import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
 import { LocalDirStore } from '../../src/backup/local-dir-store.js';
 import { takeBackup } from '../../src/backup/take-backup.js';
+import { restoreSnapshot } from '../../src/backup/restore.js';
 import { KillOnFirstWriteStore } from '../helpers/backup-lab.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
@@ -135,6 +136,46 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
 
     const st = await cli.run(['status', '-i', t.inventory]);
     expect(st.code).toBe(ExitCode.ok);
+  });
+
+  it('a file swapped between verification and upload is caught: the upload stops before its end and the cluster keeps its data', async () => {
+    const sdir = join(t.stateDir, 'swap');
+    const take = async () => {
+      const r = await cli.run(['backup', '-i', t.inventory, '--to', sdir, '--json', '--quiet']);
+      expect(r.code, r.stderr).toBe(ExitCode.ok);
+      return (JSON.parse(r.stdout) as { file: string }).file;
+    };
+    await withCluster(t.inventory, (c) => kvPut(c, 'swap', 'one'));
+    const first = await take();
+    await withCluster(t.inventory, (c) => kvPut(c, 'swap', 'two'));
+    const second = await take();
+    await withCluster(t.inventory, (c) => kvPut(c, 'swap', 'three'));
+    const conn = await connectCluster(t.inventory, undefined);
+    let swapped = false;
+    try {
+      const err = await restoreSnapshot({
+        cluster: conn.client, clusterName: conn.name, file: first, forceOtherCluster: false, confirmed: true,
+        prompter: { confirm: async () => undefined } as never,
+        safetyStore: new LocalDirStore(join(t.stateDir, 'swap-safety')),
+        keysFor: async () => { throw new Error('no keys needed for a same-cluster restore'); },
+        // The window: verified, safety snapshot taken, upload about to open the file again.
+        log: (m) => {
+          if (m.startsWith('Uploading the snapshot')) {
+            copyFileSync(second, first);
+            swapped = true;
+          }
+        },
+      }).then(() => undefined, (e: unknown) => e);
+      expect(swapped).toBe(true);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/changed after it was verified.*the cluster was not restored/);
+    } finally {
+      conn.client.close();
+    }
+    // Vault got no complete snapshot: the data is what it was, not the swapped-in file's.
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await withCluster(t.inventory, (c) => kvGet(c, 'swap'))).toBe('three');
+    expect((await withCluster(t.inventory, (c) => c.status())).health).toBe('healthy');
   });
 
   it('retention keeps the last N, never the newest verified one, and --dry-run only lists', async () => {
