@@ -316,14 +316,27 @@ export function sameCluster(
 }
 
 /**
- * A pass-through that hashes what flows and fails, before passing the end on, unless it is exactly
- * `bytes` bytes with sha256 `sha256`. A piped request is then destroyed without its end.
+ * The last bytes of an upload held back until the whole stream has been checked. Withholding the
+ * end of the HTTP body is not enough: Vault reads the gzip/tar stream and acts once the snapshot in
+ * it is complete, without waiting for the body's end. The tail of the compressed stream holds the
+ * end of the tar (SHA256SUMS, SHA256SUMS.sealed, the end blocks) and the gzip trailer, so without
+ * it Vault never has a complete snapshot. Seen on OpenBao 2.7.2: with only the body's end held
+ * back, a swapped file was restored.
+ */
+const HOLD_BACK = 256 << 10;
+
+/**
+ * A pass-through that hashes what flows and passes on the last HOLD_BACK bytes only once the
+ * stream turned out to be exactly `bytes` bytes with sha256 `sha256`; otherwise it fails without
+ * them, and a piped request is destroyed before Vault has a complete snapshot.
  */
 function sameBytesAs(sha256: string, bytes: number, file: string): Transform {
   const hash = createHash('sha256');
   let seen = 0;
+  const held: Buffer[] = [];
+  let heldBytes = 0;
   const changed = (what: string) =>
-    new SnapshotInvalidError(`${file} changed after it was verified (${what}); the upload was stopped before its end, so the cluster was not restored from it.`, {
+    new SnapshotInvalidError(`${file} changed after it was verified (${what}); the upload was stopped before the snapshot's end, so the cluster was not restored from it.`, {
       hint: 'Something replaced or modified the file during the restore. Check who writes to that directory, then run the restore again.',
     });
   return new Transform({
@@ -331,12 +344,21 @@ function sameBytesAs(sha256: string, bytes: number, file: string): Transform {
       seen += chunk.length;
       if (seen > bytes) return cb(changed(`more than the ${bytes} bytes verified`));
       hash.update(chunk);
-      cb(null, chunk);
+      // Copies: a source may reuse its buffer once the chunk is acknowledged.
+      held.push(Buffer.from(chunk));
+      heldBytes += chunk.length;
+      while (held.length > 1 && heldBytes - held[0]!.length >= HOLD_BACK) {
+        const out = held.shift()!;
+        heldBytes -= out.length;
+        this.push(out);
+      }
+      cb();
     },
     flush(cb) {
       if (seen !== bytes) return cb(changed(`${seen} bytes, not the ${bytes} verified`));
       const got = hash.digest('hex');
       if (got !== sha256) return cb(changed(`sha256 ${got}, not the verified ${sha256}`));
+      for (const b of held.splice(0)) this.push(b);
       cb();
     },
   });
