@@ -339,6 +339,7 @@ function registerBackupCommands(program: Command): void {
     .option('--force-other-cluster', 'allow a snapshot taken on another cluster (snapshot-force); its keys and tokens replace this cluster\'s')
     .option('--identity <ref>', 'secret reference (file:PATH, env:NAME, cmd:COMMAND, prompt:LABEL) to the age identity or armored OpenPGP private key that opens encrypted backups (default: the store\'s decrypt.identity); never the key itself')
     .option('--identity-passphrase <ref>', 'secret reference to the OpenPGP private key\'s passphrase')
+    .option('--encrypt-to <recipient>', 'encrypt the safety snapshot of an encrypted backup for this age recipient or recipients / OpenPGP public key file (repeatable; default: the safety store\'s encrypt:, else unencrypted with a warning)', collect, [])
     .option('--timeout <seconds>', 'how long the cluster may take to come back', '180')
     .option('--non-interactive', 'never ask: missing answers are errors naming the flag')
     .option('--json', 'machine-readable result')

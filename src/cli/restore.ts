@@ -4,6 +4,7 @@ import { loadInventory } from '../inventory/load.js';
 import { resolveSecretList, resolveSecretString } from '../secrets/refs.js';
 import { restoreSnapshot, type KeySetSecrets } from '../backup/restore.js';
 import { LocalDirStore } from '../backup/local-dir-store.js';
+import { encryptionSpecFromFlags } from '../backup/encryption.js';
 import { localCopy, type BackupStore } from '../backup/store.js';
 import { makePrompter } from '../ui/prompter.js';
 import { out, progressPrinter } from '../ui/output.js';
@@ -21,6 +22,8 @@ interface RestoreCliOptions extends StoreOptions, IdentityOptions {
   nonInteractive?: boolean;
   json?: boolean;
   timeout?: string;
+  /** --encrypt-to: recipients for the safety snapshot of an encrypted backup (the manifest's are never reused). */
+  encryptTo?: string[];
 }
 
 /**
@@ -71,6 +74,7 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
       log,
       timeoutMs,
       canaries: conn.spec.canaries,
+      safetyEncryption: o.encryptTo?.length ? encryptionSpecFromFlags(o.encryptTo) : undefined,
     });
     if (o.json) {
       out.json({
