@@ -1,11 +1,12 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { Transform } from 'node:stream';
 import { GateError, VaultApiError, VaultopsError } from '../core/errors.js';
 import type { Prompter } from '../core/prompter.js';
 import type { ClusterClient, ClusterStatus } from '../vault/cluster.js';
 import { isServing } from '../vault/health.js';
 import { checkFile } from './stores/check-file.js';
-import { openDecrypted, type IdentityLoader } from './crypto/encryption.js';
+import { openDecrypted, type EncryptionSpec, type IdentityLoader } from './crypto/encryption.js';
 import { IdentityNeededError } from './crypto/encryption-errors.js';
 import type { Manifest } from './stores/manifest.js';
 import { SnapshotInvalidError } from './stores/snapshot-verify.js';
@@ -45,6 +46,11 @@ export interface RestoreOptions {
   canaries?: readonly CanarySpec[] | undefined;
   /** Opens an encrypted backup (asked only when the file is encrypted). */
   identity?: IdentityLoader | undefined;
+  /**
+   * Recipients for the safety snapshot of an encrypted backup when the safety store has no
+   * `encrypt:` of its own (given by the operator). Without either it is stored unencrypted, with a warning.
+   */
+  safetyEncryption?: EncryptionSpec | undefined;
 }
 
 export interface RestoreResult {
@@ -88,14 +94,20 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   const probes = await o.cluster.probeAll();
   const leader = await o.cluster.findLeader(probes);
   const health = probes.find((p) => p.node.name === leader.node.name)?.health?.body;
-  const sourceId = manifest?.cluster.cluster_id;
-  const isOther = sourceId !== undefined && health?.cluster_id !== undefined && sourceId !== health.cluster_id;
+  const identity = sameCluster(manifest, health, o.clusterName);
+  const isOther = identity.verdict === 'other';
   if (isOther && !o.forceOtherCluster) {
     throw new GateError(
-      `${o.file} was taken on cluster ${manifest!.cluster.name} (id ${sourceId}), not on ${o.clusterName} (id ${health!.cluster_id}). Restoring it replaces all of ${o.clusterName}'s data, tokens and seal configuration with ${manifest!.cluster.name}'s; the nodes then seal and only ${manifest!.cluster.name}'s unseal keys (key set ${manifest!.key_set ?? 'unknown'}) open them. The cluster was not touched.`,
+      `${o.file} was taken on cluster ${manifest!.cluster.name} (${identity.why}), not on ${o.clusterName}. Restoring it replaces all of ${o.clusterName}'s data, tokens and seal configuration with ${manifest!.cluster.name}'s; the nodes then seal and only ${manifest!.cluster.name}'s unseal keys (key set ${manifest!.key_set ?? 'unknown'}) open them. The cluster was not touched.`,
       { hint: 'If that is what you want (a DR rebuild), pass --force-other-cluster and make sure the inventory holds that key set.' },
     );
   }
+  if (identity.verdict === 'unknown' && !o.forceOtherCluster) {
+    throw new GateError(`Cannot tell whether ${o.file} was taken on ${o.clusterName}: ${identity.why}. The cluster was not touched.`, {
+      hint: 'If you know the snapshot is this cluster\'s (or mean to replace it with another\'s), pass --force-other-cluster.',
+    });
+  }
+  log(identity.verdict === 'unchecked' ? `${o.file} has no manifest: Vault's own check (the snapshot's SHA256SUMS.sealed must open with this cluster's seal) decides whether it belongs here.` : `Same cluster: ${identity.why}.`);
 
   const leaderStatus = await leader.client.leader().catch(() => undefined);
   const indexBefore = leaderStatus?.raft_committed_index;
@@ -105,11 +117,13 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   log(lossLine);
   if (!o.confirmed) await o.prompter.confirm({ message: `Restore ${o.file} into cluster ${o.clusterName}, replacing all of its data. ${lossLine}`, expected: o.clusterName, source: `--confirm ${o.clusterName}` });
 
-  // An encrypted backup's safety snapshot should not lie around in clear: without an `encrypt:` on
-  // the safety store, an age backup's recipients (public, in its manifest) are used again.
+  // An encrypted backup's safety snapshot should not lie around in clear. Its recipients come from
+  // the safety store's own `encrypt:` or from the operator (safetyEncryption), never from the
+  // backup's manifest: the manifest is not signed, and whoever wrote it would choose who can read
+  // the safety snapshot of this cluster's current data.
   if (checked.encryption && !o.safetyStore.encryption) {
-    if (manifest?.encryption?.format === 'age') o.safetyStore.encryption = { format: 'age', recipients: manifest.encryption.recipients };
-    else log(`warning: the safety snapshot goes to ${o.safetyStore.location} unencrypted (the backup's OpenPGP recipients are known only by fingerprint); give that store an encrypt: entry to encrypt it.`);
+    if (o.safetyEncryption) o.safetyStore.encryption = o.safetyEncryption;
+    else log(`warning: the safety snapshot goes to ${o.safetyStore.location} unencrypted (the backup's recipients come from its unsigned manifest, so they are not reused); give that store an encrypt: entry to encrypt it.`);
   }
   log('Taking a safety snapshot of the current state first...');
   const safetyBackup = await takeBackup({ cluster: o.cluster, clusterName: o.clusterName, flavor: o.flavor, keySet: o.keySet, store: o.safetyStore, reason: 'pre-restore', log, signal: o.signal });
@@ -119,12 +133,18 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   const marker = randomBytes(12).toString('hex');
   const hasMarker = await leader.client.write(MARKER_PATH, { id: marker }).then(() => true, () => false);
 
-  const force = o.forceOtherCluster && (isOther || manifest === undefined);
+  const force = o.forceOtherCluster && (isOther || identity.verdict !== 'same');
   log(`Uploading the snapshot to the leader ${leader.node.name}${force ? ' (snapshot-force: another cluster\'s snapshot)' : ''}...`);
   try {
     // An encrypted file is decrypted a second time while it uploads (it was decrypted and verified
     // in full above); the plaintext only ever exists in memory, one chunk at a time.
-    const body = checked.encryption && o.identity ? openDecrypted(o.file, checked.encryption, await o.identity()) : createReadStream(o.file);
+    // The file is opened again here; what is sent is hashed on the way and must be exactly what
+    // was verified: a file replaced or changed since the check fails the upload before its end, so
+    // Vault never receives a complete snapshot.
+    const source = checked.encryption && o.identity ? openDecrypted(o.file, checked.encryption, await o.identity()) : createReadStream(o.file);
+    const body = sameBytesAs(verified.sha256, verified.bytes, o.file);
+    source.on('error', (e: Error) => body.destroy(e));
+    source.pipe(body);
     await leader.client.uploadSnapshot(body, { force });
   } catch (e) {
     if (hasMarker) await leader.client.raw('DELETE', `/${MARKER_PATH}`).catch(() => undefined);
@@ -256,4 +276,86 @@ async function unsealNode(cluster: ClusterClient, nodeName: string, secrets: Key
       return;
     }
   }
+}
+
+/**
+ * Whether the snapshot's manifest and the server say the same cluster. Compared in order of
+ * strength, using what both sides have: cluster_id (sys/health), else the server's cluster_name,
+ * and always the inventory name the backup was taken under. When neither an id nor a server name
+ * can be compared, identity cannot be established ('unknown': refused without --force-other-cluster).
+ * Without a manifest ('unchecked') there is nothing to compare: Vault's own check on upload
+ * (SHA256SUMS.sealed must open with this cluster's seal) is what refuses another cluster's file.
+ */
+export function sameCluster(
+  manifest: Manifest | undefined,
+  health: { cluster_id?: string | undefined; cluster_name?: string | undefined } | undefined,
+  clusterName: string,
+): { verdict: 'same' | 'other' | 'unknown' | 'unchecked'; why: string } {
+  if (!manifest) return { verdict: 'unchecked', why: 'no manifest' };
+  const m = manifest.cluster;
+  if (m.cluster_id && health?.cluster_id) {
+    return m.cluster_id === health.cluster_id
+      ? { verdict: 'same', why: `cluster id ${m.cluster_id} matches` }
+      : { verdict: 'other', why: `id ${m.cluster_id}; ${clusterName} is ${health.cluster_id}` };
+  }
+  if (m.cluster_name && health?.cluster_name && m.cluster_name !== health.cluster_name) {
+    return { verdict: 'other', why: `cluster_name ${m.cluster_name}; ${clusterName}'s server says ${health.cluster_name}` };
+  }
+  if (m.name !== clusterName) return { verdict: 'other', why: `inventory name ${m.name}` };
+  if (m.cluster_name && health?.cluster_name) {
+    return { verdict: 'same', why: `no cluster id to compare (${m.cluster_id ? 'the server gave none' : 'the manifest has none'}); cluster_name ${m.cluster_name} and the inventory name match` };
+  }
+  return {
+    verdict: 'unknown',
+    why: `${m.cluster_id ? 'the server gave no cluster id' : 'the manifest has no cluster id'} and ${m.cluster_name ? 'the server no cluster_name' : 'no cluster_name'} to compare; only the inventory names match`,
+  };
+}
+
+/**
+ * The last bytes of an upload held back until the whole stream has been checked. Withholding the
+ * end of the HTTP body is not enough: Vault reads the gzip/tar stream and acts once the snapshot in
+ * it is complete, without waiting for the body's end. The tail of the compressed stream holds the
+ * end of the tar (SHA256SUMS, SHA256SUMS.sealed, the end blocks) and the gzip trailer, so without
+ * it Vault never has a complete snapshot. Seen on OpenBao 2.7.2: with only the body's end held
+ * back, a swapped file was restored.
+ */
+const HOLD_BACK = 256 << 10;
+
+/**
+ * A pass-through that hashes what flows and passes on the last HOLD_BACK bytes only once the
+ * stream turned out to be exactly `bytes` bytes with sha256 `sha256`; otherwise it fails without
+ * them, and a piped request is destroyed before Vault has a complete snapshot.
+ */
+function sameBytesAs(sha256: string, bytes: number, file: string): Transform {
+  const hash = createHash('sha256');
+  let seen = 0;
+  const held: Buffer[] = [];
+  let heldBytes = 0;
+  const changed = (what: string) =>
+    new SnapshotInvalidError(`${file} changed after it was verified (${what}); the upload was stopped before the snapshot's end, so the cluster was not restored from it.`, {
+      hint: 'Something replaced or modified the file during the restore. Check who writes to that directory, then run the restore again.',
+    });
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > bytes) return cb(changed(`more than the ${bytes} bytes verified`));
+      hash.update(chunk);
+      // Copies: a source may reuse its buffer once the chunk is acknowledged.
+      held.push(Buffer.from(chunk));
+      heldBytes += chunk.length;
+      while (held.length > 1 && heldBytes - held[0]!.length >= HOLD_BACK) {
+        const out = held.shift()!;
+        heldBytes -= out.length;
+        this.push(out);
+      }
+      cb();
+    },
+    flush(cb) {
+      if (seen !== bytes) return cb(changed(`${seen} bytes, not the ${bytes} verified`));
+      const got = hash.digest('hex');
+      if (got !== sha256) return cb(changed(`sha256 ${got}, not the verified ${sha256}`));
+      for (const b of held.splice(0)) this.push(b);
+      cb();
+    },
+  });
 }

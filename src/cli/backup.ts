@@ -219,8 +219,10 @@ async function backupCluster(target: Target, o: BackupOptions, log: (m: string) 
       if (o.prune !== false && hasRetentionRule(store.retention)) {
         // Only now, after the new snapshot is verified and committed, may older ones go.
         try {
-          pruned = await pruneStore(store, { dryRun: false, cluster: conn.name });
+          pruned = await pruneStore(store, { dryRun: false, cluster: conn.name, justTaken: result.name });
           for (const r of pruned.decision.remove) log(`Retention removed ${r.entry.name} (${r.why}).`);
+          const bad = pruned.decision.unverified.map((u) => `${u.entry.name} (${u.why})`);
+          if (bad.length) pruneWarning = `retention did not count ${bad.length === 1 ? 'a backup that does' : `${bad.length} backups that do`} not verify, and left ${bad.length === 1 ? 'it' : 'them'} in place: ${bad.join('; ')}`;
         } catch (e) {
           pruneWarning = `retention could not run: ${(e as Error).message}`;
         }

@@ -128,22 +128,34 @@ export async function backupsInspectCommand(file: string, o: StoreCommandOptions
   if (problems.length) process.exitCode = ExitCode.failed;
 }
 
-/** `vaultops backups prune [--dry-run]`: applies retention now. */
+/**
+ * `vaultops backups prune [--dry-run]`: applies retention now, to each cluster's backups on its own
+ * (`--cluster` limits it to one; with an inventory, to the cluster chosen there).
+ */
 export async function backupsPruneCommand(o: StoreCommandOptions): Promise<void> {
   const store = storeFor(o);
+  const cluster = o.to !== undefined || o.inventory === undefined ? o.cluster : selectCluster(loadInventory(o.inventory), o.cluster).name;
   let res: Awaited<ReturnType<typeof pruneStore>>;
   try {
-    res = await pruneStore(store, { dryRun: o.dryRun === true });
+    res = await pruneStore(store, { dryRun: o.dryRun === true, cluster });
   } finally {
     store.close?.();
   }
   if (o.json) {
-    out.json({ store: store.location, dry_run: res.dryRun, remove: res.decision.remove.map((r) => ({ name: r.entry.name, why: r.why })), keep: res.decision.keep.map((k) => ({ name: k.entry.name, why: k.why })) });
+    out.json({
+      store: store.location,
+      dry_run: res.dryRun,
+      cluster: cluster ?? null,
+      remove: res.decision.remove.map((r) => ({ name: r.entry.name, why: r.why })),
+      keep: res.decision.keep.map((k) => ({ name: k.entry.name, why: k.why })),
+      unverified: res.decision.unverified.map((u) => ({ name: u.entry.name, why: u.why })),
+    });
     return;
   }
   const verb = res.dryRun ? 'would remove' : 'removed';
   for (const r of res.decision.remove) out.line(`${verb} ${r.entry.name} (${r.why})`);
   for (const k of res.decision.keep) out.line(`keep ${k.entry.name} (${k.why})`);
+  for (const u of res.decision.unverified) out.line(`unverified ${u.entry.name}: not counted as a backup, not deleted (${u.why})`);
   if (res.decision.remove.length === 0) out.line(`Nothing to remove in ${store.location}.`);
 }
 

@@ -4,6 +4,7 @@ import { loadInventory } from '../inventory/load.js';
 import { resolveSecretList, resolveSecretString } from '../secrets/refs.js';
 import { restoreSnapshot, type KeySetSecrets } from '../backup/restore-snapshot.js';
 import { LocalDirStore } from '../backup/stores/local-dir-store.js';
+import { encryptionSpecFromFlags } from '../backup/crypto/encryption.js';
 import { localCopy, type BackupStore } from '../backup/stores/store.js';
 import { makePrompter } from '../ui/prompter.js';
 import { out, progressPrinter } from '../ui/output.js';
@@ -23,6 +24,8 @@ interface RestoreCliOptions extends StoreOptions, IdentityOptions {
   json?: boolean;
   timeout?: string;
   breakLock?: boolean;
+  /** --encrypt-to: recipients for the safety snapshot of an encrypted backup (the manifest's are never reused). */
+  encryptTo?: string[];
 }
 
 /**
@@ -75,6 +78,7 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
       timeoutMs,
       canaries: conn.spec.canaries,
       signal: door.signal,
+      safetyEncryption: o.encryptTo?.length ? encryptionSpecFromFlags(o.encryptTo) : undefined,
     }));
     if (o.json) {
       out.json({

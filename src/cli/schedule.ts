@@ -74,7 +74,11 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
   if (formats.has('cron')) {
     out.line(`# cron (crontab -e as the user that can read the inventory's secrets): ${timing.describe}`);
     out.line('# Secrets come from the inventory references (file: with mode 0600 is simplest under cron: its environment is empty).');
-    out.line(`${timing.cron} ${shellJoin([node, ...nodeFlags, bin, ...args])} >>/var/log/${unit}.log 2>&1`);
+    // cron has neither a run-time bound nor a no-overlap rule: timeout(1) gives the backup the hour
+    // systemd's TimeoutStartSec gives it (SIGTERM: the partial file is removed), and flock -n skips
+    // a run (exit 75) while the previous one still holds the lock, as concurrencyPolicy: Forbid does.
+    const guard = ['/usr/bin/flock', '-n', '-E', '75', `/tmp/${unit}.lock`, '/usr/bin/timeout', '--kill-after=60', '3600'];
+    out.line(`${timing.cron} ${shellJoin([...guard, node, ...nodeFlags, bin, ...args])} >>/var/log/${unit}.log 2>&1`);
     out.line();
   }
   if (formats.has('systemd')) {

@@ -25,8 +25,13 @@ export interface RawDownloadOptions {
   url: URL;
   headers: Record<string, string>;
   tls?: tls.ConnectionOptions | undefined;
-  /** Until the status line and headers are in (the body may then take as long as it takes); 0 = none. */
+  /** Until the status line and headers are in; 0 = none. */
   headTimeoutMs: number;
+  /**
+   * After the headers: the longest gap between two reads of the body while the consumer wants
+   * more (time it spends paused is not counted, a slow disk is not the server's fault); 0 = none.
+   */
+  idleTimeoutMs?: number | undefined;
   readBufferSize?: number | undefined;
 }
 
@@ -62,10 +67,15 @@ export class RawDownload {
   #onDone: { resolve: () => void; reject: (e: Error) => void } | undefined;
   #error: Error | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #idle: NodeJS.Timeout | undefined;
+  #lastProgress = 0;
   /** Bytes of body delivered so far. */
   received = 0;
 
+  readonly #idleLimit: number;
+
   private constructor(o: RawDownloadOptions) {
+    this.#idleLimit = o.idleTimeoutMs ?? 0;
     const { url } = o;
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const onread = { buffer: Buffer.allocUnsafe(o.readBufferSize ?? 64 * 1024), callback: (n: number, buf: Uint8Array) => this.#onRead(buf as Buffer, n) };
@@ -128,6 +138,7 @@ export class RawDownload {
   resume(): void {
     if (!this.#paused || this.#state === 'failed') return;
     this.#paused = false;
+    this.#lastProgress = Date.now();
     this.#socket.resume();
   }
 
@@ -151,6 +162,7 @@ export class RawDownload {
 
   #onRead(buf: Buffer, n: number): boolean {
     if (this.#state === 'failed') return false;
+    this.#lastProgress = Date.now();
     const view = buf.subarray(0, n);
     if (this.#state === 'head') {
       this.#readHead(view);
@@ -205,6 +217,7 @@ export class RawDownload {
     this.#head = [];
     clearTimeout(this.#timer);
     this.#state = 'body';
+    this.#watchIdle();
     if (this.#framing === 'length' && this.#remaining === 0) this.#state = 'done';
     const rest = all.subarray(end + 4);
     if (rest.length) this.#stash = Buffer.from(rest);
@@ -289,7 +302,27 @@ export class RawDownload {
     this.#fail(this.#state === 'head' ? Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }) : new BodyCutError(`${this.received} bytes in`));
   }
 
+  /** Fails the download when the server sends nothing for idleTimeoutMs while we are reading. */
+  #watchIdle(): void {
+    const limit = this.#idleLimit;
+    if (!limit) return;
+    this.#lastProgress = Date.now();
+    this.#idle = setInterval(() => {
+      if (this.#state !== 'body') return clearInterval(this.#idle);
+      if (this.#paused || this.#consumer === undefined) {
+        this.#lastProgress = Date.now();
+        return;
+      }
+      if (Date.now() - this.#lastProgress < limit) return;
+      const e = new Error(`no bytes for ${Math.round(limit / 1000)} s after ${this.received} bytes of the body`) as NodeJS.ErrnoException;
+      e.code = 'ETIMEDOUT';
+      this.#fail(e);
+    }, Math.max(50, Math.min(1000, limit / 4)));
+    this.#idle.unref();
+  }
+
   #finish(): void {
+    clearInterval(this.#idle);
     this.#socket.destroy();
     this.#onDone?.resolve();
     this.#onDone = undefined;
@@ -300,6 +333,7 @@ export class RawDownload {
     this.#state = 'failed';
     this.#error = e;
     clearTimeout(this.#timer);
+    clearInterval(this.#idle);
     this.#socket.destroy();
     this.#onHead?.reject(e);
     this.#onDone?.reject(e);

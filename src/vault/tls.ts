@@ -13,6 +13,8 @@ export interface TlsSettings {
   serverName?: string | undefined;
   /** Do not verify the server certificate (VAULT_SKIP_VERIFY). For debugging only. */
   skipVerify?: boolean | undefined;
+  /** Where skipVerify came from, for the warning ("VAULT_SKIP_VERIFY", "tls.skip_verify in the inventory"). */
+  skipVerifySource?: string | undefined;
 }
 
 export interface LoadedTls {
@@ -27,7 +29,36 @@ export interface LoadedTls {
 
 const cache = new Map<string, LoadedTls>();
 
+const warned = new Set<string>();
+
+/**
+ * One line on stderr, once per process: these warnings are for the person reading a cron mail or a
+ * terminal, and say what is weaker than it should be on every run that uses it.
+ */
+export function warnOnce(message: string): void {
+  if (warned.has(message)) return;
+  warned.add(message);
+  process.stderr.write(`warning: ${message}\n`);
+}
+
+/** Warns that `url` is plain HTTP (tokens, unseal keys and snapshots cross the network in clear). */
+export function warnPlainHttp(url: URL, what = 'Vault address'): void {
+  if (url.protocol === 'http:') warnOnce(`${what} ${url.origin} is plain HTTP: tokens, unseal keys and snapshots sent to it are not encrypted in transit; use https:// outside a lab.`);
+}
+
+/** The variable or setting that turned verification off, when the caller did not say. */
+function skipSource(settings: TlsSettings): string {
+  if (settings.skipVerifySource) return settings.skipVerifySource;
+  const env = (n: string) => process.env[n] !== undefined && process.env[n] !== '';
+  if (env('BAO_SKIP_VERIFY')) return 'BAO_SKIP_VERIFY';
+  if (env('VAULT_SKIP_VERIFY')) return 'VAULT_SKIP_VERIFY';
+  return 'tls.skip_verify in the inventory';
+}
+
 export function loadTls(settings: TlsSettings | undefined): LoadedTls {
+  if (settings?.skipVerify) {
+    warnOnce(`TLS certificate verification is off (${skipSource(settings)}): any server, or anyone in between, can pose as Vault and receive the token and unseal keys. Debugging only.`);
+  }
   const key = JSON.stringify(settings ?? {});
   const hit = cache.get(key);
   if (hit) return hit;

@@ -4,7 +4,7 @@ import type { Agent, IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { AgentOptions } from 'node:https';
 import type { Readable } from 'node:stream';
 import { UnreachableError, VaultopsError } from '../core/errors.js';
-import { loadTls, type TlsSettings, type LoadedTls } from './tls.js';
+import { loadTls, warnPlainHttp, type TlsSettings, type LoadedTls } from './tls.js';
 import { RawDownload } from './raw-download.js';
 import { sleep } from '../core/sleep.js';
 
@@ -44,6 +44,9 @@ export interface BufferedResponse {
  */
 const NOT_SENT = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'EADDRNOTAVAIL']);
 const RETRYABLE_READ = new Set([...NOT_SENT, 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'UND_ERR_SOCKET']);
+/** The largest answer `request` buffers: Vault's JSON answers are kilobytes, a huge policy list a few MB. */
+export const MAX_JSON_BODY = 16 << 20;
+
 const TLS_VERIFY_CODES = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
   'SELF_SIGNED_CERT_IN_CHAIN',
@@ -72,11 +75,29 @@ export class Transport {
     this.#retries = options.retries ?? 2;
   }
 
-  /** Sends a request and buffers the answer (JSON endpoints). */
+  /**
+   * Sends a request and buffers the answer (JSON endpoints). The body must keep coming (no gap of
+   * the request timeout, see #once) and stay under MAX_JSON_BODY: a stalled or endless answer
+   * fails the call instead of hanging the run or filling memory.
+   */
   async request(spec: RequestSpec): Promise<BufferedResponse> {
     const res = await this.stream(spec);
     const chunks: Buffer[] = [];
-    for await (const chunk of res) chunks.push(chunk as Buffer);
+    let size = 0;
+    try {
+      for await (const chunk of res) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_JSON_BODY) {
+          res.destroy();
+          throw new UnreachableError(`${spec.url.origin} answered ${spec.method} ${spec.url.pathname} with more than ${MAX_JSON_BODY >> 20} MiB; no Vault answer the tool reads is that large, so it was cut off.`, {
+            hint: 'Check that api_addr points at a Vault node and not at a proxy or another service.',
+          });
+        }
+        chunks.push(chunk as Buffer);
+      }
+    } catch (e) {
+      throw await this.#describe(spec.url, e);
+    }
     return { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) };
   }
 
@@ -97,8 +118,10 @@ export class Transport {
     if (spec.url.protocol !== 'http:' && spec.url.protocol !== 'https:') {
       return Promise.reject(new VaultopsError(`Unsupported address ${spec.url.origin}: use http:// or https://.`));
     }
+    warnPlainHttp(spec.url);
     return this.#withRetries(spec.url, RETRYABLE_READ, () =>
-      RawDownload.open({ url: spec.url, headers: spec.headers ?? {}, tls: t, headTimeoutMs: spec.timeoutMs ?? this.#timeoutMs }),
+      // The same bound for the headers and for every gap in the body: a stalled stream fails after it.
+      RawDownload.open({ url: spec.url, headers: spec.headers ?? {}, tls: t, headTimeoutMs: spec.timeoutMs ?? this.#timeoutMs, idleTimeoutMs: spec.timeoutMs ?? this.#timeoutMs }),
     );
   }
 
@@ -156,12 +179,20 @@ export class Transport {
     if (typeof spec.body === 'string' || Buffer.isBuffer(spec.body)) {
       headers['content-length'] = String(Buffer.byteLength(spec.body));
     }
+    const timeoutMs = spec.timeoutMs ?? this.#timeoutMs;
+    warnPlainHttp(url);
     return new Promise((resolve, reject) => {
       const req = lib.request(url, { method: spec.method === 'LIST' ? 'LIST' : spec.method, headers, agent: this.#agent(url) }, (res) => {
-        res.setTimeout(0);
+        // The headers are in: the request's own timeout must not fire any more (it would cut the body with a vaguer error).
+        req.removeAllListeners('timeout');
+        // After the headers the same bound holds for every gap in the body (0 = none: snapshot uploads).
+        res.setTimeout(timeoutMs, () => {
+          const err = new Error(`no bytes for ${Math.round(timeoutMs / 1000)} s after the headers`) as NodeJS.ErrnoException;
+          err.code = 'ETIMEDOUT';
+          res.destroy(err);
+        });
         resolve(res);
       });
-      const timeoutMs = spec.timeoutMs ?? this.#timeoutMs;
       req.setTimeout(timeoutMs, () => {
         const err = new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`) as NodeJS.ErrnoException;
         err.code = 'ETIMEDOUT';

@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
@@ -176,6 +176,28 @@ describe(`encrypted backups on a ${flavor.flavor} ${flavor.version} lab: backup,
     for (const f of readdirSync(dirOf('vault-age')).filter((x) => !/\.(json|sha256)$/.test(x))) {
       expect(readFileSync(join(dirOf('vault-age'), f)).subarray(0, 21).toString('latin1'), f).toBe('age-encryption.org/v1');
     }
+  });
+
+  it('a bare age backup whose manifest names another recipient: the safety snapshot is never encrypted for it; --encrypt-to encrypts it for the operator\'s', async () => {
+    // The manifest is not signed: whoever can write it must not choose who can read the safety snapshot.
+    const intruder = execFileSync('age-keygen', ['-y', join(keys, 'wrong.txt')], { encoding: 'utf8' }).trim();
+    const bare = join(t.stateDir, 'bare-age');
+    mkdirSync(bare, { recursive: true });
+    const f = join(bare, ageBackup.manifest.file);
+    copyFileSync(ageBackup.file, f);
+    copyFileSync(`${ageBackup.file}.sha256`, `${f}.sha256`);
+    writeFileSync(`${f}.json`, JSON.stringify({ ...ageBackup.manifest, encryption: { ...ageBackup.manifest.encryption!, recipients: [intruder] } }));
+    const restore = (extra: string[]) => cli.run(['restore', '-i', inv, '--from', f, '--identity', `file:${join(keys, 'age-identity.txt')}`, '--confirm', name, '--non-interactive', '--json', ...extra], { timeoutMs: 240_000 });
+    const r = await restore([]);
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
+    const safety = (JSON.parse(r.stdout) as { safety_snapshot: string }).safety_snapshot;
+    expect(safety).toMatch(/-pre-restore\.snap$/);
+    expect(r.stderr).toMatch(/warning: the safety snapshot goes to .* unencrypted/);
+    const r2 = await restore(['--encrypt-to', ageRecipient]);
+    expect(r2.code, r2.stderr).toBe(ExitCode.ok);
+    const safety2 = (JSON.parse(r2.stdout) as { safety_snapshot: string }).safety_snapshot;
+    expect(safety2).toMatch(/-pre-restore\.snap\.age$/);
+    expect((JSON.parse(readFileSync(`${safety2}.json`, 'utf8')) as Manifest).encryption?.recipients).toEqual([ageRecipient]);
   });
 
   it('`drill --from` an age store: without the identity nothing starts (exit 2); with it the newest encrypted backup is restored into a scratch cluster and torn down', async () => {

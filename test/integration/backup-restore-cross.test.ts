@@ -1,5 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ExitCode } from '../../src/core/exit-codes.js';
@@ -75,6 +75,39 @@ describe.each(flavorsUnderTest())('restoring another $flavor $version cluster\'s
     expect(r.stderr).toContain('The cluster was not touched');
     expect(await target((c) => kvGet(c, 'whoami'))).toBe('target');
     expect((await target((c) => c.status())).health).toBe('healthy');
+  });
+
+  it('a manifest without cluster ids does not let another cluster\'s snapshot pass: refused by name, or as unknown, before any safety snapshot', async () => {
+    /** A copy of the source backup (file, sidecar, manifest) in its own directory, its manifest edited. */
+    const copyWith = (tag: string, edit: (m: { cluster: Record<string, unknown> }) => void) => {
+      const d = join(t.stateDir, `stripped-${tag}`);
+      mkdirSync(d, { recursive: true });
+      const f = join(d, basename(sourceBackup));
+      copyFileSync(sourceBackup, f);
+      copyFileSync(`${sourceBackup}.sha256`, `${f}.sha256`);
+      const m = JSON.parse(readFileSync(`${sourceBackup}.json`, 'utf8')) as { cluster: Record<string, unknown> };
+      edit(m);
+      writeFileSync(`${f}.json`, JSON.stringify(m));
+      return { d, f };
+    };
+    const noId = copyWith('id', (m) => delete m.cluster['cluster_id']);
+    const r = await cli.run(['restore', '-i', merged, '--cluster', tgt, '--from', noId.f, '--confirm', tgt, '--non-interactive']);
+    expect(r.code, r.stderr).toBe(ExitCode.gateRefused);
+    expect(r.stderr).toContain(`was taken on cluster ${src}`);
+    expect(r.stderr).toContain('The cluster was not touched');
+    expect(readdirSync(noId.d).filter((f) => f.includes('pre-restore'))).toEqual([]);
+    // Nothing left to compare but an inventory name made to match: identity cannot be established.
+    const nothing = copyWith('all', (m) => {
+      delete m.cluster['cluster_id'];
+      delete m.cluster['cluster_name'];
+      m.cluster['name'] = tgt;
+    });
+    const u = await cli.run(['restore', '-i', merged, '--cluster', tgt, '--from', nothing.f, '--confirm', tgt, '--non-interactive']);
+    expect(u.code, u.stderr).toBe(ExitCode.gateRefused);
+    expect(u.stderr).toMatch(/Cannot tell whether .* was taken on/);
+    expect(u.stderr).toContain('--force-other-cluster');
+    expect(readdirSync(nothing.d).filter((f) => f.includes('pre-restore'))).toEqual([]);
+    expect(await target((c) => kvGet(c, 'whoami'))).toBe('target');
   });
 
   it('the official CLI restores a vaultops backup into the other lab; the source\'s keys unseal it', async () => {

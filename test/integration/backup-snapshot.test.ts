@@ -1,7 +1,7 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
@@ -11,6 +11,7 @@ import { CLI, CliRunner, isAlive, labSecrets, NODE, waitFor } from '../helpers/c
 import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
 import { LocalDirStore } from '../../src/backup/stores/local-dir-store.js';
 import { takeBackup } from '../../src/backup/take-backup.js';
+import { restoreSnapshot } from '../../src/backup/restore-snapshot.js';
 import { KillOnFirstWriteStore } from '../helpers/backup-lab.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
@@ -137,6 +138,46 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     expect(st.code).toBe(ExitCode.ok);
   });
 
+  it('a file swapped between verification and upload is caught: the upload stops before its end and the cluster keeps its data', async () => {
+    const sdir = join(t.stateDir, 'swap');
+    const take = async () => {
+      const r = await cli.run(['backup', '-i', t.inventory, '--to', sdir, '--json', '--quiet']);
+      expect(r.code, r.stderr).toBe(ExitCode.ok);
+      return (JSON.parse(r.stdout) as { file: string }).file;
+    };
+    await withCluster(t.inventory, (c) => kvPut(c, 'swap', 'one'));
+    const first = await take();
+    await withCluster(t.inventory, (c) => kvPut(c, 'swap', 'two'));
+    const second = await take();
+    await withCluster(t.inventory, (c) => kvPut(c, 'swap', 'three'));
+    const conn = await connectCluster(t.inventory, undefined);
+    let swapped = false;
+    try {
+      const err = await restoreSnapshot({
+        cluster: conn.client, clusterName: conn.name, file: first, forceOtherCluster: false, confirmed: true,
+        prompter: { confirm: async () => undefined } as never,
+        safetyStore: new LocalDirStore(join(t.stateDir, 'swap-safety')),
+        keysFor: async () => { throw new Error('no keys needed for a same-cluster restore'); },
+        // The window: verified, safety snapshot taken, upload about to open the file again.
+        log: (m) => {
+          if (m.startsWith('Uploading the snapshot')) {
+            copyFileSync(second, first);
+            swapped = true;
+          }
+        },
+      }).then(() => undefined, (e: unknown) => e);
+      expect(swapped).toBe(true);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/changed after it was verified.*the cluster was not restored/);
+    } finally {
+      conn.client.close();
+    }
+    // Vault got no complete snapshot: the data is what it was, not the swapped-in file's.
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await withCluster(t.inventory, (c) => kvGet(c, 'swap'))).toBe('three');
+    expect((await withCluster(t.inventory, (c) => c.status())).health).toBe('healthy');
+  });
+
   it('retention keeps the last N, never the newest verified one, and --dry-run only lists', async () => {
     const rdir = join(t.stateDir, 'retention');
     for (let i = 0; i < 3; i++) {
@@ -156,6 +197,34 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     expect(real.code).toBe(ExitCode.ok);
     expect(snaps(rdir)).toEqual([all[2]]);
     expect(readdirSync(rdir).sort()).toEqual([all[2], `${all[2]}.json`, `${all[2]}.sha256`]);
+  });
+
+  it('with keep_last 1, the prune after each `vaultops backup` keeps the new backup, even next to a file whose manifest claims 2099', async () => {
+    const kdir = join(t.stateDir, 'keep-last-1');
+    mkdirSync(kdir, { recursive: true });
+    // A 1-byte "backup" whose manifest (and sidecar) match its byte and claim it finished in 2099.
+    const fake = `${name}-20990101T000000Z.snap`;
+    writeFileSync(join(kdir, fake), 'x');
+    const x = createHash('sha256').update('x').digest('hex');
+    writeFileSync(join(kdir, `${fake}.sha256`), `${x}  ${fake}\n`);
+    const claim = { format: 'vaultops-backup/1', file: fake, reason: 'backup', cluster: { name }, leader: { node: 'n1', api_addr: 'https://n1' }, raft: { index: 1, term: 1, servers: [] }, size: 1, sha256: x, members: [], started_at: '2099-01-01T00:00:00.000Z', finished_at: '2099-01-01T00:00:00.000Z', duration_ms: 0 };
+    writeFileSync(join(kdir, `${fake}.json`), JSON.stringify(claim));
+    let previous: string | undefined;
+    for (let i = 0; i < 3; i++) {
+      const r = await cli.run(['backup', '-i', t.inventory, '--to', kdir, '--keep-last', '1', '--json']);
+      expect(r.code, r.stderr).toBe(ExitCode.ok);
+      const res = JSON.parse(r.stdout) as { file: string; retention: { removed: string[]; kept: string[] } };
+      const made = res.file.split('/').pop()!;
+      expect(existsSync(res.file)).toBe(true);
+      expect(res.retention.kept).toEqual([made]);
+      expect(res.retention.removed).toEqual(previous ? [previous] : []);
+      // The fake is reported and left alone, never counted.
+      expect(r.stderr).toContain(fake);
+      expect(snaps(kdir)).toEqual([made, fake].sort());
+      const v = await cli.run(['backups', 'verify', res.file]);
+      expect(v.code, v.stderr).toBe(ExitCode.ok);
+      previous = made;
+    }
   });
 
   it('a full disk fails the backup with a non-zero exit, removes the partial file and leaves earlier backups intact', async () => {

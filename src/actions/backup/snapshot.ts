@@ -25,7 +25,7 @@ export default defineAction({
     let removed: string[] = [];
     try {
       result = await backupOf(ctx, store, { log: ctx.log, signal: ctx.signal });
-      if (args.prune && hasRetentionRule(store.retention)) removed = (await pruneStore(store, { dryRun: false, cluster: ctx.clusterName })).removed;
+      if (args.prune && hasRetentionRule(store.retention)) removed = (await pruneStore(store, { dryRun: false, cluster: ctx.clusterName, justTaken: result.name })).removed;
     } finally {
       store.close?.();
     }

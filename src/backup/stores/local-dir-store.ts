@@ -1,6 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, fdatasync, WriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { constants as fsConstants, createReadStream, fdatasync, WriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { VaultopsError } from '../../core/errors.js';
@@ -188,9 +189,23 @@ async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
 }
 
+/**
+ * Writes a small file durably and atomically: a temp file with a random name, created exclusively
+ * and without following a symlink at its name (a link planted in the backup directory never makes
+ * us write through it), flushed, then renamed over `path` (rename replaces a link, never follows it).
+ */
 async function writeAtomically(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, text, { mode: 0o600, flush: true });
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  const h = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+  try {
+    await h.writeFile(text);
+    await h.sync();
+  } catch (e) {
+    await h.close().catch(() => undefined);
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  await h.close();
   await rename(tmp, path).catch(async (e: unknown) => {
     await rm(tmp, { force: true });
     throw e;

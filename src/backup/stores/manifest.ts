@@ -121,10 +121,30 @@ export function backupEntry(name: string, size: number, modifiedAt: Date, manife
   if (manifestText === undefined) problem = 'no manifest (not written by vaultops backup)';
   else if (!manifest) problem = 'manifest is not valid';
   else if (storedFileOf(manifest).size !== size) problem = `size ${size} differs from the manifest's ${storedFileOf(manifest).size}`;
+  else problem = timeProblem(manifest, modifiedAt);
   return { name, size, modifiedAt, manifest: problem ? undefined : manifest, problem };
 }
 
-/** Newest first: by the manifest's finish time, else the file's modification time; then by name. */
+/**
+ * How far the manifest's finish time may lie after the file's last modification (the store's
+ * clock, not the manifest's word): a snapshot is written, then finished, then renamed, so an honest
+ * manifest is at most seconds later; an hour covers a remote store whose clock is off.
+ */
+const CLOCK_SKEW_MS = 3_600_000;
+
+/**
+ * A manifest's finish time decides the order of backups, so it must be plausible by something the
+ * manifest does not say: not after the file's own modification time (plus skew), which also rules
+ * out a claim in the future.
+ */
+function timeProblem(m: Manifest, modifiedAt: Date): string | undefined {
+  const finished = Date.parse(m.finished_at);
+  if (Number.isNaN(finished)) return `the manifest's finished_at ${JSON.stringify(m.finished_at)} is not a time`;
+  if (finished > modifiedAt.getTime() + CLOCK_SKEW_MS) return `the manifest says it finished at ${m.finished_at}, after the file was last written (${modifiedAt.toISOString()}): its time cannot be trusted, so it is not counted`;
+  return undefined;
+}
+
+/** Newest first: by the manifest's finish time (checked by backupEntry), else the file's modification time; then by name. */
 export function newestFirst(entries: BackupEntry[]): BackupEntry[] {
   const time = (e: BackupEntry) => (e.manifest ? Date.parse(e.manifest.finished_at) : e.modifiedAt.getTime());
   return entries.sort((a, b) => time(b) - time(a) || b.name.localeCompare(a.name));

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import type { IncomingMessage } from 'node:http';
 import { VaultopsError } from '../../core/errors.js';
 import { redactor } from '../../core/redact.js';
+import { warnPlainHttp } from '../../vault/tls.js';
 
 // require, not import: see src/vault/transport.ts (an ESM import of node:http loads all of undici).
 const require = createRequire(import.meta.url);
@@ -37,6 +38,9 @@ export interface S3Response {
   body: Buffer;
 }
 
+/** The largest buffered S3 answer (listings, errors, manifests); snapshots stream instead. */
+export const MAX_S3_ANSWER = 16 << 20;
+
 const EMPTY_SHA256 = createHash('sha256').update('').digest('hex');
 
 /** RFC 3986 encoding as SigV4 wants it (everything but unreserved characters; '/' kept in paths). */
@@ -61,33 +65,55 @@ export class S3Client {
     this.#agent.destroy();
   }
 
-  /** A request with a buffered answer. `key` undefined addresses the bucket itself. */
-  async request(method: string, key: string | undefined, query: Record<string, string> = {}, body?: Buffer, headers: Record<string, string> = {}): Promise<S3Response> {
+  /**
+   * A request with a buffered answer. `key` undefined addresses the bucket itself. The answer is
+   * cut off past `limit` bytes (a listing page of 1000 keys is ~300 KB): a broken or hostile
+   * endpoint cannot make the tool buffer without end.
+   */
+  async request(method: string, key: string | undefined, query: Record<string, string> = {}, body?: Buffer, headers: Record<string, string> = {}, limit = MAX_S3_ANSWER): Promise<S3Response> {
     const res = await this.#send(method, key, query, body, headers);
+    return { status: res.statusCode ?? 0, headers: res.headers, body: await this.#readCapped(res, `${method} ${key ?? '(bucket)'}`, limit) };
+  }
+
+  async #readCapped(res: IncomingMessage, what: string, limit: number): Promise<Buffer> {
     const chunks: Buffer[] = [];
-    for await (const c of res) chunks.push(c as Buffer);
-    return { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) };
+    let size = 0;
+    try {
+      for await (const c of res) {
+        size += (c as Buffer).length;
+        if (size > limit) {
+          res.destroy();
+          throw new VaultopsError(`S3 ${what} at ${this.#base.origin} answered with more than ${limit} bytes; that is not an answer this store expects, so it was cut off.`, {
+            hint: 'Check the store\'s endpoint (an S3 service, not a proxy or web server) and what the object holds.',
+          });
+        }
+        chunks.push(c as Buffer);
+      }
+    } catch (e) {
+      if (e instanceof VaultopsError) throw e;
+      throw new VaultopsError(`S3 ${what} at ${this.#base.origin} broke off: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}.`, { exitCode: 3, cause: e });
+    }
+    return Buffer.concat(chunks);
   }
 
   /** A GET whose body streams (snapshot download). Non-2xx answers are thrown as errors. */
   async getStream(key: string): Promise<IncomingMessage> {
     const res = await this.#send('GET', key, {}, undefined, {});
     if ((res.statusCode ?? 0) >= 300) {
-      const chunks: Buffer[] = [];
-      for await (const c of res) chunks.push(c as Buffer);
-      throw s3Error('GET', key, { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
+      throw s3Error('GET', key, { status: res.statusCode ?? 0, headers: res.headers, body: await this.#readCapped(res, `GET ${key}`, 1 << 20) });
     }
     return res;
   }
 
   /** Throws a clear error unless the answer is 2xx. */
-  async ok(method: string, key: string | undefined, query: Record<string, string> = {}, body?: Buffer, headers: Record<string, string> = {}): Promise<S3Response> {
-    const r = await this.request(method, key, query, body, headers);
+  async ok(method: string, key: string | undefined, query: Record<string, string> = {}, body?: Buffer, headers: Record<string, string> = {}, limit = MAX_S3_ANSWER): Promise<S3Response> {
+    const r = await this.request(method, key, query, body, headers, limit);
     if (r.status < 200 || r.status >= 300) throw s3Error(method, key, r);
     return r;
   }
 
   async #send(method: string, key: string | undefined, query: Record<string, string>, body: Buffer | undefined, extra: Record<string, string>): Promise<IncomingMessage> {
+    warnPlainHttp(this.#base, 'S3 endpoint');
     const creds = await this.#o.credentials();
     redactor.add(creds.secretAccessKey, creds.sessionToken);
     const prefix = this.#base.pathname.replace(/\/+$/, '');
@@ -174,9 +200,22 @@ export function xmlBlocks(xml: string, tag: string): string[] {
   return [...xml.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))].map((m) => m[1]!);
 }
 
+/**
+ * Resolves the five named entities and numeric character references. A reference to no Unicode
+ * character (`&#99999999;`, a surrogate, NUL) is an error in XML; it becomes a clear VaultopsError,
+ * never a RangeError from String.fromCodePoint.
+ */
 export function unescapeXml(s: string): string {
-  return s.replace(/&(lt|gt|quot|apos|amp|#\d+|#x[0-9a-fA-F]+);/g, (_, e: string) =>
-    e === 'lt' ? '<' : e === 'gt' ? '>' : e === 'quot' ? '"' : e === 'apos' ? "'" : e === 'amp' ? '&' : String.fromCodePoint(e.startsWith('#x') ? Number.parseInt(e.slice(2), 16) : Number(e.slice(1))),
-  );
+  return s.replace(/&(lt|gt|quot|apos|amp|#\d+|#x[0-9a-fA-F]+);/g, (ref, e: string) => {
+    if (e === 'lt') return '<';
+    if (e === 'gt') return '>';
+    if (e === 'quot') return '"';
+    if (e === 'apos') return "'";
+    if (e === 'amp') return '&';
+    const cp = e.startsWith('#x') ? Number.parseInt(e.slice(2), 16) : Number(e.slice(1));
+    const valid = cp === 0x9 || cp === 0xa || cp === 0xd || (cp >= 0x20 && cp <= 0xd7ff) || (cp >= 0xe000 && cp <= 0xfffd) || (cp >= 0x10000 && cp <= 0x10ffff);
+    if (!valid) throw new VaultopsError(`The S3 service answered with XML holding ${ref.length > 24 ? `${ref.slice(0, 24)}...` : ref}, which is no character: not a valid S3 answer.`, { hint: 'Check that the store\'s endpoint is an S3 service.' });
+    return String.fromCodePoint(cp);
+  });
 }
 

@@ -130,7 +130,8 @@ export class S3Store implements BackupStore {
   }
 
   async #getText(key: string): Promise<string> {
-    return (await this.#client.ok('GET', key)).body.toString('utf8');
+    // Manifests and sidecars are kilobytes: a larger object is refused before it is all read.
+    return (await this.#client.ok('GET', key, {}, undefined, {}, SMALL_FILE_LIMIT)).body.toString('utf8');
   }
 
   async open(name: string): Promise<Readable> {

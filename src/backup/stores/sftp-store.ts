@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join as localJoin } from 'node:path';
 import { posix } from 'node:path';
@@ -355,11 +356,15 @@ async function unlinkIfThere(sftp: SFTPWrapper, path: string): Promise<void> {
   });
 }
 
-/** Writes a small file durably: `<path>.tmp`, fsync, then renamed over `<path>`. */
+/**
+ * Writes a small file durably: a temp file with a random name created exclusively (`wx`: SFTP's
+ * CREAT|EXCL, which OpenSSH's server opens without following a symlink at the name), fsync, then
+ * renamed over `<path>`.
+ */
 async function putSmall(sftp: SFTPWrapper, path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp`;
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   const data = Buffer.from(text, 'utf8');
-  const h = await call<Buffer>((cb) => sftp.open(tmp, 'w', { mode: 0o600 }, cb));
+  const h = await call<Buffer>((cb) => sftp.open(tmp, 'wx', { mode: 0o600 }, cb));
   try {
     await call((cb) => sftp.write(h, data, 0, data.length, 0, cb));
     await fsync(sftp, h);
@@ -379,10 +384,27 @@ async function putSmall(sftp: SFTPWrapper, path: string, text: string): Promise<
   }
 }
 
-async function getSmall(sftp: SFTPWrapper, path: string): Promise<string> {
-  const buf = await call<Buffer>((cb) => sftp.readFile(path, cb));
-  if (buf.length > SMALL_FILE_LIMIT) throw new VaultopsError(`${path} is too large for a manifest.`);
-  return buf.toString('utf8');
+/**
+ * Reads a manifest or sidecar: its size is checked on the open handle first, and never more than
+ * SMALL_FILE_LIMIT bytes are read, so a huge or growing file at that name costs nothing.
+ */
+export async function getSmall(sftp: SFTPWrapper, path: string): Promise<string> {
+  const h = await call<Buffer>((cb) => sftp.open(path, 'r', cb));
+  try {
+    const st = await call<Stats>((cb) => sftp.fstat(h, cb));
+    if ((st.size ?? 0) > SMALL_FILE_LIMIT) throw new VaultopsError(`${path} is too large for a manifest (${st.size} bytes; at most ${SMALL_FILE_LIMIT}).`);
+    const buf = Buffer.alloc(SMALL_FILE_LIMIT + 1);
+    let got = 0;
+    for (;;) {
+      const n = await call<number>((cb) => sftp.read(h, buf, got, buf.length - got, got, (e, bytes) => cb(e, bytes)));
+      if (!n) break;
+      got += n;
+      if (got > SMALL_FILE_LIMIT) throw new VaultopsError(`${path} is too large for a manifest (it grew past ${SMALL_FILE_LIMIT} bytes while read).`);
+    }
+    return buf.subarray(0, got).toString('utf8');
+  } finally {
+    await call((cb) => sftp.close(h, cb)).catch(() => undefined);
+  }
 }
 
 /** An SFTP failure as a message a person can act on (the server says little: "Failure" covers a full disk). */

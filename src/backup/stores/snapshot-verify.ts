@@ -282,6 +282,24 @@ function conclude(tar: TarChecker): Omit<VerifiedSnapshot, 'sha256' | 'bytes'> {
 }
 
 /**
+ * The decompression cap: past INFLATE_FLOOR bytes, the inflated stream may be at most `ratio`
+ * times the compressed bytes read so far. Vault encrypts every value with its barrier key, so real
+ * snapshots compress a few times at most (a fresh, nearly empty one more, which the floor covers);
+ * deflate's limit is ~1032:1, which is what a bomb uses. VAULTOPS_SNAPSHOT_MAX_INFLATE_RATIO
+ * changes the ratio.
+ */
+export interface InflateLimits {
+  inflateFloorBytes?: number | undefined;
+  maxInflateRatio?: number | undefined;
+}
+const INFLATE_FLOOR = 1 << 30;
+const RATIO_ENV = 'VAULTOPS_SNAPSHOT_MAX_INFLATE_RATIO';
+function defaultInflateRatio(): number {
+  const v = Number(process.env[RATIO_ENV]);
+  return Number.isFinite(v) && v >= 1 ? v : 100;
+}
+
+/**
  * Verifies a Raft snapshot from buffers handed to it in order: the whole-file sha256 on the main
  * thread, gunzip in libuv's threadpool (in parallel), the tar walk and member hashes as gunzip's
  * output arrives. It fails on the first sign of trouble: not gzip, a bad tar header, a checksum
@@ -299,8 +317,13 @@ export class SnapshotCheck {
   #magic = Buffer.alloc(0);
   #ended: Promise<void>;
   #sinceGc = 0;
+  #inflated = 0;
+  readonly #floor: number;
+  readonly #ratio: number;
 
-  constructor() {
+  constructor(limits: InflateLimits = {}) {
+    this.#floor = limits.inflateFloorBytes ?? INFLATE_FLOOR;
+    this.#ratio = limits.maxInflateRatio ?? defaultInflateRatio();
     // 256 KB output slices (zlib allocates one fresh buffer per chunkSize of output; see GC_EVERY).
     this.#gunzip = createGunzip({ chunkSize: 256 << 10 });
     this.#gunzip.on('data', (chunk: Buffer) => {
@@ -310,6 +333,13 @@ export class SnapshotCheck {
         collectYoungGarbage();
       }
       if (this.#failure) return;
+      this.#inflated += chunk.length;
+      if (this.#inflated > Math.max(this.#floor, this.#ratio * this.#bytes)) {
+        this.#fail(new SnapshotInvalidError(`Snapshot inflates to more than ${this.#ratio} times its compressed size (${this.#inflated} bytes from the first ${this.#bytes}): a gzip bomb, or not a Raft snapshot; stopped there.`, {
+          hint: `Vault's snapshots hold barrier-encrypted data and compress little. If this one really is that compressible, raise ${RATIO_ENV} (now ${this.#ratio}).`,
+        }));
+        return;
+      }
       try {
         this.#tar.write(chunk);
       } catch (e) {
@@ -403,8 +433,8 @@ const IN_FLIGHT = 8;
  * SnapshotCheck as a pass-through Transform, for pipelines (files, decryption). Input chunks are
  * passed on at once and acknowledged while fewer than IN_FLIGHT are still with gunzip.
  */
-export function createSnapshotVerifier(): SnapshotVerifier {
-  const check = new SnapshotCheck();
+export function createSnapshotVerifier(limits: InflateLimits = {}): SnapshotVerifier {
+  const check = new SnapshotCheck(limits);
   let verified: VerifiedSnapshot | undefined;
   let inFlight = 0;
   let waiting: (() => void) | undefined;

@@ -60,6 +60,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--from <file>', 'the snapshot file to restore')
     .option('--latest', 'the newest verified backup of this cluster in the store')
     .option('--confirm <cluster>', 'the typed confirmation: the cluster\'s name')
+    .option('--encrypt-to <recipient>', 'encrypted backups: recipients for the safety snapshot (age1... or a recipients / OpenPGP public key file; repeatable); default: the store\'s encrypt:, never the manifest\'s', collect, [])
     .option('--force-other-cluster', 'allow a snapshot taken on another cluster (snapshot-force); its keys and tokens replace this cluster\'s')
     .option('--identity <ref>', 'secret reference (file:PATH, env:NAME, cmd:COMMAND, prompt:LABEL) to the age identity or armored OpenPGP private key that opens encrypted backups (default: the store\'s decrypt.identity); never the key itself')
     .option('--identity-passphrase <ref>', 'secret reference to the OpenPGP private key\'s passphrase')
