@@ -32,7 +32,8 @@ interface BackupOptions extends StoreOptions {
 
 /** One cluster to back up: which inventory names it, and its name there (undefined: the only one). */
 interface Target {
-  inventory: string;
+  /** Undefined: the cluster at VAULT_ADDR / BAO_ADDR. */
+  inventory: string | undefined;
   cluster: string | undefined;
 }
 
@@ -43,7 +44,7 @@ interface ClusterOutcome {
   pruned: PruneResult | undefined;
   pruneWarning: string | undefined;
   failure: unknown;
-  inventory: string;
+  inventory: string | undefined;
 }
 
 /**
@@ -61,10 +62,10 @@ export async function backupCommand(o: BackupOptions): Promise<void> {
   const concurrency = parseConcurrency(o.concurrency);
   if (concurrency === undefined) throw new InputError(`--concurrency ${o.concurrency} is not a whole number >= 1.`, { hint: 'Pass how many clusters to back up at once, e.g. --concurrency 2.' });
   if (o.allClusters && clusters.length > 0) throw new InputError('Pass either --all-clusters or --cluster, not both.');
-  if (inventories.length === 0) throw new InputError('Say which inventory: -i FILE.');
+  if (inventories.length === 0 && (o.allClusters || clusters.length > 0)) throw new InputError('Say which inventory: -i FILE.');
   // Checked once, before any cluster is asked for a snapshot.
   if (o.encryptTo?.length) encryptionSpecFromFlags(o.encryptTo);
-  if (!o.allClusters && inventories.length === 1 && clusters.length <= 1) return singleBackup(o, { inventory: inventories[0]!, cluster: clusters[0] });
+  if (!o.allClusters && inventories.length <= 1 && clusters.length <= 1) return singleBackup(o, { inventory: inventories[0], cluster: clusters[0] });
   return fleetBackup(o, selectTargets(inventories, clusters, o.allClusters === true), concurrency);
 }
 

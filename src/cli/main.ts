@@ -83,7 +83,7 @@ export function buildProgram(): Command {
   program
     .command('status')
     .description('what every node of a cluster is doing now; exit 0 healthy, 5 degraded, 3 unreachable')
-    .requiredOption('-i, --inventory <file>', 'inventory file')
+    .option('-i, --inventory <file>', 'inventory file (default: the cluster at VAULT_ADDR / BAO_ADDR, its nodes from the Raft configuration)')
     .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
     .option('--json', 'machine-readable output')
     .action(async (o) => (await import('./status.js')).statusCommand(o));
@@ -245,7 +245,7 @@ function registerDrillAndCheckCommands(program: Command): void {
   program
     .command('check')
     .description('production-readiness check of a live cluster (API and, with ssh blocks, each host); exit 0 passed, 1 a finding at or above --fail-on, 3 unreachable')
-    .requiredOption('-i, --inventory <file>', 'inventory file')
+    .option('-i, --inventory <file>', 'inventory file (default: the cluster at VAULT_ADDR / BAO_ADDR, its nodes from the Raft configuration)')
     .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
     .option('--json', 'machine-readable result on stdout')
     .option('--markdown <file>', 'also write the result as Markdown')
@@ -284,7 +284,7 @@ function registerBackupCommands(program: Command): void {
     program
       .command('backup')
       .description('one verified Raft snapshot from the leader (streamed, checked, then renamed into place), then retention; exit 0 ok, 1 failed, 2 bad input, 3 unreachable. Several clusters: exit 0 when all succeeded, else the first failed cluster\'s code')
-      .requiredOption('-i, --inventory <file>', 'inventory file (repeat for several)', repeatable)
+      .option('-i, --inventory <file>', 'inventory file (repeat for several; default: the cluster at VAULT_ADDR / BAO_ADDR, with --to)', repeatable)
       .option('--cluster <name>', 'cluster in the inventory (optional when it has one; repeat for several)', repeatable),
   )
     .option('--all-clusters', 'back up every cluster of the inventories, each on its own')
