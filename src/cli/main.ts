@@ -3,6 +3,7 @@ import { ExitCode } from '../core/exit-codes.js';
 import { isVaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
 import { err } from '../ui/output.js';
+import { registerCompletion } from './completion.js';
 
 declare const VAULTOPS_VERSION: string | undefined;
 
@@ -218,6 +219,7 @@ export function buildProgram(): Command {
 
   registerBackupCommands(program);
   registerDrillAndCheckCommands(program);
+  registerCompletion(program);
 
   return program;
 }

@@ -82,7 +82,7 @@ describe('the packed package installs and runs outside the checkout', () => {
   it('`vaultops --help` lists the commands', async () => {
     const r = await run('vaultops', ['--help'], { cwd: tmp, env });
     expect(r.code).toBe(0);
-    for (const c of ['status', 'backup', 'restore', 'run', 'lab']) expect(r.stdout).toMatch(new RegExp(`^  ${c}\\b`, 'm'));
+    for (const c of ['status', 'backup', 'restore', 'run', 'lab', 'completion']) expect(r.stdout).toMatch(new RegExp(`^  ${c}\\b`, 'm'));
   });
 
   it('`vaultops status` reports the lab healthy (exit 0) from outside the checkout', async () => {
