@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { GateError, VaultApiError, VaultopsError } from '../core/errors.js';
 import type { Prompter } from '../actions/types.js';
 import type { ClusterClient, ClusterStatus } from '../vault/cluster.js';
@@ -48,6 +49,14 @@ export interface RestoreOptions {
   canaries?: readonly CanarySpec[] | undefined;
   /** Opens an encrypted backup (asked only when the file is encrypted). */
   identity?: IdentityLoader | undefined;
+  /** Byte progress of the two long transfers (safety snapshot, upload); the CLI draws it. */
+  startTransfer?: ((label: string, total: number | undefined) => TransferProgress) | undefined;
+}
+
+/** One transfer's progress, as restore reports it: sizes of the pieces as they pass, then the end. */
+export interface TransferProgress {
+  add(bytes: number): void;
+  done(): void;
 }
 
 export interface RestoreResult {
@@ -115,7 +124,8 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
     else log(`warning: the safety snapshot goes to ${o.safetyStore.location} unencrypted (the backup's OpenPGP recipients are known only by fingerprint); give that store an encrypt: entry to encrypt it.`);
   }
   log('Taking a safety snapshot of the current state first...');
-  const safetyBackup = await takeBackup({ cluster: o.cluster, clusterName: o.clusterName, flavor: o.flavor, keySet: o.keySet, store: o.safetyStore, reason: 'pre-restore', log, signal: o.signal });
+  const safetyProgress = o.startTransfer?.(`safety snapshot of ${o.clusterName}`, undefined);
+  const safetyBackup = await takeBackup({ cluster: o.cluster, clusterName: o.clusterName, flavor: o.flavor, keySet: o.keySet, store: o.safetyStore, reason: 'pre-restore', log, signal: o.signal, onBytes: safetyProgress?.add }).finally(() => safetyProgress?.done());
 
   // A value written after the safety snapshot: once it is gone the restored data is in place. The
   // 204 of the upload comes before the restore happens, and the Raft index alone cannot tell.
@@ -128,7 +138,13 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
     // An encrypted file is decrypted a second time while it uploads (it was decrypted and verified
     // in full above); the plaintext only ever exists in memory, one chunk at a time.
     const body = checked.encryption && o.identity ? openDecrypted(o.file, checked.encryption, await o.identity()) : createReadStream(o.file);
-    await leader.client.uploadSnapshot(body, { force });
+    // The plaintext's size is the file's unless it is encrypted (then only the bytes are shown).
+    const upload = o.startTransfer?.(`upload to ${leader.node.name}`, checked.encryption ? undefined : statSync(o.file).size);
+    try {
+      await leader.client.uploadSnapshot(upload ? counted(body, upload) : body, { force });
+    } finally {
+      upload?.done();
+    }
   } catch (e) {
     if (hasMarker) await leader.client.raw('DELETE', `/${MARKER_PATH}`).catch(() => undefined);
     if (e instanceof VaultApiError && e.status === 400 && OTHER_SEAL.test(e.errors.join(' ') + e.message)) {
@@ -260,4 +276,15 @@ async function unsealNode(cluster: ClusterClient, nodeName: string, secrets: Key
       return;
     }
   }
+}
+
+/** `body`, telling `progress` the size of each piece that passes; an error of either side ends both. */
+function counted(body: Readable, progress: TransferProgress): Readable {
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      progress.add(chunk.length);
+      callback(null, chunk);
+    },
+  });
+  return pipeline(body, counter, () => undefined);
 }

@@ -8,6 +8,7 @@ import { sendWebhook, writePromTextfile, type BackupReport } from '../backup/not
 import { hasRetentionRule } from '../backup/retention.js';
 import { fleetExitCode, parseConcurrency, runLimited } from '../backup/fleet.js';
 import { err, out, progressPrinter } from '../ui/output.js';
+import { createProgress } from '../ui/progress.js';
 import { connectCluster } from './cluster-from-inventory.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
 import type { BackupStore } from '../backup/store.js';
@@ -76,7 +77,7 @@ async function singleBackup(o: BackupOptions, target: Target): Promise<void> {
   const notifyUrl = await resolveNotifyUrl(o);
   // Ctrl-C, or a scheduler's SIGTERM: the backup stops at once and removes its partial file.
   const { abort, release } = stopOnSignals('stopping the backup (the partial file is removed)');
-  const c = await backupCluster(target, o, log, abort.signal).finally(release);
+  const c = await backupCluster(target, o, log, abort.signal, true).finally(release);
   const { report, result, pruned, failure } = c;
   if (o.textfile) await writePromTextfile(o.textfile, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
   if (notifyUrl && notifyOn.has(report.result)) await sendWebhook(notifyUrl, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
@@ -213,7 +214,7 @@ async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: num
  * One cluster, start to end: connect, snapshot into its store, retention. Never throws: whatever
  * went wrong is the outcome's `failure`, with the exit code it stands for.
  */
-async function backupCluster(target: Target, o: BackupOptions, log: (m: string) => void, signal?: AbortSignal): Promise<ClusterOutcome> {
+async function backupCluster(target: Target, o: BackupOptions, log: (m: string) => void, signal?: AbortSignal, showProgress = false): Promise<ClusterOutcome> {
   const started = new Date();
   let clusterName = target.cluster ?? '(unknown)';
   let result: BackupResult | undefined;
@@ -230,7 +231,14 @@ async function backupCluster(target: Target, o: BackupOptions, log: (m: string) 
     try {
       store = storeFromOptions(o, conn);
       if (o.encryptTo?.length) store.encryption = encryptionSpecFromFlags(o.encryptTo);
-      result = await takeBackup({ cluster: conn.client, clusterName: conn.name, flavor: conn.spec.flavor, keySet: conn.spec.unseal?.key_set, store, log, signal });
+      // One cluster: its bytes, rate and time on stderr (a fleet's parallel transfers would fight over one line).
+      const progress = showProgress ? createProgress({ label: `snapshot of ${conn.name}`, quiet: o.quiet === true }) : undefined;
+      const say = progress ? (m: string) => (progress.clear(), log(m)) : log;
+      try {
+        result = await takeBackup({ cluster: conn.client, clusterName: conn.name, flavor: conn.spec.flavor, keySet: conn.spec.unseal?.key_set, store, log: say, signal, onBytes: progress?.add });
+      } finally {
+        progress?.done();
+      }
       if (o.prune !== false && hasRetentionRule(store.retention)) {
         // Only now, after the new snapshot is verified and committed, may older ones go.
         try {

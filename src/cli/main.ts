@@ -343,6 +343,7 @@ function registerBackupCommands(program: Command): void {
     .option('--identity-passphrase <ref>', 'secret reference to the OpenPGP private key\'s passphrase')
     .option('--timeout <seconds>', 'how long the cluster may take to come back', '180')
     .option('--non-interactive', 'never ask: missing answers are errors naming the flag')
+    .option('--quiet', 'no progress lines on stderr')
     .option('--json', 'machine-readable result')
     .action(async (o) => (await import('./restore.js')).restoreCommand(o));
 

@@ -7,6 +7,7 @@ import { LocalDirStore } from '../backup/local-dir-store.js';
 import { localCopy, type BackupStore } from '../backup/store.js';
 import { makePrompter } from '../ui/prompter.js';
 import { out, progressPrinter } from '../ui/output.js';
+import { createProgress, type Progress } from '../ui/progress.js';
 import { connectCluster } from './cluster-from-inventory.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
 import { identityFromOptions, type IdentityOptions } from './backup-identity-option.js';
@@ -20,6 +21,7 @@ interface RestoreCliOptions extends StoreOptions, IdentityOptions {
   forceOtherCluster?: boolean;
   nonInteractive?: boolean;
   json?: boolean;
+  quiet?: boolean;
   timeout?: string;
 }
 
@@ -32,7 +34,14 @@ interface RestoreCliOptions extends StoreOptions, IdentityOptions {
 export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
   if ((o.from === undefined) === (o.latest !== true)) throw new InputError('Say which snapshot: --from FILE or --latest (the newest verified one in the store).');
   const conn = await connectCluster(o.inventory, o.cluster);
-  const log = progressPrinter();
+  const printer = progressPrinter({ quiet: o.quiet === true });
+  // A log line first clears the live progress line (a terminal), which the next bytes draw again.
+  let transfer: Progress | undefined;
+  const log = (m: string) => {
+    transfer?.clear();
+    printer(m);
+  };
+  const startTransfer = (label: string, total: number | undefined) => (transfer = createProgress({ label, total, quiet: o.quiet === true }));
   let store: BackupStore | undefined;
   let cleanup = async (): Promise<void> => undefined;
   try {
@@ -69,6 +78,7 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
       safetyStore,
       keysFor: (label) => keySetFromInventory(conn.inventoryFile, conn.name, label),
       log,
+      startTransfer,
       timeoutMs,
       canaries: conn.spec.canaries,
     });

@@ -1,6 +1,6 @@
 import { createWriteStream, mkdirSync, renameSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createInterface } from 'node:readline/promises';
 import { hostname, userInfo } from 'node:os';
@@ -15,6 +15,7 @@ import { immutableUpgrade } from '../upgrade/immutable.js';
 import { recordUpgrade } from '../upgrade/inventory-update.js';
 import { acquireLock, lockPath } from '../playbook/lock.js';
 import { out, progressPrinter } from '../ui/output.js';
+import { createProgress } from '../ui/progress.js';
 import { connectCluster } from './cluster-from-inventory.js';
 
 export interface UpgradeCliOptions {
@@ -39,7 +40,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
   if (strategy !== 'rolling' && strategy !== 'immutable') throw new InputError(`--strategy ${strategy} is not known.`, { hint: 'Use --strategy rolling (in place: standbys first, leader last) or immutable (new nodes join, then the old ones leave).' });
   if (o.writeInventory && strategy !== 'immutable') throw new InputError('--write-inventory goes with --strategy immutable.', { hint: 'A rolling upgrade keeps the nodes; only their version: changes, in place.' });
   const progress = progressPrinter({ quiet: o.json === true });
-  if (/^https?:\/\//.test(o.binary)) o.binary = await downloadBinary(o.binary, join(stateDir(), 'downloads'), progress);
+  if (/^https?:\/\//.test(o.binary)) o.binary = await downloadBinary(o.binary, join(stateDir(), 'downloads'), progress, o.json === true);
   const conn = await connectCluster(o.inventory, o.cluster);
   try {
     const unsealKeys = conn.spec.unseal?.keys ? await resolveSecretList(conn.spec.unseal.keys) : undefined;
@@ -147,14 +148,26 @@ function describe(e: UpgradeEvent): string {
  * --binary URL: downloaded once into the state dir (a .part file renamed when complete); the sha256
  * check that follows refuses it before any node is touched, exactly as for a local file.
  */
-async function downloadBinary(url: string, dir: string, progress: (m: string) => void): Promise<string> {
+async function downloadBinary(url: string, dir: string, progress: (m: string) => void, quiet: boolean): Promise<string> {
   const name = basename(new URL(url).pathname) || 'binary';
   const file = join(dir, name);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   progress(`Downloading ${url}...`);
   const res = await fetch(url, { redirect: 'follow' });
   if (!res.ok || !res.body) throw new UnreachableError(`Download of ${url} failed: HTTP ${res.status}.`, { hint: 'Check the URL, or download the file yourself and pass its path.' });
-  await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(`${file}.part`, { mode: 0o755 }));
+  const length = Number(res.headers.get('content-length'));
+  const bytes = createProgress({ label: `download of ${name}`, total: length > 0 ? length : undefined, quiet });
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      bytes.add(chunk.length);
+      callback(null, chunk);
+    },
+  });
+  try {
+    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), counter, createWriteStream(`${file}.part`, { mode: 0o755 }));
+  } finally {
+    bytes.done();
+  }
   renameSync(`${file}.part`, file);
   return file;
 }
