@@ -81,7 +81,8 @@ export function createProgress(o: ProgressOptions): Progress {
     if (live) {
       if (t - lastDraw < LIVE_EVERY_MS) return;
       lastDraw = t;
-      const width = Math.max(20, (stream.columns ?? 100) - 1);
+      // A pseudo-terminal without a size reports 0 columns.
+      const width = Math.max(20, (stream.columns || 100) - 1);
       const text = describe(t).slice(0, width);
       stream.write(`\r\x1b[2K${colour ? `\x1b[2m${text}\x1b[22m` : text}`);
       drawn = true;

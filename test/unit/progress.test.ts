@@ -4,12 +4,12 @@ import { createProgress, formatBytes, formatDuration, type ProgressOptions } fro
 const MiB = 1024 * 1024;
 
 /** A stream that keeps what was written, and a clock the test moves. */
-function harness(options: Partial<ProgressOptions> & { tty?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+function harness(options: Partial<ProgressOptions> & { tty?: boolean; env?: NodeJS.ProcessEnv; columns?: number } = {}) {
   const writes: string[] = [];
   let t = 0;
   const p = createProgress({
     label: 'snapshot of prod',
-    stream: { isTTY: options.tty ?? false, columns: 120, write: (s: string) => writes.push(s) },
+    stream: { isTTY: options.tty ?? false, columns: options.columns ?? 120, write: (s: string) => writes.push(s) },
     env: options.env ?? {},
     now: () => t,
     ...options,
@@ -73,6 +73,16 @@ describe('progress on a terminal', () => {
     for (const w of draws) expect(w).toMatch(/^\r\x1b\[2K\x1b\[2msnapshot of prod: .*\x1b\[22m$/);
     expect(draws[draws.length - 1]).toMatch(/1\d\.0 MiB of 100 MiB \(1\d%\), 10\.0 MiB\/s, 8s left/);
     expect(writes[writes.length - 1]).toBe('\r\x1b[2K');
+  });
+
+  it('a terminal that reports no size (0 columns) still gets the whole line, and a narrow one a cut line', () => {
+    const unsized = harness({ tty: true, columns: 0, total: 100 * MiB });
+    unsized.run(1, MiB);
+    expect(unsized.writes[unsized.writes.length - 1]).toMatch(/snapshot of prod: [\d.]+ (KiB|MiB) of 100 MiB \(\d%\), [\d.]+ (KiB|MiB)\/s, \dm\d\ds left\x1b\[22m$/);
+    const narrow = harness({ tty: true, columns: 30, env: { NO_COLOR: '1' } });
+    narrow.run(1, MiB);
+    expect(narrow.writes[narrow.writes.length - 1]).toMatch(/^\r\x1b\[2Ksnapshot of prod: [\d.]+ KiB, /);
+    expect(narrow.writes[narrow.writes.length - 1]!.length).toBe('\r\x1b[2K'.length + 29);
   });
 
   it('NO_COLOR keeps the live line but drops the colour', () => {
