@@ -15,7 +15,7 @@ import { immutableUpgrade } from '../upgrade/immutable.js';
 import { recordUpgrade } from '../upgrade/inventory-update.js';
 import { acquireLock, lockPath } from '../playbook/lock.js';
 import { out, progressPrinter } from '../ui/output.js';
-import { createProgress } from '../ui/progress.js';
+import { createProgress, type Progress } from '../ui/progress.js';
 import { connectCluster } from './cluster-from-inventory.js';
 
 export interface UpgradeCliOptions {
@@ -39,7 +39,13 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
   const strategy = o.strategy ?? 'rolling';
   if (strategy !== 'rolling' && strategy !== 'immutable') throw new InputError(`--strategy ${strategy} is not known.`, { hint: 'Use --strategy rolling (in place: standbys first, leader last) or immutable (new nodes join, then the old ones leave).' });
   if (o.writeInventory && strategy !== 'immutable') throw new InputError('--write-inventory goes with --strategy immutable.', { hint: 'A rolling upgrade keeps the nodes; only their version: changes, in place.' });
-  const progress = progressPrinter({ quiet: o.json === true });
+  const printer = progressPrinter({ quiet: o.json === true });
+  // The binary goes to every host at once: one line for all of them, cleared before each message.
+  const staging = stagingProgress(o.json === true);
+  const progress = (m: string) => {
+    staging.clear();
+    printer(m);
+  };
   if (/^https?:\/\//.test(o.binary)) o.binary = await downloadBinary(o.binary, join(stateDir(), 'downloads'), progress, o.json === true);
   const conn = await connectCluster(o.inventory, o.cluster);
   try {
@@ -69,7 +75,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
           cluster: conn.client,
           clusterName: conn.name,
           spec: conn.spec,
-          binary: { path: o.binary, sha256: o.sha256 },
+          binary: { path: o.binary, sha256: o.sha256, onUpload: staging.onUpload(basename(o.binary), conn.spec.new_nodes?.length ?? 0) },
           unsealKeys,
           waitTimeoutMs,
           openHost: (n) => openNodeHost(n, { trustOnFirstUse: o.trustOnFirstUse }),
@@ -89,6 +95,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
         out.line(`Inventory written: ${files.join(', ')} (lists only the new nodes).`);
         return;
       } finally {
+        staging.done();
         process.off('SIGINT', onInt);
         release();
       }
@@ -99,7 +106,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
       cluster: conn.client,
       clusterName: conn.name,
       spec: conn.spec,
-      binary: { path: o.binary, sha256: o.sha256 },
+      binary: { path: o.binary, sha256: o.sha256, onUpload: staging.onUpload(basename(o.binary), conn.spec.nodes.length) },
       unsealKeys,
       onNodeFailure: o.rollbackOnFailure ? 'rollback' : 'halt',
       waitTimeoutMs,
@@ -110,6 +117,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
       },
       onEvent: (e) => progress(describe(e)),
     }).finally(() => {
+      staging.done();
       process.off('SIGINT', onInt);
       release();
     });
@@ -170,6 +178,21 @@ async function downloadBinary(url: string, dir: string, progress: (m: string) =>
   }
   renameSync(`${file}.part`, file);
   return file;
+}
+
+/** Staging progress: the bytes of all hosts summed on one line (a host skipped as already staged adds none). */
+function stagingProgress(quiet: boolean) {
+  let line: Progress | undefined;
+  const sent = new Map<string, number>();
+  return {
+    onUpload: (file: string, hosts: number) => (host: string, bytes: number, size: number) => {
+      line ??= createProgress({ label: `staging ${file} on ${hosts} host${hosts === 1 ? '' : 's'}`, total: size * Math.max(1, hosts), quiet });
+      sent.set(host, bytes);
+      line.update([...sent.values()].reduce((a, b) => a + b, 0));
+    },
+    clear: () => line?.clear(),
+    done: () => line?.done(),
+  };
 }
 
 async function confirm(cluster: string, strategy: string): Promise<void> {
