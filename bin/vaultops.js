@@ -1,14 +1,50 @@
 #!/usr/bin/env node
-// Thin launcher: the compiled CLI lives in dist/ (npm run build).
-// Node's on-disk compile cache (Node >= 22.1) skips recompiling our modules and zod/yaml on every start
-// (~10% of a short command). It lives in vaultops' cache dir (as src/lab/paths.ts cacheDir), never in
-// TMPDIR, so a run leaves nothing in temp; NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+// Thin launcher: the compiled CLI lives in dist/ (npm run build; `npm pack` builds it first).
+
+// The Node.js versions the dependencies run on (the @inquirer packages are the narrowest); the same
+// range as "engines" in package.json (a unit test keeps the two equal). Checked before anything else
+// loads, in syntax any Node.js parses, so an older Node gets this message instead of a stack trace.
+var SUPPORTED_NODE = '^22.22.2 || ^24.15.0 || >=26.0.0';
+if (!nodeIsSupported(process.versions.node, SUPPORTED_NODE)) {
+  process.stderr.write(
+    'vaultops: Node.js ' + process.version + ' is not supported; vaultops needs Node.js ' + describeRange(SUPPORTED_NODE) + '.\n' +
+      'hint: install Node.js 24 LTS (https://nodejs.org/en/download, or `nvm install 24`) and run vaultops with it.\n',
+  );
+  process.exit(6);
+}
+
+// "^22.22.2 || >=26.0.0" -> "22 from 22.22.2, or 26.0.0 and newer"
+function describeRange(range) {
+  return range
+    .split('||')
+    .map(function (alt) {
+      var t = alt.trim();
+      return t[0] === '^' ? t.slice(1).split('.')[0] + '.x from ' + t.slice(1) : t.replace('>=', '') + ' and newer';
+    })
+    .join(', or ');
+}
+
+function nodeIsSupported(version, range) {
+  var v = version.split('.').map(Number);
+  return range.split('||').some(function (alt) {
+    var m = /^\s*(\^|>=)(\d+)\.(\d+)\.(\d+)\s*$/.exec(alt);
+    if (!m) return false;
+    var want = [Number(m[2]), Number(m[3]), Number(m[4])];
+    if (m[1] === '^' && v[0] !== want[0]) return false;
+    for (var i = 0; i < 3; i++) if (v[i] !== want[i]) return v[i] > want[i];
+    return true;
+  });
+}
+
+// Node's on-disk compile cache skips recompiling our modules and zod/yaml on every start (~10% of a
+// short command). It lives in vaultops' cache dir (as src/lab/paths.ts cacheDir), never in TMPDIR,
+// so a run leaves nothing in temp; NODE_DISABLE_COMPILE_CACHE=1 turns it off.
 Promise.all([import('node:module'), import('node:os'), import('node:path')])
   .then(([m, os, path]) => {
     try {
       const env = process.env;
       const base = env.VAULTOPS_CACHE_DIR || path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'vaultops');
-      m.enableCompileCache?.(path.join(base, 'node-compile-cache'));
+      if (m.enableCompileCache) m.enableCompileCache(path.join(base, 'node-compile-cache'));
     } catch {
       // A cache that cannot be written only costs speed.
     }
@@ -16,6 +52,7 @@ Promise.all([import('node:module'), import('node:os'), import('node:path')])
   })
   .then((m) => m.main(process.argv))
   .catch((e) => {
-    process.stderr.write(`vaultops: cannot start: ${e && e.code === 'ERR_MODULE_NOT_FOUND' ? 'dist/ is missing; run `npm run build` first' : String(e && e.message)}\n`);
+    const noDist = e && e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes('dist/cli/main.js');
+    process.stderr.write(`vaultops: cannot start: ${noDist ? 'dist/ is missing; run `npm run build` first' : String(e && e.message)}\n`);
     process.exit(1);
   });

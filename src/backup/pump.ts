@@ -8,6 +8,8 @@ export interface PumpOptions {
   /** Buffers in the pool; the download pauses when all are out with the file or gunzip. */
   buffers?: number | undefined;
   signal?: AbortSignal | undefined;
+  /** Told the size of every piece read from the download (progress). */
+  onBytes?: ((n: number) => void) | undefined;
 }
 
 /**
@@ -82,6 +84,7 @@ export function pumpSnapshot(download: RawDownload, check: SnapshotCheck, dest: 
     };
 
     const consume = (view: Buffer): boolean => {
+      o.onBytes?.(view.length);
       let i = 0;
       while (i < view.length) {
         const n = Math.min(size - fill, view.length - i);

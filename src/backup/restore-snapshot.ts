@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { Transform } from 'node:stream';
+import { createReadStream, statSync } from 'node:fs';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { GateError, VaultApiError, VaultopsError } from '../core/errors.js';
 import type { Prompter } from '../core/prompter.js';
 import type { ClusterClient, ClusterStatus } from '../vault/cluster.js';
@@ -51,6 +51,14 @@ export interface RestoreOptions {
    * `encrypt:` of its own (given by the operator). Without either it is stored unencrypted, with a warning.
    */
   safetyEncryption?: EncryptionSpec | undefined;
+  /** Byte progress of the two long transfers (safety snapshot, upload); the CLI draws it. */
+  startTransfer?: ((label: string, total: number | undefined) => TransferProgress) | undefined;
+}
+
+/** One transfer's progress, as restore reports it: sizes of the pieces as they pass, then the end. */
+export interface TransferProgress {
+  add(bytes: number): void;
+  done(): void;
 }
 
 export interface RestoreResult {
@@ -126,7 +134,8 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
     else log(`warning: the safety snapshot goes to ${o.safetyStore.location} unencrypted (the backup's recipients come from its unsigned manifest, so they are not reused); give that store an encrypt: entry to encrypt it.`);
   }
   log('Taking a safety snapshot of the current state first...');
-  const safetyBackup = await takeBackup({ cluster: o.cluster, clusterName: o.clusterName, flavor: o.flavor, keySet: o.keySet, store: o.safetyStore, reason: 'pre-restore', log, signal: o.signal });
+  const safetyProgress = o.startTransfer?.(`safety snapshot of ${o.clusterName}`, undefined);
+  const safetyBackup = await takeBackup({ cluster: o.cluster, clusterName: o.clusterName, flavor: o.flavor, keySet: o.keySet, store: o.safetyStore, reason: 'pre-restore', log, signal: o.signal, onBytes: safetyProgress ? (n: number) => safetyProgress.add(n) : undefined }).finally(() => safetyProgress?.done());
 
   // A value written after the safety snapshot: once it is gone the restored data is in place. The
   // 204 of the upload comes before the restore happens, and the Raft index alone cannot tell.
@@ -145,7 +154,13 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
     const body = sameBytesAs(verified.sha256, verified.bytes, o.file);
     source.on('error', (e: Error) => body.destroy(e));
     source.pipe(body);
-    await leader.client.uploadSnapshot(body, { force });
+    // The plaintext's size is the file's unless it is encrypted (then only the bytes are shown).
+    const upload = o.startTransfer?.(`upload to ${leader.node.name}`, checked.encryption ? undefined : statSync(o.file).size);
+    try {
+      await leader.client.uploadSnapshot(upload ? counted(body, upload) : body, { force });
+    } finally {
+      upload?.done();
+    }
   } catch (e) {
     if (hasMarker) await leader.client.raw('DELETE', `/${MARKER_PATH}`).catch(() => undefined);
     if (e instanceof VaultApiError && e.status === 400 && OTHER_SEAL.test(e.errors.join(' ') + e.message)) {
@@ -358,4 +373,15 @@ function sameBytesAs(sha256: string, bytes: number, file: string): Transform {
       cb();
     },
   });
+}
+
+/** `body`, telling `progress` the size of each piece that passes; an error of either side ends both. */
+function counted(body: Readable, progress: TransferProgress): Readable {
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      progress.add(chunk.length);
+      callback(null, chunk);
+    },
+  });
+  return pipeline(body, counter, () => undefined);
 }

@@ -22,6 +22,8 @@ export interface TakeBackupOptions {
   reason?: 'backup' | 'pre-restore' | undefined;
   signal?: AbortSignal | undefined;
   log?: ((message: string) => void) | undefined;
+  /** Told the size of every piece of the snapshot as it streams in (progress). */
+  onBytes?: ((n: number) => void) | undefined;
   now?: () => Date;
 }
 
@@ -62,7 +64,7 @@ export async function takeBackup(o: TakeBackupOptions): Promise<BackupResult> {
     const stages = encrypt?.streams ?? [];
     const stored = stages.length ? pipeline([...stages, sink.stream]) : undefined;
     stored?.catch(() => undefined);
-    const snapshot = await pumpSnapshot(download, check, stages[0] ?? sink.stream, { signal: o.signal });
+    const snapshot = await pumpSnapshot(download, check, stages[0] ?? sink.stream, { signal: o.signal, onBytes: o.onBytes });
     await stored;
     const finished = now();
     const manifest = buildManifest({
@@ -182,7 +184,7 @@ export interface BackupSource {
 export function backupOf(
   source: BackupSource,
   store: TakeBackupOptions['store'],
-  extra: Pick<TakeBackupOptions, 'log' | 'signal' | 'reason'> = {},
+  extra: Pick<TakeBackupOptions, 'log' | 'signal' | 'reason' | 'onBytes'> = {},
 ): Promise<BackupResult> {
   return takeBackup({ cluster: source.cluster, clusterName: source.clusterName, flavor: source.spec.flavor, keySet: source.spec.unseal?.key_set, store, ...extra });
 }

@@ -17,7 +17,7 @@ export interface StoreOptions {
  * `--to DIR` (a local directory, retention from --keep-*), or `--store NAME` from the cluster's
  * `stores:`, or the cluster's only store when it has exactly one.
  */
-export function storeFromOptions(o: StoreOptions, cluster: { name: string; spec: ClusterSpec; inventoryFile: string } | undefined): BackupStore {
+export function storeFromOptions(o: StoreOptions, cluster: { name: string; spec: ClusterSpec; inventoryFile: string | undefined } | undefined): BackupStore {
   const rule = retentionFromFlags(o);
   if (o.to !== undefined) {
     if (o.store !== undefined) throw new InputError('Pass either --store or --to, not both.');
@@ -34,7 +34,7 @@ export function storeFromOptions(o: StoreOptions, cluster: { name: string; spec:
   }
   const raw = stores[name];
   if (!raw) throw new InputError(`Cluster ${cluster.name} has no store "${name}".`, { hint: `Stores: ${names.join(', ') || '(none)'}.` });
-  const store = openStore(name, raw, dirname(resolve(cluster.inventoryFile)));
+  const store = openStore(name, raw, cluster.inventoryFile === undefined ? process.cwd() : dirname(resolve(cluster.inventoryFile)));
   if (rule.keepLast !== undefined || rule.keepWithinMs !== undefined) Object.assign(store.retention, rule);
   return store;
 }

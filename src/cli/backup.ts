@@ -8,6 +8,7 @@ import { sendWebhook, writePromTextfile, type BackupReport } from '../notify/not
 import { hasRetentionRule } from '../backup/stores/retention.js';
 import { fleetExitCode, parseConcurrency, runLimited } from '../backup/fleet.js';
 import { err, out, progressPrinter } from '../ui/output.js';
+import { createProgress } from '../ui/progress.js';
 import { connectCluster } from './cluster-from-inventory.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
 import type { BackupStore } from '../backup/stores/store.js';
@@ -36,7 +37,8 @@ interface BackupOptions extends StoreOptions {
 
 /** One cluster to back up: which inventory names it, and its name there (undefined: the only one). */
 interface Target {
-  inventory: string;
+  /** Undefined: the cluster at VAULT_ADDR / BAO_ADDR. */
+  inventory: string | undefined;
   cluster: string | undefined;
 }
 
@@ -47,7 +49,7 @@ interface ClusterOutcome {
   pruned: PruneResult | undefined;
   pruneWarning: string | undefined;
   failure: unknown;
-  inventory: string;
+  inventory: string | undefined;
 }
 
 /**
@@ -65,10 +67,10 @@ export async function backupCommand(o: BackupOptions): Promise<void> {
   const concurrency = parseConcurrency(o.concurrency);
   if (concurrency === undefined) throw new InputError(`--concurrency ${o.concurrency} is not a whole number >= 1.`, { hint: 'Pass how many clusters to back up at once, e.g. --concurrency 2.' });
   if (o.allClusters && clusters.length > 0) throw new InputError('Pass either --all-clusters or --cluster, not both.');
-  if (inventories.length === 0) throw new InputError('Say which inventory: -i FILE.');
+  if (inventories.length === 0 && (o.allClusters || clusters.length > 0)) throw new InputError('Say which inventory: -i FILE.');
   // Checked once, before any cluster is asked for a snapshot.
   if (o.encryptTo?.length) encryptionSpecFromFlags(o.encryptTo);
-  if (!o.allClusters && inventories.length === 1 && clusters.length <= 1) return singleBackup(o, { inventory: inventories[0]!, cluster: clusters[0] });
+  if (!o.allClusters && inventories.length <= 1 && clusters.length <= 1) return singleBackup(o, { inventory: inventories[0], cluster: clusters[0] });
   return fleetBackup(o, selectTargets(inventories, clusters, o.allClusters === true), concurrency);
 }
 
@@ -79,7 +81,7 @@ async function singleBackup(o: BackupOptions, target: Target): Promise<void> {
   const notifyUrl = await resolveNotifyUrl(o);
   // Ctrl-C, or a scheduler's SIGTERM: the backup stops at once and removes its partial file.
   const interrupts = catchInterrupts('stopping the backup (the partial file is removed)');
-  const c = await backupCluster(target, o, log, interrupts.signal).finally(() => interrupts.dispose());
+  const c = await backupCluster(target, o, log, interrupts.signal, true).finally(() => interrupts.dispose());
   const { report, result, pruned, failure } = c;
   if (o.textfile) await writePromTextfile(o.textfile, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
   if (notifyUrl && notifyOn.has(report.result)) await sendWebhook(notifyUrl, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
@@ -194,7 +196,7 @@ async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: num
  * One cluster, start to end: connect, snapshot into its store, retention. Never throws: whatever
  * went wrong is the outcome's `failure`, with the exit code it stands for.
  */
-async function backupCluster(target: Target, o: BackupOptions, log: (m: string) => void, signal: AbortSignal): Promise<ClusterOutcome> {
+async function backupCluster(target: Target, o: BackupOptions, log: (m: string) => void, signal: AbortSignal, showProgress = false): Promise<ClusterOutcome> {
   const started = new Date();
   let clusterName = target.cluster ?? '(unknown)';
   let result: BackupResult | undefined;
@@ -215,7 +217,14 @@ async function backupCluster(target: Target, o: BackupOptions, log: (m: string) 
       door = await openDoorFor(conn, { operation: 'backup', mode: 'shared', breakLock: o.breakLock }, signal);
       store = storeFromOptions(o, conn);
       if (o.encryptTo?.length) store.encryption = encryptionSpecFromFlags(o.encryptTo);
-      result = await backupOf({ cluster: conn.client, clusterName: conn.name, spec: conn.spec }, store, { log, signal: door.signal });
+      // One cluster: its bytes, rate and time on stderr (a fleet's parallel transfers would fight over one line).
+      const progress = showProgress ? createProgress({ label: `snapshot of ${conn.name}`, quiet: o.quiet === true }) : undefined;
+      const say = progress ? (m: string) => (progress.clear(), log(m)) : log;
+      try {
+        result = await backupOf({ cluster: conn.client, clusterName: conn.name, spec: conn.spec }, store, { log: say, signal: door.signal, onBytes: progress ? (n: number) => progress.add(n) : undefined });
+      } finally {
+        progress?.done();
+      }
       if (o.prune !== false && hasRetentionRule(store.retention)) {
         // Only now, after the new snapshot is verified and committed, may older ones go.
         try {

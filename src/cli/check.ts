@@ -13,7 +13,8 @@ import { connectCluster } from './cluster-from-inventory.js';
 import { defaultDrillReportDir } from './drill.js';
 
 interface CheckCliOptions {
-  inventory: string;
+  /** Without one: the cluster at VAULT_ADDR / BAO_ADDR (API checks only: no hosts, no stores). */
+  inventory?: string;
   cluster?: string;
   json?: boolean;
   markdown?: string;
@@ -31,7 +32,7 @@ export async function checkCommand(o: CheckCliOptions): Promise<void> {
   let stores: BackupStore[] = [];
   try {
     const env = readVaultEnv();
-    const base = dirname(resolve(conn.inventoryFile));
+    const base = conn.inventoryFile === undefined ? process.cwd() : dirname(resolve(conn.inventoryFile));
     stores = Object.entries(conn.spec.stores ?? {}).map(([name, raw]) => openStore(name, raw, base));
     const report = await runCheck({
       clusterName: conn.name,

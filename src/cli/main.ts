@@ -13,6 +13,7 @@ import { registerScheduleCommands } from './commands/schedule.js';
 import { registerSchemaCommand } from './commands/schema.js';
 import { registerStatusCommand } from './commands/status.js';
 import { registerUpgradeCommand } from './commands/upgrade.js';
+import { registerCompletion } from './completion.js';
 
 declare const VAULTOPS_VERSION: string | undefined;
 
@@ -61,6 +62,7 @@ export function buildProgram(): Command {
   registerScheduleCommands(program);
   registerDrillCommand(program);
   registerCheckCommand(program);
+  registerCompletion(program);
 
   return program;
 }

@@ -8,6 +8,7 @@ import { encryptionSpecFromFlags } from '../backup/crypto/encryption.js';
 import { localCopy, type BackupStore } from '../backup/stores/store.js';
 import { makePrompter } from '../ui/prompter.js';
 import { out, progressPrinter } from '../ui/output.js';
+import { createProgress, type Progress } from '../ui/progress.js';
 import { connectCluster } from './cluster-from-inventory.js';
 import { storeFromOptions, type StoreOptions } from './backup-store-option.js';
 import { identityFromOptions, type IdentityOptions } from './backup-identity-option.js';
@@ -22,6 +23,7 @@ interface RestoreCliOptions extends StoreOptions, IdentityOptions {
   forceOtherCluster?: boolean;
   nonInteractive?: boolean;
   json?: boolean;
+  quiet?: boolean;
   timeout?: string;
   breakLock?: boolean;
   /** --encrypt-to: recipients for the safety snapshot of an encrypted backup (the manifest's are never reused). */
@@ -37,7 +39,14 @@ interface RestoreCliOptions extends StoreOptions, IdentityOptions {
 export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
   if ((o.from === undefined) === (o.latest !== true)) throw new InputError('Say which snapshot: --from FILE or --latest (the newest verified one in the store).');
   const conn = await connectCluster(o.inventory, o.cluster);
-  const log = progressPrinter();
+  const printer = progressPrinter({ quiet: o.quiet === true });
+  // A log line first clears the live progress line (a terminal), which the next bytes draw again.
+  let transfer: Progress | undefined;
+  const log = (m: string) => {
+    transfer?.clear();
+    printer(m);
+  };
+  const startTransfer = (label: string, total: number | undefined) => (transfer = createProgress({ label, total, quiet: o.quiet === true }));
   let store: BackupStore | undefined;
   let cleanup = async (): Promise<void> => undefined;
   try {
@@ -75,6 +84,7 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
       safetyStore,
       keysFor: (label) => keySetFromInventory(conn.inventoryFile, conn.name, label),
       log,
+      startTransfer,
       timeoutMs,
       canaries: conn.spec.canaries,
       signal: door.signal,

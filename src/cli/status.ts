@@ -4,7 +4,8 @@ import { out, table } from '../ui/output.js';
 import { connectCluster } from './cluster-from-inventory.js';
 
 interface StatusOptions {
-  inventory: string;
+  /** Without one: the cluster at VAULT_ADDR / BAO_ADDR. */
+  inventory?: string;
   cluster?: string;
   json?: boolean;
 }

@@ -1,6 +1,6 @@
 import { createWriteStream, mkdirSync, renameSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InputError, UnreachableError } from '../core/errors.js';
 import { stateDir } from '../core/state-dir.js';
@@ -16,6 +16,7 @@ import type { NodeSpec } from '../inventory/schema.js';
 import { makePrompter } from '../ui/prompter.js';
 import { phaseTaskList, type Phase, type PhaseList } from '../ui/phase-list.js';
 import { err, out, progressPrinter } from '../ui/output.js';
+import { createProgress, type Progress } from '../ui/progress.js';
 import { connectCluster, type ConnectedCluster } from './cluster-from-inventory.js';
 import { throughDoor } from './through-door.js';
 
@@ -47,9 +48,17 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
   const strategy = o.strategy ?? 'rolling';
   if (strategy !== 'rolling' && strategy !== 'immutable') throw new InputError(`--strategy ${strategy} is not known.`, { hint: 'Use --strategy rolling (in place: standbys first, leader last) or immutable (new nodes join, then the old ones leave).' });
   if (o.writeInventory && strategy !== 'immutable') throw new InputError('--write-inventory goes with --strategy immutable.', { hint: 'A rolling upgrade keeps the nodes; only their version: changes, in place.' });
-  const progress = progressPrinter({ quiet: o.json === true });
+  const printer = progressPrinter({ quiet: o.json === true });
+  // On a terminal the phases are a live task list; the staging bytes then stay off the screen.
+  const taskList = !o.json && process.stdout.isTTY === true && !process.env['CI'];
+  // The binary goes to every host at once: one line for all of them, cleared before each message.
+  const staging = stagingProgress(o.json === true || taskList);
+  const progress = (m: string) => {
+    staging.clear();
+    printer(m);
+  };
   const prompter = makePrompter({ nonInteractive: o.nonInteractive, confirm: o.confirm });
-  if (/^https?:\/\//.test(o.binary)) o.binary = await downloadBinary(o.binary, join(stateDir(), 'downloads'), progress);
+  if (/^https?:\/\//.test(o.binary)) o.binary = await downloadBinary(o.binary, join(stateDir(), 'downloads'), progress, o.json === true);
   const conn = await connectCluster(o.inventory, o.cluster);
   try {
     const unsealKeys = conn.spec.unseal?.keys ? await resolveSecretList(conn.spec.unseal.keys) : undefined;
@@ -74,7 +83,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
       else list.log(phaseOf(e), e.message);
     };
     const withList = async <T>(work: () => Promise<T>): Promise<T> => {
-      if (o.json || !process.stdout.isTTY || process.env['CI']) return work();
+      if (!taskList) return work().finally(() => staging.done());
       list = await phaseTaskList(`upgrade ${conn.name}`, conn.name, plan.phases);
       try {
         const r = await work();
@@ -85,6 +94,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
         throw e;
       } finally {
         list = undefined;
+        staging.done();
       }
     };
     if (strategy === 'immutable') {
@@ -95,7 +105,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
           cluster: conn.client,
           clusterName: conn.name,
           spec: conn.spec,
-          binary: { path: o.binary, sha256: o.sha256 },
+          binary: { path: o.binary, sha256: o.sha256, onUpload: staging.onUpload(basename(o.binary), conn.spec.new_nodes?.length ?? 0) },
           unsealKeys,
           waitTimeoutMs,
           openHost,
@@ -120,7 +130,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
         cluster: conn.client,
         clusterName: conn.name,
         spec: conn.spec,
-        binary: { path: o.binary, sha256: o.sha256 },
+        binary: { path: o.binary, sha256: o.sha256, onUpload: staging.onUpload(basename(o.binary), conn.spec.nodes.length) },
         unsealKeys,
         onNodeFailure: o.rollbackOnFailure ? 'rollback' : 'halt',
         waitTimeoutMs,
@@ -220,14 +230,41 @@ function describe(e: UpgradeEvent): string {
  * --binary URL: downloaded once into the state dir (a .part file renamed when complete); the sha256
  * check that follows refuses it before any node is touched, exactly as for a local file.
  */
-async function downloadBinary(url: string, dir: string, progress: (m: string) => void): Promise<string> {
+async function downloadBinary(url: string, dir: string, progress: (m: string) => void, quiet: boolean): Promise<string> {
   const name = basename(new URL(url).pathname) || 'binary';
   const file = join(dir, name);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   progress(`Downloading ${url}...`);
   const res = await fetch(url, { redirect: 'follow' });
   if (!res.ok || !res.body) throw new UnreachableError(`Download of ${url} failed: HTTP ${res.status}.`, { hint: 'Check the URL, or download the file yourself and pass its path.' });
-  await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(`${file}.part`, { mode: 0o755 }));
+  const length = Number(res.headers.get('content-length'));
+  const bytes = createProgress({ label: `download of ${name}`, total: length > 0 ? length : undefined, quiet });
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      bytes.add(chunk.length);
+      callback(null, chunk);
+    },
+  });
+  try {
+    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), counter, createWriteStream(`${file}.part`, { mode: 0o755 }));
+  } finally {
+    bytes.done();
+  }
   renameSync(`${file}.part`, file);
   return file;
+}
+
+/** Staging progress: the bytes of all hosts summed on one line (a host skipped as already staged adds none). */
+function stagingProgress(quiet: boolean) {
+  let line: Progress | undefined;
+  const sent = new Map<string, number>();
+  return {
+    onUpload: (file: string, hosts: number) => (host: string, bytes: number, size: number) => {
+      line ??= createProgress({ label: `staging ${file} on ${hosts} host${hosts === 1 ? '' : 's'}`, total: size * Math.max(1, hosts), quiet });
+      sent.set(host, bytes);
+      line.update([...sent.values()].reduce((a, b) => a + b, 0));
+    },
+    clear: () => line?.clear(),
+    done: () => line?.done(),
+  };
 }

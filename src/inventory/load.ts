@@ -62,26 +62,73 @@ function checkRules(src: YamlSource, inv: InventoryFile): void {
   }
 }
 
-/** Relative file paths in an inventory are relative to the inventory file, as a person expects. */
+/**
+ * Relative file paths in an inventory are relative to the inventory file, as a person expects and
+ * as cron needs (it runs from / or ~): TLS files, SSH key and known_hosts files, and every `file:`
+ * secret reference (token, unseal keys, store credentials and identities, vars), and a store's local
+ * files (a dir store's path, key_file, known_hosts, ca_cert, encryption recipient files), so a store
+ * opened by a playbook action lands where `vaultops backup` puts it. Paths on the nodes and on an
+ * SFTP server (service.binary, data_dir, an sftp store's path) are not ours to resolve.
+ */
 function resolvePaths(inv: InventoryFile, base: string): void {
-  const abs = (p: string | undefined) => {
-    if (p === undefined) return p;
-    if (p === '~' || p.startsWith('~/')) return join(homedir(), p.slice(1));
-    return isAbsolute(p) ? p : resolve(base, p);
-  };
+  const abs = (p: string | undefined) => (p === undefined ? p : absolutePath(p, base));
   for (const c of Object.values(inv.clusters)) {
     if (c.tls) {
       c.tls.ca_cert = abs(c.tls.ca_cert);
       c.tls.client_cert = abs(c.tls.client_cert);
       c.tls.client_key = abs(c.tls.client_key);
     }
+    if (c.token) c.token = absoluteFileRef(c.token, base);
+    if (c.unseal?.keys) c.unseal.keys = absoluteFileRef(c.unseal.keys, base);
+    if (c.stores) c.stores = Object.fromEntries(Object.entries(c.stores).map(([name, store]) => [name, storePaths(absoluteFileRefs(store, base), base)]));
+    if (c.vars) c.vars = absoluteFileRefs(c.vars, base);
     for (const n of [...c.nodes, ...(c.new_nodes ?? [])]) {
       if (n.ssh) {
         n.ssh.key_file = abs(n.ssh.key_file);
         n.ssh.known_hosts = abs(n.ssh.known_hosts);
       }
+      if (n.vars) n.vars = absoluteFileRefs(n.vars, base);
     }
   }
+  if (inv.vars) inv.vars = absoluteFileRefs(inv.vars, base);
+}
+
+/** The local files of a store entry (still unchecked: its schema is applied when the store is opened). */
+function storePaths(store: Record<string, unknown>, base: string): Record<string, unknown> {
+  const out = { ...store };
+  const local = (key: string) => {
+    if (typeof out[key] === 'string') out[key] = absolutePath(out[key], base);
+  };
+  if (out['type'] === 'dir') local('path');
+  for (const key of ['key_file', 'known_hosts', 'ca_cert']) local(key);
+  const enc = out['encrypt'];
+  if (enc !== null && typeof enc === 'object' && !Array.isArray(enc)) {
+    const e = { ...(enc as Record<string, unknown>) };
+    // age recipients are keys (age1...) or files of them; OpenPGP recipients are key files.
+    if (Array.isArray(e['age'])) e['age'] = e['age'].map((r: unknown) => (typeof r === 'string' && !r.startsWith('age1') ? absolutePath(r, base) : r));
+    if (Array.isArray(e['openpgp'])) e['openpgp'] = e['openpgp'].map((r: unknown) => (typeof r === 'string' ? absolutePath(r, base) : r));
+    out['encrypt'] = e;
+  }
+  return out;
+}
+
+function absolutePath(p: string, base: string): string {
+  if (p === '~' || p.startsWith('~/')) return join(homedir(), p.slice(1));
+  return isAbsolute(p) ? p : resolve(base, p);
+}
+
+/** `file:init.json#root_token` -> `file:/dir/of/inventory/init.json#root_token`; other references as they are. */
+export function absoluteFileRef(ref: string, base: string): string {
+  return ref.startsWith('file:') && ref.length > 5 ? `file:${absolutePath(ref.slice(5), base)}` : ref;
+}
+
+function absoluteFileRefs<T>(value: T, base: string): T {
+  if (typeof value === 'string') return absoluteFileRef(value, base) as T;
+  if (Array.isArray(value)) return value.map((v: unknown) => absoluteFileRefs(v, base)) as T;
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, absoluteFileRefs(v, base)])) as T;
+  }
+  return value;
 }
 
 /** Picks the cluster: the named one, or the only one. */

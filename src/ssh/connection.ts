@@ -236,7 +236,7 @@ export class SshHost implements Host {
     const part = sudo ? `/tmp/vaultops-upload-${process.pid}-${Date.now()}` : `${remotePath}.part`;
     const sftp = await this.#sftpSession();
     await new Promise<void>((resolve, reject) =>
-      sftp.fastPut(localPath, part, { mode: options.mode ?? 0o644, concurrency: 16, chunkSize: 128 * 1024 }, (e) => (e ? reject(new VaultopsError(`Upload of ${localPath} to ${this.name}:${part} failed: ${e.message}.`)) : resolve())),
+      sftp.fastPut(localPath, part, { mode: options.mode ?? 0o644, concurrency: 16, chunkSize: 128 * 1024, step: options.onBytes && ((sent, _n, size) => options.onBytes!(sent, size)) }, (e) => (e ? reject(new VaultopsError(`Upload of ${localPath} to ${this.name}:${part} failed: ${e.message}.`)) : resolve())),
     );
     const remote = await this.sha256(part);
     if (remote !== local.sha256) {

@@ -37,6 +37,8 @@ export interface UploadOptions {
   /** Refuse to send when the local file does not have this sha256. */
   sha256?: string | undefined;
   mode?: number | undefined;
+  /** Told the bytes sent so far and the file's size as the upload goes (progress). */
+  onBytes?: ((sent: number, total: number) => void) | undefined;
 }
 
 export interface UploadResult {

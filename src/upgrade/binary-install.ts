@@ -16,6 +16,8 @@ export const PREVIOUS_SUFFIX = '.vaultops-prev';
 export interface BinarySource {
   path: string;
   sha256: string;
+  /** Told, per host, the bytes sent so far and the size while the binary is staged there (progress). */
+  onUpload?: ((host: string, sent: number, total: number) => void) | undefined;
 }
 
 /** Refuses a local file whose sha256 differs from the expected one; nothing remote is touched. */
@@ -34,7 +36,8 @@ export async function verifyLocalBinary(src: BinarySource): Promise<{ bytes: num
 export async function stageBinary(host: Host, livePath: string, src: BinarySource): Promise<{ uploaded: boolean }> {
   const staged = `${livePath}${STAGED_SUFFIX}`;
   if ((await host.sha256(staged)) === src.sha256.toLowerCase()) return { uploaded: false };
-  await host.upload(src.path, staged, { sha256: src.sha256.toLowerCase(), mode: 0o755 });
+  const onBytes = src.onUpload && ((sent: number, total: number) => src.onUpload!(host.name, sent, total));
+  await host.upload(src.path, staged, { sha256: src.sha256.toLowerCase(), mode: 0o755, onBytes });
   return { uploaded: true };
 }
 

@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import type { TlsSettings } from './tls.js';
 import { parseDuration } from '../core/duration.js';
 
@@ -36,6 +39,23 @@ export function readVaultEnv(env: NodeJS.ProcessEnv = process.env): VaultEnv {
     timeoutMs: timeout === undefined ? undefined : parseDuration(timeout),
     maxRetries: retries === undefined ? undefined : Number.parseInt(retries, 10),
   };
+}
+
+/**
+ * The token the official CLIs use when VAULT_TOKEN / BAO_TOKEN is unset: the one `vault login` /
+ * `bao login` saved in ~/.vault-token (both CLIs' built-in token helper; $HOME decides where ~ is).
+ * Surrounding whitespace is dropped, as the CLIs do. Undefined when there is no such file.
+ */
+export function readTokenFile(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const file = join(env['HOME'] || homedir(), '.vault-token');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const token = text.trim();
+  return token === '' ? undefined : token;
 }
 
 export function parseBool(v: string): boolean {

@@ -19,3 +19,18 @@ export function flavorsUnderTest(): FlavorUnderTest[] {
   const wanted = only.split(',').map((s) => s.trim());
   return all.filter((f) => wanted.includes(f.flavor));
 }
+
+/**
+ * Every server binary the suite runs: the flavours under test, and for the upgrade suites the older
+ * version of each (off with VAULTOPS_TEST_UPGRADES=0). The global set-up and scripts/test-setup.sh
+ * (which fetches them through `vaultops lab fetch` before the suite starts) both read this list.
+ */
+export function binariesUnderTest(): FlavorUnderTest[] {
+  const older: FlavorUnderTest[] = [
+    { flavor: 'openbao', version: '2.6.2' },
+    { flavor: 'vault', version: '1.19.0' },
+  ];
+  const current = flavorsUnderTest();
+  const extra = process.env['VAULTOPS_TEST_UPGRADES'] === '0' ? [] : older.filter((x) => current.some((f) => f.flavor === x.flavor));
+  return [...current, ...extra];
+}

@@ -1,5 +1,5 @@
 import { ensureBinary } from '../../src/lab/binaries.js';
-import { flavorsUnderTest } from './flavors.js';
+import { binariesUnderTest } from './flavors.js';
 import { ensureVersitygw } from './s3-server.js';
 
 /**
@@ -8,12 +8,7 @@ import { ensureVersitygw } from './s3-server.js';
  * test file pays for it and a missing prerequisite fails once, clearly.
  */
 export default async function setup(): Promise<void> {
-  const extra = [
-    // The upgrade suites need the older version of each flavour too.
-    { flavor: 'openbao' as const, version: '2.6.2' },
-    { flavor: 'vault' as const, version: '1.19.0' },
-  ].filter((x) => flavorsUnderTest().some((f) => f.flavor === x.flavor) && process.env['VAULTOPS_TEST_UPGRADES'] !== '0');
-  for (const f of [...flavorsUnderTest(), ...extra]) {
+  for (const f of binariesUnderTest()) {
     const started = Date.now();
     const bin = await ensureBinary({
       flavor: f.flavor,

@@ -1,5 +1,5 @@
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadInventory, parseInventory, selectCluster } from '../../src/inventory/load.js';
@@ -40,6 +40,45 @@ describe('a good inventory loads', () => {
     expect(name).toBe('prod');
     expect(spec.nodes.map((n) => n.name)).toEqual(['n1', 'n2']);
     expect(spec.tls?.ca_cert).toBe('/etc/vaultops/tls/ca.pem');
+  });
+
+  it('resolves every file: reference and local file against the inventory file, whatever the working directory', () => {
+    const text = `clusters:
+  prod:
+    token: "file:init.json#root_token"
+    unseal: { keys: "file:../keys/shares.json#unseal_keys_b64", threshold: 3 }
+    tls: { ca_cert: tls/ca.pem, client_cert: /etc/pki/c.pem, client_key: ~/k.pem }
+    stores:
+      s3: { type: s3, endpoint: "https://s3.example", bucket: b, access_key_id: "file:s3/id", secret_access_key: "file:/abs/secret",
+            decrypt: { identity: "file:age/id.txt" } }
+      other: { type: dir, path: backups, encrypt: { age: [age1qqq, keys/team.txt] } }
+      remote: { type: sftp, host: h, path: /srv/b, key_file: ~/.ssh/id, known_hosts: kh }
+      pgp: { type: dir, path: ~/b, encrypt: { openpgp: [keys/ops.asc] }, decrypt: { identity: "env:ID" } }
+    vars: { shares: "file:shares.txt", plain: "text", list: ["file:a", "cmd:pass show x"] }
+    nodes:
+      - name: n1
+        api_addr: https://10.0.0.1:8200
+        ssh: { key_file: keys/id_ed25519, known_hosts: known_hosts, host: h }
+        service: { binary: bin/vault }
+        vars: { k: "file:node.key" }
+vars: { top: "file:top.txt" }
+`;
+    const inv = parseInventory('/etc/vaultops/inv.yml', text);
+    const spec = selectCluster(inv, undefined).spec;
+    expect(spec.token).toBe('file:/etc/vaultops/init.json#root_token');
+    expect(spec.unseal?.keys).toBe('file:/etc/keys/shares.json#unseal_keys_b64');
+    expect(spec.tls).toMatchObject({ ca_cert: '/etc/vaultops/tls/ca.pem', client_cert: '/etc/pki/c.pem', client_key: join(homedir(), 'k.pem') });
+    expect(spec.stores?.['s3']).toMatchObject({ access_key_id: 'file:/etc/vaultops/s3/id', secret_access_key: 'file:/abs/secret', decrypt: { identity: 'file:/etc/vaultops/age/id.txt' } });
+    expect(spec.stores?.['other']).toEqual({ type: 'dir', path: '/etc/vaultops/backups', encrypt: { age: ['age1qqq', '/etc/vaultops/keys/team.txt'] } });
+    // The SFTP server's directory is the server's; other references stay as written.
+    expect(spec.stores?.['remote']).toEqual({ type: 'sftp', host: 'h', path: '/srv/b', key_file: join(homedir(), '.ssh/id'), known_hosts: '/etc/vaultops/kh' });
+    expect(spec.stores?.['pgp']).toEqual({ type: 'dir', path: join(homedir(), 'b'), encrypt: { openpgp: ['/etc/vaultops/keys/ops.asc'] }, decrypt: { identity: 'env:ID' } });
+    expect(spec.vars).toEqual({ shares: 'file:/etc/vaultops/shares.txt', plain: 'text', list: ['file:/etc/vaultops/a', 'cmd:pass show x'] });
+    expect(spec.nodes[0]!.ssh).toMatchObject({ key_file: '/etc/vaultops/keys/id_ed25519', known_hosts: '/etc/vaultops/known_hosts', host: 'h' });
+    // A path on the node is the node's business.
+    expect(spec.nodes[0]!.service?.binary).toBe('bin/vault');
+    expect(spec.nodes[0]!.vars).toEqual({ k: 'file:/etc/vaultops/node.key' });
+    expect(inv.data.vars).toEqual({ top: 'file:/etc/vaultops/top.txt' });
   });
 
   it('selectCluster refuses an unknown name and lists the clusters', () => {

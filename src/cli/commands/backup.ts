@@ -7,7 +7,7 @@ export function registerBackupCommands(program: Command): void {
     program
       .command('backup')
       .description('one verified Raft snapshot from the leader (streamed, checked, then renamed into place), then retention; exit 0 ok, 1 failed, 2 bad input, 3 unreachable. Several clusters: exit 0 when all succeeded, else the first failed cluster\'s code')
-      .requiredOption('-i, --inventory <file>', 'inventory file (repeat for several)', repeatable)
+      .option('-i, --inventory <file>', 'inventory file (repeat for several; default: the cluster at VAULT_ADDR / BAO_ADDR, with --to)', repeatable)
       .option('--cluster <name>', 'cluster in the inventory (optional when it has one; repeat for several)', repeatable),
   )
     .option('--all-clusters', 'back up every cluster of the inventories, each on its own')
@@ -66,6 +66,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--identity-passphrase <ref>', 'secret reference to the OpenPGP private key\'s passphrase')
     .option('--timeout <seconds>', 'how long the cluster may take to come back', '180')
     .option('--non-interactive', 'never ask: missing answers are errors naming the flag')
+    .option('--quiet', 'no progress lines on stderr')
     .option('--break-lock', 'take over a stale cluster lock (its process is gone) or one held from another host')
     .option('--json', 'machine-readable result')
     .action(async (o) => (await import('../restore.js')).restoreCommand(o));

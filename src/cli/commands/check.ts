@@ -5,7 +5,7 @@ export function registerCheckCommand(program: Command): void {
   program
     .command('check')
     .description('production-readiness check of a live cluster (API and, with ssh blocks, each host); exit 0 passed, 1 a finding at or above --fail-on, 3 unreachable')
-    .requiredOption('-i, --inventory <file>', 'inventory file')
+    .option('-i, --inventory <file>', 'inventory file (default: the cluster at VAULT_ADDR / BAO_ADDR, its nodes from the Raft configuration)')
     .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
     .option('--json', 'machine-readable result on stdout')
     .option('--markdown <file>', 'also write the result as Markdown')
