@@ -196,17 +196,29 @@ export class SshHost implements Host {
               stream.close();
             }, options.timeoutMs)
           : undefined;
-        const keep = (acc: Buffer, chunk: Buffer) => {
+        // A tail cut may fall inside a secret, whose start the redactor then cannot see: keep a margin
+        // longer than any secret before the tail, and mask from there (a cut secret is masked whole).
+        const margin = Math.max(4096, redactor.longest * 4 + 16);
+        const cut = { out: false, err: false };
+        const keep = (acc: Buffer, chunk: Buffer, which: 'out' | 'err') => {
           const b = Buffer.concat([acc, chunk]);
-          return b.length > max ? b.subarray(b.length - max) : b;
+          if (b.length <= max + margin) return b;
+          cut[which] = true;
+          return b.subarray(b.length - max - margin);
         };
-        stream.on('data', (c: Buffer) => (stdout = keep(stdout, c)));
-        stream.stderr.on('data', (c: Buffer) => (stderr = keep(stderr, c)));
+        const text = (b: Buffer, wasCut: boolean) => {
+          const s = b.toString('utf8');
+          if (!wasCut && b.length <= max) return s;
+          // Cut: what lies in the margin may start inside a secret, so it is dropped, never shown.
+          return redactor.redactTail(s, wasCut ? Math.max(0, s.length - margin) : max);
+        };
+        stream.on('data', (c: Buffer) => (stdout = keep(stdout, c, 'out')));
+        stream.stderr.on('data', (c: Buffer) => (stderr = keep(stderr, c, 'err')));
         if (options.stdin !== undefined) stream.end(options.stdin);
         else stream.end();
         stream.on('close', (code: number | null, signal?: string) => {
           if (timer) clearTimeout(timer);
-          resolve({ code: timedOut ? null : (code ?? null), signal: signal ?? (timedOut ? 'timeout' : undefined), stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8'), timedOut });
+          resolve({ code: timedOut ? null : (code ?? null), signal: signal ?? (timedOut ? 'timeout' : undefined), stdout: text(stdout, cut.out), stderr: text(stderr, cut.err), timedOut });
         });
       });
     });
