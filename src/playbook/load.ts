@@ -174,6 +174,9 @@ function refuseCommandRefs(src: YamlSource, path: PathKey[], value: unknown): vo
       src.add(path, 'a playbook may not hold a cmd: reference (it would run a command on this machine)', 'put the cmd: reference in the inventory (and use {{ cluster.* }} here), or pass it with --var NAME=cmd:...');
     }
   } else if (Array.isArray(value)) value.forEach((v, i) => refuseCommandRefs(src, [...path, i], v));
+  else if (value && typeof value === 'object' && 'trust_on_first_use' in value && (value as { trust_on_first_use: unknown }).trust_on_first_use !== false) {
+    src.add([...path, 'trust_on_first_use'], 'a playbook may not turn trust-on-first-use on: only the operator\'s --trust-on-first-use flag does', 'pin ssh.host_key or ssh.known_hosts in the inventory, and drop this argument');
+  }
   else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) refuseCommandRefs(src, [...path, k], v);
 }
 

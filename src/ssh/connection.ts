@@ -3,7 +3,7 @@ import { createReadStream, readFileSync } from 'node:fs';
 import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { GateError, InputError, UnreachableError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
-import { appendKnownHost, fingerprint, keyType, knownHostKeys, parsePublicKeyLine } from './host-key.js';
+import { appendKnownHost, defaultKnownHosts, fingerprint, keyType, knownHostKeys, parsePublicKeyLine } from './host-key.js';
 import { shq, type ExecOptions, type ExecResult, type Host, type UploadOptions, type UploadResult } from './host.js';
 
 export interface SshTarget {
@@ -139,24 +139,30 @@ export class SshHost implements Host {
         hint: 'Someone may be intercepting the connection, or the host was rebuilt. Check the fingerprint on the host (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) and update ssh.host_key.',
       });
     }
-    if (t.knownHosts) {
-      const { keys, revoked } = knownHostKeys(t.knownHosts, t.host, port);
-      if (revoked.some((k) => k.equals(blob))) return new GateError(`Host key of ${this.name} (${seen}) is marked @revoked in ${t.knownHosts}: refused.`);
-      if (keys.some((k) => k.equals(blob))) return undefined;
-      const sameType = keys.filter((k) => keyType(k) === keyType(blob));
-      if (sameType.length) {
-        return new GateError(`Host key of ${this.name} (${this.#where}) differs from the one in ${t.knownHosts}: refused.`, {
-          details: [...sameType.map((k) => `known:     ${keyType(k)} ${fingerprint(k)}`), `presented: ${seen}`],
-          hint: 'Someone may be intercepting the connection, or the host was rebuilt. Verify the fingerprint on the host, then `ssh-keygen -R` the old entry.',
-        });
-      }
+    // Without a known_hosts of its own, the target uses vaultops' file in the state dir: what
+    // trust-on-first-use accepted is recorded there and checked on every later connection.
+    const file = t.knownHosts ?? defaultKnownHosts();
+    const { keys, revoked } = knownHostKeys(file, t.host, port);
+    if (revoked.some((k) => k.equals(blob))) return new GateError(`Host key of ${this.name} (${seen}) is marked @revoked in ${file}: refused.`);
+    if (keys.some((k) => k.equals(blob))) return undefined;
+    if (keys.length) {
+      // Listed with other keys (of this type or another): never a first use, always refused.
+      return new GateError(`Host key of ${this.name} (${this.#where}) differs from the one in ${file}: refused.`, {
+        details: [...keys.map((k) => `known:     ${keyType(k)} ${fingerprint(k)}`), `presented: ${seen}`],
+        hint: 'Someone may be intercepting the connection, or the host was rebuilt. Verify the fingerprint on the host, then `ssh-keygen -R` the old entry.',
+      });
     }
+    if (revoked.length) return new GateError(`Host ${this.name} (${this.#where}) has only revoked keys in ${file}: refused.`);
     if (t.trustOnFirstUse) {
-      if (t.knownHosts) appendKnownHost(t.knownHosts, t.host, port, blob);
+      try {
+        appendKnownHost(file, t.host, port, blob);
+      } catch (e) {
+        return new InputError(`Trust-on-first-use: cannot record the host key of ${this.name} in ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'}), so it was not accepted.`, { hint: 'Set ssh.known_hosts to a writable file, or pin ssh.host_key.' });
+      }
       return undefined;
     }
     return new GateError(`Host key of ${this.name} (${this.#where}) is unknown: ${seen}.`, {
-      hint: 'Pin it as ssh.host_key or add it to ssh.known_hosts after checking the fingerprint on the host; --trust-on-first-use records it (only when the network path is trusted).',
+      hint: `Pin it as ssh.host_key or add it to ssh.known_hosts (${file}) after checking the fingerprint on the host; --trust-on-first-use records it (only when the network path is trusted).`,
     });
   }
 

@@ -109,3 +109,20 @@ describe('a playbook cannot carry cmd: references (they run a shell on the opera
     expect(problems(text)).toEqual([]);
   });
 });
+
+describe('a playbook cannot turn trust-on-first-use on', () => {
+  it('with: trust_on_first_use: true is refused at its line, naming the operator\'s flag', () => {
+    const text = [
+      'name: tofu',
+      'steps:',
+      '  - action: upgrade.preflight',
+      '    with:',
+      '      binary: /tmp/bao',
+      `      sha256: "${'a'.repeat(64)}"`,
+      '      trust_on_first_use: true',
+      '',
+    ].join('\n');
+    const p = problems(text);
+    expect(p.some((l) => /^pb\.yml:7:\d+ .*trust-on-first-use.*--trust-on-first-use/.test(l)), p.join('\n')).toBe(true);
+  });
+});

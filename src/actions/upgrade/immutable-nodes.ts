@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { openNodeHost } from '../../ssh/open-host.js';
 import { immutableUpgrade } from '../../upgrade/immutable.js';
-import { binaryArgs, immutableStateFile } from './_common.js';
+import { binaryArgs, immutableStateFile, noPlaybookTofu } from './_common.js';
 
 export default defineAction({
   name: 'upgrade.join_new_nodes',
@@ -26,7 +26,7 @@ export default defineAction({
       waitTimeoutMs: args.wait * 1000,
       stateFile: immutableStateFile(ctx),
       signal: ctx.signal,
-      openHost: (n) => openNodeHost(n, { trustOnFirstUse: args.trust_on_first_use }),
+      openHost: (n) => openNodeHost(n, { trustOnFirstUse: noPlaybookTofu(args) }),
       onEvent: (e) => ctx.log('node' in e ? `${e.node}: ${'message' in e ? e.message : e.reason}` : e.message),
       only: { join: true },
     });

@@ -3,7 +3,7 @@ import { defineAction } from '../types.js';
 import { openNodeHost } from '../../ssh/open-host.js';
 import { closeMembers } from '../../upgrade/rolling.js';
 import { preflightImmutable } from '../../upgrade/immutable.js';
-import { binaryArgs, immutableStateFile } from './_common.js';
+import { binaryArgs, immutableStateFile, noPlaybookTofu } from './_common.js';
 
 export default defineAction({
   name: 'upgrade.immutable_preflight',
@@ -20,7 +20,7 @@ export default defineAction({
       binary: { path: args.binary, sha256: args.sha256 },
       stateFile: immutableStateFile(ctx),
       signal: ctx.signal,
-      openHost: (n) => openNodeHost(n, { trustOnFirstUse: args.trust_on_first_use }),
+      openHost: (n) => openNodeHost(n, { trustOnFirstUse: noPlaybookTofu(args) }),
       onEvent: (e) => ctx.log('node' in e ? `${e.node}: ${'message' in e ? e.message : e.reason}` : e.message),
     });
     closeMembers([...p.oldMembers, ...p.newMembers]);

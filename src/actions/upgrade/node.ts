@@ -4,7 +4,7 @@ import { openNodeHost } from '../../ssh/open-host.js';
 import { remoteBinaryVersion, STAGED_SUFFIX } from '../../upgrade/binary-install.js';
 import { autopilotStabilization, gateBeforeNode, memberFor, upgradeMember } from '../../upgrade/rolling.js';
 import { compareVersions } from '../../upgrade/versions.js';
-import { binaryArgs, defaultUnit, progressFile } from './_common.js';
+import { binaryArgs, defaultUnit, progressFile, noPlaybookTofu } from './_common.js';
 
 export default defineAction({
   name: 'upgrade.node',
@@ -22,7 +22,7 @@ export default defineAction({
   async run(ctx, args) {
     const spec = ctx.spec.nodes.find((n) => n.name === ctx.node?.name);
     if (!spec) return { status: 'failed', message: 'upgrade.node needs a node target (standbys, leader, node:NAME)' };
-    const host = await openNodeHost(spec, { trustOnFirstUse: args.trust_on_first_use });
+    const host = await openNodeHost(spec, { trustOnFirstUse: noPlaybookTofu(args) });
     try {
       const m = memberFor(ctx.cluster, spec, host, defaultUnit(ctx));
       const target = await remoteBinaryVersion(host, `${m.binaryPath}${STAGED_SUFFIX}`).catch(() => undefined);

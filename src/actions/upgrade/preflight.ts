@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { openNodeHost } from '../../ssh/open-host.js';
 import { closeMembers, preflightUpgrade } from '../../upgrade/rolling.js';
-import { binaryArgs, progressFile } from './_common.js';
+import { binaryArgs, progressFile, noPlaybookTofu } from './_common.js';
 
 export default defineAction({
   name: 'upgrade.preflight',
@@ -29,7 +29,7 @@ export default defineAction({
       progressFile: progressFile(ctx),
       unsealKeys: args.unseal_keys,
       signal: ctx.signal,
-      openHost: (n) => openNodeHost(n, { trustOnFirstUse: args.trust_on_first_use }),
+      openHost: (n) => openNodeHost(n, { trustOnFirstUse: noPlaybookTofu(args) }),
       onEvent: (e) => ctx.log('node' in e ? `${e.node}: ${'message' in e ? e.message : e.reason}` : e.message),
     });
     closeMembers(pre.members);
