@@ -187,8 +187,13 @@ export class SshHost implements Host {
    * non-zero exit). Output is bounded: the last `maxBytes` of each stream are kept.
    */
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    return this.#exec(command, options, this.#sudo || options.sudo === true);
+  }
+
+  #exec(command: string, options: ExecOptions, sudo: boolean): Promise<ExecResult> {
     const max = options.maxBytes ?? 64 * 1024;
-    const full = this.#sudo || options.sudo ? `sudo -n -- sh -c ${shq(command)}` : command;
+    // The whole command is one single-quoted word for sudo's shell: nothing in it is expanded twice.
+    const full = sudo ? `sudo -n -- sh -c ${shq(command)}` : command;
     return new Promise((resolve, reject) => {
       this.#live().exec(full, (e, stream) => {
         if (e) return reject(new UnreachableError(`SSH exec on ${this.name} failed: ${e.message}.`));
@@ -251,7 +256,16 @@ export class SshHost implements Host {
       throw new InputError(`${localPath} has sha256 ${local.sha256}, not the expected ${options.sha256}: not uploaded.`);
     }
     const sudo = this.#sudo;
-    const part = sudo ? `/tmp/vaultops-upload-${process.pid}-${Date.now()}` : `${remotePath}.part`;
+    let part = `${remotePath}.part`;
+    if (sudo) {
+      // The SSH user cannot write the target, so the file goes to a temp file first: made by mktemp
+      // on the host as that user (exclusive create, 0600, a random name in the sticky /tmp), never a
+      // predictable name another user could have planted a symlink or file at.
+      const m = await this.#exec('mktemp "${TMPDIR:-/tmp}/vaultops-upload.XXXXXXXXXX"', {}, false);
+      const made = m.stdout.trim();
+      if (m.code !== 0 || !/^\/[^\n]+$/.test(made)) throw new VaultopsError(`Upload to ${this.name}: mktemp failed on the host: ${m.stderr.trim()}`);
+      part = made;
+    }
     const sftp = await this.#sftpSession();
     await new Promise<void>((resolve, reject) =>
       sftp.fastPut(localPath, part, { mode: options.mode ?? 0o644, concurrency: 16, chunkSize: 128 * 1024 }, (e) => (e ? reject(new VaultopsError(`Upload of ${localPath} to ${this.name}:${part} failed: ${e.message}.`)) : resolve())),

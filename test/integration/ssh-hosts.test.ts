@@ -13,6 +13,8 @@ import { startTestLab, type TestLab } from '../helpers/lab.js';
 import { waitFor } from '../helpers/cli.js';
 import { runHostChecks } from '../../src/check/host-checks.js';
 import type { NodeSpec } from '../../src/inventory/schema.js';
+import { remoteBinaryVersion, stageBinary, STAGED_SUFFIX } from '../../src/upgrade/binary-install.js';
+import { VaultopsError } from '../../src/core/errors.js';
 
 /**
  * The SSH layer against the real OpenSSH sshd that `lab up --ssh` runs on each node's loopback
@@ -170,6 +172,27 @@ describe.each(upgradePairs)('SSH hosts of a $flavor lab', ({ flavor, from }) => 
         expect(perms.found).toContain('not found');
       }
       for (const suffix of ['a', 'b', 'c', 'd', 'e', 'f', 'g']) expect(existsSync(`${marker}-${suffix}`), `${marker}-${suffix}`).toBe(false);
+    } finally {
+      h.close();
+    }
+  });
+
+  it('a staged binary is hashed right before it runs: one changed after staging never runs', async () => {
+    const good = '#!/bin/sh\necho "Vault v9.9.9 (staged test binary)"\n';
+    const local = join(t.stateDir, 'good-server');
+    writeFileSync(local, good, { mode: 0o755 });
+    const sha = createHash('sha256').update(good).digest('hex');
+    const live = join(t.lab.nodes[0]!.dir, 'fake-server');
+    const marker = join(t.stateDir, `tampered-binary-ran-${Date.now()}`);
+    const h = await SshHost.connect(target('n1'));
+    try {
+      await stageBinary(h, live, { path: local, sha256: sha });
+      expect(await remoteBinaryVersion(h, `${live}${STAGED_SUFFIX}`, sha)).toBe('9.9.9');
+      writeFileSync(`${live}${STAGED_SUFFIX}`, `#!/bin/sh\ntouch ${marker}\necho "Vault v6.6.6"\n`, { mode: 0o755 });
+      const e = await remoteBinaryVersion(h, `${live}${STAGED_SUFFIX}`, sha).then((v) => v, (x: unknown) => x);
+      expect(e).toBeInstanceOf(VaultopsError);
+      expect((e as VaultopsError).message).toContain('was not run');
+      expect(existsSync(marker)).toBe(false);
     } finally {
       h.close();
     }

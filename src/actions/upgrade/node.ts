@@ -25,7 +25,7 @@ export default defineAction({
     const host = await openNodeHost(spec, { trustOnFirstUse: noPlaybookTofu(args) });
     try {
       const m = memberFor(ctx.cluster, spec, host, defaultUnit(ctx));
-      const target = await remoteBinaryVersion(host, `${m.binaryPath}${STAGED_SUFFIX}`).catch(() => undefined);
+      const target = await remoteBinaryVersion(host, `${m.binaryPath}${STAGED_SUFFIX}`, args.sha256).catch(() => undefined);
       const health = await ctx.cluster.client(spec.name).health();
       const current = health.body.version ?? '0.0.0';
       if (target === undefined) {
