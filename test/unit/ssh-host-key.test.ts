@@ -52,6 +52,8 @@ describe('remote command words are quoted for a POSIX shell', () => {
     expect(shq('/opt/vault/bin/vault')).toBe('/opt/vault/bin/vault');
     expect(shq("it's; rm -rf /")).toBe(`'it'\\''s; rm -rf /'`);
     expect(shq('a b')).toBe("'a b'");
+    // In command position NAME=value would be an assignment, not a word.
+    expect(shq('PATH=/tmp/evil')).toBe("'PATH=/tmp/evil'");
   });
 
   it('a hostile value reaches the command as one literal word, and nothing in it runs', () => {
