@@ -50,7 +50,9 @@ export function factScript(n: NodeSpec): string {
     'echo "selinux=$(cat /sys/fs/selinux/enforce 2>/dev/null)"',
     'echo "apparmor=$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)"',
     config ? `echo "mlock_disabled=$(grep -Ec '^[[:space:]]*disable_mlock[[:space:]]*=[[:space:]]*true' ${shq(config)} 2>/dev/null)"` : '',
-    ...[['data', svc.data_dir], ['config', config]].filter(([, p]) => p).map(([k, p]) => `echo "perm_${k}=${p}|$(stat -c '%a %U' ${shq(p!)} 2>/dev/null)"`),
+    // Paths are data: every value from the inventory goes through shq, never into double quotes
+    // (where $(...) and backticks would run). Newlines become spaces so a path stays one fact line.
+    ...[['data', svc.data_dir], ['config', config]].filter(([, p]) => p).map(([k, p]) => `printf 'perm_${k}=%s|%s\\n' ${shq(p!.replace(/[\r\n]/g, ' '))} "$(stat -c '%a %U' -- ${shq(p!)} 2>/dev/null)"`),
     config ? `for k in $(sed -n 's/.*tls_key_file[[:space:]]*=[[:space:]]*"\\(.*\\)".*/\\1/p' ${shq(config)} 2>/dev/null); do echo "perm_key=$k|$(stat -c '%a %U' "$k" 2>/dev/null)"; done` : '',
     'echo "ntp=$(timedatectl show -p NTPSynchronized --value 2>/dev/null)"',
     'echo "chrony=$(chronyc -n tracking 2>/dev/null | sed -n \'s/^Leap status *: *//p\')"',
@@ -135,8 +137,9 @@ export async function runHostChecks(n: NodeSpec, host: Host): Promise<CheckResul
     const bad: string[] = [];
     const seen: string[] = [];
     for (const [what, v, forbidden] of permLines) {
-      const [path, st] = v.split('|') as [string, string];
-      const [mode, owner] = st.split(' ');
+      const bar = v.lastIndexOf('|');
+      const path = bar < 0 ? v : v.slice(0, bar);
+      const [mode, owner] = (bar < 0 ? '' : v.slice(bar + 1)).split(' ');
       if (!mode) {
         bad.push(`${what} ${path} not found`);
         continue;

@@ -6,7 +6,7 @@ import { InputError, VaultopsError } from '../core/errors.js';
 import { ClusterClient } from '../vault/cluster.js';
 import { VaultClient } from '../vault/client.js';
 import type { InitResponse } from '../vault/api-types.js';
-import { machineTmpDir, stateDir } from './paths.js';
+import { stateDir } from './paths.js';
 import { FLAVORS, type Flavor } from './binaries.js';
 import { ensureLabCa, issueNodeCert } from './certs.js';
 import { isAlive, withFileLock } from './file-lock.js';
@@ -14,7 +14,7 @@ import { lastLines } from './exec.js';
 import { renderInventory } from './inventory-writer.js';
 import { ensureServiceUser, firstBlockedAncestor, handOver, openForSearch, privateCopy, type RunAs } from './run-as.js';
 import { prepareSshHosts, startSshds, stopSshds, type LabSsh } from './ssh-hosts.js';
-import { recordSlot, slotsHeldElsewhere } from './slot-registry.js';
+import { recordSlot, slotLockPath, slotsHeldElsewhere } from './slot-registry.js';
 import { checkSameSeal, prepareTransitSeal, revokeSealToken, type LabSeal, type PreparedSeal, type ProviderLabs, type SealRequest } from './transit-seal.js';
 
 export const API_PORT = 8200;
@@ -191,7 +191,7 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   let lab: LabRecord | undefined;
   try {
-    lab = await withFileLock(join(machineTmpDir(), 'vaultops-lab-slots.lock'), progress, async () => {
+    lab = await withFileLock(slotLockPath(), progress, async () => {
       const slot = await allocateSlot(opts.name, env, dir);
       const record: LabRecord = {
         name: opts.name,
@@ -280,7 +280,7 @@ async function restart(lab: LabRecord, binary: string, progress: (m: string) => 
   if (oldSeal?.tokenAccessor !== lab.seal?.tokenAccessor) await revokeSealToken(oldSeal, oldSeal?.tokenAccessor, providerLabs(env));
   try {
     // Inside the try: when one node fails to start, the nodes already started are stopped too.
-    await withFileLock(join(machineTmpDir(), 'vaultops-lab-slots.lock'), progress, async () => {
+    await withFileLock(slotLockPath(), progress, async () => {
       for (const n of lab.nodes) await assertPortsFree(n, lab.name);
       recordSlot(lab.slot, lab.dir);
       await startNodes(lab, progress);

@@ -3,11 +3,13 @@ import { redactor } from '../core/redact.js';
 import type { Prompter } from '../core/prompter.js';
 import { resolveSecret } from '../secrets/refs.js';
 import { evaluate, parseExpr, render, truthy } from '../core/expr.js';
-import type { Playbook } from './load.js';
+import { COMMAND_REF, type Playbook } from './load.js';
 import type { VarSpec } from './schema.js';
 import { unwrapTemplate } from './plan.js';
 
 const SECRET_REF = /^(env|file|cmd|prompt):./;
+/** A default that is exactly one path into the inventory's cluster. */
+const INVENTORY_PATH = /^\s*\{\{\s*cluster(\.[A-Za-z0-9_-]+)+\s*\}\}\s*$/;
 
 export interface ResolvedInputs {
   /** Every var, secrets included (in memory only). */
@@ -67,6 +69,13 @@ export async function resolveInputs(options: {
         throw new InputError(`Var ${name}: its default ${String(spec.default)} cannot be worked out: ${(e as Error).message}.`);
       }
       if (typeof spec.default === 'string' && /\{\{/.test(spec.default)) source = `${spec.default.replace(/[{}\s]/g, '')} in the inventory, or --var ${name}=...`;
+      // A cmd: reference runs a command here: only the inventory's own (a default that is exactly
+      // {{ cluster.* }}) is taken; one the playbook makes up is refused before anything runs.
+      if (typeof value === 'string' && COMMAND_REF.test(value) && !(typeof spec.default === 'string' && INVENTORY_PATH.test(spec.default))) {
+        throw new InputError(`Var ${name}: its default works out to a cmd: reference, which a playbook may not supply (it would run a command on this machine).`, {
+          hint: `Put the reference in the inventory, or pass --var ${name}=cmd:... yourself.`,
+        });
+      }
     }
     if (typeof value === 'string' && isSecret && SECRET_REF.test(value)) {
       if (options.planOnly) continue;

@@ -66,7 +66,10 @@ export function parsePlaybook(file: string, text: string, actions: Map<string, A
   const top = src.validate(playbookSchema.extend({ steps: z.array(z.unknown()).min(1, 'a playbook needs at least one step') }), raw ?? {});
   if (!top) throw new ProblemsError(`Playbook ${file}`, src.problems);
   const vars: Record<string, VarSpec> = {};
-  for (const [k, v] of Object.entries(top.vars ?? {})) vars[k] = varSchema.parse(v);
+  for (const [k, v] of Object.entries(top.vars ?? {})) {
+    vars[k] = varSchema.parse(v);
+    refuseCommandRefs(src, ['vars', k, 'default'], vars[k].default);
+  }
   // Pass 2: steps, actions, arguments, expressions.
   const registered = new Set<string>();
   const steps = parseSteps(src, top.steps, ['steps'], '', actions, vars, registered);
@@ -147,6 +150,7 @@ function parseSteps(src: YamlSource, raw: unknown[], path: PathKey[], prefix: st
     checkExpr(src, [...p, 'when'], s.when, vars, registered);
     checkTemplate(src, [...p, 'confirm'], s.confirm, vars, registered);
     checkTemplate(src, [...p, 'with'], s.with, vars, registered);
+    refuseCommandRefs(src, [...p, 'with'], s.with);
     if (s.register) registered.add(s.register);
     checkExpr(src, [...p, 'until'], s.until, vars, registered, ['result']);
     if (s.until && !s.retries) src.add([...p, 'until'], '"until" needs "retries" (how many times to try)', 'add e.g. retries: 10 and delay: 2s');
@@ -170,6 +174,25 @@ function parseSteps(src: YamlSource, raw: unknown[], path: PathKey[], prefix: st
     });
   });
   return out;
+}
+
+/**
+ * A `cmd:` reference runs a shell command on the operator's machine when it is resolved. Those may
+ * come only from the inventory or the command line, which the operator controls; a playbook (shared,
+ * downloaded, reviewed less) may not carry one, neither as a var default nor as a step argument.
+ */
+export const COMMAND_REF = /^\s*cmd:/;
+
+function refuseCommandRefs(src: YamlSource, path: PathKey[], value: unknown): void {
+  if (typeof value === 'string') {
+    if (COMMAND_REF.test(value)) {
+      src.add(path, 'a playbook may not hold a cmd: reference (it would run a command on this machine)', 'put the cmd: reference in the inventory (and use {{ cluster.* }} here), or pass it with --var NAME=cmd:...');
+    }
+  } else if (Array.isArray(value)) value.forEach((v, i) => refuseCommandRefs(src, [...path, i], v));
+  else if (value && typeof value === 'object' && 'trust_on_first_use' in value && (value as { trust_on_first_use: unknown }).trust_on_first_use !== false) {
+    src.add([...path, 'trust_on_first_use'], 'a playbook may not turn trust-on-first-use on: only the operator\'s --trust-on-first-use flag does', 'pin ssh.host_key or ssh.known_hosts in the inventory, and drop this argument');
+  }
+  else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) refuseCommandRefs(src, [...path, k], v);
 }
 
 /** Checks `with:` against the action's schema; values that are templates are checked at run time. */

@@ -54,7 +54,8 @@ export async function prepare(opts: PrepareOptions): Promise<Prepared> {
   const env = readVaultEnv();
   let token: string | undefined;
   if (spec.token && !opts.planOnly) token = await resolveSecretString(spec.token, { askSecret: (label) => opts.prompter.secret({ message: label, source: `the inventory's token (${spec.token})` }) });
-  else if (spec.token && opts.planOnly && !spec.token.startsWith('prompt:')) token = await resolveSecretString(spec.token).catch(() => undefined);
+  // The plan runs nothing: a cmd: token reference is left for `run` (the plan says so below).
+  else if (spec.token && opts.planOnly && !/^(prompt|cmd):/.test(spec.token)) token = await resolveSecretString(spec.token).catch(() => undefined);
   else token = env.token;
   const cluster = new ClusterClient({
     name: clusterName,
@@ -89,6 +90,7 @@ export async function prepare(opts: PrepareOptions): Promise<Prepared> {
     // The plan names what it does not know yet instead of printing "undefined".
     for (const name of inputs.missing) shownVars[name] = `<${name}>`;
     const plan = makePlan({ playbook, clusterName, spec, nodes: cluster.nodes, live, actions, vars: shownVars });
+    if (opts.planOnly && spec.token?.startsWith('cmd:')) plan.notes.push('the token was not read: `run` would run the inventory\'s token command (token: cmd:...) first');
     for (const name of inputs.missing) {
       plan.notes.push(`var ${name} has no value yet: \`run\` asks for it at a terminal; unattended, pass --var ${name}=${inputs.secretNames.has(name) ? 'env:NAME' : '...'}`);
     }

@@ -15,7 +15,10 @@ export type SecretValue = string | string[];
  *   env:NAME             the environment variable (a JSON list is parsed into shares)
  *   file:PATH[#field]    the file (refused unless mode 0600/0400); #field picks a JSON field
  *   prompt:LABEL         asked once at the terminal, masked
- *   cmd:COMMAND          the command's stdout (a password manager), run by /bin/sh
+ *   cmd:COMMAND          the command's stdout (a password manager), run by /bin/sh with a minimal
+ *                        environment (commandEnv); a cmd: reference may come only from the inventory
+ *                        or the command line, never from a playbook (the playbook loader, the var
+ *                        resolver and the actions refuse one there)
  * Errors name the reference, never the value.
  */
 export async function resolveSecret(ref: string, prompter?: SecretPrompter): Promise<SecretValue> {
@@ -25,6 +28,7 @@ export async function resolveSecret(ref: string, prompter?: SecretPrompter): Pro
   let value: SecretValue;
   switch (kind) {
     case 'env': {
+      envSecretNames.add(arg);
       const v = process.env[arg];
       if (v === undefined || v === '') throw new InputError(`Secret reference ${ref}: the environment variable ${arg} is not set.`, { hint: `export ${arg}=... before running, or change the reference in the inventory.` });
       value = parseMaybeList(v);
@@ -102,9 +106,26 @@ function parseMaybeList(v: string): SecretValue {
   return t;
 }
 
+/** Names of environment variables that env: references read: never passed on to a cmd: child. */
+const envSecretNames = new Set<string>();
+
+/**
+ * What a cmd: child may see of our environment: enough to find programs and the user's password
+ * manager (PATH, HOME, USER, locale, TMPDIR; the gpg/pass locations), nothing else. VAULT_*, BAO_*,
+ * AWS_* and the variables env: references point at hold the very secrets a command has no business
+ * with, and a command from a compromised inventory would otherwise read them all.
+ */
+const COMMAND_ENV = /^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|LC_[A-Z]+|TMPDIR|TZ|TERM|XDG_RUNTIME_DIR|GNUPGHOME|GPG_TTY|PASSWORD_STORE_DIR)$/;
+
+export function commandEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && COMMAND_ENV.test(k) && !envSecretNames.has(k)) out[k] = v;
+  return out;
+}
+
 function runSecretCommand(ref: string, command: string): Promise<string> {
   return new Promise((resolvePromise, reject) => {
-    execFile('/bin/sh', ['-c', command], { timeout: 60_000, maxBuffer: 1 << 20 }, (err, stdout) => {
+    execFile('/bin/sh', ['-c', command], { timeout: 60_000, maxBuffer: 1 << 20, env: commandEnv() }, (err, stdout) => {
       // Never echo stdout or stderr: both may hold the secret.
       if (err) reject(new InputError(`Secret reference ${ref}: the command failed (exit ${String((err as { code?: unknown }).code ?? '?')}).`, { hint: 'Run the command by hand to see why.' }));
       else resolvePromise(stdout.replace(/\r?\n$/, ''));

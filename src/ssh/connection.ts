@@ -3,7 +3,7 @@ import { createReadStream, readFileSync } from 'node:fs';
 import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { GateError, InputError, UnreachableError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
-import { appendKnownHost, fingerprint, keyType, knownHostKeys, parsePublicKeyLine } from './host-key.js';
+import { appendKnownHost, defaultKnownHosts, fingerprint, keyType, knownHostKeys, parsePublicKeyLine } from './host-key.js';
 import { shq, type ExecOptions, type ExecResult, type Host, type UploadOptions, type UploadResult } from './host.js';
 
 export interface SshTarget {
@@ -139,24 +139,30 @@ export class SshHost implements Host {
         hint: 'Someone may be intercepting the connection, or the host was rebuilt. Check the fingerprint on the host (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) and update ssh.host_key.',
       });
     }
-    if (t.knownHosts) {
-      const { keys, revoked } = knownHostKeys(t.knownHosts, t.host, port);
-      if (revoked.some((k) => k.equals(blob))) return new GateError(`Host key of ${this.name} (${seen}) is marked @revoked in ${t.knownHosts}: refused.`);
-      if (keys.some((k) => k.equals(blob))) return undefined;
-      const sameType = keys.filter((k) => keyType(k) === keyType(blob));
-      if (sameType.length) {
-        return new GateError(`Host key of ${this.name} (${this.#where}) differs from the one in ${t.knownHosts}: refused.`, {
-          details: [...sameType.map((k) => `known:     ${keyType(k)} ${fingerprint(k)}`), `presented: ${seen}`],
-          hint: 'Someone may be intercepting the connection, or the host was rebuilt. Verify the fingerprint on the host, then `ssh-keygen -R` the old entry.',
-        });
-      }
+    // Without a known_hosts of its own, the target uses vaultops' file in the state dir: what
+    // trust-on-first-use accepted is recorded there and checked on every later connection.
+    const file = t.knownHosts ?? defaultKnownHosts();
+    const { keys, revoked } = knownHostKeys(file, t.host, port);
+    if (revoked.some((k) => k.equals(blob))) return new GateError(`Host key of ${this.name} (${seen}) is marked @revoked in ${file}: refused.`);
+    if (keys.some((k) => k.equals(blob))) return undefined;
+    if (keys.length) {
+      // Listed with other keys (of this type or another): never a first use, always refused.
+      return new GateError(`Host key of ${this.name} (${this.#where}) differs from the one in ${file}: refused.`, {
+        details: [...keys.map((k) => `known:     ${keyType(k)} ${fingerprint(k)}`), `presented: ${seen}`],
+        hint: 'Someone may be intercepting the connection, or the host was rebuilt. Verify the fingerprint on the host, then `ssh-keygen -R` the old entry.',
+      });
     }
+    if (revoked.length) return new GateError(`Host ${this.name} (${this.#where}) has only revoked keys in ${file}: refused.`);
     if (t.trustOnFirstUse) {
-      if (t.knownHosts) appendKnownHost(t.knownHosts, t.host, port, blob);
+      try {
+        appendKnownHost(file, t.host, port, blob);
+      } catch (e) {
+        return new InputError(`Trust-on-first-use: cannot record the host key of ${this.name} in ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'}), so it was not accepted.`, { hint: 'Set ssh.known_hosts to a writable file, or pin ssh.host_key.' });
+      }
       return undefined;
     }
     return new GateError(`Host key of ${this.name} (${this.#where}) is unknown: ${seen}.`, {
-      hint: 'Pin it as ssh.host_key or add it to ssh.known_hosts after checking the fingerprint on the host; --trust-on-first-use records it (only when the network path is trusted).',
+      hint: `Pin it as ssh.host_key or add it to ssh.known_hosts (${file}) after checking the fingerprint on the host; --trust-on-first-use records it (only when the network path is trusted).`,
     });
   }
 
@@ -181,8 +187,13 @@ export class SshHost implements Host {
    * non-zero exit). Output is bounded: the last `maxBytes` of each stream are kept.
    */
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    return this.#exec(command, options, this.#sudo || options.sudo === true);
+  }
+
+  #exec(command: string, options: ExecOptions, sudo: boolean): Promise<ExecResult> {
     const max = options.maxBytes ?? 64 * 1024;
-    const full = this.#sudo || options.sudo ? `sudo -n -- sh -c ${shq(command)}` : command;
+    // The whole command is one single-quoted word for sudo's shell: nothing in it is expanded twice.
+    const full = sudo ? `sudo -n -- sh -c ${shq(command)}` : command;
     return new Promise((resolve, reject) => {
       this.#live().exec(full, (e, stream) => {
         if (e) return reject(new UnreachableError(`SSH exec on ${this.name} failed: ${e.message}.`));
@@ -196,17 +207,29 @@ export class SshHost implements Host {
               stream.close();
             }, options.timeoutMs)
           : undefined;
-        const keep = (acc: Buffer, chunk: Buffer) => {
+        // A tail cut may fall inside a secret, whose start the redactor then cannot see: keep a margin
+        // longer than any secret before the tail, and mask from there (a cut secret is masked whole).
+        const margin = Math.max(4096, redactor.longest * 4 + 16);
+        const cut = { out: false, err: false };
+        const keep = (acc: Buffer, chunk: Buffer, which: 'out' | 'err') => {
           const b = Buffer.concat([acc, chunk]);
-          return b.length > max ? b.subarray(b.length - max) : b;
+          if (b.length <= max + margin) return b;
+          cut[which] = true;
+          return b.subarray(b.length - max - margin);
         };
-        stream.on('data', (c: Buffer) => (stdout = keep(stdout, c)));
-        stream.stderr.on('data', (c: Buffer) => (stderr = keep(stderr, c)));
+        const text = (b: Buffer, wasCut: boolean) => {
+          const s = b.toString('utf8');
+          if (!wasCut && b.length <= max) return s;
+          // Cut: what lies in the margin may start inside a secret, so it is dropped, never shown.
+          return redactor.redactTail(s, wasCut ? Math.max(0, s.length - margin) : max);
+        };
+        stream.on('data', (c: Buffer) => (stdout = keep(stdout, c, 'out')));
+        stream.stderr.on('data', (c: Buffer) => (stderr = keep(stderr, c, 'err')));
         if (options.stdin !== undefined) stream.end(options.stdin);
         else stream.end();
         stream.on('close', (code: number | null, signal?: string) => {
           if (timer) clearTimeout(timer);
-          resolve({ code: timedOut ? null : (code ?? null), signal: signal ?? (timedOut ? 'timeout' : undefined), stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8'), timedOut });
+          resolve({ code: timedOut ? null : (code ?? null), signal: signal ?? (timedOut ? 'timeout' : undefined), stdout: text(stdout, cut.out), stderr: text(stderr, cut.err), timedOut });
         });
       });
     });
@@ -233,7 +256,16 @@ export class SshHost implements Host {
       throw new InputError(`${localPath} has sha256 ${local.sha256}, not the expected ${options.sha256}: not uploaded.`);
     }
     const sudo = this.#sudo;
-    const part = sudo ? `/tmp/vaultops-upload-${process.pid}-${Date.now()}` : `${remotePath}.part`;
+    let part = `${remotePath}.part`;
+    if (sudo) {
+      // The SSH user cannot write the target, so the file goes to a temp file first: made by mktemp
+      // on the host as that user (exclusive create, 0600, a random name in the sticky /tmp), never a
+      // predictable name another user could have planted a symlink or file at.
+      const m = await this.#exec('mktemp "${TMPDIR:-/tmp}/vaultops-upload.XXXXXXXXXX"', {}, false);
+      const made = m.stdout.trim();
+      if (m.code !== 0 || !/^\/[^\n]+$/.test(made)) throw new VaultopsError(`Upload to ${this.name}: mktemp failed on the host: ${m.stderr.trim()}`);
+      part = made;
+    }
     const sftp = await this.#sftpSession();
     await new Promise<void>((resolve, reject) =>
       sftp.fastPut(localPath, part, { mode: options.mode ?? 0o644, concurrency: 16, chunkSize: 128 * 1024, step: options.onBytes && ((sent, _n, size) => options.onBytes!(sent, size)) }, (e) => (e ? reject(new VaultopsError(`Upload of ${localPath} to ${this.name}:${part} failed: ${e.message}.`)) : resolve())),

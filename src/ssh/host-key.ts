@@ -1,5 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
 
 /**
  * Host key checks the way OpenSSH does them: a key is the wire-format blob the server sends;
@@ -64,6 +66,27 @@ export function knownHostKeys(file: string, host: string, port: number): { keys:
   return { keys, revoked };
 }
 
+/**
+ * Records a host key (trust-on-first-use). A missing file is created 0600 (its directory 0700);
+ * a symlink at the file's name is refused (O_NOFOLLOW), so the record cannot be redirected.
+ */
 export function appendKnownHost(file: string, host: string, port: number, blob: Buffer): void {
-  appendFileSync(file, `${knownHostsName(host, port)} ${keyType(blob)} ${blob.toString('base64')}\n`, { mode: 0o600 });
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW } = constants;
+  const fd = openSync(file, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o600);
+  try {
+    writeSync(fd, `${knownHostsName(host, port)} ${keyType(blob)} ${blob.toString('base64')}\n`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * vaultops' own known_hosts, for targets without ssh.known_hosts: in the state dir
+ * ($VAULTOPS_STATE_DIR, else $XDG_STATE_HOME/vaultops, else ~/.local/state/vaultops; the same
+ * rule as the lab's stateDir, which this layer may not import).
+ */
+export function defaultKnownHosts(env: NodeJS.ProcessEnv = process.env): string {
+  const state = env['VAULTOPS_STATE_DIR'] || join(env['XDG_STATE_HOME'] || join(homedir(), '.local', 'state'), 'vaultops');
+  return join(state, 'known_hosts');
 }

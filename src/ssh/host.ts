@@ -46,7 +46,11 @@ export interface UploadResult {
   bytes: number;
 }
 
-/** Quotes one word for a POSIX shell. */
+/**
+ * Quotes one word for a POSIX shell: the one helper for every value sent to a remote shell. Plain
+ * words pass as they are; anything else goes in single quotes, where nothing is expanded (a `'`
+ * inside becomes '\''). `=` is not plain: `NAME=value` in command position would be an assignment.
+ */
 export function shq(s: string): string {
-  return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+  return /^[A-Za-z0-9_./:@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }

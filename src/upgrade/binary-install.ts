@@ -41,9 +41,20 @@ export async function stageBinary(host: Host, livePath: string, src: BinarySourc
   return { uploaded: true };
 }
 
-/** The version a binary reports (`vault version` / `bao version`) when run on the host. */
-export async function remoteBinaryVersion(host: Host, path: string): Promise<string> {
-  const r = await host.exec(`${shq(path)} version`, { timeoutMs: 60_000, maxBytes: 4096 });
+/**
+ * The version a binary reports (`vault version` / `bao version`) when run on the host. It runs only
+ * when its sha256 there is the expected one, checked in the same remote command right before it
+ * runs (with sudo, when the host uses it): a file changed after staging never runs.
+ */
+export async function remoteBinaryVersion(host: Host, path: string, expectedSha256: string): Promise<string> {
+  const want = expectedSha256.toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(want)) throw new InputError(`"${expectedSha256}" is not a sha256 (64 hex digits).`);
+  const r = await host.exec(`f=${shq(path)}; s=$(sha256sum -- "$f" | cut -d ' ' -f 1); if [ "$s" != ${want} ]; then echo "sha256 $s" >&2; exit 86; fi; exec "$f" version`, { timeoutMs: 360_000, maxBytes: 4096 });
+  if (r.code === 86) {
+    throw new VaultopsError(`The staged binary ${host.name}:${path} does not have the expected sha256 (${r.stderr.trim() || 'unreadable'}): it was not run.`, {
+      hint: 'Someone or something changed it after it was staged. Run the upgrade again: it stages and verifies the binary first.',
+    });
+  }
   const v = /v(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?)/.exec(r.stdout)?.[1];
   if (r.code !== 0 || !v) {
     throw new VaultopsError(`The new binary does not run on ${host.name} (\`${path} version\` exit ${r.code ?? r.signal}).`, {

@@ -195,7 +195,7 @@ export async function preflightImmutable(o: ImmutableUpgradeOptions): Promise<Im
         emit({ kind: 'stage', node: m.spec.name, message: r.uploaded ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)` : 'already staged (sha256 verified on the host)' });
       }),
     );
-    const target = await remoteBinaryVersion(newMembers[0]!.host, `${newMembers[0]!.binaryPath}${STAGED_SUFFIX}`);
+    const target = await remoteBinaryVersion(newMembers[0]!.host, `${newMembers[0]!.binaryPath}${STAGED_SUFFIX}`, o.binary.sha256);
 
     // Old versions: from the nodes (fresh run) or the record (some old nodes may be gone).
     const fromVersions: Record<string, string> = { ...(state?.fromVersions ?? {}) };

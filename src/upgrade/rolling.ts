@@ -171,7 +171,7 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
         emit({ kind: 'stage', node: m.spec.name, message: r.uploaded ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)` : 'already staged (sha256 verified on the host)' });
       }),
     );
-    const target = await remoteBinaryVersion(members[0]!.host, `${members[0]!.binaryPath}${STAGED_SUFFIX}`);
+    const target = await remoteBinaryVersion(members[0]!.host, `${members[0]!.binaryPath}${STAGED_SUFFIX}`, o.binary.sha256);
 
     // 5. Version gate: never downgrade; skip nodes already there.
     const fromVersions: Record<string, string> = {};

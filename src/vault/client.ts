@@ -203,10 +203,14 @@ export class VaultClient {
     const rp = async (o: { method: string; uri: string; headers?: Record<string, string>; json?: unknown }) => {
       const url = new URL(o.uri);
       const hasBody = o.json !== undefined && o.json !== true;
+      // node-vault falls back to $VAULT_TOKEN / $VAULT_NAMESPACE when its token is empty: a client
+      // without a token would send the environment's. Its token and namespace headers are dropped
+      // and this client's own (none, when it has none) are sent instead.
+      const own = Object.fromEntries(Object.entries(o.headers ?? {}).filter(([k]) => !/^x-vault-(token|namespace)$/i.test(k)));
       const res = await transport.request({
         method: o.method,
         url,
-        headers: { ...o.headers, 'x-vault-request': 'true', ...(hasBody ? { 'content-type': 'application/json' } : {}) },
+        headers: { ...own, ...this.#headers(), ...(hasBody ? { 'content-type': 'application/json' } : {}) },
         body: hasBody ? JSON.stringify(o.json) : undefined,
       });
       const text = res.body.toString('utf8');

@@ -3,6 +3,8 @@ import { startTestLab, type TestLab } from '../helpers/lab.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { CliRunner } from '../helpers/cli.js';
 import { ExitCode } from '../../src/core/exit-codes.js';
+import { VaultApiError } from '../../src/core/errors.js';
+import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
 
 /** Some suites (transit seal providers, quick drills) want a single node: it must come up, and status must say it cannot lose a node. */
 const flavour = flavorsUnderTest()[0]!;
@@ -23,5 +25,30 @@ describe(`a one-node lab (${flavour.flavor})`, () => {
     expect(st.autopilot.failureTolerance).toBe(0);
     expect(st.problems).toEqual(['failure tolerance is 0: losing one more node loses quorum']);
     cli.expectNoSecrets(lab.secrets);
+  });
+
+  it('a client without a token sends none, even when VAULT_TOKEN holds a valid one', async () => {
+    const before = { token: process.env['VAULT_TOKEN'], ns: process.env['VAULT_NAMESPACE'] };
+    process.env['VAULT_TOKEN'] = lab!.init.root_token;
+    delete process.env['VAULT_NAMESPACE'];
+    try {
+      const { client } = await connectCluster(lab!.inventory, undefined);
+      const node = client.client('n1').withToken(undefined);
+      expect(node.hasToken).toBe(false);
+      const attempt = () => node.raftConfiguration().then(() => 'answered 200', (x: unknown) => x);
+      // Without a token the server answers 403; with the environment's root token it would answer 200.
+      const e = await attempt();
+      expect(e).toBeInstanceOf(VaultApiError);
+      expect((e as VaultApiError).message).toMatch(/answered 403/);
+      // Nor is $VAULT_NAMESPACE sent (OpenBao would answer 400 for a namespace on this path).
+      process.env['VAULT_NAMESPACE'] = 'not-a-namespace';
+      expect(((await attempt()) as VaultApiError).message).toMatch(/answered 403/);
+      client.close();
+    } finally {
+      if (before.token === undefined) delete process.env['VAULT_TOKEN'];
+      else process.env['VAULT_TOKEN'] = before.token;
+      if (before.ns === undefined) delete process.env['VAULT_NAMESPACE'];
+      else process.env['VAULT_NAMESPACE'] = before.ns;
+    }
   });
 });

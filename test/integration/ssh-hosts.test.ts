@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshHost, type SshTarget } from '../../src/ssh/connection.js';
@@ -10,6 +11,10 @@ import { GateError, InputError } from '../../src/core/errors.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 import { waitFor } from '../helpers/cli.js';
+import { runHostChecks } from '../../src/check/host-checks.js';
+import type { NodeSpec } from '../../src/inventory/schema.js';
+import { remoteBinaryVersion, stageBinary, STAGED_SUFFIX } from '../../src/upgrade/binary-install.js';
+import { VaultopsError } from '../../src/core/errors.js';
 
 /**
  * The SSH layer against the real OpenSSH sshd that `lab up --ssh` runs on each node's loopback
@@ -108,6 +113,89 @@ describe.each(upgradePairs)('SSH hosts of a $flavor lab', ({ flavor, from }) => 
     const changed = await SshHost.connect(target('n3', { hostKey: undefined, knownHosts, trustOnFirstUse: true })).catch((x: unknown) => x);
     expect(changed).toBeInstanceOf(GateError);
     expect((changed as GateError).message).toContain('differs from the one in');
+  });
+
+  it('trust-on-first-use never accepts a listed host\'s other key, even of a type not listed for it', async () => {
+    const dir = mkdtempSync(join(t.stateDir, 'tofu-'));
+    const knownHosts = join(dir, 'known_hosts');
+    // n3 is listed, but with an ECDSA key: its ed25519 key is another key, not a first use.
+    execFileSync('ssh-keygen', ['-q', '-t', 'ecdsa', '-N', '', '-f', join(dir, 'other')]);
+    const listed = `[${t.lab.nodes[2]!.ip}]:${SSH_PORT} ${readFileSync(join(dir, 'other.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ')}\n`;
+    writeFileSync(knownHosts, listed, { mode: 0o600 });
+    const e = await SshHost.connect(target('n3', { hostKey: undefined, knownHosts, trustOnFirstUse: true })).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(GateError);
+    expect((e as GateError).message).toContain('differs from the one in');
+    expect(readFileSync(knownHosts, 'utf8')).toBe(listed);
+  });
+
+  it('trust-on-first-use without a known_hosts file creates it (0600), records the key and checks it next time', async () => {
+    const dir = mkdtempSync(join(t.stateDir, 'tofu-'));
+    const knownHosts = join(dir, 'known_hosts');
+    const first = await SshHost.connect(target('n2', { hostKey: undefined, knownHosts, trustOnFirstUse: true }));
+    first.close();
+    expect(statSync(knownHosts).mode & 0o777).toBe(0o600);
+    expect(readFileSync(knownHosts, 'utf8')).toContain(`[${t.lab.nodes[1]!.ip}]:${SSH_PORT} ssh-ed25519 `);
+    const again = await SshHost.connect(target('n2', { hostKey: undefined, knownHosts }));
+    again.close();
+    // No known_hosts in the target at all: vaultops' own file in the state dir records it.
+    const before = process.env['VAULTOPS_STATE_DIR'];
+    process.env['VAULTOPS_STATE_DIR'] = dir;
+    try {
+      const own = join(dir, 'known_hosts');
+      writeFileSync(own, '', { mode: 0o600 });
+      const tofu = await SshHost.connect(target('n1', { hostKey: undefined, trustOnFirstUse: true }));
+      tofu.close();
+      expect(readFileSync(own, 'utf8')).toContain(`[${t.lab.nodes[0]!.ip}]:${SSH_PORT} ssh-ed25519 `);
+      const checked = await SshHost.connect(target('n1', { hostKey: undefined }));
+      checked.close();
+      // The recorded key is what is checked: n2's key planted for n1's address is refused.
+      writeFileSync(own, `[${t.lab.nodes[0]!.ip}]:${SSH_PORT} ${t.lab.ssh!.nodes['n2']!.hostKey}\n`);
+      const planted = await SshHost.connect(target('n1', { hostKey: undefined, trustOnFirstUse: true })).catch((x: unknown) => x);
+      expect(planted).toBeInstanceOf(GateError);
+    } finally {
+      if (before === undefined) delete process.env['VAULTOPS_STATE_DIR'];
+      else process.env['VAULTOPS_STATE_DIR'] = before;
+    }
+  });
+
+  it('check\'s host facts treat hostile service paths as data: nothing in them runs on the host', async () => {
+    const marker = `/tmp/vaultops-pwned-${process.pid}-${Date.now()}`;
+    const hostile = [`$(touch ${marker}-a)`, `\`touch ${marker}-b\``, `x"; touch ${marker}-c; echo "`, `x'; touch ${marker}-d; echo '`, `x\ntouch ${marker}-e\n`, `x; touch ${marker}-f`, `"$(touch ${marker}-g)"`];
+    const h = await SshHost.connect(target('n1'));
+    try {
+      for (const [i, bad] of hostile.entries()) {
+        const other = hostile[(i + 1) % hostile.length]!;
+        const node = { name: 'n1', api_addr: `http://${t.lab.nodes[0]!.ip}:8200`, service: { manager: 'lab', data_dir: bad, config: other } } as NodeSpec;
+        const results = await runHostChecks(node, h);
+        const perms = results.find((r) => r.id === 'host.permissions')!;
+        expect(perms.status).toBe('fail');
+        expect(perms.found).toContain('not found');
+      }
+      for (const suffix of ['a', 'b', 'c', 'd', 'e', 'f', 'g']) expect(existsSync(`${marker}-${suffix}`), `${marker}-${suffix}`).toBe(false);
+    } finally {
+      h.close();
+    }
+  });
+
+  it('a staged binary is hashed right before it runs: one changed after staging never runs', async () => {
+    const good = '#!/bin/sh\necho "Vault v9.9.9 (staged test binary)"\n';
+    const local = join(t.stateDir, 'good-server');
+    writeFileSync(local, good, { mode: 0o755 });
+    const sha = createHash('sha256').update(good).digest('hex');
+    const live = join(t.lab.nodes[0]!.dir, 'fake-server');
+    const marker = join(t.stateDir, `tampered-binary-ran-${Date.now()}`);
+    const h = await SshHost.connect(target('n1'));
+    try {
+      await stageBinary(h, live, { path: local, sha256: sha });
+      expect(await remoteBinaryVersion(h, `${live}${STAGED_SUFFIX}`, sha)).toBe('9.9.9');
+      writeFileSync(`${live}${STAGED_SUFFIX}`, `#!/bin/sh\ntouch ${marker}\necho "Vault v6.6.6"\n`, { mode: 0o755 });
+      const e = await remoteBinaryVersion(h, `${live}${STAGED_SUFFIX}`, sha).then((v) => v, (x: unknown) => x);
+      expect(e).toBeInstanceOf(VaultopsError);
+      expect((e as VaultopsError).message).toContain('was not run');
+      expect(existsSync(marker)).toBe(false);
+    } finally {
+      h.close();
+    }
   });
 
   it('reaches a node through a jump host', async () => {

@@ -66,3 +66,63 @@ describe('a broken playbook gets every problem at once, each at file:line:col', 
     for (const f of ['health-check', 'unseal']) expect(loadPlaybook(`playbooks/${f}.yml`, actions).steps.length).toBeGreaterThan(0);
   });
 });
+
+describe('a playbook cannot carry cmd: references (they run a shell on the operator\'s machine)', () => {
+  it('a secret var whose default is a cmd: reference is refused at its line and column', () => {
+    const text = [
+      'name: sneaky',
+      'vars:',
+      '  keys:',
+      '    type: secret_list',
+      '    default: "cmd:touch /tmp/vaultops-pwned-by-playbook"',
+      'steps:',
+      '  - action: vault.node_health',
+      '',
+    ].join('\n');
+    const p = problems(text);
+    expect(p.some((l) => /^pb\.yml:5:\d+ .*cmd: reference/.test(l)), p.join('\n')).toBe(true);
+  });
+
+  it('a step argument that is a cmd: reference is refused (the restore action\'s identity)', () => {
+    const text = [
+      'name: sneaky',
+      'steps:',
+      '  - action: backup.restore',
+      '    with:',
+      '      from: /tmp/x.snap',
+      '      identity: "cmd:touch /tmp/vaultops-pwned-by-playbook"',
+      '',
+    ].join('\n');
+    const p = problems(text);
+    expect(p.some((l) => /^pb\.yml:6:\d+ .*cmd: reference/.test(l)), p.join('\n')).toBe(true);
+  });
+
+  it('inventory references in defaults stay allowed', () => {
+    const text = [
+      'name: fine',
+      'vars:',
+      '  keys: {type: secret_list, default: "{{ cluster.unseal.keys }}"}',
+      'steps:',
+      '  - action: vault.node_health',
+      '',
+    ].join('\n');
+    expect(problems(text)).toEqual([]);
+  });
+});
+
+describe('a playbook cannot turn trust-on-first-use on', () => {
+  it('with: trust_on_first_use: true is refused at its line, naming the operator\'s flag', () => {
+    const text = [
+      'name: tofu',
+      'steps:',
+      '  - action: upgrade.preflight',
+      '    with:',
+      '      binary: /tmp/bao',
+      `      sha256: "${'a'.repeat(64)}"`,
+      '      trust_on_first_use: true',
+      '',
+    ].join('\n');
+    const p = problems(text);
+    expect(p.some((l) => /^pb\.yml:7:\d+ .*trust-on-first-use.*--trust-on-first-use/.test(l)), p.join('\n')).toBe(true);
+  });
+});

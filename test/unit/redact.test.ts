@@ -9,12 +9,13 @@ describe('the redactor masks every secret it was told about', () => {
     expect(r.redact('token=hvs.CAESIJ7example-root-token; again hvs.CAESIJ7example-root-token.')).toBe(`token=${MASK}; again ${MASK}.`);
   });
 
-  it('leaves text alone when it knows no secrets, and ignores values too short to be secrets', () => {
+  it('leaves text alone when it knows no secrets; a secret of 1-3 characters is masked only where it stands alone', () => {
     const r = new Redactor();
     expect(r.redact('nothing to hide')).toBe('nothing to hide');
-    r.add('abc', '', undefined, null);
+    r.add('', undefined, null);
     expect(r.size).toBe(0);
-    expect(r.redact('abc is fine')).toBe('abc is fine');
+    r.add('abc');
+    expect(r.redact('abc is masked, abcdef is not')).toBe(`${MASK} is masked, abcdef is not`);
   });
 
   it('masks secrets with regex characters literally', () => {

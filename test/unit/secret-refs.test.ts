@@ -106,16 +106,33 @@ describe('env: references', () => {
 
 describe('cmd: references', () => {
   it('takes the command\'s stdout without the final newline', async () => {
-    setEnv('VAULTOPS_UNIT_CMD_SECRET', 'cmd-secret-value-1');
-    expect(await resolveSecretString('cmd:echo "$VAULTOPS_UNIT_CMD_SECRET"')).toBe('cmd-secret-value-1');
+    const f = secretFile('cmd-out', 'cmd-secret-value-1\n', 0o600);
+    expect(await resolveSecretString(`cmd:cat ${f}`)).toBe('cmd-secret-value-1');
   });
 
   it('a failing command is reported with its exit code, never with what it printed', async () => {
-    // The secret comes from the environment so the reference text itself does not contain it.
-    setEnv('VAULTOPS_UNIT_CMD_SECRET', 'leaked-if-echoed-9f8e7d');
-    const e = await failure(resolveSecret('cmd:printf %s "$VAULTOPS_UNIT_CMD_SECRET"; printf %s "$VAULTOPS_UNIT_CMD_SECRET" >&2; exit 3'));
+    // The secret comes from a file so the reference text itself does not contain it.
+    const f = secretFile('cmd-leak', 'leaked-if-echoed-9f8e7d', 0o600);
+    const e = await failure(resolveSecret(`cmd:cat ${f}; cat ${f} >&2; exit 3`));
     expect(e.message).toContain('exit 3');
     expect(JSON.stringify({ m: e.message, h: e.hint, d: e.details, c: String(e.cause ?? '') })).not.toContain('leaked-if-echoed-9f8e7d');
+  });
+
+  it('the command gets a minimal environment: no VAULT_*/BAO_*/AWS_* and no variable an env: reference reads', async () => {
+    setEnv('VAULT_TOKEN', 'hvs.unit-token-never-for-children');
+    setEnv('BAO_TOKEN', 's.unit-bao-token-never-for-children');
+    setEnv('AWS_SECRET_ACCESS_KEY', 'unit-aws-secret-never-for-children');
+    setEnv('LC_UNSEAL_KEYS', 'unit-unseal-key-never-for-children');
+    // An env: reference makes its variable secret, even under a name the allowlist would pass (LC_*).
+    expect(await resolveSecretString('env:LC_UNSEAL_KEYS')).toBe('unit-unseal-key-never-for-children');
+    const seen = await resolveSecretString('cmd:env; echo end-of-env');
+    expect(seen).toContain('end-of-env');
+    expect(seen).toMatch(/^PATH=/m);
+    expect(seen).toMatch(/^HOME=/m);
+    for (const v of ['hvs.unit-token-never-for-children', 's.unit-bao-token-never-for-children', 'unit-aws-secret-never-for-children', 'unit-unseal-key-never-for-children']) {
+      expect(seen).not.toContain(v);
+    }
+    expect(seen).not.toMatch(/^(VAULT_|BAO_|AWS_|VAULTOPS_)/m);
   });
 });
 

@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -50,5 +52,17 @@ describe('remote command words are quoted for a POSIX shell', () => {
     expect(shq('/opt/vault/bin/vault')).toBe('/opt/vault/bin/vault');
     expect(shq("it's; rm -rf /")).toBe(`'it'\\''s; rm -rf /'`);
     expect(shq('a b')).toBe("'a b'");
+    // In command position NAME=value would be an assignment, not a word.
+    expect(shq('PATH=/tmp/evil')).toBe("'PATH=/tmp/evil'");
+  });
+
+  it('a hostile value reaches the command as one literal word, and nothing in it runs', () => {
+    const marker = `/tmp/vaultops-unit-shq-${process.pid}`;
+    const hostile = [`$(touch ${marker})`, `\`touch ${marker}\``, `"; touch ${marker}; "`, `'; touch ${marker}; '`, `x\ntouch ${marker}`, `; touch ${marker}`, '', '-n', '*', '~root', 'a\\b', '$HOME'];
+    for (const v of hostile) {
+      const out = execFileSync('/bin/sh', ['-c', `printf '%s' ${shq(v)}`], { encoding: 'utf8' });
+      expect(out).toBe(v);
+    }
+    expect(existsSync(marker)).toBe(false);
   });
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { InputError } from '../../core/errors.js';
 import type { ActionContext } from '../types.js';
 import { upgradeStateFiles } from '../../upgrade/state-files.js';
 
@@ -6,8 +7,21 @@ import { upgradeStateFiles } from '../../upgrade/state-files.js';
 export const binaryArgs = {
   binary: z.string().min(1).describe('Local path of the new server binary.'),
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, '64 hex digits').describe('Its expected sha256 (from the release\'s SHA256SUMS).'),
-  trust_on_first_use: z.boolean().default(false).describe('Accept SSH host keys that neither ssh.host_key nor known_hosts knows.'),
+  trust_on_first_use: z.boolean().default(false).describe('Refused when true: only the operator\'s --trust-on-first-use flag (vaultops upgrade/check) may accept unknown SSH host keys; pin ssh.host_key or ssh.known_hosts in the inventory.'),
 };
+
+/**
+ * Trust-on-first-use is the operator's decision (a flag on the command line), never a playbook's:
+ * a playbook that turns it on would let a first connection through an attacker be trusted forever.
+ */
+export function noPlaybookTofu(args: { trust_on_first_use?: boolean | undefined }): false {
+  if (args.trust_on_first_use) {
+    throw new InputError('trust_on_first_use: true is refused in a playbook: only the operator may turn trust-on-first-use on.', {
+      hint: 'Pin ssh.host_key or ssh.known_hosts in the inventory (or record the keys once with `vaultops check --trust-on-first-use`), and drop the argument.',
+    });
+  }
+  return false;
+}
 
 export function defaultUnit(ctx: ActionContext): string {
   return ctx.spec.flavor === 'openbao' ? 'openbao' : 'vault';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { immutableUpgrade } from '../../upgrade/immutable.js';
-import { binaryArgs, immutableStateFile } from './args-and-state-files.js';
+import { binaryArgs, immutableStateFile, noPlaybookTofu } from './args-and-state-files.js';
 
 export default defineAction({
   name: 'upgrade.join_new_nodes',
@@ -25,7 +25,7 @@ export default defineAction({
       waitTimeoutMs: args.wait * 1000,
       stateFile: immutableStateFile(ctx),
       signal: ctx.signal,
-      openHost: (n) => ctx.openHost(n, { trustOnFirstUse: args.trust_on_first_use }),
+      openHost: (n) => ctx.openHost(n, { trustOnFirstUse: noPlaybookTofu(args) }),
       onEvent: (e) => ctx.log('node' in e ? `${e.node}: ${'message' in e ? e.message : e.reason}` : e.message),
       only: { join: true },
     });

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { closeMembers } from '../../upgrade/rolling.js';
 import { preflightImmutable } from '../../upgrade/immutable.js';
-import { binaryArgs, immutableStateFile } from './args-and-state-files.js';
+import { binaryArgs, immutableStateFile, noPlaybookTofu } from './args-and-state-files.js';
 
 export default defineAction({
   name: 'upgrade.immutable_preflight',
@@ -19,7 +19,7 @@ export default defineAction({
       binary: { path: args.binary, sha256: args.sha256 },
       stateFile: immutableStateFile(ctx),
       signal: ctx.signal,
-      openHost: (n) => ctx.openHost(n, { trustOnFirstUse: args.trust_on_first_use }),
+      openHost: (n) => ctx.openHost(n, { trustOnFirstUse: noPlaybookTofu(args) }),
       onEvent: (e) => ctx.log('node' in e ? `${e.node}: ${'message' in e ? e.message : e.reason}` : e.message),
     });
     closeMembers([...p.oldMembers, ...p.newMembers]);

@@ -3,7 +3,7 @@ import { defineAction } from '../types.js';
 import { remoteBinaryVersion, STAGED_SUFFIX } from '../../upgrade/binary-install.js';
 import { autopilotStabilization, gateBeforeNode, memberFor, upgradeMember } from '../../upgrade/rolling.js';
 import { compareVersions } from '../../core/version.js';
-import { binaryArgs, defaultUnit, progressFile } from './args-and-state-files.js';
+import { binaryArgs, defaultUnit, progressFile, noPlaybookTofu } from './args-and-state-files.js';
 
 export default defineAction({
   name: 'upgrade.node',
@@ -21,10 +21,10 @@ export default defineAction({
   async run(ctx, args) {
     const spec = ctx.spec.nodes.find((n) => n.name === ctx.node?.name);
     if (!spec) return { status: 'failed', message: 'upgrade.node needs a node target (standbys, leader, node:NAME)' };
-    const host = await ctx.openHost(spec, { trustOnFirstUse: args.trust_on_first_use });
+    const host = await ctx.openHost(spec, { trustOnFirstUse: noPlaybookTofu(args) });
     try {
       const m = memberFor(ctx.cluster, spec, host, defaultUnit(ctx));
-      const target = await remoteBinaryVersion(host, `${m.binaryPath}${STAGED_SUFFIX}`).catch(() => undefined);
+      const target = await remoteBinaryVersion(host, `${m.binaryPath}${STAGED_SUFFIX}`, args.sha256).catch(() => undefined);
       const health = await ctx.cluster.client(spec.name).health();
       const current = health.body.version ?? '0.0.0';
       if (target === undefined) {

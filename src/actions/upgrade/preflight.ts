@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { closeMembers, preflightUpgrade } from '../../upgrade/rolling.js';
-import { binaryArgs, progressFile } from './args-and-state-files.js';
+import { binaryArgs, progressFile, noPlaybookTofu } from './args-and-state-files.js';
 
 export default defineAction({
   name: 'upgrade.preflight',
@@ -28,7 +28,7 @@ export default defineAction({
       progressFile: progressFile(ctx),
       unsealKeys: args.unseal_keys,
       signal: ctx.signal,
-      openHost: (n) => ctx.openHost(n, { trustOnFirstUse: args.trust_on_first_use }),
+      openHost: (n) => ctx.openHost(n, { trustOnFirstUse: noPlaybookTofu(args) }),
       onEvent: (e) => ctx.log('node' in e ? `${e.node}: ${'message' in e ? e.message : e.reason}` : e.message),
     });
     closeMembers(pre.members);
