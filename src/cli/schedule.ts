@@ -3,7 +3,9 @@ import { basename, extname, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { parseConcurrency } from '../backup/fleet.js';
 import { loadInventory, selectCluster } from '../inventory/load.js';
-import { out } from '../ui/output.js';
+import { FORMATS, renderSchedule, SEMI_SPACE_FLAG, type Format, type Timing } from './schedule-render.js';
+
+export { SEMI_SPACE_FLAG };
 
 interface ScheduleBackupOptions {
   inventory: string;
@@ -22,20 +24,6 @@ interface ScheduleBackupOptions {
   notifyOn?: string;
   image?: string;
   user?: string;
-}
-
-/**
- * V8 flag for scheduled runs: a small young generation frees short-lived Buffers sooner. Since the
- * backup streams through pooled buffers it saves only ~5 MB at 1 GB (90 -> 85 MB peak RSS,
- * bench/backup.js), but an age-encrypted backup still peaks at ~116 MB with it against 158-188 MB
- * without (bench/encrypt.js), and it costs nothing measurable in time.
- */
-export const SEMI_SPACE_FLAG = '--max-semi-space-size=1';
-
-interface Timing {
-  cron: string;
-  onCalendar: string;
-  describe: string;
 }
 
 /**
@@ -65,108 +53,59 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
   // --all-clusters stays in the job (not the names of today's clusters): a cluster added to the inventory later is backed up too.
   const selection = o.allClusters ? ['--all-clusters'] : names.flatMap((n) => ['--cluster', n]);
   if (isFleet && o.concurrency !== undefined) selection.push('--concurrency', o.concurrency);
-  const args = backupArgs(o, invFile, selection);
-  const node = process.execPath;
-  const bin = resolve(process.argv[1] ?? 'vaultops');
-  const nodeFlags = [SEMI_SPACE_FLAG];
   const unit = isFleet ? `vaultops-backup-fleet-${name}` : `vaultops-backup-${name}`;
-
-  if (formats.has('cron')) {
-    out.line(`# cron (crontab -e as the user that can read the inventory's secrets): ${timing.describe}`);
-    out.line('# Secrets come from the inventory references (file: with mode 0600 is simplest under cron: its environment is empty).');
-    // cron has neither a run-time bound nor a no-overlap rule: timeout(1) gives the backup the hour
-    // systemd's TimeoutStartSec gives it (SIGTERM: the partial file is removed), and flock -n skips
-    // a run (exit 75) while the previous one still holds the lock, as concurrencyPolicy: Forbid does.
-    const guard = ['/usr/bin/flock', '-n', '-E', '75', `/tmp/${unit}.lock`, '/usr/bin/timeout', '--kill-after=60', '3600'];
-    out.line(`${timing.cron} ${shellJoin([...guard, node, ...nodeFlags, bin, ...args])} >>/var/log/${unit}.log 2>&1`);
-    out.line();
-  }
-  if (formats.has('systemd')) {
-    const store = o.to !== undefined ? resolve(o.to) : undefined;
-    out.line(`# /etc/systemd/system/${unit}.service`);
-    out.line(
-      [
-        '[Unit]',
-        `Description=vaultops: verified Raft snapshot${isFleet ? 's' : ''} of ${what}`,
-        'Wants=network-online.target',
-        'After=network-online.target',
-        '',
-        '[Service]',
-        'Type=oneshot',
-        `User=${o.user ?? 'vaultops'}`,
-        `ExecStart=${shellJoin([node, ...nodeFlags, bin, ...args])}`,
-        'Nice=10',
-        'IOSchedulingClass=best-effort',
-        'IOSchedulingPriority=7',
-        'NoNewPrivileges=yes',
-        'PrivateTmp=yes',
-        'ProtectSystem=full',
-        ...(store ? [`ReadWritePaths=${store}`] : []),
-        // A hung server must not block the next run forever.
-        'TimeoutStartSec=1h',
-        '',
-      ].join('\n'),
-    );
-    out.line(`# /etc/systemd/system/${unit}.timer`);
-    out.line(
-      [
-        '[Unit]',
-        `Description=vaultops backup of ${what}: ${timing.describe}`,
-        '',
-        '[Timer]',
-        `OnCalendar=${timing.onCalendar}`,
-        'Persistent=true',
-        'RandomizedDelaySec=60',
-        '',
-        '[Install]',
-        'WantedBy=timers.target',
-        '',
-      ].join('\n'),
-    );
-    out.line(`# systemctl daemon-reload && systemctl enable --now ${unit}.timer`);
-    out.line();
-  }
-  if (formats.has('kubernetes')) {
-    const k8sArgs = backupArgs({ ...o, to: o.to === undefined ? undefined : '/backups' }, '/etc/vaultops/inventory.yml', selection);
-    out.line(`# Kubernetes CronJob: mount the inventory (and the secrets it references) at /etc/vaultops, the backups at /backups.`);
-    out.line(
-      [
-        'apiVersion: batch/v1',
-        'kind: CronJob',
-        'metadata:',
-        `  name: ${unit.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`,
-        'spec:',
-        `  schedule: ${JSON.stringify(timing.cron)}`,
-        '  concurrencyPolicy: Forbid',
-        '  successfulJobsHistoryLimit: 3',
-        '  failedJobsHistoryLimit: 5',
-        '  jobTemplate:',
-        '    spec:',
-        '      backoffLimit: 1',
-        '      activeDeadlineSeconds: 3600',
-        '      template:',
-        '        spec:',
-        '          restartPolicy: Never',
-        '          containers:',
-        '            - name: backup',
-        `              image: ${o.image ?? 'vaultops:latest'}`,
-        '              args:',
-        ...k8sArgs.map((a) => `                - ${JSON.stringify(a)}`),
-        '              env:',
-        `                - { name: NODE_OPTIONS, value: ${JSON.stringify(SEMI_SPACE_FLAG)} }`,
-        '                - name: VAULT_TOKEN',
-        '                  valueFrom: { secretKeyRef: { name: vaultops-backup, key: token } }',
-        '              volumeMounts:',
-        '                - { name: inventory, mountPath: /etc/vaultops, readOnly: true }',
-        '                - { name: backups, mountPath: /backups }',
-        '          volumes:',
-        '            - name: inventory',
-        '              secret: { secretName: vaultops-inventory, defaultMode: 0400 }',
-        '            - name: backups',
-        '              persistentVolumeClaim: { claimName: vaultops-backups }',
-      ].join('\n'),
-    );
-  }
+  const store = o.to !== undefined ? resolve(o.to) : undefined;
+  renderSchedule(
+    {
+      unit,
+      timing,
+      args: backupArgs(o, invFile, selection),
+      user: o.user,
+      image: o.image,
+      cronComments: [
+        `# cron (crontab -e as the user that can read the inventory's secrets): ${timing.describe}`,
+        '# Secrets come from the inventory references (file: with mode 0600 is simplest under cron: its environment is empty).',
+      ],
+      systemd: {
+        description: `vaultops: verified Raft snapshot${isFleet ? 's' : ''} of ${what}`,
+        unitOptions: ['Wants=network-online.target', 'After=network-online.target'],
+        serviceSetup: [],
+        serviceOptions: [
+          'Nice=10',
+          'IOSchedulingClass=best-effort',
+          'IOSchedulingPriority=7',
+          'NoNewPrivileges=yes',
+          'PrivateTmp=yes',
+          'ProtectSystem=full',
+          ...(store ? [`ReadWritePaths=${store}`] : []),
+          // A hung server must not block the next run forever.
+          'TimeoutStartSec=1h',
+        ],
+        timerDescription: `vaultops backup of ${what}: ${timing.describe}`,
+        randomizedDelaySec: 60,
+      },
+      kubernetes: {
+        comment: `# Kubernetes CronJob: mount the inventory (and the secrets it references) at /etc/vaultops, the backups at /backups.`,
+        successfulJobsHistoryLimit: 3,
+        backoffLimit: 1,
+        container: 'backup',
+        args: backupArgs({ ...o, to: o.to === undefined ? undefined : '/backups' }, '/etc/vaultops/inventory.yml', selection),
+        env: [
+          `- { name: NODE_OPTIONS, value: ${JSON.stringify(SEMI_SPACE_FLAG)} }`,
+          '- name: VAULT_TOKEN',
+          '  valueFrom: { secretKeyRef: { name: vaultops-backup, key: token } }',
+        ],
+        volumeMounts: ['- { name: inventory, mountPath: /etc/vaultops, readOnly: true }', '- { name: backups, mountPath: /backups }'],
+        volumes: [
+          '- name: inventory',
+          '  secret: { secretName: vaultops-inventory, defaultMode: 0400 }',
+          '- name: backups',
+          '  persistentVolumeClaim: { claimName: vaultops-backups }',
+        ],
+      },
+    },
+    formats,
+  );
 }
 
 function backupArgs(o: ScheduleBackupOptions, inventory: string, selection: string[]): string[] {
@@ -176,6 +115,13 @@ function backupArgs(o: ScheduleBackupOptions, inventory: string, selection: stri
   if (o.keepLast !== undefined) a.push('--keep-last', o.keepLast);
   if (o.keepWithin !== undefined) a.push('--keep-within', o.keepWithin);
   if (o.textfile !== undefined) a.push('--textfile', o.textfile);
+  a.push(...notifyArgs(o));
+  return a;
+}
+
+/** --notify-url/--notify-on of a scheduled job: the URL only as a reference, never inline in a unit file. */
+function notifyArgs(o: { notifyUrl?: string; notifyOn?: string }): string[] {
+  const a: string[] = [];
   if (o.notifyUrl !== undefined) {
     if (!/^(env|file|cmd):/.test(o.notifyUrl)) throw new InputError('--notify-url must be a reference (env:NAME, file:PATH) in a schedule: a URL with a token would sit in a unit file and in process lists.', { hint: 'Put the URL in a 0600 file and pass --notify-url file:/etc/vaultops/webhook-url.' });
     a.push('--notify-url', o.notifyUrl);
@@ -209,10 +155,6 @@ export function parseEvery(every: string, seed: string): Timing {
   return { cron: `${minute} ${hour} * * *`, onCalendar: `*-*-* ${pad(hour)}:${pad(minute)}:00`, describe: `daily at ${pad(hour)}:${pad(minute)}` };
 }
 
-function shellJoin(args: string[]): string {
-  return args.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
-}
-
 interface ScheduleDrillOptions {
   inventory: string;
   cluster?: string;
@@ -241,100 +183,64 @@ export async function scheduleDrillCommand(o: ScheduleDrillOptions): Promise<voi
     const a = ['drill', '-i', inventory, '--cluster', name, '--non-interactive', '--quiet'];
     if (o.from !== undefined) a.push('--from', o.from.startsWith('/') || !o.from.includes('/') ? o.from : resolve(o.from));
     if (reportDir !== undefined) a.push('--report-dir', reportDir);
-    if (o.notifyUrl !== undefined) {
-      if (!/^(env|file|cmd):/.test(o.notifyUrl)) throw new InputError('--notify-url must be a reference (env:NAME, file:PATH) in a schedule: a URL with a token would sit in a unit file and in process lists.', { hint: 'Put the URL in a 0600 file and pass --notify-url file:/etc/vaultops/webhook-url.' });
-      a.push('--notify-url', o.notifyUrl);
-    }
-    if (o.notifyOn !== undefined) a.push('--notify-on', o.notifyOn);
+    a.push(...notifyArgs(o));
     return a;
   };
-  const args = drillArgs(invFile, o.reportDir === undefined ? undefined : resolve(o.reportDir));
-  const node = process.execPath;
-  const bin = resolve(process.argv[1] ?? 'vaultops');
-  const nodeFlags = [SEMI_SPACE_FLAG];
   const unit = `vaultops-drill-${name}`;
-  if (formats.has('cron')) {
-    out.line(`# cron (crontab -e as the user that can read the inventory's secrets and the backups): ${timing.describe}`);
-    out.line('# The drill starts a scratch lab cluster on this host and always tears it down; it exits non-zero and calls the webhook when it fails.');
-    out.line(`${timing.cron} ${shellJoin([node, ...nodeFlags, bin, ...args])} >>/var/log/${unit}.log 2>&1`);
-    out.line();
-  }
-  if (formats.has('systemd')) {
-    out.line(`# /etc/systemd/system/${unit}.service`);
-    out.line(
-      [
-        '[Unit]',
-        `Description=vaultops: disaster-recovery drill of ${name} (restore of the newest backup into a scratch cluster)`,
-        '',
-        '[Service]',
-        'Type=oneshot',
-        `User=${o.user ?? 'vaultops'}`,
-        'StateDirectory=vaultops',
-        'Environment=VAULTOPS_STATE_DIR=/var/lib/vaultops',
-        `ExecStart=${shellJoin([node, ...nodeFlags, bin, ...args])}`,
-        'Nice=10',
-        'NoNewPrivileges=yes',
-        'PrivateTmp=yes',
-        'ProtectSystem=full',
-        // KillMode=control-group (the default) stops a scratch server left by a killed drill.
-        'KillMode=control-group',
-        'TimeoutStartSec=1h',
-        '',
-      ].join('\n'),
-    );
-    out.line(`# /etc/systemd/system/${unit}.timer`);
-    out.line(['[Unit]', `Description=vaultops drill of ${name}: ${timing.describe}`, '', '[Timer]', `OnCalendar=${timing.onCalendar}`, 'Persistent=true', 'RandomizedDelaySec=300', '', '[Install]', 'WantedBy=timers.target', ''].join('\n'));
-    out.line(`# systemctl daemon-reload && systemctl enable --now ${unit}.timer`);
-    out.line();
-  }
-  if (formats.has('kubernetes')) {
-    const k8sArgs = drillArgs('/etc/vaultops/inventory.yml', '/reports');
-    out.line('# Kubernetes CronJob: the image must hold the server binary in VAULTOPS_CACHE_DIR; inventory and secrets at /etc/vaultops, backups mounted where the inventory\'s store points, reports at /reports.');
-    out.line(
-      [
-        'apiVersion: batch/v1',
-        'kind: CronJob',
-        'metadata:',
-        `  name: ${unit.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`,
-        'spec:',
-        `  schedule: ${JSON.stringify(timing.cron)}`,
-        '  concurrencyPolicy: Forbid',
-        '  failedJobsHistoryLimit: 5',
-        '  jobTemplate:',
-        '    spec:',
-        '      backoffLimit: 0',
-        '      activeDeadlineSeconds: 3600',
-        '      template:',
-        '        spec:',
-        '          restartPolicy: Never',
-        '          containers:',
-        '            - name: drill',
-        `              image: ${o.image ?? 'vaultops:latest'}`,
-        '              args:',
-        ...k8sArgs.map((a) => `                - ${JSON.stringify(a)}`),
-        '              env:',
-        '                - { name: VAULTOPS_STATE_DIR, value: /state }',
-        '              volumeMounts:',
-        '                - { name: inventory, mountPath: /etc/vaultops, readOnly: true }',
-        '                - { name: backups, mountPath: /backups, readOnly: true }',
-        '                - { name: reports, mountPath: /reports }',
-        '                - { name: state, mountPath: /state }',
-        '          volumes:',
-        '            - name: inventory',
-        '              secret: { secretName: vaultops-inventory, defaultMode: 0400 }',
-        '            - name: backups',
-        '              persistentVolumeClaim: { claimName: vaultops-backups }',
-        '            - name: reports',
-        '              persistentVolumeClaim: { claimName: vaultops-drill-reports }',
-        '            - name: state',
-        '              emptyDir: {}',
-      ].join('\n'),
-    );
-  }
+  renderSchedule(
+    {
+      unit,
+      timing,
+      args: drillArgs(invFile, o.reportDir === undefined ? undefined : resolve(o.reportDir)),
+      user: o.user,
+      image: o.image,
+      cronComments: [
+        `# cron (crontab -e as the user that can read the inventory's secrets and the backups): ${timing.describe}`,
+        '# The drill starts a scratch lab cluster on this host and always tears it down; it exits non-zero and calls the webhook when it fails.',
+      ],
+      systemd: {
+        description: `vaultops: disaster-recovery drill of ${name} (restore of the newest backup into a scratch cluster)`,
+        unitOptions: [],
+        serviceSetup: ['StateDirectory=vaultops', 'Environment=VAULTOPS_STATE_DIR=/var/lib/vaultops'],
+        serviceOptions: [
+          'Nice=10',
+          'NoNewPrivileges=yes',
+          'PrivateTmp=yes',
+          'ProtectSystem=full',
+          // KillMode=control-group (the default) stops a scratch server left by a killed drill.
+          'KillMode=control-group',
+          'TimeoutStartSec=1h',
+        ],
+        timerDescription: `vaultops drill of ${name}: ${timing.describe}`,
+        randomizedDelaySec: 300,
+      },
+      kubernetes: {
+        comment: '# Kubernetes CronJob: the image must hold the server binary in VAULTOPS_CACHE_DIR; inventory and secrets at /etc/vaultops, backups mounted where the inventory\'s store points, reports at /reports.',
+        backoffLimit: 0,
+        container: 'drill',
+        args: drillArgs('/etc/vaultops/inventory.yml', '/reports'),
+        env: ['- { name: VAULTOPS_STATE_DIR, value: /state }'],
+        volumeMounts: [
+          '- { name: inventory, mountPath: /etc/vaultops, readOnly: true }',
+          '- { name: backups, mountPath: /backups, readOnly: true }',
+          '- { name: reports, mountPath: /reports }',
+          '- { name: state, mountPath: /state }',
+        ],
+        volumes: [
+          '- name: inventory',
+          '  secret: { secretName: vaultops-inventory, defaultMode: 0400 }',
+          '- name: backups',
+          '  persistentVolumeClaim: { claimName: vaultops-backups }',
+          '- name: reports',
+          '  persistentVolumeClaim: { claimName: vaultops-drill-reports }',
+          '- name: state',
+          '  emptyDir: {}',
+        ],
+      },
+    },
+    formats,
+  );
 }
-
-const FORMATS = ['cron', 'systemd', 'kubernetes'] as const;
-type Format = (typeof FORMATS)[number];
 
 /**
  * `--format cron,systemd,kubernetes` (k8s is kubernetes). A name we do not know is an error (exit 2)

@@ -130,218 +130,304 @@ export type RestoreIntoScratch = (o: {
  * `error` carries the exception for the caller's exit code.
  */
 export async function runDrill(o: DrillOptions): Promise<{ report: DrillReport; error?: VaultopsError | undefined }> {
-  const log = o.log ?? (() => undefined);
+  const run = startRun(o);
+  try {
+    const backup = await verifyNewestBackup(run);
+    const scratch = await startScratchCluster(run, backup.manifest);
+    await restoreIntoScratch(run, scratch, backup);
+    await readCanaries(run, scratch.cluster);
+    await checkRaftIndex(run, scratch.cluster, backup.manifest);
+    run.report.result = 'passed';
+    run.report.exit_code = ExitCode.ok;
+  } catch (e) {
+    recordFailure(run, e);
+  } finally {
+    await run.removeCopy?.().catch(() => undefined);
+    run.scratch?.cluster?.close();
+    if (run.scratch) await tearDownScratch(run, run.scratch);
+  }
+  finishReport(run);
+  return { report: run.report, error: run.error };
+}
+
+/** What one drill carries from phase to phase. */
+interface DrillRun {
+  readonly o: DrillOptions;
+  readonly log: (message: string) => void;
+  readonly now: () => Date;
+  readonly started: Date;
+  readonly report: DrillReport;
+  /** The phase under way: a failure is charged to it. */
+  current?: { name: PhaseName; started: Date } | undefined;
+  /** Set once the scratch lab has a state folder: from then on the teardown runs. */
+  scratch?: Scratch | undefined;
+  /** Removes the private local copy of a remote store's backup. */
+  removeCopy?: (() => Promise<void>) | undefined;
+  /** The end of the RTO: the first good canary read, or the restored cluster when there are no canaries. */
+  rtoEnd?: Date | undefined;
+  error?: VaultopsError | undefined;
+}
+
+/** The scratch lab of one drill, in a state folder of its own (never the user's labs). */
+interface Scratch {
+  name: string;
+  state: string;
+  env: NodeJS.ProcessEnv;
+  flavor: Flavor;
+  /** The lab's client, once it is up. */
+  cluster?: ClusterClient | undefined;
+}
+
+interface VerifiedBackup {
+  /** A local path to the backup (a private copy for a remote store). */
+  file: string;
+  manifest: Manifest;
+}
+
+function startRun(o: DrillOptions): DrillRun {
   const now = o.now ?? (() => new Date());
   const started = now();
-  const id = `${o.clusterName}-${stamp(started)}`;
-  const report: DrillReport = {
-    format: DRILL_FORMAT,
-    id,
-    cluster: o.clusterName,
-    result: 'failed',
-    started_at: started.toISOString(),
-    finished_at: started.toISOString(),
-    duration_ms: 0,
-    exit_code: ExitCode.failed,
-    rto_basis: 'not-reached',
-    canaries: [],
-    phases: [],
+  return {
+    o,
+    log: o.log ?? (() => undefined),
+    now,
+    started,
+    report: {
+      format: DRILL_FORMAT,
+      id: `${o.clusterName}-${stamp(started)}`,
+      cluster: o.clusterName,
+      result: 'failed',
+      started_at: started.toISOString(),
+      finished_at: started.toISOString(),
+      duration_ms: 0,
+      exit_code: ExitCode.failed,
+      rto_basis: 'not-reached',
+      canaries: [],
+      phases: [],
+    },
   };
-  let current: { name: PhaseName; started: Date } | undefined;
-  const begin = (name: PhaseName) => {
-    current = { name, started: now() };
-    log(`[${PHASE_TITLES[name]}]`);
-  };
-  const end = (result: 'ok' | 'failed', note?: string) => {
-    if (!current) return;
-    const fin = now();
-    report.phases.push({ name: current.name, title: PHASE_TITLES[current.name], started_at: current.started.toISOString(), finished_at: fin.toISOString(), duration_ms: fin.getTime() - current.started.getTime(), result, note });
-    current = undefined;
-  };
+}
 
-  let error: VaultopsError | undefined;
-  let scratchEnv: NodeJS.ProcessEnv | undefined;
-  let scratchState: string | undefined;
-  let scratchName: string | undefined;
-  let scratch: ClusterClient | undefined;
-  let rtoEnd: Date | undefined;
-  let removeCopy: (() => Promise<void>) | undefined;
-  try {
-    // 1. The newest backup of this cluster, verified in full before anything is started.
-    begin('verify');
-    const entries = await o.store.list();
-    const newest = entries.find((e) => e.manifest !== undefined && e.manifest.cluster.name === o.clusterName && e.manifest.reason === 'backup');
-    if (!newest) {
-      throw new VaultopsError(`No backup of ${o.clusterName} with a manifest in ${o.store.location}.`, { exitCode: ExitCode.badInput, hint: 'Take one with `vaultops backup`, or point --from at the store that holds them.' });
-    }
-    // A remote store (SFTP) hands out a private local copy, removed when the drill ends.
-    const copy = await localCopy(o.store, newest.name);
-    removeCopy = copy.cleanup;
-    const file = copy.path;
-    const checked = await checkFile(file, { identity: o.identity });
-    if (checked.encryption && !checked.encryption.contents_checked) {
-      throw new IdentityNeededError(`The newest backup ${newest.name} is encrypted (${checked.encryption.format}) and no identity was given to open it. Nothing was started.`, {
-        hint: 'Pass --identity REF (file:PATH, env:NAME, cmd:COMMAND), or set `decrypt: { identity: REF }` on the store.',
-      });
-    }
-    if (checked.problems.length || !checked.verified || !checked.manifest) {
-      throw new SnapshotInvalidError(`The newest backup ${file} fails verification: ${checked.problems.join('; ') || 'no manifest'}. Nothing was started.`, );
-    }
-    const manifest: Manifest = checked.manifest;
-    report.backup = {
-      file: o.store.localPath(newest.name) ?? newest.name,
-      location: o.store.location,
-      taken_at: manifest.finished_at,
-      raft_index: manifest.raft.index,
-      raft_term: manifest.raft.term,
-      sha256: manifest.sha256,
-      size: manifest.size,
-      flavor: manifest.cluster.flavor,
-      server_version: manifest.server_version,
-      key_set: manifest.key_set,
-    };
-    end('ok', `${newest.name}: ${manifest.size} bytes, Raft index ${manifest.raft.index}, taken ${manifest.finished_at}`);
+function beginPhase(run: DrillRun, name: PhaseName): void {
+  run.current = { name, started: run.now() };
+  run.log(`[${PHASE_TITLES[name]}]`);
+}
 
-    // 2. A scratch lab of the backup's flavour and version, in a state folder of its own.
-    begin('provision');
-    const flavor: Flavor = parseFlavor(manifest.cluster.flavor ?? o.flavor);
-    const version = checkVersion(flavor, o.version ?? manifest.server_version);
-    const binary = await ensureBinary({ flavor, version, onProgress: log });
-    mkdirSync(o.scratchParent, { recursive: true, mode: 0o700 });
-    scratchState = mkdtempSync(join(o.scratchParent, 'scratch-'));
-    scratchEnv = { ...process.env, VAULTOPS_STATE_DIR: scratchState };
-    scratchName = `drill-${randomBytes(3).toString('hex')}`;
-    report.scratch = { lab: scratchName, flavor, version, nodes: 3, dir: join(scratchState, 'labs', scratchName), torn_down: false, processes_left: 0 };
-    const { lab } = await labUp({ name: scratchName, flavor, version, binary: binary.path, tls: true, inventory: join(scratchState, `${scratchName}.yml`), env: scratchEnv, onProgress: log });
-    const init = readInit(lab);
-    redactor.add(init.root_token, ...init.unseal_keys_b64);
-    scratch = clusterFor(lab, init.root_token);
-    end('ok', `lab ${scratchName}: ${flavor} ${version}, ${lab.nodes.length} nodes`);
+function endPhase(run: DrillRun, result: 'ok' | 'failed', note?: string): void {
+  const current = run.current;
+  if (!current) return;
+  const fin = run.now();
+  run.report.phases.push({ name: current.name, title: PHASE_TITLES[current.name], started_at: current.started.toISOString(), finished_at: fin.toISOString(), duration_ms: fin.getTime() - current.started.getTime(), result, note });
+  run.current = undefined;
+}
 
-    // 3. Restore with force (another cluster), then unseal with the manifest's key set. The restore
-    // asks for the keys exactly when the nodes have sealed: that moment splits the two phases.
-    begin('restore');
-    const restoreStarted = now();
-    report.rpo_ms = restoreStarted.getTime() - Date.parse(manifest.finished_at);
-    let unsealStarted = false;
-    const result = await o.restore({
-      cluster: scratch,
-      clusterName: scratchName,
-      flavor,
-      file,
-      forceOtherCluster: true,
-      confirmed: true,
-      prompter: o.prompter,
-      identity: o.identity,
-      safetyStore: new LocalDirStore(join(scratchState, 'safety')),
-      keysFor: async (label) => {
-        if (!unsealStarted) {
-          unsealStarted = true;
-          end('ok');
-          begin('unseal');
-        }
-        const keys = await o.keysFor(label);
-        redactor.add(...keys.keys, keys.token);
-        return keys;
-      },
-      log,
-      timeoutMs: o.restoreTimeoutMs,
-    });
-    end('ok', result.unsealedWith ? `unsealed with key set ${result.unsealedWith}` : undefined);
-    rtoEnd = now();
-
-    // 4. Canaries: the first good read ends the RTO.
-    if (o.canaries.length) {
-      begin('canaries');
-      rtoEnd = undefined;
-      const leader = await scratch.findLeader();
-      const liveLeader = o.liveCluster && o.canaries.some((c) => c.expect_sha256 === undefined) ? await o.liveCluster.findLeader().catch(() => undefined) : undefined;
-      const bad: string[] = [];
-      for (const spec of o.canaries) {
-        const got = await readCanaryHash(leader.client, spec);
-        const readAt = now();
-        let expected = spec.expect_sha256?.toLowerCase();
-        let from: CanaryResult['expected_from'] = expected ? 'inventory' : 'none';
-        if (!expected && liveLeader) {
-          expected = (await readCanaryHash(liveLeader.client, spec)).sha256;
-          if (expected) from = 'live-cluster';
-        }
-        if (got.sha256 === undefined) {
-          report.canaries.push({ path: spec.path, field: spec.field, result: 'missing', expected_from: from, problem: got.problem });
-          bad.push(`${spec.path}${spec.field ? `#${spec.field}` : ''} could not be read (${got.problem})`);
-          continue;
-        }
-        rtoEnd ??= readAt;
-        const ok = expected !== undefined && expected === got.sha256;
-        report.canaries.push({ path: spec.path, field: spec.field, result: ok ? 'match' : 'mismatch', expected_from: from, read_at: readAt.toISOString(), problem: expected === undefined ? 'no expect_sha256 in the inventory and the live cluster gave no value' : undefined });
-        if (!ok) bad.push(`${spec.path}${spec.field ? `#${spec.field}` : ''} ${expected === undefined ? 'has nothing to compare with' : 'differs from the expected value (sha256 compared; the value is not shown)'}`);
-      }
-      if (bad.length) {
-        throw new CanaryMismatchError(`Canary check failed after the restore: ${bad.join('; ')}.`, {
-          hint: 'The restored data is not what the inventory expects: check the backup\'s age and the canary\'s expect_sha256 (`printf %s "$value" | sha256sum`).',
-        });
-      }
-      end('ok', `${o.canaries.length} canar${o.canaries.length === 1 ? 'y' : 'ies'} match`);
-    } else {
-      log('The inventory lists no canaries for this cluster: the RTO ends when the restored cluster is healthy.');
-    }
-
-    // 5. The restored data is at least as new as the manifest says.
-    begin('raft-index');
-    const leader = await scratch.findLeader();
-    const ls = await leader.client.leader().catch(() => undefined);
-    const restoredIndex = ls?.raft_committed_index ?? ls?.raft_applied_index;
-    const ok = restoredIndex !== undefined && restoredIndex >= manifest.raft.index;
-    report.raft = { manifest_index: manifest.raft.index, restored_index: restoredIndex, ok };
-    if (!ok) {
-      throw new VaultopsError(`The scratch cluster is at Raft index ${restoredIndex ?? 'unknown'}, below the backup's ${manifest.raft.index}: the restore did not take.`);
-    }
-    end('ok', `index ${restoredIndex} >= manifest ${manifest.raft.index}`);
-    report.result = 'passed';
-    report.exit_code = ExitCode.ok;
-  } catch (e) {
-    error = isVaultopsError(e) ? e : new VaultopsError(redactor.redact(e instanceof Error ? e.message : String(e)));
-    report.failed_phase = current?.name;
-    report.error = redactor.redact(error.message);
-    report.exit_code = error.exitCode === ExitCode.ok ? ExitCode.failed : (error.exitCode as ExitCodeValue);
-    end('failed', report.error);
-  } finally {
-    await removeCopy?.().catch(() => undefined);
-    scratch?.close();
-    if (scratchName && scratchEnv) {
-      begin('teardown');
-      const rec: LabRecord | undefined = readLab(scratchName, scratchEnv);
-      try {
-        await labDestroy(scratchName, log, scratchEnv);
-      } catch (e) {
-        log(`Tearing down ${scratchName} failed: ${(e as Error).message}`);
-      }
-      const left = rec ? runningPids(rec).length : 0;
-      if (report.scratch) Object.assign(report.scratch, { torn_down: left === 0, processes_left: left });
-      if (scratchState) rmSync(scratchState, { recursive: true, force: true });
-      end(left === 0 ? 'ok' : 'failed', left === 0 ? 'no process left' : `${left} server process(es) still running`);
-      if (left > 0 && report.result === 'passed') {
-        report.result = 'failed';
-        report.failed_phase = 'teardown';
-        report.error = `Scratch lab ${scratchName} still has ${left} server process(es) after the teardown.`;
-        report.exit_code = ExitCode.failed;
-        error = new VaultopsError(report.error, { hint: `Stop them by pid (see \`ps\` for ${report.scratch?.dir ?? scratchName}).` });
-      }
-    }
+/** The newest backup of this cluster, verified in full before anything is started. */
+async function verifyNewestBackup(run: DrillRun): Promise<VerifiedBackup> {
+  const o = run.o;
+  beginPhase(run, 'verify');
+  const entries = await o.store.list();
+  const newest = entries.find((e) => e.manifest !== undefined && e.manifest.cluster.name === o.clusterName && e.manifest.reason === 'backup');
+  if (!newest) {
+    throw new VaultopsError(`No backup of ${o.clusterName} with a manifest in ${o.store.location}.`, { exitCode: ExitCode.badInput, hint: 'Take one with `vaultops backup`, or point --from at the store that holds them.' });
   }
-  const finished = now();
+  // A remote store (SFTP) hands out a private local copy, removed when the drill ends.
+  const copy = await localCopy(o.store, newest.name);
+  run.removeCopy = copy.cleanup;
+  const file = copy.path;
+  const checked = await checkFile(file, { identity: o.identity });
+  if (checked.encryption && !checked.encryption.contents_checked) {
+    throw new IdentityNeededError(`The newest backup ${newest.name} is encrypted (${checked.encryption.format}) and no identity was given to open it. Nothing was started.`, {
+      hint: 'Pass --identity REF (file:PATH, env:NAME, cmd:COMMAND), or set `decrypt: { identity: REF }` on the store.',
+    });
+  }
+  if (checked.problems.length || !checked.verified || !checked.manifest) {
+    throw new SnapshotInvalidError(`The newest backup ${file} fails verification: ${checked.problems.join('; ') || 'no manifest'}. Nothing was started.`, );
+  }
+  const manifest: Manifest = checked.manifest;
+  run.report.backup = {
+    file: o.store.localPath(newest.name) ?? newest.name,
+    location: o.store.location,
+    taken_at: manifest.finished_at,
+    raft_index: manifest.raft.index,
+    raft_term: manifest.raft.term,
+    sha256: manifest.sha256,
+    size: manifest.size,
+    flavor: manifest.cluster.flavor,
+    server_version: manifest.server_version,
+    key_set: manifest.key_set,
+  };
+  endPhase(run, 'ok', `${newest.name}: ${manifest.size} bytes, Raft index ${manifest.raft.index}, taken ${manifest.finished_at}`);
+  return { file, manifest };
+}
+
+/** A scratch lab of the backup's flavour and version, in a state folder of its own. */
+async function startScratchCluster(run: DrillRun, manifest: Manifest): Promise<Scratch & { cluster: ClusterClient }> {
+  const o = run.o;
+  beginPhase(run, 'provision');
+  const flavor: Flavor = parseFlavor(manifest.cluster.flavor ?? o.flavor);
+  const version = checkVersion(flavor, o.version ?? manifest.server_version);
+  const binary = await ensureBinary({ flavor, version, onProgress: run.log });
+  mkdirSync(o.scratchParent, { recursive: true, mode: 0o700 });
+  const state = mkdtempSync(join(o.scratchParent, 'scratch-'));
+  const env = { ...process.env, VAULTOPS_STATE_DIR: state };
+  const name = `drill-${randomBytes(3).toString('hex')}`;
+  const scratch: Scratch = { name, state, env, flavor };
+  run.scratch = scratch;
+  run.report.scratch = { lab: name, flavor, version, nodes: 3, dir: join(state, 'labs', name), torn_down: false, processes_left: 0 };
+  const { lab } = await labUp({ name, flavor, version, binary: binary.path, tls: true, inventory: join(state, `${name}.yml`), env, onProgress: run.log });
+  const init = readInit(lab);
+  redactor.add(init.root_token, ...init.unseal_keys_b64);
+  const cluster = clusterFor(lab, init.root_token);
+  scratch.cluster = cluster;
+  endPhase(run, 'ok', `lab ${name}: ${flavor} ${version}, ${lab.nodes.length} nodes`);
+  return { ...scratch, cluster };
+}
+
+/**
+ * Restore with force (another cluster), then unseal with the manifest's key set: one call, since the
+ * restore asks for the keys exactly when the nodes have sealed. That moment splits the two phases.
+ */
+async function restoreIntoScratch(run: DrillRun, scratch: Scratch & { cluster: ClusterClient }, backup: VerifiedBackup): Promise<void> {
+  const o = run.o;
+  beginPhase(run, 'restore');
+  const restoreStarted = run.now();
+  run.report.rpo_ms = restoreStarted.getTime() - Date.parse(backup.manifest.finished_at);
+  let unsealStarted = false;
+  const result = await o.restore({
+    cluster: scratch.cluster,
+    clusterName: scratch.name,
+    flavor: scratch.flavor,
+    file: backup.file,
+    forceOtherCluster: true,
+    confirmed: true,
+    prompter: o.prompter,
+    identity: o.identity,
+    safetyStore: new LocalDirStore(join(scratch.state, 'safety')),
+    keysFor: async (label) => {
+      if (!unsealStarted) {
+        unsealStarted = true;
+        endPhase(run, 'ok');
+        beginPhase(run, 'unseal');
+      }
+      return unsealKeys(o, label);
+    },
+    log: run.log,
+    timeoutMs: o.restoreTimeoutMs,
+  });
+  endPhase(run, 'ok', result.unsealedWith ? `unsealed with key set ${result.unsealedWith}` : undefined);
+  run.rtoEnd = run.now();
+}
+
+/** The key set the manifest names, from the inventory; its shares and token are redacted from then on. */
+async function unsealKeys(o: DrillOptions, label: string | undefined): Promise<KeySetSecrets> {
+  const keys = await o.keysFor(label);
+  redactor.add(...keys.keys, keys.token);
+  return keys;
+}
+
+/** Canaries, compared by hash: the first good read ends the RTO. */
+async function readCanaries(run: DrillRun, scratch: ClusterClient): Promise<void> {
+  const o = run.o;
+  if (!o.canaries.length) {
+    run.log('The inventory lists no canaries for this cluster: the RTO ends when the restored cluster is healthy.');
+    return;
+  }
+  beginPhase(run, 'canaries');
+  run.rtoEnd = undefined;
+  const leader = await scratch.findLeader();
+  const liveLeader = o.liveCluster && o.canaries.some((c) => c.expect_sha256 === undefined) ? await o.liveCluster.findLeader().catch(() => undefined) : undefined;
+  const bad: string[] = [];
+  for (const spec of o.canaries) {
+    const got = await readCanaryHash(leader.client, spec);
+    const readAt = run.now();
+    let expected = spec.expect_sha256?.toLowerCase();
+    let from: CanaryResult['expected_from'] = expected ? 'inventory' : 'none';
+    if (!expected && liveLeader) {
+      expected = (await readCanaryHash(liveLeader.client, spec)).sha256;
+      if (expected) from = 'live-cluster';
+    }
+    if (got.sha256 === undefined) {
+      run.report.canaries.push({ path: spec.path, field: spec.field, result: 'missing', expected_from: from, problem: got.problem });
+      bad.push(`${spec.path}${spec.field ? `#${spec.field}` : ''} could not be read (${got.problem})`);
+      continue;
+    }
+    run.rtoEnd ??= readAt;
+    const ok = expected !== undefined && expected === got.sha256;
+    run.report.canaries.push({ path: spec.path, field: spec.field, result: ok ? 'match' : 'mismatch', expected_from: from, read_at: readAt.toISOString(), problem: expected === undefined ? 'no expect_sha256 in the inventory and the live cluster gave no value' : undefined });
+    if (!ok) bad.push(`${spec.path}${spec.field ? `#${spec.field}` : ''} ${expected === undefined ? 'has nothing to compare with' : 'differs from the expected value (sha256 compared; the value is not shown)'}`);
+  }
+  if (bad.length) {
+    throw new CanaryMismatchError(`Canary check failed after the restore: ${bad.join('; ')}.`, {
+      hint: 'The restored data is not what the inventory expects: check the backup\'s age and the canary\'s expect_sha256 (`printf %s "$value" | sha256sum`).',
+    });
+  }
+  endPhase(run, 'ok', `${o.canaries.length} canar${o.canaries.length === 1 ? 'y' : 'ies'} match`);
+}
+
+/** The restored data is at least as new as the manifest says. */
+async function checkRaftIndex(run: DrillRun, scratch: ClusterClient, manifest: Manifest): Promise<void> {
+  beginPhase(run, 'raft-index');
+  const leader = await scratch.findLeader();
+  const ls = await leader.client.leader().catch(() => undefined);
+  const restoredIndex = ls?.raft_committed_index ?? ls?.raft_applied_index;
+  const ok = restoredIndex !== undefined && restoredIndex >= manifest.raft.index;
+  run.report.raft = { manifest_index: manifest.raft.index, restored_index: restoredIndex, ok };
+  if (!ok) {
+    throw new VaultopsError(`The scratch cluster is at Raft index ${restoredIndex ?? 'unknown'}, below the backup's ${manifest.raft.index}: the restore did not take.`);
+  }
+  endPhase(run, 'ok', `index ${restoredIndex} >= manifest ${manifest.raft.index}`);
+}
+
+/** A failed phase: the report names it and carries the (redacted) error; `run.error` keeps it for the exit code. */
+function recordFailure(run: DrillRun, e: unknown): void {
+  const report = run.report;
+  const error = isVaultopsError(e) ? e : new VaultopsError(redactor.redact(e instanceof Error ? e.message : String(e)));
+  run.error = error;
+  report.failed_phase = run.current?.name;
+  report.error = redactor.redact(error.message);
+  report.exit_code = error.exitCode === ExitCode.ok ? ExitCode.failed : (error.exitCode as ExitCodeValue);
+  endPhase(run, 'failed', report.error);
+}
+
+/** Whatever happened: the scratch lab destroyed, its state folder removed, and no server process left. */
+async function tearDownScratch(run: DrillRun, scratch: Scratch): Promise<void> {
+  const report = run.report;
+  beginPhase(run, 'teardown');
+  const rec: LabRecord | undefined = readLab(scratch.name, scratch.env);
+  try {
+    await labDestroy(scratch.name, run.log, scratch.env);
+  } catch (e) {
+    run.log(`Tearing down ${scratch.name} failed: ${(e as Error).message}`);
+  }
+  const left = rec ? runningPids(rec).length : 0;
+  if (report.scratch) Object.assign(report.scratch, { torn_down: left === 0, processes_left: left });
+  rmSync(scratch.state, { recursive: true, force: true });
+  endPhase(run, left === 0 ? 'ok' : 'failed', left === 0 ? 'no process left' : `${left} server process(es) still running`);
+  if (left > 0 && report.result === 'passed') {
+    report.result = 'failed';
+    report.failed_phase = 'teardown';
+    report.error = `Scratch lab ${scratch.name} still has ${left} server process(es) after the teardown.`;
+    report.exit_code = ExitCode.failed;
+    run.error = new VaultopsError(report.error, { hint: `Stop them by pid (see \`ps\` for ${report.scratch?.dir ?? scratch.name}).` });
+  }
+}
+
+/** The drill's end and duration, its RTO, and each phase's share of the RTO. */
+function finishReport(run: DrillRun): void {
+  const report = run.report;
+  const finished = run.now();
   report.finished_at = finished.toISOString();
-  report.duration_ms = finished.getTime() - started.getTime();
+  report.duration_ms = finished.getTime() - run.started.getTime();
+  const rtoEnd = run.rtoEnd;
   if (rtoEnd) {
-    report.rto_ms = rtoEnd.getTime() - started.getTime();
-    report.rto_basis = o.canaries.length ? 'first-canary-read' : 'cluster-restored';
+    report.rto_ms = rtoEnd.getTime() - run.started.getTime();
+    report.rto_basis = run.o.canaries.length ? 'first-canary-read' : 'cluster-restored';
     for (const p of report.phases) {
       const s = Date.parse(p.started_at);
       const f = Math.min(Date.parse(p.finished_at), rtoEnd.getTime());
       if (s < rtoEnd.getTime()) p.share_of_rto = Math.max(0, f - s) / report.rto_ms;
     }
   }
-  return { report, error };
 }
 
 function stamp(d: Date): string {

@@ -1,5 +1,6 @@
 import { InterruptedError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
+import { abortableSleep } from '../core/sleep.js';
 import type { ActionContext, Outcome, Prompter } from '../actions/types.js';
 import type { AnyAction } from '../actions/registry.js';
 import type { ClusterSpec } from '../inventory/schema.js';
@@ -319,17 +320,6 @@ function accessorsIn(registered: Record<string, unknown>): string[] {
   };
   visit(registered, 0);
   return found;
-}
-
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
 }
 
 export { InterruptedError };

@@ -7,7 +7,9 @@ import type { ServiceManager } from '../ssh/services.js';
 import { sameHost, type ClusterClient, type ClusterNode } from '../vault/cluster.js';
 import type { RaftServer } from '../vault/api-types.js';
 import { remoteBinaryVersion, stageBinary, STAGED_SUFFIX, swapBinary, verifyLocalBinary, verifyStaged, type BinarySource } from './binary-install.js';
-import { closeMembers, halt, memberFor, startAndRejoin, verifyUpgrade, waitFor, type Member, type NodeUpgradeContext, type UpgradeEvent } from './rolling.js';
+import { closeMembers, halt, memberFor, type Member, type NodeUpgradeContext, type UpgradeEvent } from './members.js';
+import { startAndRejoin, waitFor, waitForNewLeader } from './node-waits.js';
+import { verifyUpgrade } from './end-state.js';
 import { compareVersions } from '../core/version.js';
 import { writeFileAtomicSync } from '../core/atomic-write.js';
 
@@ -358,7 +360,7 @@ async function retireLeader(o: ImmutableUpgradeOptions, p: ImmutablePreflight, m
       emit({ kind: 'node', node: m.spec.name, message: 'old leader: SIGTERM (it releases leadership; a new node takes over)' });
       const t0 = Date.now();
       await m.service.stop(timeout);
-      const newLeader = await waitFor(timeout, o.signal, async () => (await p.all.probeAll()).find((x) => x.node.name !== m.spec.name && x.health?.state === 'active')?.node.name);
+      const newLeader = await waitForNewLeader(p.all, m.spec.name, timeout, o.signal);
       if (!newLeader) throw await halt(m, `no new node became active within ${timeout / 1000} s after the old leader ${m.spec.name} stopped.`, 'Start the old leader again if the cluster has no active node.');
       if (!p.newMembers.some((x) => x.spec.name === newLeader)) throw new VaultopsError(`After the old leader stopped, ${newLeader} (not a new node) became active: this must not happen.`);
       emit({ kind: 'node', node: m.spec.name, message: `stopped; ${newLeader} (on ${p.target}) is the active node after ${Date.now() - t0} ms` });

@@ -1,15 +1,14 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { GateError, InputError, InterruptedError, VaultopsError } from '../core/errors.js';
+import { GateError, InputError, InterruptedError } from '../core/errors.js';
 import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
-import { serviceManager, type ServiceManager } from '../ssh/services.js';
-import { sameHost, type ClusterClient, type ClusterNode } from '../vault/cluster.js';
-import type { VaultClient } from '../vault/client.js';
-import type { AutopilotServer, AutopilotState } from '../vault/api-types.js';
-import { remoteBinaryVersion, rollbackBinary, stageBinary, STAGED_SUFFIX, swapBinary, verifyLocalBinary, verifyStaged, type BinarySource } from './binary-install.js';
+import type { ServiceManager } from '../ssh/services.js';
+import { remoteBinaryVersion, rollbackBinary, stageBinary, STAGED_SUFFIX, swapBinary, verifyLocalBinary, verifyStaged } from './binary-install.js';
+import { closeMembers, halt, memberFor, UpgradeHaltedError, type Member, type NodeUpgradeContext, type UpgradeEvent } from './members.js';
+import { autopilotStabilization, startAndRejoin, waitForNewLeader } from './node-waits.js';
+import { verifyUpgrade, versionHistory } from './end-state.js';
 import { compareVersions } from '../core/version.js';
-import { parseGoDuration } from '../core/duration.js';
 import { sleep } from '../core/sleep.js';
 import { writeFileAtomicSync } from '../core/atomic-write.js';
 
@@ -21,42 +20,18 @@ import { writeFileAtomicSync } from '../core/atomic-write.js';
  *
  * Re-running after a halt is the resume: nodes already on the target version are skipped.
  */
-export interface RollingUpgradeOptions {
-  /** The cluster's client, with a token that can read raft/autopilot and take a snapshot. */
-  cluster: ClusterClient;
-  clusterName: string;
+export interface RollingUpgradeOptions extends NodeUpgradeContext {
   spec: ClusterSpec;
   /** Opens the host of a node (SSH); host key and reachability are checked here, before any change. */
   openHost(node: NodeSpec): Promise<Host>;
-  binary: BinarySource;
-  /** Unseal shares (Shamir), already resolved. Not needed with auto-unseal. */
-  unsealKeys?: string[] | undefined;
   /** Takes the pre-upgrade snapshot; returns where it is. */
   snapshot(): Promise<string>;
-  /** What to do when a node does not come back: stop there (default), or put its old binary back first. */
-  onNodeFailure?: 'halt' | 'rollback' | undefined;
   /** How long each wait may take (default 120 s). */
   waitTimeoutMs?: number | undefined;
   /** Override autopilot's server_stabilization_time (ms) for the pause after each node. */
   stabilizationMs?: number | undefined;
   onEvent?: ((e: UpgradeEvent) => void) | undefined;
-  signal?: AbortSignal | undefined;
-  /**
-   * Where the node being upgraded is recorded (no secrets): written before a node goes down, cleared
-   * once the next node passed its gate or the run verified. A run that finds it resumes: when that
-   * node is down or sealed (the run halted or was killed mid-node), it is brought back first.
-   */
-  progressFile?: string | undefined;
 }
-
-export type UpgradeEvent =
-  | { kind: 'gate'; message: string }
-  | { kind: 'stage'; node: string; message: string }
-  | { kind: 'snapshot'; message: string }
-  | { kind: 'plan'; message: string; order: string[] }
-  | { kind: 'skip'; node: string; reason: string }
-  | { kind: 'node'; node: string; message: string }
-  | { kind: 'verify'; message: string };
 
 export interface NodeTiming {
   node: string;
@@ -84,28 +59,6 @@ export interface RollingUpgradeResult {
   timings: NodeTiming[];
   wallMs: number;
 }
-
-/** A wait or step failed on a node: the run stops before the next node. Carries the node's log tail. */
-export class UpgradeHaltedError extends VaultopsError {
-  readonly node: string;
-  constructor(node: string, message: string, details: readonly string[], hint: string) {
-    super(message, { details, hint });
-    this.node = node;
-  }
-}
-
-/** What one node's upgrade needs; `rollingUpgrade` passes its options, an action builds it from its context. */
-export type NodeUpgradeContext = Pick<RollingUpgradeOptions, 'cluster' | 'clusterName' | 'binary' | 'unsealKeys' | 'signal' | 'onNodeFailure' | 'progressFile'>;
-
-export interface Member {
-  spec: NodeSpec;
-  node: ClusterNode;
-  host: Host;
-  service: ServiceManager;
-  binaryPath: string;
-}
-
-const POLL_MS = 200;
 
 export interface PreflightOptions extends Pick<RollingUpgradeOptions, 'cluster' | 'clusterName' | 'spec' | 'openHost' | 'binary' | 'onEvent' | 'progressFile' | 'unsealKeys' | 'signal' | 'waitTimeoutMs'> {
   /** Only these nodes need to reach their hosts (an action on one node); default all. */
@@ -259,25 +212,6 @@ async function resumeInProgress(o: PreflightOptions, defaultUnit: string, emit: 
   }
 }
 
-export function closeMembers(members: readonly Member[]): void {
-  for (const m of members) m.host.close();
-}
-
-/** The end state: one leader, every node on the target, `sys/version-history` lists it. */
-export async function verifyUpgrade(cluster: ClusterClient, clusterName: string, target: string): Promise<{ leader: string; versionHistory: string[] }> {
-  const after = await cluster.status();
-  const active = after.nodes.filter((n) => n.leader);
-  const behind = after.nodes.filter((n) => n.version !== target);
-  if (active.length !== 1 || behind.length || after.health !== 'healthy') {
-    throw new VaultopsError(`After the upgrade cluster ${clusterName} is not as expected.`, {
-      details: [`active nodes: ${active.map((n) => n.name).join(', ') || 'none'}`, ...behind.map((n) => `${n.name} reports ${n.version ?? 'no version'}`), ...after.problems],
-    });
-  }
-  const history = await versionHistory(cluster);
-  if (!history.includes(target)) throw new VaultopsError(`sys/version-history does not list ${target} (it has ${history.join(', ')}).`);
-  return { leader: active[0]!.name, versionHistory: history };
-}
-
 export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingUpgradeResult> {
   const started = Date.now();
   const emit = o.onEvent ?? (() => undefined);
@@ -325,13 +259,6 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
 }
 
 
-export function memberFor(cluster: ClusterClient, spec: NodeSpec, host: Host, defaultUnit: string): Member {
-  const node = cluster.nodes.find((x) => x.name === spec.name);
-  if (!node) throw new InputError(`Cluster ${cluster.name} has no node ${spec.name}.`);
-  if (!spec.service?.binary) throw new InputError(`Node ${spec.name} has no service.binary: where the server binary lives on the host.`, { hint: 'Add service: {binary: /usr/local/bin/vault} to the node.' });
-  return { spec, node, host, service: serviceManager(host, spec.service, defaultUnit), binaryPath: spec.service.binary };
-}
-
 /** Before a node goes down: the cluster is healthy and can lose one node. */
 export async function gateBeforeNode(o: NodeUpgradeContext, m: Member): Promise<void> {
   const st = await o.cluster.status();
@@ -354,10 +281,7 @@ export async function upgradeMember(o: NodeUpgradeContext, m: Member, isLeader: 
   let failoverMs: number | undefined;
   if (isLeader) {
     // A clean SIGTERM releases the HA lock; an upgraded standby takes over (no step-down, ever).
-    const newLeader = await waitFor(timeout, o.signal, async () => {
-      const probes = await o.cluster.probeAll();
-      return probes.find((p) => p.node.name !== name && p.health?.state === 'active')?.node.name;
-    });
+    const newLeader = await waitForNewLeader(o.cluster, name, timeout, o.signal);
     if (!newLeader) throw await halt(m, `No other node became active within ${timeout / 1000} s after ${name} (the leader) stopped.`, 'Start the old leader again by hand if the cluster has no active node; quorum needs two of three.');
     failoverMs = Date.now() - t0;
     emit({ kind: 'node', node: name, message: `stopped; ${newLeader} (already on ${target}) is the active node now` });
@@ -387,129 +311,6 @@ export async function upgradeMember(o: NodeUpgradeContext, m: Member, isLeader: 
       throw new UpgradeHaltedError(name, `${e.message} The rollback did not bring ${name} back either: ${(e2 as Error).message}`, [...e.details], e.hint ?? '');
     }
     throw new UpgradeHaltedError(name, `${e.message} ${name} was rolled back to its previous binary and is a healthy voter again.`, e.details, 'Find out why the new binary failed (log above); the rest of the cluster was not touched. Run the upgrade again when fixed.');
-  }
-}
-
-/** Start, wait for the API, unseal (Shamir), wait until healthy voter on `version` and caught up. */
-export async function startAndRejoin(o: NodeUpgradeContext, m: Member, version: string | undefined, timeout: number, emit: (e: UpgradeEvent) => void): Promise<{ startMs: number; unsealMs: number; catchUpMs: number }> {
-  const name = m.spec.name;
-  const client = o.cluster.client(name);
-  const t0 = Date.now();
-  await m.service.start();
-  let died = false;
-  const answered = await waitFor(timeout, o.signal, async () => {
-    const h = await client.health().catch(() => undefined);
-    if (h) return h;
-    if (!(await m.service.status()).running) {
-      died = true;
-      return 'died' as const;
-    }
-    return undefined;
-  });
-  if (died || !answered || answered === 'died') throw await halt(m, `${name} ${died ? 'exited right after it was started' : `did not answer on its API within ${timeout / 1000} s`} on ${version ?? 'its previous binary'}.`, 'Read the log above. The node is down; the cluster still has quorum.');
-  const startMs = Date.now() - t0;
-
-  const t1 = Date.now();
-  const unsealed = await waitFor(timeout, o.signal, async () => {
-    const s = await client.sealStatus().catch(() => undefined);
-    if (!s) return (await m.service.status()).running ? undefined : ('died' as const);
-    if (!s.sealed) return 'unsealed' as const;
-    if (s.type === 'shamir') {
-      if (!o.unsealKeys?.length) return 'nokeys' as const;
-      for (const key of o.unsealKeys.slice(s.progress, Math.max(s.t, 1))) {
-        const r = await client.unseal(key).catch(() => undefined);
-        if (r && !r.sealed) return 'unsealed' as const;
-      }
-    }
-    return undefined; // auto-unseal: it unseals itself
-  });
-  if (unsealed === 'nokeys') throw await halt(m, `${name} is sealed (Shamir) and the inventory gives no unseal keys.`, 'Set unseal.keys in the inventory, then unseal the node and run again.');
-  if (unsealed !== 'unsealed') throw await halt(m, `${name} ${unsealed === 'died' ? 'exited' : 'did not unseal'} after the restart.`, 'Read the log above; the cluster still has quorum.');
-  const unsealMs = Date.now() - t1;
-  emit({ kind: 'node', node: name, message: `started and unsealed (${startMs + unsealMs} ms); waiting until it is a healthy voter${version ? ` on ${version}` : ''} and caught up` });
-
-  const t2 = Date.now();
-  let last = 'not checked yet';
-  const ready = await waitFor(timeout, o.signal, async () => {
-    last = await readiness(o.cluster, m, version);
-    if (last === 'ready') return true;
-    if (/does not answer/.test(last) && !(await m.service.status()).running) return 'died' as const;
-    return undefined;
-  });
-  if (ready === 'died') throw await halt(m, `${name} stopped while it was rejoining the cluster${version ? ` on ${version}` : ''}.`, 'The other nodes were not touched and keep quorum. Run the same upgrade again: it restarts this node first, then continues.');
-  if (!ready) throw await halt(m, `${name} did not become a healthy, caught-up voter${version ? ` on ${version}` : ''} within ${timeout / 1000} s: ${last}.`, 'Read the log above. Nothing else was touched; run the upgrade again after fixing it.');
-  return { startMs, unsealMs, catchUpMs: Date.now() - t2 };
-}
-
-/** 'ready' or why not. */
-async function readiness(cluster: ClusterClient, m: Member, version: string | undefined): Promise<string> {
-  const name = m.spec.name;
-  const h = await cluster.client(name).health().catch(() => undefined);
-  if (!h) return `${name} does not answer`;
-  if (h.state !== 'standby' && h.state !== 'active' && h.state !== 'perf-standby') return `${name} is ${h.state}`;
-  if (version && h.body.version !== version) return `${name} reports ${h.body.version}`;
-  let leader: { node: ClusterNode; client: VaultClient };
-  try {
-    leader = await cluster.findLeader();
-  } catch (e) {
-    return (e as Error).message;
-  }
-  const [ap, leaderStatus, ownStatus] = await Promise.all([leader.client.autopilotState().catch((e: Error) => e), leader.client.leader().catch(() => undefined), cluster.client(name).leader().catch(() => undefined)]);
-  if (ap instanceof Error) return `autopilot state: ${ap.message}`;
-  const server = findServer(ap, m.node);
-  if (!server) return `${name} is not in autopilot's view`;
-  if (!server.healthy) return `autopilot says ${name} is not healthy`;
-  if (server.status !== 'voter' && server.status !== 'leader') return `${name} is a ${server.status}`;
-  // Autopilot learns a server's version from its heartbeats: the restarted process has reported in.
-  if (version && server.version && server.version !== version) return `autopilot still sees ${name} on ${server.version}`;
-  if (!ap.healthy) return 'autopilot reports the cluster unhealthy';
-  if (ap.failure_tolerance < 1) return `failure tolerance is ${ap.failure_tolerance}`;
-  const committed = leaderStatus?.raft_committed_index;
-  const applied = ownStatus?.raft_applied_index;
-  if (committed !== undefined && applied !== undefined && applied + 10 < committed) return `${name} has applied index ${applied}, the leader has committed ${committed}`;
-  return 'ready';
-}
-
-export function findServer(ap: AutopilotState, node: ClusterNode): AutopilotServer | undefined {
-  const servers = Object.values(ap.servers ?? {});
-  return servers.find((s) => s.id === node.name || s.name === node.name) ?? servers.find((s) => sameHost(s.address, node.clusterAddr ?? node.apiAddr));
-}
-
-export async function halt(m: Member, message: string, hint: string): Promise<UpgradeHaltedError> {
-  const tail = await m.service.logTail(20).catch(() => [] as string[]);
-  return new UpgradeHaltedError(m.spec.name, `Upgrade halted at ${m.spec.name}: ${message}`, tail.length ? [`last lines of ${m.spec.name}'s log:`, ...tail.map((l) => `  ${l}`)] : [], hint);
-}
-
-export async function autopilotStabilization(client: VaultClient): Promise<number> {
-  try {
-    const res = await client.read<{ data?: { server_stabilization_time?: string } }>('sys/storage/raft/autopilot/configuration');
-    return parseGoDuration(res.data?.server_stabilization_time) ?? 10_000;
-  } catch {
-    return 10_000; // Vault's default
-  }
-}
-
-/** `sys/version-history` (a LIST): versions in the order they were first run. */
-export async function versionHistory(cluster: ClusterClient): Promise<string[]> {
-  const leader = await cluster.findLeader();
-  const res = await leader.client.raw('GET', '/sys/version-history?list=true');
-  if (res.status !== 200) return [];
-  const body = JSON.parse(res.body.toString('utf8')) as { data?: { keys?: string[]; key_info?: Record<string, { timestamp_installed?: string }> } };
-  const keys = body.data?.keys ?? [];
-  const info = body.data?.key_info ?? {};
-  return [...keys].sort((a, b) => (info[a]?.timestamp_installed ?? '').localeCompare(info[b]?.timestamp_installed ?? ''));
-}
-
-/** Polls `check` until it returns a value, or the deadline passes (undefined). */
-export async function waitFor<T>(timeoutMs: number, signal: AbortSignal | undefined, check: () => Promise<T | undefined>): Promise<T | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) return undefined;
-    // Ctrl-C does not cut a poll short either (see above); the caller checks `signal` between nodes.
-    void signal;
-    await sleep(POLL_MS);
   }
 }
 

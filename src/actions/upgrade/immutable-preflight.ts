@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
-import { closeMembers } from '../../upgrade/rolling.js';
+import { closeMembers } from '../../upgrade/members.js';
 import { preflightImmutable } from '../../upgrade/immutable.js';
 import { binaryArgs, immutableStateFile, noPlaybookTofu } from './args-and-state-files.js';
 

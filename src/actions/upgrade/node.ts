@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { remoteBinaryVersion, STAGED_SUFFIX } from '../../upgrade/binary-install.js';
-import { autopilotStabilization, gateBeforeNode, memberFor, upgradeMember } from '../../upgrade/rolling.js';
+import { memberFor } from '../../upgrade/members.js';
+import { autopilotStabilization } from '../../upgrade/node-waits.js';
+import { gateBeforeNode, upgradeMember } from '../../upgrade/rolling.js';
 import { compareVersions } from '../../core/version.js';
 import { binaryArgs, defaultUnit, progressFile, noPlaybookTofu } from './args-and-state-files.js';
 

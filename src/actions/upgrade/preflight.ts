@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
-import { closeMembers, preflightUpgrade } from '../../upgrade/rolling.js';
+import { closeMembers } from '../../upgrade/members.js';
+import { preflightUpgrade } from '../../upgrade/rolling.js';
 import { binaryArgs, progressFile, noPlaybookTofu } from './args-and-state-files.js';
 
 export default defineAction({

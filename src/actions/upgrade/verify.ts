@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
-import { verifyUpgrade } from '../../upgrade/rolling.js';
+import { verifyUpgrade } from '../../upgrade/end-state.js';
 
 export default defineAction({
   name: 'upgrade.verify',

@@ -1,0 +1,73 @@
+import { InputError, VaultopsError } from '../core/errors.js';
+import type { NodeSpec } from '../inventory/schema.js';
+import type { Host } from '../ssh/host.js';
+import { serviceManager, type ServiceManager } from '../ssh/services.js';
+import type { ClusterClient, ClusterNode } from '../vault/cluster.js';
+import type { BinarySource } from './binary-install.js';
+
+/**
+ * The nodes an upgrade works on, what one node's upgrade needs, what it reports and how it halts:
+ * shared by the rolling (rolling.ts) and the immutable (immutable.ts) upgrade.
+ */
+
+export type UpgradeEvent =
+  | { kind: 'gate'; message: string }
+  | { kind: 'stage'; node: string; message: string }
+  | { kind: 'snapshot'; message: string }
+  | { kind: 'plan'; message: string; order: string[] }
+  | { kind: 'skip'; node: string; reason: string }
+  | { kind: 'node'; node: string; message: string }
+  | { kind: 'verify'; message: string };
+
+/** A wait or step failed on a node: the run stops before the next node. Carries the node's log tail. */
+export class UpgradeHaltedError extends VaultopsError {
+  readonly node: string;
+  constructor(node: string, message: string, details: readonly string[], hint: string) {
+    super(message, { details, hint });
+    this.node = node;
+  }
+}
+
+/** What one node's upgrade needs; `rollingUpgrade` passes its options, an action builds it from its context. */
+export interface NodeUpgradeContext {
+  /** The cluster's client, with a token that can read raft/autopilot and take a snapshot. */
+  cluster: ClusterClient;
+  clusterName: string;
+  binary: BinarySource;
+  /** Unseal shares (Shamir), already resolved. Not needed with auto-unseal. */
+  unsealKeys?: string[] | undefined;
+  /** What to do when a node does not come back: stop there (default), or put its old binary back first. */
+  onNodeFailure?: 'halt' | 'rollback' | undefined;
+  signal?: AbortSignal | undefined;
+  /**
+   * Where the node being upgraded is recorded (no secrets): written before a node goes down, cleared
+   * once the next node passed its gate or the run verified. A run that finds it resumes: when that
+   * node is down or sealed (the run halted or was killed mid-node), it is brought back first.
+   */
+  progressFile?: string | undefined;
+}
+
+export interface Member {
+  spec: NodeSpec;
+  node: ClusterNode;
+  host: Host;
+  service: ServiceManager;
+  binaryPath: string;
+}
+
+export function memberFor(cluster: ClusterClient, spec: NodeSpec, host: Host, defaultUnit: string): Member {
+  const node = cluster.nodes.find((x) => x.name === spec.name);
+  if (!node) throw new InputError(`Cluster ${cluster.name} has no node ${spec.name}.`);
+  if (!spec.service?.binary) throw new InputError(`Node ${spec.name} has no service.binary: where the server binary lives on the host.`, { hint: 'Add service: {binary: /usr/local/bin/vault} to the node.' });
+  return { spec, node, host, service: serviceManager(host, spec.service, defaultUnit), binaryPath: spec.service.binary };
+}
+
+export function closeMembers(members: readonly Member[]): void {
+  for (const m of members) m.host.close();
+}
+
+/** The error that stops the run at `m`, with the last lines of its log. */
+export async function halt(m: Member, message: string, hint: string): Promise<UpgradeHaltedError> {
+  const tail = await m.service.logTail(20).catch(() => [] as string[]);
+  return new UpgradeHaltedError(m.spec.name, `Upgrade halted at ${m.spec.name}: ${message}`, tail.length ? [`last lines of ${m.spec.name}'s log:`, ...tail.map((l) => `  ${l}`)] : [], hint);
+}
