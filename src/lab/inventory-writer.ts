@@ -1,5 +1,5 @@
 import { FLAVORS } from './binaries.js';
-import type { LabRecord } from './lab.js';
+import type { LabRecord } from './lab-record.js';
 import { SSH_PORT } from './ssh-hosts.js';
 
 /** The inventory of a lab, as a person would write it; secrets are references to init.json. */

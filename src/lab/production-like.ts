@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Flavor } from './binaries.js';
-import { clusterFor, readInit, writeInventory, writeLab, type LabRecord } from './lab.js';
+import { clusterFor, readInit, writeInventory, writeLab, type LabRecord } from './lab-record.js';
 
 /**
  * `lab up --production-like`: a lab that passes what `vaultops check` can see through the API and

@@ -6,7 +6,7 @@ import { PrerequisiteError, VaultopsError } from '../core/errors.js';
 import { FLAVORS } from './binaries.js';
 import { lastLines, run } from './exec.js';
 import { isAlive } from './file-lock.js';
-import type { LabNode, LabRecord } from './lab.js';
+import type { LabNode, LabRecord } from './lab-record.js';
 
 /**
  * `lab up --ssh`: each lab node becomes a "host" reached the way production hosts are, through a
