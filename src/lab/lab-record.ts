@@ -8,6 +8,7 @@ import { renderInventory } from './inventory-writer.js';
 import type { RunAs } from './run-as.js';
 import type { LabSsh } from './ssh-hosts.js';
 import type { LabSeal } from './transit-seal.js';
+import type { LabMachines } from './machine-lab.js';
 
 /** What a lab is on disk: <state>/labs/<name>/lab.json, its init file, and the inventory it wrote. */
 export interface LabNode {
@@ -50,6 +51,8 @@ export interface LabRecord {
   newNodes?: LabNode[] | undefined;
   /** The version the new nodes run. */
   newVersion?: string | undefined;
+  /** With --hosts: every node is a systemd machine (machine-lab.ts); slot is 0, addresses are 10.213.K.x. */
+  machines?: LabMachines | undefined;
 }
 
 export function labsDir(env: NodeJS.ProcessEnv = process.env): string {

@@ -15,6 +15,7 @@ import { recordSlot } from './slot-registry.js';
 import { prepareSshHosts, startSshds } from './ssh-hosts.js';
 import { checkSameSeal, prepareTransitSeal, revokeSealToken, type SealRequest } from './transit-seal.js';
 import { unsealAll } from './unseal.js';
+import { removeLabDir, restartHostsLab, tearDownHostsLab, upHostsLab } from './machine-lab.js';
 
 // The lab's pieces, one file per job; importers keep using this module.
 export { API_PORT, CLUSTER_PORT } from './slots.js';
@@ -23,6 +24,7 @@ export { renderConfig } from './server-config.js';
 export { labState, nodeLogTail, runningPids, startServer, stopNodes, type LabState } from './server-processes.js';
 export { waitHealthy } from './initialise.js';
 export { unsealAll } from './unseal.js';
+export { rebootHostsNode, setMachineLink, setOpsSudo, runInMachine, machinePid, type LabMachines } from './machine-lab.js';
 
 export interface LabUpOptions {
   name: string;
@@ -43,6 +45,8 @@ export interface LabUpOptions {
   seal?: SealRequest | undefined;
   /** Run the servers as this system account (created if missing; needs root). */
   runAs?: string | undefined;
+  /** One systemd machine per node (machine-lab.ts) instead of server processes on loopback addresses. */
+  hosts?: boolean | undefined;
 }
 
 /**
@@ -63,9 +67,18 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
         hint: `Run \`vaultops lab destroy --name ${opts.name}\` first, or pick another --name.`,
       });
     }
+    if (existing.machines) {
+      if (state === 'partial') await tearDownHostsLab(existing, progress);
+      return { lab: await restartHostsLab(existing, progress), created: false, alreadyRunning: false };
+    }
     checkSameSeal(existing, opts.seal);
     if (state === 'partial') await stopNodes(existing, progress);
     return { lab: await restart(existing, opts.binary, progress, env), created: false, alreadyRunning: false };
+  }
+  if (opts.hosts) {
+    if (opts.seal || opts.runAs || opts.ssh || opts.extraConfig) throw new InputError('--hosts makes production-shaped machines of its own; it does not combine with --ssh, --seal or --production-like.');
+    const lab = await upHostsLab({ name: opts.name, dir, flavor: opts.flavor, version: opts.version, binary: opts.binary, tls: opts.tls, nodes: opts.nodes ?? 3, inventory: opts.inventory, env, progress });
+    return { lab, created: true, alreadyRunning: false };
   }
 
   const nodeCount = opts.nodes ?? 3;
@@ -184,18 +197,18 @@ async function restart(lab: LabRecord, binary: string, progress: (m: string) => 
 export async function labDown(name: string, progress: (m: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<{ lab?: LabRecord; stopped: number }> {
   const lab = readLab(name, env);
   if (!lab) return { stopped: 0 };
-  return { lab, stopped: await stopNodes(lab, progress) };
+  return { lab, stopped: lab.machines ? await tearDownHostsLab(lab, progress) : await stopNodes(lab, progress) };
 }
 
 export async function labDestroy(name: string, progress: (m: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<{ lab?: LabRecord; stopped: number }> {
   const dir = labDir(name, env);
   const lab = readLab(name, env);
-  const stopped = lab ? await stopNodes(lab, progress) : 0;
+  const stopped = lab ? (lab.machines ? await tearDownHostsLab(lab, progress) : await stopNodes(lab, progress)) : 0;
   await revokeSealToken(lab?.seal, lab?.seal?.tokenAccessor, env);
   if (lab?.inventory && existsSync(lab.inventory)) {
     // Only remove an inventory we wrote (it says so on its first line).
     if (readFileSync(lab.inventory, 'utf8').startsWith('# Written by `vaultops lab up`')) rmSync(lab.inventory, { force: true });
   }
-  rmSync(dir, { recursive: true, force: true });
+  removeLabDir(dir);
   return lab ? { lab, stopped } : { stopped };
 }

@@ -13,15 +13,27 @@ export function writeConfigs(lab: LabRecord, seal: PreparedSeal | undefined): vo
   }
 }
 
-export function renderConfig(lab: LabRecord, node: LabNode): string {
+/** Where a node's files are as the server sees them: the lab's own directories, or a machine's usual paths. */
+export interface ServerPaths {
+  data: string;
+  caCert: string;
+  cert: string;
+  key: string;
+}
+
+export function labServerPaths(lab: LabRecord, node: LabNode): ServerPaths {
   const tlsDir = join(lab.dir, 'tls');
+  return { data: join(node.dir, 'data'), caCert: join(tlsDir, 'ca.pem'), cert: join(tlsDir, `${node.name}.pem`), key: join(tlsDir, `${node.name}.key`) };
+}
+
+export function renderConfig(lab: LabRecord, node: LabNode, paths: ServerPaths = labServerPaths(lab, node)): string {
   const joins = lab.nodes
     .filter((n) => n.name !== node.name)
     .map((n) =>
       [
         '  retry_join {',
         `    leader_api_addr = "${n.apiAddr}"`,
-        ...(lab.tls ? [`    leader_ca_cert_file = "${join(tlsDir, 'ca.pem')}"`] : []),
+        ...(lab.tls ? [`    leader_ca_cert_file = "${paths.caCert}"`] : []),
         '  }',
       ].join('\n'),
     );
@@ -35,7 +47,7 @@ export function renderConfig(lab: LabRecord, node: LabNode): string {
     'log_level = "info"',
     '',
     'storage "raft" {',
-    `  path = "${join(node.dir, 'data')}"`,
+    `  path = "${paths.data}"`,
     `  node_id = "${node.name}"`,
     // 1 = the tightest timing, for a machine whose nodes share one host (HashiCorp's advice for production is also 1).
     '  performance_multiplier = 1',
@@ -45,7 +57,7 @@ export function renderConfig(lab: LabRecord, node: LabNode): string {
     'listener "tcp" {',
     `  address = "${node.ip}:${API_PORT}"`,
     `  cluster_address = "${node.ip}:${CLUSTER_PORT}"`,
-    ...(lab.tls ? [`  tls_cert_file = "${join(tlsDir, `${node.name}.pem`)}"`, `  tls_key_file = "${join(tlsDir, `${node.name}.key`)}"`] : ['  tls_disable = true']),
+    ...(lab.tls ? [`  tls_cert_file = "${paths.cert}"`, `  tls_key_file = "${paths.key}"`] : ['  tls_disable = true']),
     '}',
     '',
     ...(lab.extraConfig ? [lab.extraConfig, ''] : []),

@@ -152,7 +152,7 @@ esac
 `;
 }
 
-async function keygen(file: string, comment: string): Promise<void> {
+export async function keygen(file: string, comment: string): Promise<void> {
   rmSync(file, { force: true });
   rmSync(`${file}.pub`, { force: true });
   const r = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], { timeoutMs: 30_000 });
