@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBinary } from '../../src/lab/binaries.js';
-import { clusterFor, runInMachine, setOpsSudo } from '../../src/lab/lab.js';
+import { clusterFor, runInMachine, setMachineLink, setOpsSudo } from '../../src/lab/lab.js';
 import { serverLayout } from '../../src/lab/machine-root.js';
 import { runProcess, type Ran } from '../helpers/cli.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
@@ -92,16 +92,12 @@ describe.each(pairs)('rolling upgrade of $flavor machines $from -> $to through s
     }
   });
 
-  it('upgrades every machine through its systemd unit: new MainPIDs, the previous binary kept, one leader on the new version', async () => {
-    const pids = await mainPids();
-    const r = await upgrade();
-    expect(r.stderr + r.stdout).toContain(`Upgraded ${t.lab.name} to ${to}`);
-    expect(r.code).toBe(0);
+  /** Every node upgraded by systemd (stopped by the unit, not killed), running the swapped binary. */
+  const expectUpgradedThroughSystemd = async (pidsBefore: string[]) => {
     expect(await versions()).toEqual([to, to, to]);
     const after = await mainPids();
-    after.forEach((pid, i) => expect(pid).not.toBe(pids[i]));
+    after.forEach((pid, i) => expect(pid).not.toBe(pidsBefore[i]));
     for (const n of t.lab.nodes) {
-      // systemd stopped and started it (not a kill): the unit's journal says so, and it runs the swapped path.
       const journal = await inMachine(n.name, ['journalctl', '-u', `${layout.unit}.service`, '--no-pager', '-o', 'cat']);
       expect(journal).toMatch(/Stopped .*(OpenBao|Vault)/);
       expect(await inMachine(n.name, ['systemctl', 'is-active', `${layout.unit}.service`])).toBe('active');
@@ -109,7 +105,56 @@ describe.each(pairs)('rolling upgrade of $flavor machines $from -> $to through s
       expect(await inMachine(n.name, ['stat', '-c', '%U %a', layout.binary])).toBe('root 755');
       expect((await runInMachine(t.lab, n.name, ['test', '-e', `${layout.binary}.vaultops-prev`])).code).toBe(0);
     }
-  });
+  };
+
+  it.runIf(flavor === 'vault')('upgrades every machine through its systemd unit: new MainPIDs, the previous binary kept, one leader on the new version', async () => {
+    const pids = await mainPids();
+    const r = await upgrade();
+    expect(r.stderr + r.stdout).toContain(`Upgraded ${t.lab.name} to ${to}`);
+    expect(r.code).toBe(0);
+    await expectUpgradedThroughSystemd(pids);
+  }, 420_000);
+
+  it.runIf(flavor === 'openbao')('halts before the next node when that machine\'s network is cut mid-run, quorum kept; run again once the link is back, it finishes through systemd', async () => {
+    const pids = await mainPids();
+    let order: string[] = [];
+    let cut: string | undefined;
+    const cutting: Array<Promise<void>> = [];
+    const r = await runProcess(NODE, [BIN, 'upgrade', '-i', t.inventory, '--binary', newBinary, '--sha256', sum, '--non-interactive', '--wait-timeout', '30'], { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' }, (line) => {
+      const o = /order: (.+?);/.exec(line);
+      if (o) order = o[1]!.split(' -> ').map((x) => x.split(' ')[0]!);
+      // The first node is back and healthy: pull the cable of the next one before it is taken down.
+      if (!cut && order.length === 3 && new RegExp(`${order[0]}: healthy voter on`).test(line)) {
+        cut = order[1]!;
+        cutting.push(setMachineLink(t.lab, cut, 'down'));
+      }
+    });
+    outputs.push(r.stdout, r.stderr);
+    await Promise.all(cutting);
+    expect(cut).toBeDefined();
+    try {
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/halted|Not taking|not healthy|unreachable|cannot be reached/i);
+      // The cut machine and the leader were not touched: same MainPIDs (seen from inside, not over the network).
+      const now = await mainPids();
+      const untouched = [cut!, order[2]!].map((name) => t.lab.nodes.findIndex((n) => n.name === name));
+      for (const i of untouched) expect(now[i]).toBe(pids[i]);
+      // Quorum kept: the two reachable machines still have a leader.
+      const c = clusterFor(t.lab);
+      try {
+        expect(['active', 'standby']).toContain((await c.client(order[0]!).health()).state);
+        expect((await c.findLeader()).node.name).not.toBe(cut);
+      } finally {
+        c.close();
+      }
+    } finally {
+      await setMachineLink(t.lab, cut!, 'up');
+    }
+    const again = await upgrade();
+    expect(again.stderr + again.stdout).toContain(`all nodes on ${to}`);
+    expect(again.code).toBe(0);
+    await expectUpgradedThroughSystemd(pids);
+  }, 420_000);
 
   it('vaultops check sees the real hosts: unit, user, permissions, core-dump limit and clock, each as expected', async () => {
     const r = await cli(['check', '-i', t.inventory, '--json']);
