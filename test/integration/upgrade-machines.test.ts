@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBinary } from '../../src/lab/binaries.js';
-import { clusterFor, runInMachine, setMachineLink, setOpsSudo } from '../../src/lab/lab.js';
+import { clusterFor, runInMachine, setMachineLink, setOpsSudo, waitHealthy } from '../../src/lab/lab.js';
 import { serverLayout } from '../../src/lab/machine-root.js';
 import { runProcess, type Ran } from '../helpers/cli.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
@@ -150,6 +150,8 @@ describe.each(pairs)('rolling upgrade of $flavor machines $from -> $to through s
     } finally {
       await setMachineLink(t.lab, cut!, 'up');
     }
+    // As an operator would: once `status` is healthy again (the machine rejoined), run it again.
+    await waitHealthy(t.lab, t.init.root_token, () => undefined, 120_000);
     const again = await upgrade();
     expect(again.stderr + again.stdout).toContain(`all nodes on ${to}`);
     expect(again.code).toBe(0);
