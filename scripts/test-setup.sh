@@ -35,6 +35,9 @@ REQUIREMENTS=(
   'npm            nodejs,npm             runs npm ci (the project then brings its own Node 24)'
   'git            git                    Go fetches some modules with git'
   'curl           ca-certificates,curl   downloads over HTTPS'
+  'systemd-nspawn systemd-container      lab machines (lab up --hosts): systemd hosts booted from this machine tree'
+  'sudo           sudo                   lab machines: the ops user runs systemctl through sudo -n'
+  'ip             iproute2               lab machines: their bridge, network namespaces and veths'
 )
 
 has() {

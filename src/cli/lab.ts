@@ -1,7 +1,7 @@
 import { relative } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { checkVersion, ensureBinary, FLAVORS, parseFlavor } from '../lab/binaries.js';
-import { labDestroy, labDir, labDown, labState, labUp, listLabs, readLab } from '../lab/lab.js';
+import { labDestroy, labDir, labDown, labState, labUp, listLabs, readLab, rebootHostsNode } from '../lab/lab.js';
 import { hardenLab, productionLikeConfig } from '../lab/production-like.js';
 import { LAB_SERVER_USER } from '../lab/run-as.js';
 import { checkSameSeal, labsSealedBy, sealLabel, type SealRequest } from '../lab/transit-seal.js';
@@ -19,6 +19,16 @@ interface LabOptions {
   productionLike?: boolean;
   seal?: string;
   sealProvider?: string;
+  hosts?: boolean;
+  nodes?: string;
+  node?: string;
+}
+
+function parseNodes(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 9) throw new InputError(`--nodes ${value} is not a node count.`, { hint: 'Use a whole number from 1 to 9 (3 or 5 for a cluster that survives a failure).' });
+  return n;
 }
 
 /** --seal / --seal-provider; undefined keeps what a stopped lab has (Shamir for a new one). */
@@ -65,7 +75,8 @@ export async function labUpCommand(o: LabOptions): Promise<void> {
   const bin = await ensureBinary({ flavor, version, explicit: o.vaultBinary, onProgress: progress });
   if (o.productionLike && o.tls === false) throw new InputError('--production-like needs TLS; drop --no-tls.');
   const extraConfig = o.productionLike ? productionLikeConfig(flavor, labDir(o.name)) : undefined;
-  const { lab, created } = await labUp({ name: o.name, flavor, version, binary: bin.path, tls: o.tls !== false, inventory: o.inventory, ssh: o.ssh === true, extraConfig, seal, runAs: o.productionLike ? LAB_SERVER_USER : undefined, onProgress: progress });
+  const nodes = parseNodes(o.nodes);
+  const { lab, created } = await labUp({ name: o.name, flavor, version, binary: bin.path, tls: o.tls !== false, inventory: o.inventory, ssh: o.ssh === true, extraConfig, seal, runAs: o.productionLike ? LAB_SERVER_USER : undefined, hosts: o.hosts === true, ...(nodes ? { nodes } : {}), onProgress: progress });
   if (created && o.productionLike) await hardenLab(lab, progress);
   report(o, lab, `${created ? 'created and started' : 'started'} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
@@ -75,7 +86,7 @@ function report(o: LabOptions, lab: NonNullable<ReturnType<typeof readLab>>, wha
     out.json({ name: lab.name, flavor: lab.flavor, version: lab.version, state: labState(lab), seal: sealJson(lab), inventory: lab.inventory, nodes: lab.nodes.map((n) => ({ name: n.name, api_addr: n.apiAddr, pid: n.pid })), message: what });
     return;
   }
-  out.line(`Lab ${lab.name} (${FLAVORS[lab.flavor].product} ${lab.version}, ${lab.nodes.length} nodes${lab.tls ? ', TLS' : ', no TLS'}${lab.seal ? `, auto-unseal by lab ${lab.seal.provider}'s transit engine` : ''}): ${what}.`);
+  out.line(`Lab ${lab.name} (${FLAVORS[lab.flavor].product} ${lab.version}, ${lab.nodes.length} ${lab.machines ? 'machines' : 'nodes'}${lab.tls ? ', TLS' : ', no TLS'}${lab.seal ? `, auto-unseal by lab ${lab.seal.provider}'s transit engine` : ''}): ${what}.`);
   if (lab.inventory) {
     const rel = relative(process.cwd(), lab.inventory);
     out.line(`Inventory: ${rel.startsWith('..') ? lab.inventory : rel}`);
@@ -126,4 +137,15 @@ export async function labDestroyCommand(o: LabOptions): Promise<void> {
   if (o.json) out.json({ name: o.name, existed: lab !== undefined, stopped });
   else out.line(lab ? `Lab ${o.name} destroyed (${stopped} process${stopped === 1 ? '' : 'es'} stopped; data, keys and inventory removed).` : `No lab named ${o.name}.`);
   if (lab && !o.json) warnDependents(o.name, 'destroyed');
+}
+
+export async function labRebootCommand(o: LabOptions): Promise<void> {
+  const lab = readLab(o.name);
+  if (!lab) throw new InputError(`No lab named ${o.name}.`, { hint: 'See `vaultops lab status`.' });
+  if (!lab.machines) throw new InputError(`Lab ${o.name} has no machines to reboot (it was made without --hosts).`, { hint: `\`vaultops lab up --hosts --name NAME\` makes a lab of systemd machines.` });
+  const started = Date.now();
+  await rebootHostsNode(lab, o.node ?? '', progressPrinter({ quiet: o.json === true }));
+  const seconds = (Date.now() - started) / 1000;
+  if (o.json) out.json({ name: o.name, node: o.node, rebooted: true, seconds });
+  else out.line(`Machine ${o.node} of lab ${o.name} rebooted in ${seconds.toFixed(1)} s; its server is up and sealed until it is unsealed.`);
 }

@@ -4,7 +4,10 @@ import { InputError, VaultopsError } from '../core/errors.js';
 import { FLAVORS } from './binaries.js';
 import { ensureLabCa, issueNodeCert } from './certs.js';
 import { isAlive } from './file-lock.js';
-import { API_PORT, CLUSTER_PORT, clusterFor, labState, nodeLogTail, readLab, renderConfig, startServer, stopNodes, writeInventory, writeLab, type LabNode, type LabRecord } from './lab.js';
+import { clusterFor, readLab, writeInventory, writeLab, type LabNode, type LabRecord } from './lab-record.js';
+import { renderConfig } from './server-config.js';
+import { labState, nodeLogTail, startServer, stopNodes } from './server-processes.js';
+import { API_PORT, CLUSTER_PORT } from './slots.js';
 import { prepareSshHosts, startSshds, stopSshds } from './ssh-hosts.js';
 import { sleep } from '../core/sleep.js';
 

@@ -1,6 +1,7 @@
 import { FLAVORS } from './binaries.js';
-import type { LabRecord } from './lab.js';
+import type { LabRecord } from './lab-record.js';
 import { SSH_PORT } from './ssh-hosts.js';
+import { serverLayout } from './machine-root.js';
 
 /** The inventory of a lab, as a person would write it; secrets are references to init.json. */
 export function renderInventory(lab: LabRecord): string {
@@ -29,6 +30,10 @@ export function renderInventory(lab: LabRecord): string {
     '    nodes:',
   );
   const renderNode = (n: LabRecord['nodes'][number], i: number) => {
+    if (lab.machines) {
+      renderMachine(n, i);
+      return;
+    }
     lines.push(
       `      - name: ${n.name}`,
       `        api_addr: ${q(n.apiAddr)}`,
@@ -46,6 +51,29 @@ export function renderInventory(lab: LabRecord): string {
       // The lab's sshd for this node (src/lab/ssh-hosts.ts); its host key is pinned, never trusted on first use.
       lines.push('        ssh:', `          host: ${q(n.ip)}`, `          port: ${SSH_PORT}`, '          user: root', `          key_file: ${q(lab.ssh.keyFile)}`, `          host_key: ${q(ssh.hostKey)}`);
     }
+  };
+  // `lab up --hosts`: a systemd machine reached as a production host is (src/lab/machine-lab.ts).
+  const renderMachine = (n: LabRecord['nodes'][number], i: number) => {
+    const layout = serverLayout(lab.flavor);
+    lines.push(
+      `      - name: ${n.name}`,
+      `        api_addr: ${q(n.apiAddr)}`,
+      `        cluster_addr: ${q(n.clusterAddr)}`,
+      `        zone: ${q(`lab-${String.fromCharCode(97 + (i % 3))}`)}`,
+      '        service:',
+      '          manager: systemd',
+      `          name: ${layout.unit}`,
+      `          binary: ${q(layout.binary)}`,
+      `          config: ${q(layout.config)}`,
+      `          data_dir: ${q(layout.dataDir)}`,
+      '        ssh:',
+      `          host: ${q(n.ip)}`,
+      '          port: 22',
+      '          user: ops',
+      '          sudo: true',
+      `          key_file: ${q(lab.machines!.keyFile)}`,
+      `          host_key: ${q(lab.machines!.nodes[n.name]?.hostKey ?? '')}`,
+    );
   };
   lab.nodes.forEach(renderNode);
   if (lab.newNodes?.length) {

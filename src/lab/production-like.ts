@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Flavor } from './binaries.js';
-import { clusterFor, readInit, writeInventory, writeLab, type LabRecord } from './lab.js';
+import { clusterFor, readInit, writeInventory, writeLab, type LabRecord } from './lab-record.js';
 import { writeFileAtomicSync } from '../core/atomic-write.js';
 
 /**

@@ -6,7 +6,7 @@ import { PrerequisiteError, VaultopsError } from '../core/errors.js';
 import { FLAVORS } from './binaries.js';
 import { lastLines, run } from './exec.js';
 import { isAlive } from './file-lock.js';
-import type { LabNode, LabRecord } from './lab.js';
+import type { LabNode, LabRecord } from './lab-record.js';
 import { sleep } from '../core/sleep.js';
 
 /**
@@ -153,7 +153,7 @@ esac
 `;
 }
 
-async function keygen(file: string, comment: string): Promise<void> {
+export async function keygen(file: string, comment: string): Promise<void> {
   rmSync(file, { force: true });
   rmSync(`${file}.pub`, { force: true });
   const r = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], { timeoutMs: 30_000 });

@@ -1,5 +1,5 @@
 import { dirname, join } from 'node:path';
-import { InputError, VaultopsError } from '../core/errors.js';
+import { GateError, InputError, VaultopsError } from '../core/errors.js';
 import { shq, type Host } from './host.js';
 
 /**
@@ -79,6 +79,12 @@ export class SystemdService implements ServiceManager {
 
   async #mainPid(): Promise<number | undefined> {
     const r = await this.host.exec(`systemctl show -p MainPID --value ${shq(this.unit)}`, { sudo: true });
+    // Asked first at the gates (status): a sudo that wants a password must stop the run before any change.
+    if (r.code !== 0 && /password is required|terminal is required|not in the sudoers|may not run sudo/i.test(r.stderr)) {
+      throw new GateError(`sudo on ${this.host.name} refused \`sudo -n\` (${r.stderr.trim().split('\n')[0]}); no server was touched.`, {
+        hint: `vaultops runs root commands with \`sudo -n\` (never a password prompt): give the SSH user passwordless sudo on ${this.host.name} (e.g. "ops ALL=(root) NOPASSWD: /usr/bin/systemctl, /usr/bin/install" in /etc/sudoers.d), or log in as root.`,
+      });
+    }
     const pid = Number.parseInt(r.stdout.trim(), 10);
     return r.code === 0 && pid > 0 ? pid : undefined;
   }

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { GateError, InputError, InterruptedError } from '../core/errors.js';
+import { GateError, InputError, InterruptedError, VaultopsError } from '../core/errors.js';
 import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
 import type { ServiceManager } from '../ssh/services.js';
@@ -107,7 +107,15 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
   try {
     // 3. Hosts: reachable over SSH with the right host key, before anything changes.
     for (const spec of o.spec.nodes.filter((n) => !o.nodes || o.nodes.includes(n.name))) {
-      const host = await o.openHost(spec);
+      let host: Host;
+      try {
+        host = await o.openHost(spec);
+      } catch (e) {
+        // A host that cannot be reached over SSH is a failed gate: nothing was changed yet.
+        if (e instanceof InputError || !(e instanceof Error)) throw e;
+        const hint = e instanceof VaultopsError ? e.hint : undefined;
+        throw new GateError(`Node ${spec.name} cannot be reached over SSH; no node was touched.`, { details: [e.message], hint: hint ?? 'Start sshd on the host (or fix the ssh settings in the inventory), then run the upgrade again.' });
+      }
       members.push(memberFor(o.cluster, spec, host, flavorUnit));
     }
     emit({ kind: 'gate', message: `SSH to ${members.map((m) => m.spec.name).join(', ')}: host keys verified.` });

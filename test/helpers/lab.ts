@@ -26,7 +26,7 @@ export interface TestLab {
  * With `seal: 'transit'` the lab auto-unseals with `sealProvider`'s transit engine and shares its
  * state dir (a provider is found by name there); destroy it before its provider.
  */
-export async function startTestLab(options: { name: string; flavor: Flavor; version: string; tls?: boolean; nodes?: number; ssh?: boolean; seal?: 'transit'; sealProvider?: TestLab }): Promise<TestLab> {
+export async function startTestLab(options: { name: string; flavor: Flavor; version: string; tls?: boolean; nodes?: number; ssh?: boolean; hosts?: boolean; seal?: 'transit'; sealProvider?: TestLab }): Promise<TestLab> {
   if ((options.seal === 'transit') !== (options.sealProvider !== undefined)) throw new Error('startTestLab: seal "transit" and sealProvider go together');
   const ownsStateDir = options.sealProvider === undefined;
   const stateDir = options.sealProvider?.stateDir ?? mkdtempSync(join(tmpdir(), `vaultops-test-${options.name}-`));
@@ -41,6 +41,7 @@ export async function startTestLab(options: { name: string; flavor: Flavor; vers
     tls: options.tls ?? true,
     nodes: options.nodes,
     ssh: options.ssh,
+    hosts: options.hosts,
     seal: options.sealProvider ? { type: 'transit', provider: options.sealProvider.lab.name } : undefined,
     inventory,
     env,

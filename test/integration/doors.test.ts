@@ -52,8 +52,9 @@ describe.each(flavorsUnderTest().slice(0, 1))('every door of a $flavor cluster k
     lab = await startTestLab({ name: 'door', flavor, version });
     cli = new CliRunner({ env: lab.env, cwd: lab.stateDir });
     conn = await connectCluster(lab.inventory, undefined);
-    // The cluster-wide lock lives in a KV v2 mount the operator enables once.
-    await conn.client.client('n1').write('sys/mounts/vaultops', { type: 'kv', options: { version: '2' } });
+    // The cluster-wide lock lives in a KV v2 mount the operator enables once; lab up does it.
+    const mounts = await conn.client.client('n1').read<{ data: Record<string, { type: string; options?: { version?: string } }> }>('sys/mounts');
+    expect(mounts.data['vaultops/']).toMatchObject({ type: 'kv', options: { version: '2' } });
     work = join(lab.stateDir, 'work');
     mkdirSync(work, { recursive: true });
     const b = await cli.run(['backup', '-i', lab.inventory, '--to', join(work, 'backups'), '--json']);

@@ -19,8 +19,16 @@ export function registerLabCommands(program: Command): void {
       .option('--ssh', 'also run a real OpenSSH sshd per node (port 2222, root by key) and put the SSH details into the inventory')
       .option('--production-like', 'hardened for `vaultops check`: telemetry, two audit devices, autopilot cleanup, configs 0640, init root token revoked (the inventory gets a lab-admin token)')
       .option('--seal <type>', 'shamir (default: 5 unseal key shares) or transit (auto-unseal by another running lab; 5 recovery key shares)')
-      .option('--seal-provider <name>', 'with --seal transit: the running lab whose transit engine seals this one'),
+      .option('--seal-provider <name>', 'with --seal transit: the running lab whose transit engine seals this one')
+      .option('--hosts', 'one systemd machine per node (systemd-nspawn; sshd on port 22, user ops with sudo, the vendor\'s unit); needs root and systemd-container')
+      .option('--nodes <n>', 'how many nodes (default 3)'),
   ).action(async (o) => (await import('../lab.js')).labUpCommand(o));
+  labCommon(
+    lab
+      .command('reboot')
+      .description('reboot one machine of a --hosts lab (systemctl reboot inside); its server comes back sealed')
+      .requiredOption('--node <name>', 'the node to reboot, e.g. n2'),
+  ).action(async (o) => (await import('../lab.js')).labRebootCommand(o));
   labCommon(lab.command('status').description('labs on this machine and whether their processes run')).action(async (o) => (await import('../lab.js')).labStatusCommand(o));
   labCommon(lab.command('down').description('stop the lab\'s server processes (data is kept)')).action(async (o) => (await import('../lab.js')).labDownCommand(o));
   labCommon(lab.command('destroy').description('stop the lab and delete its data, keys and inventory')).action(async (o) => (await import('../lab.js')).labDestroyCommand(o));

@@ -1,0 +1,248 @@
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { InputError, VaultopsError } from '../core/errors.js';
+import { FLAVORS } from './binaries.js';
+import { ensureLabCa, issueNodeCert } from './certs.js';
+import { withFileLock } from './file-lock.js';
+import { initialise, waitHealthy } from './initialise.js';
+import { labToken, listLabs, readInit, writeInventory, writeLab, type LabNode, type LabRecord } from './lab-record.js';
+import { createBridge, createMachineLink, machineAddress, machineLink, pickSubnet, removeBridge, setLinkState } from './machine-net.js';
+import { isMounted, machinePaths, mountRoot, populateRoot, prepareUpper, serverLayout, writeSudoers } from './machine-root.js';
+import { bootMachine, checkMachinePrerequisites, execInMachine, machineInitPid, powerOff, rebootMachine, supervisorPid, tearDownMachine, waitBooted, type MachineRef } from './machines.js';
+import { stateDir } from './paths.js';
+import { renderConfig } from './server-config.js';
+import { API_PORT, CLUSTER_PORT } from './slots.js';
+import { keygen } from './ssh-hosts.js';
+import { slotLockPath } from './slot-registry.js';
+import { unsealAll } from './unseal.js';
+
+/**
+ * `lab up --hosts`: a lab whose nodes are systemd machines (machines.ts) reached as production
+ * hosts are: sshd on port 22, the `ops` user with the lab's key and passwordless sudo, the server
+ * under its vendor's unit. The lab record keeps the machines' network and pinned host keys.
+ */
+export interface LabMachines {
+  /** K of the lab's 10.213.K.0/24. */
+  subnet: number;
+  /** The lab's private key for ops@<machine>. */
+  keyFile: string;
+  /** Per node: the pinned host key line ("ssh-ed25519 AAAA..."). */
+  nodes: Record<string, { hostKey: string }>;
+}
+
+export interface HostsLabOptions {
+  name: string;
+  dir: string;
+  flavor: LabRecord['flavor'];
+  version: string;
+  binary: string;
+  tls: boolean;
+  nodes: number;
+  inventory?: string | undefined;
+  env: NodeJS.ProcessEnv;
+  progress: (m: string) => void;
+}
+
+export function nodeIndex(n: { name: string }): number {
+  const i = Number(/^n(\d+)$/.exec(n.name)?.[1]);
+  if (!Number.isInteger(i) || i < 1) throw new VaultopsError(`Lab node ${n.name} has no number.`);
+  return i;
+}
+
+export function machineRef(lab: LabRecord, n: LabNode): MachineRef {
+  const m = lab.machines;
+  if (!m) throw new InputError(`Lab ${lab.name} has no machines (it was made without --hosts).`);
+  return { name: `${lab.name}-${n.name}`, dir: n.dir, link: machineLink(lab.name, m.subnet, n.name, nodeIndex(n)) };
+}
+
+export function findMachine(lab: LabRecord, nodeName: string): MachineRef {
+  const n = [...lab.nodes, ...(lab.newNodes ?? [])].find((x) => x.name === nodeName);
+  if (!n) throw new InputError(`Lab ${lab.name} has no node ${nodeName}.`, { hint: `Its nodes: ${lab.nodes.map((x) => x.name).join(', ')}.` });
+  return machineRef(lab, n);
+}
+
+export function machineNode(lab: Pick<LabRecord, 'dir' | 'flavor' | 'tls'>, subnet: number, index: number): LabNode {
+  const ip = machineAddress(subnet, index);
+  const dir = join(lab.dir, 'machines', `n${index}`);
+  const layout = serverLayout(lab.flavor);
+  return { name: `n${index}`, ip, apiAddr: `${lab.tls ? 'https' : 'http'}://${ip}:${API_PORT}`, clusterAddr: `https://${ip}:${CLUSTER_PORT}`, dir, config: layout.config, log: machinePaths(dir).console, binary: layout.binary };
+}
+
+/** Creates and boots a new lab of machines, then init, unseal, join, healthy. On failure nothing is left. */
+export async function upHostsLab(o: HostsLabOptions): Promise<LabRecord> {
+  await checkMachinePrerequisites();
+  mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+  let lab: LabRecord | undefined;
+  try {
+    lab = await withFileLock(slotLockPath(), o.progress, async () => {
+      const taken = new Set(listLabs(o.env).filter((l) => l.name !== o.name && l.machines).map((l) => l.machines!.subnet));
+      const subnet = await pickSubnet(taken);
+      const record: LabRecord = {
+        name: o.name,
+        flavor: o.flavor,
+        version: o.version,
+        binary: o.binary,
+        slot: 0,
+        tls: o.tls,
+        dir: o.dir,
+        initFile: join(o.dir, 'init.json'),
+        nodes: [],
+        createdAt: new Date().toISOString(),
+        machines: { subnet, keyFile: join(o.dir, 'ssh', 'id_ed25519'), nodes: {} },
+      };
+      for (let i = 1; i <= o.nodes; i++) record.nodes.push(machineNode(record, subnet, i));
+      // Written before the first thing is made on this machine, so a failure can find it all.
+      writeLab(record);
+      return record;
+    });
+    await prepareMachines(lab, lab.nodes, o.progress, o.env);
+    await bootAll(lab, lab.nodes, o.progress);
+    await initialise(lab, o.progress);
+    lab.inventory = resolve(o.inventory ?? join('inventories', `${o.name}.yml`));
+    writeInventory(lab);
+    writeLab(lab);
+    return lab;
+  } catch (e) {
+    if (lab) await tearDownHostsLab(lab, () => undefined).catch(() => undefined);
+    if (!existsSync(join(o.dir, 'init.json'))) removeLabDir(o.dir);
+    throw e;
+  }
+}
+
+/** Keys, certificates, network, root trees: everything a machine needs before its first boot. */
+export async function prepareMachines(lab: LabRecord, nodes: LabNode[], progress: (m: string) => void, env: NodeJS.ProcessEnv): Promise<void> {
+  const m = lab.machines!;
+  const sshDir = join(lab.dir, 'ssh');
+  mkdirSync(sshDir, { recursive: true, mode: 0o700 });
+  if (!existsSync(m.keyFile)) await keygen(m.keyFile, `vaultops-lab-${lab.name}`);
+  let ca: { caCert: string; caKey: string } | undefined;
+  if (lab.tls) {
+    progress('Making a lab CA and node certificates...');
+    ca = await ensureLabCa(join(lab.dir, 'tls'), lab.name);
+    lab.caCert = ca.caCert;
+  }
+  progress(`Preparing ${nodes.length} machine${nodes.length === 1 ? '' : 's'} (overlay root, network 10.213.${m.subnet}.0/24, sshd, ops, ${serverLayout(lab.flavor).unit}.service)...`);
+  await createBridge(m.subnet);
+  for (const n of nodes) {
+    const ref = machineRef(lab, n);
+    mkdirSync(n.dir, { recursive: true, mode: 0o700 });
+    const hostKey = join(n.dir, 'ssh_host_ed25519_key');
+    if (!existsSync(hostKey)) await keygen(hostKey, `${lab.name}-${n.name}`);
+    m.nodes[n.name] = { hostKey: readFileSync(`${hostKey}.pub`, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ') };
+    const cert = ca ? await issueNodeCert(join(lab.dir, 'tls'), ca, n) : undefined;
+    await createMachineLink(m.subnet, ref.link);
+    const p = machinePaths(n.dir);
+    // The lab's state (init.json: unseal keys, root token) is on this machine's disk, which is every
+    // machine's lower layer: it must not be there inside a machine.
+    if (!isMounted(p.root)) prepareUpper(p, lab.flavor, lab.binary, [stateDir(env)]);
+    await mountRoot(p);
+    const layout = serverLayout(lab.flavor);
+    const config = renderConfig(lab, n, { data: layout.dataDir, caCert: join(layout.tlsDir, 'ca.crt'), cert: join(layout.tlsDir, 'tls.crt'), key: join(layout.tlsDir, 'tls.key') });
+    await populateRoot(p, {
+      flavor: lab.flavor,
+      hostname: n.name,
+      ip: n.ip,
+      config,
+      caCert: ca?.caCert,
+      cert: cert ? join(lab.dir, 'tls', `${n.name}.pem`) : undefined,
+      key: cert ? join(lab.dir, 'tls', `${n.name}.key`) : undefined,
+      authorizedKey: readFileSync(`${m.keyFile}.pub`, 'utf8'),
+      hostKey,
+    });
+    writeLab(lab);
+  }
+}
+
+async function bootAll(lab: LabRecord, nodes: LabNode[], progress: (m: string) => void): Promise<void> {
+  progress(`Booting ${nodes.length} ${FLAVORS[lab.flavor].product} ${lab.version} machine${nodes.length === 1 ? '' : 's'} on ${nodes.map((n) => n.ip).join(', ')}...`);
+  for (const n of nodes) {
+    const ref = machineRef(lab, n);
+    if (supervisorPid(ref) === undefined) n.pid = bootMachine(ref);
+  }
+  writeLab(lab);
+  for (const n of nodes) await waitBooted(machineRef(lab, n), serverLayout(lab.flavor).unit, API_PORT);
+}
+
+/** `lab up` of a stopped lab of machines: the same root trees (data kept), booted again, unsealed. */
+export async function restartHostsLab(lab: LabRecord, progress: (m: string) => void): Promise<LabRecord> {
+  await checkMachinePrerequisites();
+  try {
+    await prepareNetworkAndRoots(lab);
+    await bootAll(lab, lab.nodes, progress);
+    await unsealAll(lab, readInit(lab), progress);
+    await waitHealthy(lab, labToken(lab), progress);
+  } catch (e) {
+    await tearDownHostsLab(lab, () => undefined).catch(() => undefined);
+    throw e;
+  }
+  if (lab.inventory) writeInventory(lab);
+  writeLab(lab);
+  return lab;
+}
+
+async function prepareNetworkAndRoots(lab: LabRecord): Promise<void> {
+  const m = lab.machines!;
+  await createBridge(m.subnet);
+  for (const n of [...lab.nodes, ...(lab.newNodes ?? [])]) {
+    await createMachineLink(m.subnet, machineRef(lab, n).link);
+    await mountRoot(machinePaths(n.dir));
+  }
+}
+
+export function hostsRunning(lab: LabRecord): number {
+  return lab.nodes.filter((n) => supervisorPid(machineRef(lab, n)) !== undefined).length;
+}
+
+/** Powers every machine off and removes their mounts, namespaces, veths and the bridge. Data is kept. */
+export async function tearDownHostsLab(lab: LabRecord, progress: (m: string) => void): Promise<number> {
+  const all = [...lab.nodes, ...(lab.newNodes ?? [])];
+  const running = all.filter((n) => supervisorPid(machineRef(lab, n)) !== undefined);
+  if (running.length) progress(`Powering off ${running.length} machine${running.length === 1 ? '' : 's'} of lab ${lab.name}...`);
+  // In parallel: each poweroff waits for its units to stop (SIGINT to the server, up to 30 s).
+  await Promise.all(all.map((n) => powerOff(machineRef(lab, n))));
+  // Every machine is torn down even when one fails; the first failure is reported after.
+  const failures: unknown[] = [];
+  for (const n of all) {
+    await tearDownMachine(machineRef(lab, n)).catch((e: unknown) => failures.push(e));
+    n.pid = undefined;
+  }
+  await removeBridge(lab.machines!.subnet).catch((e: unknown) => failures.push(e));
+  if (existsSync(lab.dir)) writeLab(lab);
+  if (failures.length) throw failures[0];
+  return running.length;
+}
+
+/** Never recurse into a mounted root tree (an overlay of this machine's `/`). */
+export function removeLabDir(dir: string): void {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p === dir || p.startsWith(`${dir}/`));
+  if (mounts.some((p) => isMounted(p))) throw new VaultopsError(`Lab directory ${dir} still has mounts (${mounts.join(', ')}); not removing it.`, { hint: `Unmount them (umount ${mounts[0]}) and run \`vaultops lab destroy\` again.` });
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** `vaultops lab reboot --node NAME`: a real reboot; the server comes back sealed (Shamir) as on a host. */
+export async function rebootHostsNode(lab: LabRecord, nodeName: string, progress: (m: string) => void): Promise<void> {
+  const ref = findMachine(lab, nodeName);
+  progress(`Rebooting machine ${ref.name} (systemctl reboot)...`);
+  await rebootMachine(ref);
+  await waitBooted(ref, serverLayout(lab.flavor).unit, API_PORT);
+}
+
+/** Cuts or restores a machine's network (its veth on this machine), as a pulled cable would. */
+export async function setMachineLink(lab: LabRecord, nodeName: string, state: 'up' | 'down'): Promise<void> {
+  await setLinkState(findMachine(lab, nodeName).link, state);
+}
+
+/** ops's sudo with or without a password (the fault of a host whose sudo asks for one). */
+export async function setOpsSudo(lab: LabRecord, nodeName: string, passwordless: boolean): Promise<void> {
+  const ref = findMachine(lab, nodeName);
+  writeSudoers(machinePaths(ref.dir), passwordless);
+}
+
+/** A command as root inside a running machine (tests and benchmarks). */
+export async function runInMachine(lab: LabRecord, nodeName: string, command: string[], timeoutMs?: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return execInMachine(findMachine(lab, nodeName), command, timeoutMs);
+}
+
+export function machinePid(lab: LabRecord, nodeName: string): number | undefined {
+  return machineInitPid(findMachine(lab, nodeName));
+}
