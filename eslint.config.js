@@ -12,7 +12,10 @@ const USE_CASES = ['backup', 'upgrade', 'ceremony', 'drill', 'check'];
 const CLIENTS = ['vault', 'ssh', 'secrets', 'inventory', 'notify', 'backup-stores', 'backup-crypto'];
 
 /** `from` may import its own folder and the given element types. */
-const may = (from, to) => ({ from: { element: { types: from } }, allow: { to: { element: { types: { anyOf: [from, ...to] } } } } });
+const may = (from, to) => ({
+  from: { element: { types: from } },
+  allow: { to: { element: { types: { anyOf: [from, ...to] } } } },
+});
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'playbooks/schema/**', 'coverage/**'] },
@@ -25,9 +28,15 @@ export default tseslint.config(
     rules: {
       // Ours: a promise nobody awaits loses its error (and its exit code). Kept as errors.
       '@typescript-eslint/no-floating-promises': 'error',
-      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false, attributes: false } }],
+      '@typescript-eslint/no-misused-promises': [
+        'error',
+        { checksVoidReturn: { arguments: false, attributes: false } },
+      ],
       // `_`-prefixed parameters are the way a callback says "not used"; tsc's noUnused* checks the rest.
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' },
+      ],
       // Parsed JSON and YAML and Vault's answers are `any` until zod or a type guard narrows them;
       // flagging every step of that would drown the findings that matter.
       '@typescript-eslint/no-unsafe-assignment': 'off',
@@ -56,7 +65,14 @@ export default tseslint.config(
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
       ...tseslint.configs.disableTypeChecked.languageOptions,
-      globals: { process: 'readonly', console: 'readonly', URL: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', Buffer: 'readonly' },
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        URL: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        Buffer: 'readonly',
+      },
     },
   },
   {
@@ -68,7 +84,20 @@ export default tseslint.config(
       'boundaries/elements': [
         { type: 'backup-stores', pattern: 'src/backup/stores/**', partialMatch: false },
         { type: 'backup-crypto', pattern: 'src/backup/crypto/**', partialMatch: false },
-        ...['cli', 'ui', 'playbook', 'actions', ...USE_CASES, 'lab', 'vault', 'ssh', 'secrets', 'inventory', 'notify', 'core'].map((type) => ({
+        ...[
+          'cli',
+          'ui',
+          'playbook',
+          'actions',
+          ...USE_CASES,
+          'lab',
+          'vault',
+          'ssh',
+          'secrets',
+          'inventory',
+          'notify',
+          'core',
+        ].map((type) => ({
           type,
           pattern: `src/${type}/**`,
           partialMatch: false,

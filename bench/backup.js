@@ -40,7 +40,17 @@ const log = (m) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
 const bin = await ensureBinary({ flavor, version, env });
 const inventory = join(stateDir, `${name}.yml`);
 log(`lab ${name}: ${flavor} ${version}, ${nodes} node(s)...`);
-const { lab } = await labUp({ name, flavor, version, binary: bin.path, tls: true, nodes, inventory, env, onProgress: () => undefined }).catch((e) => {
+const { lab } = await labUp({
+  name,
+  flavor,
+  version,
+  binary: bin.path,
+  tls: true,
+  nodes,
+  inventory,
+  env,
+  onProgress: () => undefined,
+}).catch((e) => {
   // labUp stops what it started; the state dir is ours to remove.
   rmSync(stateDir, { recursive: true, force: true });
   throw e;
@@ -83,7 +93,8 @@ try {
     // Four writers at a time: the server, not the client, is the limit.
     while (written < want) {
       const batch = [];
-      for (let k = 0; k < 4 && written < want; k++, written += entry) batch.push(leader.write(`kv/fill/${seq++}`, { value: randomBytes((entry * 3) / 4).toString('base64') }));
+      for (let k = 0; k < 4 && written < want; k++, written += entry)
+        batch.push(leader.write(`kv/fill/${seq++}`, { value: randomBytes((entry * 3) / 4).toString('base64') }));
       await Promise.all(batch);
     }
     log(`filled to ~${mb} MB of KV data in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -94,7 +105,13 @@ try {
     const oursScheduled = [];
     const theirs = [];
     let snapBytes = 0;
-    const officialEnv = { PATH: process.env.PATH, HOME: stateDir, VAULT_ADDR: lab.nodes[0].apiAddr, VAULT_CACERT: lab.caCert, VAULT_TOKEN: init.root_token };
+    const officialEnv = {
+      PATH: process.env.PATH,
+      HOME: stateDir,
+      VAULT_ADDR: lab.nodes[0].apiAddr,
+      VAULT_CACERT: lab.caCert,
+      VAULT_TOKEN: init.root_token,
+    };
     const oursEnv = { ...env };
     for (const k of Object.keys(oursEnv)) if (/^(VAULT|BAO)_/.test(k)) delete oursEnv[k];
     for (let r = 0; r < runs; r++) {
@@ -109,7 +126,13 @@ try {
       rmSync(dir, { recursive: true });
       // As `vaultops schedule backup` runs it: node with a small young generation.
       const dir2 = join(outDir, `sched-${r}`);
-      oursScheduled.push(await timed(node, ['--max-semi-space-size=1', cli, 'backup', '-i', inventory, '--to', dir2, '--quiet'], oursEnv));
+      oursScheduled.push(
+        await timed(
+          node,
+          ['--max-semi-space-size=1', cli, 'backup', '-i', inventory, '--to', dir2, '--quiet'],
+          oursEnv,
+        ),
+      );
       rmSync(dir2, { recursive: true });
     }
     const mbps = (w) => snapBytes / 1024 / 1024 / w;
@@ -139,13 +162,20 @@ try {
 }
 
 const cpus = (await import('node:os')).cpus().length;
-console.log(`\nBackup throughput, ${flavor} ${version}, ${nodes} node(s), ${cpus} CPUs, median of ${runs} whole-process runs (alternated), same cluster and data:`);
+console.log(
+  `\nBackup throughput, ${flavor} ${version}, ${nodes} node(s), ${cpus} CPUs, median of ${runs} whole-process runs (alternated), same cluster and data:`,
+);
 console.log('snapshot   official save        vaultops backup (verified)   ratio   peak RSS official / vaultops');
 for (const r of rows) {
   console.log(
     `${`${r.snapshot_mb} MB`.padEnd(10)} ${`${r.official_wall_s} s  ${r.official_mb_s} MB/s`.padEnd(20)} ${`${r.vaultops_wall_s} s  ${r.vaultops_mb_s} MB/s`.padEnd(28)} ${`${r.ratio}x`.padEnd(7)} ${r.official_peak_rss_mb} MB / ${r.vaultops_peak_rss_mb} MB`,
   );
 }
-console.log('(ratio = official wall / vaultops wall; > 1 means vaultops is faster. Wall includes process start: Node and its modules take ~0.1 s before the first request.)');
+console.log(
+  '(ratio = official wall / vaultops wall; > 1 means vaultops is faster. Wall includes process start: Node and its modules take ~0.1 s before the first request.)',
+);
 console.log('\nvaultops backup as `schedule backup` runs it (node --max-semi-space-size=1):');
-for (const r of rows) console.log(`${`${r.snapshot_mb} MB`.padEnd(10)} ${r.scheduled_wall_s} s  ${r.scheduled_mb_s} MB/s   ratio ${(r.official_wall_s / r.scheduled_wall_s).toFixed(2)}x   peak RSS ${r.scheduled_peak_rss_mb} MB`);
+for (const r of rows)
+  console.log(
+    `${`${r.snapshot_mb} MB`.padEnd(10)} ${r.scheduled_wall_s} s  ${r.scheduled_mb_s} MB/s   ratio ${(r.official_wall_s / r.scheduled_wall_s).toFixed(2)}x   peak RSS ${r.scheduled_peak_rss_mb} MB`,
+  );

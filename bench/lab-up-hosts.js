@@ -17,7 +17,9 @@ const flavor = argValue('--flavor', 'openbao');
 const version = argValue('--version', flavor === 'vault' ? '1.21.0' : '2.7.2');
 const name = argValue('--name', 'bench-hosts');
 
-const fetch = timeCli(['lab', 'fetch', '--flavor', flavor, '--version', version], { stdio: ['ignore', 'pipe', 'inherit'] });
+const fetch = timeCli(['lab', 'fetch', '--flavor', flavor, '--version', version], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
 if (fetch.status !== 0) process.exit(1);
 
 function read(path) {
@@ -58,7 +60,10 @@ for (let i = 1; i <= runs; i++) {
   const env = { ...process.env, VAULTOPS_STATE_DIR: state };
   const inventory = join(state, `${name}.yml`);
   try {
-    const up = timeCli(['lab', 'up', '--hosts', '--name', name, '--flavor', flavor, '--version', version, '--inventory', inventory], { env });
+    const up = timeCli(
+      ['lab', 'up', '--hosts', '--name', name, '--flavor', flavor, '--version', version, '--inventory', inventory],
+      { env },
+    );
     if (up.status !== 0) {
       process.stderr.write(`run ${i}: lab up --hosts failed (exit ${up.status}):\n${up.stderr}`);
       continue;
@@ -69,9 +74,17 @@ for (let i = 1; i <= runs; i++) {
     const lab = readLab(name, env);
     const mem = machineMemory(machinePid(lab, 'n2'));
     mems.push(mem.total);
-    const upper = execFileSync('du', ['-sk', '--exclude=usr/local/bin', join(lab.nodes[1].dir, 'upper')], { encoding: 'utf8' }).split('\t')[0];
-    const top = Object.entries(mem.byName).sort((a, b) => b[1] - a[1]).slice(0, 6).map(([k, v]) => `${k} ${(v / 1024).toFixed(0)}`).join(', ');
-    process.stdout.write(`run ${i}: lab up --hosts ${fmt(up.seconds)} (${healthy}); machine n2: RSS ${(mem.total / 1024).toFixed(0)} MiB (${top} MiB); upper layer ${(Number(upper) / 1024).toFixed(1)} MiB besides the binary\n`);
+    const upper = execFileSync('du', ['-sk', '--exclude=usr/local/bin', join(lab.nodes[1].dir, 'upper')], {
+      encoding: 'utf8',
+    }).split('\t')[0];
+    const top = Object.entries(mem.byName)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 6)
+      .map(([k, v]) => `${k} ${(v / 1024).toFixed(0)}`)
+      .join(', ');
+    process.stdout.write(
+      `run ${i}: lab up --hosts ${fmt(up.seconds)} (${healthy}); machine n2: RSS ${(mem.total / 1024).toFixed(0)} MiB (${top} MiB); upper layer ${(Number(upper) / 1024).toFixed(1)} MiB besides the binary\n`,
+    );
   } finally {
     timeCli(['lab', 'destroy', '--name', name], { env });
     rmSync(state, { recursive: true, force: true });
@@ -83,7 +96,9 @@ if (times.length) {
   process.stdout.write(
     [
       `lab-up-hosts: ${flavor} ${version}, ${s.n} runs, each from nothing to a healthy cluster of 3 systemd machines (TLS)`,
-      `  ${cpus().length} CPUs, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+      `  ${cpus().length} CPUs, load ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
       `  wall: median ${fmt(s.median)}  min ${fmt(s.min)}  max ${fmt(s.max)}`,
       `  one machine's RSS: median ${m.median.toFixed(0)} MiB`,
       '',

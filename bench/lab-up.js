@@ -13,7 +13,9 @@ const runs = Number(argValue('--runs', '3'));
 const version = argValue('--version', '2.7.2');
 const name = argValue('--name', 'bench-up');
 
-const fetch = timeCli(['lab', 'fetch', '--flavor', 'openbao', '--version', version], { stdio: ['ignore', 'pipe', 'inherit'] });
+const fetch = timeCli(['lab', 'fetch', '--flavor', 'openbao', '--version', version], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
 if (fetch.status !== 0) process.exit(1);
 
 const times = [];
@@ -22,7 +24,10 @@ for (let i = 1; i <= runs; i++) {
   const env = { ...process.env, VAULTOPS_STATE_DIR: state };
   const inventory = join(state, `${name}.yml`);
   try {
-    const up = timeCli(['lab', 'up', '--name', name, '--flavor', 'openbao', '--version', version, '--inventory', inventory], { env });
+    const up = timeCli(
+      ['lab', 'up', '--name', name, '--flavor', 'openbao', '--version', version, '--inventory', inventory],
+      { env },
+    );
     if (up.status !== 0) {
       process.stderr.write(`run ${i}: lab up failed (exit ${up.status}):\n${up.stderr}`);
       continue;
@@ -41,7 +46,9 @@ if (times.length) {
   process.stdout.write(
     [
       `lab-up: OpenBao ${version}, ${s.n} runs, each from nothing to a healthy 3-node cluster (TLS)`,
-      `  ${cpus().length} CPUs, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+      `  ${cpus().length} CPUs, load ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
       `  median ${fmt(s.median)}  min ${fmt(s.min)}  max ${fmt(s.max)}  (goal: <= 30 s)`,
       '',
     ].join('\n'),

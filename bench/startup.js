@@ -18,7 +18,10 @@ const node = timeCli(['--version']).stdout.trim();
 process.stdout.write(
   [
     `startup: vaultops --help, ${s.n} whole-process runs (after 1 warm-up of ${fmt(warm.seconds)})`,
-    `  ${node}; runtime ${NODE}; ${cpus().length} CPUs, load ${(await import('node:os')).loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+    `  ${node}; runtime ${NODE}; ${cpus().length} CPUs, load ${(await import('node:os'))
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
     `  median ${fmt(s.median)}  p90 ${fmt(s.p90)}  min ${fmt(s.min)}  max ${fmt(s.max)}  (goal: median <= 0.300 s)`,
     '',
   ].join('\n'),

@@ -39,24 +39,52 @@ const oldBin = await ensureBinary({ flavor, version: from, env });
 const newBin = await ensureBinary({ flavor, version: to, env });
 const inventory = join(stateDir, `${name}.yml`);
 log(`lab ${name}: ${flavor} ${from}, 3 nodes with sshd...`);
-const { lab } = await labUp({ name, flavor, version: from, binary: oldBin.path, tls: true, inventory, env, ssh: true, onProgress: () => undefined });
+const { lab } = await labUp({
+  name,
+  flavor,
+  version: from,
+  binary: oldBin.path,
+  tls: true,
+  inventory,
+  env,
+  ssh: true,
+  onProgress: () => undefined,
+});
 const init = JSON.parse(readFileSync(lab.initFile, 'utf8'));
 const transport = new Transport({ tls: { caCert: lab.caCert }, timeoutMs: 2000, retries: 0 });
-const clients = lab.nodes.map((n) => new VaultClient({ address: n.apiAddr, label: n.name, token: init.root_token, transport }));
+const clients = lab.nodes.map(
+  (n) => new VaultClient({ address: n.apiAddr, label: n.name, token: init.root_token, transport }),
+);
 
 try {
   await clients[0].write('sys/mounts/secret', { type: 'kv', options: { version: '2' } });
   await clients[0].write('secret/data/canary', { data: { value: 'canary-value' } });
   // A new KV v2 mount answers 400 ("upgrading from non-versioned") on standbys for a moment: wait
   // until every node serves the canary, so the probe measures the upgrade and not the mount.
-  for (const deadline = Date.now() + 60_000; ; ) {
-    const ok = await Promise.all(clients.map((c) => c.read('secret/data/canary').then((r) => r?.data?.data?.value === 'canary-value', () => false)));
+  for (const deadline = Date.now() + 60_000; ;) {
+    const ok = await Promise.all(
+      clients.map((c) =>
+        c.read('secret/data/canary').then(
+          (r) => r?.data?.data?.value === 'canary-value',
+          () => false,
+        ),
+      ),
+    );
     if (ok.every(Boolean)) break;
     if (Date.now() > deadline) throw new Error('the canary did not become readable on every node within 60 s');
     await new Promise((r) => setTimeout(r, 200));
   }
 
-  const probe = { failures: [], reads: 0, firstFail: 0, retryFail: 0, changes: [], noActiveMs: 0, longestNoActiveMs: 0, samples: 0 };
+  const probe = {
+    failures: [],
+    reads: 0,
+    firstFail: 0,
+    retryFail: 0,
+    changes: [],
+    noActiveMs: 0,
+    longestNoActiveMs: 0,
+    samples: 0,
+  };
   let rr = 0;
   let started = Date.now();
   let running = true;
@@ -99,7 +127,14 @@ try {
   const healthLoop = (async () => {
     while (running) {
       const t = Date.now();
-      const states = await Promise.all(clients.map((c) => c.health().then((h) => h.state, () => 'down')));
+      const states = await Promise.all(
+        clients.map((c) =>
+          c.health().then(
+            (h) => h.state,
+            () => 'down',
+          ),
+        ),
+      );
       probe.samples++;
       const activeIdx = states.indexOf('active');
       const active = activeIdx >= 0 ? lab.nodes[activeIdx].name : undefined;
@@ -111,7 +146,8 @@ try {
           probe.longestNoActiveMs = Math.max(probe.longestNoActiveMs, gap);
           noActiveSince = undefined;
         }
-        if (lastActive !== undefined && active !== lastActive) probe.changes.push(`${lastActive} -> ${active} at +${((t - started) / 1000).toFixed(2)} s`);
+        if (lastActive !== undefined && active !== lastActive)
+          probe.changes.push(`${lastActive} -> ${active} at +${((t - started) / 1000).toFixed(2)} s`);
         lastActive = active;
       }
       await new Promise((r) => setTimeout(r, Math.max(0, 1000 / HZ - (Date.now() - t))));
@@ -122,7 +158,24 @@ try {
   started = Date.now();
   log(`upgrade ${from} -> ${to} with the probe running...`);
   const result = await new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'bin', 'vaultops.js'), 'upgrade', '-i', inventory, '--binary', newBin.path, '--sha256', sha, '--non-interactive', '--confirm', name, '--json'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      [
+        join(import.meta.dirname, '..', 'bin', 'vaultops.js'),
+        'upgrade',
+        '-i',
+        inventory,
+        '--binary',
+        newBin.path,
+        '--sha256',
+        sha,
+        '--non-interactive',
+        '--confirm',
+        name,
+        '--json',
+      ],
+      { env, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let out = '';
     child.stdout.on('data', (c) => (out += c));
     child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`upgrade exited ${code}`))));
@@ -137,13 +190,26 @@ try {
   const nodePhase = sum('totalMs');
   console.log(`\n${flavor} ${from} -> ${to}, 3 nodes, upgrade over SSH (lab sshd), probe ${HZ} Hz`);
   console.log(`  leadership changes:            ${probe.changes.length} (${probe.changes.join('; ') || 'none'})`);
-  console.log(`  longest time without active:   ${probe.longestNoActiveMs} ms (total ${probe.noActiveMs} ms; health sampled every ${1000 / HZ} ms, so +-${1000 / HZ} ms)`);
-  console.log(`  canary reads:                  ${probe.reads}; failed first attempt ${probe.firstFail}; failed after one retry (${retryDelayMs} ms later, next node) ${probe.retryFail}`);
-  console.log(`  upgrade wall time:             ${(result.wallMs / 1000).toFixed(1)} s (of which nodes ${(nodePhase / 1000).toFixed(1)} s; staging + gates + snapshot ${((result.wallMs - nodePhase) / 1000).toFixed(1)} s)`);
-  console.log(`  irreducible waits:             ${(irreducible / 1000).toFixed(1)} s (stop ${sum('stopMs')} + start ${sum('startMs')} + unseal ${sum('unsealMs')} + stabilization ${sum('stabilizationMs')} ms)`);
-  console.log(`  node phase / irreducible:      ${(nodePhase / irreducible).toFixed(2)}   whole run / irreducible: ${(result.wallMs / irreducible).toFixed(2)}`);
+  console.log(
+    `  longest time without active:   ${probe.longestNoActiveMs} ms (total ${probe.noActiveMs} ms; health sampled every ${1000 / HZ} ms, so +-${1000 / HZ} ms)`,
+  );
+  console.log(
+    `  canary reads:                  ${probe.reads}; failed first attempt ${probe.firstFail}; failed after one retry (${retryDelayMs} ms later, next node) ${probe.retryFail}`,
+  );
+  console.log(
+    `  upgrade wall time:             ${(result.wallMs / 1000).toFixed(1)} s (of which nodes ${(nodePhase / 1000).toFixed(1)} s; staging + gates + snapshot ${((result.wallMs - nodePhase) / 1000).toFixed(1)} s)`,
+  );
+  console.log(
+    `  irreducible waits:             ${(irreducible / 1000).toFixed(1)} s (stop ${sum('stopMs')} + start ${sum('startMs')} + unseal ${sum('unsealMs')} + stabilization ${sum('stabilizationMs')} ms)`,
+  );
+  console.log(
+    `  node phase / irreducible:      ${(nodePhase / irreducible).toFixed(2)}   whole run / irreducible: ${(result.wallMs / irreducible).toFixed(2)}`,
+  );
   for (const f of probe.failures) console.log(`    read failed twice ${f}`);
-  for (const x of t) console.log(`    ${x.node} (${x.role}): stop ${x.stopMs}${x.failoverMs !== undefined ? `, failover ${x.failoverMs}` : ''}, start ${x.startMs}, unseal ${x.unsealMs}, catch-up ${x.catchUpMs}, stabilization ${x.stabilizationMs}, total ${x.totalMs} ms`);
+  for (const x of t)
+    console.log(
+      `    ${x.node} (${x.role}): stop ${x.stopMs}${x.failoverMs !== undefined ? `, failover ${x.failoverMs}` : ''}, start ${x.startMs}, unseal ${x.unsealMs}, catch-up ${x.catchUpMs}, stabilization ${x.stabilizationMs}, total ${x.totalMs} ms`,
+    );
 } finally {
   transport.close();
   if (!keep) {

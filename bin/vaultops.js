@@ -7,7 +7,11 @@
 var SUPPORTED_NODE = '^22.22.2 || ^24.15.0 || >=26.0.0';
 if (!nodeIsSupported(process.versions.node, SUPPORTED_NODE)) {
   process.stderr.write(
-    'vaultops: Node.js ' + process.version + ' is not supported; vaultops needs Node.js ' + describeRange(SUPPORTED_NODE) + '.\n' +
+    'vaultops: Node.js ' +
+      process.version +
+      ' is not supported; vaultops needs Node.js ' +
+      describeRange(SUPPORTED_NODE) +
+      '.\n' +
       'hint: install Node.js 24 LTS (https://nodejs.org/en/download, or `nvm install 24`) and run vaultops with it.\n',
   );
   process.exit(6);
@@ -43,7 +47,8 @@ Promise.all([import('node:module'), import('node:os'), import('node:path')])
   .then(([m, os, path]) => {
     try {
       const env = process.env;
-      const base = env.VAULTOPS_CACHE_DIR || path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'vaultops');
+      const base =
+        env.VAULTOPS_CACHE_DIR || path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'vaultops');
       if (m.enableCompileCache) m.enableCompileCache(path.join(base, 'node-compile-cache'));
     } catch {
       // A cache that cannot be written only costs speed.
@@ -53,6 +58,8 @@ Promise.all([import('node:module'), import('node:os'), import('node:path')])
   .then((m) => m.main(process.argv))
   .catch((e) => {
     const noDist = e && e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes('dist/cli/main.js');
-    process.stderr.write(`vaultops: cannot start: ${noDist ? 'dist/ is missing; run `npm run build` first' : String(e && e.message)}\n`);
+    process.stderr.write(
+      `vaultops: cannot start: ${noDist ? 'dist/ is missing; run `npm run build` first' : String(e && e.message)}\n`,
+    );
     process.exit(1);
   });

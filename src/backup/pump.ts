@@ -24,7 +24,12 @@ export interface PumpOptions {
  * `dest` must be done with a buffer when it calls a write's callback (fs and ssh2 streams are; an
  * encryption stage that queues chunks must copy them), because the buffer is then reused.
  */
-export function pumpSnapshot(download: RawDownload, check: SnapshotCheck, dest: Writable, o: PumpOptions = {}): Promise<VerifiedSnapshot> {
+export function pumpSnapshot(
+  download: RawDownload,
+  check: SnapshotCheck,
+  dest: Writable,
+  o: PumpOptions = {},
+): Promise<VerifiedSnapshot> {
   const size = o.bufferSize ?? 512 << 10;
   const free: Buffer[] = Array.from({ length: o.buffers ?? 4 }, () => Buffer.allocUnsafe(size));
   let current = free.pop()!;
@@ -49,21 +54,18 @@ export function pumpSnapshot(download: RawDownload, check: SnapshotCheck, dest: 
     dest.on('error', fail);
 
     const finish = () => {
-      check.end().then(
-        (verified) => {
+      check.end().then((verified) => {
+        if (failed) return;
+        // end()'s callback also carries a failure of the last writes or of the final flush (an SFTP
+        // store reports a full disk there). The 'error' listener stays: fail() is a no-op once settled.
+        dest.end((e?: Error | null) => {
+          if (e) return fail(e);
           if (failed) return;
-          // end()'s callback also carries a failure of the last writes or of the final flush (an SFTP
-          // store reports a full disk there). The 'error' listener stays: fail() is a no-op once settled.
-          dest.end((e?: Error | null) => {
-            if (e) return fail(e);
-            if (failed) return;
-            failed = true; // settled
-            o.signal?.removeEventListener('abort', onAbort);
-            resolve(verified);
-          });
-        },
-        fail,
-      );
+          failed = true; // settled
+          o.signal?.removeEventListener('abort', onAbort);
+          resolve(verified);
+        });
+      }, fail);
     };
 
     /** Sends `buf` (the first `n` bytes of a pool buffer) to gunzip and the file; back to the pool when both are done. */

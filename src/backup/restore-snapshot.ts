@@ -90,12 +90,17 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   log(`Verifying ${o.file}...`);
   const checked = await checkFile(o.file, { identity: o.identity });
   if (checked.encryption && !checked.encryption.contents_checked) {
-    throw new IdentityNeededError(`${o.file} is encrypted (${checked.encryption.format}) and no identity was given to open it, so it can be neither verified nor restored. The cluster was not touched.`, {
-      hint: 'Pass --identity REF (env:NAME, file:PATH, cmd:COMMAND; never the key itself), or set `decrypt: { identity: REF }` on the store.',
-    });
+    throw new IdentityNeededError(
+      `${o.file} is encrypted (${checked.encryption.format}) and no identity was given to open it, so it can be neither verified nor restored. The cluster was not touched.`,
+      {
+        hint: 'Pass --identity REF (env:NAME, file:PATH, cmd:COMMAND; never the key itself), or set `decrypt: { identity: REF }` on the store.',
+      },
+    );
   }
   if (checked.problems.length || !checked.verified) {
-    throw new SnapshotInvalidError(`Refusing to restore ${o.file}: ${checked.problems.join('; ')}. The cluster was not touched.`);
+    throw new SnapshotInvalidError(
+      `Refusing to restore ${o.file}: ${checked.problems.join('; ')}. The cluster was not touched.`,
+    );
   }
   const { verified, manifest } = checked;
 
@@ -107,23 +112,38 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   if (isOther && !o.forceOtherCluster) {
     throw new GateError(
       `${o.file} was taken on cluster ${manifest!.cluster.name} (${identity.why}), not on ${o.clusterName}. Restoring it replaces all of ${o.clusterName}'s data, tokens and seal configuration with ${manifest!.cluster.name}'s; the nodes then seal and only ${manifest!.cluster.name}'s unseal keys (key set ${manifest!.key_set ?? 'unknown'}) open them. The cluster was not touched.`,
-      { hint: 'If that is what you want (a DR rebuild), pass --force-other-cluster and make sure the inventory holds that key set.' },
+      {
+        hint: 'If that is what you want (a DR rebuild), pass --force-other-cluster and make sure the inventory holds that key set.',
+      },
     );
   }
   if (identity.verdict === 'unknown' && !o.forceOtherCluster) {
-    throw new GateError(`Cannot tell whether ${o.file} was taken on ${o.clusterName}: ${identity.why}. The cluster was not touched.`, {
-      hint: 'If you know the snapshot is this cluster\'s (or mean to replace it with another\'s), pass --force-other-cluster.',
-    });
+    throw new GateError(
+      `Cannot tell whether ${o.file} was taken on ${o.clusterName}: ${identity.why}. The cluster was not touched.`,
+      {
+        hint: "If you know the snapshot is this cluster's (or mean to replace it with another's), pass --force-other-cluster.",
+      },
+    );
   }
-  log(identity.verdict === 'unchecked' ? `${o.file} has no manifest: Vault's own check (the snapshot's SHA256SUMS.sealed must open with this cluster's seal) decides whether it belongs here.` : `Same cluster: ${identity.why}.`);
+  log(
+    identity.verdict === 'unchecked'
+      ? `${o.file} has no manifest: Vault's own check (the snapshot's SHA256SUMS.sealed must open with this cluster's seal) decides whether it belongs here.`
+      : `Same cluster: ${identity.why}.`,
+  );
 
   const leaderStatus = await leader.client.leader().catch(() => undefined);
   const indexBefore = leaderStatus?.raft_committed_index;
-  const lossLine = indexBefore !== undefined
-    ? `${o.clusterName} is at Raft index ${indexBefore}; the snapshot is at index ${verified.meta.index}${manifest ? ` (taken ${manifest.finished_at} on ${manifest.cluster.name})` : ''}. Everything written to ${o.clusterName} since then is lost: secrets, tokens, leases, policies.`
-    : `The snapshot is at Raft index ${verified.meta.index}; everything written since it was taken is lost.`;
+  const lossLine =
+    indexBefore !== undefined
+      ? `${o.clusterName} is at Raft index ${indexBefore}; the snapshot is at index ${verified.meta.index}${manifest ? ` (taken ${manifest.finished_at} on ${manifest.cluster.name})` : ''}. Everything written to ${o.clusterName} since then is lost: secrets, tokens, leases, policies.`
+      : `The snapshot is at Raft index ${verified.meta.index}; everything written since it was taken is lost.`;
   log(lossLine);
-  if (!o.confirmed) await o.prompter.confirm({ message: `Restore ${o.file} into cluster ${o.clusterName}, replacing all of its data. ${lossLine}`, expected: o.clusterName, source: `--confirm ${o.clusterName}` });
+  if (!o.confirmed)
+    await o.prompter.confirm({
+      message: `Restore ${o.file} into cluster ${o.clusterName}, replacing all of its data. ${lossLine}`,
+      expected: o.clusterName,
+      source: `--confirm ${o.clusterName}`,
+    });
 
   // An encrypted backup's safety snapshot should not lie around in clear. Its recipients come from
   // the safety store's own `encrypt:` or from the operator (safetyEncryption), never from the
@@ -131,31 +151,55 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   // the safety snapshot of this cluster's current data.
   if (checked.encryption && !o.safetyStore.encryption) {
     if (o.safetyEncryption) o.safetyStore.encryption = o.safetyEncryption;
-    else log(`warning: the safety snapshot goes to ${o.safetyStore.location} unencrypted (the backup's recipients come from its unsigned manifest, so they are not reused); give that store an encrypt: entry to encrypt it.`);
+    else
+      log(
+        `warning: the safety snapshot goes to ${o.safetyStore.location} unencrypted (the backup's recipients come from its unsigned manifest, so they are not reused); give that store an encrypt: entry to encrypt it.`,
+      );
   }
   log('Taking a safety snapshot of the current state first...');
   const safetyProgress = o.startTransfer?.(`safety snapshot of ${o.clusterName}`, undefined);
-  const safetyBackup = await takeBackup({ cluster: o.cluster, clusterName: o.clusterName, flavor: o.flavor, keySet: o.keySet, store: o.safetyStore, reason: 'pre-restore', log, signal: o.signal, onBytes: safetyProgress ? (n: number) => safetyProgress.add(n) : undefined }).finally(() => safetyProgress?.done());
+  const safetyBackup = await takeBackup({
+    cluster: o.cluster,
+    clusterName: o.clusterName,
+    flavor: o.flavor,
+    keySet: o.keySet,
+    store: o.safetyStore,
+    reason: 'pre-restore',
+    log,
+    signal: o.signal,
+    onBytes: safetyProgress ? (n: number) => safetyProgress.add(n) : undefined,
+  }).finally(() => safetyProgress?.done());
 
   // A value written after the safety snapshot: once it is gone the restored data is in place. The
   // 204 of the upload comes before the restore happens, and the Raft index alone cannot tell.
   const marker = randomBytes(12).toString('hex');
-  const hasMarker = await leader.client.write(MARKER_PATH, { id: marker }).then(() => true, () => false);
+  const hasMarker = await leader.client.write(MARKER_PATH, { id: marker }).then(
+    () => true,
+    () => false,
+  );
 
   const force = o.forceOtherCluster && (isOther || identity.verdict !== 'same');
-  log(`Uploading the snapshot to the leader ${leader.node.name}${force ? ' (snapshot-force: another cluster\'s snapshot)' : ''}...`);
+  log(
+    `Uploading the snapshot to the leader ${leader.node.name}${force ? " (snapshot-force: another cluster's snapshot)" : ''}...`,
+  );
   try {
     // An encrypted file is decrypted a second time while it uploads (it was decrypted and verified
     // in full above); the plaintext only ever exists in memory, one chunk at a time.
     // The file is opened again here; what is sent is hashed on the way and must be exactly what
     // was verified: a file replaced or changed since the check fails the upload before its end, so
     // Vault never receives a complete snapshot.
-    const source = checked.encryption && o.identity ? openDecrypted(o.file, checked.encryption, await o.identity()) : createReadStream(o.file);
+    const source =
+      checked.encryption && o.identity
+        ? openDecrypted(o.file, checked.encryption, await o.identity())
+        : createReadStream(o.file);
     const body = sameBytesAs(verified.sha256, verified.bytes, o.file);
     source.on('error', (e: Error) => body.destroy(e));
     source.pipe(body);
     // The plaintext's size is the file's unless it is encrypted (then only the bytes are shown).
-    const upload = o.startTransfer?.(`upload to ${leader.node.name}`, checked.encryption ? undefined : statSync(o.file).size);
+    const upload = o.startTransfer?.(
+      `upload to ${leader.node.name}`,
+      checked.encryption ? undefined : statSync(o.file).size,
+    );
     try {
       await leader.client.uploadSnapshot(upload ? counted(body, upload) : body, { force });
     } finally {
@@ -166,7 +210,9 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
     if (e instanceof VaultApiError && e.status === 400 && OTHER_SEAL.test(e.errors.join(' ') + e.message)) {
       throw new GateError(
         `${leader.node.name} refused ${o.file}: its SHA256SUMS.sealed does not open with ${o.clusterName}'s seal, so the snapshot comes from another cluster or from before a rekey. The cluster was not touched.`,
-        { hint: 'If you mean to replace this cluster with that data, pass --force-other-cluster; the nodes will then need the source cluster\'s unseal keys.' },
+        {
+          hint: "If you mean to replace this cluster with that data, pass --force-other-cluster; the nodes will then need the source cluster's unseal keys.",
+        },
       );
     }
     throw e;
@@ -176,17 +222,27 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   const deadline = Date.now() + timeoutMs;
   // 1. Wait until the data is the snapshot's: nodes sealed (other key set), or our marker gone.
   for (;;) {
-    if (o.signal?.aborted) throw new VaultopsError('Interrupted while waiting for the restore; the cluster may still be restoring.', { exitCode: 130 });
+    if (o.signal?.aborted)
+      throw new VaultopsError('Interrupted while waiting for the restore; the cluster may still be restoring.', {
+        exitCode: 130,
+      });
     const all = await o.cluster.probeAll();
     if (all.some((p) => p.health?.state === 'sealed')) break;
     const active = all.find((p) => p.health?.state === 'active');
     if (active) {
       if (!hasMarker) break;
-      const res = await o.cluster.client(active.node.name).raw('GET', `/${MARKER_PATH}`).catch(() => undefined);
+      const res = await o.cluster
+        .client(active.node.name)
+        .raw('GET', `/${MARKER_PATH}`)
+        .catch(() => undefined);
       if (res && (res.status === 404 || res.status === 403)) break;
       if (res && res.status === 200 && !res.body.toString('utf8').includes(marker)) break;
     }
-    if (Date.now() > deadline) throw new VaultopsError(`Vault accepted the snapshot but ${o.clusterName} did not show the restored data within ${Math.round(timeoutMs / 1000)} s.`, { hint: 'Read the server logs for "snapshot restore"; run `vaultops status`.' });
+    if (Date.now() > deadline)
+      throw new VaultopsError(
+        `Vault accepted the snapshot but ${o.clusterName} did not show the restored data within ${Math.round(timeoutMs / 1000)} s.`,
+        { hint: 'Read the server logs for "snapshot restore"; run `vaultops status`.' },
+      );
     await sleep(500);
   }
 
@@ -198,17 +254,25 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
     const all = await o.cluster.probeAll();
     const sealed = all.filter((p) => p.health?.state === 'sealed');
     const serving = all.filter((p) => p.health && isServing(p.health.state));
-    if (sealed.length === 0 && serving.length === all.length && serving.some((p) => p.health?.state === 'active')) break;
+    if (sealed.length === 0 && serving.length === all.length && serving.some((p) => p.health?.state === 'active'))
+      break;
     if (sealed.length) {
       if (!secrets) {
-        if (force && !manifest?.key_set) log('The nodes sealed and the snapshot has no manifest naming its key set; trying the inventory\'s key sets.');
+        if (force && !manifest?.key_set)
+          log("The nodes sealed and the snapshot has no manifest naming its key set; trying the inventory's key sets.");
         secrets = await o.keysFor(neededSet);
-        log(`Nodes sealed after the restore (${sealed.map((p) => p.node.name).join(', ')}); unsealing with key set ${secrets.label}...`);
+        log(
+          `Nodes sealed after the restore (${sealed.map((p) => p.node.name).join(', ')}); unsealing with key set ${secrets.label}...`,
+        );
       }
       unsealedWith = secrets.label;
       for (const p of sealed) await unsealNode(o.cluster, p.node.name, secrets);
     }
-    if (Date.now() > deadline) throw new VaultopsError(`${o.clusterName} did not come back within ${Math.round(timeoutMs / 1000)} s after the restore: ${all.map((p) => `${p.node.name} ${p.health?.state ?? 'unreachable'}`).join(', ')}.`, { hint: 'Run `vaultops status`; unseal with `vaultops run playbooks/unseal.yml`.' });
+    if (Date.now() > deadline)
+      throw new VaultopsError(
+        `${o.clusterName} did not come back within ${Math.round(timeoutMs / 1000)} s after the restore: ${all.map((p) => `${p.node.name} ${p.health?.state ?? 'unreachable'}`).join(', ')}.`,
+        { hint: 'Run `vaultops status`; unseal with `vaultops run playbooks/unseal.yml`.' },
+      );
     await sleep(500);
   }
 
@@ -222,13 +286,32 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
     status = await o.cluster.status();
     if (status.health === 'healthy' && status.autopilot?.healthy && status.nodes.every((n) => n.voter === true)) break;
     if (Date.now() > deadline) {
-      throw new VaultopsError(`${o.clusterName} is back but not healthy after the restore: ${status.problems.join('; ') || status.autopilotNote || 'autopilot not healthy'}.`, { hint: 'Run `vaultops status` and check the server logs.' });
+      throw new VaultopsError(
+        `${o.clusterName} is back but not healthy after the restore: ${status.problems.join('; ') || status.autopilotNote || 'autopilot not healthy'}.`,
+        { hint: 'Run `vaultops status` and check the server logs.' },
+      );
     }
     await sleep(1000);
   }
   log(`Restored: ${status.nodes.length} nodes unsealed voters, autopilot healthy, leader ${status.leader ?? '?'}.`);
-  const canaries = await checkCanaries(o.cluster, o.canaries ?? [], Math.max(deadline, Date.now() + 30_000), log, sleep);
-  return { file: o.file, manifest, snapshotIndex: verified.meta.index, indexBefore, safetyBackup, forced: force, unsealedWith, status, canaries };
+  const canaries = await checkCanaries(
+    o.cluster,
+    o.canaries ?? [],
+    Math.max(deadline, Date.now() + 30_000),
+    log,
+    sleep,
+  );
+  return {
+    file: o.file,
+    manifest,
+    snapshotIndex: verified.meta.index,
+    indexBefore,
+    safetyBackup,
+    forced: force,
+    unsealedWith,
+    status,
+    canaries,
+  };
 }
 
 /**
@@ -236,7 +319,13 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
  * not readable yet is read again until the deadline (a fresh leader may still be loading mounts); a
  * different hash is final. Only paths, fields and verdicts are logged or thrown, never values.
  */
-async function checkCanaries(cluster: ClusterClient, specs: readonly CanarySpec[], deadline: number, log: (m: string) => void, sleep: (ms: number) => Promise<unknown>): Promise<CanaryResult[]> {
+async function checkCanaries(
+  cluster: ClusterClient,
+  specs: readonly CanarySpec[],
+  deadline: number,
+  log: (m: string) => void,
+  sleep: (ms: number) => Promise<unknown>,
+): Promise<CanaryResult[]> {
   if (specs.length === 0) return [];
   const label = (c: CanarySpec) => `${c.path}${c.field ? `#${c.field}` : ''}`;
   for (;;) {
@@ -245,25 +334,56 @@ async function checkCanaries(cluster: ClusterClient, specs: readonly CanarySpec[
     for (const spec of specs) {
       const got = await readCanaryHash(client, spec);
       const readAt = new Date().toISOString();
-      if (got.sha256 === undefined) results.push({ path: spec.path, field: spec.field, result: 'missing', expected_from: spec.expect_sha256 ? 'inventory' : 'none', problem: got.problem, read_at: readAt });
-      else if (spec.expect_sha256 === undefined) results.push({ path: spec.path, field: spec.field, result: 'match', expected_from: 'none', read_at: readAt, problem: 'readable; no expect_sha256 to compare with' });
-      else results.push({ path: spec.path, field: spec.field, result: got.sha256 === spec.expect_sha256.toLowerCase() ? 'match' : 'mismatch', expected_from: 'inventory', read_at: readAt });
+      if (got.sha256 === undefined)
+        results.push({
+          path: spec.path,
+          field: spec.field,
+          result: 'missing',
+          expected_from: spec.expect_sha256 ? 'inventory' : 'none',
+          problem: got.problem,
+          read_at: readAt,
+        });
+      else if (spec.expect_sha256 === undefined)
+        results.push({
+          path: spec.path,
+          field: spec.field,
+          result: 'match',
+          expected_from: 'none',
+          read_at: readAt,
+          problem: 'readable; no expect_sha256 to compare with',
+        });
+      else
+        results.push({
+          path: spec.path,
+          field: spec.field,
+          result: got.sha256 === spec.expect_sha256.toLowerCase() ? 'match' : 'mismatch',
+          expected_from: 'inventory',
+          read_at: readAt,
+        });
     }
     const mismatched = results.filter((r) => r.result === 'mismatch');
     if (mismatched.length) {
-      throw new CanaryMismatchError(`The cluster was restored, but canar${mismatched.length === 1 ? 'y' : 'ies'} ${mismatched.map(label).join(', ')} ${mismatched.length === 1 ? 'does' : 'do'} not hold the value the inventory expects (sha256 differs).`, {
-        hint: 'The restored data is not what the inventory expects: check which backup was restored and the canary\'s expect_sha256 (`printf %s "$value" | sha256sum`). The safety snapshot holds the state from before the restore.',
-      });
+      throw new CanaryMismatchError(
+        `The cluster was restored, but canar${mismatched.length === 1 ? 'y' : 'ies'} ${mismatched.map(label).join(', ')} ${mismatched.length === 1 ? 'does' : 'do'} not hold the value the inventory expects (sha256 differs).`,
+        {
+          hint: 'The restored data is not what the inventory expects: check which backup was restored and the canary\'s expect_sha256 (`printf %s "$value" | sha256sum`). The safety snapshot holds the state from before the restore.',
+        },
+      );
     }
     const missing = results.filter((r) => r.result === 'missing');
     if (missing.length === 0) {
-      log(`Canaries: ${results.map((r) => `${label(r)} ${r.expected_from === 'inventory' ? 'matches' : 'readable'}`).join(', ')}.`);
+      log(
+        `Canaries: ${results.map((r) => `${label(r)} ${r.expected_from === 'inventory' ? 'matches' : 'readable'}`).join(', ')}.`,
+      );
       return results;
     }
     if (Date.now() > deadline) {
-      throw new CanaryMismatchError(`The cluster was restored, but canar${missing.length === 1 ? 'y' : 'ies'} ${missing.map((r) => `${label(r)} (${r.problem ?? 'unreadable'})`).join(', ')} could not be read.`, {
-        hint: 'Check that the token may read the canary paths and that the restored snapshot is the one you meant.',
-      });
+      throw new CanaryMismatchError(
+        `The cluster was restored, but canar${missing.length === 1 ? 'y' : 'ies'} ${missing.map((r) => `${label(r)} (${r.problem ?? 'unreadable'})`).join(', ')} could not be read.`,
+        {
+          hint: 'Check that the token may read the canary paths and that the restored snapshot is the one you meant.',
+        },
+      );
     }
     await sleep(1000);
   }
@@ -281,11 +401,18 @@ async function unsealNode(cluster: ClusterClient, nodeName: string, secrets: Key
     } catch (e) {
       // What a wrong share set looks like at the threshold share: 400 "invalid key: failed to decrypt keys
       // from storage: cipher: message authentication failed" (seen on OpenBao 2.7.2).
-      if (e instanceof VaultApiError && e.status === 400 && /invalid key|authentication failed|failed to decrypt/i.test(e.message)) {
+      if (
+        e instanceof VaultApiError &&
+        e.status === 400 &&
+        /invalid key|authentication failed|failed to decrypt/i.test(e.message)
+      ) {
         await client.unsealReset().catch(() => undefined);
-        throw new VaultopsError(`${nodeName} refused the unseal keys of key set ${secrets.label} after the restore: the restored data was sealed with another key set.`, {
-          hint: 'Give the inventory the key set named in the snapshot\'s manifest (unseal.key_set), or restore a snapshot of this cluster.',
-        });
+        throw new VaultopsError(
+          `${nodeName} refused the unseal keys of key set ${secrets.label} after the restore: the restored data was sealed with another key set.`,
+          {
+            hint: "Give the inventory the key set named in the snapshot's manifest (unseal.key_set), or restore a snapshot of this cluster.",
+          },
+        );
       }
       // Not ready yet (a follower still installing the snapshot); the caller tries again.
       return;
@@ -314,11 +441,17 @@ export function sameCluster(
       : { verdict: 'other', why: `id ${m.cluster_id}; ${clusterName} is ${health.cluster_id}` };
   }
   if (m.cluster_name && health?.cluster_name && m.cluster_name !== health.cluster_name) {
-    return { verdict: 'other', why: `cluster_name ${m.cluster_name}; ${clusterName}'s server says ${health.cluster_name}` };
+    return {
+      verdict: 'other',
+      why: `cluster_name ${m.cluster_name}; ${clusterName}'s server says ${health.cluster_name}`,
+    };
   }
   if (m.name !== clusterName) return { verdict: 'other', why: `inventory name ${m.name}` };
   if (m.cluster_name && health?.cluster_name) {
-    return { verdict: 'same', why: `no cluster id to compare (${m.cluster_id ? 'the server gave none' : 'the manifest has none'}); cluster_name ${m.cluster_name} and the inventory name match` };
+    return {
+      verdict: 'same',
+      why: `no cluster id to compare (${m.cluster_id ? 'the server gave none' : 'the manifest has none'}); cluster_name ${m.cluster_name} and the inventory name match`,
+    };
   }
   return {
     verdict: 'unknown',
@@ -347,9 +480,12 @@ function sameBytesAs(sha256: string, bytes: number, file: string): Transform {
   const held: Buffer[] = [];
   let heldBytes = 0;
   const changed = (what: string) =>
-    new SnapshotInvalidError(`${file} changed after it was verified (${what}); the upload was stopped before the snapshot's end, so the cluster was not restored from it.`, {
-      hint: 'Something replaced or modified the file during the restore. Check who writes to that directory, then run the restore again.',
-    });
+    new SnapshotInvalidError(
+      `${file} changed after it was verified (${what}); the upload was stopped before the snapshot's end, so the cluster was not restored from it.`,
+      {
+        hint: 'Something replaced or modified the file during the restore. Check who writes to that directory, then run the restore again.',
+      },
+    );
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
       seen += chunk.length;

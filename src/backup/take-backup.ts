@@ -3,7 +3,12 @@ import { InputError, UnreachableError, VaultopsError } from '../core/errors.js';
 import type { ClusterClient } from '../vault/cluster.js';
 import { Transform, Writable, type Readable } from 'node:stream';
 import { buildManifest, storedFileOf, type Manifest } from './stores/manifest.js';
-import { createSnapshotVerifier, SnapshotCheck, SnapshotInvalidError, type VerifiedSnapshot } from './stores/snapshot-verify.js';
+import {
+  createSnapshotVerifier,
+  SnapshotCheck,
+  SnapshotInvalidError,
+  type VerifiedSnapshot,
+} from './stores/snapshot-verify.js';
 import { pumpSnapshot } from './pump.js';
 import type { RawDownload } from '../vault/raw-download.js';
 import { createEncryptStage, hashTap, sniffEncryption } from './crypto/encryption.js';
@@ -42,9 +47,12 @@ export async function takeBackup(o: TakeBackupOptions): Promise<BackupResult> {
   const log = o.log ?? (() => undefined);
   const now = o.now ?? (() => new Date());
   if (!o.cluster.hasToken) {
-    throw new InputError(`Cluster ${o.clusterName} has no token; a snapshot needs one with read on sys/storage/raft/snapshot.`, {
-      hint: 'Set `token:` in the inventory (e.g. env:VAULT_TOKEN) or export VAULT_TOKEN.',
-    });
+    throw new InputError(
+      `Cluster ${o.clusterName} has no token; a snapshot needs one with read on sys/storage/raft/snapshot.`,
+      {
+        hint: 'Set `token:` in the inventory (e.g. env:VAULT_TOKEN) or export VAULT_TOKEN.',
+      },
+    );
   }
   const probes = await o.cluster.probeAll();
   const leader = await o.cluster.findLeader(probes);
@@ -55,7 +63,9 @@ export async function takeBackup(o: TakeBackupOptions): Promise<BackupResult> {
   const wanted = `${o.clusterName}-${stamp(started)}${o.reason === 'pre-restore' ? '-pre-restore' : ''}.snap${encrypt?.suffix ?? ''}`;
   const sink = await o.store.begin(wanted);
   const name = sink.name;
-  log(`Snapshot of ${o.clusterName} from the leader ${leader.node.name} (${leader.node.apiAddr}) into ${o.store.location}/${name}...`);
+  log(
+    `Snapshot of ${o.clusterName} from the leader ${leader.node.name} (${leader.node.apiAddr}) into ${o.store.location}/${name}...`,
+  );
   let download: RawDownload | undefined;
   try {
     download = await leader.client.downloadSnapshot();
@@ -64,7 +74,10 @@ export async function takeBackup(o: TakeBackupOptions): Promise<BackupResult> {
     const stages = encrypt?.streams ?? [];
     const stored = stages.length ? pipeline([...stages, sink.stream]) : undefined;
     stored?.catch(() => undefined);
-    const snapshot = await pumpSnapshot(download, check, stages[0] ?? sink.stream, { signal: o.signal, onBytes: o.onBytes });
+    const snapshot = await pumpSnapshot(download, check, stages[0] ?? sink.stream, {
+      signal: o.signal,
+      onBytes: o.onBytes,
+    });
     await stored;
     const finished = now();
     const manifest = buildManifest({
@@ -83,7 +96,9 @@ export async function takeBackup(o: TakeBackupOptions): Promise<BackupResult> {
       encryption: encrypt?.result(),
     });
     await sink.commit(manifest);
-    log(`Verified and stored ${name}: ${snapshot.bytes} bytes, Raft index ${snapshot.meta.index}, term ${snapshot.meta.term}, sha256 ${snapshot.sha256}${manifest.encryption ? `; encrypted at rest (${manifest.encryption.format}) for ${manifest.encryption.recipients.join(', ')}` : ''}.`);
+    log(
+      `Verified and stored ${name}: ${snapshot.bytes} bytes, Raft index ${snapshot.meta.index}, term ${snapshot.meta.term}, sha256 ${snapshot.sha256}${manifest.encryption ? `; encrypted at rest (${manifest.encryption.format}) for ${manifest.encryption.recipients.join(', ')}` : ''}.`,
+    );
     return { name, location: o.store.location, manifest };
   } catch (e) {
     download?.destroy();
@@ -95,25 +110,39 @@ export async function takeBackup(o: TakeBackupOptions): Promise<BackupResult> {
 function describeBackupError(e: unknown, cluster: string, node: string): Error {
   if (e instanceof VaultopsError) return e;
   const err = e as NodeJS.ErrnoException;
-  if (err.name === 'AbortError') return new VaultopsError(`Backup of ${cluster} interrupted; the partial file was removed.`, { exitCode: 130 });
+  if (err.name === 'AbortError')
+    return new VaultopsError(`Backup of ${cluster} interrupted; the partial file was removed.`, { exitCode: 130 });
   if (err.code === 'ETIMEDOUT') {
-    return new UnreachableError(`The snapshot stream from ${node} stalled (${err.message}); the partial file was removed, earlier backups are untouched.`, {
-      hint: 'The leader is overloaded or the network path drops packets; the bound is the cluster\'s timeouts.request (or VAULT_CLIENT_TIMEOUT).',
-      cause: e,
-    });
+    return new UnreachableError(
+      `The snapshot stream from ${node} stalled (${err.message}); the partial file was removed, earlier backups are untouched.`,
+      {
+        hint: "The leader is overloaded or the network path drops packets; the bound is the cluster's timeouts.request (or VAULT_CLIENT_TIMEOUT).",
+        cause: e,
+      },
+    );
   }
-  if (err.code === 'ECONNRESET' || err.code === 'ERR_STREAM_PREMATURE_CLOSE' || /aborted|socket hang up/i.test(err.message ?? '')) {
-    return new VaultopsError(`The snapshot stream from ${node} broke off (${err.code ?? err.message}); the partial file was removed, earlier backups are untouched.`, {
-      hint: 'The leader may have restarted or lost leadership; run the backup again.',
-      cause: e,
-    });
+  if (
+    err.code === 'ECONNRESET' ||
+    err.code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+    /aborted|socket hang up/i.test(err.message ?? '')
+  ) {
+    return new VaultopsError(
+      `The snapshot stream from ${node} broke off (${err.code ?? err.message}); the partial file was removed, earlier backups are untouched.`,
+      {
+        hint: 'The leader may have restarted or lost leadership; run the backup again.',
+        cause: e,
+      },
+    );
   }
   return wrapWriteError(e, `the snapshot of ${cluster}`);
 }
 
 /** 2026-11-25T15:11:00.123Z -> 20261125T151100Z (sortable, no characters a shell or Windows dislikes). */
 export function stamp(d: Date): string {
-  return d.toISOString().replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '');
+  return d
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replace(/[-:]/g, '');
 }
 
 export interface PruneResult {
@@ -149,7 +178,8 @@ export async function pruneStore(store: BackupStore, options: PruneOptions): Pro
   for (const e of listed) {
     if (e.manifest === undefined) {
       // Not ours, or a manifest that did not hold up: reported, never a candidate.
-      if (options.cluster === undefined || e.name.startsWith(`${options.cluster}-`)) decision.unverified.push({ entry: { ...e, finishedAt: e.modifiedAt }, why: e.problem ?? 'no manifest' });
+      if (options.cluster === undefined || e.name.startsWith(`${options.cluster}-`))
+        decision.unverified.push({ entry: { ...e, finishedAt: e.modifiedAt }, why: e.problem ?? 'no manifest' });
       continue;
     }
     if (options.cluster !== undefined && e.manifest.cluster.name !== options.cluster) continue;
@@ -158,7 +188,13 @@ export async function pruneStore(store: BackupStore, options: PruneOptions): Pro
     groups.set(e.manifest.cluster.name, list);
   }
   for (const entries of groups.values()) {
-    const d = await planVerifiedRetention(entries, rule, now, (e, newest) => verifyStoredBackup(store, e, newest), options.justTaken);
+    const d = await planVerifiedRetention(
+      entries,
+      rule,
+      now,
+      (e, newest) => verifyStoredBackup(store, e, newest),
+      options.justTaken,
+    );
     decision.keep.push(...d.keep);
     decision.remove.push(...d.remove);
     decision.unverified.push(...d.unverified);
@@ -186,7 +222,14 @@ export function backupOf(
   store: TakeBackupOptions['store'],
   extra: Pick<TakeBackupOptions, 'log' | 'signal' | 'reason' | 'onBytes'> = {},
 ): Promise<BackupResult> {
-  return takeBackup({ cluster: source.cluster, clusterName: source.clusterName, flavor: source.spec.flavor, keySet: source.spec.unseal?.key_set, store, ...extra });
+  return takeBackup({
+    cluster: source.cluster,
+    clusterName: source.clusterName,
+    flavor: source.spec.flavor,
+    keySet: source.spec.unseal?.key_set,
+    store,
+    ...extra,
+  });
 }
 
 /**
@@ -196,7 +239,11 @@ export function backupOf(
  * compared with the manifest's. An encrypted one is checked as stored (its header must be the
  * manifest's format): retention has no identity to decrypt it with.
  */
-export async function verifyStoredBackup(store: BackupStore, e: BackupEntry & { manifest: Manifest }, full: boolean): Promise<string | undefined> {
+export async function verifyStoredBackup(
+  store: BackupStore,
+  e: BackupEntry & { manifest: Manifest },
+  full: boolean,
+): Promise<string | undefined> {
   const stored = storedFileOf(e.manifest);
   let sidecar: string | undefined;
   try {
@@ -231,8 +278,10 @@ export async function verifyStoredBackup(store: BackupStore, e: BackupEntry & { 
   if (got.size !== stored.size) return `size ${got.size} differs from the manifest's ${stored.size}`;
   if (sidecar !== got.sha256) return 'sha256 differs from its sidecar (.sha256)';
   if (stored.sha256 !== got.sha256) return 'sha256 differs from its manifest';
-  if (e.manifest.encryption && sniffEncryption(first ?? Buffer.alloc(0))?.format !== e.manifest.encryption.format) return `not ${e.manifest.encryption.format}-encrypted as its manifest says`;
-  if (verified && verified.meta.index !== e.manifest.raft.index) return `Raft index ${verified.meta.index} differs from the manifest's ${e.manifest.raft.index}`;
+  if (e.manifest.encryption && sniffEncryption(first ?? Buffer.alloc(0))?.format !== e.manifest.encryption.format)
+    return `not ${e.manifest.encryption.format}-encrypted as its manifest says`;
+  if (verified && verified.meta.index !== e.manifest.raft.index)
+    return `Raft index ${verified.meta.index} differs from the manifest's ${e.manifest.raft.index}`;
   return undefined;
 }
 

@@ -33,7 +33,12 @@ export class RootGeneration {
   #progress: number;
   #done = false;
 
-  private constructor(session: CeremonySession, st: GenerateRootStatus, mode: RootGeneration['mode'], otp: string | undefined) {
+  private constructor(
+    session: CeremonySession,
+    st: GenerateRootStatus,
+    mode: RootGeneration['mode'],
+    otp: string | undefined,
+  ) {
     this.session = session;
     this.nonce = st.nonce;
     this.required = st.required;
@@ -62,15 +67,20 @@ export class RootGeneration {
     const client = await session.leader(WHAT);
     const before = await generateRootStatus(client, session.paths);
     if (before.started) {
-      throw new InputError(`A root token generation is already in progress on ${session.node.name} (nonce ${before.nonce}, ${before.progress} of ${before.required} shares).`, {
-        hint: `Contribute to it with \`vaultops root contribute --nonce ${before.nonce}\`, or cancel it with \`vaultops root generate --cancel-pending\` (an OTP attempt started by another process cannot be decoded here).`,
-      });
+      throw new InputError(
+        `A root token generation is already in progress on ${session.node.name} (nonce ${before.nonce}, ${before.progress} of ${before.required} shares).`,
+        {
+          hint: `Contribute to it with \`vaultops root contribute --nonce ${before.nonce}\`, or cancel it with \`vaultops root generate --cancel-pending\` (an OTP attempt started by another process cannot be decoded here).`,
+        },
+      );
     }
     if (options.pgpKey) {
       const st = await generateRootStart(client, session.paths, { pgpKey: options.pgpKey.vaultBase64 });
       if (!sameFingerprint(st.pgp_fingerprint, options.pgpKey.fingerprint)) {
         await generateRootCancel(client, session.paths, st.nonce).catch(() => undefined);
-        throw new VaultopsError(`The server reports PGP fingerprint ${st.pgp_fingerprint ?? '(none)'} for the attempt, not ${options.pgpKey.fingerprint}; the attempt was cancelled.`);
+        throw new VaultopsError(
+          `The server reports PGP fingerprint ${st.pgp_fingerprint ?? '(none)'} for the attempt, not ${options.pgpKey.fingerprint}; the attempt was cancelled.`,
+        );
       }
       return new RootGeneration(session, st, 'pgp', undefined);
     }
@@ -82,11 +92,17 @@ export class RootGeneration {
   /** Joins an attempt someone else started (a holder on another machine). The nonce must match. */
   static async join(session: CeremonySession, nonce: string): Promise<RootGeneration> {
     const st = await generateRootStatus(await session.leader(WHAT), session.paths);
-    if (!st.started) throw new InputError(`No root token generation is in progress on ${session.node.name}, the leader.`, { hint: 'It was completed or cancelled, or the leader changed (which loses it). Ask the operator for the current nonce.' });
-    if (st.nonce !== nonce) {
-      throw new InputError(`The root token generation in progress has nonce ${st.nonce}, not ${nonce}: your share was not sent.`, {
-        hint: 'The attempt you were told about is gone (cancelled or restarted). Check the nonce with the operator before sending a share.',
+    if (!st.started)
+      throw new InputError(`No root token generation is in progress on ${session.node.name}, the leader.`, {
+        hint: 'It was completed or cancelled, or the leader changed (which loses it). Ask the operator for the current nonce.',
       });
+    if (st.nonce !== nonce) {
+      throw new InputError(
+        `The root token generation in progress has nonce ${st.nonce}, not ${nonce}: your share was not sent.`,
+        {
+          hint: 'The attempt you were told about is gone (cancelled or restarted). Check the nonce with the operator before sending a share.',
+        },
+      );
     }
     return new RootGeneration(session, st, st.pgp_fingerprint ? 'pgp' : 'unknown', undefined);
   }
@@ -112,7 +128,8 @@ export class RootGeneration {
     }
     this.#done = true;
     const encoded = st.encoded_root_token || st.encoded_token || '';
-    if (!encoded) throw new VaultopsError('The server said the root token generation is complete but sent no encoded token.');
+    if (!encoded)
+      throw new VaultopsError('The server said the root token generation is complete but sent no encoded token.');
     if (this.mode === 'pgp') return { kind: 'complete', encrypted: encoded };
     if (this.#otp === undefined) return { kind: 'complete', encrypted: encoded };
     const token = decodeOtpToken(encoded, this.#otp, this.#otpLength);
@@ -134,12 +151,19 @@ export class RootGeneration {
     if (!(e instanceof VaultApiError)) return e;
     const text = e.errors.join('; ');
     if (/incorrect nonce|nonce/i.test(text) && !/aborted/.test(text)) {
-      return new InputError(`The server refused the share: it belongs to another attempt (this one's nonce is ${this.nonce}, and the server's attempt differs).`, {
-        hint: 'The attempt was cancelled or restarted elsewhere. Check `vaultops root generate --status`.',
+      return new InputError(
+        `The server refused the share: it belongs to another attempt (this one's nonce is ${this.nonce}, and the server's attempt differs).`,
+        {
+          hint: 'The attempt was cancelled or restarted elsewhere. Check `vaultops root generate --status`.',
+          cause: e,
+        },
+      );
+    }
+    if (/already been provided/.test(text))
+      return new InputError('That share was already submitted in this round.', {
+        hint: 'The next holder submits their own share.',
         cause: e,
       });
-    }
-    if (/already been provided/.test(text)) return new InputError('That share was already submitted in this round.', { hint: 'The next holder submits their own share.', cause: e });
     if (/aborted|failed to (combine|validate|unseal|verify)|invalid key|incorrect/i.test(text)) {
       const st = await generateRootStatus(this.session.pinnedClient, this.session.paths).catch(() => undefined);
       if (st) this.#progress = st.progress;
@@ -150,7 +174,10 @@ export class RootGeneration {
       );
     }
     if (/no root generation in progress|not in progress/.test(text)) {
-      return new VaultopsError('The root token generation is no longer in progress: it was cancelled, completed elsewhere, or the leader restarted.', { hint: 'Start again.', cause: e });
+      return new VaultopsError(
+        'The root token generation is no longer in progress: it was cancelled, completed elsewhere, or the leader restarted.',
+        { hint: 'Start again.', cause: e },
+      );
     }
     return e;
   }
@@ -160,7 +187,12 @@ export class RootGeneration {
 export class WrongShareError extends InputError {
   readonly attemptOpen: boolean;
   constructor(message: string, attemptOpen: boolean, cause: unknown) {
-    super(message, { hint: attemptOpen ? 'Each holder submits their share again (check it is from this cluster\'s current key set).' : 'Start a new attempt.', cause });
+    super(message, {
+      hint: attemptOpen
+        ? "Each holder submits their share again (check it is from this cluster's current key set)."
+        : 'Start a new attempt.',
+      cause,
+    });
     this.attemptOpen = attemptOpen;
   }
 }

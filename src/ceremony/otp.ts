@@ -18,7 +18,8 @@ export function generateOtp(otpLength: number): string {
   let otp: string;
   if (otpLength === 0) otp = randomBytes(16).toString('base64');
   else {
-    if (!Number.isInteger(otpLength) || otpLength < 0 || otpLength > 256) throw new VaultopsError(`The server asked for an OTP of length ${otpLength}, which is not plausible.`);
+    if (!Number.isInteger(otpLength) || otpLength < 0 || otpLength > 256)
+      throw new VaultopsError(`The server asked for an OTP of length ${otpLength}, which is not plausible.`);
     // randomInt is uniform (rejection sampling), unlike bytes % 62.
     otp = Array.from({ length: otpLength }, () => BASE62[randomInt(BASE62.length)]).join('');
   }
@@ -32,7 +33,8 @@ export function generateOtp(otpLength: number): string {
  * we check the alphabet ourselves because Node silently skips characters it does not know.
  */
 export function decodeOtpToken(encoded: string, otp: string, otpLength: number): string {
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded)) throw new VaultopsError('The encoded token from the server is not base64; it cannot be decoded.');
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded))
+    throw new VaultopsError('The encoded token from the server is not base64; it cannot be decoded.');
   const raw = Buffer.from(encoded, 'base64');
   let token: string;
   if (otpLength === 0) {
@@ -59,7 +61,10 @@ export function decodeOtpToken(encoded: string, otp: string, otpLength: number):
 }
 
 function lengthMismatch(): VaultopsError {
-  return new VaultopsError('The encoded token and the OTP differ in length: this OTP does not belong to this attempt.', {
-    hint: 'Cancel the attempt and start again; the OTP is only known to the process that started it.',
-  });
+  return new VaultopsError(
+    'The encoded token and the OTP differ in length: this OTP does not belong to this attempt.',
+    {
+      hint: 'Cancel the attempt and start again; the OTP is only known to the process that started it.',
+    },
+  );
 }

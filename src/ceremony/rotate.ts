@@ -18,6 +18,9 @@ export async function rotateEncryptionKey(cluster: ClusterClient): Promise<Rotat
   const before = await keyStatus(client);
   await rotateKeyring(client);
   const after = await keyStatus(client);
-  if (!(after.term > before.term)) throw new VaultopsError(`The key term did not advance after rotation (before ${before.term}, after ${after.term}).`);
+  if (!(after.term > before.term))
+    throw new VaultopsError(
+      `The key term did not advance after rotation (before ${before.term}, after ${after.term}).`,
+    );
   return { node: node.name, before, after };
 }

@@ -20,11 +20,15 @@ export interface CheckResult {
 }
 
 export const CHECKLISTS = {
-  'production-hardening': 'HashiCorp Vault production hardening (developer.hashicorp.com/vault/docs/concepts/production-hardening); OpenBao\'s is the same list',
-  'raft-reference-architecture': 'Integrated storage reference architecture and autopilot (developer.hashicorp.com/vault/tutorials/day-one-raft)',
-  'audit-devices': 'Audit devices: a blocked device blocks every request (developer.hashicorp.com/vault/docs/audit#blocked-audit-devices)',
-  'systemd-unit': 'The production guide\'s systemd unit (developer.hashicorp.com/vault/tutorials/day-one-raft/raft-deployment-guide#configure-systemd)',
-  'recovery': 'vaultops recovery practice: verified backups and tested restores',
+  'production-hardening':
+    "HashiCorp Vault production hardening (developer.hashicorp.com/vault/docs/concepts/production-hardening); OpenBao's is the same list",
+  'raft-reference-architecture':
+    'Integrated storage reference architecture and autopilot (developer.hashicorp.com/vault/tutorials/day-one-raft)',
+  'audit-devices':
+    'Audit devices: a blocked device blocks every request (developer.hashicorp.com/vault/docs/audit#blocked-audit-devices)',
+  'systemd-unit':
+    "The production guide's systemd unit (developer.hashicorp.com/vault/tutorials/day-one-raft/raft-deployment-guide#configure-systemd)",
+  recovery: 'vaultops recovery practice: verified backups and tested restores',
 } as const;
 
 export const SEVERITY_RANK: Record<Severity, number> = { info: 0, warning: 1, critical: 2 };

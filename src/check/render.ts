@@ -6,7 +6,13 @@ const ORDER: Record<CheckResult['status'], number> = { fail: 0, unknown: 1, pass
 
 /** Failures first, the most severe first; then unknown, passed, skipped. */
 export function sortedChecks(r: CheckReport): CheckResult[] {
-  return [...r.checks].sort((a, b) => ORDER[a.status] - ORDER[b.status] || SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] || a.id.localeCompare(b.id) || a.target.localeCompare(b.target));
+  return [...r.checks].sort(
+    (a, b) =>
+      ORDER[a.status] - ORDER[b.status] ||
+      SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] ||
+      a.id.localeCompare(b.id) ||
+      a.target.localeCompare(b.target),
+  );
 }
 
 const LABEL: Record<CheckResult['status'], string> = { pass: 'PASS', fail: 'FAIL', unknown: 'UNKNOWN', skip: 'skip' };
@@ -17,9 +23,19 @@ export function summaryLine(r: CheckReport): string {
 }
 
 export function renderMarkdown(r: CheckReport): string {
-  const lines = [`# Readiness check of ${r.cluster}: ${r.result.toUpperCase()}`, '', `${summaryLine(r)} Checked ${r.checked_at}.`, '', '| status | severity | check | target | found | fix |', '| --- | --- | --- | --- | --- | --- |'];
+  const lines = [
+    `# Readiness check of ${r.cluster}: ${r.result.toUpperCase()}`,
+    '',
+    `${summaryLine(r)} Checked ${r.checked_at}.`,
+    '',
+    '| status | severity | check | target | found | fix |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ];
   const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
-  for (const c of sortedChecks(r)) lines.push(`| ${LABEL[c.status]} | ${c.severity} | \`${c.id}\` ${cell(c.title)} | ${c.target} | ${cell(c.found)} | ${c.status === 'pass' || c.status === 'skip' ? '' : cell(c.fix)} |`);
+  for (const c of sortedChecks(r))
+    lines.push(
+      `| ${LABEL[c.status]} | ${c.severity} | \`${c.id}\` ${cell(c.title)} | ${c.target} | ${cell(c.found)} | ${c.status === 'pass' || c.status === 'skip' ? '' : cell(c.fix)} |`,
+    );
   lines.push('', '## Checklists', '', ...Object.entries(CHECKLISTS).map(([k, v]) => `- \`${k}\`: ${v}`));
   return `${lines.join('\n')}\n`;
 }
@@ -29,7 +45,10 @@ const esc = escapeMarkup;
 export function renderHtml(r: CheckReport): string {
   const colour = { pass: '#2e7d32', fail: '#c62828', unknown: '#ef6c00', skip: '#757575' };
   const rows = sortedChecks(r)
-    .map((c) => `<tr><td><span class="s" style="background:${colour[c.status]}">${LABEL[c.status]}</span></td><td>${c.severity}</td><td><code>${esc(c.id)}</code><br>${esc(c.title)}<br><small>${esc(c.checklist)}</small></td><td>${esc(c.target)}</td><td>${esc(c.found)}</td><td>${c.status === 'pass' || c.status === 'skip' ? '' : esc(c.fix)}</td></tr>`)
+    .map(
+      (c) =>
+        `<tr><td><span class="s" style="background:${colour[c.status]}">${LABEL[c.status]}</span></td><td>${c.severity}</td><td><code>${esc(c.id)}</code><br>${esc(c.title)}<br><small>${esc(c.checklist)}</small></td><td>${esc(c.target)}</td><td>${esc(c.found)}</td><td>${c.status === 'pass' || c.status === 'skip' ? '' : esc(c.fix)}</td></tr>`,
+    )
     .join('\n');
   const s = r.summary;
   const total = Math.max(1, s.pass + s.fail + s.unknown + s.skip);
@@ -51,7 +70,9 @@ export function renderHtml(r: CheckReport): string {
 <table><tr><th>status</th><th>severity</th><th>check</th><th>target</th><th>found</th><th>fix</th></tr>
 ${rows}
 </table>
-<ul>${Object.entries(CHECKLISTS).map(([k, v]) => `<li><code>${esc(k)}</code>: ${esc(v)}</li>`).join('')}</ul>
+<ul>${Object.entries(CHECKLISTS)
+    .map(([k, v]) => `<li><code>${esc(k)}</code>: ${esc(v)}</li>`)
+    .join('')}</ul>
 </body></html>
 `;
 }

@@ -41,14 +41,28 @@ export interface CheckInput {
  */
 export async function runCheck(i: CheckInput): Promise<CheckReport> {
   const now = i.now ?? new Date();
-  const checks = await runApiChecks({ clusterName: i.clusterName, spec: i.spec, cluster: i.cluster, tls: i.tls, stores: i.stores, drillDir: i.drillDir, readDrillReports: i.readDrillReports, now });
+  const checks = await runApiChecks({
+    clusterName: i.clusterName,
+    spec: i.spec,
+    cluster: i.cluster,
+    tls: i.tls,
+    stores: i.stores,
+    drillDir: i.drillDir,
+    readDrillReports: i.readDrillReports,
+    now,
+  });
   for (const n of i.spec.nodes) {
     if (!n.ssh) continue;
     let host: Host | undefined;
     try {
       host = await i.openHost(n);
     } catch (e) {
-      checks.push(...unknownHostChecks(n.name, `SSH to ${n.ssh.host ?? new URL(n.api_addr).hostname}:${n.ssh.port ?? 22} failed: ${(e as Error).message}`));
+      checks.push(
+        ...unknownHostChecks(
+          n.name,
+          `SSH to ${n.ssh.host ?? new URL(n.api_addr).hostname}:${n.ssh.port ?? 22} failed: ${(e as Error).message}`,
+        ),
+      );
       continue;
     }
     try {

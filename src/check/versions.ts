@@ -16,13 +16,18 @@ export function versionTriple(v: string): [number, number, number] | undefined {
 }
 
 /** How far a version is behind: the newest known patch of its line, and how many minor lines are newer. */
-export function versionStanding(flavor: string, version: string): { newestOfLine?: string | undefined; newerLines: number; known: boolean } {
+export function versionStanding(
+  flavor: string,
+  version: string,
+): { newestOfLine?: string | undefined; newerLines: number; known: boolean } {
   const v = versionTriple(version);
   const known = (KNOWN_RELEASES[flavor] ?? []).map((x) => [x, versionTriple(x)!] as const);
   if (!v) return { newerLines: 0, known: false };
   const line = known.filter(([, p]) => p[0] === v[0] && p[1] === v[1]);
   if (!line.length) return { newerLines: 0, known: false };
   const newest = line.reduce((a, b) => (b[1][2] > a[1][2] ? b : a));
-  const newerLines = new Set(known.filter(([, p]) => p[0] > v[0] || (p[0] === v[0] && p[1] > v[1])).map(([, p]) => `${p[0]}.${p[1]}`)).size;
+  const newerLines = new Set(
+    known.filter(([, p]) => p[0] > v[0] || (p[0] === v[0] && p[1] > v[1])).map(([, p]) => `${p[0]}.${p[1]}`),
+  ).size;
   return { newestOfLine: newest[0], newerLines, known: true };
 }

@@ -18,8 +18,15 @@ const REFERENCE = /^(env|file|prompt|cmd):./;
  * pasted into argv would sit in the shell history and in `ps` for everyone. Nothing is resolved
  * here; the loader resolves the reference the first time an encrypted file needs it.
  */
-export function identityFromOptions(o: IdentityOptions, store?: BackupStore, prompter?: Prompter): IdentityLoader | undefined {
-  for (const [flag, value] of [['--identity', o.identity], ['--identity-passphrase', o.identityPassphrase]] as const) {
+export function identityFromOptions(
+  o: IdentityOptions,
+  store?: BackupStore,
+  prompter?: Prompter,
+): IdentityLoader | undefined {
+  for (const [flag, value] of [
+    ['--identity', o.identity],
+    ['--identity-passphrase', o.identityPassphrase],
+  ] as const) {
     if (value !== undefined && !REFERENCE.test(value)) {
       redactor.add(value);
       throw new InputError(`${flag} takes a secret reference, not the secret itself.`, {
@@ -30,7 +37,9 @@ export function identityFromOptions(o: IdentityOptions, store?: BackupStore, pro
   const ref = o.identity ?? store?.decryption?.identity;
   const passRef = o.identityPassphrase ?? (o.identity === undefined ? store?.decryption?.passphrase : undefined);
   if (ref === undefined) return undefined;
-  const ask = prompter ? { askSecret: (label: string) => prompter.secret({ message: label, source: '--identity file:PATH or env:NAME' }) } : undefined;
+  const ask = prompter
+    ? { askSecret: (label: string) => prompter.secret({ message: label, source: '--identity file:PATH or env:NAME' }) }
+    : undefined;
   return identityLoader(async () => ({
     text: await resolveSecretString(ref, ask),
     passphrase: passRef === undefined ? undefined : await resolveSecretString(passRef, ask),

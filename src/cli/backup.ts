@@ -65,12 +65,17 @@ export async function backupCommand(o: BackupOptions): Promise<void> {
   const inventories = asList(o.inventory);
   const clusters = asList(o.cluster);
   const concurrency = parseConcurrency(o.concurrency);
-  if (concurrency === undefined) throw new InputError(`--concurrency ${o.concurrency} is not a whole number >= 1.`, { hint: 'Pass how many clusters to back up at once, e.g. --concurrency 2.' });
+  if (concurrency === undefined)
+    throw new InputError(`--concurrency ${o.concurrency} is not a whole number >= 1.`, {
+      hint: 'Pass how many clusters to back up at once, e.g. --concurrency 2.',
+    });
   if (o.allClusters && clusters.length > 0) throw new InputError('Pass either --all-clusters or --cluster, not both.');
-  if (inventories.length === 0 && (o.allClusters || clusters.length > 0)) throw new InputError('Say which inventory: -i FILE.');
+  if (inventories.length === 0 && (o.allClusters || clusters.length > 0))
+    throw new InputError('Say which inventory: -i FILE.');
   // Checked once, before any cluster is asked for a snapshot.
   if (o.encryptTo?.length) encryptionSpecFromFlags(o.encryptTo);
-  if (!o.allClusters && inventories.length <= 1 && clusters.length <= 1) return singleBackup(o, { inventory: inventories[0], cluster: clusters[0] });
+  if (!o.allClusters && inventories.length <= 1 && clusters.length <= 1)
+    return singleBackup(o, { inventory: inventories[0], cluster: clusters[0] });
   return fleetBackup(o, selectTargets(inventories, clusters, o.allClusters === true), concurrency);
 }
 
@@ -83,8 +88,10 @@ async function singleBackup(o: BackupOptions, target: Target): Promise<void> {
   const interrupts = catchInterrupts('stopping the backup (the partial file is removed)');
   const c = await backupCluster(target, o, log, interrupts.signal, true).finally(() => interrupts.dispose());
   const { report, result, pruned, failure } = c;
-  if (o.textfile) await writePromTextfile(o.textfile, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
-  if (notifyUrl && notifyOn.has(report.result)) await sendWebhook(notifyUrl, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
+  if (o.textfile)
+    await writePromTextfile(o.textfile, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
+  if (notifyUrl && notifyOn.has(report.result))
+    await sendWebhook(notifyUrl, report).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
   if (c.pruneWarning) err.line(`warning: ${c.pruneWarning}`);
   if (o.json) {
     out.json({
@@ -124,7 +131,9 @@ async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: num
   const notifyUrl = await resolveNotifyUrl(o);
   const started = new Date();
   const interrupts = catchInterrupts('stopping the running backups (partial files are removed)');
-  log(`Backing up ${targets.length} clusters, ${Math.min(concurrency, targets.length)} at a time: ${targets.map((t) => t.cluster).join(', ')}.`);
+  log(
+    `Backing up ${targets.length} clusters, ${Math.min(concurrency, targets.length)} at a time: ${targets.map((t) => t.cluster).join(', ')}.`,
+  );
   let settled: PromiseSettledResult<ClusterOutcome>[];
   try {
     settled = await runLimited(
@@ -132,7 +141,10 @@ async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: num
       concurrency,
       async (target) => {
         const c = await backupCluster(target, o, log, interrupts.signal);
-        if (notifyUrl && notifyOn.has(c.report.result)) await sendWebhook(notifyUrl, c.report).catch((e: unknown) => err.line(`warning: ${c.report.cluster}: ${(e as Error).message}`));
+        if (notifyUrl && notifyOn.has(c.report.result))
+          await sendWebhook(notifyUrl, c.report).catch((e: unknown) =>
+            err.line(`warning: ${c.report.cluster}: ${(e as Error).message}`),
+          );
         return c;
       },
       interrupts.signal,
@@ -142,10 +154,19 @@ async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: num
   }
   const finished = new Date();
   // backupCluster catches everything; a rejection here is a cluster never started (interrupted) or a bug.
-  const outcomes = settled.map((s, i) => (s.status === 'fulfilled' ? s.value : failedOutcome(targets[i]!, s.reason, started)));
-  if (o.textfile) await writePromTextfile(o.textfile, outcomes.map((c) => c.report)).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
+  const outcomes = settled.map((s, i) =>
+    s.status === 'fulfilled' ? s.value : failedOutcome(targets[i]!, s.reason, started),
+  );
+  if (o.textfile)
+    await writePromTextfile(
+      o.textfile,
+      outcomes.map((c) => c.report),
+    ).catch((e: unknown) => err.line(`warning: ${(e as Error).message}`));
   for (const c of outcomes) if (c.pruneWarning) err.line(`warning: ${c.report.cluster}: ${c.pruneWarning}`);
-  const exitCode = fleetExitCode(outcomes.map((c) => c.report.exitCode), interrupts.signal.aborted);
+  const exitCode = fleetExitCode(
+    outcomes.map((c) => c.report.exitCode),
+    interrupts.signal.aborted,
+  );
   const failed = outcomes.filter((c) => c.failure !== undefined);
   if (o.json) {
     out.json({
@@ -167,7 +188,9 @@ async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: num
         duration_seconds: seconds(c.report.startedAt, c.report.finishedAt),
         file: c.result ? `${c.result.location}/${c.result.name}` : undefined,
         manifest: c.result?.manifest,
-        retention: c.pruned ? { removed: c.pruned.removed, kept: c.pruned.decision.keep.map((k) => k.entry.name) } : undefined,
+        retention: c.pruned
+          ? { removed: c.pruned.removed, kept: c.pruned.decision.keep.map((k) => k.entry.name) }
+          : undefined,
         error: c.report.error,
         hint: hintOf(c.failure),
       })),
@@ -177,13 +200,18 @@ async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: num
     for (const c of outcomes) {
       const name = c.report.cluster.padEnd(width);
       const took = `${seconds(c.report.startedAt, c.report.finishedAt).toFixed(1)} s`;
-      if (c.result) out.line(`ok      ${name}  ${c.result.location}/${c.result.name}  ${megabytes(c.result.manifest.size)} in ${took}`);
+      if (c.result)
+        out.line(
+          `ok      ${name}  ${c.result.location}/${c.result.name}  ${megabytes(c.result.manifest.size)} in ${took}`,
+        );
       else out.line(`FAILED  ${name}  exit ${c.report.exitCode} after ${took}: ${c.report.error ?? 'backup failed'}`);
     }
   }
   if (failed.length > 0) {
     // stdout holds the per-cluster lines (or the JSON); the summary and hints go to stderr for cron mail and logs.
-    err.line(`error: ${failed.length} of ${outcomes.length} clusters failed: ${failed.map((c) => `${c.report.cluster} (exit ${c.report.exitCode})`).join(', ')}.`);
+    err.line(
+      `error: ${failed.length} of ${outcomes.length} clusters failed: ${failed.map((c) => `${c.report.cluster} (exit ${c.report.exitCode})`).join(', ')}.`,
+    );
     for (const c of failed) {
       const hint = hintOf(c.failure);
       if (hint) err.line(`hint: ${c.report.cluster}: ${hint}`);
@@ -196,7 +224,13 @@ async function fleetBackup(o: BackupOptions, targets: Target[], concurrency: num
  * One cluster, start to end: connect, snapshot into its store, retention. Never throws: whatever
  * went wrong is the outcome's `failure`, with the exit code it stands for.
  */
-async function backupCluster(target: Target, o: BackupOptions, log: (m: string) => void, signal: AbortSignal, showProgress = false): Promise<ClusterOutcome> {
+async function backupCluster(
+  target: Target,
+  o: BackupOptions,
+  log: (m: string) => void,
+  signal: AbortSignal,
+  showProgress = false,
+): Promise<ClusterOutcome> {
   const started = new Date();
   let clusterName = target.cluster ?? '(unknown)';
   let result: BackupResult | undefined;
@@ -218,10 +252,16 @@ async function backupCluster(target: Target, o: BackupOptions, log: (m: string) 
       store = storeFromOptions(o, conn);
       if (o.encryptTo?.length) store.encryption = encryptionSpecFromFlags(o.encryptTo);
       // One cluster: its bytes, rate and time on stderr (a fleet's parallel transfers would fight over one line).
-      const progress = showProgress ? createProgress({ label: `snapshot of ${conn.name}`, quiet: o.quiet === true }) : undefined;
+      const progress = showProgress
+        ? createProgress({ label: `snapshot of ${conn.name}`, quiet: o.quiet === true })
+        : undefined;
       const say = progress ? (m: string) => (progress.clear(), log(m)) : log;
       try {
-        result = await backupOf({ cluster: conn.client, clusterName: conn.name, spec: conn.spec }, store, { log: say, signal: door.signal, onBytes: progress ? (n: number) => progress.add(n) : undefined });
+        result = await backupOf({ cluster: conn.client, clusterName: conn.name, spec: conn.spec }, store, {
+          log: say,
+          signal: door.signal,
+          onBytes: progress ? (n: number) => progress.add(n) : undefined,
+        });
       } finally {
         progress?.done();
       }
@@ -231,7 +271,8 @@ async function backupCluster(target: Target, o: BackupOptions, log: (m: string) 
           pruned = await pruneStore(store, { dryRun: false, cluster: conn.name, justTaken: result.name });
           for (const r of pruned.decision.remove) log(`Retention removed ${r.entry.name} (${r.why}).`);
           const bad = pruned.decision.unverified.map((u) => `${u.entry.name} (${u.why})`);
-          if (bad.length) pruneWarning = `retention did not count ${bad.length === 1 ? 'a backup that does' : `${bad.length} backups that do`} not verify, and left ${bad.length === 1 ? 'it' : 'them'} in place: ${bad.join('; ')}`;
+          if (bad.length)
+            pruneWarning = `retention did not count ${bad.length === 1 ? 'a backup that does' : `${bad.length} backups that do`} not verify, and left ${bad.length === 1 ? 'it' : 'them'} in place: ${bad.join('; ')}`;
         } catch (e) {
           pruneWarning = `retention could not run: ${(e as Error).message}`;
         }
@@ -296,7 +337,10 @@ function selectTargets(inventories: string[], clusters: string[], all: boolean):
     for (const name of names) {
       if (!all && clusters.length > 0 && !clusters.includes(name)) continue;
       const other = found.get(name);
-      if (other !== undefined) throw new InputError(`Cluster ${name} is in both ${other} and ${file}.`, { hint: 'Cluster names name the snapshot files and metrics, so they must be unique across the inventories of one run: rename one.' });
+      if (other !== undefined)
+        throw new InputError(`Cluster ${name} is in both ${other} and ${file}.`, {
+          hint: 'Cluster names name the snapshot files and metrics, so they must be unique across the inventories of one run: rename one.',
+        });
       found.set(name, file);
       order.push(name);
     }
@@ -305,7 +349,9 @@ function selectTargets(inventories: string[], clusters: string[], all: boolean):
     const missing = clusters.filter((c) => !found.has(c));
     if (missing.length > 0) {
       const known = inventories.flatMap((f) => Object.keys(loadInventory(f).data.clusters));
-      throw new InputError(`No cluster ${missing.map((m) => `"${m}"`).join(', ')} in ${inventories.join(', ')}.`, { hint: `Clusters: ${known.join(', ')}.` });
+      throw new InputError(`No cluster ${missing.map((m) => `"${m}"`).join(', ')} in ${inventories.join(', ')}.`, {
+        hint: `Clusters: ${known.join(', ')}.`,
+      });
     }
     const twice = clusters.filter((c, i) => clusters.indexOf(c) !== i);
     if (twice.length > 0) throw new InputError(`--cluster ${twice[0]} is given twice.`);
@@ -323,7 +369,11 @@ function notifySet(o: BackupOptions): Set<string> {
 }
 
 async function resolveNotifyUrl(o: BackupOptions): Promise<string | undefined> {
-  return o.notifyUrl === undefined ? undefined : /^(env|file|cmd):/.test(o.notifyUrl) ? await resolveSecretString(o.notifyUrl) : o.notifyUrl;
+  return o.notifyUrl === undefined
+    ? undefined
+    : /^(env|file|cmd):/.test(o.notifyUrl)
+      ? await resolveSecretString(o.notifyUrl)
+      : o.notifyUrl;
 }
 
 function hintOf(failure: unknown): string | undefined {

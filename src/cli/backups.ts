@@ -35,7 +35,17 @@ export async function backupsListCommand(o: StoreCommandOptions): Promise<void> 
     store.close?.();
   }
   if (o.json) {
-    out.json({ store: store.location, backups: entries.map((e) => ({ name: e.name, size: e.size, verified: e.manifest !== undefined, encrypted: e.manifest?.encryption?.format ?? (/\.(age|pgp)$/.test(e.name) ? 'unknown' : null), problem: e.problem, manifest: e.manifest })) });
+    out.json({
+      store: store.location,
+      backups: entries.map((e) => ({
+        name: e.name,
+        size: e.size,
+        verified: e.manifest !== undefined,
+        encrypted: e.manifest?.encryption?.format ?? (/\.(age|pgp)$/.test(e.name) ? 'unknown' : null),
+        problem: e.problem,
+        manifest: e.manifest,
+      })),
+    });
     return;
   }
   if (entries.length === 0) {
@@ -50,7 +60,9 @@ export async function backupsListCommand(o: StoreCommandOptions): Promise<void> 
     e.manifest ? ago(now - Date.parse(e.manifest.finished_at)) : ago(now - e.modifiedAt.getTime()),
     e.manifest ? String(e.manifest.raft.index) : '-',
     e.manifest?.server_version ?? '-',
-    e.manifest ? `${e.manifest.reason === 'pre-restore' ? 'verified (pre-restore)' : 'verified'}${e.manifest.encryption ? `, encrypted (${e.manifest.encryption.format})` : ''}` : `UNVERIFIED: ${e.problem ?? ''}`,
+    e.manifest
+      ? `${e.manifest.reason === 'pre-restore' ? 'verified (pre-restore)' : 'verified'}${e.manifest.encryption ? `, encrypted (${e.manifest.encryption.format})` : ''}`
+      : `UNVERIFIED: ${e.problem ?? ''}`,
   ]);
   for (const line of table(rows, ['NAME', 'CLUSTER', 'BYTES', 'AGE', 'RAFT INDEX', 'VERSION', 'STATE'])) out.line(line);
   out.line(`(${store.location})`);
@@ -67,10 +79,27 @@ export async function backupsListCommand(o: StoreCommandOptions): Promise<void> 
 export async function backupsVerifyCommand(file: string, o: StoreCommandOptions): Promise<void> {
   const { verified, manifest, problems, encryption } = await checkInStore(file, o, true);
   const unchecked = encryption !== undefined && !encryption.contents_checked;
-  const storedLine = encryption ? `stored file ${encryption.stored_size} bytes, sha256 ${encryption.stored_sha256} (${encryption.format}${encryption.armored ? ', armored' : ''})` : '';
-  if (o.json) out.json({ file, valid: problems.length === 0 && !unchecked, contents_checked: !unchecked, problems, snapshot: verified, manifest, encryption });
-  else if (problems.length === 0 && unchecked) out.line(`Stored file intact: ${file}: ${storedLine}${manifest ? `, matches its sidecar and manifest (cluster ${manifest.cluster.name}, Raft index ${manifest.raft.index})` : ''}.`);
-  else if (problems.length === 0) out.line(`OK ${file}: ${verified!.bytes} bytes, sha256 ${verified!.sha256}, Raft index ${verified!.meta.index}, term ${verified!.meta.term}${manifest ? `, matches its manifest (cluster ${manifest.cluster.name})` : ', no manifest'}${encryption ? `; decrypted while checking, ${storedLine}` : ''}.`);
+  const storedLine = encryption
+    ? `stored file ${encryption.stored_size} bytes, sha256 ${encryption.stored_sha256} (${encryption.format}${encryption.armored ? ', armored' : ''})`
+    : '';
+  if (o.json)
+    out.json({
+      file,
+      valid: problems.length === 0 && !unchecked,
+      contents_checked: !unchecked,
+      problems,
+      snapshot: verified,
+      manifest,
+      encryption,
+    });
+  else if (problems.length === 0 && unchecked)
+    out.line(
+      `Stored file intact: ${file}: ${storedLine}${manifest ? `, matches its sidecar and manifest (cluster ${manifest.cluster.name}, Raft index ${manifest.raft.index})` : ''}.`,
+    );
+  else if (problems.length === 0)
+    out.line(
+      `OK ${file}: ${verified!.bytes} bytes, sha256 ${verified!.sha256}, Raft index ${verified!.meta.index}, term ${verified!.meta.term}${manifest ? `, matches its manifest (cluster ${manifest.cluster.name})` : ', no manifest'}${encryption ? `; decrypted while checking, ${storedLine}` : ''}.`,
+    );
   if (problems.length) {
     if (o.json) {
       process.exitCode = ExitCode.failed;
@@ -80,7 +109,8 @@ export async function backupsVerifyCommand(file: string, o: StoreCommandOptions)
   }
   if (unchecked) {
     const why = `${file} is encrypted (${encryption.format}); its contents (gzip, tar, SHA256SUMS, meta.json) could not be checked without the identity that decrypts it.`;
-    const hint = 'Pass --identity REF (file:PATH, env:NAME, cmd:COMMAND), or set `decrypt: { identity: REF }` on the store, for the full check.';
+    const hint =
+      'Pass --identity REF (file:PATH, env:NAME, cmd:COMMAND), or set `decrypt: { identity: REF }` on the store, for the full check.';
     if (o.json) {
       process.exitCode = ExitCode.badInput;
       return;
@@ -93,7 +123,15 @@ export async function backupsVerifyCommand(file: string, o: StoreCommandOptions)
 export async function backupsInspectCommand(file: string, o: StoreCommandOptions): Promise<void> {
   const { verified, manifest, problems, encryption } = await checkInStore(file, o, false);
   if (o.json) {
-    out.json({ file, valid: problems.length === 0, contents_checked: encryption?.contents_checked ?? true, problems, snapshot: verified, manifest, encryption });
+    out.json({
+      file,
+      valid: problems.length === 0,
+      contents_checked: encryption?.contents_checked ?? true,
+      problems,
+      snapshot: verified,
+      manifest,
+      encryption,
+    });
   } else {
     out.line(`File:          ${file}`);
     if (verified) {
@@ -101,13 +139,24 @@ export async function backupsInspectCommand(file: string, o: StoreCommandOptions
       out.line(`SHA256:        ${verified.sha256}`);
       out.line(`Raft index:    ${verified.meta.index} (term ${verified.meta.term})`);
       out.line(`State size:    ${verified.meta.size} bytes (state.bin)`);
-      out.line(`Raft servers:  ${verified.meta.servers.map((s) => `${s.id}@${s.address}${s.voter ? '' : ' (non-voter)'}`).join(', ') || '-'}`);
+      out.line(
+        `Raft servers:  ${verified.meta.servers.map((s) => `${s.id}@${s.address}${s.voter ? '' : ' (non-voter)'}`).join(', ') || '-'}`,
+      );
       out.line(`Members:       ${verified.members.map((m) => `${m.name} (${m.size})`).join(', ')}`);
     }
     if (manifest) {
-      out.line(`Cluster:       ${manifest.cluster.name}${manifest.cluster.cluster_name ? ` (cluster_name ${manifest.cluster.cluster_name})` : ''}${manifest.cluster.cluster_id ? `, id ${manifest.cluster.cluster_id}` : ''}`);
-      out.line(`Server:        ${manifest.cluster.flavor ?? ''} ${manifest.server_version ?? 'unknown version'}`.replace(/ +/g, ' '));
-      out.line(`Taken:         ${manifest.finished_at} (${ago(Date.now() - Date.parse(manifest.finished_at))} ago) from ${manifest.leader.node} in ${manifest.duration_ms} ms`);
+      out.line(
+        `Cluster:       ${manifest.cluster.name}${manifest.cluster.cluster_name ? ` (cluster_name ${manifest.cluster.cluster_name})` : ''}${manifest.cluster.cluster_id ? `, id ${manifest.cluster.cluster_id}` : ''}`,
+      );
+      out.line(
+        `Server:        ${manifest.cluster.flavor ?? ''} ${manifest.server_version ?? 'unknown version'}`.replace(
+          / +/g,
+          ' ',
+        ),
+      );
+      out.line(
+        `Taken:         ${manifest.finished_at} (${ago(Date.now() - Date.parse(manifest.finished_at))} ago) from ${manifest.leader.node} in ${manifest.duration_ms} ms`,
+      );
       out.line(`Key set:       ${manifest.key_set ?? '(not recorded)'}`);
       if (!verified) {
         out.line(`Size:          ${manifest.size} bytes (plaintext snapshot, from the manifest)`);
@@ -119,10 +168,18 @@ export async function backupsInspectCommand(file: string, o: StoreCommandOptions
     }
     if (encryption) {
       const stored = manifest?.encryption ? storedFileOf(manifest) : undefined;
-      out.line(`Encryption:    ${encryption.format}${manifest?.encryption ? ` for ${manifest.encryption.recipients.join(', ')}` : ''}`);
-      out.line(`Stored file:   ${encryption.stored_size} bytes, sha256 ${encryption.stored_sha256}${stored ? ` (manifest: ${stored.size} bytes)` : ''}`);
+      out.line(
+        `Encryption:    ${encryption.format}${manifest?.encryption ? ` for ${manifest.encryption.recipients.join(', ')}` : ''}`,
+      );
+      out.line(
+        `Stored file:   ${encryption.stored_size} bytes, sha256 ${encryption.stored_sha256}${stored ? ` (manifest: ${stored.size} bytes)` : ''}`,
+      );
     }
-    const verdict = problems.length ? `INVALID: ${problems.join('; ')}` : encryption && !encryption.contents_checked ? 'stored file intact; contents not checked (encrypted: `vaultops backups verify FILE --identity REF` decrypts and checks them)' : 'valid';
+    const verdict = problems.length
+      ? `INVALID: ${problems.join('; ')}`
+      : encryption && !encryption.contents_checked
+        ? 'stored file intact; contents not checked (encrypted: `vaultops backups verify FILE --identity REF` decrypts and checks them)'
+        : 'valid';
     out.line(`Verdict:       ${verdict}`);
   }
   if (problems.length) process.exitCode = ExitCode.failed;
@@ -134,7 +191,10 @@ export async function backupsInspectCommand(file: string, o: StoreCommandOptions
  */
 export async function backupsPruneCommand(o: StoreCommandOptions): Promise<void> {
   const store = storeFor(o);
-  const cluster = o.to !== undefined || o.inventory === undefined ? o.cluster : selectCluster(loadInventory(o.inventory), o.cluster).name;
+  const cluster =
+    o.to !== undefined || o.inventory === undefined
+      ? o.cluster
+      : selectCluster(loadInventory(o.inventory), o.cluster).name;
   let res: Awaited<ReturnType<typeof pruneStore>>;
   try {
     res = await pruneStore(store, { dryRun: o.dryRun === true, cluster });
@@ -155,7 +215,8 @@ export async function backupsPruneCommand(o: StoreCommandOptions): Promise<void>
   const verb = res.dryRun ? 'would remove' : 'removed';
   for (const r of res.decision.remove) out.line(`${verb} ${r.entry.name} (${r.why})`);
   for (const k of res.decision.keep) out.line(`keep ${k.entry.name} (${k.why})`);
-  for (const u of res.decision.unverified) out.line(`unverified ${u.entry.name}: not counted as a backup, not deleted (${u.why})`);
+  for (const u of res.decision.unverified)
+    out.line(`unverified ${u.entry.name}: not counted as a backup, not deleted (${u.why})`);
   if (res.decision.remove.length === 0) out.line(`Nothing to remove in ${store.location}.`);
 }
 
@@ -164,12 +225,15 @@ export async function backupsPruneCommand(o: StoreCommandOptions): Promise<void>
  * (with manifest and sidecar) to a private temp directory and checked there like any file.
  */
 async function checkInStore(file: string, o: StoreCommandOptions, decrypt: boolean): Promise<CheckedFile> {
-  if (o.store === undefined && o.to === undefined) return checkFile(file, { identity: decrypt ? identityFromOptions(o, undefined, makePrompter({})) : undefined });
+  if (o.store === undefined && o.to === undefined)
+    return checkFile(file, { identity: decrypt ? identityFromOptions(o, undefined, makePrompter({})) : undefined });
   const store = storeFor(o);
   try {
     const copy = await localCopy(store, file);
     try {
-      return await checkFile(copy.path, { identity: decrypt ? identityFromOptions(o, store, makePrompter({})) : undefined });
+      return await checkFile(copy.path, {
+        identity: decrypt ? identityFromOptions(o, store, makePrompter({})) : undefined,
+      });
     } finally {
       await copy.cleanup();
     }

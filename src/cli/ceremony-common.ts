@@ -21,9 +21,17 @@ export interface OpenCeremony {
 }
 
 /** Connects with the inventory's token (OpenBao >= 2.6 and Vault >= 2.0 need one) and pins the leader. */
-export async function openCeremony(o: CeremonyCliOptions, answers: { confirm?: string | undefined } = {}): Promise<OpenCeremony> {
+export async function openCeremony(
+  o: CeremonyCliOptions,
+  answers: { confirm?: string | undefined } = {},
+): Promise<OpenCeremony> {
   const prompter = makePrompter({ nonInteractive: o.nonInteractive, confirm: answers.confirm });
-  const conn = await connectCluster(o.inventory, o.cluster, { prompter: { askSecret: (label) => prompter.secret({ message: label, source: 'a file: or env: token reference in the inventory' }) } });
+  const conn = await connectCluster(o.inventory, o.cluster, {
+    prompter: {
+      askSecret: (label) =>
+        prompter.secret({ message: label, source: 'a file: or env: token reference in the inventory' }),
+    },
+  });
   try {
     const session = await CeremonySession.open(conn.client);
     return { conn, session, prompter, close: () => conn.client.close() };
@@ -72,9 +80,17 @@ export class ShareSource {
     });
     if (typed.trim() !== short) {
       // Stop rather than ask again: a holder who sees another nonce than announced must not go on.
-      throw new InputError(`Holder ${this.#holder}'s confirmation did not match the nonce ${this.#nonce}: no share was sent.`, { hint: 'Check the nonce with the operator; if it differs from the one announced, someone else started this attempt.' });
+      throw new InputError(
+        `Holder ${this.#holder}'s confirmation did not match the nonce ${this.#nonce}: no share was sent.`,
+        {
+          hint: 'Check the nonce with the operator; if it differs from the one announced, someone else started this attempt.',
+        },
+      );
     }
-    return this.#prompter.secret({ message: `Holder ${this.#holder}: your ${this.#label} (masked)`, source: '--shares-from REF (env:NAME, file:PATH[#field] or cmd:COMMAND)' });
+    return this.#prompter.secret({
+      message: `Holder ${this.#holder}: your ${this.#label} (masked)`,
+      source: '--shares-from REF (env:NAME, file:PATH[#field] or cmd:COMMAND)',
+    });
   }
 
   /** Start reading the reference from its first share again (a round aborted by a wrong share). */
@@ -90,7 +106,12 @@ export function writeNewPrivateFile(path: string, content: string): void {
     fd = openSync(path, 'wx', 0o600);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new InputError(`Cannot create ${path} (${code ?? 'error'}).`, { hint: code === 'EEXIST' ? 'Choose a path that does not exist yet: the file is never overwritten.' : 'Check the directory exists and is writable.' });
+    throw new InputError(`Cannot create ${path} (${code ?? 'error'}).`, {
+      hint:
+        code === 'EEXIST'
+          ? 'Choose a path that does not exist yet: the file is never overwritten.'
+          : 'Check the directory exists and is writable.',
+    });
   }
   try {
     writeSync(fd, content);
@@ -113,7 +134,12 @@ export function claimPrivateFile(path: string): PrivateFileClaim {
     fd = openSync(path, 'wx', 0o600);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new InputError(`Cannot create ${path} (${code ?? 'error'}): nothing was started.`, { hint: code === 'EEXIST' ? 'Choose a path that does not exist yet: the file is never overwritten.' : 'Check the directory exists and is writable.' });
+    throw new InputError(`Cannot create ${path} (${code ?? 'error'}): nothing was started.`, {
+      hint:
+        code === 'EEXIST'
+          ? 'Choose a path that does not exist yet: the file is never overwritten.'
+          : 'Check the directory exists and is writable.',
+    });
   }
   let written = false;
   return {
@@ -135,10 +161,22 @@ export function claimPrivateFile(path: string): PrivateFileClaim {
 }
 
 /** The person types the cluster name, or --confirm carries it; anything else changes nothing. */
-export async function confirmCluster(prompter: Prompter, clusterName: string, confirmFlag: string | undefined, what: string): Promise<void> {
+export async function confirmCluster(
+  prompter: Prompter,
+  clusterName: string,
+  confirmFlag: string | undefined,
+  what: string,
+): Promise<void> {
   if (confirmFlag !== undefined) {
-    if (confirmFlag !== clusterName) throw new InputError(`--confirm ${confirmFlag} does not name this cluster (${clusterName}): nothing was done.`, { hint: `Pass --confirm ${clusterName}.` });
+    if (confirmFlag !== clusterName)
+      throw new InputError(`--confirm ${confirmFlag} does not name this cluster (${clusterName}): nothing was done.`, {
+        hint: `Pass --confirm ${clusterName}.`,
+      });
     return;
   }
-  await prompter.confirm({ message: `${what} Type the cluster name (${clusterName}) to go on`, expected: clusterName, source: `--confirm ${clusterName}` });
+  await prompter.confirm({
+    message: `${what} Type the cluster name (${clusterName}) to go on`,
+    expected: clusterName,
+    source: `--confirm ${clusterName}`,
+  });
 }

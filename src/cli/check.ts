@@ -27,7 +27,10 @@ interface CheckCliOptions {
 /** `vaultops check`: exit 0 passed; 1 a check at or above --fail-on failed; 3 one could not be checked. */
 export async function checkCommand(o: CheckCliOptions): Promise<void> {
   const failOn = (o.failOn ?? 'critical') as Severity;
-  if (failOn !== 'warning' && failOn !== 'critical') throw new InputError(`--fail-on ${o.failOn} is not a severity.`, { hint: 'Use --fail-on critical (default) or --fail-on warning.' });
+  if (failOn !== 'warning' && failOn !== 'critical')
+    throw new InputError(`--fail-on ${o.failOn} is not a severity.`, {
+      hint: 'Use --fail-on critical (default) or --fail-on warning.',
+    });
   const conn = await connectCluster(o.inventory, o.cluster);
   let stores: BackupStore[] = [];
   try {
@@ -38,7 +41,11 @@ export async function checkCommand(o: CheckCliOptions): Promise<void> {
       clusterName: conn.name,
       spec: conn.spec,
       cluster: conn.client,
-      tls: { caCert: conn.spec.tls?.ca_cert ?? env.tls.caCert, serverName: conn.spec.tls?.server_name ?? env.tls.serverName, skipVerify: false },
+      tls: {
+        caCert: conn.spec.tls?.ca_cert ?? env.tls.caCert,
+        serverName: conn.spec.tls?.server_name ?? env.tls.serverName,
+        skipVerify: false,
+      },
       stores,
       drillDir: resolve(o.drillDir ?? defaultDrillReportDir(conn.name)),
       failOn,
@@ -49,7 +56,13 @@ export async function checkCommand(o: CheckCliOptions): Promise<void> {
     if (o.html) await writeFile(o.html, renderHtml(report));
     if (o.json) out.json(report);
     else {
-      const rows = sortedChecks(report).map((c) => [c.status === 'pass' ? 'PASS' : c.status === 'fail' ? 'FAIL' : c.status === 'unknown' ? 'UNKNOWN' : 'skip', c.severity, c.id, c.target, c.found.length > 110 ? `${c.found.slice(0, 107)}...` : c.found]);
+      const rows = sortedChecks(report).map((c) => [
+        c.status === 'pass' ? 'PASS' : c.status === 'fail' ? 'FAIL' : c.status === 'unknown' ? 'UNKNOWN' : 'skip',
+        c.severity,
+        c.id,
+        c.target,
+        c.found.length > 110 ? `${c.found.slice(0, 107)}...` : c.found,
+      ]);
       for (const line of table(rows, ['STATUS', 'SEVERITY', 'CHECK', 'TARGET', 'FOUND'])) out.line(line);
       out.line();
       const failed = sortedChecks(report).filter((c) => c.status === 'fail' || c.status === 'unknown');

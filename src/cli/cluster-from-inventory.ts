@@ -25,11 +25,26 @@ export interface EnvironmentCluster extends Omit<ConnectedCluster, 'inventoryFil
  * the token from the inventory's reference, else VAULT_TOKEN / BAO_TOKEN, else ~/.vault-token.
  * Without an inventory (single-cluster commands), the cluster is the one at VAULT_ADDR / BAO_ADDR.
  */
-export async function connectCluster(inventoryFile: string, clusterName: string | undefined, options?: { needToken?: boolean; prompter?: SecretPrompter }): Promise<ConnectedCluster>;
-export async function connectCluster(inventoryFile: string | undefined, clusterName: string | undefined, options?: { needToken?: boolean; prompter?: SecretPrompter }): Promise<ConnectedCluster | EnvironmentCluster>;
-export async function connectCluster(inventoryFile: string | undefined, clusterName: string | undefined, options: { needToken?: boolean; prompter?: SecretPrompter } = {}): Promise<ConnectedCluster | EnvironmentCluster> {
+export async function connectCluster(
+  inventoryFile: string,
+  clusterName: string | undefined,
+  options?: { needToken?: boolean; prompter?: SecretPrompter },
+): Promise<ConnectedCluster>;
+export async function connectCluster(
+  inventoryFile: string | undefined,
+  clusterName: string | undefined,
+  options?: { needToken?: boolean; prompter?: SecretPrompter },
+): Promise<ConnectedCluster | EnvironmentCluster>;
+export async function connectCluster(
+  inventoryFile: string | undefined,
+  clusterName: string | undefined,
+  options: { needToken?: boolean; prompter?: SecretPrompter } = {},
+): Promise<ConnectedCluster | EnvironmentCluster> {
   if (inventoryFile === undefined) {
-    if (clusterName !== undefined) throw new InputError(`--cluster ${clusterName} names a cluster in an inventory, and no inventory was given.`, { hint: 'Pass -i INVENTORY too, or drop --cluster to use the cluster at VAULT_ADDR.' });
+    if (clusterName !== undefined)
+      throw new InputError(`--cluster ${clusterName} names a cluster in an inventory, and no inventory was given.`, {
+        hint: 'Pass -i INVENTORY too, or drop --cluster to use the cluster at VAULT_ADDR.',
+      });
     return connectFromEnvironment();
   }
   const inv = loadInventory(inventoryFile);
@@ -45,7 +60,8 @@ export async function connectCluster(inventoryFile: string | undefined, clusterN
     serverName: spec.tls?.server_name ?? env.tls.serverName,
     skipVerify: spec.tls?.skip_verify ?? env.tls.skipVerify,
   };
-  const timeoutMs = (spec.timeouts?.request ? parseDuration(spec.timeouts.request) : undefined) ?? env.timeoutMs ?? 10_000;
+  const timeoutMs =
+    (spec.timeouts?.request ? parseDuration(spec.timeouts.request) : undefined) ?? env.timeoutMs ?? 10_000;
   const client = new ClusterClient({
     name,
     nodes: spec.nodes.map((n) => ({ name: n.name, apiAddr: n.api_addr, clusterAddr: n.cluster_addr, zone: n.zone })),
@@ -75,17 +91,31 @@ export async function connectFromEnvironment(): Promise<EnvironmentCluster> {
   try {
     addr = new URL(env.addr);
   } catch {
-    throw new InputError(`VAULT_ADDR ${env.addr} is not a URL.`, { hint: 'Set it like the Vault CLI takes it: https://vault.example.com:8200' });
-  }
-  if (addr.protocol !== 'https:' && addr.protocol !== 'http:') throw new InputError(`VAULT_ADDR ${env.addr} is not an http(s) URL.`, { hint: 'Set it like the Vault CLI takes it: https://vault.example.com:8200' });
-  const token = env.token ?? readTokenFile();
-  if (token === undefined) {
-    throw new InputError(`No token for ${env.addr}: the nodes of the cluster come from its Raft configuration, which needs one.`, {
-      hint: 'export VAULT_TOKEN (or BAO_TOKEN), or log in with `vault login` / `bao login` (saves ~/.vault-token), or pass -i INVENTORY.',
+    throw new InputError(`VAULT_ADDR ${env.addr} is not a URL.`, {
+      hint: 'Set it like the Vault CLI takes it: https://vault.example.com:8200',
     });
   }
+  if (addr.protocol !== 'https:' && addr.protocol !== 'http:')
+    throw new InputError(`VAULT_ADDR ${env.addr} is not an http(s) URL.`, {
+      hint: 'Set it like the Vault CLI takes it: https://vault.example.com:8200',
+    });
+  const token = env.token ?? readTokenFile();
+  if (token === undefined) {
+    throw new InputError(
+      `No token for ${env.addr}: the nodes of the cluster come from its Raft configuration, which needs one.`,
+      {
+        hint: 'export VAULT_TOKEN (or BAO_TOKEN), or log in with `vault login` / `bao login` (saves ~/.vault-token), or pass -i INVENTORY.',
+      },
+    );
+  }
   redactor.add(token);
-  const connection = { tls: env.tls, token, namespace: env.namespace, timeoutMs: env.timeoutMs ?? 10_000, retries: env.maxRetries ?? 1 };
+  const connection = {
+    tls: env.tls,
+    token,
+    namespace: env.namespace,
+    timeoutMs: env.timeoutMs ?? 10_000,
+    retries: env.maxRetries ?? 1,
+  };
   const entry: ClusterNode = { name: addr.hostname, apiAddr: env.addr };
   const seed = new ClusterClient({ name: addr.hostname, nodes: [entry], ...connection });
   let nodes: ClusterNode[];
@@ -101,7 +131,13 @@ export async function connectFromEnvironment(): Promise<EnvironmentCluster> {
   const client = new ClusterClient({ name, nodes, ...connection });
   const spec: ClusterSpec = {
     nodes: nodes.map((n) => ({ name: n.name, api_addr: n.apiAddr, cluster_addr: n.clusterAddr })),
-    tls: { ca_cert: env.tls.caCert, client_cert: env.tls.clientCert, client_key: env.tls.clientKey, server_name: env.tls.serverName, skip_verify: env.tls.skipVerify },
+    tls: {
+      ca_cert: env.tls.caCert,
+      client_cert: env.tls.clientCert,
+      client_key: env.tls.clientKey,
+      server_name: env.tls.serverName,
+      skip_verify: env.tls.skipVerify,
+    },
   };
   return { name, spec, client, inventoryFile: undefined };
 }
@@ -123,9 +159,13 @@ async function raftNodes(client: VaultClient, addr: URL): Promise<ClusterNode[]>
   }
   const apiByCluster = new Map<string, string>();
   try {
-    const ha = await client.read<{ nodes?: { cluster_address?: string; api_address?: string }[]; data?: { nodes?: { cluster_address?: string; api_address?: string }[] } }>('sys/ha-status');
+    const ha = await client.read<{
+      nodes?: { cluster_address?: string; api_address?: string }[];
+      data?: { nodes?: { cluster_address?: string; api_address?: string }[] };
+    }>('sys/ha-status');
     for (const n of ha.nodes ?? ha.data?.nodes ?? []) {
-      if (n.cluster_address && n.api_address) apiByCluster.set(hostPort(n.cluster_address), n.api_address.replace(/\/+$/, ''));
+      if (n.cluster_address && n.api_address)
+        apiByCluster.set(hostPort(n.cluster_address), n.api_address.replace(/\/+$/, ''));
     }
   } catch {
     // Older servers and narrow policies: fall back to the Raft hosts.

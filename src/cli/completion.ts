@@ -17,7 +17,9 @@ export function registerCompletion(program: Command): void {
   program
     .command('completion')
     .argument('<shell>', `one of ${SHELLS.join(', ')}`)
-    .description('print the shell completion script: `source <(vaultops completion bash)` (bash, zsh) or `vaultops completion fish | source`')
+    .description(
+      'print the shell completion script: `source <(vaultops completion bash)` (bash, zsh) or `vaultops completion fish | source`',
+    )
     .action((shell: string) => {
       process.stdout.write(completionScript(shell));
     });
@@ -32,7 +34,8 @@ export function registerCompletion(program: Command): void {
 }
 
 export function completionScript(shell: string): string {
-  if (!(SHELLS as readonly string[]).includes(shell)) throw new InputError(`No completion for shell "${shell}".`, { hint: `Use one of: ${SHELLS.join(', ')}.` });
+  if (!(SHELLS as readonly string[]).includes(shell))
+    throw new InputError(`No completion for shell "${shell}".`, { hint: `Use one of: ${SHELLS.join(', ')}.` });
   return SCRIPTS[shell as Shell];
 }
 
@@ -130,7 +133,13 @@ export async function complete(program: Command, words: readonly string[]): Prom
   if (valueOf && takesValue(valueOf)) return matching(await optionValues(valueOf, inventories), current);
   if (current.startsWith('-') && !afterDoubleDash) return matching(optionNames(cmd), current);
 
-  const subcommands = argIndex === 0 ? cmd.createHelp().visibleCommands(cmd).map((c) => c.name()) : [];
+  const subcommands =
+    argIndex === 0
+      ? cmd
+          .createHelp()
+          .visibleCommands(cmd)
+          .map((c) => c.name())
+      : [];
   const argument = cmd.registeredArguments[Math.min(argIndex, cmd.registeredArguments.length - 1)];
   const fromArgument = argument ? (argument.argChoices ?? ARGUMENT_VALUES[argument.name()]?.() ?? []) : [];
   return matching([...subcommands, ...fromArgument], current);
@@ -149,7 +158,10 @@ function takesValue(o: Option): boolean {
 }
 
 function optionNames(cmd: Command): string[] {
-  const names = cmd.createHelp().visibleOptions(cmd).flatMap((o) => (o.long ? [o.long] : o.short ? [o.short] : []));
+  const names = cmd
+    .createHelp()
+    .visibleOptions(cmd)
+    .flatMap((o) => (o.long ? [o.long] : o.short ? [o.short] : []));
   return [...new Set(names)];
 }
 

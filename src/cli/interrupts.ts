@@ -39,7 +39,9 @@ export function catchInterrupts(what: string): Interrupts {
       }
       process.exit(ExitCode.interrupted);
     }
-    err.line(`\n${sig}: ${what}; ${sig === 'SIGINT' ? 'Ctrl-C' : sig} again to quit at once.${resumeHint ? ` ${resumeHint}` : ''}`);
+    err.line(
+      `\n${sig}: ${what}; ${sig === 'SIGINT' ? 'Ctrl-C' : sig} again to quit at once.${resumeHint ? ` ${resumeHint}` : ''}`,
+    );
     soft.abort(new InterruptedError(`Interrupted by ${sig}.`));
   };
   process.on('SIGINT', onSignal);

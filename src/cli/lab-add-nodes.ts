@@ -5,21 +5,43 @@ import { readLab } from '../lab/lab.js';
 import { out, progressPrinter } from '../ui/output.js';
 
 /** `vaultops lab add-nodes --name LAB --count 3 --version NEW`: new hosts for an immutable upgrade. */
-export async function labAddNodesCommand(o: { name: string; count?: string; version?: string; vaultBinary?: string; json?: boolean }): Promise<void> {
+export async function labAddNodesCommand(o: {
+  name: string;
+  count?: string;
+  version?: string;
+  vaultBinary?: string;
+  json?: boolean;
+}): Promise<void> {
   const progress = progressPrinter({ quiet: o.json === true });
   const lab = readLab(o.name);
-  if (!lab) throw new InputError(`No lab named ${o.name}.`, { hint: `Start one first: \`vaultops lab up --name ${o.name}\`.` });
+  if (!lab)
+    throw new InputError(`No lab named ${o.name}.`, { hint: `Start one first: \`vaultops lab up --name ${o.name}\`.` });
   const version = checkVersion(lab.flavor, o.version);
   const count = Number(o.count ?? '3');
   const bin = await ensureBinary({ flavor: lab.flavor, version, explicit: o.vaultBinary, onProgress: progress });
-  const { lab: after, added } = await labAddNodes({ name: o.name, count, version, binary: bin.path, onProgress: progress });
+  const { lab: after, added } = await labAddNodes({
+    name: o.name,
+    count,
+    version,
+    binary: bin.path,
+    onProgress: progress,
+  });
   if (o.json) {
-    out.json({ name: after.name, version, inventory: after.inventory, new_nodes: added.map((n) => ({ name: n.name, api_addr: n.apiAddr, pid: n.pid })) });
+    out.json({
+      name: after.name,
+      version,
+      inventory: after.inventory,
+      new_nodes: added.map((n) => ({ name: n.name, api_addr: n.apiAddr, pid: n.pid })),
+    });
     return;
   }
-  out.line(`Lab ${after.name}: ${added.map((n) => `${n.name} (${n.ip})`).join(', ')} started on ${FLAVORS[after.flavor].product} ${version}, sealed, not joined yet.`);
+  out.line(
+    `Lab ${after.name}: ${added.map((n) => `${n.name} (${n.ip})`).join(', ')} started on ${FLAVORS[after.flavor].product} ${version}, sealed, not joined yet.`,
+  );
   if (after.inventory) {
     out.line(`Inventory ${after.inventory} lists them under new_nodes.`);
-    out.line(`Next: vaultops upgrade -i ${after.inventory} --strategy immutable --binary ${bin.path} --sha256 <sha256 of that file>`);
+    out.line(
+      `Next: vaultops upgrade -i ${after.inventory} --strategy immutable --binary ${bin.path} --sha256 <sha256 of that file>`,
+    );
   }
 }

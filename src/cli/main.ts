@@ -39,7 +39,9 @@ export async function main(argv: string[]): Promise<void> {
 
 export function buildProgram(): Command {
   const program = new Command('vaultops')
-    .description('Runbooks for HashiCorp Vault and OpenBao clusters on Raft: status, labs, upgrades, backups, key ceremonies, drills.')
+    .description(
+      'Runbooks for HashiCorp Vault and OpenBao clusters on Raft: status, labs, upgrades, backups, key ceremonies, drills.',
+    )
     .option('--verbose', 'more detail (with --version: runtime and platform)')
     .addOption(new Option('-V, --version', 'print the version (with --verbose: Node.js, platform)'))
     .enablePositionalOptions()
@@ -96,7 +98,8 @@ function readFileSyncCompat(url: URL): string {
 /** Prints an error the way a user needs it (what, details, what to do) and returns the exit code. */
 export function reportError(e: unknown): number {
   if (e instanceof CommanderError) {
-    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return ExitCode.ok;
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
+      return ExitCode.ok;
     return ExitCode.badInput;
   }
   if (isVaultopsError(e)) {

@@ -35,21 +35,49 @@ export async function rekeyStartCommand(o: StartOptions): Promise<void> {
   const shares = Number(o.shares);
   const threshold = Number(o.threshold);
   const pgpKeys = await Promise.all((o.pgpKey ?? []).map((f) => readPublicKeyFile(f)));
-  if (pgpKeys.length === 0) throw new InputError('New shares are only handed out encrypted: give one --pgp-key FILE per new holder.', { hint: `${shares} holders, ${shares} public keys (gpg --export KEYID > holder.gpg).` });
+  if (pgpKeys.length === 0)
+    throw new InputError('New shares are only handed out encrypted: give one --pgp-key FILE per new holder.', {
+      hint: `${shares} holders, ${shares} public keys (gpg --export KEYID > holder.gpg).`,
+    });
   prepareOutDir(resolve(o.outDir));
   const c = await openCeremony(o, { confirm: o.confirm });
   try {
     // Without verification the old shares stop working the moment the threshold is reached: the
     // cluster name is typed (or given with --confirm) before anything starts.
-    const confirm = o.verify === true ? undefined : { prompter: c.prompter, message: `Rekey ${c.conn.name} without verification: the current shares stop working as soon as the new ones are made.` };
-    await throughDoor(c.conn, { operation: 'rekey', breakLock: o.breakLock, confirm, onInterrupt: 'stopping the rekey (it stays open; cancel it with `vaultops rekey cancel`)' }, async (door) => {
-      const rekey = await Rekey.start(c.session, { target: target(o), shares, threshold, pgpKeys, verify: o.verify === true });
-      err.line(`Rekey started on ${c.session.node.name} (the leader; every call goes there): ${rekey.newShares} new shares, threshold ${rekey.newThreshold}${rekey.verificationRequired ? ', with verification' : ''}.`);
-      err.line(`Nonce: ${rekey.nonce}`);
-      err.line(`Current shares needed: ${rekey.required}. Holders elsewhere: vaultops rekey contribute -i ${o.inventory} --nonce ${rekey.nonce}`);
-      const step = await collect(c, rekey, o.sharesFrom, false, door.signal);
-      if (step) await finish(o, step);
-    });
+    const confirm =
+      o.verify === true
+        ? undefined
+        : {
+            prompter: c.prompter,
+            message: `Rekey ${c.conn.name} without verification: the current shares stop working as soon as the new ones are made.`,
+          };
+    await throughDoor(
+      c.conn,
+      {
+        operation: 'rekey',
+        breakLock: o.breakLock,
+        confirm,
+        onInterrupt: 'stopping the rekey (it stays open; cancel it with `vaultops rekey cancel`)',
+      },
+      async (door) => {
+        const rekey = await Rekey.start(c.session, {
+          target: target(o),
+          shares,
+          threshold,
+          pgpKeys,
+          verify: o.verify === true,
+        });
+        err.line(
+          `Rekey started on ${c.session.node.name} (the leader; every call goes there): ${rekey.newShares} new shares, threshold ${rekey.newThreshold}${rekey.verificationRequired ? ', with verification' : ''}.`,
+        );
+        err.line(`Nonce: ${rekey.nonce}`);
+        err.line(
+          `Current shares needed: ${rekey.required}. Holders elsewhere: vaultops rekey contribute -i ${o.inventory} --nonce ${rekey.nonce}`,
+        );
+        const step = await collect(c, rekey, o.sharesFrom, false, door.signal);
+        if (step) await finish(o, step);
+      },
+    );
   } finally {
     c.close();
   }
@@ -73,14 +101,33 @@ export async function rekeyContributeCommand(o: ContributeOptions): Promise<void
   }
 }
 
-async function collect(c: OpenCeremony, rekey: Rekey, ref: string | undefined, onePerson = false, signal?: AbortSignal): Promise<Extract<RekeyStep, { kind: 'complete' }> | undefined> {
-  if (!ref && !c.prompter.interactive) throw new InputError('No shares: nobody can type them here.', { hint: 'Pass --shares-from REF (env:NAME, file:PATH[#field], cmd:COMMAND) or run at a terminal.' });
-  const source = new ShareSource({ ref, prompter: c.prompter, nonce: rekey.nonce, label: `current ${rekey.target === 'barrier' ? 'unseal' : 'recovery'} key share` });
+async function collect(
+  c: OpenCeremony,
+  rekey: Rekey,
+  ref: string | undefined,
+  onePerson = false,
+  signal?: AbortSignal,
+): Promise<Extract<RekeyStep, { kind: 'complete' }> | undefined> {
+  if (!ref && !c.prompter.interactive)
+    throw new InputError('No shares: nobody can type them here.', {
+      hint: 'Pass --shares-from REF (env:NAME, file:PATH[#field], cmd:COMMAND) or run at a terminal.',
+    });
+  const source = new ShareSource({
+    ref,
+    prompter: c.prompter,
+    nonce: rekey.nonce,
+    label: `current ${rekey.target === 'barrier' ? 'unseal' : 'recovery'} key share`,
+  });
   for (;;) {
-    if (signal?.aborted) throw new InterruptedError(`Interrupted: the rekey (nonce ${rekey.nonce}) stays open at ${rekey.progress} of ${rekey.required}; cancel it with \`vaultops rekey cancel --nonce ${rekey.nonce}\` or let holders contribute.`);
+    if (signal?.aborted)
+      throw new InterruptedError(
+        `Interrupted: the rekey (nonce ${rekey.nonce}) stays open at ${rekey.progress} of ${rekey.required}; cancel it with \`vaultops rekey cancel --nonce ${rekey.nonce}\` or let holders contribute.`,
+      );
     const share = await source.next();
     if (share === undefined) {
-      err.line(`Shares from ${ref} used up at ${rekey.progress} of ${rekey.required}; the rekey (nonce ${rekey.nonce}) stays open for the other holders.`);
+      err.line(
+        `Shares from ${ref} used up at ${rekey.progress} of ${rekey.required}; the rekey (nonce ${rekey.nonce}) stays open for the other holders.`,
+      );
       return undefined;
     }
     const step = await rekey.submit(share);
@@ -90,13 +137,18 @@ async function collect(c: OpenCeremony, rekey: Rekey, ref: string | undefined, o
   }
 }
 
-async function finish(o: { outDir: string; inventory: string }, step: Extract<RekeyStep, { kind: 'complete' }>): Promise<void> {
+async function finish(
+  o: { outDir: string; inventory: string },
+  step: Extract<RekeyStep, { kind: 'complete' }>,
+): Promise<void> {
   const files = await writeHolderFiles(resolve(o.outDir), step, step.fingerprints);
   out.line(`New shares written, each encrypted to its holder's key (0600):`);
   for (const f of files) out.line(`  ${f}`);
   if (step.verificationNonce) {
     out.line(`Verification nonce: ${step.verificationNonce}`);
-    out.line(`The old shares stay valid until ${files.length > 0 ? 'the threshold of new holders' : 'new holders'} prove their shares: vaultops rekey verify -i ${o.inventory} --nonce ${step.verificationNonce}`);
+    out.line(
+      `The old shares stay valid until ${files.length > 0 ? 'the threshold of new holders' : 'new holders'} prove their shares: vaultops rekey verify -i ${o.inventory} --nonce ${step.verificationNonce}`,
+    );
   } else out.line('The rekey is done: the old shares no longer unseal.');
 }
 
@@ -109,8 +161,16 @@ interface VerifyOptions extends RekeyCommon {
 export async function rekeyVerifyCommand(o: VerifyOptions): Promise<void> {
   const c = await openCeremony(o);
   try {
-    if (!o.sharesFrom && !c.prompter.interactive) throw new InputError('No new shares: nobody can type them here.', { hint: 'Pass --shares-from REF or run at a terminal.' });
-    const source = new ShareSource({ ref: o.sharesFrom, prompter: c.prompter, nonce: o.nonce, label: 'NEW key share (decrypted from your file)' });
+    if (!o.sharesFrom && !c.prompter.interactive)
+      throw new InputError('No new shares: nobody can type them here.', {
+        hint: 'Pass --shares-from REF or run at a terminal.',
+      });
+    const source = new ShareSource({
+      ref: o.sharesFrom,
+      prompter: c.prompter,
+      nonce: o.nonce,
+      label: 'NEW key share (decrypted from your file)',
+    });
     for (;;) {
       const share = await source.next();
       if (share === undefined) {
@@ -120,7 +180,7 @@ export async function rekeyVerifyCommand(o: VerifyOptions): Promise<void> {
       }
       const r = await verifyShare(c.session, target(o), o.nonce, share);
       if (r.kind === 'complete') {
-        out.line('Verification complete: the new shares are now the cluster\'s keys; the old ones no longer unseal.');
+        out.line("Verification complete: the new shares are now the cluster's keys; the old ones no longer unseal.");
         return;
       }
       err.line(`Verification progress: ${r.progress} of ${r.required}`);
@@ -135,14 +195,29 @@ export async function rekeyStatusCommand(o: RekeyCommon): Promise<void> {
   const c = await openCeremony(o);
   try {
     const st = await Rekey.pending(c.session, target(o));
-    const verify = st?.verification_required ? await rekeyVerifyStatus(c.session.pinnedClient, c.session.paths, target(o)).catch(() => undefined) : undefined;
+    const verify = st?.verification_required
+      ? await rekeyVerifyStatus(c.session.pinnedClient, c.session.paths, target(o)).catch(() => undefined)
+      : undefined;
     const view = st
-      ? { started: true, node: c.session.node.name, nonce: st.nonce, progress: st.progress, required: st.required, new_shares: st.n, new_threshold: st.t, verification_required: st.verification_required === true, verification: verify && verify.nonce ? { nonce: verify.nonce, progress: verify.progress, required: verify.t } : undefined }
+      ? {
+          started: true,
+          node: c.session.node.name,
+          nonce: st.nonce,
+          progress: st.progress,
+          required: st.required,
+          new_shares: st.n,
+          new_threshold: st.t,
+          verification_required: st.verification_required === true,
+          verification:
+            verify && verify.nonce ? { nonce: verify.nonce, progress: verify.progress, required: verify.t } : undefined,
+        }
       : { started: false, node: c.session.node.name };
     if (o.json) out.json(view);
     else if (!st) out.line(`No ${o.recovery ? 'recovery-key ' : ''}rekey in progress on ${view.node}.`);
     else {
-      out.line(`Rekey in progress on ${view.node}: nonce ${st.nonce}, ${st.progress} of ${st.required} current shares, to ${st.n} shares / threshold ${st.t}${st.verification_required ? ', with verification' : ''}.`);
+      out.line(
+        `Rekey in progress on ${view.node}: nonce ${st.nonce}, ${st.progress} of ${st.required} current shares, to ${st.n} shares / threshold ${st.t}${st.verification_required ? ', with verification' : ''}.`,
+      );
       if (verify?.nonce) out.line(`Verification: nonce ${verify.nonce}, ${verify.progress} of ${verify.t} new shares.`);
     }
   } finally {
@@ -163,7 +238,10 @@ export async function rekeyCancelCommand(o: CancelOptions): Promise<void> {
       out.line('No rekey in progress: nothing to cancel.');
       return;
     }
-    if (st.nonce !== o.nonce) throw new InputError(`The rekey in progress has nonce ${st.nonce}, not ${o.nonce}: nothing was cancelled.`, { hint: 'Check the nonce with `vaultops rekey status`.' });
+    if (st.nonce !== o.nonce)
+      throw new InputError(`The rekey in progress has nonce ${st.nonce}, not ${o.nonce}: nothing was cancelled.`, {
+        hint: 'Check the nonce with `vaultops rekey status`.',
+      });
     await rekeyCancel(await c.session.leader('rekey'), c.session.paths, target(o), o.nonce);
     out.line(`Rekey ${o.nonce} cancelled; the current shares stay valid.`);
   } finally {

@@ -37,7 +37,8 @@ interface RestoreCliOptions extends StoreOptions, IdentityOptions {
  * without --force-other-cluster): in the refused and invalid cases the cluster is untouched.
  */
 export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
-  if ((o.from === undefined) === (o.latest !== true)) throw new InputError('Say which snapshot: --from FILE or --latest (the newest verified one in the store).');
+  if ((o.from === undefined) === (o.latest !== true))
+    throw new InputError('Say which snapshot: --from FILE or --latest (the newest verified one in the store).');
   const conn = await connectCluster(o.inventory, o.cluster);
   const printer = progressPrinter({ quiet: o.quiet === true });
   // A log line first clears the live progress line (a terminal), which the next bytes draw again.
@@ -46,15 +47,21 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
     transfer?.clear();
     printer(m);
   };
-  const startTransfer = (label: string, total: number | undefined) => (transfer = createProgress({ label, total, quiet: o.quiet === true }));
+  const startTransfer = (label: string, total: number | undefined) =>
+    (transfer = createProgress({ label, total, quiet: o.quiet === true }));
   let store: BackupStore | undefined;
   let cleanup = async (): Promise<void> => undefined;
   try {
     let file: string;
     if (o.latest) {
       store = storeFromOptions(o, conn);
-      const newest = (await store.list()).find((e) => e.manifest !== undefined && e.manifest.cluster.name === conn.name && e.manifest.reason === 'backup');
-      if (!newest) throw new InputError(`No verified backup of ${conn.name} in ${store.location}.`, { hint: 'Pass --from FILE, or take one with `vaultops backup`.' });
+      const newest = (await store.list()).find(
+        (e) => e.manifest !== undefined && e.manifest.cluster.name === conn.name && e.manifest.reason === 'backup',
+      );
+      if (!newest)
+        throw new InputError(`No verified backup of ${conn.name} in ${store.location}.`, {
+          hint: 'Pass --from FILE, or take one with `vaultops backup`.',
+        });
       // A remote store's snapshot is copied here first, then verified like any file before anything is touched.
       if (store.localPath(newest.name) === undefined) log(`Fetching ${newest.name} from ${store.location}...`);
       const copy = await localCopy(store, newest.name);
@@ -70,26 +77,32 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
     // The safety snapshot goes to the store, else next to the file being restored.
     const safetyStore = store ?? new LocalDirStore(dirname(file));
     const timeoutMs = o.timeout === undefined ? undefined : Number(o.timeout) * 1000;
-    if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new InputError(`--timeout ${o.timeout} is not a number of seconds.`);
+    if (timeoutMs !== undefined && !(timeoutMs > 0))
+      throw new InputError(`--timeout ${o.timeout} is not a number of seconds.`);
     // The typed confirmation is asked inside the use case, once it can say what will be lost.
-    const result = await throughDoor(conn, { operation: 'restore', breakLock: o.breakLock, onInterrupt: 'stopping the restore at the next safe point' }, (door) => restoreSnapshot({
-      cluster: conn.client,
-      clusterName: conn.name,
-      flavor: conn.spec.flavor,
-      keySet: conn.spec.unseal?.key_set,
-      file,
-      forceOtherCluster: o.forceOtherCluster === true,
-      prompter,
-      identity,
-      safetyStore,
-      keysFor: (label) => keySetFromInventory(conn.inventoryFile, conn.name, label),
-      log,
-      startTransfer,
-      timeoutMs,
-      canaries: conn.spec.canaries,
-      signal: door.signal,
-      safetyEncryption: o.encryptTo?.length ? encryptionSpecFromFlags(o.encryptTo) : undefined,
-    }));
+    const result = await throughDoor(
+      conn,
+      { operation: 'restore', breakLock: o.breakLock, onInterrupt: 'stopping the restore at the next safe point' },
+      (door) =>
+        restoreSnapshot({
+          cluster: conn.client,
+          clusterName: conn.name,
+          flavor: conn.spec.flavor,
+          keySet: conn.spec.unseal?.key_set,
+          file,
+          forceOtherCluster: o.forceOtherCluster === true,
+          prompter,
+          identity,
+          safetyStore,
+          keysFor: (label) => keySetFromInventory(conn.inventoryFile, conn.name, label),
+          log,
+          startTransfer,
+          timeoutMs,
+          canaries: conn.spec.canaries,
+          signal: door.signal,
+          safetyEncryption: o.encryptTo?.length ? encryptionSpecFromFlags(o.encryptTo) : undefined,
+        }),
+    );
     if (o.json) {
       out.json({
         result: 'restored',
@@ -104,7 +117,9 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
         canaries: result.canaries,
       });
     } else {
-      out.line(`Restored ${result.file} into ${conn.name} (Raft index ${result.snapshotIndex}); safety snapshot ${result.safetyBackup.location}/${result.safetyBackup.name}.`);
+      out.line(
+        `Restored ${result.file} into ${conn.name} (Raft index ${result.snapshotIndex}); safety snapshot ${result.safetyBackup.location}/${result.safetyBackup.name}.`,
+      );
     }
   } finally {
     await cleanup().catch(() => undefined);
@@ -130,17 +145,31 @@ function onlyStoreOf(conn: Parameters<typeof storeFromOptions>[1] & object): Bac
  * The keys of key set `label`: the cluster in the inventory whose `unseal.key_set` has that label
  * (the source cluster of a DR rebuild may be listed only for its keys). Undefined = this cluster's.
  */
-export async function keySetFromInventory(inventoryFile: string, clusterName: string, label: string | undefined): Promise<KeySetSecrets> {
+export async function keySetFromInventory(
+  inventoryFile: string,
+  clusterName: string,
+  label: string | undefined,
+): Promise<KeySetSecrets> {
   const inv = loadInventory(inventoryFile);
   const entries = Object.entries(inv.data.clusters);
-  const match = label === undefined ? entries.find(([n]) => n === clusterName) : entries.find(([, c]) => c.unseal?.key_set === label);
+  const match =
+    label === undefined
+      ? entries.find(([n]) => n === clusterName)
+      : entries.find(([, c]) => c.unseal?.key_set === label);
   if (!match) {
-    throw new InputError(`The restored data needs the unseal keys of key set "${label}", and no cluster in ${inventoryFile} has unseal.key_set: ${label}.`, {
-      hint: 'Add the source cluster (or just its unseal: {key_set, keys} and token) to the inventory, then unseal with `vaultops run playbooks/unseal.yml`.',
-    });
+    throw new InputError(
+      `The restored data needs the unseal keys of key set "${label}", and no cluster in ${inventoryFile} has unseal.key_set: ${label}.`,
+      {
+        hint: 'Add the source cluster (or just its unseal: {key_set, keys} and token) to the inventory, then unseal with `vaultops run playbooks/unseal.yml`.',
+      },
+    );
   }
   const [name, spec] = match;
-  if (!spec.unseal?.keys) throw new InputError(`Cluster ${name} in ${inventoryFile} names key set ${spec.unseal?.key_set ?? '(none)'} but no unseal.keys reference.`, { hint: 'Add unseal.keys: env:NAME or file:PATH#field.' });
+  if (!spec.unseal?.keys)
+    throw new InputError(
+      `Cluster ${name} in ${inventoryFile} names key set ${spec.unseal?.key_set ?? '(none)'} but no unseal.keys reference.`,
+      { hint: 'Add unseal.keys: env:NAME or file:PATH#field.' },
+    );
   const keys = await resolveSecretList(spec.unseal.keys);
   const token = spec.token ? await resolveSecretString(spec.token) : undefined;
   return { label: spec.unseal.key_set ?? name, keys, token };

@@ -82,7 +82,16 @@ function renderCron(job: ScheduledJob): void {
   // systemd's TimeoutStartSec and the CronJob's activeDeadlineSeconds give it (SIGTERM: a backup
   // removes its partial file, a drill tears its scratch cluster down), and flock -n skips a run
   // (exit 75) while the previous one still holds the lock, as concurrencyPolicy: Forbid does.
-  const guard = shellJoin(['/usr/bin/flock', '-n', '-E', '75', `/tmp/${job.unit}.lock`, '/usr/bin/timeout', '--kill-after=60', '3600']);
+  const guard = shellJoin([
+    '/usr/bin/flock',
+    '-n',
+    '-E',
+    '75',
+    `/tmp/${job.unit}.lock`,
+    '/usr/bin/timeout',
+    '--kill-after=60',
+    '3600',
+  ]);
   out.line(`${job.timing.cron} ${guard} ${jobCommandLine(job)} >>/var/log/${job.unit}.log 2>&1`);
   out.line();
 }
@@ -138,7 +147,9 @@ function renderCronJob(job: ScheduledJob): void {
       'spec:',
       `  schedule: ${JSON.stringify(job.timing.cron)}`,
       '  concurrencyPolicy: Forbid',
-      ...(k.successfulJobsHistoryLimit === undefined ? [] : [`  successfulJobsHistoryLimit: ${k.successfulJobsHistoryLimit}`]),
+      ...(k.successfulJobsHistoryLimit === undefined
+        ? []
+        : [`  successfulJobsHistoryLimit: ${k.successfulJobsHistoryLimit}`]),
       '  failedJobsHistoryLimit: 5',
       '  jobTemplate:',
       '    spec:',

@@ -36,14 +36,24 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
   const inv = loadInventory(invFile);
   const named = o.cluster === undefined ? [] : Array.isArray(o.cluster) ? o.cluster : [o.cluster];
   if (o.allClusters && named.length > 0) throw new InputError('Pass either --all-clusters or --cluster, not both.');
-  if (o.concurrency !== undefined && parseConcurrency(o.concurrency) === undefined) throw new InputError(`--concurrency ${o.concurrency} is not a whole number >= 1.`);
+  if (o.concurrency !== undefined && parseConcurrency(o.concurrency) === undefined)
+    throw new InputError(`--concurrency ${o.concurrency} is not a whole number >= 1.`);
   // The fleet form: one job backs up several clusters (`vaultops backup --all-clusters` or repeated --cluster).
   const isFleet = o.allClusters === true || named.length > 1;
-  const names = o.allClusters ? Object.keys(inv.data.clusters) : isFleet ? named.map((n) => selectCluster(inv, n).name) : [selectCluster(inv, named[0]).name];
+  const names = o.allClusters
+    ? Object.keys(inv.data.clusters)
+    : isFleet
+      ? named.map((n) => selectCluster(inv, n).name)
+      : [selectCluster(inv, named[0]).name];
   if (o.store === undefined && o.to === undefined) {
     for (const name of names) {
       const stores = Object.keys(inv.data.clusters[name]?.stores ?? {});
-      if (stores.length !== 1) throw new InputError(`Say where the scheduled backups go: --store NAME or --to DIR.`, { hint: stores.length ? `Stores of ${name}: ${stores.join(', ')}.` : `Cluster ${name} has no stores; pass --to DIR.` });
+      if (stores.length !== 1)
+        throw new InputError(`Say where the scheduled backups go: --store NAME or --to DIR.`, {
+          hint: stores.length
+            ? `Stores of ${name}: ${stores.join(', ')}.`
+            : `Cluster ${name} has no stores; pass --to DIR.`,
+        });
     }
   }
   const name = isFleet ? basename(invFile, extname(invFile)).replace(/[^A-Za-z0-9_.-]/g, '-') : names[0]!;
@@ -89,13 +99,20 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
         successfulJobsHistoryLimit: 3,
         backoffLimit: 1,
         container: 'backup',
-        args: backupArgs({ ...o, to: o.to === undefined ? undefined : '/backups' }, '/etc/vaultops/inventory.yml', selection),
+        args: backupArgs(
+          { ...o, to: o.to === undefined ? undefined : '/backups' },
+          '/etc/vaultops/inventory.yml',
+          selection,
+        ),
         env: [
           `- { name: NODE_OPTIONS, value: ${JSON.stringify(SEMI_SPACE_FLAG)} }`,
           '- name: VAULT_TOKEN',
           '  valueFrom: { secretKeyRef: { name: vaultops-backup, key: token } }',
         ],
-        volumeMounts: ['- { name: inventory, mountPath: /etc/vaultops, readOnly: true }', '- { name: backups, mountPath: /backups }'],
+        volumeMounts: [
+          '- { name: inventory, mountPath: /etc/vaultops, readOnly: true }',
+          '- { name: backups, mountPath: /backups }',
+        ],
         volumes: [
           '- name: inventory',
           '  secret: { secretName: vaultops-inventory, defaultMode: 0400 }',
@@ -123,7 +140,11 @@ function backupArgs(o: ScheduleBackupOptions, inventory: string, selection: stri
 function notifyArgs(o: { notifyUrl?: string; notifyOn?: string }): string[] {
   const a: string[] = [];
   if (o.notifyUrl !== undefined) {
-    if (!/^(env|file|cmd):/.test(o.notifyUrl)) throw new InputError('--notify-url must be a reference (env:NAME, file:PATH) in a schedule: a URL with a token would sit in a unit file and in process lists.', { hint: 'Put the URL in a 0600 file and pass --notify-url file:/etc/vaultops/webhook-url.' });
+    if (!/^(env|file|cmd):/.test(o.notifyUrl))
+      throw new InputError(
+        '--notify-url must be a reference (env:NAME, file:PATH) in a schedule: a URL with a token would sit in a unit file and in process lists.',
+        { hint: 'Put the URL in a 0600 file and pass --notify-url file:/etc/vaultops/webhook-url.' },
+      );
     a.push('--notify-url', o.notifyUrl);
   }
   if (o.notifyOn !== undefined) a.push('--notify-on', o.notifyOn);
@@ -140,19 +161,33 @@ export function parseEvery(every: string, seed: string): Timing {
   const hour = h[1]! % 24;
   const pad = (x: number) => String(x).padStart(2, '0');
   if (unit === 'm') {
-    if (n < 1 || 60 % n !== 0) throw new InputError(`--every ${every}: minutes must divide 60 (5m, 10m, 15m, 20m, 30m).`);
+    if (n < 1 || 60 % n !== 0)
+      throw new InputError(`--every ${every}: minutes must divide 60 (5m, 10m, 15m, 20m, 30m).`);
     const off = minute % n;
-    return { cron: `${off}-59/${n} * * * *`, onCalendar: `*-*-* *:${pad(off)}/${n}:00`, describe: `every ${n} minutes` };
+    return {
+      cron: `${off}-59/${n} * * * *`,
+      onCalendar: `*-*-* *:${pad(off)}/${n}:00`,
+      describe: `every ${n} minutes`,
+    };
   }
   if (unit === 'h') {
-    if (n < 1 || 24 % n !== 0) throw new InputError(`--every ${every}: hours must divide 24 (1h, 2h, 3h, 4h, 6h, 8h, 12h).`);
+    if (n < 1 || 24 % n !== 0)
+      throw new InputError(`--every ${every}: hours must divide 24 (1h, 2h, 3h, 4h, 6h, 8h, 12h).`);
     const off = hour % n;
     return n === 1
       ? { cron: `${minute} * * * *`, onCalendar: `*-*-* *:${pad(minute)}:00`, describe: `hourly at :${pad(minute)}` }
-      : { cron: `${minute} ${off}-23/${n} * * *`, onCalendar: `*-*-* ${pad(off)}/${n}:${pad(minute)}:00`, describe: `every ${n} hours` };
+      : {
+          cron: `${minute} ${off}-23/${n} * * *`,
+          onCalendar: `*-*-* ${pad(off)}/${n}:${pad(minute)}:00`,
+          describe: `every ${n} hours`,
+        };
   }
   if (n !== 1) throw new InputError(`--every ${every}: only 1d is supported for days.`);
-  return { cron: `${minute} ${hour} * * *`, onCalendar: `*-*-* ${pad(hour)}:${pad(minute)}:00`, describe: `daily at ${pad(hour)}:${pad(minute)}` };
+  return {
+    cron: `${minute} ${hour} * * *`,
+    onCalendar: `*-*-* ${pad(hour)}:${pad(minute)}:00`,
+    describe: `daily at ${pad(hour)}:${pad(minute)}`,
+  };
 }
 
 interface ScheduleDrillOptions {
@@ -181,7 +216,8 @@ export async function scheduleDrillCommand(o: ScheduleDrillOptions): Promise<voi
   const formats = parseFormats(o.format);
   const drillArgs = (inventory: string, reportDir: string | undefined) => {
     const a = ['drill', '-i', inventory, '--cluster', name, '--non-interactive', '--quiet'];
-    if (o.from !== undefined) a.push('--from', o.from.startsWith('/') || !o.from.includes('/') ? o.from : resolve(o.from));
+    if (o.from !== undefined)
+      a.push('--from', o.from.startsWith('/') || !o.from.includes('/') ? o.from : resolve(o.from));
     if (reportDir !== undefined) a.push('--report-dir', reportDir);
     a.push(...notifyArgs(o));
     return a;
@@ -215,7 +251,8 @@ export async function scheduleDrillCommand(o: ScheduleDrillOptions): Promise<voi
         randomizedDelaySec: 300,
       },
       kubernetes: {
-        comment: '# Kubernetes CronJob: the image must hold the server binary in VAULTOPS_CACHE_DIR; inventory and secrets at /etc/vaultops, backups mounted where the inventory\'s store points, reports at /reports.',
+        comment:
+          "# Kubernetes CronJob: the image must hold the server binary in VAULTOPS_CACHE_DIR; inventory and secrets at /etc/vaultops, backups mounted where the inventory's store points, reports at /reports.",
         backoffLimit: 0,
         container: 'drill',
         args: drillArgs('/etc/vaultops/inventory.yml', '/reports'),
@@ -247,12 +284,18 @@ export async function scheduleDrillCommand(o: ScheduleDrillOptions): Promise<voi
  * before anything is printed: printing less than asked for, or nothing, would look like success.
  */
 export function parseFormats(list: string | undefined): Set<Format> {
-  const names = (list ?? FORMATS.join(',')).split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  const names = (list ?? FORMATS.join(','))
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
   const unknown = names.filter((n) => n !== 'k8s' && !(FORMATS as readonly string[]).includes(n));
   if (unknown.length || names.length === 0) {
-    throw new InputError(`--format ${list ?? ''} ${unknown.length ? `names ${unknown.map((u) => `"${u}"`).join(', ')}, which is not a scheduler we print` : 'names no scheduler'}.`, {
-      hint: `Use one or more of ${FORMATS.join(', ')}, separated by commas (e.g. --format cron,systemd).`,
-    });
+    throw new InputError(
+      `--format ${list ?? ''} ${unknown.length ? `names ${unknown.map((u) => `"${u}"`).join(', ')}, which is not a scheduler we print` : 'names no scheduler'}.`,
+      {
+        hint: `Use one or more of ${FORMATS.join(', ')}, separated by commas (e.g. --format cron,systemd).`,
+      },
+    );
   }
   return new Set(names.map((n) => (n === 'k8s' ? 'kubernetes' : n) as Format));
 }
@@ -265,5 +308,9 @@ function weekly(seed: string): Timing {
   const day = h[2]! % 7;
   const names = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
   const pad = (x: number) => String(x).padStart(2, '0');
-  return { cron: `${minute} ${hour} * * ${day}`, onCalendar: `${names[day]} *-*-* ${pad(hour)}:${pad(minute)}:00`, describe: `weekly on ${names[day]} at ${pad(hour)}:${pad(minute)}` };
+  return {
+    cron: `${minute} ${hour} * * ${day}`,
+    onCalendar: `${names[day]} *-*-* ${pad(hour)}:${pad(minute)}:00`,
+    describe: `weekly on ${names[day]} at ${pad(hour)}:${pad(minute)}`,
+  };
 }

@@ -20,14 +20,17 @@ export async function statusCommand(o: StatusOptions): Promise<void> {
   }
   if (o.json) out.json(st);
   else printStatus(st);
-  process.exitCode = st.health === 'healthy' ? ExitCode.ok : st.health === 'unreachable' ? ExitCode.unreachable : ExitCode.degraded;
+  process.exitCode =
+    st.health === 'healthy' ? ExitCode.ok : st.health === 'unreachable' ? ExitCode.unreachable : ExitCode.degraded;
 }
 
 export function printStatus(st: ClusterStatus): void {
   const ap = st.autopilot
     ? `autopilot ${st.autopilot.healthy ? 'healthy' : 'UNHEALTHY'}, failure tolerance ${st.autopilot.failureTolerance}, ${st.autopilot.voters} voters`
     : `autopilot unknown (${st.autopilotNote ?? 'not read'})`;
-  out.line(`Cluster ${st.cluster}${st.clusterName ? ` (${st.clusterName})` : ''}: ${st.health.toUpperCase()}; leader ${st.leader ?? 'none'}; ${ap}`);
+  out.line(
+    `Cluster ${st.cluster}${st.clusterName ? ` (${st.clusterName})` : ''}: ${st.health.toUpperCase()}; leader ${st.leader ?? 'none'}; ${ap}`,
+  );
   const rows = st.nodes.map((n) => [
     `${n.name}${n.leader ? ' *' : ''}`,
     n.address,
@@ -39,7 +42,18 @@ export function printStatus(st: ClusterStatus): void {
     n.lastIndex === undefined ? '-' : String(n.lastIndex),
     n.healthy === undefined ? '-' : n.healthy ? 'yes' : 'no',
   ]);
-  for (const line of table(rows, ['NODE', 'ADDRESS', 'VERSION', 'SEAL', 'ROLE', 'VOTER', 'LAST CONTACT', 'APPLIED INDEX', 'HEALTHY'])) out.line(line);
+  for (const line of table(rows, [
+    'NODE',
+    'ADDRESS',
+    'VERSION',
+    'SEAL',
+    'ROLE',
+    'VOTER',
+    'LAST CONTACT',
+    'APPLIED INDEX',
+    'HEALTHY',
+  ]))
+    out.line(line);
   if (st.problems.length) {
     out.line();
     for (const p of st.problems) out.line(`! ${p}`);

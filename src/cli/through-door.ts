@@ -25,7 +25,11 @@ export interface DoorOptions {
  * changes, the first signal stops at the next safe point (exit 130 through InterruptedError), a
  * second exits at once after releasing the local lock.
  */
-export async function throughDoor<T>(conn: Pick<ConnectedCluster, 'name' | 'spec' | 'client'>, o: DoorOptions, body: (door: Door, interrupts: Interrupts) => Promise<T>): Promise<T> {
+export async function throughDoor<T>(
+  conn: Pick<ConnectedCluster, 'name' | 'spec' | 'client'>,
+  o: DoorOptions,
+  body: (door: Door, interrupts: Interrupts) => Promise<T>,
+): Promise<T> {
   const interrupts = catchInterrupts(o.onInterrupt);
   let door: Door | undefined;
   try {
@@ -43,7 +47,11 @@ export async function throughDoor<T>(conn: Pick<ConnectedCluster, 'name' | 'spec
  * The door for one cluster of the inventory, for callers that handle interrupts themselves (a
  * fleet backup has one handler for all its clusters).
  */
-export function openDoorFor(conn: Pick<ConnectedCluster, 'name' | 'spec' | 'client'>, o: Omit<DoorOptions, 'onInterrupt'>, signal: AbortSignal): Promise<Door> {
+export function openDoorFor(
+  conn: Pick<ConnectedCluster, 'name' | 'spec' | 'client'>,
+  o: Omit<DoorOptions, 'onInterrupt'>,
+  signal: AbortSignal,
+): Promise<Door> {
   return openDoor({
     stateDir: stateDir(),
     cluster: conn.client,

@@ -47,8 +47,14 @@ export interface UpgradeCliOptions {
  */
 export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
   const strategy = o.strategy ?? 'rolling';
-  if (strategy !== 'rolling' && strategy !== 'immutable') throw new InputError(`--strategy ${strategy} is not known.`, { hint: 'Use --strategy rolling (in place: standbys first, leader last) or immutable (new nodes join, then the old ones leave).' });
-  if (o.writeInventory && strategy !== 'immutable') throw new InputError('--write-inventory goes with --strategy immutable.', { hint: 'A rolling upgrade keeps the nodes; only their version: changes, in place.' });
+  if (strategy !== 'rolling' && strategy !== 'immutable')
+    throw new InputError(`--strategy ${strategy} is not known.`, {
+      hint: 'Use --strategy rolling (in place: standbys first, leader last) or immutable (new nodes join, then the old ones leave).',
+    });
+  if (o.writeInventory && strategy !== 'immutable')
+    throw new InputError('--write-inventory goes with --strategy immutable.', {
+      hint: 'A rolling upgrade keeps the nodes; only their version: changes, in place.',
+    });
   const printer = progressPrinter({ quiet: o.json === true });
   // On a terminal the phases are a live task list; the staging bytes then stay off the screen.
   const taskList = !o.json && process.stdout.isTTY === true && !process.env['CI'];
@@ -59,7 +65,8 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
     printer(m);
   };
   const prompter = makePrompter({ nonInteractive: o.nonInteractive, confirm: o.confirm });
-  if (/^https?:\/\//.test(o.binary)) o.binary = await downloadBinary(o.binary, join(stateDir(), 'downloads'), progress, o.json === true);
+  if (/^https?:\/\//.test(o.binary))
+    o.binary = await downloadBinary(o.binary, join(stateDir(), 'downloads'), progress, o.json === true);
   const conn = await connectCluster(o.inventory, o.cluster);
   try {
     const unsealKeys = conn.spec.unseal?.keys ? await resolveSecretList(conn.spec.unseal.keys) : undefined;
@@ -73,7 +80,11 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
     const confirm = { prompter, message: `This upgrades cluster ${conn.name} as planned above.` };
     const openHost = (n: NodeSpec) => openNodeHost(n, { trustOnFirstUse: o.trustOnFirstUse });
     const snapshot = async (signal: AbortSignal) => {
-      const b = await backupOf({ cluster: conn.client, clusterName: conn.name, spec: conn.spec }, new LocalDirStore(snapshotDir), { log: (m) => (list ? list.log('snapshot', m) : progress(m)), signal });
+      const b = await backupOf(
+        { cluster: conn.client, clusterName: conn.name, spec: conn.spec },
+        new LocalDirStore(snapshotDir),
+        { log: (m) => (list ? list.log('snapshot', m) : progress(m)), signal },
+      );
       return join(b.location, b.name);
     };
     const onInterrupt = 'finishing the node in progress, then stopping before the next one';
@@ -99,58 +110,91 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
       }
     };
     if (strategy === 'immutable') {
-      const r = await throughDoor(conn, { operation, breakLock: o.breakLock, confirm, onInterrupt }, (door) => withList(() =>
-        immutableUpgrade({
-          signal: door.signal,
-          stateFile: files.immutable,
-          cluster: conn.client,
-          clusterName: conn.name,
-          spec: conn.spec,
-          binary: { path: o.binary, sha256: o.sha256, onUpload: staging.onUpload(basename(o.binary), conn.spec.new_nodes?.length ?? 0) },
-          unsealKeys,
-          waitTimeoutMs,
-          openHost,
-          snapshot: () => snapshot(door.signal),
-          onEvent,
-        })),
+      const r = await throughDoor(conn, { operation, breakLock: o.breakLock, confirm, onInterrupt }, (door) =>
+        withList(() =>
+          immutableUpgrade({
+            signal: door.signal,
+            stateFile: files.immutable,
+            cluster: conn.client,
+            clusterName: conn.name,
+            spec: conn.spec,
+            binary: {
+              path: o.binary,
+              sha256: o.sha256,
+              onUpload: staging.onUpload(basename(o.binary), conn.spec.new_nodes?.length ?? 0),
+            },
+            unsealKeys,
+            waitTimeoutMs,
+            openHost,
+            snapshot: () => snapshot(door.signal),
+            onEvent,
+          }),
+        ),
       );
-      const written = await recordUpgrade({ inventoryFile: conn.inventoryFile, clusterName: conn.name, spec: conn.spec, target: r.target, replacedBy: r.nodes, writeTo: o.writeInventory });
+      const written = await recordUpgrade({
+        inventoryFile: conn.inventoryFile,
+        clusterName: conn.name,
+        spec: conn.spec,
+        target: r.target,
+        replacedBy: r.nodes,
+        writeTo: o.writeInventory,
+      });
       if (o.json) {
         out.json({ ...r, inventory: written });
         return;
       }
-      out.line(`Replaced ${conn.name}'s nodes with ${r.nodes.join(', ')} on ${r.target} in ${(r.wallMs / 1000).toFixed(1)} s${r.removed.length ? `; removed ${r.removed.join(', ')}` : ''}; leader ${r.leader}.`);
+      out.line(
+        `Replaced ${conn.name}'s nodes with ${r.nodes.join(', ')} on ${r.target} in ${(r.wallMs / 1000).toFixed(1)} s${r.removed.length ? `; removed ${r.removed.join(', ')}` : ''}; leader ${r.leader}.`,
+      );
       if (r.snapshot) out.line(`Pre-upgrade snapshot: ${r.snapshot}`);
       out.line(`Inventory written: ${written.join(', ')} (lists only the new nodes).`);
       return;
     }
-    const result = await throughDoor(conn, { operation, breakLock: o.breakLock, confirm, onInterrupt }, (door) => withList(() =>
-      rollingUpgrade({
-        signal: door.signal,
-        progressFile: files.rolling,
-        cluster: conn.client,
-        clusterName: conn.name,
-        spec: conn.spec,
-        binary: { path: o.binary, sha256: o.sha256, onUpload: staging.onUpload(basename(o.binary), conn.spec.nodes.length) },
-        unsealKeys,
-        onNodeFailure: o.rollbackOnFailure ? 'rollback' : 'halt',
-        waitTimeoutMs,
-        openHost,
-        snapshot: () => snapshot(door.signal),
-        onEvent,
-      })),
+    const result = await throughDoor(conn, { operation, breakLock: o.breakLock, confirm, onInterrupt }, (door) =>
+      withList(() =>
+        rollingUpgrade({
+          signal: door.signal,
+          progressFile: files.rolling,
+          cluster: conn.client,
+          clusterName: conn.name,
+          spec: conn.spec,
+          binary: {
+            path: o.binary,
+            sha256: o.sha256,
+            onUpload: staging.onUpload(basename(o.binary), conn.spec.nodes.length),
+          },
+          unsealKeys,
+          onNodeFailure: o.rollbackOnFailure ? 'rollback' : 'halt',
+          waitTimeoutMs,
+          openHost,
+          snapshot: () => snapshot(door.signal),
+          onEvent,
+        }),
+      ),
     );
     // A lab's lab.json and inventory say the version the cluster runs now (a production inventory is left as it is).
-    const written = conn.spec.lab ? await recordUpgrade({ inventoryFile: conn.inventoryFile, clusterName: conn.name, spec: conn.spec, target: result.target }) : [];
+    const written = conn.spec.lab
+      ? await recordUpgrade({
+          inventoryFile: conn.inventoryFile,
+          clusterName: conn.name,
+          spec: conn.spec,
+          target: result.target,
+        })
+      : [];
     if (o.json) {
       out.json({ ...result, inventory: written });
       return;
     }
     if (!result.upgraded.length) out.line(`Nothing to do: every node of ${conn.name} is already on ${result.target}.`);
-    else out.line(`Upgraded ${conn.name} to ${result.target} in ${(result.wallMs / 1000).toFixed(1)} s: ${result.upgraded.join(', ')}${result.skipped.length ? `; skipped ${result.skipped.map((s) => `${s.node} (${s.reason})`).join(', ')}` : ''}.`);
+    else
+      out.line(
+        `Upgraded ${conn.name} to ${result.target} in ${(result.wallMs / 1000).toFixed(1)} s: ${result.upgraded.join(', ')}${result.skipped.length ? `; skipped ${result.skipped.map((s) => `${s.node} (${s.reason})`).join(', ')}` : ''}.`,
+      );
     if (result.snapshot) out.line(`Pre-upgrade snapshot: ${result.snapshot}`);
     for (const t of result.timings) {
-      out.line(`  ${t.node} (${t.role}): stop ${t.stopMs} ms${t.failoverMs !== undefined ? `, new leader after ${t.failoverMs} ms` : ''}, start ${t.startMs} ms, unseal ${t.unsealMs} ms, catch-up ${t.catchUpMs} ms, stabilization ${t.stabilizationMs} ms, total ${t.totalMs} ms`);
+      out.line(
+        `  ${t.node} (${t.role}): stop ${t.stopMs} ms${t.failoverMs !== undefined ? `, new leader after ${t.failoverMs} ms` : ''}, start ${t.startMs} ms, unseal ${t.unsealMs} ms, catch-up ${t.catchUpMs} ms, stabilization ${t.stabilizationMs} ms, total ${t.totalMs} ms`,
+      );
     }
   } finally {
     conn.client.close();
@@ -162,28 +206,64 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
  * (standbys one at a time, the leader last with SIGTERM; or new nodes in, old nodes out). The
  * phases are printed as the plan and drawn as the live task list on a terminal.
  */
-async function upgradePlan(conn: ConnectedCluster, strategy: string, o: UpgradeCliOptions, snapshotDir: string): Promise<{ lines: string[]; phases: Phase[] }> {
+async function upgradePlan(
+  conn: ConnectedCluster,
+  strategy: string,
+  o: UpgradeCliOptions,
+  snapshotDir: string,
+): Promise<{ lines: string[]; phases: Phase[] }> {
   const probes = await conn.client.probeAll();
   const leader = probes.find((p) => p.health?.state === 'active')?.node.name;
   const states = new Map(probes.map((p) => [p.node.name, p.health?.state ?? 'unreachable']));
   const nodes = conn.spec.nodes.map((n) => n.name);
   const standbys = nodes.filter((n) => n !== leader);
   const phases: Phase[] = [
-    { key: 'gates', title: 'gates: the binary\'s sha256; every node reachable, unsealed, a voter; autopilot healthy; failure tolerance >= 1; SSH host keys; the staged binary runs and is newer' },
+    {
+      key: 'gates',
+      title:
+        "gates: the binary's sha256; every node reachable, unsealed, a voter; autopilot healthy; failure tolerance >= 1; SSH host keys; the staged binary runs and is newer",
+    },
   ];
   if (strategy === 'immutable') {
     const fresh = (conn.spec.new_nodes ?? []).map((x) => x.name);
-    phases.push({ key: 'stage', title: `stage the binary on the new nodes ${fresh.join(', ') || '(none listed in new_nodes)'} (sha256 checked on each host)` });
+    phases.push({
+      key: 'stage',
+      title: `stage the binary on the new nodes ${fresh.join(', ') || '(none listed in new_nodes)'} (sha256 checked on each host)`,
+    });
     phases.push({ key: 'snapshot', title: `verified snapshot into ${snapshotDir}` });
-    for (const n of fresh) phases.push({ key: `node:${n}`, node: n, title: `${n}: start on the new version, join, wait until a healthy voter` });
-    for (const n of standbys) phases.push({ key: `node:${n}`, node: n, title: `${n}: remove from Raft and stop (quorum checked first)` });
-    if (leader) phases.push({ key: `node:${leader}`, node: leader, title: `${leader} (leader, last): SIGTERM so a new node takes over; remove from Raft` });
-    phases.push({ key: 'verify', title: 'verify: one leader, every node on the new version; the inventory lists only the new nodes' });
+    for (const n of fresh)
+      phases.push({
+        key: `node:${n}`,
+        node: n,
+        title: `${n}: start on the new version, join, wait until a healthy voter`,
+      });
+    for (const n of standbys)
+      phases.push({ key: `node:${n}`, node: n, title: `${n}: remove from Raft and stop (quorum checked first)` });
+    if (leader)
+      phases.push({
+        key: `node:${leader}`,
+        node: leader,
+        title: `${leader} (leader, last): SIGTERM so a new node takes over; remove from Raft`,
+      });
+    phases.push({
+      key: 'verify',
+      title: 'verify: one leader, every node on the new version; the inventory lists only the new nodes',
+    });
   } else {
     phases.push({ key: 'stage', title: `stage the binary on ${nodes.join(', ')} (sha256 checked on each host)` });
     phases.push({ key: 'snapshot', title: `verified snapshot into ${snapshotDir}` });
-    for (const n of standbys) phases.push({ key: `node:${n}`, node: n, title: `${n} (standby): stop, swap the binary, start, unseal, wait until a healthy voter and caught up, stabilization` });
-    if (leader) phases.push({ key: `node:${leader}`, node: leader, title: `${leader} (leader, last): SIGTERM so an upgraded standby takes over (never a step-down), then as above` });
+    for (const n of standbys)
+      phases.push({
+        key: `node:${n}`,
+        node: n,
+        title: `${n} (standby): stop, swap the binary, start, unseal, wait until a healthy voter and caught up, stabilization`,
+      });
+    if (leader)
+      phases.push({
+        key: `node:${leader}`,
+        node: leader,
+        title: `${leader} (leader, last): SIGTERM so an upgraded standby takes over (never a step-down), then as above`,
+      });
     phases.push({ key: 'verify', title: 'verify: one leader, every node on the new version, sys/version-history' });
   }
   const lines = [
@@ -231,13 +311,21 @@ function describe(e: UpgradeEvent): string {
  * --binary URL: downloaded once into the state dir (a .part file renamed when complete); the sha256
  * check that follows refuses it before any node is touched, exactly as for a local file.
  */
-async function downloadBinary(url: string, dir: string, progress: (m: string) => void, quiet: boolean): Promise<string> {
+async function downloadBinary(
+  url: string,
+  dir: string,
+  progress: (m: string) => void,
+  quiet: boolean,
+): Promise<string> {
   const name = basename(new URL(url).pathname) || 'binary';
   const file = join(dir, name);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   progress(`Downloading ${url}...`);
   const res = await fetch(url, { redirect: 'follow' });
-  if (!res.ok || !res.body) throw new UnreachableError(`Download of ${url} failed: HTTP ${res.status}.`, { hint: 'Check the URL, or download the file yourself and pass its path.' });
+  if (!res.ok || !res.body)
+    throw new UnreachableError(`Download of ${url} failed: HTTP ${res.status}.`, {
+      hint: 'Check the URL, or download the file yourself and pass its path.',
+    });
   const length = Number(res.headers.get('content-length'));
   const bytes = createProgress({ label: `download of ${name}`, total: length > 0 ? length : undefined, quiet });
   const counter = new Transform({
@@ -247,7 +335,11 @@ async function downloadBinary(url: string, dir: string, progress: (m: string) =>
     },
   });
   try {
-    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), counter, createWriteStream(`${file}.part`, { mode: 0o755 }));
+    await pipeline(
+      Readable.fromWeb(res.body as import('node:stream/web').ReadableStream),
+      counter,
+      createWriteStream(`${file}.part`, { mode: 0o755 }),
+    );
   } finally {
     bytes.done();
   }
@@ -261,7 +353,11 @@ function stagingProgress(quiet: boolean) {
   const sent = new Map<string, number>();
   return {
     onUpload: (file: string, hosts: number) => (host: string, bytes: number, size: number) => {
-      line ??= createProgress({ label: `staging ${file} on ${hosts} host${hosts === 1 ? '' : 's'}`, total: size * Math.max(1, hosts), quiet });
+      line ??= createProgress({
+        label: `staging ${file} on ${hosts} host${hosts === 1 ? '' : 's'}`,
+        total: size * Math.max(1, hosts),
+        quiet,
+      });
       sent.set(host, bytes);
       line.update([...sent.values()].reduce((a, b) => a + b, 0));
     },

@@ -9,7 +9,8 @@ export function parseDuration(v: string): number | undefined {
   if (/^\d+(?:\.\d+)?$/.test(t)) return Math.round(Number(t) * 1000);
   if (!/^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(t)) return undefined;
   let total = 0;
-  for (const m of t.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) total += Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+  for (const m of t.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g))
+    total += Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
   return Math.round(total);
 }
 
@@ -20,7 +21,11 @@ export function parseGoDuration(text: string | undefined): number | undefined {
   let matched = '';
   for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)/g)) {
     const n = Number(m[1]);
-    total += n * ({ h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001, µs: 0.001, ns: 0.000001 } as Record<string, number>)[m[2]!]!;
+    total +=
+      n *
+      ({ h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001, µs: 0.001, ns: 0.000001 } as Record<string, number>)[
+        m[2]!
+      ]!;
     matched += m[0];
   }
   return matched === text.trim() && matched ? Math.round(total) : undefined;
@@ -34,7 +39,12 @@ export function parseRetentionDuration(text: string): number | undefined {
 }
 
 export function formatDuration(ms: number): string {
-  for (const [unit, size] of [['w', 604_800_000], ['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) {
+  for (const [unit, size] of [
+    ['w', 604_800_000],
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+  ] as const) {
     if (ms % size === 0 && ms >= size) return `${ms / size}${unit}`;
   }
   return `${Math.round(ms / 1000)}s`;

@@ -11,7 +11,10 @@ export class VaultopsError extends Error {
   /** Extra lines shown under the message (e.g. the last lines of a node's log). */
   readonly details: readonly string[];
 
-  constructor(message: string, options: { exitCode?: ExitCodeValue; hint?: string; details?: readonly string[]; cause?: unknown } = {}) {
+  constructor(
+    message: string,
+    options: { exitCode?: ExitCodeValue; hint?: string; details?: readonly string[]; cause?: unknown } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.exitCode = options.exitCode ?? ExitCode.failed;
@@ -71,7 +74,10 @@ export class InterruptedError extends VaultopsError {
 /** The snapshot is not one we can trust: truncated, corrupt, or not a Raft snapshot at all. */
 export class SnapshotInvalidError extends VaultopsError {
   constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
-    super(message, { hint: options.hint ?? 'Take a new snapshot; do not restore this file.', ...(options.cause === undefined ? {} : { cause: options.cause }) });
+    super(message, {
+      hint: options.hint ?? 'Take a new snapshot; do not restore this file.',
+      ...(options.cause === undefined ? {} : { cause: options.cause }),
+    });
   }
 }
 

@@ -82,7 +82,8 @@ export function parseExpr(src: string): Node {
   const peek = () => toks[p];
   const eat = (value?: string): Token => {
     const t = toks[p];
-    if (!t || (value !== undefined && t.value !== value)) throw new ExprError(`expected ${value ?? 'more'} ${t ? `at column ${t.pos + 1}` : 'at the end'}`);
+    if (!t || (value !== undefined && t.value !== value))
+      throw new ExprError(`expected ${value ?? 'more'} ${t ? `at column ${t.pos + 1}` : 'at the end'}`);
     p++;
     return t;
   };
@@ -113,7 +114,11 @@ export function parseExpr(src: string): Node {
   const cmp = (): Node => {
     const l = primary();
     const t = peek();
-    if (t && ((t.kind === 'op' && ['==', '!=', '<', '<=', '>', '>='].includes(t.value)) || (t.kind === 'ident' && t.value === 'in'))) {
+    if (
+      t &&
+      ((t.kind === 'op' && ['==', '!=', '<', '<=', '>', '>='].includes(t.value)) ||
+        (t.kind === 'ident' && t.value === 'in'))
+    ) {
       p++;
       return { t: 'bin', op: t.value, l, r: primary() };
     }
@@ -222,7 +227,13 @@ export function evaluate(node: Node, scope: Record<string, unknown>): unknown {
         case '>=':
           return (l as number) >= (r as number);
         case 'in':
-          return Array.isArray(r) ? r.includes(l) : typeof r === 'string' && typeof l === 'string' ? r.includes(l) : r !== null && typeof r === 'object' ? Object.hasOwn(r, String(l)) : false;
+          return Array.isArray(r)
+            ? r.includes(l)
+            : typeof r === 'string' && typeof l === 'string'
+              ? r.includes(l)
+              : r !== null && typeof r === 'object'
+                ? Object.hasOwn(r, String(l))
+                : false;
         default:
           throw new ExprError(`unknown operator ${node.op}`);
       }

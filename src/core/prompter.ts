@@ -8,5 +8,10 @@ export interface Prompter {
   /** A plain (visible) answer, e.g. a var value. Unattended prompters throw naming `source`. */
   text(question: { message: string; source: string }): Promise<string>;
   /** Pick one of several. */
-  select<T extends string>(question: { message: string; choices: readonly T[]; default?: T; source: string }): Promise<T>;
+  select<T extends string>(question: {
+    message: string;
+    choices: readonly T[];
+    default?: T;
+    source: string;
+  }): Promise<T>;
 }

@@ -77,7 +77,9 @@ export class Redactor {
     }
     if (Array.isArray(v)) return v.map((x) => this.#walk(x));
     if (v && typeof v === 'object') {
-      return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [this.redact(k), this.#walk(x)]));
+      return Object.fromEntries(
+        Object.entries(v as Record<string, unknown>).map(([k, x]) => [this.redact(k), this.#walk(x)]),
+      );
     }
     return v;
   }

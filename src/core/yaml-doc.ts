@@ -20,7 +20,13 @@ export class YamlSource {
     this.doc = parseDocument(text, { lineCounter: this.#lines, prettyErrors: false, uniqueKeys: true, strict: true });
     for (const err of [...this.doc.errors]) {
       const pos = err.linePos?.[0] ?? this.#pos(err.pos[0]);
-      this.problems.push({ file, line: pos.line, col: pos.col, message: err.message.split('\n')[0] ?? 'YAML syntax error', hint: yamlHint(err.code) });
+      this.problems.push({
+        file,
+        line: pos.line,
+        col: pos.col,
+        message: err.message.split('\n')[0] ?? 'YAML syntax error',
+        hint: yamlHint(err.code),
+      });
     }
   }
 
@@ -49,7 +55,8 @@ export class YamlSource {
 
   /** The position of the *key* at `path` (for unknown-key problems). */
   keyPosition(path: readonly PathKey[]): { line: number; col: number } {
-    const parent = this.doc.getIn(path.slice(0, -1), true) as { items?: Array<{ key?: { value?: unknown; range?: [number, number, number] } }> } | undefined;
+    const parent = this.doc.getIn(path.slice(0, -1), true) as
+      { items?: Array<{ key?: { value?: unknown; range?: [number, number, number] } }> } | undefined;
     const last = path[path.length - 1];
     const item = parent?.items?.find((i) => i.key?.value === last);
     if (item?.key?.range) return this.#pos(item.key.range[0]);
@@ -73,7 +80,12 @@ export class YamlSource {
         for (const key of issue.keys) {
           const parentShape = shapeKeys(schema, rel);
           const guess = parentShape ? nearest(key, parentShape) : undefined;
-          this.add([...path, key], `unknown key "${key}" in ${where}`, guess ? `did you mean "${guess}"?` : parentShape ? `allowed: ${parentShape.join(', ')}` : undefined, true);
+          this.add(
+            [...path, key],
+            `unknown key "${key}" in ${where}`,
+            guess ? `did you mean "${guess}"?` : parentShape ? `allowed: ${parentShape.join(', ')}` : undefined,
+            true,
+          );
         }
         continue;
       }
@@ -107,7 +119,9 @@ function shapeKeys(schema: ZodType, path: readonly PathKey[]): string[] | undefi
   let s: unknown = schema;
   for (const key of path) {
     s = unwrap(s);
-    const def = (s as { def?: { type?: string; shape?: Record<string, unknown>; element?: unknown; valueType?: unknown } }).def;
+    const def = (
+      s as { def?: { type?: string; shape?: Record<string, unknown>; element?: unknown; valueType?: unknown } }
+    ).def;
     if (!def) return undefined;
     if (def.type === 'object' && typeof key === 'string') s = def.shape?.[key];
     else if (def.type === 'array' && typeof key === 'number') s = def.element;
@@ -123,7 +137,15 @@ function unwrap(s: unknown): unknown {
   let cur = s as { def?: { type?: string; innerType?: unknown; in?: unknown } } | undefined;
   for (let i = 0; i < 10 && cur?.def; i++) {
     const t = cur.def.type;
-    if (t === 'optional' || t === 'nullable' || t === 'default' || t === 'prefault' || t === 'readonly' || t === 'catch') cur = cur.def.innerType as typeof cur;
+    if (
+      t === 'optional' ||
+      t === 'nullable' ||
+      t === 'default' ||
+      t === 'prefault' ||
+      t === 'readonly' ||
+      t === 'catch'
+    )
+      cur = cur.def.innerType as typeof cur;
     else if (t === 'pipe') cur = cur.def.in as typeof cur;
     else break;
   }

@@ -19,7 +19,8 @@ export function collectYoungGarbage(): void {
   if (minorGc === null) {
     try {
       setFlagsFromString('--expose-gc');
-      const gc = runInNewContext('typeof gc === "function" ? gc : undefined') as ((o: { type: 'minor' }) => void) | undefined;
+      const gc = runInNewContext('typeof gc === "function" ? gc : undefined') as
+        ((o: { type: 'minor' }) => void) | undefined;
       minorGc = gc ? () => gc({ type: 'minor' }) : undefined;
     } catch {
       minorGc = undefined;

@@ -10,7 +10,10 @@ import { escapeMarkup } from '../core/escape-markup.js';
  * last passed drill), Markdown for the ticket, HTML with a timeline of the phases for people.
  * Everything goes through the redactor once more; a report never holds a token, key or canary value.
  */
-export async function writeDrillReports(report: DrillReport, dir: string): Promise<{ json: string; markdown: string; html: string }> {
+export async function writeDrillReports(
+  report: DrillReport,
+  dir: string,
+): Promise<{ json: string; markdown: string; html: string }> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const safe = redactor.redactValue(report);
   const base = join(dir, `drill-${safe.id}`);
@@ -20,7 +23,6 @@ export async function writeDrillReports(report: DrillReport, dir: string): Promi
   await writeFileAtomic(files.html, redactor.redact(renderHtml(safe)));
   return files;
 }
-
 
 /** Drill reports in a folder, newest first (by start time); unreadable files are skipped. */
 export async function readDrillReports(dir: string): Promise<DrillReport[]> {
@@ -58,22 +60,50 @@ export function renderMarkdown(r: DrillReport): string {
     `- **RTO: ${formatMs(r.rto_ms)}** (${rtoBasisText(r)})`,
     `- **RPO: ${formatMs(r.rpo_ms)}** (age of the backup when the restore began)`,
   ];
-  if (r.backup) lines.push(`- Backup: \`${r.backup.file}\` (${r.backup.size} bytes, sha256 \`${r.backup.sha256.slice(0, 16)}…\`, Raft index ${r.backup.raft_index}, term ${r.backup.raft_term}, taken ${r.backup.taken_at}, key set ${r.backup.key_set ?? 'unknown'})`);
-  if (r.scratch) lines.push(`- Scratch cluster: lab \`${r.scratch.lab}\`, ${r.scratch.flavor} ${r.scratch.version}, ${r.scratch.nodes} nodes; torn down: ${r.scratch.torn_down ? 'yes, no process left' : `NO (${r.scratch.processes_left} left)`}`);
-  if (r.raft) lines.push(`- Raft index after restore: ${r.raft.restored_index ?? 'unknown'} (manifest ${r.raft.manifest_index}): ${r.raft.ok ? 'ok' : 'NOT OK'}`);
+  if (r.backup)
+    lines.push(
+      `- Backup: \`${r.backup.file}\` (${r.backup.size} bytes, sha256 \`${r.backup.sha256.slice(0, 16)}…\`, Raft index ${r.backup.raft_index}, term ${r.backup.raft_term}, taken ${r.backup.taken_at}, key set ${r.backup.key_set ?? 'unknown'})`,
+    );
+  if (r.scratch)
+    lines.push(
+      `- Scratch cluster: lab \`${r.scratch.lab}\`, ${r.scratch.flavor} ${r.scratch.version}, ${r.scratch.nodes} nodes; torn down: ${r.scratch.torn_down ? 'yes, no process left' : `NO (${r.scratch.processes_left} left)`}`,
+    );
+  if (r.raft)
+    lines.push(
+      `- Raft index after restore: ${r.raft.restored_index ?? 'unknown'} (manifest ${r.raft.manifest_index}): ${r.raft.ok ? 'ok' : 'NOT OK'}`,
+    );
   if (r.result === 'failed') lines.push('', `**Failed in phase \`${r.failed_phase ?? '?'}\`:** ${r.error ?? ''}`);
-  lines.push('', '## Phases', '', '| phase | result | duration | share of RTO | note |', '| --- | --- | --- | --- | --- |');
-  for (const p of r.phases) lines.push(`| ${p.title} | ${p.result} | ${formatMs(p.duration_ms)} | ${pct(p.share_of_rto)} | ${(p.note ?? '').replace(/\|/g, '\\|')} |`);
+  lines.push(
+    '',
+    '## Phases',
+    '',
+    '| phase | result | duration | share of RTO | note |',
+    '| --- | --- | --- | --- | --- |',
+  );
+  for (const p of r.phases)
+    lines.push(
+      `| ${p.title} | ${p.result} | ${formatMs(p.duration_ms)} | ${pct(p.share_of_rto)} | ${(p.note ?? '').replace(/\|/g, '\\|')} |`,
+    );
   if (r.canaries.length) {
-    lines.push('', '## Canaries (compared by sha256; values are never shown)', '', '| path | field | result | expected from |', '| --- | --- | --- | --- |');
-    for (const c of r.canaries) lines.push(`| \`${c.path}\` | ${c.field ?? ''} | ${c.result}${c.problem ? ` (${c.problem})` : ''} | ${c.expected_from} |`);
+    lines.push(
+      '',
+      '## Canaries (compared by sha256; values are never shown)',
+      '',
+      '| path | field | result | expected from |',
+      '| --- | --- | --- | --- |',
+    );
+    for (const c of r.canaries)
+      lines.push(
+        `| \`${c.path}\` | ${c.field ?? ''} | ${c.result}${c.problem ? ` (${c.problem})` : ''} | ${c.expected_from} |`,
+      );
   }
   return `${lines.join('\n')}\n`;
 }
 
 function rtoBasisText(r: DrillReport): string {
   if (r.rto_basis === 'first-canary-read') return 'drill start to the first successful canary read';
-  if (r.rto_basis === 'cluster-restored') return 'drill start to the restored cluster healthy; the inventory lists no canaries';
+  if (r.rto_basis === 'cluster-restored')
+    return 'drill start to the restored cluster healthy; the inventory lists no canaries';
   return 'not reached: the drill stopped before the data was readable';
 }
 
@@ -99,19 +129,24 @@ export function timelineSvg(r: DrillReport): string {
   const top = 30;
   const h = top + r.phases.length * rowH + 40;
   const x = (ms: number) => left + (ms / total) * width;
-  const parts: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${left + width + 90} ${h}" width="100%" role="img" aria-label="Timeline of the drill phases">`];
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${left + width + 90} ${h}" width="100%" role="img" aria-label="Timeline of the drill phases">`,
+  ];
   // Time axis with about six ticks at round seconds.
   const stepS = niceStep(total / 1000 / 6);
   for (let s = 0; s * 1000 <= total; s += stepS) {
     const tx = x(s * 1000);
-    parts.push(`<line x1="${tx.toFixed(1)}" y1="${top - 8}" x2="${tx.toFixed(1)}" y2="${h - 30}" stroke="#e3e3e3"/>`, `<text x="${tx.toFixed(1)}" y="${h - 14}" font-size="11" text-anchor="middle" fill="#555">${s} s</text>`);
+    parts.push(
+      `<line x1="${tx.toFixed(1)}" y1="${top - 8}" x2="${tx.toFixed(1)}" y2="${h - 30}" stroke="#e3e3e3"/>`,
+      `<text x="${tx.toFixed(1)}" y="${h - 14}" font-size="11" text-anchor="middle" fill="#555">${s} s</text>`,
+    );
   }
   r.phases.forEach((p: DrillPhase, i) => {
     const y = top + i * rowH;
     const s = Date.parse(p.started_at) - t0;
     const bx = x(s);
     const bw = Math.max(2, (p.duration_ms / total) * width);
-    const colour = p.result === 'failed' ? '#d0021b' : PHASE_COLOURS[p.name] ?? '#888';
+    const colour = p.result === 'failed' ? '#d0021b' : (PHASE_COLOURS[p.name] ?? '#888');
     parts.push(
       `<text x="${left - 10}" y="${y + 19}" font-size="13" text-anchor="end" fill="#222">${esc(p.title)}</text>`,
       `<rect x="${bx.toFixed(1)}" y="${y + 5}" width="${bw.toFixed(1)}" height="${rowH - 10}" rx="3" fill="${colour}"><title>${esc(`${p.title}: ${formatMs(p.duration_ms)}${p.result === 'failed' ? ' (failed)' : ''}${p.note ? ` - ${p.note}` : ''}`)}</title></rect>`,
@@ -120,7 +155,10 @@ export function timelineSvg(r: DrillReport): string {
   });
   if (r.rto_ms !== undefined) {
     const rx = x(r.rto_ms);
-    parts.push(`<line x1="${rx.toFixed(1)}" y1="${top - 14}" x2="${rx.toFixed(1)}" y2="${h - 30}" stroke="#d0021b" stroke-width="2" stroke-dasharray="5,3"/>`, `<text x="${rx.toFixed(1)}" y="${top - 18}" font-size="12" text-anchor="middle" fill="#d0021b" font-weight="bold">RTO ${esc(formatMs(r.rto_ms))}</text>`);
+    parts.push(
+      `<line x1="${rx.toFixed(1)}" y1="${top - 14}" x2="${rx.toFixed(1)}" y2="${h - 30}" stroke="#d0021b" stroke-width="2" stroke-dasharray="5,3"/>`,
+      `<text x="${rx.toFixed(1)}" y="${top - 18}" font-size="12" text-anchor="middle" fill="#d0021b" font-weight="bold">RTO ${esc(formatMs(r.rto_ms))}</text>`,
+    );
   }
   parts.push('</svg>');
   return parts.join('\n');
@@ -139,9 +177,21 @@ export function renderHtml(r: DrillReport): string {
     ['Started', r.started_at],
     ['Duration', formatMs(r.duration_ms)],
   ];
-  if (r.backup) facts.push(['Backup', `${r.backup.file} (${r.backup.size} bytes, Raft index ${r.backup.raft_index}, taken ${r.backup.taken_at}, key set ${r.backup.key_set ?? 'unknown'})`]);
-  if (r.scratch) facts.push(['Scratch cluster', `${r.scratch.lab}: ${r.scratch.flavor} ${r.scratch.version}, ${r.scratch.nodes} nodes, ${r.scratch.torn_down ? 'torn down, no process left' : `NOT torn down (${r.scratch.processes_left} processes)`}`]);
-  if (r.raft) facts.push(['Raft index', `${r.raft.restored_index ?? 'unknown'} after restore, manifest ${r.raft.manifest_index}: ${r.raft.ok ? 'ok' : 'not ok'}`]);
+  if (r.backup)
+    facts.push([
+      'Backup',
+      `${r.backup.file} (${r.backup.size} bytes, Raft index ${r.backup.raft_index}, taken ${r.backup.taken_at}, key set ${r.backup.key_set ?? 'unknown'})`,
+    ]);
+  if (r.scratch)
+    facts.push([
+      'Scratch cluster',
+      `${r.scratch.lab}: ${r.scratch.flavor} ${r.scratch.version}, ${r.scratch.nodes} nodes, ${r.scratch.torn_down ? 'torn down, no process left' : `NOT torn down (${r.scratch.processes_left} processes)`}`,
+    ]);
+  if (r.raft)
+    facts.push([
+      'Raft index',
+      `${r.raft.restored_index ?? 'unknown'} after restore, manifest ${r.raft.manifest_index}: ${r.raft.ok ? 'ok' : 'not ok'}`,
+    ]);
   const canaries = r.canaries.length
     ? `<h2>Canaries</h2><p>Compared by sha256; values are never shown.</p><table><tr><th>path</th><th>field</th><th>result</th><th>expected from</th></tr>${r.canaries.map((c) => `<tr class="${c.result === 'match' ? 'ok' : 'bad'}"><td><code>${esc(c.path)}</code></td><td>${esc(c.field ?? '')}</td><td>${esc(c.result)}${c.problem ? ` (${esc(c.problem)})` : ''}</td><td>${esc(c.expected_from)}</td></tr>`).join('')}</table>`
     : '';

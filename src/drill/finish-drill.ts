@@ -12,7 +12,10 @@ export function drillReportDir(stateDirPath: string, cluster: string): string {
  * After a drill: the three reports, then the webhook (failures by default). A webhook that fails is
  * returned as a warning and never changes the drill's own result.
  */
-export async function finishDrill(report: DrillReport, o: { reportDir: string; notifyUrl?: string | undefined; notifyOn?: ReadonlySet<string> | undefined }): Promise<{ files: { json: string; markdown: string; html: string }; warning?: string | undefined }> {
+export async function finishDrill(
+  report: DrillReport,
+  o: { reportDir: string; notifyUrl?: string | undefined; notifyOn?: ReadonlySet<string> | undefined },
+): Promise<{ files: { json: string; markdown: string; html: string }; warning?: string | undefined }> {
   const files = await writeDrillReports(report, o.reportDir);
   const outcome = report.result === 'passed' ? 'success' : 'failure';
   let warning: string | undefined;
@@ -31,7 +34,13 @@ export async function finishDrill(report: DrillReport, o: { reportDir: string; n
       raftIndex: report.backup?.raft_index,
       error: report.error === undefined ? undefined : `${report.failed_phase ?? ''}: ${report.error}`,
       exitCode: report.exit_code,
-      extra: { drill_id: report.id, rto_seconds: secs(report.rto_ms), rpo_seconds: secs(report.rpo_ms), failed_phase: report.failed_phase, report: files.html },
+      extra: {
+        drill_id: report.id,
+        rto_seconds: secs(report.rto_ms),
+        rpo_seconds: secs(report.rpo_ms),
+        failed_phase: report.failed_phase,
+        report: files.html,
+      },
     }).catch((e: unknown) => {
       warning = (e as Error).message;
     });

@@ -26,7 +26,7 @@ export const PHASE_TITLES: Record<PhaseName, string> = {
   verify: 'Verify backup',
   provision: 'Start scratch cluster',
   restore: 'Restore snapshot',
-  unseal: 'Unseal with the backup\'s key set',
+  unseal: "Unseal with the backup's key set",
   canaries: 'Read canaries',
   'raft-index': 'Check Raft index',
   teardown: 'Tear down scratch cluster',
@@ -56,19 +56,31 @@ export interface DrillReport {
   failed_phase?: PhaseName | undefined;
   error?: string | undefined;
   exit_code: number;
-  backup?: {
-    file: string;
-    location: string;
-    taken_at: string;
-    raft_index: number;
-    raft_term: number;
-    sha256: string;
-    size: number;
-    flavor?: string | undefined;
-    server_version?: string | undefined;
-    key_set?: string | undefined;
-  } | undefined;
-  scratch?: { lab: string; flavor: string; version: string; nodes: number; dir: string; torn_down: boolean; processes_left: number } | undefined;
+  backup?:
+    | {
+        file: string;
+        location: string;
+        taken_at: string;
+        raft_index: number;
+        raft_term: number;
+        sha256: string;
+        size: number;
+        flavor?: string | undefined;
+        server_version?: string | undefined;
+        key_set?: string | undefined;
+      }
+    | undefined;
+  scratch?:
+    | {
+        lab: string;
+        flavor: string;
+        version: string;
+        nodes: number;
+        dir: string;
+        torn_down: boolean;
+        processes_left: number;
+      }
+    | undefined;
   /** Recovery time: drill start to the first successful canary read (or to the restored cluster, without canaries). */
   rto_ms?: number | undefined;
   rto_basis: 'first-canary-read' | 'cluster-restored' | 'not-reached';
@@ -217,7 +229,15 @@ function endPhase(run: DrillRun, result: 'ok' | 'failed', note?: string): void {
   const current = run.current;
   if (!current) return;
   const fin = run.now();
-  run.report.phases.push({ name: current.name, title: PHASE_TITLES[current.name], started_at: current.started.toISOString(), finished_at: fin.toISOString(), duration_ms: fin.getTime() - current.started.getTime(), result, note });
+  run.report.phases.push({
+    name: current.name,
+    title: PHASE_TITLES[current.name],
+    started_at: current.started.toISOString(),
+    finished_at: fin.toISOString(),
+    duration_ms: fin.getTime() - current.started.getTime(),
+    result,
+    note,
+  });
   run.current = undefined;
 }
 
@@ -226,9 +246,14 @@ async function verifyNewestBackup(run: DrillRun): Promise<VerifiedBackup> {
   const o = run.o;
   beginPhase(run, 'verify');
   const entries = await o.store.list();
-  const newest = entries.find((e) => e.manifest !== undefined && e.manifest.cluster.name === o.clusterName && e.manifest.reason === 'backup');
+  const newest = entries.find(
+    (e) => e.manifest !== undefined && e.manifest.cluster.name === o.clusterName && e.manifest.reason === 'backup',
+  );
   if (!newest) {
-    throw new VaultopsError(`No backup of ${o.clusterName} with a manifest in ${o.store.location}.`, { exitCode: ExitCode.badInput, hint: 'Take one with `vaultops backup`, or point --from at the store that holds them.' });
+    throw new VaultopsError(`No backup of ${o.clusterName} with a manifest in ${o.store.location}.`, {
+      exitCode: ExitCode.badInput,
+      hint: 'Take one with `vaultops backup`, or point --from at the store that holds them.',
+    });
   }
   // A remote store (SFTP) hands out a private local copy, removed when the drill ends.
   const copy = await localCopy(o.store, newest.name);
@@ -236,12 +261,17 @@ async function verifyNewestBackup(run: DrillRun): Promise<VerifiedBackup> {
   const file = copy.path;
   const checked = await checkFile(file, { identity: o.identity });
   if (checked.encryption && !checked.encryption.contents_checked) {
-    throw new IdentityNeededError(`The newest backup ${newest.name} is encrypted (${checked.encryption.format}) and no identity was given to open it. Nothing was started.`, {
-      hint: 'Pass --identity REF (file:PATH, env:NAME, cmd:COMMAND), or set `decrypt: { identity: REF }` on the store.',
-    });
+    throw new IdentityNeededError(
+      `The newest backup ${newest.name} is encrypted (${checked.encryption.format}) and no identity was given to open it. Nothing was started.`,
+      {
+        hint: 'Pass --identity REF (file:PATH, env:NAME, cmd:COMMAND), or set `decrypt: { identity: REF }` on the store.',
+      },
+    );
   }
   if (checked.problems.length || !checked.verified || !checked.manifest) {
-    throw new SnapshotInvalidError(`The newest backup ${file} fails verification: ${checked.problems.join('; ') || 'no manifest'}. Nothing was started.`, );
+    throw new SnapshotInvalidError(
+      `The newest backup ${file} fails verification: ${checked.problems.join('; ') || 'no manifest'}. Nothing was started.`,
+    );
   }
   const manifest: Manifest = checked.manifest;
   run.report.backup = {
@@ -256,7 +286,11 @@ async function verifyNewestBackup(run: DrillRun): Promise<VerifiedBackup> {
     server_version: manifest.server_version,
     key_set: manifest.key_set,
   };
-  endPhase(run, 'ok', `${newest.name}: ${manifest.size} bytes, Raft index ${manifest.raft.index}, taken ${manifest.finished_at}`);
+  endPhase(
+    run,
+    'ok',
+    `${newest.name}: ${manifest.size} bytes, Raft index ${manifest.raft.index}, taken ${manifest.finished_at}`,
+  );
   return { file, manifest };
 }
 
@@ -273,8 +307,25 @@ async function startScratchCluster(run: DrillRun, manifest: Manifest): Promise<S
   const name = `drill-${randomBytes(3).toString('hex')}`;
   const scratch: Scratch = { name, state, env, flavor };
   run.scratch = scratch;
-  run.report.scratch = { lab: name, flavor, version, nodes: 3, dir: join(state, 'labs', name), torn_down: false, processes_left: 0 };
-  const { lab } = await labUp({ name, flavor, version, binary: binary.path, tls: true, inventory: join(state, `${name}.yml`), env, onProgress: run.log });
+  run.report.scratch = {
+    lab: name,
+    flavor,
+    version,
+    nodes: 3,
+    dir: join(state, 'labs', name),
+    torn_down: false,
+    processes_left: 0,
+  };
+  const { lab } = await labUp({
+    name,
+    flavor,
+    version,
+    binary: binary.path,
+    tls: true,
+    inventory: join(state, `${name}.yml`),
+    env,
+    onProgress: run.log,
+  });
   const init = readInit(lab);
   redactor.add(init.root_token, ...init.unseal_keys_b64);
   const cluster = clusterFor(lab, init.root_token);
@@ -287,7 +338,11 @@ async function startScratchCluster(run: DrillRun, manifest: Manifest): Promise<S
  * Restore with force (another cluster), then unseal with the manifest's key set: one call, since the
  * restore asks for the keys exactly when the nodes have sealed. That moment splits the two phases.
  */
-async function restoreIntoScratch(run: DrillRun, scratch: Scratch & { cluster: ClusterClient }, backup: VerifiedBackup): Promise<void> {
+async function restoreIntoScratch(
+  run: DrillRun,
+  scratch: Scratch & { cluster: ClusterClient },
+  backup: VerifiedBackup,
+): Promise<void> {
   const o = run.o;
   beginPhase(run, 'restore');
   const restoreStarted = run.now();
@@ -335,7 +390,10 @@ async function readCanaries(run: DrillRun, scratch: ClusterClient): Promise<void
   beginPhase(run, 'canaries');
   run.rtoEnd = undefined;
   const leader = await scratch.findLeader();
-  const liveLeader = o.liveCluster && o.canaries.some((c) => c.expect_sha256 === undefined) ? await o.liveCluster.findLeader().catch(() => undefined) : undefined;
+  const liveLeader =
+    o.liveCluster && o.canaries.some((c) => c.expect_sha256 === undefined)
+      ? await o.liveCluster.findLeader().catch(() => undefined)
+      : undefined;
   const bad: string[] = [];
   for (const spec of o.canaries) {
     const got = await readCanaryHash(leader.client, spec);
@@ -347,14 +405,31 @@ async function readCanaries(run: DrillRun, scratch: ClusterClient): Promise<void
       if (expected) from = 'live-cluster';
     }
     if (got.sha256 === undefined) {
-      run.report.canaries.push({ path: spec.path, field: spec.field, result: 'missing', expected_from: from, problem: got.problem });
+      run.report.canaries.push({
+        path: spec.path,
+        field: spec.field,
+        result: 'missing',
+        expected_from: from,
+        problem: got.problem,
+      });
       bad.push(`${spec.path}${spec.field ? `#${spec.field}` : ''} could not be read (${got.problem})`);
       continue;
     }
     run.rtoEnd ??= readAt;
     const ok = expected !== undefined && expected === got.sha256;
-    run.report.canaries.push({ path: spec.path, field: spec.field, result: ok ? 'match' : 'mismatch', expected_from: from, read_at: readAt.toISOString(), problem: expected === undefined ? 'no expect_sha256 in the inventory and the live cluster gave no value' : undefined });
-    if (!ok) bad.push(`${spec.path}${spec.field ? `#${spec.field}` : ''} ${expected === undefined ? 'has nothing to compare with' : 'differs from the expected value (sha256 compared; the value is not shown)'}`);
+    run.report.canaries.push({
+      path: spec.path,
+      field: spec.field,
+      result: ok ? 'match' : 'mismatch',
+      expected_from: from,
+      read_at: readAt.toISOString(),
+      problem:
+        expected === undefined ? 'no expect_sha256 in the inventory and the live cluster gave no value' : undefined,
+    });
+    if (!ok)
+      bad.push(
+        `${spec.path}${spec.field ? `#${spec.field}` : ''} ${expected === undefined ? 'has nothing to compare with' : 'differs from the expected value (sha256 compared; the value is not shown)'}`,
+      );
   }
   if (bad.length) {
     throw new CanaryMismatchError(`Canary check failed after the restore: ${bad.join('; ')}.`, {
@@ -373,7 +448,9 @@ async function checkRaftIndex(run: DrillRun, scratch: ClusterClient, manifest: M
   const ok = restoredIndex !== undefined && restoredIndex >= manifest.raft.index;
   run.report.raft = { manifest_index: manifest.raft.index, restored_index: restoredIndex, ok };
   if (!ok) {
-    throw new VaultopsError(`The scratch cluster is at Raft index ${restoredIndex ?? 'unknown'}, below the backup's ${manifest.raft.index}: the restore did not take.`);
+    throw new VaultopsError(
+      `The scratch cluster is at Raft index ${restoredIndex ?? 'unknown'}, below the backup's ${manifest.raft.index}: the restore did not take.`,
+    );
   }
   endPhase(run, 'ok', `index ${restoredIndex} >= manifest ${manifest.raft.index}`);
 }
@@ -402,13 +479,19 @@ async function tearDownScratch(run: DrillRun, scratch: Scratch): Promise<void> {
   const left = rec ? runningPids(rec).length : 0;
   if (report.scratch) Object.assign(report.scratch, { torn_down: left === 0, processes_left: left });
   rmSync(scratch.state, { recursive: true, force: true });
-  endPhase(run, left === 0 ? 'ok' : 'failed', left === 0 ? 'no process left' : `${left} server process(es) still running`);
+  endPhase(
+    run,
+    left === 0 ? 'ok' : 'failed',
+    left === 0 ? 'no process left' : `${left} server process(es) still running`,
+  );
   if (left > 0 && report.result === 'passed') {
     report.result = 'failed';
     report.failed_phase = 'teardown';
     report.error = `Scratch lab ${scratch.name} still has ${left} server process(es) after the teardown.`;
     report.exit_code = ExitCode.failed;
-    run.error = new VaultopsError(report.error, { hint: `Stop them by pid (see \`ps\` for ${report.scratch?.dir ?? scratch.name}).` });
+    run.error = new VaultopsError(report.error, {
+      hint: `Stop them by pid (see \`ps\` for ${report.scratch?.dir ?? scratch.name}).`,
+    });
   }
 }
 
@@ -431,5 +514,8 @@ function finishReport(run: DrillRun): void {
 }
 
 function stamp(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }

@@ -42,21 +42,46 @@ function checkRules(src: YamlSource, inv: InventoryFile): void {
     const newNames = new Set<string>();
     const addrs = new Set<string>();
     cluster.nodes.forEach((node, i) => {
-      if (names.has(node.name)) src.add(['clusters', cname, 'nodes', i, 'name'], `node name "${node.name}" is used twice in cluster ${cname}`, 'give every node its own name');
-      if (addrs.has(node.api_addr)) src.add(['clusters', cname, 'nodes', i, 'api_addr'], `api_addr ${node.api_addr} is used twice in cluster ${cname}`, 'each node needs its own address, not a load balancer');
+      if (names.has(node.name))
+        src.add(
+          ['clusters', cname, 'nodes', i, 'name'],
+          `node name "${node.name}" is used twice in cluster ${cname}`,
+          'give every node its own name',
+        );
+      if (addrs.has(node.api_addr))
+        src.add(
+          ['clusters', cname, 'nodes', i, 'api_addr'],
+          `api_addr ${node.api_addr} is used twice in cluster ${cname}`,
+          'each node needs its own address, not a load balancer',
+        );
       names.add(node.name);
       addrs.add(node.api_addr);
     });
     // Nodes for an immutable upgrade: their names and addresses must not clash with the current ones.
     (cluster.new_nodes ?? []).forEach((node, i) => {
-      if (names.has(node.name) || newNames.has(node.name)) src.add(['clusters', cname, 'new_nodes', i, 'name'], `node name "${node.name}" is used twice in cluster ${cname}`, 'a new node needs a name no current node has');
-      if (addrs.has(node.api_addr)) src.add(['clusters', cname, 'new_nodes', i, 'api_addr'], `api_addr ${node.api_addr} is used twice in cluster ${cname}`, 'a new node needs its own address');
+      if (names.has(node.name) || newNames.has(node.name))
+        src.add(
+          ['clusters', cname, 'new_nodes', i, 'name'],
+          `node name "${node.name}" is used twice in cluster ${cname}`,
+          'a new node needs a name no current node has',
+        );
+      if (addrs.has(node.api_addr))
+        src.add(
+          ['clusters', cname, 'new_nodes', i, 'api_addr'],
+          `api_addr ${node.api_addr} is used twice in cluster ${cname}`,
+          'a new node needs its own address',
+        );
       newNames.add(node.name);
       addrs.add(node.api_addr);
     });
     for (const [group, members] of Object.entries(cluster.groups ?? {})) {
       members.forEach((m, i) => {
-        if (!names.has(m) && !newNames.has(m)) src.add(['clusters', cname, 'groups', group, i], `group ${group} names node "${m}", which cluster ${cname} does not have`, `nodes: ${[...names].join(', ')}`);
+        if (!names.has(m) && !newNames.has(m))
+          src.add(
+            ['clusters', cname, 'groups', group, i],
+            `group ${group} names node "${m}", which cluster ${cname} does not have`,
+            `nodes: ${[...names].join(', ')}`,
+          );
       });
     }
   }
@@ -80,7 +105,10 @@ function resolvePaths(inv: InventoryFile, base: string): void {
     }
     if (c.token) c.token = absoluteFileRef(c.token, base);
     if (c.unseal?.keys) c.unseal.keys = absoluteFileRef(c.unseal.keys, base);
-    if (c.stores) c.stores = Object.fromEntries(Object.entries(c.stores).map(([name, store]) => [name, storePaths(absoluteFileRefs(store, base), base)]));
+    if (c.stores)
+      c.stores = Object.fromEntries(
+        Object.entries(c.stores).map(([name, store]) => [name, storePaths(absoluteFileRefs(store, base), base)]),
+      );
     if (c.vars) c.vars = absoluteFileRefs(c.vars, base);
     for (const n of [...c.nodes, ...(c.new_nodes ?? [])]) {
       if (n.ssh) {
@@ -105,8 +133,12 @@ function storePaths(store: Record<string, unknown>, base: string): Record<string
   if (enc !== null && typeof enc === 'object' && !Array.isArray(enc)) {
     const e = { ...(enc as Record<string, unknown>) };
     // age recipients are keys (age1...) or files of them; OpenPGP recipients are key files.
-    if (Array.isArray(e['age'])) e['age'] = e['age'].map((r: unknown) => (typeof r === 'string' && !r.startsWith('age1') ? absolutePath(r, base) : r));
-    if (Array.isArray(e['openpgp'])) e['openpgp'] = e['openpgp'].map((r: unknown) => (typeof r === 'string' ? absolutePath(r, base) : r));
+    if (Array.isArray(e['age']))
+      e['age'] = e['age'].map((r: unknown) =>
+        typeof r === 'string' && !r.startsWith('age1') ? absolutePath(r, base) : r,
+      );
+    if (Array.isArray(e['openpgp']))
+      e['openpgp'] = e['openpgp'].map((r: unknown) => (typeof r === 'string' ? absolutePath(r, base) : r));
     out['encrypt'] = e;
   }
   return out;
@@ -136,9 +168,14 @@ export function selectCluster(inv: Inventory, name: string | undefined): { name:
   const names = Object.keys(inv.data.clusters);
   if (name !== undefined) {
     const spec = inv.data.clusters[name];
-    if (!spec) throw new InputError(`Inventory ${inv.file} has no cluster "${name}".`, { hint: `Clusters: ${names.join(', ')}.` });
+    if (!spec)
+      throw new InputError(`Inventory ${inv.file} has no cluster "${name}".`, {
+        hint: `Clusters: ${names.join(', ')}.`,
+      });
     return { name, spec };
   }
   if (names.length === 1) return { name: names[0]!, spec: inv.data.clusters[names[0]!]! };
-  throw new InputError(`Inventory ${inv.file} has ${names.length} clusters; say which one.`, { hint: `Pass --cluster with one of: ${names.join(', ')}.` });
+  throw new InputError(`Inventory ${inv.file} has ${names.length} clusters; say which one.`, {
+    hint: `Pass --cluster with one of: ${names.join(', ')}.`,
+  });
 }

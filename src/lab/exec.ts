@@ -21,7 +21,11 @@ export interface RunOptions {
 export function run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   const max = options.maxBytes ?? 256 * 1024;
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
@@ -54,5 +58,9 @@ export function run(cmd: string, args: readonly string[], options: RunOptions = 
 }
 
 export function lastLines(text: string, n: number): string[] {
-  return text.split('\n').map((l) => l.trimEnd()).filter(Boolean).slice(-n);
+  return text
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter(Boolean)
+    .slice(-n);
 }

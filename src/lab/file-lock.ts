@@ -9,7 +9,11 @@ import { dirname } from 'node:path';
  * is gone, started at another time or belongs to another boot is stale and taken over. The record is written to a private temp file and linked into place, so the lock
  * never exists empty (a reader would take an empty one for stale).
  */
-export async function withFileLock<T>(path: string, onWait: (message: string) => void, fn: () => Promise<T>): Promise<T> {
+export async function withFileLock<T>(
+  path: string,
+  onWait: (message: string) => void,
+  fn: () => Promise<T>,
+): Promise<T> {
   mkdirSync(dirname(path), { recursive: true });
   let announced = false;
   for (;;) {
@@ -19,7 +23,8 @@ export async function withFileLock<T>(path: string, onWait: (message: string) =>
       rmSync(path, { force: true });
       continue;
     }
-    if (!announced) onWait(`Waiting for process ${Number.parseInt(text, 10)}, which is doing the same work (${path})...`);
+    if (!announced)
+      onWait(`Waiting for process ${Number.parseInt(text, 10)}, which is doing the same work (${path})...`);
     announced = true;
     await new Promise((r) => setTimeout(r, 1000));
   }

@@ -37,8 +37,12 @@ export async function initialise(lab: LabRecord, progress: (m: string) => void):
     const first = lab.nodes[0]!;
     // An auto-unseal (transit) cluster refuses secret_shares: it gets recovery keys and unseals itself.
     const recovery = lab.seal !== undefined;
-    progress(`Initialising ${first.name} (5 ${recovery ? `recovery key shares, threshold 3; auto-unseal by lab ${lab.seal!.provider}` : 'key shares, threshold 3'})...`);
-    const { parsed } = await cluster.client(first.name).init(recovery ? { recovery_shares: 5, recovery_threshold: 3 } : { secret_shares: 5, secret_threshold: 3 });
+    progress(
+      `Initialising ${first.name} (5 ${recovery ? `recovery key shares, threshold 3; auto-unseal by lab ${lab.seal!.provider}` : 'key shares, threshold 3'})...`,
+    );
+    const { parsed } = await cluster
+      .client(first.name)
+      .init(recovery ? { recovery_shares: 5, recovery_threshold: 3 } : { secret_shares: 5, secret_threshold: 3 });
     // 0600 from the first byte: written to a temp file created with that mode, then renamed.
     const tmp = `${lab.initFile}.tmp`;
     writeFileSync(tmp, initFileContent(parsed, 5, 3, recovery), { mode: 0o600 });
@@ -48,7 +52,14 @@ export async function initialise(lab: LabRecord, progress: (m: string) => void):
     await unsealAll(lab, init, progress, cluster);
     // Unsealed is not yet active: a node that just unsealed answers 307 until it has taken leadership.
     const deadline = Date.now() + 30_000;
-    while ((await cluster.client(first.name).health().catch(() => undefined))?.state !== 'active') {
+    while (
+      (
+        await cluster
+          .client(first.name)
+          .health()
+          .catch(() => undefined)
+      )?.state !== 'active'
+    ) {
       if (Date.now() > deadline) throw nodeDied(lab, first, 'did not become the active node within 30 s of unsealing');
       await sleep(200);
     }
@@ -62,10 +73,19 @@ export async function initialise(lab: LabRecord, progress: (m: string) => void):
 
 /** A shorter stabilisation time than the 10 s default so lab nodes become voters sooner. */
 async function tuneAutopilot(client: VaultClient): Promise<void> {
-  await client.setAutopilotConfiguration({ server_stabilization_time: '4s', cleanup_dead_servers: false, last_contact_threshold: '10s' });
+  await client.setAutopilotConfiguration({
+    server_stabilization_time: '4s',
+    cleanup_dead_servers: false,
+    last_contact_threshold: '10s',
+  });
 }
 
-export async function waitHealthy(lab: LabRecord, token: string, progress: (m: string) => void, timeoutMs = 90_000): Promise<void> {
+export async function waitHealthy(
+  lab: LabRecord,
+  token: string,
+  progress: (m: string) => void,
+  timeoutMs = 90_000,
+): Promise<void> {
   progress('Waiting for autopilot: all nodes healthy voters, failure tolerance 1...');
   const cluster = clusterFor(lab, token);
   const deadline = Date.now() + timeoutMs;
@@ -76,13 +96,23 @@ export async function waitHealthy(lab: LabRecord, token: string, progress: (m: s
       // A healthy lab: every node serving and a voter, autopilot healthy, and the failure tolerance
       // its size allows (1 for 3 nodes, 0 for a single node, which `status` calls degraded).
       const serving = st.nodes.every((n) => n.reachable && (n.state === 'active' || n.state === 'standby') && n.voter);
-      if (serving && st.leader && st.autopilot?.healthy && st.autopilot.failureTolerance >= Math.floor((lab.nodes.length - 1) / 2)) return;
+      if (
+        serving &&
+        st.leader &&
+        st.autopilot?.healthy &&
+        st.autopilot.failureTolerance >= Math.floor((lab.nodes.length - 1) / 2)
+      )
+        return;
       last = st.problems.join('; ') || st.autopilotNote || 'autopilot not healthy yet';
       for (const n of lab.nodes) {
         const pid = currentPid(n);
         if (pid !== undefined && !isAlive(pid)) throw nodeDied(lab, n, 'stopped while the cluster formed');
       }
-      if (Date.now() > deadline) throw new VaultopsError(`Lab ${lab.name} did not become healthy within ${Math.round(timeoutMs / 1000)} s: ${last}.`, { details: lab.nodes.flatMap((n) => [`${n.log}:`, ...nodeLogTail(n, 4).map((l) => `  ${l}`)]) });
+      if (Date.now() > deadline)
+        throw new VaultopsError(
+          `Lab ${lab.name} did not become healthy within ${Math.round(timeoutMs / 1000)} s: ${last}.`,
+          { details: lab.nodes.flatMap((n) => [`${n.log}:`, ...nodeLogTail(n, 4).map((l) => `  ${l}`)]) },
+        );
       await sleep(500);
     }
   } finally {

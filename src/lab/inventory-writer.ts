@@ -9,7 +9,7 @@ export function renderInventory(lab: LabRecord): string {
   const lines = [
     '# Written by `vaultops lab up`: the local lab cluster. Regenerated on every `lab up`.',
     `# ${FLAVORS[lab.flavor].product} ${lab.version}, ${lab.nodes.length} nodes, ${lab.tls ? 'TLS from the lab CA' : 'no TLS'}.`,
-    '# Secrets are not in this file: they are references to the lab\'s init.json (mode 0600).',
+    "# Secrets are not in this file: they are references to the lab's init.json (mode 0600).",
     'clusters:',
     `  ${lab.name}:`,
     `    flavor: ${lab.flavor}`,
@@ -19,7 +19,11 @@ export function renderInventory(lab: LabRecord): string {
   lines.push(
     `    token: ${q(lab.tokenFile ? `file:${lab.tokenFile}#token` : `file:${lab.initFile}#root_token`)}`,
     // A transit-sealed lab unseals itself: its key set is the recovery keys (rekey --recovery, generate-root).
-    ...(lab.seal ? [`    # Auto-unseal by the transit engine of lab ${lab.seal.provider}: these are recovery keys, not unseal keys.`] : []),
+    ...(lab.seal
+      ? [
+          `    # Auto-unseal by the transit engine of lab ${lab.seal.provider}: these are recovery keys, not unseal keys.`,
+        ]
+      : []),
     '    unseal:',
     `      key_set: ${q(`${lab.name}-${lab.seal ? 'recovery' : 'init'}`)}`,
     `      keys: ${q(`file:${lab.initFile}#${lab.seal ? 'recovery_keys_b64' : 'unseal_keys_b64'}`)}`,
@@ -49,7 +53,14 @@ export function renderInventory(lab: LabRecord): string {
     const ssh = lab.ssh?.nodes[n.name];
     if (lab.ssh && ssh) {
       // The lab's sshd for this node (src/lab/ssh-hosts.ts); its host key is pinned, never trusted on first use.
-      lines.push('        ssh:', `          host: ${q(n.ip)}`, `          port: ${SSH_PORT}`, '          user: root', `          key_file: ${q(lab.ssh.keyFile)}`, `          host_key: ${q(ssh.hostKey)}`);
+      lines.push(
+        '        ssh:',
+        `          host: ${q(n.ip)}`,
+        `          port: ${SSH_PORT}`,
+        '          user: root',
+        `          key_file: ${q(lab.ssh.keyFile)}`,
+        `          host_key: ${q(ssh.hostKey)}`,
+      );
     }
   };
   // `lab up --hosts`: a systemd machine reached as a production host is (src/lab/machine-lab.ts).
@@ -78,7 +89,10 @@ export function renderInventory(lab: LabRecord): string {
   lab.nodes.forEach(renderNode);
   if (lab.newNodes?.length) {
     // `vaultops lab add-nodes`: hosts for an immutable upgrade (`vaultops upgrade --strategy immutable`).
-    lines.push(`    # Started by \`vaultops lab add-nodes\` on ${FLAVORS[lab.flavor].product} ${lab.newVersion ?? lab.version}: they replace the nodes above in an immutable upgrade.`, '    new_nodes:');
+    lines.push(
+      `    # Started by \`vaultops lab add-nodes\` on ${FLAVORS[lab.flavor].product} ${lab.newVersion ?? lab.version}: they replace the nodes above in an immutable upgrade.`,
+      '    new_nodes:',
+    );
     lab.newNodes.forEach((n, i) => renderNode(n, lab.nodes.length + i));
   }
   return `${lines.join('\n')}\n`;

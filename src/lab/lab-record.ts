@@ -60,7 +60,10 @@ export function labsDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 export function labDir(name: string, env: NodeJS.ProcessEnv = process.env): string {
-  if (!/^[a-z0-9][a-z0-9-]{0,30}$/.test(name)) throw new InputError(`"${name}" is not a lab name.`, { hint: 'Use lower-case letters, digits and "-", up to 31 characters.' });
+  if (!/^[a-z0-9][a-z0-9-]{0,30}$/.test(name))
+    throw new InputError(`"${name}" is not a lab name.`, {
+      hint: 'Use lower-case letters, digits and "-", up to 31 characters.',
+    });
   return join(labsDir(env), name);
 }
 
@@ -123,8 +126,11 @@ export function readInit(lab: LabRecord): { unseal_keys_b64: string[]; root_toke
   try {
     return JSON.parse(readFileSync(lab.initFile, 'utf8')) as { unseal_keys_b64: string[]; root_token: string };
   } catch (e) {
-    throw new VaultopsError(`Cannot read the lab's init file ${lab.initFile}: ${(e as NodeJS.ErrnoException).code ?? 'not JSON'}.`, {
-      hint: `The lab's keys are gone; \`vaultops lab destroy --name ${lab.name}\` and start again.`,
-    });
+    throw new VaultopsError(
+      `Cannot read the lab's init file ${lab.initFile}: ${(e as NodeJS.ErrnoException).code ?? 'not JSON'}.`,
+      {
+        hint: `The lab's keys are gone; \`vaultops lab destroy --name ${lab.name}\` and start again.`,
+      },
+    );
   }
 }

@@ -6,25 +6,60 @@ import { FLAVORS, type Flavor } from './binaries.js';
 import { ensureLabCa, issueNodeCert } from './certs.js';
 import { withFileLock } from './file-lock.js';
 import { initialise, waitHealthy } from './initialise.js';
-import { clusterFor, labDir, labsDir, labToken, readInit, readLab, writeInventory, writeLab, type LabRecord } from './lab-record.js';
+import {
+  clusterFor,
+  labDir,
+  labsDir,
+  labToken,
+  readInit,
+  readLab,
+  writeInventory,
+  writeLab,
+  type LabRecord,
+} from './lab-record.js';
 import { ensureServiceUser, firstBlockedAncestor, handOver, openForSearch, privateCopy } from './run-as.js';
 import { writeConfigs } from './server-config.js';
 import { labState, startNodes, stopNodes } from './server-processes.js';
 import { allocateSlot, API_PORT, assertPortsFree, CLUSTER_PORT } from './slots.js';
 import { recordSlot, slotLockPath } from './slot-registry.js';
 import { prepareSshHosts, startSshds } from './ssh-hosts.js';
-import { checkSameSeal, prepareTransitSeal, revokeSealToken, type ProviderLabs, type SealRequest } from './transit-seal.js';
+import {
+  checkSameSeal,
+  prepareTransitSeal,
+  revokeSealToken,
+  type ProviderLabs,
+  type SealRequest,
+} from './transit-seal.js';
 import { unsealAll } from './unseal.js';
 import { removeLabDir, restartHostsLab, tearDownHostsLab, upHostsLab } from './machine-lab.js';
 
 // The lab's pieces, one file per job; importers keep using this module.
 export { API_PORT, CLUSTER_PORT } from './slots.js';
-export { clusterFor, labDir, labsDir, labToken, listLabs, readInit, readLab, writeInventory, writeLab, type LabNode, type LabRecord } from './lab-record.js';
+export {
+  clusterFor,
+  labDir,
+  labsDir,
+  labToken,
+  listLabs,
+  readInit,
+  readLab,
+  writeInventory,
+  writeLab,
+  type LabNode,
+  type LabRecord,
+} from './lab-record.js';
 export { renderConfig } from './server-config.js';
 export { labState, nodeLogTail, runningPids, startServer, stopNodes, type LabState } from './server-processes.js';
 export { waitHealthy } from './initialise.js';
 export { unsealAll } from './unseal.js';
-export { rebootHostsNode, setMachineLink, setOpsSudo, runInMachine, machinePid, type LabMachines } from './machine-lab.js';
+export {
+  rebootHostsNode,
+  setMachineLink,
+  setOpsSudo,
+  runInMachine,
+  machinePid,
+  type LabMachines,
+} from './machine-lab.js';
 
 export interface LabUpOptions {
   name: string;
@@ -54,7 +89,9 @@ export interface LabUpOptions {
  * addresses, TLS from a lab CA, initialised 5/3, unsealed, joined, and waited on until autopilot
  * reports healthy with failure tolerance 1. On failure nothing is left running.
  */
-export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; created: boolean; alreadyRunning: boolean }> {
+export async function labUp(
+  opts: LabUpOptions,
+): Promise<{ lab: LabRecord; created: boolean; alreadyRunning: boolean }> {
   const env = opts.env ?? process.env;
   const progress = opts.onProgress ?? (() => undefined);
   const dir = labDir(opts.name, env);
@@ -63,9 +100,12 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
     const state = labState(existing);
     if (state === 'running') return { lab: existing, created: false, alreadyRunning: true };
     if (existing.flavor !== opts.flavor || existing.version !== opts.version) {
-      throw new InputError(`Lab ${opts.name} holds ${FLAVORS[existing.flavor].product} ${existing.version} data, not ${FLAVORS[opts.flavor].product} ${opts.version}.`, {
-        hint: `Run \`vaultops lab destroy --name ${opts.name}\` first, or pick another --name.`,
-      });
+      throw new InputError(
+        `Lab ${opts.name} holds ${FLAVORS[existing.flavor].product} ${existing.version} data, not ${FLAVORS[opts.flavor].product} ${opts.version}.`,
+        {
+          hint: `Run \`vaultops lab destroy --name ${opts.name}\` first, or pick another --name.`,
+        },
+      );
     }
     if (existing.machines) {
       if (state === 'partial') await tearDownHostsLab(existing, progress);
@@ -76,8 +116,22 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
     return { lab: await restart(existing, opts.binary, progress, env), created: false, alreadyRunning: false };
   }
   if (opts.hosts) {
-    if (opts.seal || opts.runAs || opts.ssh || opts.extraConfig) throw new InputError('--hosts makes production-shaped machines of its own; it does not combine with --ssh, --seal or --production-like.');
-    const lab = await upHostsLab({ name: opts.name, dir, flavor: opts.flavor, version: opts.version, binary: opts.binary, tls: opts.tls, nodes: opts.nodes ?? 3, inventory: opts.inventory, env, progress });
+    if (opts.seal || opts.runAs || opts.ssh || opts.extraConfig)
+      throw new InputError(
+        '--hosts makes production-shaped machines of its own; it does not combine with --ssh, --seal or --production-like.',
+      );
+    const lab = await upHostsLab({
+      name: opts.name,
+      dir,
+      flavor: opts.flavor,
+      version: opts.version,
+      binary: opts.binary,
+      tls: opts.tls,
+      nodes: opts.nodes ?? 3,
+      inventory: opts.inventory,
+      env,
+      progress,
+    });
     return { lab, created: true, alreadyRunning: false };
   }
 
@@ -130,18 +184,26 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
         const blocked = firstBlockedAncestor(dir, ours);
         if (blocked) {
           // The server account could not reach its own files: say why and run as the caller.
-          progress(`warning: servers run as ${process.env['USER'] ?? 'the caller'}, not ${opts.runAs}: ${blocked} is not searchable by other users (set VAULTOPS_STATE_DIR under a directory such as /var/lib/vaultops, or chmod o+x ${blocked})`);
+          progress(
+            `warning: servers run as ${process.env['USER'] ?? 'the caller'}, not ${opts.runAs}: ${blocked} is not searchable by other users (set VAULTOPS_STATE_DIR under a directory such as /var/lib/vaultops, or chmod o+x ${blocked})`,
+          );
         } else {
           record.runAs = await ensureServiceUser(opts.runAs);
           openForSearch(ours);
           // The cached binary may sit under a private home: each lab gets its own copy it can run.
-          if (firstBlockedAncestor(record.binary, []) !== undefined) record.binary = privateCopy(record.binary, join(dir, 'bin'));
+          if (firstBlockedAncestor(record.binary, []) !== undefined)
+            record.binary = privateCopy(record.binary, join(dir, 'bin'));
           progress(`Servers will run as ${record.runAs.user} (uid ${record.runAs.uid}), not root...`);
         }
       }
       if (opts.ssh) await prepareSshHosts(record);
       if (record.runAs) {
-        handOver(dir, record.nodes.map((n) => n.dir), record.nodes.flatMap((n) => [join(dir, 'tls', `${n.name}.key`), join(dir, 'tls', `${n.name}.pem`)]), record.runAs);
+        handOver(
+          dir,
+          record.nodes.map((n) => n.dir),
+          record.nodes.flatMap((n) => [join(dir, 'tls', `${n.name}.key`), join(dir, 'tls', `${n.name}.pem`)]),
+          record.runAs,
+        );
       }
       writeLab(record);
       await startNodes(record, progress);
@@ -165,15 +227,23 @@ export async function labUp(opts: LabUpOptions): Promise<{ lab: LabRecord; creat
   }
 }
 
-async function restart(lab: LabRecord, binary: string, progress: (m: string) => void, env: NodeJS.ProcessEnv): Promise<LabRecord> {
+async function restart(
+  lab: LabRecord,
+  binary: string,
+  progress: (m: string) => void,
+  env: NodeJS.ProcessEnv,
+): Promise<LabRecord> {
   lab.binary = binary;
   // A transit-sealed lab gets a fresh seal token (its provider must be running: refused otherwise).
   const oldSeal = lab.seal;
-  const seal = oldSeal ? await prepareTransitSeal(lab.name, { type: 'transit', provider: oldSeal.provider }, providerLabs(env), progress) : undefined;
+  const seal = oldSeal
+    ? await prepareTransitSeal(lab.name, { type: 'transit', provider: oldSeal.provider }, providerLabs(env), progress)
+    : undefined;
   if (seal) lab.seal = seal.record;
   writeConfigs(lab, seal);
   writeLab(lab);
-  if (oldSeal?.tokenAccessor !== lab.seal?.tokenAccessor) await revokeSealToken(oldSeal, oldSeal?.tokenAccessor, providerLabs(env));
+  if (oldSeal?.tokenAccessor !== lab.seal?.tokenAccessor)
+    await revokeSealToken(oldSeal, oldSeal?.tokenAccessor, providerLabs(env));
   try {
     // Inside the try: when one node fails to start, the nodes already started are stopped too.
     await withFileLock(slotLockPath(), progress, async () => {
@@ -194,20 +264,29 @@ async function restart(lab: LabRecord, binary: string, progress: (m: string) => 
   return lab;
 }
 
-export async function labDown(name: string, progress: (m: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<{ lab?: LabRecord; stopped: number }> {
+export async function labDown(
+  name: string,
+  progress: (m: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ lab?: LabRecord; stopped: number }> {
   const lab = readLab(name, env);
   if (!lab) return { stopped: 0 };
   return { lab, stopped: lab.machines ? await tearDownHostsLab(lab, progress) : await stopNodes(lab, progress) };
 }
 
-export async function labDestroy(name: string, progress: (m: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<{ lab?: LabRecord; stopped: number }> {
+export async function labDestroy(
+  name: string,
+  progress: (m: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ lab?: LabRecord; stopped: number }> {
   const dir = labDir(name, env);
   const lab = readLab(name, env);
   const stopped = lab ? (lab.machines ? await tearDownHostsLab(lab, progress) : await stopNodes(lab, progress)) : 0;
   await revokeSealToken(lab?.seal, lab?.seal?.tokenAccessor, providerLabs(env));
   if (lab?.inventory && existsSync(lab.inventory)) {
     // Only remove an inventory we wrote (it says so on its first line).
-    if (readFileSync(lab.inventory, 'utf8').startsWith('# Written by `vaultops lab up`')) rmSync(lab.inventory, { force: true });
+    if (readFileSync(lab.inventory, 'utf8').startsWith('# Written by `vaultops lab up`'))
+      rmSync(lab.inventory, { force: true });
   }
   removeLabDir(dir);
   return lab ? { lab, stopped } : { stopped };

@@ -6,9 +6,36 @@ import { ensureLabCa, issueNodeCert } from './certs.js';
 import { withFileLock } from './file-lock.js';
 import { initialise, waitHealthy } from './initialise.js';
 import { labToken, listLabs, readInit, writeInventory, writeLab, type LabNode, type LabRecord } from './lab-record.js';
-import { createBridge, createMachineLink, machineAddress, machineLink, pickSubnet, removeBridge, setLinkState } from './machine-net.js';
-import { isMounted, machinePaths, mountRoot, populateRoot, prepareUpper, serverLayout, writeSudoers } from './machine-root.js';
-import { bootMachine, checkMachinePrerequisites, execInMachine, machineInitPid, powerOff, rebootMachine, supervisorPid, tearDownMachine, waitBooted, type MachineRef } from './machines.js';
+import {
+  createBridge,
+  createMachineLink,
+  machineAddress,
+  machineLink,
+  pickSubnet,
+  removeBridge,
+  setLinkState,
+} from './machine-net.js';
+import {
+  isMounted,
+  machinePaths,
+  mountRoot,
+  populateRoot,
+  prepareUpper,
+  serverLayout,
+  writeSudoers,
+} from './machine-root.js';
+import {
+  bootMachine,
+  checkMachinePrerequisites,
+  execInMachine,
+  machineInitPid,
+  powerOff,
+  rebootMachine,
+  supervisorPid,
+  tearDownMachine,
+  waitBooted,
+  type MachineRef,
+} from './machines.js';
 import { stateDir } from './paths.js';
 import { renderConfig } from './server-config.js';
 import { API_PORT, CLUSTER_PORT } from './slots.js';
@@ -57,7 +84,10 @@ export function machineRef(lab: LabRecord, n: LabNode): MachineRef {
 
 export function findMachine(lab: LabRecord, nodeName: string): MachineRef {
   const n = [...lab.nodes, ...(lab.newNodes ?? [])].find((x) => x.name === nodeName);
-  if (!n) throw new InputError(`Lab ${lab.name} has no node ${nodeName}.`, { hint: `Its nodes: ${lab.nodes.map((x) => x.name).join(', ')}.` });
+  if (!n)
+    throw new InputError(`Lab ${lab.name} has no node ${nodeName}.`, {
+      hint: `Its nodes: ${lab.nodes.map((x) => x.name).join(', ')}.`,
+    });
   return machineRef(lab, n);
 }
 
@@ -65,7 +95,16 @@ export function machineNode(lab: Pick<LabRecord, 'dir' | 'flavor' | 'tls'>, subn
   const ip = machineAddress(subnet, index);
   const dir = join(lab.dir, 'machines', `n${index}`);
   const layout = serverLayout(lab.flavor);
-  return { name: `n${index}`, ip, apiAddr: `${lab.tls ? 'https' : 'http'}://${ip}:${API_PORT}`, clusterAddr: `https://${ip}:${CLUSTER_PORT}`, dir, config: layout.config, log: machinePaths(dir).console, binary: layout.binary };
+  return {
+    name: `n${index}`,
+    ip,
+    apiAddr: `${lab.tls ? 'https' : 'http'}://${ip}:${API_PORT}`,
+    clusterAddr: `https://${ip}:${CLUSTER_PORT}`,
+    dir,
+    config: layout.config,
+    log: machinePaths(dir).console,
+    binary: layout.binary,
+  };
 }
 
 /** Creates and boots a new lab of machines, then init, unseal, join, healthy. On failure nothing is left. */
@@ -75,7 +114,11 @@ export async function upHostsLab(o: HostsLabOptions): Promise<LabRecord> {
   let lab: LabRecord | undefined;
   try {
     lab = await withFileLock(slotLockPath(), o.progress, async () => {
-      const taken = new Set(listLabs(o.env).filter((l) => l.name !== o.name && l.machines).map((l) => l.machines!.subnet));
+      const taken = new Set(
+        listLabs(o.env)
+          .filter((l) => l.name !== o.name && l.machines)
+          .map((l) => l.machines!.subnet),
+      );
       const subnet = await pickSubnet(taken);
       const record: LabRecord = {
         name: o.name,
@@ -110,7 +153,12 @@ export async function upHostsLab(o: HostsLabOptions): Promise<LabRecord> {
 }
 
 /** Keys, certificates, network, root trees: everything a machine needs before its first boot. */
-export async function prepareMachines(lab: LabRecord, nodes: LabNode[], progress: (m: string) => void, env: NodeJS.ProcessEnv): Promise<void> {
+export async function prepareMachines(
+  lab: LabRecord,
+  nodes: LabNode[],
+  progress: (m: string) => void,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
   const m = lab.machines!;
   const sshDir = join(lab.dir, 'ssh');
   mkdirSync(sshDir, { recursive: true, mode: 0o700 });
@@ -121,7 +169,9 @@ export async function prepareMachines(lab: LabRecord, nodes: LabNode[], progress
     ca = await ensureLabCa(join(lab.dir, 'tls'), lab.name);
     lab.caCert = ca.caCert;
   }
-  progress(`Preparing ${nodes.length} machine${nodes.length === 1 ? '' : 's'} (overlay root, network 10.213.${m.subnet}.0/24, sshd, ops, ${serverLayout(lab.flavor).unit}.service)...`);
+  progress(
+    `Preparing ${nodes.length} machine${nodes.length === 1 ? '' : 's'} (overlay root, network 10.213.${m.subnet}.0/24, sshd, ops, ${serverLayout(lab.flavor).unit}.service)...`,
+  );
   await createBridge(m.subnet);
   for (const n of nodes) {
     const ref = machineRef(lab, n);
@@ -137,7 +187,12 @@ export async function prepareMachines(lab: LabRecord, nodes: LabNode[], progress
     if (!isMounted(p.root)) prepareUpper(p, lab.flavor, lab.binary, [stateDir(env)]);
     await mountRoot(p);
     const layout = serverLayout(lab.flavor);
-    const config = renderConfig(lab, n, { data: layout.dataDir, caCert: join(layout.tlsDir, 'ca.crt'), cert: join(layout.tlsDir, 'tls.crt'), key: join(layout.tlsDir, 'tls.key') });
+    const config = renderConfig(lab, n, {
+      data: layout.dataDir,
+      caCert: join(layout.tlsDir, 'ca.crt'),
+      cert: join(layout.tlsDir, 'tls.crt'),
+      key: join(layout.tlsDir, 'tls.key'),
+    });
     await populateRoot(p, {
       flavor: lab.flavor,
       hostname: n.name,
@@ -154,7 +209,9 @@ export async function prepareMachines(lab: LabRecord, nodes: LabNode[], progress
 }
 
 async function bootAll(lab: LabRecord, nodes: LabNode[], progress: (m: string) => void): Promise<void> {
-  progress(`Booting ${nodes.length} ${FLAVORS[lab.flavor].product} ${lab.version} machine${nodes.length === 1 ? '' : 's'} on ${nodes.map((n) => n.ip).join(', ')}...`);
+  progress(
+    `Booting ${nodes.length} ${FLAVORS[lab.flavor].product} ${lab.version} machine${nodes.length === 1 ? '' : 's'} on ${nodes.map((n) => n.ip).join(', ')}...`,
+  );
   for (const n of nodes) {
     const ref = machineRef(lab, n);
     if (supervisorPid(ref) === undefined) n.pid = bootMachine(ref);
@@ -197,7 +254,8 @@ export function hostsRunning(lab: LabRecord): number {
 export async function tearDownHostsLab(lab: LabRecord, progress: (m: string) => void): Promise<number> {
   const all = [...lab.nodes, ...(lab.newNodes ?? [])];
   const running = all.filter((n) => supervisorPid(machineRef(lab, n)) !== undefined);
-  if (running.length) progress(`Powering off ${running.length} machine${running.length === 1 ? '' : 's'} of lab ${lab.name}...`);
+  if (running.length)
+    progress(`Powering off ${running.length} machine${running.length === 1 ? '' : 's'} of lab ${lab.name}...`);
   // In parallel: each poweroff waits for its units to stop (SIGINT to the server, up to 30 s).
   await Promise.all(all.map((n) => powerOff(machineRef(lab, n))));
   // Every machine is torn down even when one fails; the first failure is reported after.
@@ -214,8 +272,14 @@ export async function tearDownHostsLab(lab: LabRecord, progress: (m: string) => 
 
 /** Never recurse into a mounted root tree (an overlay of this machine's `/`). */
 export function removeLabDir(dir: string): void {
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p === dir || p.startsWith(`${dir}/`));
-  if (mounts.some((p) => isMounted(p))) throw new VaultopsError(`Lab directory ${dir} still has mounts (${mounts.join(', ')}); not removing it.`, { hint: `Unmount them (umount ${mounts[0]}) and run \`vaultops lab destroy\` again.` });
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((p) => p === dir || p.startsWith(`${dir}/`));
+  if (mounts.some((p) => isMounted(p)))
+    throw new VaultopsError(`Lab directory ${dir} still has mounts (${mounts.join(', ')}); not removing it.`, {
+      hint: `Unmount them (umount ${mounts[0]}) and run \`vaultops lab destroy\` again.`,
+    });
   rmSync(dir, { recursive: true, force: true });
 }
 
@@ -239,7 +303,12 @@ export async function setOpsSudo(lab: LabRecord, nodeName: string, passwordless:
 }
 
 /** A command as root inside a running machine (tests and benchmarks). */
-export async function runInMachine(lab: LabRecord, nodeName: string, command: string[], timeoutMs?: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runInMachine(
+  lab: LabRecord,
+  nodeName: string,
+  command: string[],
+  timeoutMs?: number,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return execInMachine(findMachine(lab, nodeName), command, timeoutMs);
 }
 

@@ -33,12 +33,17 @@ export function machineAddress(subnet: number, index: number): string {
 }
 
 export function machineLink(labName: string, subnet: number, nodeName: string, index: number): MachineLink {
-  return { netns: `vaultops-${labName}-${nodeName}`, veth: `vo${subnet}${nodeName}`, ip: machineAddress(subnet, index) };
+  return {
+    netns: `vaultops-${labName}-${nodeName}`,
+    veth: `vo${subnet}${nodeName}`,
+    ip: machineAddress(subnet, index),
+  };
 }
 
 async function ip(args: string[], what: string): Promise<string> {
   const r = await run('ip', args, { timeoutMs: 15_000 });
-  if (r.code !== 0) throw new VaultopsError(`Could not ${what}: ip ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.code}`}.`);
+  if (r.code !== 0)
+    throw new VaultopsError(`Could not ${what}: ip ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.code}`}.`);
   return r.stdout;
 }
 
@@ -56,7 +61,9 @@ export async function subnetsInUse(): Promise<Set<number>> {
 export async function pickSubnet(taken: Set<number>): Promise<number> {
   const used = await subnetsInUse();
   for (let k = 1; k <= MAX_SUBNET; k++) if (!taken.has(k) && !used.has(k)) return k;
-  throw new VaultopsError(`Every 10.213.K.0/24 network for lab machines (K = 1..${MAX_SUBNET}) is in use.`, { hint: 'Destroy labs you no longer need: `vaultops lab destroy --name NAME`.' });
+  throw new VaultopsError(`Every 10.213.K.0/24 network for lab machines (K = 1..${MAX_SUBNET}) is in use.`, {
+    hint: 'Destroy labs you no longer need: `vaultops lab destroy --name NAME`.',
+  });
 }
 
 async function linkExists(name: string): Promise<boolean> {
@@ -71,7 +78,8 @@ export async function createBridge(subnet: number): Promise<void> {
   const br = bridgeName(subnet);
   if (!(await linkExists(br))) await ip(['link', 'add', br, 'type', 'bridge'], `create the lab bridge ${br}`);
   const addrs = await ip(['-4', '-o', 'addr', 'show', 'dev', br], `read the addresses of ${br}`);
-  if (!addrs.includes(`${bridgeAddress(subnet)}/`)) await ip(['addr', 'add', `${bridgeAddress(subnet)}/24`, 'dev', br], `give ${br} its address`);
+  if (!addrs.includes(`${bridgeAddress(subnet)}/`))
+    await ip(['addr', 'add', `${bridgeAddress(subnet)}/24`, 'dev', br], `give ${br} its address`);
   await ip(['link', 'set', br, 'up'], `bring ${br} up`);
 }
 
@@ -103,9 +111,11 @@ export async function removeMachineLink(link: MachineLink): Promise<void> {
   if (netnsExists(link.netns)) await ip(['netns', 'del', link.netns], `remove the network namespace ${link.netns}`);
   // The host end goes with the namespace's end, a moment later: gone by now is as good as removed.
   const r = await run('ip', ['link', 'del', link.veth], { timeoutMs: 15_000 });
-  if (r.code !== 0 && !/Cannot find device/.test(r.stderr)) throw new VaultopsError(`Could not remove ${link.veth}: ${r.stderr.trim()}.`);
+  if (r.code !== 0 && !/Cannot find device/.test(r.stderr))
+    throw new VaultopsError(`Could not remove ${link.veth}: ${r.stderr.trim()}.`);
 }
 
 export async function removeBridge(subnet: number): Promise<void> {
-  if (await linkExists(bridgeName(subnet))) await ip(['link', 'del', bridgeName(subnet)], `remove the lab bridge ${bridgeName(subnet)}`);
+  if (await linkExists(bridgeName(subnet)))
+    await ip(['link', 'del', bridgeName(subnet)], `remove the lab bridge ${bridgeName(subnet)}`);
 }

@@ -1,6 +1,20 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { VaultopsError } from '../core/errors.js';
 import { FLAVORS, type Flavor } from './binaries.js';
@@ -25,9 +39,27 @@ export interface ServerLayout {
 
 export function serverLayout(flavor: Flavor): ServerLayout {
   if (flavor === 'vault') {
-    return { user: 'vault', unit: 'vault', binary: '/usr/local/bin/vault', configDir: '/etc/vault.d', config: '/etc/vault.d/vault.hcl', envFile: '/etc/vault.d/vault.env', dataDir: '/opt/vault/data', tlsDir: '/opt/vault/tls' };
+    return {
+      user: 'vault',
+      unit: 'vault',
+      binary: '/usr/local/bin/vault',
+      configDir: '/etc/vault.d',
+      config: '/etc/vault.d/vault.hcl',
+      envFile: '/etc/vault.d/vault.env',
+      dataDir: '/opt/vault/data',
+      tlsDir: '/opt/vault/tls',
+    };
   }
-  return { user: 'openbao', unit: 'openbao', binary: '/usr/local/bin/bao', configDir: '/etc/openbao', config: '/etc/openbao/openbao.hcl', envFile: '/etc/openbao/openbao.env', dataDir: '/opt/openbao/data', tlsDir: '/opt/openbao/tls' };
+  return {
+    user: 'openbao',
+    unit: 'openbao',
+    binary: '/usr/local/bin/bao',
+    configDir: '/etc/openbao',
+    config: '/etc/openbao/openbao.hcl',
+    envFile: '/etc/openbao/openbao.env',
+    dataDir: '/opt/openbao/data',
+    tlsDir: '/opt/openbao/tls',
+  };
 }
 
 /**
@@ -41,7 +73,7 @@ export function renderUnit(flavor: Flavor): string {
   const product = FLAVORS[flavor].product;
   const doc = flavor === 'vault' ? 'https://developer.hashicorp.com/vault/docs' : 'https://openbao.org/docs/';
   return [
-    '# Written by `vaultops lab up --hosts`, after the vendor\'s own unit.',
+    "# Written by `vaultops lab up --hosts`, after the vendor's own unit.",
     '[Unit]',
     `Description="${product} - A tool for managing secrets"`,
     `Documentation=${doc}`,
@@ -84,7 +116,14 @@ export function renderUnit(flavor: Flavor): string {
 /** Units a Vault host needs; every other unit this machine has enabled is masked in the machine. */
 const KEEP_ENABLED = new Set(['ssh.service', 'sshd.service']);
 /** Not enabled through a .wants link, but started in a container all the same. */
-const ALWAYS_MASK = ['console-getty.service', 'container-getty@.service', 'getty@.service', 'systemd-networkd.service', 'systemd-resolved.service', 'systemd-networkd-wait-online.service'];
+const ALWAYS_MASK = [
+  'console-getty.service',
+  'container-getty@.service',
+  'getty@.service',
+  'systemd-networkd.service',
+  'systemd-resolved.service',
+  'systemd-networkd-wait-online.service',
+];
 
 export interface MachinePaths {
   dir: string;
@@ -95,12 +134,20 @@ export interface MachinePaths {
 }
 
 export function machinePaths(dir: string): MachinePaths {
-  return { dir, upper: join(dir, 'upper'), work: join(dir, 'work'), root: join(dir, 'root'), console: join(dir, 'console.log') };
+  return {
+    dir,
+    upper: join(dir, 'upper'),
+    work: join(dir, 'work'),
+    root: join(dir, 'root'),
+    console: join(dir, 'console.log'),
+  };
 }
 
 export function isMounted(path: string): boolean {
   try {
-    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === path);
+    return readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .some((l) => l.split(' ')[4] === path);
   } catch {
     return false;
   }
@@ -109,8 +156,15 @@ export function isMounted(path: string): boolean {
 export async function mountRoot(p: MachinePaths): Promise<void> {
   for (const d of [p.upper, p.work, p.root]) mkdirSync(d, { recursive: true, mode: 0o755 });
   if (isMounted(p.root)) return;
-  const r = await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=/,upperdir=${p.upper},workdir=${p.work}`, p.root], { timeoutMs: 30_000 });
-  if (r.code !== 0) throw new VaultopsError(`Could not mount the machine's root tree at ${p.root}: ${r.stderr.trim()}.`, { hint: 'The lab needs root and a kernel with overlayfs.' });
+  const r = await run(
+    'mount',
+    ['-t', 'overlay', 'overlay', '-o', `lowerdir=/,upperdir=${p.upper},workdir=${p.work}`, p.root],
+    { timeoutMs: 30_000 },
+  );
+  if (r.code !== 0)
+    throw new VaultopsError(`Could not mount the machine's root tree at ${p.root}: ${r.stderr.trim()}.`, {
+      hint: 'The lab needs root and a kernel with overlayfs.',
+    });
 }
 
 export async function unmountRoot(p: MachinePaths): Promise<void> {
@@ -142,7 +196,8 @@ export async function populateRoot(p: MachinePaths, s: MachineSetup): Promise<vo
   const l = serverLayout(s.flavor);
   writeFileSync(root('/etc/hostname'), `${s.hostname}\n`);
   // Its own machine id: its own journal, and journalctl -u reads this machine's entries only.
-  if (!existsSync(join(p.upper, 'etc/machine-id'))) writeFileSync(root('/etc/machine-id'), `${randomBytes(16).toString('hex')}\n`);
+  if (!existsSync(join(p.upper, 'etc/machine-id')))
+    writeFileSync(root('/etc/machine-id'), `${randomBytes(16).toString('hex')}\n`);
   writeFileSync(root('/etc/hosts'), `127.0.0.1 localhost\n${s.ip} ${s.hostname}\n`);
   maskUnits(p);
 
@@ -162,12 +217,30 @@ export async function populateRoot(p: MachinePaths, s: MachineSetup): Promise<vo
   mkdirSync(root('/etc/ssh/sshd_config.d'), { recursive: true });
   writeFileSync(
     root('/etc/ssh/sshd_config.d/vaultops-lab.conf'),
-    ['# Written by `vaultops lab up --hosts`.', `ListenAddress ${s.ip}`, 'HostKey /etc/ssh/ssh_host_ed25519_key', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin no', 'AllowUsers ops', ''].join('\n'),
+    [
+      '# Written by `vaultops lab up --hosts`.',
+      `ListenAddress ${s.ip}`,
+      'HostKey /etc/ssh/ssh_host_ed25519_key',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'PermitRootLogin no',
+      'AllowUsers ops',
+      '',
+    ].join('\n'),
   );
   enableUnit(p, 'ssh.service', '/lib/systemd/system/ssh.service');
 
   // The server, as the vendor's package installs it.
-  await ensureUser(p.root, ['--system', '--user-group', '--home-dir', l.configDir, '--no-create-home', '--shell', '/bin/false', l.user]);
+  await ensureUser(p.root, [
+    '--system',
+    '--user-group',
+    '--home-dir',
+    l.configDir,
+    '--no-create-home',
+    '--shell',
+    '/bin/false',
+    l.user,
+  ]);
   const svc = accountIds(p.root, l.user);
   for (const d of [l.configDir, dirname(l.dataDir), l.dataDir, l.tlsDir]) mkdirSync(root(d), { recursive: true });
   writeFileSync(root(l.config), s.config, { mode: 0o640 });
@@ -179,7 +252,16 @@ export async function populateRoot(p: MachinePaths, s: MachineSetup): Promise<vo
     copyFileSync(s.key, root(join(l.tlsDir, 'tls.key')));
     chmodSync(root(join(l.tlsDir, 'tls.key')), 0o600);
   }
-  for (const path of [l.configDir, l.config, l.envFile, dirname(l.dataDir), l.dataDir, l.tlsDir, ...(s.key ? [join(l.tlsDir, 'tls.key'), join(l.tlsDir, 'tls.crt'), join(l.tlsDir, 'ca.crt')] : [])]) chownSync(root(path), svc.uid, svc.gid);
+  for (const path of [
+    l.configDir,
+    l.config,
+    l.envFile,
+    dirname(l.dataDir),
+    l.dataDir,
+    l.tlsDir,
+    ...(s.key ? [join(l.tlsDir, 'tls.key'), join(l.tlsDir, 'tls.crt'), join(l.tlsDir, 'ca.crt')] : []),
+  ])
+    chownSync(root(path), svc.uid, svc.gid);
   chmodSync(root(l.dataDir), 0o700);
   chmodSync(root(l.configDir), 0o750);
   writeFileSync(root(`/etc/systemd/system/${l.unit}.service`), renderUnit(s.flavor));
@@ -282,18 +364,27 @@ function hideInMachine(p: MachinePaths, path: string): void {
     }
   }
   // node has no mknod(2); the coreutils program makes the whiteout.
-  if (spawnSync('mknod', [inUpper, 'c', '0', '0'], { stdio: 'ignore' }).status !== 0) throw new VaultopsError(`Could not hide ${path} inside the lab machine (mknod of an overlay whiteout failed).`);
+  if (spawnSync('mknod', [inUpper, 'c', '0', '0'], { stdio: 'ignore' }).status !== 0)
+    throw new VaultopsError(`Could not hide ${path} inside the lab machine (mknod of an overlay whiteout failed).`);
 }
 
 async function ensureUser(rootDir: string, args: string[]): Promise<void> {
   const name = args[args.length - 1]!;
-  if (readFileSync(join(rootDir, 'etc/passwd'), 'utf8').split('\n').some((l) => l.startsWith(`${name}:`))) return;
+  if (
+    readFileSync(join(rootDir, 'etc/passwd'), 'utf8')
+      .split('\n')
+      .some((l) => l.startsWith(`${name}:`))
+  )
+    return;
   const r = await run('useradd', ['--root', rootDir, ...args], { timeoutMs: 30_000 });
-  if (r.code !== 0) throw new VaultopsError(`Could not create the account ${name} in the lab machine: ${r.stderr.trim()}.`);
+  if (r.code !== 0)
+    throw new VaultopsError(`Could not create the account ${name} in the lab machine: ${r.stderr.trim()}.`);
 }
 
 function accountIds(rootDir: string, name: string): { uid: number; gid: number } {
-  const line = readFileSync(join(rootDir, 'etc/passwd'), 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
+  const line = readFileSync(join(rootDir, 'etc/passwd'), 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${name}:`));
   if (!line) throw new VaultopsError(`The lab machine has no account ${name}.`);
   const [, , uid, gid] = line.split(':');
   return { uid: Number(uid), gid: Number(gid) };

@@ -27,7 +27,10 @@ export const REBOOT_EXIT = 133;
 /** Root, systemd-nspawn, ip, nsenter, sshd and sudo on this machine (the machines boot from its own tree). */
 export async function checkMachinePrerequisites(): Promise<void> {
   if (process.getuid?.() !== 0) {
-    throw new PrerequisiteError('`lab up --hosts` must run as root: it mounts overlays, makes network namespaces and boots machines.', { hint: 'Run it as root (sudo -E vaultops lab up --hosts ...).' });
+    throw new PrerequisiteError(
+      '`lab up --hosts` must run as root: it mounts overlays, makes network namespaces and boots machines.',
+      { hint: 'Run it as root (sudo -E vaultops lab up --hosts ...).' },
+    );
   }
   const missing: string[] = [];
   if (!existsSync(NSPAWN)) missing.push('systemd-container (systemd-nspawn)');
@@ -38,12 +41,26 @@ export async function checkMachinePrerequisites(): Promise<void> {
   if (!existsSync('/usr/sbin/ip') && !existsSync('/sbin/ip') && !existsSync('/bin/ip')) missing.push('iproute2');
   if (missing.length) {
     const pkgs = missing.map((m) => m.split(' ')[0]).join(' ');
-    throw new PrerequisiteError(`\`lab up --hosts\` needs ${missing.join(', ')} on this machine: the lab machines boot from its own root tree.`, { hint: `apt-get install -y ${pkgs}` });
+    throw new PrerequisiteError(
+      `\`lab up --hosts\` needs ${missing.join(', ')} on this machine: the lab machines boot from its own root tree.`,
+      { hint: `apt-get install -y ${pkgs}` },
+    );
   }
 }
 
 function supervisorScript(m: MachineRef, p: MachinePaths): string {
-  const args = [NSPAWN, '-D', p.root, `--network-namespace-path=/run/netns/${m.link.netns}`, '-M', m.name, '--register=no', '--keep-unit', '-b', '--console=read-only'];
+  const args = [
+    NSPAWN,
+    '-D',
+    p.root,
+    `--network-namespace-path=/run/netns/${m.link.netns}`,
+    '-M',
+    m.name,
+    '--register=no',
+    '--keep-unit',
+    '-b',
+    '--console=read-only',
+  ];
   return [
     '#!/bin/sh',
     `# Written by \`vaultops lab up --hosts\`: keeps lab machine ${m.name} booted across reboots.`,
@@ -70,7 +87,11 @@ export function bootMachine(m: MachineRef): number {
   writeFileSync(script, supervisorScript(m, p), { mode: 0o700 });
   const fd = openSync(p.console, 'a', 0o600);
   try {
-    const child = spawn('/bin/sh', [script], { detached: true, stdio: ['ignore', fd, fd], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', SYSTEMD_LOG_LEVEL: 'warning' } });
+    const child = spawn('/bin/sh', [script], {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', SYSTEMD_LOG_LEVEL: 'warning' },
+    });
     child.unref();
     if (child.pid === undefined) throw new VaultopsError(`Could not start the supervisor of machine ${m.name}.`);
     writeFileSync(join(m.dir, 'pid'), `${child.pid}\n`);
@@ -107,7 +128,9 @@ function parentOf(pid: number): number | undefined {
 }
 
 function allPids(): number[] {
-  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number);
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number);
 }
 
 /** Every process of this machine kind that belongs to the machine: its supervisor and systemd-nspawn. */
@@ -127,7 +150,10 @@ export function machineInitPid(m: { dir: string }): number | undefined {
     const parent = parentOf(pid);
     if (parent === undefined || !nspawn.includes(parent)) continue;
     try {
-      const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]?.trim().split(/\s+/);
+      const nspid = /^NSpid:\s+(.*)$/m
+        .exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]
+        ?.trim()
+        .split(/\s+/);
       if (nspid && nspid.length > 1 && nspid[nspid.length - 1] === '1') return pid;
     } catch {
       /* gone */
@@ -137,9 +163,16 @@ export function machineInitPid(m: { dir: string }): number | undefined {
 }
 
 /** Runs a command inside a booted machine as its root (nsenter into every namespace of its PID 1). */
-export async function execInMachine(m: { name: string; dir: string }, command: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function execInMachine(
+  m: { name: string; dir: string },
+  command: string[],
+  timeoutMs = 60_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const pid = machineInitPid(m);
-  if (pid === undefined) throw new VaultopsError(`Machine ${m.name} is not running.`, { hint: 'Start it with `vaultops lab up --name LAB`.' });
+  if (pid === undefined)
+    throw new VaultopsError(`Machine ${m.name} is not running.`, {
+      hint: 'Start it with `vaultops lab up --name LAB`.',
+    });
   return run('nsenter', ['-t', String(pid), '-a', '--', ...command], { timeoutMs });
 }
 
@@ -180,16 +213,26 @@ export async function waitBooted(m: MachineRef, unit: string, apiPort: number, t
       const st = await execInMachine(m, ['systemctl', 'is-system-running'], 15_000).catch(() => undefined);
       const state = st?.stdout.trim() ?? '';
       if (state === 'running' || state === 'degraded') {
-        const units = await execInMachine(m, ['systemctl', 'is-active', 'ssh.service', `${unit}.service`], 15_000).catch(() => undefined);
+        const units = await execInMachine(
+          m,
+          ['systemctl', 'is-active', 'ssh.service', `${unit}.service`],
+          15_000,
+        ).catch(() => undefined);
         const [ssh, server] = (units?.stdout ?? '').trim().split('\n');
-        if (server === 'failed') throw machineFailed(m, `could not start ${unit}.service`, await unitJournal(m, unit).catch(() => []));
+        if (server === 'failed')
+          throw machineFailed(m, `could not start ${unit}.service`, await unitJournal(m, unit).catch(() => []));
         if (ssh === 'active' && server === 'active' && (await portOpen(m.link.ip, apiPort))) return;
         last = `systemd ${state}; ssh.service ${ssh ?? '?'}, ${unit}.service ${server ?? '?'}`;
       } else {
         last = `systemd ${state || 'starting'}`;
       }
     }
-    if (Date.now() > deadline) throw machineFailed(m, `did not finish booting within ${Math.round(timeoutMs / 1000)} s (${last})`, await unitJournal(m, unit).catch(() => []));
+    if (Date.now() > deadline)
+      throw machineFailed(
+        m,
+        `did not finish booting within ${Math.round(timeoutMs / 1000)} s (${last})`,
+        await unitJournal(m, unit).catch(() => []),
+      );
     await sleep(300);
   }
 }
@@ -197,8 +240,16 @@ export async function waitBooted(m: MachineRef, unit: string, apiPort: number, t
 /** The machine's failed units and the last lines of the server unit's journal, for error details. */
 export async function unitJournal(m: MachineRef, unit: string, lines = 15): Promise<string[]> {
   const failed = await execInMachine(m, ['systemctl', '--failed', '--no-legend', '--plain'], 15_000);
-  const journal = await execInMachine(m, ['journalctl', '-u', `${unit}.service`, '-n', String(lines), '--no-pager', '-o', 'short-iso'], 15_000);
-  return [`failed units: ${failed.stdout.trim().replace(/\n/g, '; ') || 'none'}`, `journalctl -u ${unit}.service:`, ...lastLines(journal.stdout, lines).map((l) => `  ${l}`)];
+  const journal = await execInMachine(
+    m,
+    ['journalctl', '-u', `${unit}.service`, '-n', String(lines), '--no-pager', '-o', 'short-iso'],
+    15_000,
+  );
+  return [
+    `failed units: ${failed.stdout.trim().replace(/\n/g, '; ') || 'none'}`,
+    `journalctl -u ${unit}.service:`,
+    ...lastLines(journal.stdout, lines).map((l) => `  ${l}`),
+  ];
 }
 
 export function machineFailed(m: { name: string; dir: string }, what: string, extra: string[] = []): VaultopsError {
@@ -211,7 +262,10 @@ export function machineFailed(m: { name: string; dir: string }, what: string, ex
 /** Reboots the machine from inside (`systemctl reboot`); the supervisor boots it again. */
 export async function rebootMachine(m: MachineRef): Promise<void> {
   const before = machineInitPid(m);
-  if (before === undefined || supervisorPid(m) === undefined) throw new VaultopsError(`Machine ${m.name} is not running; nothing to reboot.`, { hint: 'Start its lab with `vaultops lab up --name LAB`.' });
+  if (before === undefined || supervisorPid(m) === undefined)
+    throw new VaultopsError(`Machine ${m.name} is not running; nothing to reboot.`, {
+      hint: 'Start its lab with `vaultops lab up --name LAB`.',
+    });
   await execInMachine(m, ['systemctl', 'reboot'], 30_000);
   const deadline = Date.now() + 60_000;
   while (machineInitPid(m) === before) {

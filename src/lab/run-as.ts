@@ -23,13 +23,21 @@ export async function ensureServiceUser(user: string): Promise<RunAs> {
   const found = await lookup();
   if (found) return found;
   if (process.getuid?.() !== 0) {
-    throw new PrerequisiteError(`Running lab servers as the unprivileged user ${user} needs that user, and only root can create it.`, {
-      hint: `Create it once (useradd --system --no-create-home --shell /usr/sbin/nologin ${user}) or run without --production-like.`,
-    });
+    throw new PrerequisiteError(
+      `Running lab servers as the unprivileged user ${user} needs that user, and only root can create it.`,
+      {
+        hint: `Create it once (useradd --system --no-create-home --shell /usr/sbin/nologin ${user}) or run without --production-like.`,
+      },
+    );
   }
-  const r = await run('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', user]).catch(() => undefined);
+  const r = await run('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', user]).catch(
+    () => undefined,
+  );
   const created = await lookup();
-  if (!created) throw new PrerequisiteError(`Could not create the user ${user}${r ? `: ${r.stderr.trim()}` : ' (no useradd)'}.`, { hint: 'Install passwd (useradd) or create the user by hand.' });
+  if (!created)
+    throw new PrerequisiteError(`Could not create the user ${user}${r ? `: ${r.stderr.trim()}` : ' (no useradd)'}.`, {
+      hint: 'Install passwd (useradd) or create the user by hand.',
+    });
   return created;
 }
 

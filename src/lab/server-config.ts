@@ -23,7 +23,12 @@ export interface ServerPaths {
 
 export function labServerPaths(lab: LabRecord, node: LabNode): ServerPaths {
   const tlsDir = join(lab.dir, 'tls');
-  return { data: join(node.dir, 'data'), caCert: join(tlsDir, 'ca.pem'), cert: join(tlsDir, `${node.name}.pem`), key: join(tlsDir, `${node.name}.key`) };
+  return {
+    data: join(node.dir, 'data'),
+    caCert: join(tlsDir, 'ca.pem'),
+    cert: join(tlsDir, `${node.name}.pem`),
+    key: join(tlsDir, `${node.name}.key`),
+  };
 }
 
 export function renderConfig(lab: LabRecord, node: LabNode, paths: ServerPaths = labServerPaths(lab, node)): string {

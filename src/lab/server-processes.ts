@@ -12,7 +12,9 @@ import { stopSshds } from './ssh-hosts.js';
 
 /** The server processes of a lab: start, find, stop, and their logs. */
 export function runningPids(lab: LabRecord): number[] {
-  return lab.nodes.map((n) => currentPid(n)).filter((p): p is number => p !== undefined && isAlive(p) && isOurServer(p, lab));
+  return lab.nodes
+    .map((n) => currentPid(n))
+    .filter((p): p is number => p !== undefined && isAlive(p) && isOurServer(p, lab));
 }
 
 /** The node's pid file wins over lab.json: the lab service manager (ssh-hosts.ts) restarts servers too. */
@@ -43,7 +45,9 @@ export function labState(lab: LabRecord): LabState {
 }
 
 export async function startNodes(lab: LabRecord, progress: (m: string) => void): Promise<void> {
-  progress(`Starting ${lab.nodes.length} ${FLAVORS[lab.flavor].product} ${lab.version} nodes on ${lab.nodes.map((n) => n.ip).join(', ')}...`);
+  progress(
+    `Starting ${lab.nodes.length} ${FLAVORS[lab.flavor].product} ${lab.version} nodes on ${lab.nodes.map((n) => n.ip).join(', ')}...`,
+  );
   for (const n of lab.nodes) {
     await assertPortsFree(n, lab.name);
     n.pid = startServer(n.binary ?? lab.binary, n, lab.runAs);
@@ -60,7 +64,8 @@ export async function startNodes(lab: LabRecord, progress: (m: string) => void):
           await client.health();
           break;
         } catch (e) {
-          if (Date.now() > deadline) throw nodeDied(lab, n, `did not answer on ${n.apiAddr} within 30 s (${(e as Error).message})`);
+          if (Date.now() > deadline)
+            throw nodeDied(lab, n, `did not answer on ${n.apiAddr} within 30 s (${(e as Error).message})`);
           await sleep(150);
         }
       }
@@ -111,7 +116,8 @@ export async function stopNodes(lab: LabRecord, progress: (m: string) => void): 
   // New nodes of an immutable upgrade in progress (add-nodes.ts) are the lab's processes too.
   const everyone: LabRecord = { ...lab, nodes: [...lab.nodes, ...(lab.newNodes ?? [])] };
   const pids = runningPids(everyone);
-  if (pids.length) progress(`Stopping ${pids.length} server process${pids.length === 1 ? '' : 'es'} of lab ${lab.name}...`);
+  if (pids.length)
+    progress(`Stopping ${pids.length} server process${pids.length === 1 ? '' : 'es'} of lab ${lab.name}...`);
   for (const pid of pids) signal(pid, 'SIGTERM');
   const deadline = Date.now() + 20_000;
   while (pids.some(isAlive) && Date.now() < deadline) await sleep(100);

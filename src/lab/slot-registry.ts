@@ -1,4 +1,14 @@
-import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { machineTmpDir } from './paths.js';
 import { join } from 'node:path';
@@ -26,9 +36,12 @@ export function slotFilesDir(): string {
   const st = lstatSync(dir);
   const uid = process.getuid?.();
   if (!st.isDirectory() || st.isSymbolicLink() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o077) !== 0) {
-    throw new VaultopsError(`${dir} is not a private directory of this user (a directory, owned by uid ${uid}, mode 0700): the lab slot registry will not use it.`, {
-      hint: `Someone else may have made it. Check it, remove it (rm -r ${dir}), and try again.`,
-    });
+    throw new VaultopsError(
+      `${dir} is not a private directory of this user (a directory, owned by uid ${uid}, mode 0700): the lab slot registry will not use it.`,
+      {
+        hint: `Someone else may have made it. Check it, remove it (rm -r ${dir}), and try again.`,
+      },
+    );
   }
   return dir;
 }
@@ -52,12 +65,17 @@ function read(dir: string): Record<string, string> {
 /** Slots held by other labs (their directory still has a lab.json). */
 export function slotsHeldElsewhere(labDirPath: string, dir: string = slotFilesDir()): Set<number> {
   const held = new Set<number>();
-  for (const [slot, d] of Object.entries(read(dir))) if (d !== labDirPath && existsSync(join(d, 'lab.json'))) held.add(Number(slot));
+  for (const [slot, d] of Object.entries(read(dir)))
+    if (d !== labDirPath && existsSync(join(d, 'lab.json'))) held.add(Number(slot));
   return held;
 }
 
 export function recordSlot(slot: number, labDirPath: string, dir: string = slotFilesDir()): void {
-  const live = Object.fromEntries(Object.entries(read(dir)).filter(([s, d]) => Number(s) !== slot && d !== labDirPath && existsSync(join(d, 'lab.json'))));
+  const live = Object.fromEntries(
+    Object.entries(read(dir)).filter(
+      ([s, d]) => Number(s) !== slot && d !== labDirPath && existsSync(join(d, 'lab.json')),
+    ),
+  );
   live[String(slot)] = labDirPath;
   // A fresh random temp name, created exclusively (O_EXCL does not follow a symlink), then renamed.
   const tmp = join(dir, `lab-slots.json.${process.pid}.${randomBytes(6).toString('hex')}`);

@@ -11,19 +11,29 @@ export const CLUSTER_PORT = 8201;
 const MAX_SLOT = 24;
 
 export async function allocateSlot(name: string, env: NodeJS.ProcessEnv, dir: string): Promise<number> {
-  const taken = new Set([...listLabs(env).filter((l) => l.name !== name).map((l) => l.slot), ...slotsHeldElsewhere(dir)]);
+  const taken = new Set([
+    ...listLabs(env)
+      .filter((l) => l.name !== name)
+      .map((l) => l.slot),
+    ...slotsHeldElsewhere(dir),
+  ]);
   for (let slot = 1; slot <= MAX_SLOT; slot++) {
     if (taken.has(slot)) continue;
     if (await isFree(`127.0.0.${slot * 10 + 1}`, API_PORT)) {
       let all = true;
-      for (let i = 1; i <= 9 && all; i++) all = (await isFree(`127.0.0.${slot * 10 + i}`, API_PORT)) && (await isFree(`127.0.0.${slot * 10 + i}`, CLUSTER_PORT));
+      for (let i = 1; i <= 9 && all; i++)
+        all =
+          (await isFree(`127.0.0.${slot * 10 + i}`, API_PORT)) &&
+          (await isFree(`127.0.0.${slot * 10 + i}`, CLUSTER_PORT));
       if (all) {
         recordSlot(slot, dir);
         return slot;
       }
     }
   }
-  throw new VaultopsError('Every loopback range for labs is in use.', { hint: 'Stop a lab with `vaultops lab down --name NAME`, or destroy old ones.' });
+  throw new VaultopsError('Every loopback range for labs is in use.', {
+    hint: 'Stop a lab with `vaultops lab down --name NAME`, or destroy old ones.',
+  });
 }
 
 function isFree(host: string, port: number): Promise<boolean> {

@@ -1,6 +1,17 @@
 import type { RunAs } from './run-as.js';
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, copyFileSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { PrerequisiteError, VaultopsError } from '../core/errors.js';
 import { FLAVORS } from './binaries.js';
@@ -40,7 +51,10 @@ export function serviceScript(n: LabNode): string {
 
 /** Keys, sshd configs, node-local binaries and service scripts. Idempotent. */
 export async function prepareSshHosts(lab: LabRecord & { ssh?: LabSsh | undefined }): Promise<LabSsh> {
-  if (!existsSync(SSHD)) throw new PrerequisiteError(`${SSHD} is not installed; \`lab up --ssh\` needs a real OpenSSH server.`, { hint: 'apt-get install -y openssh-server' });
+  if (!existsSync(SSHD))
+    throw new PrerequisiteError(`${SSHD} is not installed; \`lab up --ssh\` needs a real OpenSSH server.`, {
+      hint: 'apt-get install -y openssh-server',
+    });
   const dir = sshDir(lab);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const keyFile = join(dir, 'id_ed25519');
@@ -156,12 +170,18 @@ esac
 export async function keygen(file: string, comment: string): Promise<void> {
   rmSync(file, { force: true });
   rmSync(`${file}.pub`, { force: true });
-  const r = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], { timeoutMs: 30_000 });
-  if (r.code !== 0) throw new PrerequisiteError(`ssh-keygen failed: ${r.stderr.trim()}`, { hint: 'apt-get install -y openssh-client' });
+  const r = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], {
+    timeoutMs: 30_000,
+  });
+  if (r.code !== 0)
+    throw new PrerequisiteError(`ssh-keygen failed: ${r.stderr.trim()}`, { hint: 'apt-get install -y openssh-client' });
 }
 
 /** Starts one sshd per node (foreground mode, detached from us) and waits until each accepts TCP. */
-export async function startSshds(lab: LabRecord & { ssh?: LabSsh | undefined }, progress: (m: string) => void): Promise<void> {
+export async function startSshds(
+  lab: LabRecord & { ssh?: LabSsh | undefined },
+  progress: (m: string) => void,
+): Promise<void> {
   if (!lab.ssh) return;
   progress(`Starting sshd on ${lab.nodes.map((n) => `${n.ip}:${SSH_PORT}`).join(', ')}...`);
   // Debian's sshd refuses to start without its privilege-separation directory (made by its unit).
@@ -175,7 +195,11 @@ export async function startSshds(lab: LabRecord & { ssh?: LabSsh | undefined }, 
     if (test.code !== 0) throw new VaultopsError(`sshd rejects the config of node ${n.name}: ${test.stderr.trim()}`);
     const fd = openSync(join(sdir, 'sshd.log'), 'a', 0o600);
     try {
-      const child = spawn(SSHD, ['-D', '-f', cfg, '-E', join(sdir, 'sshd.log')], { detached: true, stdio: ['ignore', fd, fd], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+      const child = spawn(SSHD, ['-D', '-f', cfg, '-E', join(sdir, 'sshd.log')], {
+        detached: true,
+        stdio: ['ignore', fd, fd],
+        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+      });
       child.unref();
       rec.pid = child.pid;
     } finally {
@@ -186,9 +210,15 @@ export async function startSshds(lab: LabRecord & { ssh?: LabSsh | undefined }, 
   for (const n of lab.nodes) {
     for (;;) {
       const pid = lab.ssh.nodes[n.name]!.pid;
-      if (pid === undefined || !isAlive(pid)) throw new VaultopsError(`sshd of node ${n.name} exited at start.`, { details: lastLines(safeRead(join(nodeSshDir(n), 'sshd.log')), 10) });
+      if (pid === undefined || !isAlive(pid))
+        throw new VaultopsError(`sshd of node ${n.name} exited at start.`, {
+          details: lastLines(safeRead(join(nodeSshDir(n), 'sshd.log')), 10),
+        });
       if (await accepts(n.ip, SSH_PORT)) break;
-      if (Date.now() > deadline) throw new VaultopsError(`sshd of node ${n.name} does not accept connections on ${n.ip}:${SSH_PORT}.`, { details: lastLines(safeRead(join(nodeSshDir(n), 'sshd.log')), 10) });
+      if (Date.now() > deadline)
+        throw new VaultopsError(`sshd of node ${n.name} does not accept connections on ${n.ip}:${SSH_PORT}.`, {
+          details: lastLines(safeRead(join(nodeSshDir(n), 'sshd.log')), 10),
+        });
       await sleep(100);
     }
   }

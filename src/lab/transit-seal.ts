@@ -58,7 +58,10 @@ const PERIOD = '24h';
 
 /** Refuses, before anything is created, a provider that is not a running lab. Exit 2. */
 function requireProvider<L extends ProviderLab>(name: string, providerName: string, labs: ProviderLabs<L>): L {
-  if (providerName === name) throw new InputError(`Lab ${name} cannot be sealed by its own transit engine.`, { hint: 'Start another lab first (`vaultops lab up --name seal-provider`) and pass --seal-provider seal-provider.' });
+  if (providerName === name)
+    throw new InputError(`Lab ${name} cannot be sealed by its own transit engine.`, {
+      hint: 'Start another lab first (`vaultops lab up --name seal-provider`) and pass --seal-provider seal-provider.',
+    });
   const provider = labs.read(providerName);
   const state = provider ? labs.state(provider) : undefined;
   if (!provider || state !== 'running') {
@@ -76,32 +79,62 @@ function requireProvider<L extends ProviderLab>(name: string, providerName: stri
  * On the provider, with its own token: enable transit (idempotent), create this lab's key, a policy
  * that can only encrypt and decrypt with that key, and an orphan periodic token with that policy.
  */
-export async function prepareTransitSeal<L extends ProviderLab>(name: string, request: SealRequest, labs: ProviderLabs<L>, progress: (m: string) => void): Promise<PreparedSeal> {
-  if (request.type !== 'transit') throw new InputError(`Unknown seal "${String(request.type)}".`, { hint: 'Use --seal transit --seal-provider NAME, or leave --seal out for Shamir keys.' });
+export async function prepareTransitSeal<L extends ProviderLab>(
+  name: string,
+  request: SealRequest,
+  labs: ProviderLabs<L>,
+  progress: (m: string) => void,
+): Promise<PreparedSeal> {
+  if (request.type !== 'transit')
+    throw new InputError(`Unknown seal "${String(request.type)}".`, {
+      hint: 'Use --seal transit --seal-provider NAME, or leave --seal out for Shamir keys.',
+    });
   const provider = requireProvider(name, request.provider, labs);
   const keyName = `vaultops-lab-${name}`;
   const policy = `vaultops-lab-${name}-seal`;
-  progress(`Preparing the transit seal on lab ${provider.name}: key ${keyName}, policy ${policy}, a token for this lab...`);
+  progress(
+    `Preparing the transit seal on lab ${provider.name}: key ${keyName}, policy ${policy}, a token for this lab...`,
+  );
   const cluster = labs.cluster(provider);
   try {
     const { node, client } = await cluster.findLeader();
-    const mounts = await client.read<Record<string, { type?: string }> & { data?: Record<string, { type?: string }> }>('sys/mounts');
+    const mounts = await client.read<Record<string, { type?: string }> & { data?: Record<string, { type?: string }> }>(
+      'sys/mounts',
+    );
     const existing = (mounts.data ?? mounts)[MOUNT];
     if (!existing) await client.write(`sys/mounts/${MOUNT.slice(0, -1)}`, { type: 'transit' });
-    else if (existing.type !== 'transit') throw new VaultopsError(`Lab ${provider.name} has a ${existing.type ?? 'non-transit'} engine at ${MOUNT}, not transit.`, { hint: `Use another provider lab, or disable that mount on ${provider.name}.` });
+    else if (existing.type !== 'transit')
+      throw new VaultopsError(
+        `Lab ${provider.name} has a ${existing.type ?? 'non-transit'} engine at ${MOUNT}, not transit.`,
+        { hint: `Use another provider lab, or disable that mount on ${provider.name}.` },
+      );
     await client.write(`${MOUNT}keys/${keyName}`, {});
     await client.write(`sys/policies/acl/${policy}`, {
-      policy: [`path "${MOUNT}encrypt/${keyName}" {`, '  capabilities = ["update"]', '}', `path "${MOUNT}decrypt/${keyName}" {`, '  capabilities = ["update"]', '}', ''].join('\n'),
+      policy: [
+        `path "${MOUNT}encrypt/${keyName}" {`,
+        '  capabilities = ["update"]',
+        '}',
+        `path "${MOUNT}decrypt/${keyName}" {`,
+        '  capabilities = ["update"]',
+        '}',
+        '',
+      ].join('\n'),
     });
-    const created = await client.write<{ auth: { client_token: string; accessor: string } }>('auth/token/create-orphan', {
-      policies: [policy],
-      period: PERIOD,
-      renewable: true,
-      display_name: `vaultops-lab-${name}-seal`,
-    });
+    const created = await client.write<{ auth: { client_token: string; accessor: string } }>(
+      'auth/token/create-orphan',
+      {
+        policies: [policy],
+        period: PERIOD,
+        renewable: true,
+        display_name: `vaultops-lab-${name}-seal`,
+      },
+    );
     const token = created.auth.client_token;
     redactor.add(token);
-    const tls = provider.caCert && node.apiAddr.startsWith('https:') ? [`  tls_ca_cert = ${JSON.stringify(provider.caCert)}`] : [];
+    const tls =
+      provider.caCert && node.apiAddr.startsWith('https:')
+        ? [`  tls_ca_cert = ${JSON.stringify(provider.caCert)}`]
+        : [];
     const stanza = [
       `# Auto-unseal by the transit engine of lab ${provider.name} (vaultops lab up --seal transit). The token is a secret: this file is 0600.`,
       'seal "transit" {',
@@ -113,14 +146,28 @@ export async function prepareTransitSeal<L extends ProviderLab>(name: string, re
       '}',
       '',
     ].join('\n');
-    return { record: { type: 'transit', provider: provider.name, keyName, mountPath: MOUNT, policy, tokenAccessor: created.auth.accessor }, stanza };
+    return {
+      record: {
+        type: 'transit',
+        provider: provider.name,
+        keyName,
+        mountPath: MOUNT,
+        policy,
+        tokenAccessor: created.auth.accessor,
+      },
+      stanza,
+    };
   } finally {
     cluster.close();
   }
 }
 
 /** Best effort: revokes a seal token on its provider by accessor (a provider that is down keeps it until its period lapses). */
-export async function revokeSealToken<L extends ProviderLab>(seal: LabSeal | undefined, accessor: string | undefined, labs: ProviderLabs<L>): Promise<void> {
+export async function revokeSealToken<L extends ProviderLab>(
+  seal: LabSeal | undefined,
+  accessor: string | undefined,
+  labs: ProviderLabs<L>,
+): Promise<void> {
   if (!seal || !accessor) return;
   const provider = labs.read(seal.provider);
   if (!provider || labs.state(provider) !== 'running') return;

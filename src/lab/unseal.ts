@@ -4,7 +4,12 @@ import { clusterFor, type LabRecord } from './lab-record.js';
 import { currentPid, nodeDied, sleep } from './server-processes.js';
 
 /** Unseals the first node, then the others (which join through retry_join once they have the keys). */
-export async function unsealAll(lab: LabRecord, init: { unseal_keys_b64: string[] }, progress: (m: string) => void, existing?: ClusterClient): Promise<void> {
+export async function unsealAll(
+  lab: LabRecord,
+  init: { unseal_keys_b64: string[] },
+  progress: (m: string) => void,
+  existing?: ClusterClient,
+): Promise<void> {
   const cluster = existing ?? clusterFor(lab);
   try {
     for (const n of lab.nodes) {

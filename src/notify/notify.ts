@@ -28,29 +28,37 @@ export interface BackupReport {
  */
 export async function sendWebhook(url: string, report: BackupReport, timeoutMs = 10_000): Promise<void> {
   const kind = report.kind ?? 'backup';
-  const body = JSON.stringify(redactor.redactValue({
-    event: `vaultops.${kind}`,
-    result: report.result,
-    cluster: report.cluster,
-    started_at: report.startedAt.toISOString(),
-    finished_at: report.finishedAt.toISOString(),
-    duration_seconds: (report.finishedAt.getTime() - report.startedAt.getTime()) / 1000,
-    file: report.file,
-    location: report.location,
-    size: report.size,
-    sha256: report.sha256,
-    raft_index: report.raftIndex,
-    error: report.error,
-    exit_code: report.exitCode,
-    ...report.extra,
-    // Slack/Mattermost-compatible incoming webhooks show `text`.
-    text: report.result === 'success'
-      ? `vaultops ${kind} of ${report.cluster} succeeded: ${report.file} (${report.size} bytes)`
-      : `vaultops ${kind} of ${report.cluster} FAILED: ${report.error ?? 'unknown error'}`,
-  }));
+  const body = JSON.stringify(
+    redactor.redactValue({
+      event: `vaultops.${kind}`,
+      result: report.result,
+      cluster: report.cluster,
+      started_at: report.startedAt.toISOString(),
+      finished_at: report.finishedAt.toISOString(),
+      duration_seconds: (report.finishedAt.getTime() - report.startedAt.getTime()) / 1000,
+      file: report.file,
+      location: report.location,
+      size: report.size,
+      sha256: report.sha256,
+      raft_index: report.raftIndex,
+      error: report.error,
+      exit_code: report.exitCode,
+      ...report.extra,
+      // Slack/Mattermost-compatible incoming webhooks show `text`.
+      text:
+        report.result === 'success'
+          ? `vaultops ${kind} of ${report.cluster} succeeded: ${report.file} (${report.size} bytes)`
+          : `vaultops ${kind} of ${report.cluster} FAILED: ${report.error ?? 'unknown error'}`,
+    }),
+  );
   let res: Response;
   try {
-    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(timeoutMs) });
+    res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
   } catch (e) {
     // The URL may carry a token (Slack-style); name only its origin.
     throw new VaultopsError(`Webhook ${safeOrigin(url)} could not be reached: ${(e as Error).message}.`);
@@ -93,7 +101,9 @@ export async function writePromTextfile(path: string, reports: BackupReport | re
   for (const report of list) {
     const label = `cluster="${report.cluster.replace(/["\\\n]/g, '_')}"`;
     const prev = (metric: string): string | undefined => {
-      const m = new RegExp(`^${metric}\\{${label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\} (\\S+)$`, 'm').exec(previous);
+      const m = new RegExp(`^${metric}\\{${label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\} (\\S+)$`, 'm').exec(
+        previous,
+      );
       return m?.[1];
     };
     const ok = report.result === 'success';
@@ -102,7 +112,9 @@ export async function writePromTextfile(path: string, reports: BackupReport | re
       vaultops_backup_last_run_timestamp_seconds: String(end),
       vaultops_backup_last_result: ok ? '1' : '0',
       vaultops_backup_last_duration_seconds: String((report.finishedAt.getTime() - report.startedAt.getTime()) / 1000),
-      vaultops_backup_last_success_timestamp_seconds: ok ? String(end) : prev('vaultops_backup_last_success_timestamp_seconds'),
+      vaultops_backup_last_success_timestamp_seconds: ok
+        ? String(end)
+        : prev('vaultops_backup_last_success_timestamp_seconds'),
       vaultops_backup_last_size_bytes: ok ? String(report.size ?? 0) : prev('vaultops_backup_last_size_bytes'),
     };
     for (const [metric] of METRICS) {
@@ -119,6 +131,8 @@ export async function writePromTextfile(path: string, reports: BackupReport | re
   try {
     await writeFileAtomic(path, `${lines.join('\n')}\n`);
   } catch (e) {
-    throw new VaultopsError(`Cannot write the Prometheus textfile ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}.`);
+    throw new VaultopsError(
+      `Cannot write the Prometheus textfile ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}.`,
+    );
   }
 }

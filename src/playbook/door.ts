@@ -113,7 +113,14 @@ async function takeClusterLock(
       mount,
       path,
       ttlMs: parseDuration(settings?.ttl ?? '2m') ?? 120_000,
-      owner: { run_id: who.runId, operation: req.operation, user: who.user, host: who.host, pid: process.pid, started_at: new Date().toISOString() },
+      owner: {
+        run_id: who.runId,
+        operation: req.operation,
+        user: who.user,
+        host: who.host,
+        pid: process.pid,
+        started_at: new Date().toISOString(),
+      },
       breakLock: req.breakLock,
       onLost: (why) => {
         req.warn(`${why}: stopping at the next safe point.`);
@@ -123,9 +130,12 @@ async function takeClusterLock(
   } catch (e) {
     if (!(e instanceof ClusterLockUnavailable)) throw e;
     if (mode === 'required') {
-      throw new GateError(`The cluster-wide lock of ${req.clusterName} cannot be taken: ${e.message}. Nothing was changed.`, {
-        hint: `lock.cluster is "required" for this cluster. Make ${mount}/ a KV v2 mount the token may write (vault secrets enable -path=${mount} kv-v2), or set lock.cluster: auto to run on the local lock alone while the cluster cannot answer (sealed, down).`,
-      });
+      throw new GateError(
+        `The cluster-wide lock of ${req.clusterName} cannot be taken: ${e.message}. Nothing was changed.`,
+        {
+          hint: `lock.cluster is "required" for this cluster. Make ${mount}/ a KV v2 mount the token may write (vault secrets enable -path=${mount} kv-v2), or set lock.cluster: auto to run on the local lock alone while the cluster cannot answer (sealed, down).`,
+        },
+      );
     }
     req.warn(`the cluster-wide lock is not in use (${e.message}); only this machine's lock guards the run.`);
     return undefined;

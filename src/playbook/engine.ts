@@ -113,15 +113,21 @@ export async function executePlan(input: EngineInput, progress?: (p: EngineProgr
       ...registered,
     });
     if (step.when) {
-      if (!truthy(evaluate(parseExpr(unwrapTemplate(step.when)), scope()))) return { status: 'skipped', reason: `condition is false: ${step.when}` };
+      if (!truthy(evaluate(parseExpr(unwrapTemplate(step.when)), scope())))
+        return { status: 'skipped', reason: `condition is false: ${step.when}` };
     }
     let args: unknown;
     try {
       args = action.schema.parse(render(step.with, scope()));
     } catch (e) {
       const issues = (e as { issues?: Array<{ path: PropertyKey[]; message: string }> }).issues;
-      const why = issues ? issues.map((i) => `${i.path.map(String).join('.') || 'with'}: ${i.message}`).join('; ') : (e as Error).message;
-      return { status: 'failed', message: `arguments of ${action.name} are invalid at run time: ${redactor.redact(why)}` };
+      const why = issues
+        ? issues.map((i) => `${i.path.map(String).join('.') || 'with'}: ${i.message}`).join('; ')
+        : (e as Error).message;
+      return {
+        status: 'failed',
+        message: `arguments of ${action.name} are invalid at run time: ${redactor.redact(why)}`,
+      };
     }
     const ctx: ActionContext = {
       cluster: input.cluster,
@@ -129,7 +135,8 @@ export async function executePlan(input: EngineInput, progress?: (p: EngineProgr
       spec: input.spec,
       node: nodeSpec,
       vars: scope(),
-      resolveSecret: (ref) => resolveSecret(ref, { askSecret: (label) => input.prompter.secret({ message: label, source: ref }) }),
+      resolveSecret: (ref) =>
+        resolveSecret(ref, { askSecret: (label) => input.prompter.secret({ message: label, source: ref }) }),
       prompter: input.prompter,
       log: (message) => input.emit({ type: 'step-log', instance: inst, message: redactor.redact(message) }),
       signal: sig,
@@ -150,13 +157,23 @@ export async function executePlan(input: EngineInput, progress?: (p: EngineProgr
         outcome =
           e instanceof VaultopsError && e.exitCode === 3
             ? { status: 'unreachable', message: redactor.redact(e.message) }
-            : { status: 'failed', message: redactor.redact(e instanceof Error ? e.message : String(e)), details: e instanceof VaultopsError ? e.details.map((d) => redactor.redact(d)) : undefined };
+            : {
+                status: 'failed',
+                message: redactor.redact(e instanceof Error ? e.message : String(e)),
+                details: e instanceof VaultopsError ? e.details.map((d) => redactor.redact(d)) : undefined,
+              };
       }
       const data = 'data' in outcome ? outcome.data : undefined;
-      const done = step.until ? outcome.status !== 'failed' && outcome.status !== 'unreachable' && truthy(evaluate(parseExpr(unwrapTemplate(step.until)), { ...scope(), result: data })) : outcome.status !== 'failed' && outcome.status !== 'unreachable';
+      const done = step.until
+        ? outcome.status !== 'failed' &&
+          outcome.status !== 'unreachable' &&
+          truthy(evaluate(parseExpr(unwrapTemplate(step.until)), { ...scope(), result: data }))
+        : outcome.status !== 'failed' && outcome.status !== 'unreachable';
       if (done) break;
       if (attempt <= step.retries) {
-        ctx.log(`attempt ${attempt} of ${step.retries + 1} ${step.until ? `did not meet "${step.until}"` : `failed: ${'message' in outcome ? outcome.message : ''}`}; again in ${Math.round(step.delayMs / 100) / 10} s`);
+        ctx.log(
+          `attempt ${attempt} of ${step.retries + 1} ${step.until ? `did not meet "${step.until}"` : `failed: ${'message' in outcome ? outcome.message : ''}`}; again in ${Math.round(step.delayMs / 100) / 10} s`,
+        );
         await abortableSleep(step.delayMs, sig);
       } else if (step.until && outcome.status !== 'failed' && outcome.status !== 'unreachable') {
         outcome = { status: 'failed', message: `"${step.until}" was still false after ${step.retries + 1} attempts` };
@@ -189,8 +206,17 @@ export async function executePlan(input: EngineInput, progress?: (p: EngineProgr
           const outcome = await runInstance(step, inst, sig);
           const ms = Date.now() - started;
           count(inst, outcome);
-          const message = outcome.status === 'skipped' ? outcome.reason : 'message' in outcome ? outcome.message : undefined;
-          input.journal.append({ type: 'step-end', ts: new Date().toISOString(), key: inst.key, seq: inst.seq, status: outcome.status, ...(message ? { message } : {}), ms });
+          const message =
+            outcome.status === 'skipped' ? outcome.reason : 'message' in outcome ? outcome.message : undefined;
+          input.journal.append({
+            type: 'step-end',
+            ts: new Date().toISOString(),
+            key: inst.key,
+            seq: inst.seq,
+            status: outcome.status,
+            ...(message ? { message } : {}),
+            ms,
+          });
           input.emit({ type: 'step-end', instance: inst, outcome, ms });
           return { inst, outcome };
         }),
@@ -219,7 +245,18 @@ export async function executePlan(input: EngineInput, progress?: (p: EngineProgr
         continue;
       }
       let ok = true;
-      if (step.when && !truthy(evaluate(parseExpr(unwrapTemplate(step.when)), { vars: input.vars, cluster: clusterScope(input.clusterName, input.spec), live, ...registered }))) continue;
+      if (
+        step.when &&
+        !truthy(
+          evaluate(parseExpr(unwrapTemplate(step.when)), {
+            vars: input.vars,
+            cluster: clusterScope(input.clusterName, input.spec),
+            live,
+            ...registered,
+          }),
+        )
+      )
+        continue;
       ok = await runSteps(step.block ?? [], sig);
       if (!ok && step.rescue && !sig.aborted) ok = await runSteps(step.rescue, sig);
       if (step.always) {
@@ -266,7 +303,10 @@ export async function executePlan(input: EngineInput, progress?: (p: EngineProgr
   /** An `always:` step not run, with the registered values an operator needs to do it by hand. */
   const owedBy = (step: Step): string[] => {
     const lines = [`always step "${step.name}" (${step.action}) did not run`];
-    for (const accessor of accessorsIn(registered)) lines.push(`token with accessor ${accessor} may still be valid: revoke it with \`vaultops root revoke --accessor ${accessor}\``);
+    for (const accessor of accessorsIn(registered))
+      lines.push(
+        `token with accessor ${accessor} may still be valid: revoke it with \`vaultops root revoke --accessor ${accessor}\``,
+      );
     return lines;
   };
   progress?.({
@@ -283,7 +323,14 @@ export async function executePlan(input: EngineInput, progress?: (p: EngineProgr
   interrupted ||= input.signal.aborted;
   // A step cut short by Ctrl-C reports "failed: interrupted"; the run as a whole was interrupted.
   const status: RunStatus = ok ? 'ok' : interrupted ? 'interrupted' : 'failed';
-  const message = status === 'ok' ? undefined : status === 'interrupted' ? `interrupted at a safe point${failedAt ? ` (step ${failedAt.stepId}${failedAt.node ? ` on ${failedAt.node}` : ''} did not finish)` : ''}` : failedAt ? `step ${failedAt.stepId} (${failedAt.name})${failedAt.node ? ` on ${failedAt.node}` : ''} failed: ${failMessage ?? ''}` : undefined;
+  const message =
+    status === 'ok'
+      ? undefined
+      : status === 'interrupted'
+        ? `interrupted at a safe point${failedAt ? ` (step ${failedAt.stepId}${failedAt.node ? ` on ${failedAt.node}` : ''} did not finish)` : ''}`
+        : failedAt
+          ? `step ${failedAt.stepId} (${failedAt.name})${failedAt.node ? ` on ${failedAt.node}` : ''} failed: ${failMessage ?? ''}`
+          : undefined;
   return { status, recap, message, failedAt, leftUndone: [...new Set(leftUndone)] };
 }
 

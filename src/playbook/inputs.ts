@@ -39,7 +39,9 @@ export async function resolveInputs(options: {
   const missing: string[] = [];
   for (const name of Object.keys(given)) {
     if (!(name in playbook.vars)) {
-      throw new InputError(`--var ${name}: playbook ${playbook.name} has no var "${name}".`, { hint: `Its vars: ${Object.keys(playbook.vars).join(', ') || 'none'}.` });
+      throw new InputError(`--var ${name}: playbook ${playbook.name} has no var "${name}".`, {
+        hint: `Its vars: ${Object.keys(playbook.vars).join(', ') || 'none'}.`,
+      });
     }
   }
   for (const [name, spec] of Object.entries(playbook.vars)) {
@@ -60,21 +62,33 @@ export async function resolveInputs(options: {
     let source = `--var ${name}=...`;
     if (isSecret && typeof value === 'string' && !SECRET_REF.test(value)) {
       // A literal on the command line is visible to every user in /proc/PID/cmdline and in shell history.
-      throw new InputError(`Var ${name} is a secret: pass a reference, never the value, on the command line.`, { hint: `--var ${name}=env:NAME, --var ${name}=file:PATH or --var ${name}=prompt:` });
+      throw new InputError(`Var ${name} is a secret: pass a reference, never the value, on the command line.`, {
+        hint: `--var ${name}=env:NAME, --var ${name}=file:PATH or --var ${name}=prompt:`,
+      });
     }
     if (value === undefined && spec.default !== undefined) {
       try {
         value = render(spec.default, scope);
       } catch (e) {
-        throw new InputError(`Var ${name}: its default ${String(spec.default)} cannot be worked out: ${(e as Error).message}.`);
+        throw new InputError(
+          `Var ${name}: its default ${String(spec.default)} cannot be worked out: ${(e as Error).message}.`,
+        );
       }
-      if (typeof spec.default === 'string' && /\{\{/.test(spec.default)) source = `${spec.default.replace(/[{}\s]/g, '')} in the inventory, or --var ${name}=...`;
+      if (typeof spec.default === 'string' && /\{\{/.test(spec.default))
+        source = `${spec.default.replace(/[{}\s]/g, '')} in the inventory, or --var ${name}=...`;
       // A cmd: reference runs a command here: only the inventory's own (a default that is exactly
       // {{ cluster.* }}) is taken; one the playbook makes up is refused before anything runs.
-      if (typeof value === 'string' && COMMAND_REF.test(value) && !(typeof spec.default === 'string' && INVENTORY_PATH.test(spec.default))) {
-        throw new InputError(`Var ${name}: its default works out to a cmd: reference, which a playbook may not supply (it would run a command on this machine).`, {
-          hint: `Put the reference in the inventory, or pass --var ${name}=cmd:... yourself.`,
-        });
+      if (
+        typeof value === 'string' &&
+        COMMAND_REF.test(value) &&
+        !(typeof spec.default === 'string' && INVENTORY_PATH.test(spec.default))
+      ) {
+        throw new InputError(
+          `Var ${name}: its default works out to a cmd: reference, which a playbook may not supply (it would run a command on this machine).`,
+          {
+            hint: `Put the reference in the inventory, or pass --var ${name}=cmd:... yourself.`,
+          },
+        );
       }
     }
     if (typeof value === 'string' && isSecret && SECRET_REF.test(value)) {
@@ -99,7 +113,13 @@ export async function resolveInputs(options: {
   return { vars, secretNames, missing };
 }
 
-async function ask(name: string, spec: VarSpec, prompter: Prompter, source: string, scope: Record<string, unknown>): Promise<unknown> {
+async function ask(
+  name: string,
+  spec: VarSpec,
+  prompter: Prompter,
+  source: string,
+  scope: Record<string, unknown>,
+): Promise<unknown> {
   const message = spec.prompt ?? spec.description ?? name;
   if (spec.type === 'secret_list') {
     let count = 1;
@@ -138,9 +158,12 @@ function coerce(name: string, spec: VarSpec, value: unknown): unknown {
       throw new InputError(`Var ${name} must be true or false, got "${String(value)}".`);
     case 'secret_list':
       if (Array.isArray(value)) return value.map(String);
-      return String(value).split(/[\s,]+/).filter(Boolean);
+      return String(value)
+        .split(/[\s,]+/)
+        .filter(Boolean);
     default:
-      if (spec.choices?.length && !spec.choices.includes(String(value))) throw new InputError(`Var ${name} must be one of ${spec.choices.join(', ')}, got "${String(value)}".`);
+      if (spec.choices?.length && !spec.choices.includes(String(value)))
+        throw new InputError(`Var ${name} must be one of ${spec.choices.join(', ')}, got "${String(value)}".`);
       return value;
   }
 }

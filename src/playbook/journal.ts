@@ -1,4 +1,14 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, openSync, closeSync, fsyncSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  writeFileSync,
+  openSync,
+  closeSync,
+  fsyncSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import { userInfo, hostname } from 'node:os';
@@ -63,7 +73,10 @@ export function whoAmI(): { user: string; host: string } {
  */
 export class Journal {
   readonly file: string;
-  constructor(readonly stateDir: string, readonly runId: string) {
+  constructor(
+    readonly stateDir: string,
+    readonly runId: string,
+  ) {
     const dir = join(runsDir(stateDir), runId);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.file = join(dir, 'journal.jsonl');

@@ -10,7 +10,10 @@ export function jsonSchemas(): Record<string, unknown> {
   const gen = (schema: z.ZodType, id: string, title: string) => ({
     $id: `https://vaultops.dev/schema/${id}`,
     title,
-    ...(z.toJSONSchema(schema, { target: 'draft-2020-12', unrepresentable: 'any', io: 'input' }) as Record<string, unknown>),
+    ...(z.toJSONSchema(schema, { target: 'draft-2020-12', unrepresentable: 'any', io: 'input' }) as Record<
+      string,
+      unknown
+    >),
   });
   return {
     'playbook.schema.json': gen(playbookSchema, 'playbook.schema.json', 'vaultops playbook'),

@@ -63,7 +63,10 @@ export function parsePlaybook(file: string, text: string, actions: Map<string, A
   const raw = src.toJS();
   if (src.problems.length) throw new ProblemsError(`Playbook ${file}`, src.problems);
   // Pass 1: the shape of the document, steps checked one by one below for precise messages.
-  const top = src.validate(playbookSchema.extend({ steps: z.array(z.unknown()).min(1, 'a playbook needs at least one step') }), raw ?? {});
+  const top = src.validate(
+    playbookSchema.extend({ steps: z.array(z.unknown()).min(1, 'a playbook needs at least one step') }),
+    raw ?? {},
+  );
   if (!top) throw new ProblemsError(`Playbook ${file}`, src.problems);
   const vars: Record<string, VarSpec> = {};
   for (const [k, v] of Object.entries(top.vars ?? {})) {
@@ -79,12 +82,21 @@ export function parsePlaybook(file: string, text: string, actions: Map<string, A
 }
 
 /** A destructive action runs only in a step (or block) that asks for the typed confirmation first. */
-function requireConfirmations(src: YamlSource, steps: readonly Step[], actions: Map<string, AnyAction>, confirmed: boolean): void {
+function requireConfirmations(
+  src: YamlSource,
+  steps: readonly Step[],
+  actions: Map<string, AnyAction>,
+  confirmed: boolean,
+): void {
   for (const s of steps) {
     const here = confirmed || s.confirm !== undefined;
     if (s.kind === 'action') {
       if (!here && s.action && actions.get(s.action)?.destructive) {
-        src.add(s.path, `${s.action} replaces data on the cluster and needs a typed confirmation`, 'add confirm: "{{ cluster.name }}" to the step (answered at a terminal or with --confirm NAME)');
+        src.add(
+          s.path,
+          `${s.action} replaces data on the cluster and needs a typed confirmation`,
+          'add confirm: "{{ cluster.name }}" to the step (answered at a terminal or with --confirm NAME)',
+        );
       }
       continue;
     }
@@ -92,7 +104,15 @@ function requireConfirmations(src: YamlSource, steps: readonly Step[], actions: 
   }
 }
 
-function parseSteps(src: YamlSource, raw: unknown[], path: PathKey[], prefix: string, actions: Map<string, AnyAction>, vars: Record<string, VarSpec>, registered: Set<string>): Step[] {
+function parseSteps(
+  src: YamlSource,
+  raw: unknown[],
+  path: PathKey[],
+  prefix: string,
+  actions: Map<string, AnyAction>,
+  vars: Record<string, VarSpec>,
+  registered: Set<string>,
+): Step[] {
   const out: Step[] = [];
   raw.forEach((item, i) => {
     const p = [...path, i];
@@ -122,8 +142,10 @@ function parseSteps(src: YamlSource, raw: unknown[], path: PathKey[], prefix: st
         ignoreErrors: false,
         block: parseSteps(src, b.block ?? [], [...p, 'block'], `${id}.block.`, actions, vars, registered),
       };
-      if (b.rescue) step.rescue = parseSteps(src, b.rescue, [...p, 'rescue'], `${id}.rescue.`, actions, vars, registered);
-      if (b.always) step.always = parseSteps(src, b.always, [...p, 'always'], `${id}.always.`, actions, vars, registered);
+      if (b.rescue)
+        step.rescue = parseSteps(src, b.rescue, [...p, 'rescue'], `${id}.rescue.`, actions, vars, registered);
+      if (b.always)
+        step.always = parseSteps(src, b.always, [...p, 'always'], `${id}.always.`, actions, vars, registered);
       out.push(step);
       return;
     }
@@ -136,14 +158,19 @@ function parseSteps(src: YamlSource, raw: unknown[], path: PathKey[], prefix: st
         if (!a) {
           const guess = nearest(r.action, actions.keys());
           src.add([...p, 'action'], `unknown action "${r.action}"`, guess ? `did you mean "${guess}"?` : undefined);
-        } else if (r.with && typeof r.with === 'object' && !Array.isArray(r.with)) checkArgs(src, [...p, 'with'], a, r.with as Record<string, unknown>);
+        } else if (r.with && typeof r.with === 'object' && !Array.isArray(r.with))
+          checkArgs(src, [...p, 'with'], a, r.with as Record<string, unknown>);
       }
       return;
     }
     const action = actions.get(s.action);
     if (!action) {
       const guess = nearest(s.action, actions.keys());
-      src.add([...p, 'action'], `unknown action "${s.action}"`, guess ? `did you mean "${guess}"?` : `actions: ${[...actions.keys()].sort().join(', ')}`);
+      src.add(
+        [...p, 'action'],
+        `unknown action "${s.action}"`,
+        guess ? `did you mean "${guess}"?` : `actions: ${[...actions.keys()].sort().join(', ')}`,
+      );
     } else {
       checkArgs(src, [...p, 'with'], action, s.with ?? {});
     }
@@ -153,7 +180,8 @@ function parseSteps(src: YamlSource, raw: unknown[], path: PathKey[], prefix: st
     refuseCommandRefs(src, [...p, 'with'], s.with);
     if (s.register) registered.add(s.register);
     checkExpr(src, [...p, 'until'], s.until, vars, registered, ['result']);
-    if (s.until && !s.retries) src.add([...p, 'until'], '"until" needs "retries" (how many times to try)', 'add e.g. retries: 10 and delay: 2s');
+    if (s.until && !s.retries)
+      src.add([...p, 'until'], '"until" needs "retries" (how many times to try)', 'add e.g. retries: 10 and delay: 2s');
     out.push({
       id,
       name: s.name ?? s.action,
@@ -186,13 +214,26 @@ export const COMMAND_REF = /^\s*cmd:/;
 function refuseCommandRefs(src: YamlSource, path: PathKey[], value: unknown): void {
   if (typeof value === 'string') {
     if (COMMAND_REF.test(value)) {
-      src.add(path, 'a playbook may not hold a cmd: reference (it would run a command on this machine)', 'put the cmd: reference in the inventory (and use {{ cluster.* }} here), or pass it with --var NAME=cmd:...');
+      src.add(
+        path,
+        'a playbook may not hold a cmd: reference (it would run a command on this machine)',
+        'put the cmd: reference in the inventory (and use {{ cluster.* }} here), or pass it with --var NAME=cmd:...',
+      );
     }
   } else if (Array.isArray(value)) value.forEach((v, i) => refuseCommandRefs(src, [...path, i], v));
-  else if (value && typeof value === 'object' && 'trust_on_first_use' in value && (value as { trust_on_first_use: unknown }).trust_on_first_use !== false) {
-    src.add([...path, 'trust_on_first_use'], 'a playbook may not turn trust-on-first-use on: only the operator\'s --trust-on-first-use flag does', 'pin ssh.host_key or ssh.known_hosts in the inventory, and drop this argument');
-  }
-  else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) refuseCommandRefs(src, [...path, k], v);
+  else if (
+    value &&
+    typeof value === 'object' &&
+    'trust_on_first_use' in value &&
+    (value as { trust_on_first_use: unknown }).trust_on_first_use !== false
+  ) {
+    src.add(
+      [...path, 'trust_on_first_use'],
+      "a playbook may not turn trust-on-first-use on: only the operator's --trust-on-first-use flag does",
+      'pin ssh.host_key or ssh.known_hosts in the inventory, and drop this argument',
+    );
+  } else if (value && typeof value === 'object')
+    for (const [k, v] of Object.entries(value)) refuseCommandRefs(src, [...path, k], v);
 }
 
 /** Checks `with:` against the action's schema; values that are templates are checked at run time. */
@@ -208,7 +249,12 @@ function checkArgs(src: YamlSource, path: PathKey[], action: AnyAction, args: Re
       const shape = (action.schema as { def?: { shape?: Record<string, unknown> } }).def?.shape;
       for (const key of issue.keys) {
         const guess = shape ? nearest(key, Object.keys(shape)) : undefined;
-        src.add([...path, ...rel, key], `${action.name} has no argument "${key}"`, guess ? `did you mean "${guess}"?` : shape ? `arguments: ${Object.keys(shape).join(', ')}` : undefined, true);
+        src.add(
+          [...path, ...rel, key],
+          `${action.name} has no argument "${key}"`,
+          guess ? `did you mean "${guess}"?` : shape ? `arguments: ${Object.keys(shape).join(', ')}` : undefined,
+          true,
+        );
       }
       continue;
     }
@@ -216,20 +262,41 @@ function checkArgs(src: YamlSource, path: PathKey[], action: AnyAction, args: Re
   }
 }
 
-function checkExpr(src: YamlSource, path: PathKey[], expr: string | undefined, vars: Record<string, VarSpec>, registered: Set<string>, extraRoots: string[] = []): void {
+function checkExpr(
+  src: YamlSource,
+  path: PathKey[],
+  expr: string | undefined,
+  vars: Record<string, VarSpec>,
+  registered: Set<string>,
+  extraRoots: string[] = [],
+): void {
   if (expr === undefined) return;
   const inner = isTemplate(expr) ? templateExprs(expr) : [expr];
   for (const e of inner) checkOne(src, path, e, vars, registered, extraRoots);
 }
 
-function checkTemplate(src: YamlSource, path: PathKey[], value: unknown, vars: Record<string, VarSpec>, registered: Set<string>): void {
+function checkTemplate(
+  src: YamlSource,
+  path: PathKey[],
+  value: unknown,
+  vars: Record<string, VarSpec>,
+  registered: Set<string>,
+): void {
   if (typeof value === 'string') {
     for (const e of templateExprs(value)) checkOne(src, path, e, vars, registered, []);
   } else if (Array.isArray(value)) value.forEach((v, i) => checkTemplate(src, [...path, i], v, vars, registered));
-  else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) checkTemplate(src, [...path, k], v, vars, registered);
+  else if (value && typeof value === 'object')
+    for (const [k, v] of Object.entries(value)) checkTemplate(src, [...path, k], v, vars, registered);
 }
 
-function checkOne(src: YamlSource, path: PathKey[], expr: string, vars: Record<string, VarSpec>, registered: Set<string>, extraRoots: string[]): void {
+function checkOne(
+  src: YamlSource,
+  path: PathKey[],
+  expr: string,
+  vars: Record<string, VarSpec>,
+  registered: Set<string>,
+  extraRoots: string[],
+): void {
   let node;
   try {
     node = parseExpr(expr);
@@ -242,13 +309,25 @@ function checkOne(src: YamlSource, path: PathKey[], expr: string, vars: Record<s
       const name = ref.parts[0];
       if (typeof name === 'string' && !(name in vars)) {
         const guess = nearest(name, Object.keys(vars));
-        src.add(path, `unknown var "${name}"`, guess ? `did you mean "${guess}"?` : Object.keys(vars).length ? `declared vars: ${Object.keys(vars).join(', ')}` : 'declare it under vars: at the top of the playbook');
+        src.add(
+          path,
+          `unknown var "${name}"`,
+          guess
+            ? `did you mean "${guess}"?`
+            : Object.keys(vars).length
+              ? `declared vars: ${Object.keys(vars).join(', ')}`
+              : 'declare it under vars: at the top of the playbook',
+        );
       }
       continue;
     }
     if (BUILTIN_ROOTS.includes(ref.root) || extraRoots.includes(ref.root) || registered.has(ref.root)) continue;
     const guess = nearest(ref.root, [...BUILTIN_ROOTS, ...registered]);
-    src.add(path, `unknown name "${ref.root}" in "${expr}"`, guess ? `did you mean "${guess}"?` : `use vars.NAME, cluster.*, live.*, node.* or a registered result`);
+    src.add(
+      path,
+      `unknown name "${ref.root}" in "${expr}"`,
+      guess ? `did you mean "${guess}"?` : `use vars.NAME, cluster.*, live.*, node.* or a registered result`,
+    );
   }
 }
 

@@ -165,7 +165,8 @@ export function acquireLocks(req: LockRequest): () => void {
     for (const r of releases.splice(0).reverse()) r();
   };
   try {
-    for (const key of req.keys) releases.push(req.mode === 'exclusive' ? takeExclusive(req, key) : takeShared(req, key));
+    for (const key of req.keys)
+      releases.push(req.mode === 'exclusive' ? takeExclusive(req, key) : takeShared(req, key));
   } catch (e) {
     releaseAll();
     throw e;
@@ -258,9 +259,12 @@ function assertMayTakeOver(req: LockRequest, cur: LockOwner | undefined): void {
   }
   if (state === 'other-host') {
     if (req.breakLock) return;
-    throw new GateError(`Another host holds the lock of this cluster: ${who}. Whether it still runs cannot be checked from ${hostname()}.`, {
-      hint: `Ask on ${cur.host} first. If that run is really dead, run again with --break-lock.`,
-    });
+    throw new GateError(
+      `Another host holds the lock of this cluster: ${who}. Whether it still runs cannot be checked from ${hostname()}.`,
+      {
+        hint: `Ask on ${cur.host} first. If that run is really dead, run again with --break-lock.`,
+      },
+    );
   }
   if (req.breakLock || (req.resumeOf !== undefined && cur.runId === req.resumeOf)) return;
   throw new GateError(`The lock of this cluster is stale: ${who}, and that process is gone.`, {
@@ -299,7 +303,9 @@ function takeOver(path: string, stale: LockOwner | undefined): void {
       raw = undefined;
     }
     const cur = raw === undefined ? undefined : parseOwner(raw);
-    const same = raw !== undefined && (stale === undefined ? cur === undefined : cur?.nonce === stale.nonce && cur?.pid === stale.pid);
+    const same =
+      raw !== undefined &&
+      (stale === undefined ? cur === undefined : cur?.nonce === stale.nonce && cur?.pid === stale.pid);
     if (same) {
       try {
         unlinkSync(path);

@@ -29,7 +29,11 @@ export interface LiveNode {
   leader: boolean;
 }
 
-export function liveState(nodes: readonly ClusterNode[], probes: readonly NodeProbe[], threshold: number | null): LiveState {
+export function liveState(
+  nodes: readonly ClusterNode[],
+  probes: readonly NodeProbe[],
+  threshold: number | null,
+): LiveState {
   const live: LiveState = { leader: null, threshold, sealed_count: 0, unreachable_count: 0, nodes: {} };
   for (const n of nodes) {
     const p = probes.find((x) => x.node.name === n.name);
@@ -128,7 +132,9 @@ export function makePlan(input: PlanInput): Plan {
       const action = input.actions.get(step.action!)!;
       const nodes = resolveTarget(step.target, input.nodes, spec, live);
       if (nodes === 'none') {
-        notes.push(`step ${step.id} (${step.name}): target ${step.target} matches no node now${step.target === 'leader' ? ' (no active node)' : ''}`);
+        notes.push(
+          `step ${step.id} (${step.name}): target ${step.target} matches no node now${step.target === 'leader' ? ' (no active node)' : ''}`,
+        );
         continue;
       }
       for (const node of nodes) {
@@ -136,7 +142,8 @@ export function makePlan(input: PlanInput): Plan {
         let skip: string | undefined;
         if (step.when && decidableNow(step.when)) {
           try {
-            if (!truthy(evaluate(parseExpr(unwrapTemplate(step.when)), scope))) skip = `condition is false now: ${step.when}`;
+            if (!truthy(evaluate(parseExpr(unwrapTemplate(step.when)), scope)))
+              skip = `condition is false now: ${step.when}`;
           } catch {
             /* decided at run time */
           }
@@ -190,14 +197,26 @@ export function checkSelectors(playbook: Playbook, spec: ClusterSpec, clusterNam
         const n = t.slice(5);
         if (!names.includes(n)) {
           const g = nearest(n, names);
-          playbook.source.add([...s.path, 'target'], `target ${t} matches no node of cluster ${clusterName}`, g ? `did you mean node:${g}?` : `nodes: ${names.join(', ')}`);
+          playbook.source.add(
+            [...s.path, 'target'],
+            `target ${t} matches no node of cluster ${clusterName}`,
+            g ? `did you mean node:${g}?` : `nodes: ${names.join(', ')}`,
+          );
         }
         continue;
       }
       const g = t.startsWith('group:') ? t.slice(6) : t;
       if (!groups.includes(g)) {
         const guess = nearest(g, [...groups, 'cluster', 'leader', 'standbys', 'all']);
-        playbook.source.add([...s.path, 'target'], `target "${t}" is neither cluster, leader, standbys, all, node:NAME nor a group of cluster ${clusterName}`, guess ? `did you mean "${guess}"?` : groups.length ? `groups: ${groups.join(', ')}` : 'define groups: in the inventory, or use all / leader / standbys');
+        playbook.source.add(
+          [...s.path, 'target'],
+          `target "${t}" is neither cluster, leader, standbys, all, node:NAME nor a group of cluster ${clusterName}`,
+          guess
+            ? `did you mean "${guess}"?`
+            : groups.length
+              ? `groups: ${groups.join(', ')}`
+              : 'define groups: in the inventory, or use all / leader / standbys',
+        );
       } else if ((spec.groups?.[g] ?? []).length === 0) {
         playbook.source.add([...s.path, 'target'], `group ${g} of cluster ${clusterName} has no nodes`);
       }
@@ -208,7 +227,12 @@ export function checkSelectors(playbook: Playbook, spec: ClusterSpec, clusterNam
 }
 
 /** The nodes a target means now. `[undefined]` is the single cluster-wide instance. */
-export function resolveTarget(target: string, nodes: readonly ClusterNode[], spec: ClusterSpec, live: LiveState): Array<ClusterNode | undefined> | 'none' {
+export function resolveTarget(
+  target: string,
+  nodes: readonly ClusterNode[],
+  spec: ClusterSpec,
+  live: LiveState,
+): Array<ClusterNode | undefined> | 'none' {
   const pick = (pred: (n: ClusterNode) => boolean) => {
     const r = nodes.filter(pred);
     return r.length ? r : 'none';
@@ -240,7 +264,6 @@ function decidableNow(when: string): boolean {
     return false;
   }
 }
-
 
 function renderSafe(value: unknown, scope: Record<string, unknown>): unknown {
   try {

@@ -53,9 +53,13 @@ export async function prepare(opts: PrepareOptions): Promise<Prepared> {
   checkSelectors(playbook, spec, clusterName);
   const env = readVaultEnv();
   let token: string | undefined;
-  if (spec.token && !opts.planOnly) token = await resolveSecretString(spec.token, { askSecret: (label) => opts.prompter.secret({ message: label, source: `the inventory's token (${spec.token})` }) });
+  if (spec.token && !opts.planOnly)
+    token = await resolveSecretString(spec.token, {
+      askSecret: (label) => opts.prompter.secret({ message: label, source: `the inventory's token (${spec.token})` }),
+    });
   // The plan runs nothing: a cmd: token reference is left for `run` (the plan says so below).
-  else if (spec.token && opts.planOnly && !/^(prompt|cmd):/.test(spec.token)) token = await resolveSecretString(spec.token).catch(() => undefined);
+  else if (spec.token && opts.planOnly && !/^(prompt|cmd):/.test(spec.token))
+    token = await resolveSecretString(spec.token).catch(() => undefined);
   else token = env.token;
   const cluster = new ClusterClient({
     name: clusterName,
@@ -77,7 +81,10 @@ export async function prepare(opts: PrepareOptions): Promise<Prepared> {
     let threshold: number | null = spec.unseal?.threshold ?? null;
     for (const p of probes) {
       if (!p.health) continue;
-      const st = await cluster.client(p.node.name).sealStatus().catch(() => undefined);
+      const st = await cluster
+        .client(p.node.name)
+        .sealStatus()
+        .catch(() => undefined);
       if (st?.t) {
         threshold = st.t;
         break;
@@ -85,16 +92,39 @@ export async function prepare(opts: PrepareOptions): Promise<Prepared> {
     }
     const live = liveState(cluster.nodes, probes, threshold);
     const scope = { cluster: clusterScope(clusterName, spec), live };
-    const inputs = await resolveInputs({ playbook, given: opts.vars, scope, prompter: opts.prompter, planOnly: opts.planOnly });
-    const shownVars: Record<string, unknown> = Object.fromEntries(Object.entries(inputs.vars).filter(([k]) => !inputs.secretNames.has(k)));
+    const inputs = await resolveInputs({
+      playbook,
+      given: opts.vars,
+      scope,
+      prompter: opts.prompter,
+      planOnly: opts.planOnly,
+    });
+    const shownVars: Record<string, unknown> = Object.fromEntries(
+      Object.entries(inputs.vars).filter(([k]) => !inputs.secretNames.has(k)),
+    );
     // The plan names what it does not know yet instead of printing "undefined".
     for (const name of inputs.missing) shownVars[name] = `<${name}>`;
     const plan = makePlan({ playbook, clusterName, spec, nodes: cluster.nodes, live, actions, vars: shownVars });
-    if (opts.planOnly && spec.token?.startsWith('cmd:')) plan.notes.push('the token was not read: `run` would run the inventory\'s token command (token: cmd:...) first');
+    if (opts.planOnly && spec.token?.startsWith('cmd:'))
+      plan.notes.push("the token was not read: `run` would run the inventory's token command (token: cmd:...) first");
     for (const name of inputs.missing) {
-      plan.notes.push(`var ${name} has no value yet: \`run\` asks for it at a terminal; unattended, pass --var ${name}=${inputs.secretNames.has(name) ? 'env:NAME' : '...'}`);
+      plan.notes.push(
+        `var ${name} has no value yet: \`run\` asks for it at a terminal; unattended, pass --var ${name}=${inputs.secretNames.has(name) ? 'env:NAME' : '...'}`,
+      );
     }
-    return { playbook, plan, cluster, clusterName, spec, actions, vars: inputs.vars, secretNames: inputs.secretNames, threshold, inventoryFile: opts.inventoryFile, givenVars: opts.vars };
+    return {
+      playbook,
+      plan,
+      cluster,
+      clusterName,
+      spec,
+      actions,
+      vars: inputs.vars,
+      secretNames: inputs.secretNames,
+      threshold,
+      inventoryFile: opts.inventoryFile,
+      givenVars: opts.vars,
+    };
   } catch (e) {
     cluster.close();
     throw e;
@@ -180,7 +210,12 @@ export async function execute(p: Prepared, o: ExecuteOptions): Promise<EngineRes
   const message = result.message
     ? `${result.message}${result.leftUndone.length ? `; left undone: ${result.leftUndone.join('; ')}` : ''}`
     : undefined;
-  journal.append({ type: 'end', ts: new Date().toISOString(), status: result.status, ...(message ? { message: redactor.redact(message) } : {}) });
+  journal.append({
+    type: 'end',
+    ts: new Date().toISOString(),
+    status: result.status,
+    ...(message ? { message: redactor.redact(message) } : {}),
+  });
   o.emit({ type: 'run-end', runId, status: result.status, recap: result.recap, message, ms });
   return { ...result, message, runId, ms };
 }
@@ -190,7 +225,10 @@ export function parseVarFlags(flags: readonly string[] | undefined): Record<stri
   const out: Record<string, string> = {};
   for (const f of flags ?? []) {
     const eq = f.indexOf('=');
-    if (eq <= 0) throw new InputError(`--var ${f}: expected NAME=VALUE.`, { hint: 'e.g. --var min_failure_tolerance=1 or --var unseal_keys=env:UNSEAL_KEYS' });
+    if (eq <= 0)
+      throw new InputError(`--var ${f}: expected NAME=VALUE.`, {
+        hint: 'e.g. --var min_failure_tolerance=1 or --var unseal_keys=env:UNSEAL_KEYS',
+      });
     out[f.slice(0, eq)] = f.slice(eq + 1);
   }
   return out;

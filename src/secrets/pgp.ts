@@ -21,7 +21,9 @@ export async function readPublicKeyFile(path: string): Promise<PgpPublicKey> {
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    throw new InputError(`Cannot read the PGP public key ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`, { hint: 'Export it with `gpg --export KEYID > key.gpg` (binary) or `gpg --export --armor`.' });
+    throw new InputError(`Cannot read the PGP public key ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`, {
+      hint: 'Export it with `gpg --export KEYID > key.gpg` (binary) or `gpg --export --armor`.',
+    });
   }
   return parsePublicKey(bytes, path);
 }
@@ -31,14 +33,25 @@ export async function parsePublicKey(bytes: Uint8Array, source: string): Promise
   let key: openpgp.Key;
   try {
     if (text.includes('-----BEGIN PGP')) key = await openpgp.readKey({ armoredKey: text });
-    else if (/^[A-Za-z0-9+/=\s]+$/.test(text)) key = await openpgp.readKey({ binaryKey: new Uint8Array(Buffer.from(text.replace(/\s+/g, ''), 'base64')) });
+    else if (/^[A-Za-z0-9+/=\s]+$/.test(text))
+      key = await openpgp.readKey({ binaryKey: new Uint8Array(Buffer.from(text.replace(/\s+/g, ''), 'base64')) });
     else key = await openpgp.readKey({ binaryKey: new Uint8Array(bytes) });
   } catch (e) {
-    throw new InputError(`${source} is not a PGP public key: ${(e as Error).message}.`, { hint: 'Give the file written by `gpg --export KEYID` (binary or --armor).' });
+    throw new InputError(`${source} is not a PGP public key: ${(e as Error).message}.`, {
+      hint: 'Give the file written by `gpg --export KEYID` (binary or --armor).',
+    });
   }
-  if (key.isPrivate()) throw new InputError(`${source} holds a PGP *private* key.`, { hint: 'Give only the public key (`gpg --export`, not --export-secret-keys); the holder keeps the private key.' });
+  if (key.isPrivate())
+    throw new InputError(`${source} holds a PGP *private* key.`, {
+      hint: 'Give only the public key (`gpg --export`, not --export-secret-keys); the holder keeps the private key.',
+    });
   const pub = key as openpgp.PublicKey;
-  return { source, fingerprint: pub.getFingerprint().toUpperCase(), vaultBase64: Buffer.from(pub.write()).toString('base64'), key: pub };
+  return {
+    source,
+    fingerprint: pub.getFingerprint().toUpperCase(),
+    vaultBase64: Buffer.from(pub.write()).toString('base64'),
+    key: pub,
+  };
 }
 
 /** Turns a base64 PGP message as Vault returns it into an armored message a holder can `gpg -d`. */
@@ -50,7 +63,11 @@ export async function armorVaultCiphertext(base64: string): Promise<string> {
 }
 
 /** Decrypts a base64 PGP message as Vault returns it (tests, and holders who keep keys in files). */
-export async function decryptVaultCiphertext(base64: string, armoredPrivateKey: string, passphrase?: string): Promise<string> {
+export async function decryptVaultCiphertext(
+  base64: string,
+  armoredPrivateKey: string,
+  passphrase?: string,
+): Promise<string> {
   let privateKey = await openpgp.readPrivateKey({ armoredKey: armoredPrivateKey });
   if (passphrase) privateKey = await openpgp.decryptKey({ privateKey, passphrase });
   const message = await openpgp.readMessage({ binaryMessage: new Uint8Array(Buffer.from(base64, 'base64')) });

@@ -30,7 +30,10 @@ export async function resolveSecret(ref: string, prompter?: SecretPrompter): Pro
     case 'env': {
       envSecretNames.add(arg);
       const v = process.env[arg];
-      if (v === undefined || v === '') throw new InputError(`Secret reference ${ref}: the environment variable ${arg} is not set.`, { hint: `export ${arg}=... before running, or change the reference in the inventory.` });
+      if (v === undefined || v === '')
+        throw new InputError(`Secret reference ${ref}: the environment variable ${arg} is not set.`, {
+          hint: `export ${arg}=... before running, or change the reference in the inventory.`,
+        });
       value = parseMaybeList(v);
       break;
     }
@@ -42,7 +45,10 @@ export async function resolveSecret(ref: string, prompter?: SecretPrompter): Pro
       break;
     }
     case 'prompt': {
-      if (!prompter) throw new InputError(`Secret reference ${ref} needs a person to type it, and nobody can be asked here.`, { hint: 'Run at a terminal without --non-interactive, or use an env: or file: reference.' });
+      if (!prompter)
+        throw new InputError(`Secret reference ${ref} needs a person to type it, and nobody can be asked here.`, {
+          hint: 'Run at a terminal without --non-interactive, or use an env: or file: reference.',
+        });
       value = parseMaybeList(await prompter.askSecret(arg || 'secret'));
       break;
     }
@@ -51,7 +57,9 @@ export async function resolveSecret(ref: string, prompter?: SecretPrompter): Pro
       break;
     }
     default:
-      throw new InputError(`Unknown secret reference "${kind}:".`, { hint: 'Use env:NAME, file:PATH[#field], prompt:LABEL or cmd:COMMAND.' });
+      throw new InputError(`Unknown secret reference "${kind}:".`, {
+        hint: 'Use env:NAME, file:PATH[#field], prompt:LABEL or cmd:COMMAND.',
+      });
   }
   for (const v of Array.isArray(value) ? value : [value]) redactor.add(v);
   return value;
@@ -59,7 +67,10 @@ export async function resolveSecret(ref: string, prompter?: SecretPrompter): Pro
 
 export async function resolveSecretString(ref: string, prompter?: SecretPrompter): Promise<string> {
   const v = await resolveSecret(ref, prompter);
-  if (Array.isArray(v)) throw new InputError(`Secret reference ${ref} gives a list where one value is needed.`, { hint: 'Point the reference at a single value (file:PATH#field).' });
+  if (Array.isArray(v))
+    throw new InputError(`Secret reference ${ref} gives a list where one value is needed.`, {
+      hint: 'Point the reference at a single value (file:PATH#field).',
+    });
   return v;
 }
 
@@ -73,10 +84,16 @@ function readSecretFile(ref: string, path: string, field: string | undefined): S
   try {
     mode = statSync(path).mode & 0o777;
   } catch (e) {
-    throw new InputError(`Secret reference ${ref}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`, { hint: 'Check the path in the inventory.' });
+    throw new InputError(
+      `Secret reference ${ref}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`,
+      { hint: 'Check the path in the inventory.' },
+    );
   }
   if ((mode & 0o077) !== 0) {
-    throw new InputError(`Secret reference ${ref}: ${path} is readable by others (mode ${mode.toString(8).padStart(4, '0')}).`, { hint: `chmod 600 ${path}` });
+    throw new InputError(
+      `Secret reference ${ref}: ${path} is readable by others (mode ${mode.toString(8).padStart(4, '0')}).`,
+      { hint: `chmod 600 ${path}` },
+    );
   }
   const text = readFileSync(path, 'utf8');
   if (field === undefined) return parseMaybeList(text.trim());
@@ -84,13 +101,17 @@ function readSecretFile(ref: string, path: string, field: string | undefined): S
   try {
     doc = JSON.parse(text);
   } catch {
-    throw new InputError(`Secret reference ${ref}: ${path} is not JSON, so #${field} cannot be picked from it.`, { hint: 'Drop the #field part, or point at a JSON file.' });
+    throw new InputError(`Secret reference ${ref}: ${path} is not JSON, so #${field} cannot be picked from it.`, {
+      hint: 'Drop the #field part, or point at a JSON file.',
+    });
   }
   let cur: unknown = doc;
   for (const part of field.split('.')) cur = (cur as Record<string, unknown> | undefined)?.[part];
   if (typeof cur === 'string') return cur;
   if (Array.isArray(cur) && cur.every((x) => typeof x === 'string')) return cur as string[];
-  throw new InputError(`Secret reference ${ref}: ${path} has no string or list of strings at "${field}".`, { hint: 'Check the field name after #.' });
+  throw new InputError(`Secret reference ${ref}: ${path} has no string or list of strings at "${field}".`, {
+    hint: 'Check the field name after #.',
+  });
 }
 
 function parseMaybeList(v: string): SecretValue {
@@ -115,11 +136,13 @@ const envSecretNames = new Set<string>();
  * AWS_* and the variables env: references point at hold the very secrets a command has no business
  * with, and a command from a compromised inventory would otherwise read them all.
  */
-const COMMAND_ENV = /^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|LC_[A-Z]+|TMPDIR|TZ|TERM|XDG_RUNTIME_DIR|GNUPGHOME|GPG_TTY|PASSWORD_STORE_DIR)$/;
+const COMMAND_ENV =
+  /^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|LC_[A-Z]+|TMPDIR|TZ|TERM|XDG_RUNTIME_DIR|GNUPGHOME|GPG_TTY|PASSWORD_STORE_DIR)$/;
 
 export function commandEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(env)) if (v !== undefined && COMMAND_ENV.test(k) && !envSecretNames.has(k)) out[k] = v;
+  for (const [k, v] of Object.entries(env))
+    if (v !== undefined && COMMAND_ENV.test(k) && !envSecretNames.has(k)) out[k] = v;
   return out;
 }
 
@@ -127,7 +150,13 @@ function runSecretCommand(ref: string, command: string): Promise<string> {
   return new Promise((resolvePromise, reject) => {
     execFile('/bin/sh', ['-c', command], { timeout: 60_000, maxBuffer: 1 << 20, env: commandEnv() }, (err, stdout) => {
       // Never echo stdout or stderr: both may hold the secret.
-      if (err) reject(new InputError(`Secret reference ${ref}: the command failed (exit ${String((err as { code?: unknown }).code ?? '?')}).`, { hint: 'Run the command by hand to see why.' }));
+      if (err)
+        reject(
+          new InputError(
+            `Secret reference ${ref}: the command failed (exit ${String((err as { code?: unknown }).code ?? '?')}).`,
+            { hint: 'Run the command by hand to see why.' },
+          ),
+        );
       else resolvePromise(stdout.replace(/\r?\n$/, ''));
     });
   });

@@ -3,7 +3,14 @@ import { createReadStream, readFileSync } from 'node:fs';
 import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { GateError, InputError, UnreachableError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
-import { appendKnownHost, defaultKnownHosts, fingerprint, keyType, knownHostKeys, parsePublicKeyLine } from './host-key.js';
+import {
+  appendKnownHost,
+  defaultKnownHosts,
+  fingerprint,
+  keyType,
+  knownHostKeys,
+  parsePublicKeyLine,
+} from './host-key.js';
 import { shq, type ExecOptions, type ExecResult, type Host, type UploadOptions, type UploadResult } from './host.js';
 
 export interface SshTarget {
@@ -34,7 +41,10 @@ export interface SshTarget {
 /** Parses "user@host:port" / "host" for a jump host. */
 export function parseJump(spec: string, defaults: SshTarget): SshTarget {
   const m = /^(?:([^@]+)@)?(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(spec.trim());
-  if (!m) throw new InputError(`Jump host "${spec}" is not user@host[:port].`, { hint: 'Write it as ops@bastion.example.com:22.' });
+  if (!m)
+    throw new InputError(`Jump host "${spec}" is not user@host[:port].`, {
+      hint: 'Write it as ops@bastion.example.com:22.',
+    });
   return {
     host: m[2]!.replace(/^\[|\]$/g, ''),
     port: m[3] ? Number(m[3]) : 22,
@@ -97,12 +107,18 @@ export class SshHost implements Host {
       try {
         config.privateKey = readFileSync(t.keyFile);
       } catch (e) {
-        throw new InputError(`SSH key ${t.keyFile} for ${this.name} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'}).`, { hint: 'Fix ssh.key_file in the inventory, or remove it to use the SSH agent.' });
+        throw new InputError(
+          `SSH key ${t.keyFile} for ${this.name} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'}).`,
+          { hint: 'Fix ssh.key_file in the inventory, or remove it to use the SSH agent.' },
+        );
       }
     } else if (process.env['SSH_AUTH_SOCK']) {
       config.agent = process.env['SSH_AUTH_SOCK'];
     } else {
-      throw new InputError(`No way to authenticate to ${this.name}: no ssh.key_file and no SSH agent ($SSH_AUTH_SOCK).`, { hint: 'Set ssh.key_file for the node, or start ssh-agent and add the key.' });
+      throw new InputError(
+        `No way to authenticate to ${this.name}: no ssh.key_file and no SSH agent ($SSH_AUTH_SOCK).`,
+        { hint: 'Set ssh.key_file for the node, or start ssh-agent and add the key.' },
+      );
     }
     let refusal: VaultopsError | undefined;
     config.hostVerifier = (blob: Buffer): boolean => {
@@ -116,9 +132,17 @@ export class SshHost implements Host {
       client.once('error', (e: Error & { level?: string }) => {
         if (refusal) return reject(refusal);
         if (e.level === 'client-authentication') {
-          return reject(new GateError(`SSH to ${this.name} (${this.#where}): the server refused our key.`, { hint: 'Check ssh.user and ssh.key_file, and that the public key is in the user\'s authorized_keys.' }));
+          return reject(
+            new GateError(`SSH to ${this.name} (${this.#where}): the server refused our key.`, {
+              hint: "Check ssh.user and ssh.key_file, and that the public key is in the user's authorized_keys.",
+            }),
+          );
         }
-        reject(new UnreachableError(`SSH to ${this.name} (${this.#where}) failed: ${e.message}.`, { hint: 'Check that sshd runs there and that ssh.host/ssh.port are right.' }));
+        reject(
+          new UnreachableError(`SSH to ${this.name} (${this.#where}) failed: ${e.message}.`, {
+            hint: 'Check that sshd runs there and that ssh.host/ssh.port are right.',
+          }),
+        );
       });
       client.connect(config);
     });
@@ -132,7 +156,10 @@ export class SshHost implements Host {
     const seen = `${keyType(blob)} ${fp}`;
     if (t.hostKey) {
       const pinned = parsePublicKeyLine(t.hostKey);
-      if (!pinned) return new InputError(`ssh.host_key of ${this.name} is not a public key line.`, { hint: 'Write it as "ssh-ed25519 AAAA..." (from the host\'s /etc/ssh/ssh_host_*_key.pub).' });
+      if (!pinned)
+        return new InputError(`ssh.host_key of ${this.name} is not a public key line.`, {
+          hint: 'Write it as "ssh-ed25519 AAAA..." (from the host\'s /etc/ssh/ssh_host_*_key.pub).',
+        });
       if (pinned.blob.equals(blob)) return undefined;
       return new GateError(`Host key of ${this.name} (${this.#where}) does not match the pinned key: refused.`, {
         details: [`pinned:    ${pinned.type} ${fingerprint(pinned.blob)}`, `presented: ${seen}`],
@@ -143,7 +170,8 @@ export class SshHost implements Host {
     // trust-on-first-use accepted is recorded there and checked on every later connection.
     const file = t.knownHosts ?? defaultKnownHosts();
     const { keys, revoked } = knownHostKeys(file, t.host, port);
-    if (revoked.some((k) => k.equals(blob))) return new GateError(`Host key of ${this.name} (${seen}) is marked @revoked in ${file}: refused.`);
+    if (revoked.some((k) => k.equals(blob)))
+      return new GateError(`Host key of ${this.name} (${seen}) is marked @revoked in ${file}: refused.`);
     if (keys.some((k) => k.equals(blob))) return undefined;
     if (keys.length) {
       // Listed with other keys (of this type or another): never a first use, always refused.
@@ -152,12 +180,16 @@ export class SshHost implements Host {
         hint: 'Someone may be intercepting the connection, or the host was rebuilt. Verify the fingerprint on the host, then `ssh-keygen -R` the old entry.',
       });
     }
-    if (revoked.length) return new GateError(`Host ${this.name} (${this.#where}) has only revoked keys in ${file}: refused.`);
+    if (revoked.length)
+      return new GateError(`Host ${this.name} (${this.#where}) has only revoked keys in ${file}: refused.`);
     if (t.trustOnFirstUse) {
       try {
         appendKnownHost(file, t.host, port, blob);
       } catch (e) {
-        return new InputError(`Trust-on-first-use: cannot record the host key of ${this.name} in ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'}), so it was not accepted.`, { hint: 'Set ssh.known_hosts to a writable file, or pin ssh.host_key.' });
+        return new InputError(
+          `Trust-on-first-use: cannot record the host key of ${this.name} in ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'}), so it was not accepted.`,
+          { hint: 'Set ssh.known_hosts to a writable file, or pin ssh.host_key.' },
+        );
       }
       return undefined;
     }
@@ -168,7 +200,11 @@ export class SshHost implements Host {
 
   #forward(host: string, port: number): Promise<ClientChannel> {
     return new Promise((resolve, reject) => {
-      this.#live().forwardOut('127.0.0.1', 0, host, port, (e, ch) => (e ? reject(new UnreachableError(`Jump host ${this.name} could not reach ${host}:${port}: ${e.message}.`)) : resolve(ch)));
+      this.#live().forwardOut('127.0.0.1', 0, host, port, (e, ch) =>
+        e
+          ? reject(new UnreachableError(`Jump host ${this.name} could not reach ${host}:${port}: ${e.message}.`))
+          : resolve(ch),
+      );
     });
   }
 
@@ -229,7 +265,13 @@ export class SshHost implements Host {
         else stream.end();
         stream.on('close', (code: number | null, signal?: string) => {
           if (timer) clearTimeout(timer);
-          resolve({ code: timedOut ? null : (code ?? null), signal: signal ?? (timedOut ? 'timeout' : undefined), stdout: text(stdout, cut.out), stderr: text(stderr, cut.err), timedOut });
+          resolve({
+            code: timedOut ? null : (code ?? null),
+            signal: signal ?? (timedOut ? 'timeout' : undefined),
+            stdout: text(stdout, cut.out),
+            stderr: text(stderr, cut.err),
+            timedOut,
+          });
         });
       });
     });
@@ -242,7 +284,11 @@ export class SshHost implements Host {
 
   async #sftpSession(): Promise<SFTPWrapper> {
     if (this.#sftp) return this.#sftp;
-    this.#sftp = await new Promise<SFTPWrapper>((resolve, reject) => this.#live().sftp((e, s) => (e ? reject(new UnreachableError(`SFTP to ${this.name} failed: ${e.message}.`)) : resolve(s))));
+    this.#sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
+      this.#live().sftp((e, s) =>
+        e ? reject(new UnreachableError(`SFTP to ${this.name} failed: ${e.message}.`)) : resolve(s),
+      ),
+    );
     return this.#sftp;
   }
 
@@ -253,7 +299,9 @@ export class SshHost implements Host {
   async upload(localPath: string, remotePath: string, options: UploadOptions = {}): Promise<UploadResult> {
     const local = await sha256File(localPath);
     if (options.sha256 && local.sha256 !== options.sha256.toLowerCase()) {
-      throw new InputError(`${localPath} has sha256 ${local.sha256}, not the expected ${options.sha256}: not uploaded.`);
+      throw new InputError(
+        `${localPath} has sha256 ${local.sha256}, not the expected ${options.sha256}: not uploaded.`,
+      );
     }
     const sudo = this.#sudo;
     let part = `${remotePath}.part`;
@@ -263,22 +311,42 @@ export class SshHost implements Host {
       // predictable name another user could have planted a symlink or file at.
       const m = await this.#exec('mktemp "${TMPDIR:-/tmp}/vaultops-upload.XXXXXXXXXX"', {}, false);
       const made = m.stdout.trim();
-      if (m.code !== 0 || !/^\/[^\n]+$/.test(made)) throw new VaultopsError(`Upload to ${this.name}: mktemp failed on the host: ${m.stderr.trim()}`);
+      if (m.code !== 0 || !/^\/[^\n]+$/.test(made))
+        throw new VaultopsError(`Upload to ${this.name}: mktemp failed on the host: ${m.stderr.trim()}`);
       part = made;
     }
     const sftp = await this.#sftpSession();
     await new Promise<void>((resolve, reject) =>
-      sftp.fastPut(localPath, part, { mode: options.mode ?? 0o644, concurrency: 16, chunkSize: 128 * 1024, step: options.onBytes && ((sent, _n, size) => options.onBytes!(sent, size)) }, (e) => (e ? reject(new VaultopsError(`Upload of ${localPath} to ${this.name}:${part} failed: ${e.message}.`)) : resolve())),
+      sftp.fastPut(
+        localPath,
+        part,
+        {
+          mode: options.mode ?? 0o644,
+          concurrency: 16,
+          chunkSize: 128 * 1024,
+          step: options.onBytes && ((sent, _n, size) => options.onBytes!(sent, size)),
+        },
+        (e) =>
+          e
+            ? reject(new VaultopsError(`Upload of ${localPath} to ${this.name}:${part} failed: ${e.message}.`))
+            : resolve(),
+      ),
     );
     const remote = await this.sha256(part);
     if (remote !== local.sha256) {
       await this.exec(`rm -f ${shq(part)}`);
-      throw new VaultopsError(`Upload to ${this.name}:${remotePath} arrived with sha256 ${remote ?? 'unknown'}, not ${local.sha256}: removed.`, { hint: 'Check the disk on the host and the network path, then try again.' });
+      throw new VaultopsError(
+        `Upload to ${this.name}:${remotePath} arrived with sha256 ${remote ?? 'unknown'}, not ${local.sha256}: removed.`,
+        { hint: 'Check the disk on the host and the network path, then try again.' },
+      );
     }
     const mode = (options.mode ?? 0o644).toString(8);
-    const move = sudo ? `install -m ${mode} ${shq(part)} ${shq(remotePath)} && rm -f ${shq(part)}` : `chmod ${mode} ${shq(part)} && mv -f ${shq(part)} ${shq(remotePath)}`;
+    const move = sudo
+      ? `install -m ${mode} ${shq(part)} ${shq(remotePath)} && rm -f ${shq(part)}`
+      : `chmod ${mode} ${shq(part)} && mv -f ${shq(part)} ${shq(remotePath)}`;
     const r = await this.exec(move, { sudo });
-    if (r.code !== 0) throw new VaultopsError(`Could not move the upload into ${this.name}:${remotePath}: ${r.stderr.trim()}`);
+    if (r.code !== 0)
+      throw new VaultopsError(`Could not move the upload into ${this.name}:${remotePath}: ${r.stderr.trim()}`);
     return { sha256: local.sha256, bytes: local.bytes };
   }
 

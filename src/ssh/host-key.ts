@@ -87,6 +87,7 @@ export function appendKnownHost(file: string, host: string, port: number, blob: 
  * rule as the lab's stateDir, which this layer may not import).
  */
 export function defaultKnownHosts(env: NodeJS.ProcessEnv = process.env): string {
-  const state = env['VAULTOPS_STATE_DIR'] || join(env['XDG_STATE_HOME'] || join(homedir(), '.local', 'state'), 'vaultops');
+  const state =
+    env['VAULTOPS_STATE_DIR'] || join(env['XDG_STATE_HOME'] || join(homedir(), '.local', 'state'), 'vaultops');
   return join(state, 'known_hosts');
 }

@@ -29,8 +29,15 @@ export interface ServiceSpec {
 export function serviceManager(host: Host, spec: ServiceSpec | undefined, defaultUnit: string): ServiceManager {
   const manager = spec?.manager ?? 'systemd';
   if (manager === 'systemd') return new SystemdService(host, spec?.name ?? defaultUnit, spec?.log_file);
-  if (!spec?.config) throw new InputError(`Node ${host.name}: the lab service manager needs service.config (its node directory holds service.sh).`);
-  return new LabService(host, join(dirname(spec.config), 'service.sh'), spec.log_file ?? join(dirname(spec.config), 'server.log'));
+  if (!spec?.config)
+    throw new InputError(
+      `Node ${host.name}: the lab service manager needs service.config (its node directory holds service.sh).`,
+    );
+  return new LabService(
+    host,
+    join(dirname(spec.config), 'service.sh'),
+    spec.log_file ?? join(dirname(spec.config), 'server.log'),
+  );
 }
 
 /** The lab manager: <node dir>/service.sh written by `lab up --ssh` (src/lab/ssh-hosts.ts). */
@@ -50,12 +57,21 @@ export class LabService implements ServiceManager {
 
   async start(): Promise<void> {
     const r = await this.host.exec(`${shq(this.script)} start`, { timeoutMs: 30_000 });
-    if (r.code !== 0) throw new VaultopsError(`Could not start the server on ${this.host.name}: ${(r.stderr || r.stdout).trim()}`, { details: await this.logTail() });
+    if (r.code !== 0)
+      throw new VaultopsError(`Could not start the server on ${this.host.name}: ${(r.stderr || r.stdout).trim()}`, {
+        details: await this.logTail(),
+      });
   }
 
   async stop(timeoutMs = 60_000): Promise<void> {
-    const r = await this.host.exec(`${shq(this.script)} stop ${Math.ceil(timeoutMs / 1000)}`, { timeoutMs: timeoutMs + 15_000 });
-    if (r.code !== 0) throw new VaultopsError(`The server on ${this.host.name} did not stop after SIGTERM within ${Math.round(timeoutMs / 1000)} s: ${r.stdout.trim()}`, { details: await this.logTail() });
+    const r = await this.host.exec(`${shq(this.script)} stop ${Math.ceil(timeoutMs / 1000)}`, {
+      timeoutMs: timeoutMs + 15_000,
+    });
+    if (r.code !== 0)
+      throw new VaultopsError(
+        `The server on ${this.host.name} did not stop after SIGTERM within ${Math.round(timeoutMs / 1000)} s: ${r.stdout.trim()}`,
+        { details: await this.logTail() },
+      );
   }
 
   async logTail(lines = 20): Promise<string[]> {
@@ -80,10 +96,16 @@ export class SystemdService implements ServiceManager {
   async #mainPid(): Promise<number | undefined> {
     const r = await this.host.exec(`systemctl show -p MainPID --value ${shq(this.unit)}`, { sudo: true });
     // Asked first at the gates (status): a sudo that wants a password must stop the run before any change.
-    if (r.code !== 0 && /password is required|terminal is required|not in the sudoers|may not run sudo/i.test(r.stderr)) {
-      throw new GateError(`sudo on ${this.host.name} refused \`sudo -n\` (${r.stderr.trim().split('\n')[0]}); no server was touched.`, {
-        hint: `vaultops runs root commands with \`sudo -n\` (never a password prompt): give the SSH user passwordless sudo on ${this.host.name} (e.g. "ops ALL=(root) NOPASSWD: /usr/bin/systemctl, /usr/bin/install" in /etc/sudoers.d), or log in as root.`,
-      });
+    if (
+      r.code !== 0 &&
+      /password is required|terminal is required|not in the sudoers|may not run sudo/i.test(r.stderr)
+    ) {
+      throw new GateError(
+        `sudo on ${this.host.name} refused \`sudo -n\` (${r.stderr.trim().split('\n')[0]}); no server was touched.`,
+        {
+          hint: `vaultops runs root commands with \`sudo -n\` (never a password prompt): give the SSH user passwordless sudo on ${this.host.name} (e.g. "ops ALL=(root) NOPASSWD: /usr/bin/systemctl, /usr/bin/install" in /etc/sudoers.d), or log in as root.`,
+        },
+      );
     }
     const pid = Number.parseInt(r.stdout.trim(), 10);
     return r.code === 0 && pid > 0 ? pid : undefined;
@@ -97,20 +119,35 @@ export class SystemdService implements ServiceManager {
 
   async start(): Promise<void> {
     const r = await this.host.exec(`systemctl start ${shq(this.unit)}`, { sudo: true, timeoutMs: 120_000 });
-    if (r.code !== 0) throw new VaultopsError(`systemctl start ${this.unit} on ${this.host.name} failed: ${r.stderr.trim()}`, { details: await this.logTail() });
+    if (r.code !== 0)
+      throw new VaultopsError(`systemctl start ${this.unit} on ${this.host.name} failed: ${r.stderr.trim()}`, {
+        details: await this.logTail(),
+      });
   }
 
   async stop(timeoutMs = 60_000): Promise<void> {
     const pid = await this.#mainPid();
     const r = await this.host.exec(`systemctl stop ${shq(this.unit)}`, { sudo: true, timeoutMs: timeoutMs + 15_000 });
-    if (r.code !== 0) throw new VaultopsError(`systemctl stop ${this.unit} on ${this.host.name} failed: ${r.stderr.trim()}`, { details: await this.logTail() });
+    if (r.code !== 0)
+      throw new VaultopsError(`systemctl stop ${this.unit} on ${this.host.name} failed: ${r.stderr.trim()}`, {
+        details: await this.logTail(),
+      });
     if (pid === undefined) return;
-    const w = await this.host.exec(`i=0; while [ -d /proc/${pid} ] && ! grep -q '^State:.*Z' /proc/${pid}/status 2>/dev/null; do i=$((i+1)); [ $i -gt ${Math.ceil(timeoutMs / 100)} ] && exit 4; sleep 0.1; done`, { timeoutMs: timeoutMs + 15_000 });
-    if (w.code !== 0) throw new VaultopsError(`PID ${pid} of ${this.unit} on ${this.host.name} is still there ${Math.round(timeoutMs / 1000)} s after the stop.`, { details: await this.logTail() });
+    const w = await this.host.exec(
+      `i=0; while [ -d /proc/${pid} ] && ! grep -q '^State:.*Z' /proc/${pid}/status 2>/dev/null; do i=$((i+1)); [ $i -gt ${Math.ceil(timeoutMs / 100)} ] && exit 4; sleep 0.1; done`,
+      { timeoutMs: timeoutMs + 15_000 },
+    );
+    if (w.code !== 0)
+      throw new VaultopsError(
+        `PID ${pid} of ${this.unit} on ${this.host.name} is still there ${Math.round(timeoutMs / 1000)} s after the stop.`,
+        { details: await this.logTail() },
+      );
   }
 
   async logTail(lines = 20): Promise<string[]> {
-    const cmd = this.logFile ? `tail -n ${lines} -- ${shq(this.logFile)}` : `journalctl -u ${shq(this.unit)} -n ${lines} --no-pager -o short-iso`;
+    const cmd = this.logFile
+      ? `tail -n ${lines} -- ${shq(this.logFile)}`
+      : `journalctl -u ${shq(this.unit)} -n ${lines} --no-pager -o short-iso`;
     const r = await this.host.exec(cmd, { sudo: !this.logFile });
     return r.stdout.split('\n').filter(Boolean);
   }

@@ -41,7 +41,8 @@ export async function phaseTaskList(name: string, cluster: string, phases: reado
   let current = -1;
   const moveTo = (index: number) => {
     while (current < index) {
-      if (current >= 0) reporter.emit({ type: 'step-end', instance: instances[current]!, outcome: { status: 'ok' }, ms: 0 });
+      if (current >= 0)
+        reporter.emit({ type: 'step-end', instance: instances[current]!, outcome: { status: 'ok' }, ms: 0 });
       current++;
       reporter.emit({ type: 'step-start', instance: instances[current]!, attempt: 1 });
     }
@@ -62,10 +63,19 @@ export async function phaseTaskList(name: string, cluster: string, phases: reado
     },
     async finish(error) {
       if (current >= 0) {
-        const outcome = error === undefined ? ({ status: 'ok' } as const) : ({ status: 'failed', message: error instanceof Error ? error.message : String(error) } as const);
+        const outcome =
+          error === undefined
+            ? ({ status: 'ok' } as const)
+            : ({ status: 'failed', message: error instanceof Error ? error.message : String(error) } as const);
         reporter.emit({ type: 'step-end', instance: instances[current]!, outcome, ms: 0 });
       }
-      reporter.emit({ type: 'run-end', runId: name, status: error === undefined ? 'ok' : 'failed', recap: {}, ms: Date.now() - started });
+      reporter.emit({
+        type: 'run-end',
+        runId: name,
+        status: error === undefined ? 'ok' : 'failed',
+        recap: {},
+        ms: Date.now() - started,
+      });
       await reporter.done();
     },
   };

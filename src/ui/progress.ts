@@ -65,9 +65,14 @@ export function createProgress(o: ProgressOptions): Progress {
 
   const describe = (t: number): string => {
     const r = rate(t);
-    const parts = [o.total ? `${formatBytes(bytes)} of ${formatBytes(o.total)} (${Math.min(100, Math.floor((bytes * 100) / o.total))}%)` : formatBytes(bytes)];
+    const parts = [
+      o.total
+        ? `${formatBytes(bytes)} of ${formatBytes(o.total)} (${Math.min(100, Math.floor((bytes * 100) / o.total))}%)`
+        : formatBytes(bytes),
+    ];
     if (r !== undefined) parts.push(`${formatBytes(r)}/s`);
-    if (r !== undefined && r > 0 && o.total && o.total > bytes) parts.push(`${formatDuration(((o.total - bytes) * 1000) / r)} left`);
+    if (r !== undefined && r > 0 && o.total && o.total > bytes)
+      parts.push(`${formatDuration(((o.total - bytes) * 1000) / r)} left`);
     else if (!o.total || o.total <= bytes) parts.push(`${formatDuration(t - started)} elapsed`);
     return `${o.label}: ${parts.join(', ')}`;
   };

@@ -11,24 +11,41 @@ export class UnattendedPrompter implements Prompter {
   constructor(private readonly answers: { confirm?: string | undefined } = {}) {}
 
   async secret(q: { message: string; source: string }): Promise<string> {
-    throw new InputError(`${q.message}: no value was given and nobody can be asked (no TTY or --non-interactive).`, { hint: `Supply it with ${q.source}.` });
+    throw new InputError(`${q.message}: no value was given and nobody can be asked (no TTY or --non-interactive).`, {
+      hint: `Supply it with ${q.source}.`,
+    });
   }
 
   async text(q: { message: string; source: string }): Promise<string> {
-    throw new InputError(`${q.message}: no value was given and nobody can be asked (no TTY or --non-interactive).`, { hint: `Supply it with ${q.source}.` });
+    throw new InputError(`${q.message}: no value was given and nobody can be asked (no TTY or --non-interactive).`, {
+      hint: `Supply it with ${q.source}.`,
+    });
   }
 
   async confirm(q: { message: string; expected: string; source: string }): Promise<void> {
     if (this.answers.confirm === q.expected) return;
     if (this.answers.confirm !== undefined) {
-      throw new InputError(`${q.message}: --confirm ${this.answers.confirm} does not match; expected "${q.expected}".`, { hint: `Pass --confirm ${q.expected} if you mean it.` });
+      throw new InputError(
+        `${q.message}: --confirm ${this.answers.confirm} does not match; expected "${q.expected}".`,
+        { hint: `Pass --confirm ${q.expected} if you mean it.` },
+      );
     }
-    throw new InputError(`${q.message}: needs a typed confirmation, and nobody can be asked (no TTY or --non-interactive).`, { hint: `Pass --confirm ${q.expected}.` });
+    throw new InputError(
+      `${q.message}: needs a typed confirmation, and nobody can be asked (no TTY or --non-interactive).`,
+      { hint: `Pass --confirm ${q.expected}.` },
+    );
   }
 
-  async select<T extends string>(q: { message: string; choices: readonly T[]; default?: T; source: string }): Promise<T> {
+  async select<T extends string>(q: {
+    message: string;
+    choices: readonly T[];
+    default?: T;
+    source: string;
+  }): Promise<T> {
     if (q.default !== undefined) return q.default;
-    throw new InputError(`${q.message}: no answer given and nobody can be asked.`, { hint: `Supply it with ${q.source} (one of ${q.choices.join(', ')}).` });
+    throw new InputError(`${q.message}: no answer given and nobody can be asked.`, {
+      hint: `Supply it with ${q.source} (one of ${q.choices.join(', ')}).`,
+    });
   }
 }
 
@@ -39,7 +56,14 @@ export class TerminalPrompter implements Prompter {
 
   async secret(q: { message: string; source: string }): Promise<string> {
     const { password } = await import('@inquirer/prompts');
-    const value = await password({ message: q.message, mask: '*', validate: (v) => (v.trim() ? true : 'empty: type the value, or Ctrl-C to stop') }, { output: process.stderr });
+    const value = await password(
+      {
+        message: q.message,
+        mask: '*',
+        validate: (v) => (v.trim() ? true : 'empty: type the value, or Ctrl-C to stop'),
+      },
+      { output: process.stderr },
+    );
     const trimmed = value.trim();
     redactor.add(trimmed);
     return trimmed;
@@ -47,7 +71,12 @@ export class TerminalPrompter implements Prompter {
 
   async text(q: { message: string; source: string }): Promise<string> {
     const { input } = await import('@inquirer/prompts');
-    return (await input({ message: q.message, validate: (v) => (v.trim() ? true : 'empty: type a value, or Ctrl-C to stop') }, { output: process.stderr })).trim();
+    return (
+      await input(
+        { message: q.message, validate: (v) => (v.trim() ? true : 'empty: type a value, or Ctrl-C to stop') },
+        { output: process.stderr },
+      )
+    ).trim();
   }
 
   async confirm(q: { message: string; expected: string; source: string }): Promise<void> {
@@ -62,14 +91,31 @@ export class TerminalPrompter implements Prompter {
     );
   }
 
-  async select<T extends string>(q: { message: string; choices: readonly T[]; default?: T; source: string }): Promise<T> {
+  async select<T extends string>(q: {
+    message: string;
+    choices: readonly T[];
+    default?: T;
+    source: string;
+  }): Promise<T> {
     const { select } = await import('@inquirer/prompts');
-    return select<T>({ message: q.message, choices: q.choices.map((c) => ({ value: c, name: c })), ...(q.default !== undefined ? { default: q.default } : {}) }, { output: process.stderr });
+    return select<T>(
+      {
+        message: q.message,
+        choices: q.choices.map((c) => ({ value: c, name: c })),
+        ...(q.default !== undefined ? { default: q.default } : {}),
+      },
+      { output: process.stderr },
+    );
   }
 }
 
 /** Interactive only when a person can answer: stdin and stderr are TTYs and --non-interactive is not set. */
-export function makePrompter(options: { nonInteractive?: boolean | undefined; confirm?: string | undefined }): Prompter {
+export function makePrompter(options: {
+  nonInteractive?: boolean | undefined;
+  confirm?: string | undefined;
+}): Prompter {
   const tty = process.stdin.isTTY === true && process.stderr.isTTY === true;
-  return !options.nonInteractive && tty ? new TerminalPrompter({ confirm: options.confirm }) : new UnattendedPrompter({ confirm: options.confirm });
+  return !options.nonInteractive && tty
+    ? new TerminalPrompter({ confirm: options.confirm })
+    : new UnattendedPrompter({ confirm: options.confirm });
 }

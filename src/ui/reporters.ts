@@ -35,16 +35,22 @@ export function plainReporter(): Reporter {
       switch (e.type) {
         case 'run-start':
           total = e.plan.instances.length;
-          out.line(`${stamp()} run ${e.runId}${e.resumedFrom ? ' (resumed)' : ''}: ${e.plan.playbook} on cluster ${e.plan.cluster}, ${e.plan.instances.length} step instances`);
+          out.line(
+            `${stamp()} run ${e.runId}${e.resumedFrom ? ' (resumed)' : ''}: ${e.plan.playbook} on cluster ${e.plan.cluster}, ${e.plan.instances.length} step instances`,
+          );
           break;
         case 'step-start':
-          out.line(`${stamp()} [${e.instance.seq}/${total}] ${where(e.instance)}${e.instance.name}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}...`);
+          out.line(
+            `${stamp()} [${e.instance.seq}/${total}] ${where(e.instance)}${e.instance.name}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}...`,
+          );
           break;
         case 'step-log':
           out.line(`${stamp()}     ${where(e.instance)}${e.message}`);
           break;
         case 'step-end':
-          out.line(`${stamp()} [${e.instance.seq}/${total}] ${where(e.instance)}${e.instance.name}: ${outcomeText(e.outcome)} (${fmtMs(e.ms)})`);
+          out.line(
+            `${stamp()} [${e.instance.seq}/${total}] ${where(e.instance)}${e.instance.name}: ${outcomeText(e.outcome)} (${fmtMs(e.ms)})`,
+          );
           if (e.outcome.status === 'failed') for (const d of e.outcome.details ?? []) out.line(`${stamp()}     ${d}`);
           break;
         case 'run-end':
@@ -70,12 +76,26 @@ export function jsonReporter(): Reporter {
 /** A live listr2 task list on a terminal: one task per step, nested per node. */
 export async function listrReporter(plan: Plan, options: { recap?: boolean } = {}): Promise<Reporter> {
   const { Listr } = await import('listr2');
-  type Pending = { resolve: (o: Outcome | undefined) => void; promise: Promise<Outcome | undefined>; settled: boolean; output?: (s: string) => void };
+  type Pending = {
+    resolve: (o: Outcome | undefined) => void;
+    promise: Promise<Outcome | undefined>;
+    settled: boolean;
+    output?: (s: string) => void;
+  };
   const pending = new Map<number, Pending>();
   for (const inst of plan.instances) {
     let resolve!: (o: Outcome | undefined) => void;
     const promise = new Promise<Outcome | undefined>((r) => (resolve = r));
-    const p: Pending = { resolve: (o) => { if (!p.settled) { p.settled = true; resolve(o); } }, promise, settled: false };
+    const p: Pending = {
+      resolve: (o) => {
+        if (!p.settled) {
+          p.settled = true;
+          resolve(o);
+        }
+      },
+      promise,
+      settled: false,
+    };
     pending.set(inst.seq, p);
   }
   // Instances of one step may run side by side: only steps before the current one are "not run".
@@ -137,7 +157,10 @@ export async function listrReporter(plan: Plan, options: { recap?: boolean } = {
           break;
         case 'run-end':
           settleBefore(Number.MAX_SAFE_INTEGER);
-          recap = { recap: e.recap, line: `run ${e.runId} ${e.status} in ${fmtMs(e.ms)}${e.message ? `: ${e.message}` : ''}` };
+          recap = {
+            recap: e.recap,
+            line: `run ${e.runId} ${e.status} in ${fmtMs(e.ms)}${e.message ? `: ${e.message}` : ''}`,
+          };
           break;
         default:
           break;
@@ -159,9 +182,22 @@ export function recapLines(recap: Recap): string[] {
   if (!names.length) return ['RECAP: nothing ran'];
   const rows = names.map((node) => {
     const r = recap[node]!;
-    return [node, ':', `ok=${r.ok}`, `changed=${r.changed}`, `skipped=${r.skipped}`, `failed=${r.failed}`, `unreachable=${r.unreachable}`];
+    return [
+      node,
+      ':',
+      `ok=${r.ok}`,
+      `changed=${r.changed}`,
+      `skipped=${r.skipped}`,
+      `failed=${r.failed}`,
+      `unreachable=${r.unreachable}`,
+    ];
   });
-  return ['RECAP', ...table(rows, ['', '', '', '', '', '', '']).slice(1).map((l) => `  ${l}`)];
+  return [
+    'RECAP',
+    ...table(rows, ['', '', '', '', '', '', ''])
+      .slice(1)
+      .map((l) => `  ${l}`),
+  ];
 }
 
 export function fmtMs(ms: number): string {
@@ -170,15 +206,21 @@ export function fmtMs(ms: number): string {
 
 /** The plan as a person reads it: every step instance in order, with gates and skip reasons. */
 export function planLines(plan: Plan): string[] {
-  const lines = [`Plan: ${plan.playbook} on cluster ${plan.cluster} (leader now: ${plan.live.leader ?? 'none'}; sealed: ${plan.live.sealed_count}; unreachable: ${plan.live.unreachable_count})`];
+  const lines = [
+    `Plan: ${plan.playbook} on cluster ${plan.cluster} (leader now: ${plan.live.leader ?? 'none'}; sealed: ${plan.live.sealed_count}; unreachable: ${plan.live.unreachable_count})`,
+  ];
   let lastStep = '';
   for (const i of plan.instances) {
     if (i.stepId !== lastStep) {
-      lines.push(`  ${i.stepId}. ${i.name}${i.section !== 'main' ? ` [${i.section === 'always' ? 'always runs' : 'only if the block fails'}]` : ''}${i.serial ? ` [serial ${i.serial}]` : ''}`);
+      lines.push(
+        `  ${i.stepId}. ${i.name}${i.section !== 'main' ? ` [${i.section === 'always' ? 'always runs' : 'only if the block fails'}]` : ''}${i.serial ? ` [serial ${i.serial}]` : ''}`,
+      );
       lastStep = i.stepId;
     }
     const mark = i.skip ? 'skip' : i.changes ? 'CHANGE' : 'check';
-    lines.push(`     #${String(i.seq).padEnd(3)} ${mark.padEnd(6)} ${i.action} ${i.node ? `on ${i.node}` : '(cluster)'}: ${i.skip ? `skipped: ${i.skip}` : i.description}${i.gate ? ' [gate]' : ''}${i.gates.length && !i.skip ? ` (checks: ${i.gates.join(', ')})` : ''}${i.when && !i.skip ? ` (when ${i.when})` : ''}`);
+    lines.push(
+      `     #${String(i.seq).padEnd(3)} ${mark.padEnd(6)} ${i.action} ${i.node ? `on ${i.node}` : '(cluster)'}: ${i.skip ? `skipped: ${i.skip}` : i.description}${i.gate ? ' [gate]' : ''}${i.gates.length && !i.skip ? ` (checks: ${i.gates.join(', ')})` : ''}${i.when && !i.skip ? ` (when ${i.when})` : ''}`,
+    );
   }
   for (const n of plan.notes) lines.push(`  note: ${n}`);
   if (plan.confirmations.length) lines.push(`  needs typed confirmation: ${plan.confirmations.join(', ')}`);

@@ -22,12 +22,18 @@ export interface BinarySource {
 
 /** Refuses a local file whose sha256 differs from the expected one; nothing remote is touched. */
 export async function verifyLocalBinary(src: BinarySource): Promise<{ bytes: number }> {
-  if (!/^[0-9a-f]{64}$/i.test(src.sha256)) throw new InputError(`--sha256 "${src.sha256}" is not a sha256 (64 hex digits).`, { hint: 'Take it from the release\'s SHA256SUMS file, or run sha256sum on the binary.' });
+  if (!/^[0-9a-f]{64}$/i.test(src.sha256))
+    throw new InputError(`--sha256 "${src.sha256}" is not a sha256 (64 hex digits).`, {
+      hint: "Take it from the release's SHA256SUMS file, or run sha256sum on the binary.",
+    });
   const { sha256, bytes } = await sha256File(src.path);
   if (sha256 !== src.sha256.toLowerCase()) {
-    throw new InputError(`${src.path} has sha256 ${sha256}, not the expected ${src.sha256.toLowerCase()}: refused before touching any node.`, {
-      hint: 'Download the binary again and compare with the release\'s SHA256SUMS (and its signature).',
-    });
+    throw new InputError(
+      `${src.path} has sha256 ${sha256}, not the expected ${src.sha256.toLowerCase()}: refused before touching any node.`,
+      {
+        hint: "Download the binary again and compare with the release's SHA256SUMS (and its signature).",
+      },
+    );
   }
   return { bytes };
 }
@@ -49,18 +55,27 @@ export async function stageBinary(host: Host, livePath: string, src: BinarySourc
 export async function remoteBinaryVersion(host: Host, path: string, expectedSha256: string): Promise<string> {
   const want = expectedSha256.toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(want)) throw new InputError(`"${expectedSha256}" is not a sha256 (64 hex digits).`);
-  const r = await host.exec(`f=${shq(path)}; s=$(sha256sum -- "$f" | cut -d ' ' -f 1); if [ "$s" != ${want} ]; then echo "sha256 $s" >&2; exit 86; fi; exec "$f" version`, { timeoutMs: 360_000, maxBytes: 4096 });
+  const r = await host.exec(
+    `f=${shq(path)}; s=$(sha256sum -- "$f" | cut -d ' ' -f 1); if [ "$s" != ${want} ]; then echo "sha256 $s" >&2; exit 86; fi; exec "$f" version`,
+    { timeoutMs: 360_000, maxBytes: 4096 },
+  );
   if (r.code === 86) {
-    throw new VaultopsError(`The staged binary ${host.name}:${path} does not have the expected sha256 (${r.stderr.trim() || 'unreadable'}): it was not run.`, {
-      hint: 'Someone or something changed it after it was staged. Run the upgrade again: it stages and verifies the binary first.',
-    });
+    throw new VaultopsError(
+      `The staged binary ${host.name}:${path} does not have the expected sha256 (${r.stderr.trim() || 'unreadable'}): it was not run.`,
+      {
+        hint: 'Someone or something changed it after it was staged. Run the upgrade again: it stages and verifies the binary first.',
+      },
+    );
   }
   const v = /v(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?)/.exec(r.stdout)?.[1];
   if (r.code !== 0 || !v) {
-    throw new VaultopsError(`The new binary does not run on ${host.name} (\`${path} version\` exit ${r.code ?? r.signal}).`, {
-      details: [...r.stdout.split('\n'), ...r.stderr.split('\n')].filter(Boolean).slice(-8),
-      hint: 'Check that the file is the right build for this host\'s OS and CPU; nothing was changed on any node.',
-    });
+    throw new VaultopsError(
+      `The new binary does not run on ${host.name} (\`${path} version\` exit ${r.code ?? r.signal}).`,
+      {
+        details: [...r.stdout.split('\n'), ...r.stderr.split('\n')].filter(Boolean).slice(-8),
+        hint: "Check that the file is the right build for this host's OS and CPU; nothing was changed on any node.",
+      },
+    );
   }
   return v;
 }
@@ -68,7 +83,11 @@ export async function remoteBinaryVersion(host: Host, path: string, expectedSha2
 /** Checks the staged file again right before its node goes down (it may have been changed since staging). */
 export async function verifyStaged(host: Host, livePath: string, expectedSha256: string): Promise<void> {
   const staged = `${livePath}${STAGED_SUFFIX}`;
-  if ((await host.sha256(staged)) !== expectedSha256.toLowerCase()) throw new VaultopsError(`The staged binary ${host.name}:${staged} is missing or changed since it was verified; the node was not touched.`, { hint: 'Run the upgrade again: it stages and verifies the binary first.' });
+  if ((await host.sha256(staged)) !== expectedSha256.toLowerCase())
+    throw new VaultopsError(
+      `The staged binary ${host.name}:${staged} is missing or changed since it was verified; the node was not touched.`,
+      { hint: 'Run the upgrade again: it stages and verifies the binary first.' },
+    );
 }
 
 /**
@@ -79,7 +98,9 @@ export async function verifyStaged(host: Host, livePath: string, expectedSha256:
 export async function swapBinary(host: Host, livePath: string): Promise<void> {
   const staged = `${livePath}${STAGED_SUFFIX}`;
   const prev = `${livePath}${PREVIOUS_SUFFIX}`;
-  const r = await host.exec(`set -e; if [ -e ${shq(livePath)} ]; then ln -f ${shq(livePath)} ${shq(prev)}; fi; mv -f ${shq(staged)} ${shq(livePath)}`);
+  const r = await host.exec(
+    `set -e; if [ -e ${shq(livePath)} ]; then ln -f ${shq(livePath)} ${shq(prev)}; fi; mv -f ${shq(staged)} ${shq(livePath)}`,
+  );
   if (r.code !== 0) throw new VaultopsError(`Binary swap on ${host.name} failed: ${r.stderr.trim()}`);
 }
 
@@ -87,6 +108,8 @@ export async function swapBinary(host: Host, livePath: string): Promise<void> {
 export async function rollbackBinary(host: Host, livePath: string): Promise<void> {
   const prev = `${livePath}${PREVIOUS_SUFFIX}`;
   const tmp = `${livePath}.vaultops-rollback`;
-  const r = await host.exec(`set -e; [ -e ${shq(prev)} ]; ln -f ${shq(prev)} ${shq(tmp)}; mv -f ${shq(tmp)} ${shq(livePath)}`);
+  const r = await host.exec(
+    `set -e; [ -e ${shq(prev)} ]; ln -f ${shq(prev)} ${shq(tmp)}; mv -f ${shq(tmp)} ${shq(livePath)}`,
+  );
   if (r.code !== 0) throw new VaultopsError(`Rollback on ${host.name}: no previous binary at ${prev}.`);
 }

@@ -6,7 +6,15 @@ import type { Host } from '../ssh/host.js';
 import type { ServiceManager } from '../ssh/services.js';
 import { sameHost, type ClusterClient, type ClusterNode } from '../vault/cluster.js';
 import type { RaftServer } from '../vault/api-types.js';
-import { remoteBinaryVersion, stageBinary, STAGED_SUFFIX, swapBinary, verifyLocalBinary, verifyStaged, type BinarySource } from './binary-install.js';
+import {
+  remoteBinaryVersion,
+  stageBinary,
+  STAGED_SUFFIX,
+  swapBinary,
+  verifyLocalBinary,
+  verifyStaged,
+  type BinarySource,
+} from './binary-install.js';
 import { closeMembers, halt, memberFor, type Member, type NodeUpgradeContext, type UpgradeEvent } from './members.js';
 import { startAndRejoin, waitFor, waitForNewLeader } from './node-waits.js';
 import { verifyUpgrade } from './end-state.js';
@@ -97,7 +105,10 @@ export function combinedCluster(cluster: ClusterClient, spec: ClusterSpec): Clus
 }
 
 function raftServerOf(servers: readonly RaftServer[], node: ClusterNode): RaftServer | undefined {
-  return servers.find((s) => s.node_id === node.name) ?? servers.find((s) => sameHost(s.address, node.clusterAddr ?? node.apiAddr));
+  return (
+    servers.find((s) => s.node_id === node.name) ??
+    servers.find((s) => sameHost(s.address, node.clusterAddr ?? node.apiAddr))
+  );
 }
 
 /** The Raft configuration, asked of whichever node is active among old and new. */
@@ -130,20 +141,40 @@ export async function preflightImmutable(o: ImmutableUpgradeOptions): Promise<Im
   emit({ kind: 'gate', message: `${o.binary.path}: sha256 matches.` });
   const newSpecs = o.spec.new_nodes ?? [];
   if (!newSpecs.length) {
-    throw new InputError(`Cluster ${o.clusterName} lists no new_nodes: an immutable upgrade replaces the nodes with new ones.`, {
-      hint: 'List the new hosts under new_nodes: in the inventory (same fields as nodes:); in the lab, `vaultops lab add-nodes --name LAB --count 3 --version NEW` writes them.',
-    });
+    throw new InputError(
+      `Cluster ${o.clusterName} lists no new_nodes: an immutable upgrade replaces the nodes with new ones.`,
+      {
+        hint: 'List the new hosts under new_nodes: in the inventory (same fields as nodes:); in the lab, `vaultops lab add-nodes --name LAB --count 3 --version NEW` writes them.',
+      },
+    );
   }
   for (const n of [...o.spec.nodes, ...newSpecs]) {
-    if (!n.ssh) throw new InputError(`Node ${n.name} has no ssh settings: an immutable upgrade stops old nodes and installs new ones over SSH.`, { hint: 'Add ssh: {host, user, key_file, host_key} to the node in the inventory.' });
-    if (!n.service?.binary) throw new InputError(`Node ${n.name} has no service.binary: where the server binary lives on the host.`, { hint: 'Add service: {binary: /usr/local/bin/vault} to the node.' });
+    if (!n.ssh)
+      throw new InputError(
+        `Node ${n.name} has no ssh settings: an immutable upgrade stops old nodes and installs new ones over SSH.`,
+        { hint: 'Add ssh: {host, user, key_file, host_key} to the node in the inventory.' },
+      );
+    if (!n.service?.binary)
+      throw new InputError(`Node ${n.name} has no service.binary: where the server binary lives on the host.`, {
+        hint: 'Add service: {binary: /usr/local/bin/vault} to the node.',
+      });
   }
-  if (!o.cluster.hasToken) throw new InputError(`Cluster ${o.clusterName} has no token; the upgrade reads Raft and autopilot state and removes peers.`, { hint: 'Set token: in the inventory, or export VAULT_TOKEN / BAO_TOKEN.' });
+  if (!o.cluster.hasToken)
+    throw new InputError(
+      `Cluster ${o.clusterName} has no token; the upgrade reads Raft and autopilot state and removes peers.`,
+      { hint: 'Set token: in the inventory, or export VAULT_TOKEN / BAO_TOKEN.' },
+    );
 
   const all = combinedCluster(o.cluster, o.spec);
   let state = readState(o.stateFile);
-  if (state && (state.sha256 !== o.binary.sha256.toLowerCase() || state.new.join() !== newSpecs.map((n) => n.name).join())) {
-    emit({ kind: 'gate', message: `an earlier immutable upgrade with another binary or other new nodes was recorded (${state.startedAt}); its record is dropped` });
+  if (
+    state &&
+    (state.sha256 !== o.binary.sha256.toLowerCase() || state.new.join() !== newSpecs.map((n) => n.name).join())
+  ) {
+    emit({
+      kind: 'gate',
+      message: `an earlier immutable upgrade with another binary or other new nodes was recorded (${state.startedAt}); its record is dropped`,
+    });
     state = undefined;
   }
   const servers = await raftServers(all).catch(() => undefined);
@@ -154,18 +185,30 @@ export async function preflightImmutable(o: ImmutableUpgradeOptions): Promise<Im
     // A fresh run: the cluster as it is must be healthy and able to lose a node.
     const before = await o.cluster.status();
     if (before.health !== 'healthy') {
-      throw new GateError(`Cluster ${o.clusterName} is not healthy; no node was touched and no new node joined.`, { details: before.problems, hint: 'Fix the problems above (`vaultops status -i INV`), then run the upgrade again.' });
-    }
-    if (newInRaft.length) {
-      throw new GateError(`New node${newInRaft.length > 1 ? 's' : ''} ${newInRaft.map((n) => n.name).join(', ')} ${newInRaft.length > 1 ? 'are' : 'is'} already in the Raft configuration, but no run of this upgrade is recorded.`, {
-        hint: 'Someone joined them by hand, or the state file was lost. Check `operator raft list-peers`; remove them (remove-peer) or finish by hand.',
+      throw new GateError(`Cluster ${o.clusterName} is not healthy; no node was touched and no new node joined.`, {
+        details: before.problems,
+        hint: 'Fix the problems above (`vaultops status -i INV`), then run the upgrade again.',
       });
     }
-    emit({ kind: 'gate', message: `all ${before.nodes.length} old nodes reachable, unsealed, voters; autopilot healthy; failure tolerance ${before.autopilot?.failureTolerance}.` });
+    if (newInRaft.length) {
+      throw new GateError(
+        `New node${newInRaft.length > 1 ? 's' : ''} ${newInRaft.map((n) => n.name).join(', ')} ${newInRaft.length > 1 ? 'are' : 'is'} already in the Raft configuration, but no run of this upgrade is recorded.`,
+        {
+          hint: 'Someone joined them by hand, or the state file was lost. Check `operator raft list-peers`; remove them (remove-peer) or finish by hand.',
+        },
+      );
+    }
+    emit({
+      kind: 'gate',
+      message: `all ${before.nodes.length} old nodes reachable, unsealed, voters; autopilot healthy; failure tolerance ${before.autopilot?.failureTolerance}.`,
+    });
   } else {
     // Resuming: the cluster must have an active node; each later step checks quorum before it changes anything.
     const leader = await all.findLeader();
-    emit({ kind: 'gate', message: `resuming the immutable upgrade started ${state!.startedAt}: ${leader.node.name} is the active node; ${newInRaft.map((n) => n.name).join(', ')} already joined` });
+    emit({
+      kind: 'gate',
+      message: `resuming the immutable upgrade started ${state!.startedAt}: ${leader.node.name} is the active node; ${newInRaft.map((n) => n.name).join(', ')} already joined`,
+    });
   }
 
   const oldMembers: Member[] = [];
@@ -179,14 +222,25 @@ export async function preflightImmutable(o: ImmutableUpgradeOptions): Promise<Im
         oldMembers.push(memberFor(all, spec, await o.openHost(spec), unit));
       } catch (e) {
         if (stillMember) throw e;
-        emit({ kind: 'skip', node: spec.name, reason: `already removed from the cluster; its host does not answer (${(e as Error).message})` });
+        emit({
+          kind: 'skip',
+          node: spec.name,
+          reason: `already removed from the cluster; its host does not answer (${(e as Error).message})`,
+        });
       }
     }
     for (const spec of newSpecs) newMembers.push(memberFor(all, spec, await o.openHost(spec), unit));
-    emit({ kind: 'gate', message: `SSH to ${[...oldMembers, ...newMembers].map((m) => m.spec.name).join(', ')}: host keys verified.` });
+    emit({
+      kind: 'gate',
+      message: `SSH to ${[...oldMembers, ...newMembers].map((m) => m.spec.name).join(', ')}: host keys verified.`,
+    });
     if (!resumed) {
       for (const m of oldMembers) {
-        if (!(await m.service.status()).running) throw new GateError(`Node ${m.spec.name}: the ${m.service.kind} service manager says the server is not running, although its API answers.`, { hint: 'The inventory\'s service settings may not describe this host; fix them first.' });
+        if (!(await m.service.status()).running)
+          throw new GateError(
+            `Node ${m.spec.name}: the ${m.service.kind} service manager says the server is not running, although its API answers.`,
+            { hint: "The inventory's service settings may not describe this host; fix them first." },
+          );
       }
     }
 
@@ -194,10 +248,20 @@ export async function preflightImmutable(o: ImmutableUpgradeOptions): Promise<Im
     await Promise.all(
       newMembers.map(async (m) => {
         const r = await stageBinary(m.host, m.binaryPath, o.binary);
-        emit({ kind: 'stage', node: m.spec.name, message: r.uploaded ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)` : 'already staged (sha256 verified on the host)' });
+        emit({
+          kind: 'stage',
+          node: m.spec.name,
+          message: r.uploaded
+            ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)`
+            : 'already staged (sha256 verified on the host)',
+        });
       }),
     );
-    const target = await remoteBinaryVersion(newMembers[0]!.host, `${newMembers[0]!.binaryPath}${STAGED_SUFFIX}`, o.binary.sha256);
+    const target = await remoteBinaryVersion(
+      newMembers[0]!.host,
+      `${newMembers[0]!.binaryPath}${STAGED_SUFFIX}`,
+      o.binary.sha256,
+    );
 
     // Old versions: from the nodes (fresh run) or the record (some old nodes may be gone).
     const fromVersions: Record<string, string> = { ...(state?.fromVersions ?? {}) };
@@ -205,28 +269,55 @@ export async function preflightImmutable(o: ImmutableUpgradeOptions): Promise<Im
       for (const p of await o.cluster.probeAll()) fromVersions[p.node.name] = p.health?.body.version ?? 'unknown';
       for (const [name, v] of Object.entries(fromVersions)) {
         if (compareVersions(target, v) <= 0) {
-          throw new GateError(`The new binary is ${target}, not newer than ${name}'s ${v}: an immutable upgrade needs a newer version on the new nodes.`, {
-            hint: compareVersions(target, v) < 0 ? 'A downgrade is not an upgrade: restore the pre-upgrade snapshot onto a cluster of the old version instead.' : 'The cluster is already on this version; nothing to replace.',
-          });
+          throw new GateError(
+            `The new binary is ${target}, not newer than ${name}'s ${v}: an immutable upgrade needs a newer version on the new nodes.`,
+            {
+              hint:
+                compareVersions(target, v) < 0
+                  ? 'A downgrade is not an upgrade: restore the pre-upgrade snapshot onto a cluster of the old version instead.'
+                  : 'The cluster is already on this version; nothing to replace.',
+            },
+          );
         }
       }
-      emit({ kind: 'gate', message: `target ${target} is newer than ${Object.entries(fromVersions).map(([n, v]) => `${n} (${v})`).join(', ')}.` });
+      emit({
+        kind: 'gate',
+        message: `target ${target} is newer than ${Object.entries(fromVersions)
+          .map(([n, v]) => `${n} (${v})`)
+          .join(', ')}.`,
+      });
     }
 
     // New nodes: a running one must already be the new version, and not a member of some other cluster.
     for (const m of newMembers) {
-      const h = await all.client(m.spec.name).health().catch(() => undefined);
+      const h = await all
+        .client(m.spec.name)
+        .health()
+        .catch(() => undefined);
       if (!h) continue;
-      if (h.body.version && h.body.version !== target) throw new GateError(`New node ${m.spec.name} already runs ${h.body.version}, not ${target}.`, { hint: `Stop it (its service), or install ${target} on it; nothing was changed.` });
+      if (h.body.version && h.body.version !== target)
+        throw new GateError(`New node ${m.spec.name} already runs ${h.body.version}, not ${target}.`, {
+          hint: `Stop it (its service), or install ${target} on it; nothing was changed.`,
+        });
       const member = servers ? raftServerOf(servers, clusterNodeOf(m.spec)) : undefined;
       // Sealed and "initialised" is a node whose retry_join reached the leader and waits for the shares;
       // unsealed and not a member is a node serving some other cluster.
       if (h.body.initialized && !h.body.sealed && !member) {
-        throw new GateError(`New node ${m.spec.name} is unsealed but not a member of ${o.clusterName}: it serves another cluster's data.`, { hint: 'Wipe its data directory (it must start empty), then run the upgrade again.' });
+        throw new GateError(
+          `New node ${m.spec.name} is unsealed but not a member of ${o.clusterName}: it serves another cluster's data.`,
+          { hint: 'Wipe its data directory (it must start empty), then run the upgrade again.' },
+        );
       }
     }
 
-    state = state ?? { sha256: o.binary.sha256.toLowerCase(), target, startedAt: new Date().toISOString(), old: o.spec.nodes.map((n) => n.name), new: newSpecs.map((n) => n.name), fromVersions };
+    state = state ?? {
+      sha256: o.binary.sha256.toLowerCase(),
+      target,
+      startedAt: new Date().toISOString(),
+      old: o.spec.nodes.map((n) => n.name),
+      new: newSpecs.map((n) => n.name),
+      fromVersions,
+    };
     return { target, fromVersions, resumed, oldMembers, newMembers, all, state };
   } catch (e) {
     closeMembers([...oldMembers, ...newMembers]);
@@ -236,11 +327,19 @@ export async function preflightImmutable(o: ImmutableUpgradeOptions): Promise<Im
 
 /** Whether autopilot calls the node a healthy voter on `version`. */
 async function isHealthyVoter(all: ClusterClient, node: ClusterNode, version: string): Promise<boolean> {
-  const h = await all.client(node.name).health().catch(() => undefined);
-  if (!h || (h.state !== 'standby' && h.state !== 'active' && h.state !== 'perf-standby') || h.body.version !== version) return false;
+  const h = await all
+    .client(node.name)
+    .health()
+    .catch(() => undefined);
+  if (!h || (h.state !== 'standby' && h.state !== 'active' && h.state !== 'perf-standby') || h.body.version !== version)
+    return false;
   const leader = await all.findLeader().catch(() => undefined);
   const ap = await leader?.client.autopilotState().catch(() => undefined);
-  const s = ap && Object.values(ap.servers ?? {}).find((x) => x.id === node.name || sameHost(x.address, node.clusterAddr ?? node.apiAddr));
+  const s =
+    ap &&
+    Object.values(ap.servers ?? {}).find(
+      (x) => x.id === node.name || sameHost(x.address, node.clusterAddr ?? node.apiAddr),
+    );
   return s !== undefined && s.healthy && (s.status === 'voter' || s.status === 'leader');
 }
 
@@ -250,7 +349,12 @@ async function isHealthyVoter(all: ClusterClient, node: ClusterNode, version: st
  * whose config has retry_join joins by itself), unsealed with the shares (Shamir), then waited on
  * until autopilot has promoted it to a healthy voter and it has caught up.
  */
-async function joinNewNode(o: ImmutableUpgradeOptions, p: ImmutablePreflight, m: Member, emit: (e: UpgradeEvent) => void): Promise<void> {
+async function joinNewNode(
+  o: ImmutableUpgradeOptions,
+  p: ImmutablePreflight,
+  m: Member,
+  emit: (e: UpgradeEvent) => void,
+): Promise<void> {
   const timeout = o.waitTimeoutMs ?? DEFAULT_TIMEOUT;
   const name = m.spec.name;
   const client = p.all.client(name);
@@ -271,23 +375,55 @@ async function joinNewNode(o: ImmutableUpgradeOptions, p: ImmutablePreflight, m:
         await service.start();
         emit({ kind: 'node', node: name, message: `started through the ${service.kind} service manager` });
       }
-      const up = await waitFor(timeout, o.signal, async () => (await client.sealStatus().catch(() => undefined)) ?? ((await service.status()).running ? undefined : ('died' as const)));
-      if (!up || up === 'died') throw await halt(m, `${name} ${up === 'died' ? 'exited right after it was started' : `did not answer on its API within ${timeout / 1000} s`}.`, 'Read the log above. No old node was touched.');
+      const up = await waitFor(
+        timeout,
+        o.signal,
+        async () =>
+          (await client.sealStatus().catch(() => undefined)) ??
+          ((await service.status()).running ? undefined : ('died' as const)),
+      );
+      if (!up || up === 'died')
+        throw await halt(
+          m,
+          `${name} ${up === 'died' ? 'exited right after it was started' : `did not answer on its API within ${timeout / 1000} s`}.`,
+          'Read the log above. No old node was touched.',
+        );
       if (up.initialized) return; // joined already (a resumed run, or retry_join got there first)
       const leader = await p.all.findLeader();
-      emit({ kind: 'node', node: name, message: `joining through sys/storage/raft/join with leader ${leader.node.apiAddr}` });
-      const body = JSON.stringify({ leader_api_addr: leader.node.apiAddr, ...(caPem ? { leader_ca_cert: caPem } : {}) });
+      emit({
+        kind: 'node',
+        node: name,
+        message: `joining through sys/storage/raft/join with leader ${leader.node.apiAddr}`,
+      });
+      const body = JSON.stringify({
+        leader_api_addr: leader.node.apiAddr,
+        ...(caPem ? { leader_ca_cert: caPem } : {}),
+      });
       const r = await client.raw('POST', '/sys/storage/raft/join', body);
       const text = r.body.toString('utf8');
       // A node with retry_join in its config may be joining already; the unseal below completes either way.
       if (r.status !== 200 && r.status !== 204 && !/already|in progress/i.test(text)) {
-        throw await halt(m, `${name}: sys/storage/raft/join answered HTTP ${r.status}: ${text.trim().slice(0, 300)}`, 'Check that the new node reaches the active node\'s API and cluster port, and trusts its CA.');
+        throw await halt(
+          m,
+          `${name}: sys/storage/raft/join answered HTTP ${r.status}: ${text.trim().slice(0, 300)}`,
+          "Check that the new node reaches the active node's API and cluster port, and trusts its CA.",
+        );
       }
     },
   };
-  const ctx: NodeUpgradeContext = { cluster: p.all, clusterName: o.clusterName, binary: o.binary, unsealKeys: o.unsealKeys, signal: o.signal };
+  const ctx: NodeUpgradeContext = {
+    cluster: p.all,
+    clusterName: o.clusterName,
+    binary: o.binary,
+    unsealKeys: o.unsealKeys,
+    signal: o.signal,
+  };
   const t = await startAndRejoin(ctx, { ...m, service: joining }, p.target, timeout, emit);
-  emit({ kind: 'node', node: name, message: `healthy voter on ${p.target}, caught up (start ${t.startMs} ms, unseal ${t.unsealMs} ms, promotion ${t.catchUpMs} ms)` });
+  emit({
+    kind: 'node',
+    node: name,
+    message: `healthy voter on ${p.target}, caught up (start ${t.startMs} ms, unseal ${t.unsealMs} ms, promotion ${t.catchUpMs} ms)`,
+  });
 }
 
 /**
@@ -298,26 +434,56 @@ async function gateBeforeRemoval(o: ImmutableUpgradeOptions, p: ImmutablePreflig
   const leader = await p.all.findLeader();
   const ap = await leader.client.autopilotState();
   const problems: string[] = [];
-  for (const m of p.newMembers) if (!(await isHealthyVoter(p.all, m.node, p.target))) problems.push(`new node ${m.spec.name} is not a healthy voter on ${p.target}`);
+  for (const m of p.newMembers)
+    if (!(await isHealthyVoter(p.all, m.node, p.target)))
+      problems.push(`new node ${m.spec.name} is not a healthy voter on ${p.target}`);
   if (!ap.healthy) problems.push('autopilot reports the cluster unhealthy');
   if (ap.failure_tolerance < 1) problems.push(`failure tolerance is ${ap.failure_tolerance}`);
-  if (problems.length) throw new GateError(`Not ${what}: cluster ${o.clusterName} cannot lose a member now.`, { details: problems, hint: 'Nothing was changed on that node. Fix the cluster, then run the upgrade again: it continues from here.' });
+  if (problems.length)
+    throw new GateError(`Not ${what}: cluster ${o.clusterName} cannot lose a member now.`, {
+      details: problems,
+      hint: 'Nothing was changed on that node. Fix the cluster, then run the upgrade again: it continues from here.',
+    });
 }
 
-async function removePeer(o: ImmutableUpgradeOptions, p: ImmutablePreflight, m: Member, emit: (e: UpgradeEvent) => void): Promise<void> {
+async function removePeer(
+  o: ImmutableUpgradeOptions,
+  p: ImmutablePreflight,
+  m: Member,
+  emit: (e: UpgradeEvent) => void,
+): Promise<void> {
   const timeout = o.waitTimeoutMs ?? DEFAULT_TIMEOUT;
   const servers = await raftServers(p.all);
   const server = raftServerOf(servers, m.node);
   if (!server) return;
   const leader = await p.all.findLeader();
-  if (leader.node.name === m.spec.name) throw new VaultopsError(`Refusing to remove ${m.spec.name} while it is the active node.`);
+  if (leader.node.name === m.spec.name)
+    throw new VaultopsError(`Refusing to remove ${m.spec.name} while it is the active node.`);
   await leader.client.write('sys/storage/raft/remove-peer', { server_id: server.node_id });
-  const gone = await waitFor(timeout, o.signal, async () => ((await raftServers(p.all).catch(() => undefined))?.some((s) => s.node_id === server.node_id) === false ? true : undefined));
-  if (!gone) throw await halt(m, `${m.spec.name} is still in the Raft configuration ${timeout / 1000} s after remove-peer.`, 'Check `operator raft list-peers`; run the upgrade again.');
-  emit({ kind: 'node', node: m.spec.name, message: `removed from the Raft configuration (remove-peer ${server.node_id} on ${leader.node.name})` });
+  const gone = await waitFor(timeout, o.signal, async () =>
+    (await raftServers(p.all).catch(() => undefined))?.some((s) => s.node_id === server.node_id) === false
+      ? true
+      : undefined,
+  );
+  if (!gone)
+    throw await halt(
+      m,
+      `${m.spec.name} is still in the Raft configuration ${timeout / 1000} s after remove-peer.`,
+      'Check `operator raft list-peers`; run the upgrade again.',
+    );
+  emit({
+    kind: 'node',
+    node: m.spec.name,
+    message: `removed from the Raft configuration (remove-peer ${server.node_id} on ${leader.node.name})`,
+  });
 }
 
-async function waitTolerance(o: ImmutableUpgradeOptions, p: ImmutablePreflight, m: Member, after: string): Promise<void> {
+async function waitTolerance(
+  o: ImmutableUpgradeOptions,
+  p: ImmutablePreflight,
+  m: Member,
+  after: string,
+): Promise<void> {
   const timeout = o.waitTimeoutMs ?? DEFAULT_TIMEOUT;
   let last = '';
   const ok = await waitFor(timeout, o.signal, async () => {
@@ -329,11 +495,21 @@ async function waitTolerance(o: ImmutableUpgradeOptions, p: ImmutablePreflight, 
     if (ap.failure_tolerance < 1) return ((last = `failure tolerance ${ap.failure_tolerance}`), undefined);
     return true;
   });
-  if (!ok) throw await halt(m, `after ${after}, the cluster did not get back to healthy with failure tolerance >= 1 within ${timeout / 1000} s: ${last}.`, 'Check `vaultops status` with the new nodes; run the upgrade again to continue.');
+  if (!ok)
+    throw await halt(
+      m,
+      `after ${after}, the cluster did not get back to healthy with failure tolerance >= 1 within ${timeout / 1000} s: ${last}.`,
+      'Check `vaultops status` with the new nodes; run the upgrade again to continue.',
+    );
 }
 
 /** An old standby: remove-peer first (the cluster stops counting it), then SIGTERM its server. */
-async function retireStandby(o: ImmutableUpgradeOptions, p: ImmutablePreflight, m: Member, emit: (e: UpgradeEvent) => void): Promise<void> {
+async function retireStandby(
+  o: ImmutableUpgradeOptions,
+  p: ImmutablePreflight,
+  m: Member,
+  emit: (e: UpgradeEvent) => void,
+): Promise<void> {
   const timeout = o.waitTimeoutMs ?? DEFAULT_TIMEOUT;
   await gateBeforeRemoval(o, p, `removing ${m.spec.name}`);
   writeState(o.stateFile, { ...p.state, step: `retire ${m.spec.name}` });
@@ -347,23 +523,48 @@ async function retireStandby(o: ImmutableUpgradeOptions, p: ImmutablePreflight, 
  * The old leader, last, when no other old node is left: SIGTERM, so it releases leadership at once
  * and a new node (the only voters besides it) takes over; then remove-peer on the new leader.
  */
-async function retireLeader(o: ImmutableUpgradeOptions, p: ImmutablePreflight, m: Member, emit: (e: UpgradeEvent) => void): Promise<void> {
+async function retireLeader(
+  o: ImmutableUpgradeOptions,
+  p: ImmutablePreflight,
+  m: Member,
+  emit: (e: UpgradeEvent) => void,
+): Promise<void> {
   const timeout = o.waitTimeoutMs ?? DEFAULT_TIMEOUT;
   const servers = await raftServers(p.all);
   const otherOld = p.oldMembers.filter((x) => x !== m && raftServerOf(servers, x.node));
-  if (otherOld.length) throw new GateError(`Not stopping the old leader ${m.spec.name}: ${otherOld.map((x) => x.spec.name).join(', ')} (old version) ${otherOld.length > 1 ? 'are' : 'is'} still a member and could take over.`, { hint: 'Run the upgrade again: the old standbys leave first.' });
+  if (otherOld.length)
+    throw new GateError(
+      `Not stopping the old leader ${m.spec.name}: ${otherOld.map((x) => x.spec.name).join(', ')} (old version) ${otherOld.length > 1 ? 'are' : 'is'} still a member and could take over.`,
+      { hint: 'Run the upgrade again: the old standbys leave first.' },
+    );
   if (raftServerOf(servers, m.node)) {
     const leader = await p.all.findLeader();
     if (leader.node.name === m.spec.name) {
       await gateBeforeRemoval(o, p, `stopping the old leader ${m.spec.name}`);
       writeState(o.stateFile, { ...p.state, step: `retire leader ${m.spec.name}` });
-      emit({ kind: 'node', node: m.spec.name, message: 'old leader: SIGTERM (it releases leadership; a new node takes over)' });
+      emit({
+        kind: 'node',
+        node: m.spec.name,
+        message: 'old leader: SIGTERM (it releases leadership; a new node takes over)',
+      });
       const t0 = Date.now();
       await m.service.stop(timeout);
       const newLeader = await waitForNewLeader(p.all, m.spec.name, timeout, o.signal);
-      if (!newLeader) throw await halt(m, `no new node became active within ${timeout / 1000} s after the old leader ${m.spec.name} stopped.`, 'Start the old leader again if the cluster has no active node.');
-      if (!p.newMembers.some((x) => x.spec.name === newLeader)) throw new VaultopsError(`After the old leader stopped, ${newLeader} (not a new node) became active: this must not happen.`);
-      emit({ kind: 'node', node: m.spec.name, message: `stopped; ${newLeader} (on ${p.target}) is the active node after ${Date.now() - t0} ms` });
+      if (!newLeader)
+        throw await halt(
+          m,
+          `no new node became active within ${timeout / 1000} s after the old leader ${m.spec.name} stopped.`,
+          'Start the old leader again if the cluster has no active node.',
+        );
+      if (!p.newMembers.some((x) => x.spec.name === newLeader))
+        throw new VaultopsError(
+          `After the old leader stopped, ${newLeader} (not a new node) became active: this must not happen.`,
+        );
+      emit({
+        kind: 'node',
+        node: m.spec.name,
+        message: `stopped; ${newLeader} (on ${p.target}) is the active node after ${Date.now() - t0} ms`,
+      });
     } else if ((await m.service.status()).running) {
       await m.service.stop(timeout);
     }
@@ -379,16 +580,25 @@ async function retireOrder(p: ImmutablePreflight): Promise<{ standbys: Member[];
   const leader = await p.all.findLeader();
   const left: Member[] = [];
   for (const m of p.oldMembers) if (raftServerOf(servers, m.node) || (await m.service.status()).running) left.push(m);
-  return { standbys: left.filter((m) => m.spec.name !== leader.node.name), leader: left.find((m) => m.spec.name === leader.node.name) ?? undefined };
+  return {
+    standbys: left.filter((m) => m.spec.name !== leader.node.name),
+    leader: left.find((m) => m.spec.name === leader.node.name) ?? undefined,
+  };
 }
 
-export async function verifyImmutable(o: Pick<ImmutableUpgradeOptions, 'cluster' | 'clusterName' | 'spec'>, target: string): Promise<{ leader: string; versionHistory: string[]; nodes: string[] }> {
+export async function verifyImmutable(
+  o: Pick<ImmutableUpgradeOptions, 'cluster' | 'clusterName' | 'spec'>,
+  target: string,
+): Promise<{ leader: string; versionHistory: string[]; nodes: string[] }> {
   const newOnly = o.cluster.withNodes((o.spec.new_nodes ?? []).map(clusterNodeOf));
   const v = await verifyUpgrade(newOnly, o.clusterName, target);
   const servers = await raftServers(newOnly);
   const ids = servers.map((s) => s.node_id).sort();
   const want = (o.spec.new_nodes ?? []).map((n) => n.name).sort();
-  if (ids.join() !== want.join()) throw new VaultopsError(`After the upgrade the Raft configuration lists ${ids.join(', ')}, not only the new nodes ${want.join(', ')}.`);
+  if (ids.join() !== want.join())
+    throw new VaultopsError(
+      `After the upgrade the Raft configuration lists ${ids.join(', ')}, not only the new nodes ${want.join(', ')}.`,
+    );
   return { ...v, nodes: want };
 }
 
@@ -401,7 +611,10 @@ export async function immutableUpgrade(o: ImmutablePhaseOptions): Promise<Immuta
   const removed: string[] = [];
   try {
     const betweenNodes = (done: string) => {
-      if (o.signal?.aborted) throw new InterruptedError(`Immutable upgrade interrupted ${done}.`, { hint: 'Run the same upgrade again to continue from here.' });
+      if (o.signal?.aborted)
+        throw new InterruptedError(`Immutable upgrade interrupted ${done}.`, {
+          hint: 'Run the same upgrade again to continue from here.',
+        });
     };
     if (!only || only.join) {
       if (!p.state.snapshot && o.snapshot) {
@@ -410,7 +623,11 @@ export async function immutableUpgrade(o: ImmutablePhaseOptions): Promise<Immuta
         p.state.snapshot = snapshot;
       }
       writeState(o.stateFile, { ...p.state, step: 'join' });
-      emit({ kind: 'plan', message: `order: join ${p.newMembers.map((m) => m.spec.name).join(', ')} on ${p.target}; then remove old standbys one at a time; the old leader last`, order: p.newMembers.map((m) => m.spec.name) });
+      emit({
+        kind: 'plan',
+        message: `order: join ${p.newMembers.map((m) => m.spec.name).join(', ')} on ${p.target}; then remove old standbys one at a time; the old leader last`,
+        order: p.newMembers.map((m) => m.spec.name),
+      });
       for (const m of p.newMembers) {
         betweenNodes(`before ${m.spec.name} joined`);
         if (await isHealthyVoter(p.all, m.node, p.target)) {
@@ -435,11 +652,23 @@ export async function immutableUpgrade(o: ImmutablePhaseOptions): Promise<Immuta
         removed.push(order.leader.spec.name);
       }
     }
-    let result: ImmutableUpgradeResult = { target: p.target, fromVersions: p.fromVersions, joined, removed, nodes: p.newMembers.map((m) => m.spec.name), snapshot: p.state.snapshot, versionHistory: [], wallMs: 0 };
+    let result: ImmutableUpgradeResult = {
+      target: p.target,
+      fromVersions: p.fromVersions,
+      joined,
+      removed,
+      nodes: p.newMembers.map((m) => m.spec.name),
+      snapshot: p.state.snapshot,
+      versionHistory: [],
+      wallMs: 0,
+    };
     if (!only || only.verify) {
       const v = await verifyImmutable(o, p.target);
       if (o.stateFile) rmSync(o.stateFile, { force: true });
-      emit({ kind: 'verify', message: `one leader (${v.leader}), all nodes on ${p.target}, list-peers has only ${v.nodes.join(', ')}, sys/version-history: ${v.versionHistory.join(', ')}.` });
+      emit({
+        kind: 'verify',
+        message: `one leader (${v.leader}), all nodes on ${p.target}, list-peers has only ${v.nodes.join(', ')}, sys/version-history: ${v.versionHistory.join(', ')}.`,
+      });
       result = { ...result, leader: v.leader, versionHistory: v.versionHistory };
     }
     return { ...result, wallMs: Date.now() - started };

@@ -15,7 +15,14 @@ import { writeFileAtomicSync } from '../core/atomic-write.js';
  * For a lab (cluster spec `lab:`) lab.json is updated too, and the lab's own inventory rewritten.
  * Returns the file(s) written.
  */
-export async function recordUpgrade(o: { inventoryFile: string; clusterName: string; spec: ClusterSpec; target: string; replacedBy?: readonly string[] | undefined; writeTo?: string | undefined }): Promise<string[]> {
+export async function recordUpgrade(o: {
+  inventoryFile: string;
+  clusterName: string;
+  spec: ClusterSpec;
+  target: string;
+  replacedBy?: readonly string[] | undefined;
+  writeTo?: string | undefined;
+}): Promise<string[]> {
   const written: string[] = [];
   const lab = o.spec.lab ? await recordLabUpgrade(o.spec.lab.dir, o.target, o.replacedBy) : undefined;
   if (lab?.inventory) written.push(lab.inventory);
@@ -35,7 +42,10 @@ export async function recordUpgrade(o: { inventoryFile: string; clusterName: str
     const groups = doc.getIn([...base, 'groups'], true);
     if (isMap(groups)) {
       for (const item of groups.items) {
-        if (isSeq(item.value)) item.value.items = item.value.items.filter((x) => !old.includes(String((x as { value?: unknown }).value ?? x)));
+        if (isSeq(item.value))
+          item.value.items = item.value.items.filter(
+            (x) => !old.includes(String((x as { value?: unknown }).value ?? x)),
+          );
       }
     }
   }

@@ -58,8 +58,17 @@ export interface Member {
 export function memberFor(cluster: ClusterClient, spec: NodeSpec, host: Host, defaultUnit: string): Member {
   const node = cluster.nodes.find((x) => x.name === spec.name);
   if (!node) throw new InputError(`Cluster ${cluster.name} has no node ${spec.name}.`);
-  if (!spec.service?.binary) throw new InputError(`Node ${spec.name} has no service.binary: where the server binary lives on the host.`, { hint: 'Add service: {binary: /usr/local/bin/vault} to the node.' });
-  return { spec, node, host, service: serviceManager(host, spec.service, defaultUnit), binaryPath: spec.service.binary };
+  if (!spec.service?.binary)
+    throw new InputError(`Node ${spec.name} has no service.binary: where the server binary lives on the host.`, {
+      hint: 'Add service: {binary: /usr/local/bin/vault} to the node.',
+    });
+  return {
+    spec,
+    node,
+    host,
+    service: serviceManager(host, spec.service, defaultUnit),
+    binaryPath: spec.service.binary,
+  };
 }
 
 export function closeMembers(members: readonly Member[]): void {
@@ -69,5 +78,10 @@ export function closeMembers(members: readonly Member[]): void {
 /** The error that stops the run at `m`, with the last lines of its log. */
 export async function halt(m: Member, message: string, hint: string): Promise<UpgradeHaltedError> {
   const tail = await m.service.logTail(20).catch(() => [] as string[]);
-  return new UpgradeHaltedError(m.spec.name, `Upgrade halted at ${m.spec.name}: ${message}`, tail.length ? [`last lines of ${m.spec.name}'s log:`, ...tail.map((l) => `  ${l}`)] : [], hint);
+  return new UpgradeHaltedError(
+    m.spec.name,
+    `Upgrade halted at ${m.spec.name}: ${message}`,
+    tail.length ? [`last lines of ${m.spec.name}'s log:`, ...tail.map((l) => `  ${l}`)] : [],
+    hint,
+  );
 }

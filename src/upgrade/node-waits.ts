@@ -14,7 +14,11 @@ import { halt, type Member, type NodeUpgradeContext, type UpgradeEvent } from '.
 const POLL_MS = 200;
 
 /** Polls `check` until it returns a value, or the deadline passes (undefined). */
-export async function waitFor<T>(timeoutMs: number, signal: AbortSignal | undefined, check: () => Promise<T | undefined>): Promise<T | undefined> {
+export async function waitFor<T>(
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  check: () => Promise<T | undefined>,
+): Promise<T | undefined> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
@@ -27,7 +31,13 @@ export async function waitFor<T>(timeoutMs: number, signal: AbortSignal | undefi
 }
 
 /** Start, wait for the API, unseal (Shamir), wait until healthy voter on `version` and caught up. */
-export async function startAndRejoin(o: NodeUpgradeContext, m: Member, version: string | undefined, timeout: number, emit: (e: UpgradeEvent) => void): Promise<{ startMs: number; unsealMs: number; catchUpMs: number }> {
+export async function startAndRejoin(
+  o: NodeUpgradeContext,
+  m: Member,
+  version: string | undefined,
+  timeout: number,
+  emit: (e: UpgradeEvent) => void,
+): Promise<{ startMs: number; unsealMs: number; catchUpMs: number }> {
   const name = m.spec.name;
   const client = o.cluster.client(name);
   const t0 = Date.now();
@@ -42,7 +52,12 @@ export async function startAndRejoin(o: NodeUpgradeContext, m: Member, version: 
     }
     return undefined;
   });
-  if (died || !answered || answered === 'died') throw await halt(m, `${name} ${died ? 'exited right after it was started' : `did not answer on its API within ${timeout / 1000} s`} on ${version ?? 'its previous binary'}.`, 'Read the log above. The node is down; the cluster still has quorum.');
+  if (died || !answered || answered === 'died')
+    throw await halt(
+      m,
+      `${name} ${died ? 'exited right after it was started' : `did not answer on its API within ${timeout / 1000} s`} on ${version ?? 'its previous binary'}.`,
+      'Read the log above. The node is down; the cluster still has quorum.',
+    );
   const startMs = Date.now() - t0;
 
   const t1 = Date.now();
@@ -59,10 +74,24 @@ export async function startAndRejoin(o: NodeUpgradeContext, m: Member, version: 
     }
     return undefined; // auto-unseal: it unseals itself
   });
-  if (unsealed === 'nokeys') throw await halt(m, `${name} is sealed (Shamir) and the inventory gives no unseal keys.`, 'Set unseal.keys in the inventory, then unseal the node and run again.');
-  if (unsealed !== 'unsealed') throw await halt(m, `${name} ${unsealed === 'died' ? 'exited' : 'did not unseal'} after the restart.`, 'Read the log above; the cluster still has quorum.');
+  if (unsealed === 'nokeys')
+    throw await halt(
+      m,
+      `${name} is sealed (Shamir) and the inventory gives no unseal keys.`,
+      'Set unseal.keys in the inventory, then unseal the node and run again.',
+    );
+  if (unsealed !== 'unsealed')
+    throw await halt(
+      m,
+      `${name} ${unsealed === 'died' ? 'exited' : 'did not unseal'} after the restart.`,
+      'Read the log above; the cluster still has quorum.',
+    );
   const unsealMs = Date.now() - t1;
-  emit({ kind: 'node', node: name, message: `started and unsealed (${startMs + unsealMs} ms); waiting until it is a healthy voter${version ? ` on ${version}` : ''} and caught up` });
+  emit({
+    kind: 'node',
+    node: name,
+    message: `started and unsealed (${startMs + unsealMs} ms); waiting until it is a healthy voter${version ? ` on ${version}` : ''} and caught up`,
+  });
 
   const t2 = Date.now();
   let last = 'not checked yet';
@@ -72,15 +101,28 @@ export async function startAndRejoin(o: NodeUpgradeContext, m: Member, version: 
     if (/does not answer/.test(last) && !(await m.service.status()).running) return 'died' as const;
     return undefined;
   });
-  if (ready === 'died') throw await halt(m, `${name} stopped while it was rejoining the cluster${version ? ` on ${version}` : ''}.`, 'The other nodes were not touched and keep quorum. Run the same upgrade again: it restarts this node first, then continues.');
-  if (!ready) throw await halt(m, `${name} did not become a healthy, caught-up voter${version ? ` on ${version}` : ''} within ${timeout / 1000} s: ${last}.`, 'Read the log above. Nothing else was touched; run the upgrade again after fixing it.');
+  if (ready === 'died')
+    throw await halt(
+      m,
+      `${name} stopped while it was rejoining the cluster${version ? ` on ${version}` : ''}.`,
+      'The other nodes were not touched and keep quorum. Run the same upgrade again: it restarts this node first, then continues.',
+    );
+  if (!ready)
+    throw await halt(
+      m,
+      `${name} did not become a healthy, caught-up voter${version ? ` on ${version}` : ''} within ${timeout / 1000} s: ${last}.`,
+      'Read the log above. Nothing else was touched; run the upgrade again after fixing it.',
+    );
   return { startMs, unsealMs, catchUpMs: Date.now() - t2 };
 }
 
 /** 'ready' or why not. */
 async function readiness(cluster: ClusterClient, m: Member, version: string | undefined): Promise<string> {
   const name = m.spec.name;
-  const h = await cluster.client(name).health().catch(() => undefined);
+  const h = await cluster
+    .client(name)
+    .health()
+    .catch(() => undefined);
   if (!h) return `${name} does not answer`;
   if (h.state !== 'standby' && h.state !== 'active' && h.state !== 'perf-standby') return `${name} is ${h.state}`;
   if (version && h.body.version !== version) return `${name} reports ${h.body.version}`;
@@ -90,32 +132,49 @@ async function readiness(cluster: ClusterClient, m: Member, version: string | un
   } catch (e) {
     return (e as Error).message;
   }
-  const [ap, leaderStatus, ownStatus] = await Promise.all([leader.client.autopilotState().catch((e: Error) => e), leader.client.leader().catch(() => undefined), cluster.client(name).leader().catch(() => undefined)]);
+  const [ap, leaderStatus, ownStatus] = await Promise.all([
+    leader.client.autopilotState().catch((e: Error) => e),
+    leader.client.leader().catch(() => undefined),
+    cluster
+      .client(name)
+      .leader()
+      .catch(() => undefined),
+  ]);
   if (ap instanceof Error) return `autopilot state: ${ap.message}`;
   const server = findServer(ap, m.node);
   if (!server) return `${name} is not in autopilot's view`;
   if (!server.healthy) return `autopilot says ${name} is not healthy`;
   if (server.status !== 'voter' && server.status !== 'leader') return `${name} is a ${server.status}`;
   // Autopilot learns a server's version from its heartbeats: the restarted process has reported in.
-  if (version && server.version && server.version !== version) return `autopilot still sees ${name} on ${server.version}`;
+  if (version && server.version && server.version !== version)
+    return `autopilot still sees ${name} on ${server.version}`;
   if (!ap.healthy) return 'autopilot reports the cluster unhealthy';
   if (ap.failure_tolerance < 1) return `failure tolerance is ${ap.failure_tolerance}`;
   const committed = leaderStatus?.raft_committed_index;
   const applied = ownStatus?.raft_applied_index;
-  if (committed !== undefined && applied !== undefined && applied + 10 < committed) return `${name} has applied index ${applied}, the leader has committed ${committed}`;
+  if (committed !== undefined && applied !== undefined && applied + 10 < committed)
+    return `${name} has applied index ${applied}, the leader has committed ${committed}`;
   return 'ready';
 }
 
 export function findServer(ap: AutopilotState, node: ClusterNode): AutopilotServer | undefined {
   const servers = Object.values(ap.servers ?? {});
-  return servers.find((s) => s.id === node.name || s.name === node.name) ?? servers.find((s) => sameHost(s.address, node.clusterAddr ?? node.apiAddr));
+  return (
+    servers.find((s) => s.id === node.name || s.name === node.name) ??
+    servers.find((s) => sameHost(s.address, node.clusterAddr ?? node.apiAddr))
+  );
 }
 
 /**
  * After the active node `stopped` was stopped: the name of the node that became active instead, or
  * undefined when none did within `timeoutMs`.
  */
-export async function waitForNewLeader(cluster: ClusterClient, stopped: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<string | undefined> {
+export async function waitForNewLeader(
+  cluster: ClusterClient,
+  stopped: string,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+): Promise<string | undefined> {
   return waitFor(timeoutMs, signal, async () => {
     const probes = await cluster.probeAll();
     return probes.find((p) => p.node.name !== stopped && p.health?.state === 'active')?.node.name;
@@ -124,7 +183,9 @@ export async function waitForNewLeader(cluster: ClusterClient, stopped: string, 
 
 export async function autopilotStabilization(client: VaultClient): Promise<number> {
   try {
-    const res = await client.read<{ data?: { server_stabilization_time?: string } }>('sys/storage/raft/autopilot/configuration');
+    const res = await client.read<{ data?: { server_stabilization_time?: string } }>(
+      'sys/storage/raft/autopilot/configuration',
+    );
     return parseGoDuration(res.data?.server_stabilization_time) ?? 10_000;
   } catch {
     return 10_000; // Vault's default

@@ -4,8 +4,24 @@ import { GateError, InputError, InterruptedError, VaultopsError } from '../core/
 import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
 import type { ServiceManager } from '../ssh/services.js';
-import { remoteBinaryVersion, rollbackBinary, stageBinary, STAGED_SUFFIX, swapBinary, verifyLocalBinary, verifyStaged } from './binary-install.js';
-import { closeMembers, halt, memberFor, UpgradeHaltedError, type Member, type NodeUpgradeContext, type UpgradeEvent } from './members.js';
+import {
+  remoteBinaryVersion,
+  rollbackBinary,
+  stageBinary,
+  STAGED_SUFFIX,
+  swapBinary,
+  verifyLocalBinary,
+  verifyStaged,
+} from './binary-install.js';
+import {
+  closeMembers,
+  halt,
+  memberFor,
+  UpgradeHaltedError,
+  type Member,
+  type NodeUpgradeContext,
+  type UpgradeEvent,
+} from './members.js';
 import { autopilotStabilization, startAndRejoin, waitForNewLeader } from './node-waits.js';
 import { verifyUpgrade, versionHistory } from './end-state.js';
 import { compareVersions } from '../core/version.js';
@@ -60,7 +76,19 @@ export interface RollingUpgradeResult {
   wallMs: number;
 }
 
-export interface PreflightOptions extends Pick<RollingUpgradeOptions, 'cluster' | 'clusterName' | 'spec' | 'openHost' | 'binary' | 'onEvent' | 'progressFile' | 'unsealKeys' | 'signal' | 'waitTimeoutMs'> {
+export interface PreflightOptions extends Pick<
+  RollingUpgradeOptions,
+  | 'cluster'
+  | 'clusterName'
+  | 'spec'
+  | 'openHost'
+  | 'binary'
+  | 'onEvent'
+  | 'progressFile'
+  | 'unsealKeys'
+  | 'signal'
+  | 'waitTimeoutMs'
+> {
   /** Only these nodes need to reach their hosts (an action on one node); default all. */
   nodes?: readonly string[] | undefined;
 }
@@ -88,10 +116,19 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
   emit({ kind: 'gate', message: `${o.binary.path}: sha256 matches.` });
 
   for (const n of o.spec.nodes) {
-    if (!n.ssh) throw new InputError(`Node ${n.name} has no ssh settings: a rolling upgrade must reach every host.`, { hint: 'Add ssh: {host, user, key_file, host_key} to the node in the inventory.' });
-    if (!n.service?.binary) throw new InputError(`Node ${n.name} has no service.binary: where the server binary lives on the host.`, { hint: 'Add service: {binary: /usr/local/bin/vault} to the node.' });
+    if (!n.ssh)
+      throw new InputError(`Node ${n.name} has no ssh settings: a rolling upgrade must reach every host.`, {
+        hint: 'Add ssh: {host, user, key_file, host_key} to the node in the inventory.',
+      });
+    if (!n.service?.binary)
+      throw new InputError(`Node ${n.name} has no service.binary: where the server binary lives on the host.`, {
+        hint: 'Add service: {binary: /usr/local/bin/vault} to the node.',
+      });
   }
-  if (!o.cluster.hasToken) throw new InputError(`Cluster ${o.clusterName} has no token; the upgrade reads Raft and autopilot state.`, { hint: 'Set token: in the inventory, or export VAULT_TOKEN / BAO_TOKEN.' });
+  if (!o.cluster.hasToken)
+    throw new InputError(`Cluster ${o.clusterName} has no token; the upgrade reads Raft and autopilot state.`, {
+      hint: 'Set token: in the inventory, or export VAULT_TOKEN / BAO_TOKEN.',
+    });
 
   // 1b. A run that stopped inside a node: bring that node back before judging the cluster.
   await resumeInProgress(o, flavorUnit, emit);
@@ -99,9 +136,15 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
   // 2. Cluster gates: every node reachable, unsealed, a voter; autopilot healthy; tolerance >= 1.
   const before = await o.cluster.status();
   if (before.health !== 'healthy') {
-    throw new GateError(`Cluster ${o.clusterName} is not healthy; no node was touched.`, { details: before.problems, hint: 'Fix the problems above (`vaultops status -i INV`), then run the upgrade again.' });
+    throw new GateError(`Cluster ${o.clusterName} is not healthy; no node was touched.`, {
+      details: before.problems,
+      hint: 'Fix the problems above (`vaultops status -i INV`), then run the upgrade again.',
+    });
   }
-  emit({ kind: 'gate', message: `all ${before.nodes.length} nodes reachable, unsealed, voters; autopilot healthy; failure tolerance ${before.autopilot?.failureTolerance}.` });
+  emit({
+    kind: 'gate',
+    message: `all ${before.nodes.length} nodes reachable, unsealed, voters; autopilot healthy; failure tolerance ${before.autopilot?.failureTolerance}.`,
+  });
 
   const members: Member[] = [];
   try {
@@ -114,14 +157,22 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
         // A host that cannot be reached over SSH is a failed gate: nothing was changed yet.
         if (e instanceof InputError || !(e instanceof Error)) throw e;
         const hint = e instanceof VaultopsError ? e.hint : undefined;
-        throw new GateError(`Node ${spec.name} cannot be reached over SSH; no node was touched.`, { details: [e.message], hint: hint ?? 'Start sshd on the host (or fix the ssh settings in the inventory), then run the upgrade again.' });
+        throw new GateError(`Node ${spec.name} cannot be reached over SSH; no node was touched.`, {
+          details: [e.message],
+          hint:
+            hint ?? 'Start sshd on the host (or fix the ssh settings in the inventory), then run the upgrade again.',
+        });
       }
       members.push(memberFor(o.cluster, spec, host, flavorUnit));
     }
     emit({ kind: 'gate', message: `SSH to ${members.map((m) => m.spec.name).join(', ')}: host keys verified.` });
     for (const m of members) {
       const st = await m.service.status();
-      if (!st.running) throw new GateError(`Node ${m.spec.name}: the ${m.service.kind} service manager says the server is not running, although its API answers.`, { hint: 'The inventory\'s service settings may not describe this host; fix them first.' });
+      if (!st.running)
+        throw new GateError(
+          `Node ${m.spec.name}: the ${m.service.kind} service manager says the server is not running, although its API answers.`,
+          { hint: "The inventory's service settings may not describe this host; fix them first." },
+        );
     }
 
     // 4. Stage on every host, verified there, then ask the staged binary its version.
@@ -129,10 +180,20 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
     await Promise.all(
       members.map(async (m) => {
         const r = await stageBinary(m.host, m.binaryPath, o.binary);
-        emit({ kind: 'stage', node: m.spec.name, message: r.uploaded ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)` : 'already staged (sha256 verified on the host)' });
+        emit({
+          kind: 'stage',
+          node: m.spec.name,
+          message: r.uploaded
+            ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)`
+            : 'already staged (sha256 verified on the host)',
+        });
       }),
     );
-    const target = await remoteBinaryVersion(members[0]!.host, `${members[0]!.binaryPath}${STAGED_SUFFIX}`, o.binary.sha256);
+    const target = await remoteBinaryVersion(
+      members[0]!.host,
+      `${members[0]!.binaryPath}${STAGED_SUFFIX}`,
+      o.binary.sha256,
+    );
 
     // 5. Version gate: never downgrade; skip nodes already there.
     const fromVersions: Record<string, string> = {};
@@ -140,11 +201,23 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
     for (const ns of before.nodes) {
       fromVersions[ns.name] = ns.version ?? 'unknown';
       const cmp = compareVersions(target, ns.version ?? '0.0.0');
-      if (cmp < 0) throw new GateError(`The new binary is ${target}, older than ${ns.name}'s ${ns.version}: a downgrade is not an upgrade (Vault's storage is not backward compatible).`, { hint: 'Restore the pre-upgrade snapshot onto a cluster of the old version instead.' });
+      if (cmp < 0)
+        throw new GateError(
+          `The new binary is ${target}, older than ${ns.name}'s ${ns.version}: a downgrade is not an upgrade (Vault's storage is not backward compatible).`,
+          { hint: 'Restore the pre-upgrade snapshot onto a cluster of the old version instead.' },
+        );
       if (cmp === 0) skipped.push({ node: ns.name, reason: `already on ${target}` });
     }
     for (const s of skipped) emit({ kind: 'skip', node: s.node, reason: s.reason });
-    emit({ kind: 'gate', message: `target ${target} is newer than ${Object.entries(fromVersions).filter(([n]) => !skipped.some((s) => s.node === n)).map(([n, v]) => `${n} (${v})`).join(', ') || 'no node'}.` });
+    emit({
+      kind: 'gate',
+      message: `target ${target} is newer than ${
+        Object.entries(fromVersions)
+          .filter(([n]) => !skipped.some((s) => s.node === n))
+          .map(([n, v]) => `${n} (${v})`)
+          .join(', ') || 'no node'
+      }.`,
+    });
     return { target, fromVersions, skipped, members };
   } catch (e) {
     closeMembers(members);
@@ -184,19 +257,33 @@ function readProgress(file: string | undefined): ProgressRecord | undefined {
  * it and wait until it is a healthy voter again. Only that node is touched, and only when the
  * rest of the cluster has an active node.
  */
-async function resumeInProgress(o: PreflightOptions, defaultUnit: string, emit: (e: UpgradeEvent) => void): Promise<void> {
+async function resumeInProgress(
+  o: PreflightOptions,
+  defaultUnit: string,
+  emit: (e: UpgradeEvent) => void,
+): Promise<void> {
   const rec = readProgress(o.progressFile);
   if (!rec) return;
   const spec = o.spec.nodes.find((n) => n.name === rec.node);
   if (!spec || rec.sha256 !== o.binary.sha256.toLowerCase()) {
-    emit({ kind: 'gate', message: `an earlier run was upgrading ${rec.node} to ${rec.target} with another binary; its record is dropped` });
+    emit({
+      kind: 'gate',
+      message: `an earlier run was upgrading ${rec.node} to ${rec.target} with another binary; its record is dropped`,
+    });
     clearProgress(o.progressFile);
     return;
   }
-  const health = await o.cluster.client(spec.name).health().catch(() => undefined);
+  const health = await o.cluster
+    .client(spec.name)
+    .health()
+    .catch(() => undefined);
   if (health && (health.state === 'standby' || health.state === 'active' || health.state === 'perf-standby')) return;
   await o.cluster.findLeader(); // throws when the rest of the cluster has no active node: nothing is touched then
-  emit({ kind: 'node', node: spec.name, message: `resuming: an earlier run stopped while upgrading this node to ${rec.target} (it is ${health?.state ?? 'down'}); bringing it back first` });
+  emit({
+    kind: 'node',
+    node: spec.name,
+    message: `resuming: an earlier run stopped while upgrading this node to ${rec.target} (it is ${health?.state ?? 'down'}); bringing it back first`,
+  });
   const host = await o.openHost(spec);
   try {
     const m = memberFor(o.cluster, spec, host, defaultUnit);
@@ -205,13 +292,27 @@ async function resumeInProgress(o: PreflightOptions, defaultUnit: string, emit: 
       await verifyStaged(host, m.binaryPath, rec.sha256);
       await swapBinary(host, m.binaryPath);
     }
-    const ctx: NodeUpgradeContext = { cluster: o.cluster, clusterName: o.clusterName, binary: o.binary, unsealKeys: o.unsealKeys, signal: o.signal, progressFile: o.progressFile };
-    if ((await m.service.status()).running && health?.state !== 'sealed') await m.service.stop(o.waitTimeoutMs ?? 120_000);
+    const ctx: NodeUpgradeContext = {
+      cluster: o.cluster,
+      clusterName: o.clusterName,
+      binary: o.binary,
+      unsealKeys: o.unsealKeys,
+      signal: o.signal,
+      progressFile: o.progressFile,
+    };
+    if ((await m.service.status()).running && health?.state !== 'sealed')
+      await m.service.stop(o.waitTimeoutMs ?? 120_000);
     if (!(await m.service.status()).running) {
       await startAndRejoin(ctx, m, rec.target, o.waitTimeoutMs ?? 120_000, emit);
     } else {
       // Running but sealed: unseal and wait, without a restart.
-      const alreadyStarted: ServiceManager = { kind: m.service.kind, status: () => m.service.status(), stop: (t) => m.service.stop(t), logTail: (n) => m.service.logTail(n), start: async () => undefined };
+      const alreadyStarted: ServiceManager = {
+        kind: m.service.kind,
+        status: () => m.service.status(),
+        stop: (t) => m.service.stop(t),
+        logTail: (n) => m.service.logTail(n),
+        start: async () => undefined,
+      };
       await startAndRejoin(ctx, { ...m, service: alreadyStarted }, rec.target, o.waitTimeoutMs ?? 120_000, emit);
     }
     emit({ kind: 'node', node: spec.name, message: `back as a healthy voter on ${rec.target}` });
@@ -227,7 +328,15 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
   const { target, fromVersions, skipped, members } = await preflightUpgrade(o);
   try {
     if (skipped.length === members.length) {
-      return { target, fromVersions, upgraded: [], skipped, versionHistory: await versionHistory(o.cluster), timings: [], wallMs: Date.now() - started };
+      return {
+        target,
+        fromVersions,
+        upgraded: [],
+        skipped,
+        versionHistory: await versionHistory(o.cluster),
+        timings: [],
+        wallMs: Date.now() - started,
+      };
     }
 
     // 6. A verified snapshot before the first change.
@@ -237,14 +346,25 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
     const leaderNow = await o.cluster.findLeader();
     const stabilizationMs = o.stabilizationMs ?? (await autopilotStabilization(leaderNow.client));
     const pending = members.filter((m) => !skipped.some((s) => s.node === m.spec.name));
-    const order = [...pending.filter((m) => m.spec.name !== leaderNow.node.name), ...pending.filter((m) => m.spec.name === leaderNow.node.name)];
-    emit({ kind: 'plan', message: `order: ${order.map((m) => (m.spec.name === leaderNow.node.name ? `${m.spec.name} (leader, last)` : m.spec.name)).join(' -> ')}; stabilization ${stabilizationMs} ms after each`, order: order.map((m) => m.spec.name) });
+    const order = [
+      ...pending.filter((m) => m.spec.name !== leaderNow.node.name),
+      ...pending.filter((m) => m.spec.name === leaderNow.node.name),
+    ];
+    emit({
+      kind: 'plan',
+      message: `order: ${order.map((m) => (m.spec.name === leaderNow.node.name ? `${m.spec.name} (leader, last)` : m.spec.name)).join(' -> ')}; stabilization ${stabilizationMs} ms after each`,
+      order: order.map((m) => m.spec.name),
+    });
 
     // 7. One node at a time; the leader is whoever is active when its turn comes (asked, not assumed).
     const timings: NodeTiming[] = [];
     const upgraded: string[] = [];
     while (pending.length) {
-      if (o.signal?.aborted) throw new InterruptedError(`Upgrade interrupted between nodes; ${upgraded.length ? `${upgraded.join(', ')} upgraded` : 'no node changed'}, ${pending.map((m) => m.spec.name).join(', ')} not yet.`, { hint: 'Run the same upgrade again to continue: nodes already on the target are skipped.' });
+      if (o.signal?.aborted)
+        throw new InterruptedError(
+          `Upgrade interrupted between nodes; ${upgraded.length ? `${upgraded.join(', ')} upgraded` : 'no node changed'}, ${pending.map((m) => m.spec.name).join(', ')} not yet.`,
+          { hint: 'Run the same upgrade again to continue: nodes already on the target are skipped.' },
+        );
       const leader = await o.cluster.findLeader();
       const next = pending.find((m) => m.spec.name !== leader.node.name) ?? pending[0]!;
       const isLeader = next.spec.name === leader.node.name;
@@ -259,38 +379,76 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
     // 8. Verify: one leader, every node on the target, version history records it.
     const v = await verifyUpgrade(o.cluster, o.clusterName, target);
     clearProgress(o.progressFile);
-    emit({ kind: 'verify', message: `one leader (${v.leader}), all nodes on ${target}, sys/version-history: ${v.versionHistory.join(', ')}.` });
-    return { target, fromVersions, upgraded, skipped, snapshot, versionHistory: v.versionHistory, timings, wallMs: Date.now() - started };
+    emit({
+      kind: 'verify',
+      message: `one leader (${v.leader}), all nodes on ${target}, sys/version-history: ${v.versionHistory.join(', ')}.`,
+    });
+    return {
+      target,
+      fromVersions,
+      upgraded,
+      skipped,
+      snapshot,
+      versionHistory: v.versionHistory,
+      timings,
+      wallMs: Date.now() - started,
+    };
   } finally {
     closeMembers(members);
   }
 }
 
-
 /** Before a node goes down: the cluster is healthy and can lose one node. */
 export async function gateBeforeNode(o: NodeUpgradeContext, m: Member): Promise<void> {
   const st = await o.cluster.status();
   if (st.health !== 'healthy' || (st.autopilot?.failureTolerance ?? 0) < 1) {
-    throw new GateError(`Not taking ${m.spec.name} down: cluster ${o.clusterName} is not healthy with failure tolerance >= 1.`, {
-      details: st.problems.length ? st.problems : [`failure tolerance ${st.autopilot?.failureTolerance ?? 'unknown'}`],
-      hint: 'Nothing was changed on this node. Fix the cluster, then run the upgrade again (upgraded nodes are skipped).',
-    });
+    throw new GateError(
+      `Not taking ${m.spec.name} down: cluster ${o.clusterName} is not healthy with failure tolerance >= 1.`,
+      {
+        details: st.problems.length
+          ? st.problems
+          : [`failure tolerance ${st.autopilot?.failureTolerance ?? 'unknown'}`],
+        hint: 'Nothing was changed on this node. Fix the cluster, then run the upgrade again (upgraded nodes are skipped).',
+      },
+    );
   }
 }
 
-export async function upgradeMember(o: NodeUpgradeContext, m: Member, isLeader: boolean, target: string, stabilizationMs: number, timeout: number, emit: (e: UpgradeEvent) => void): Promise<NodeTiming> {
+export async function upgradeMember(
+  o: NodeUpgradeContext,
+  m: Member,
+  isLeader: boolean,
+  target: string,
+  stabilizationMs: number,
+  timeout: number,
+  emit: (e: UpgradeEvent) => void,
+): Promise<NodeTiming> {
   const name = m.spec.name;
   await verifyStaged(m.host, m.binaryPath, o.binary.sha256);
-  writeProgress(o.progressFile, { node: name, sha256: o.binary.sha256.toLowerCase(), target, startedAt: new Date().toISOString() });
+  writeProgress(o.progressFile, {
+    node: name,
+    sha256: o.binary.sha256.toLowerCase(),
+    target,
+    startedAt: new Date().toISOString(),
+  });
   const t0 = Date.now();
-  emit({ kind: 'node', node: name, message: `${isLeader ? 'leader' : 'standby'}: SIGTERM, waiting for the process to exit` });
+  emit({
+    kind: 'node',
+    node: name,
+    message: `${isLeader ? 'leader' : 'standby'}: SIGTERM, waiting for the process to exit`,
+  });
   await m.service.stop(timeout);
   const stopMs = Date.now() - t0;
   let failoverMs: number | undefined;
   if (isLeader) {
     // A clean SIGTERM releases the HA lock; an upgraded standby takes over (no step-down, ever).
     const newLeader = await waitForNewLeader(o.cluster, name, timeout, o.signal);
-    if (!newLeader) throw await halt(m, `No other node became active within ${timeout / 1000} s after ${name} (the leader) stopped.`, 'Start the old leader again by hand if the cluster has no active node; quorum needs two of three.');
+    if (!newLeader)
+      throw await halt(
+        m,
+        `No other node became active within ${timeout / 1000} s after ${name} (the leader) stopped.`,
+        'Start the old leader again by hand if the cluster has no active node; quorum needs two of three.',
+      );
     failoverMs = Date.now() - t0;
     emit({ kind: 'node', node: name, message: `stopped; ${newLeader} (already on ${target}) is the active node now` });
   } else {
@@ -300,14 +458,26 @@ export async function upgradeMember(o: NodeUpgradeContext, m: Member, isLeader: 
   emit({ kind: 'node', node: name, message: `binary swapped (previous kept as ${m.binaryPath}.vaultops-prev)` });
   try {
     const phases = await startAndRejoin(o, m, target, timeout, emit);
-    emit({ kind: 'node', node: name, message: `healthy voter on ${target}, caught up; waiting the stabilization time (${stabilizationMs} ms)` });
+    emit({
+      kind: 'node',
+      node: name,
+      message: `healthy voter on ${target}, caught up; waiting the stabilization time (${stabilizationMs} ms)`,
+    });
     const s0 = Date.now();
     // Ctrl-C does not cut a node's wait short: the node must reach a safe state first; the check
     // between nodes stops the run.
     await sleep(stabilizationMs);
     const stabilization = Date.now() - s0;
     // The cluster must still be healthy after the pause before the next node goes down.
-    return { node: name, role: isLeader ? 'leader' : 'standby', stopMs, failoverMs, ...phases, stabilizationMs: stabilization, totalMs: Date.now() - t0 };
+    return {
+      node: name,
+      role: isLeader ? 'leader' : 'standby',
+      stopMs,
+      failoverMs,
+      ...phases,
+      stabilizationMs: stabilization,
+      totalMs: Date.now() - t0,
+    };
   } catch (e) {
     if (!(e instanceof UpgradeHaltedError) || o.onNodeFailure !== 'rollback') throw e;
     emit({ kind: 'node', node: name, message: `did not come back on ${target}: rolling back to the previous binary` });
@@ -316,9 +486,18 @@ export async function upgradeMember(o: NodeUpgradeContext, m: Member, isLeader: 
     try {
       await startAndRejoin(o, m, undefined, timeout, emit);
     } catch (e2) {
-      throw new UpgradeHaltedError(name, `${e.message} The rollback did not bring ${name} back either: ${(e2 as Error).message}`, [...e.details], e.hint ?? '');
+      throw new UpgradeHaltedError(
+        name,
+        `${e.message} The rollback did not bring ${name} back either: ${(e2 as Error).message}`,
+        [...e.details],
+        e.hint ?? '',
+      );
     }
-    throw new UpgradeHaltedError(name, `${e.message} ${name} was rolled back to its previous binary and is a healthy voter again.`, e.details, 'Find out why the new binary failed (log above); the rest of the cluster was not touched. Run the upgrade again when fixed.');
+    throw new UpgradeHaltedError(
+      name,
+      `${e.message} ${name} was rolled back to its previous binary and is a healthy voter again.`,
+      e.details,
+      'Find out why the new binary failed (log above); the rest of the cluster was not touched. Run the upgrade again when fixed.',
+    );
   }
 }
-

@@ -5,7 +5,10 @@ import { join } from 'node:path';
  * upgrade playbooks' actions both take the paths from here, so either can resume what the other
  * started.
  */
-export function upgradeStateFiles(stateDir: string, clusterName: string): { dir: string; rolling: string; immutable: string } {
+export function upgradeStateFiles(
+  stateDir: string,
+  clusterName: string,
+): { dir: string; rolling: string; immutable: string } {
   const dir = join(stateDir, 'upgrades', clusterName);
   return { dir, rolling: join(dir, 'in-progress.json'), immutable: join(dir, 'immutable.json') };
 }

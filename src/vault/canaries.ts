@@ -28,7 +28,8 @@ export interface CanaryResult {
  */
 export function canaryValue(body: unknown, spec: CanarySpec): string | undefined {
   const outer = (body as { data?: unknown })?.data;
-  const kv2 = /\/data\//.test(spec.path) && outer && typeof outer === 'object' && 'data' in outer && 'metadata' in outer;
+  const kv2 =
+    /\/data\//.test(spec.path) && outer && typeof outer === 'object' && 'data' in outer && 'metadata' in outer;
   const fields = (kv2 ? (outer as { data: unknown }).data : outer) as Record<string, unknown> | undefined | null;
   if (!fields || typeof fields !== 'object') return undefined;
   let value: unknown;
@@ -49,15 +50,26 @@ export function sha256Hex(text: string): string {
 }
 
 /** Reads one canary and returns the hash of its value (undefined when absent), never the value. */
-export async function readCanaryHash(client: VaultClient, spec: CanarySpec): Promise<{ sha256?: string | undefined; problem?: string | undefined }> {
+export async function readCanaryHash(
+  client: VaultClient,
+  spec: CanarySpec,
+): Promise<{ sha256?: string | undefined; problem?: string | undefined }> {
   try {
     const body = await client.read(spec.path);
     const value = canaryValue(body, spec);
-    if (value === undefined) return { problem: spec.field === undefined ? 'no data at this path' : `no field "${spec.field}"` };
+    if (value === undefined)
+      return { problem: spec.field === undefined ? 'no data at this path' : `no field "${spec.field}"` };
     return { sha256: sha256Hex(value) };
   } catch (e) {
     const status = (e as { status?: number }).status;
-    return { problem: status === 404 ? 'not found (404)' : status === 403 ? 'permission denied (403)' : redactor.redact(e instanceof Error ? e.message : String(e)) };
+    return {
+      problem:
+        status === 404
+          ? 'not found (404)'
+          : status === 403
+            ? 'permission denied (403)'
+            : redactor.redact(e instanceof Error ? e.message : String(e)),
+    };
   }
 }
 

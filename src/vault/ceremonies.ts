@@ -116,11 +116,20 @@ export async function detectCeremonyPaths(client: VaultClient): Promise<Ceremony
 async function call<R>(client: VaultClient, method: string, path: string, body?: unknown): Promise<R> {
   const res = await client.raw(method, `/${path}`, body === undefined ? undefined : JSON.stringify(body));
   if (res.status === 204) return {} as R;
-  if (res.status !== 200) throw apiError(`${method} /${path}`, client.label, res.status, res.body, res.headers['location'] as string | undefined);
+  if (res.status !== 200)
+    throw apiError(
+      `${method} /${path}`,
+      client.label,
+      res.status,
+      res.body,
+      res.headers['location'] as string | undefined,
+    );
   const text = res.body.toString('utf8');
   if (!text) return {} as R;
   const parsed = JSON.parse(text) as { data?: unknown };
-  const value = (parsed.data !== undefined && parsed.data !== null && typeof parsed.data === 'object' ? parsed.data : parsed) as R;
+  const value = (
+    parsed.data !== undefined && parsed.data !== null && typeof parsed.data === 'object' ? parsed.data : parsed
+  ) as R;
   return value;
 }
 
@@ -131,7 +140,11 @@ export function generateRootStatus(client: VaultClient, paths: CeremonyPaths): P
 }
 
 /** Starts an attempt. Exactly one of `otp` / `pgpKey` (base64 of the binary public key). */
-export async function generateRootStart(client: VaultClient, paths: CeremonyPaths, start: { otp: string } | { pgpKey: string }): Promise<GenerateRootStatus> {
+export async function generateRootStart(
+  client: VaultClient,
+  paths: CeremonyPaths,
+  start: { otp: string } | { pgpKey: string },
+): Promise<GenerateRootStatus> {
   const body = 'otp' in start ? { otp: start.otp } : { pgp_key: start.pgpKey };
   const st = await call<GenerateRootStatus>(client, 'PUT', paths.generateRootAttempt, body);
   // We never ask the server to pick the OTP, but a server-generated one must not leak either.
@@ -140,7 +153,12 @@ export async function generateRootStart(client: VaultClient, paths: CeremonyPath
 }
 
 /** Submits one share. The share is registered with the redactor before it leaves. */
-export async function generateRootUpdate(client: VaultClient, paths: CeremonyPaths, key: string, nonce: string): Promise<GenerateRootStatus> {
+export async function generateRootUpdate(
+  client: VaultClient,
+  paths: CeremonyPaths,
+  key: string,
+  nonce: string,
+): Promise<GenerateRootStatus> {
   redactor.add(key);
   return call(client, 'PUT', paths.generateRootUpdate, { key, nonce });
 }
@@ -160,12 +178,24 @@ export function rekeyStart(
   client: VaultClient,
   paths: CeremonyPaths,
   target: RekeyTarget,
-  request: { secret_shares: number; secret_threshold: number; pgp_keys?: string[]; backup?: boolean; require_verification?: boolean },
+  request: {
+    secret_shares: number;
+    secret_threshold: number;
+    pgp_keys?: string[];
+    backup?: boolean;
+    require_verification?: boolean;
+  },
 ): Promise<RekeyStatus> {
   return call(client, 'PUT', paths.rekeyInit(target), request);
 }
 
-export async function rekeyUpdate(client: VaultClient, paths: CeremonyPaths, target: RekeyTarget, key: string, nonce: string): Promise<RekeyUpdateResult> {
+export async function rekeyUpdate(
+  client: VaultClient,
+  paths: CeremonyPaths,
+  target: RekeyTarget,
+  key: string,
+  nonce: string,
+): Promise<RekeyUpdateResult> {
   redactor.add(key);
   const res = await call<RekeyUpdateResult>(client, 'PUT', paths.rekeyUpdate(target), { key, nonce });
   // Without PGP these are the new shares in clear; with PGP they are ciphertext, still not for logs.
@@ -177,15 +207,30 @@ export async function rekeyUpdate(client: VaultClient, paths: CeremonyPaths, tar
  * Cancels a rekey. The nonce must be in a JSON body: patched Vault refuses a cancel without it for
  * 10 minutes (CVE-2025-4656) and a body-less DELETE answers 400 EOF (vault#31649).
  */
-export async function rekeyCancel(client: VaultClient, paths: CeremonyPaths, target: RekeyTarget, nonce: string | undefined): Promise<void> {
+export async function rekeyCancel(
+  client: VaultClient,
+  paths: CeremonyPaths,
+  target: RekeyTarget,
+  nonce: string | undefined,
+): Promise<void> {
   await call(client, 'DELETE', paths.rekeyInit(target), nonce ? { nonce } : {});
 }
 
-export function rekeyVerifyStatus(client: VaultClient, paths: CeremonyPaths, target: RekeyTarget): Promise<RekeyVerifyStatus> {
+export function rekeyVerifyStatus(
+  client: VaultClient,
+  paths: CeremonyPaths,
+  target: RekeyTarget,
+): Promise<RekeyVerifyStatus> {
   return call(client, 'GET', paths.rekeyVerify(target));
 }
 
-export async function rekeyVerifyUpdate(client: VaultClient, paths: CeremonyPaths, target: RekeyTarget, key: string, nonce: string): Promise<RekeyVerifyStatus> {
+export async function rekeyVerifyUpdate(
+  client: VaultClient,
+  paths: CeremonyPaths,
+  target: RekeyTarget,
+  key: string,
+  nonce: string,
+): Promise<RekeyVerifyStatus> {
   redactor.add(key);
   return call(client, 'PUT', paths.rekeyVerify(target), { key, nonce });
 }

@@ -71,7 +71,13 @@ export class VaultClient {
 
   /** Same node, another token (e.g. a freshly generated root token). Shares the connection pool. */
   withToken(token: string | undefined): VaultClient {
-    return new VaultClient({ address: this.address, label: this.label, transport: this.transport, token, namespace: this.#namespace });
+    return new VaultClient({
+      address: this.address,
+      label: this.label,
+      transport: this.transport,
+      token,
+      namespace: this.#namespace,
+    });
   }
 
   // ---- health and status (unauthenticated, node-local) ----
@@ -121,7 +127,13 @@ export class VaultClient {
     const res = await this.raw('PUT', '/sys/init', JSON.stringify(request));
     if (res.status !== 200) throw apiError('PUT /sys/init', this.label, res.status, res.body);
     const parsed = JSON.parse(res.body.toString('utf8')) as T.InitResponse;
-    redactor.add(parsed.root_token, ...(parsed.keys ?? []), ...(parsed.keys_base64 ?? []), ...(parsed.recovery_keys ?? []), ...(parsed.recovery_keys_base64 ?? []));
+    redactor.add(
+      parsed.root_token,
+      ...(parsed.keys ?? []),
+      ...(parsed.keys_base64 ?? []),
+      ...(parsed.recovery_keys ?? []),
+      ...(parsed.recovery_keys_base64 ?? []),
+    );
     return { raw: res.body, parsed };
   }
 
@@ -142,7 +154,9 @@ export class VaultClient {
 
   /** Autopilot state. The docs show it unwrapped; real servers wrap it in `data`. */
   async autopilotState(): Promise<T.AutopilotState> {
-    const res = await this.read<{ data?: T.AutopilotState } & Partial<T.AutopilotState>>('sys/storage/raft/autopilot/state');
+    const res = await this.read<{ data?: T.AutopilotState } & Partial<T.AutopilotState>>(
+      'sys/storage/raft/autopilot/state',
+    );
     return (res.data ?? res) as T.AutopilotState;
   }
 
@@ -159,7 +173,10 @@ export class VaultClient {
 
   /** Starts a Raft snapshot download from this node. The caller must make sure this is the leader. */
   async downloadSnapshot(): Promise<RawDownload> {
-    const res = await this.transport.download({ url: this.#url('/sys/storage/raft/snapshot'), headers: this.#headers() });
+    const res = await this.transport.download({
+      url: this.#url('/sys/storage/raft/snapshot'),
+      headers: this.#headers(),
+    });
     if (res.status !== 200) {
       const body = await res.readAll().catch(() => Buffer.alloc(0));
       throw apiError('GET /sys/storage/raft/snapshot', this.label, res.status, body, res.headers['location']);
@@ -170,12 +187,23 @@ export class VaultClient {
   /** Uploads a snapshot for restore. `force` skips Vault's same-cluster check (another cluster's snapshot). */
   async uploadSnapshot(body: Readable, options: { force: boolean }): Promise<void> {
     const path = options.force ? '/sys/storage/raft/snapshot-force' : '/sys/storage/raft/snapshot';
-    const res = await this.transport.request({ method: 'POST', url: this.#url(path), headers: { ...this.#headers(), 'content-type': 'application/octet-stream' }, body, timeoutMs: 0 });
-    if (res.status !== 200 && res.status !== 204) throw apiError(`POST ${path}`, this.label, res.status, res.body, res.headers.location);
+    const res = await this.transport.request({
+      method: 'POST',
+      url: this.#url(path),
+      headers: { ...this.#headers(), 'content-type': 'application/octet-stream' },
+      body,
+      timeoutMs: 0,
+    });
+    if (res.status !== 200 && res.status !== 204)
+      throw apiError(`POST ${path}`, this.label, res.status, res.body, res.headers.location);
   }
 
   /** A request as-is; the caller reads status and body. */
-  async raw(method: string, path: string, body?: string): Promise<{ status: number; body: Buffer; headers: Record<string, unknown> }> {
+  async raw(
+    method: string,
+    path: string,
+    body?: string,
+  ): Promise<{ status: number; body: Buffer; headers: Record<string, unknown> }> {
     const res = await this.transport.request({
       method,
       url: this.#url(path),
@@ -206,7 +234,9 @@ export class VaultClient {
       // node-vault falls back to $VAULT_TOKEN / $VAULT_NAMESPACE when its token is empty: a client
       // without a token would send the environment's. Its token and namespace headers are dropped
       // and this client's own (none, when it has none) are sent instead.
-      const own = Object.fromEntries(Object.entries(o.headers ?? {}).filter(([k]) => !/^x-vault-(token|namespace)$/i.test(k)));
+      const own = Object.fromEntries(
+        Object.entries(o.headers ?? {}).filter(([k]) => !/^x-vault-(token|namespace)$/i.test(k)),
+      );
       const res = await transport.request({
         method: o.method,
         url,
@@ -241,7 +271,9 @@ export class VaultClient {
       if (resp?.statusCode !== undefined) {
         const errors = (resp.body as { errors?: unknown })?.errors;
         throw new VaultApiError(
-          redactor.redact(`${what} on ${this.label} answered ${resp.statusCode}: ${Array.isArray(errors) && errors.length ? errors.join('; ') : 'no error text'}`),
+          redactor.redact(
+            `${what} on ${this.label} answered ${resp.statusCode}: ${Array.isArray(errors) && errors.length ? errors.join('; ') : 'no error text'}`,
+          ),
           resp.statusCode,
           Array.isArray(errors) ? errors.map((x) => redactor.redact(String(x))) : [],
         );
@@ -261,5 +293,9 @@ export function apiError(what: string, label: string, status: number, body: Buff
     /* not JSON */
   }
   const redirect = status === 307 && location ? ` (redirect to ${location}: this node is a standby)` : '';
-  return new VaultApiError(`${what} on ${label} answered ${status}${redirect}${errors.length ? `: ${errors.join('; ')}` : ''}`, status, errors);
+  return new VaultApiError(
+    `${what} on ${label} answered ${status}${redirect}${errors.length ? `: ${errors.join('; ')}` : ''}`,
+    status,
+    errors,
+  );
 }

@@ -136,7 +136,12 @@ async function take(client: VaultClient, o: ClusterLockOptions): Promise<number>
         },
       );
     }
-    const res = await writeRecord(client, o, { ...o.owner, expires_at: new Date(Date.now() + o.ttlMs).toISOString() }, cur.version);
+    const res = await writeRecord(
+      client,
+      o,
+      { ...o.owner, expires_at: new Date(Date.now() + o.ttlMs).toISOString() },
+      cur.version,
+    );
     if (res.ok) return res.version;
     // Lost a race for this version: look again.
   }
@@ -147,7 +152,9 @@ async function readRecord(client: VaultClient, o: ClusterLockOptions): Promise<V
   const res = await client.raw('GET', `/${o.mount}/data/${o.path}`);
   if (res.status === 404) return { record: undefined, version: await currentVersion(client, o) };
   if (res.status !== 200) throw unavailable(res.status, res.body, o);
-  const body = JSON.parse(res.body.toString('utf8')) as { data?: { data?: ClusterLockRecord | null; metadata?: { version?: number } } };
+  const body = JSON.parse(res.body.toString('utf8')) as {
+    data?: { data?: ClusterLockRecord | null; metadata?: { version?: number } };
+  };
   return { record: body.data?.data ?? undefined, version: body.data?.metadata?.version ?? 0 };
 }
 
@@ -160,8 +167,17 @@ async function currentVersion(client: VaultClient, o: ClusterLockOptions): Promi
   return body.data?.current_version ?? 0;
 }
 
-async function writeRecord(client: VaultClient, o: ClusterLockOptions, record: ClusterLockRecord, cas: number): Promise<{ ok: true; version: number } | { ok: false }> {
-  const res = await client.raw('POST', `/${o.mount}/data/${o.path}`, JSON.stringify({ options: { cas }, data: record }));
+async function writeRecord(
+  client: VaultClient,
+  o: ClusterLockOptions,
+  record: ClusterLockRecord,
+  cas: number,
+): Promise<{ ok: true; version: number } | { ok: false }> {
+  const res = await client.raw(
+    'POST',
+    `/${o.mount}/data/${o.path}`,
+    JSON.stringify({ options: { cas }, data: record }),
+  );
   if (res.status === 200) {
     const body = JSON.parse(res.body.toString('utf8')) as { data?: { version?: number } };
     return { ok: true, version: body.data?.version ?? cas + 1 };

@@ -76,7 +76,9 @@ export class ClusterClient {
   constructor(conn: ClusterConnection) {
     this.name = conn.name;
     this.nodes = conn.nodes;
-    this.transport = conn.transport ?? new Transport({ tls: conn.tls, timeoutMs: conn.timeoutMs ?? 10_000, retries: conn.retries ?? 1 });
+    this.transport =
+      conn.transport ??
+      new Transport({ tls: conn.tls, timeoutMs: conn.timeoutMs ?? 10_000, retries: conn.retries ?? 1 });
     this.#token = conn.token;
     this.#namespace = conn.namespace;
   }
@@ -86,7 +88,13 @@ export class ClusterClient {
    * same token, namespace and connection pool. Close the original, not this one.
    */
   withNodes(nodes: readonly ClusterNode[]): ClusterClient {
-    return new ClusterClient({ name: this.name, nodes, token: this.#token, namespace: this.#namespace, transport: this.transport });
+    return new ClusterClient({
+      name: this.name,
+      nodes,
+      token: this.#token,
+      namespace: this.#namespace,
+      transport: this.transport,
+    });
   }
 
   get hasToken(): boolean {
@@ -103,7 +111,13 @@ export class ClusterClient {
     if (!c) {
       const node = this.nodes.find((n) => n.name === nodeName);
       if (!node) throw new VaultopsError(`Cluster ${this.name} has no node ${nodeName}.`);
-      c = new VaultClient({ address: node.apiAddr, label: node.name, token: this.#token, namespace: this.#namespace, transport: this.transport });
+      c = new VaultClient({
+        address: node.apiAddr,
+        label: node.name,
+        token: this.#token,
+        namespace: this.#namespace,
+        transport: this.transport,
+      });
       this.#clients.set(nodeName, c);
     }
     return c;
@@ -130,7 +144,10 @@ export class ClusterClient {
     const all = probes ?? (await this.probeAll());
     const active = all.filter((p) => p.health?.state === 'active');
     if (active.length === 1) return { node: active[0]!.node, client: this.client(active[0]!.node.name) };
-    if (active.length > 1) throw new VaultopsError(`Cluster ${this.name} has ${active.length} active nodes (${active.map((p) => p.node.name).join(', ')}): split brain or a stale inventory.`);
+    if (active.length > 1)
+      throw new VaultopsError(
+        `Cluster ${this.name} has ${active.length} active nodes (${active.map((p) => p.node.name).join(', ')}): split brain or a stale inventory.`,
+      );
     // No node says it is active: ask a standby who it follows, in case the leader is outside the inventory.
     for (const p of all) {
       if (!p.health || !isServing(p.health.state)) continue;
@@ -138,13 +155,19 @@ export class ClusterClient {
         const l = await this.client(p.node.name).leader();
         const match = this.nodes.find((n) => sameHost(n.apiAddr, l.leader_address));
         if (match) return { node: match, client: this.client(match.name) };
-        if (l.leader_address) throw new VaultopsError(`Cluster ${this.name}'s leader is ${l.leader_address}, which is not in the inventory.`, { hint: 'Add that node to the inventory.' });
+        if (l.leader_address)
+          throw new VaultopsError(
+            `Cluster ${this.name}'s leader is ${l.leader_address}, which is not in the inventory.`,
+            { hint: 'Add that node to the inventory.' },
+          );
       } catch (e) {
         if (e instanceof VaultopsError && /not in the inventory/.test(e.message)) throw e;
       }
     }
     const states = all.map((p) => `${p.node.name}: ${p.health?.state ?? 'unreachable'}`).join(', ');
-    throw new UnreachableError(`Cluster ${this.name} has no active node (${states}).`, { hint: 'Unseal the nodes (`vaultops run playbooks/unseal.yml`) or check why they lost quorum.' });
+    throw new UnreachableError(`Cluster ${this.name} has no active node (${states}).`, {
+      hint: 'Unseal the nodes (`vaultops run playbooks/unseal.yml`) or check why they lost quorum.',
+    });
   }
 
   async status(): Promise<ClusterStatus> {
@@ -173,7 +196,11 @@ export class ClusterClient {
       const lc = this.client(leader);
       try {
         const [state, config] = await Promise.all([lc.autopilotState(), lc.raftConfiguration()]);
-        autopilot = { healthy: state.healthy, failureTolerance: state.failure_tolerance, voters: state.voters?.length ?? 0 };
+        autopilot = {
+          healthy: state.healthy,
+          failureTolerance: state.failure_tolerance,
+          voters: state.voters?.length ?? 0,
+        };
         for (const n of nodes) {
           const node = this.nodes.find((x) => x.name === n.name)!;
           const server = matchRaft(node, config.config.servers);
@@ -202,11 +229,26 @@ export class ClusterClient {
     if (leader === undefined && nodes.some((n) => n.reachable)) problems.push('no active node');
     if (autopilot) {
       if (!autopilot.healthy) problems.push('autopilot reports the cluster unhealthy');
-      if (autopilot.failureTolerance < 1) problems.push(`failure tolerance is ${autopilot.failureTolerance}: losing one more node loses quorum`);
+      if (autopilot.failureTolerance < 1)
+        problems.push(`failure tolerance is ${autopilot.failureTolerance}: losing one more node loses quorum`);
     }
-    const health: ClusterHealth = nodes.some((n) => !n.reachable) ? 'unreachable' : problems.length ? 'degraded' : 'healthy';
+    const health: ClusterHealth = nodes.some((n) => !n.reachable)
+      ? 'unreachable'
+      : problems.length
+        ? 'degraded'
+        : 'healthy';
     const first = probes.find((p) => p.health?.body.cluster_name)?.health?.body;
-    return { cluster: this.name, clusterName: first?.cluster_name, clusterId: first?.cluster_id, leader, autopilot, autopilotNote, nodes, health, problems };
+    return {
+      cluster: this.name,
+      clusterName: first?.cluster_name,
+      clusterId: first?.cluster_id,
+      leader,
+      autopilot,
+      autopilotNote,
+      nodes,
+      health,
+      problems,
+    };
   }
 
   close(): void {
@@ -227,9 +269,14 @@ export function sameHost(a: string, b: string): boolean {
 }
 
 function matchRaft(node: ClusterNode, servers: readonly RaftServer[]): RaftServer | undefined {
-  return servers.find((s) => s.node_id === node.name) ?? servers.find((s) => sameHost(s.address, node.clusterAddr ?? node.apiAddr));
+  return (
+    servers.find((s) => s.node_id === node.name) ??
+    servers.find((s) => sameHost(s.address, node.clusterAddr ?? node.apiAddr))
+  );
 }
 
 function matchAutopilot(node: ClusterNode, state: AutopilotState): AutopilotServer | undefined {
-  return Object.values(state.servers ?? {}).find((s) => s.id === node.name || sameHost(s.address, node.clusterAddr ?? node.apiAddr));
+  return Object.values(state.servers ?? {}).find(
+    (s) => s.id === node.name || sameHost(s.address, node.clusterAddr ?? node.apiAddr),
+  );
 }

@@ -78,10 +78,19 @@ export class RawDownload {
     this.#idleLimit = o.idleTimeoutMs ?? 0;
     const { url } = o;
     const host = url.hostname.replace(/^\[|\]$/g, '');
-    const onread = { buffer: Buffer.allocUnsafe(o.readBufferSize ?? 64 * 1024), callback: (n: number, buf: Uint8Array) => this.#onRead(buf as Buffer, n) };
+    const onread = {
+      buffer: Buffer.allocUnsafe(o.readBufferSize ?? 64 * 1024),
+      callback: (n: number, buf: Uint8Array) => this.#onRead(buf as Buffer, n),
+    };
     if (url.protocol === 'https:') {
       const servername = o.tls?.servername ?? (net.isIP(host) ? undefined : host);
-      this.#socket = tls.connect({ ...o.tls, host, port: Number(url.port || 443), ...(servername ? { servername } : {}), onread } as tls.ConnectionOptions);
+      this.#socket = tls.connect({
+        ...o.tls,
+        host,
+        port: Number(url.port || 443),
+        ...(servername ? { servername } : {}),
+        onread,
+      } as tls.ConnectionOptions);
       this.#socket.once('secureConnect', () => this.#sendRequest(o));
     } else {
       this.#socket = net.connect({ host, port: Number(url.port || 80), onread });
@@ -262,7 +271,8 @@ export class RawDownload {
             break;
           }
           const size = Number.parseInt(line.split(';')[0]!.trim(), 16);
-          if (!Number.isSafeInteger(size) || size < 0 || !/^[0-9a-fA-F]+/.test(line.trim())) return this.#fail(new Error('malformed chunked encoding (bad chunk size)'));
+          if (!Number.isSafeInteger(size) || size < 0 || !/^[0-9a-fA-F]+/.test(line.trim()))
+            return this.#fail(new Error('malformed chunked encoding (bad chunk size)'));
           if (size === 0) this.#chunk = 'trailer';
           else {
             this.#remaining = size;
@@ -283,7 +293,8 @@ export class RawDownload {
         }
         case 'crlf': {
           const b = view[i]!;
-          if (b !== (this.#crlfLeft === 2 ? 0x0d : 0x0a)) return this.#fail(new Error('malformed chunked encoding (no CRLF after a chunk)'));
+          if (b !== (this.#crlfLeft === 2 ? 0x0d : 0x0a))
+            return this.#fail(new Error('malformed chunked encoding (no CRLF after a chunk)'));
           i++;
           if (--this.#crlfLeft === 0) this.#chunk = 'size';
           break;
@@ -299,7 +310,11 @@ export class RawDownload {
       if (this.#consumer) this.#finish();
       return;
     }
-    this.#fail(this.#state === 'head' ? Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }) : new BodyCutError(`${this.received} bytes in`));
+    this.#fail(
+      this.#state === 'head'
+        ? Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
+        : new BodyCutError(`${this.received} bytes in`),
+    );
   }
 
   /** Fails the download when the server sends nothing for idleTimeoutMs while we are reading. */
@@ -307,17 +322,22 @@ export class RawDownload {
     const limit = this.#idleLimit;
     if (!limit) return;
     this.#lastProgress = Date.now();
-    this.#idle = setInterval(() => {
-      if (this.#state !== 'body') return clearInterval(this.#idle);
-      if (this.#paused || this.#consumer === undefined) {
-        this.#lastProgress = Date.now();
-        return;
-      }
-      if (Date.now() - this.#lastProgress < limit) return;
-      const e = new Error(`no bytes for ${Math.round(limit / 1000)} s after ${this.received} bytes of the body`) as NodeJS.ErrnoException;
-      e.code = 'ETIMEDOUT';
-      this.#fail(e);
-    }, Math.max(50, Math.min(1000, limit / 4)));
+    this.#idle = setInterval(
+      () => {
+        if (this.#state !== 'body') return clearInterval(this.#idle);
+        if (this.#paused || this.#consumer === undefined) {
+          this.#lastProgress = Date.now();
+          return;
+        }
+        if (Date.now() - this.#lastProgress < limit) return;
+        const e = new Error(
+          `no bytes for ${Math.round(limit / 1000)} s after ${this.received} bytes of the body`,
+        ) as NodeJS.ErrnoException;
+        e.code = 'ETIMEDOUT';
+        this.#fail(e);
+      },
+      Math.max(50, Math.min(1000, limit / 4)),
+    );
     this.#idle.unref();
   }
 

@@ -1,7 +1,14 @@
 import { VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
 import type { VaultClient } from './client.js';
-import { isPermissionDenied, listAccessors, lookupAccessor, revokeAccessor, revokeSelf, type TokenAccessorInfo } from './ceremonies.js';
+import {
+  isPermissionDenied,
+  listAccessors,
+  lookupAccessor,
+  revokeAccessor,
+  revokeSelf,
+  type TokenAccessorInfo,
+} from './ceremonies.js';
 
 export interface RootTokenReport {
   accessor: string;
@@ -42,7 +49,11 @@ export async function huntRootTokens(client: VaultClient): Promise<RootTokenRepo
 }
 
 /** Revokes by accessor; the token this client uses goes last and by revoke-self. */
-export async function revokeRootTokens(client: VaultClient, reports: readonly RootTokenReport[], log: (m: string) => void = () => undefined): Promise<string[]> {
+export async function revokeRootTokens(
+  client: VaultClient,
+  reports: readonly RootTokenReport[],
+  log: (m: string) => void = () => undefined,
+): Promise<string[]> {
   const revoked: string[] = [];
   for (const r of [...reports].sort((a, b) => Number(a.isOwn) - Number(b.isOwn))) {
     if (r.isOwn) await revokeSelf(client);
@@ -57,7 +68,10 @@ export async function revokeRootTokens(client: VaultClient, reports: readonly Ro
  * Revokes one token by value, using the token itself (revoke-self needs no other privilege), and
  * confirms it is gone: lookup-self must then be refused.
  */
-export async function revokeTokenValue(anyClient: VaultClient, token: string): Promise<{ accessor: string | undefined }> {
+export async function revokeTokenValue(
+  anyClient: VaultClient,
+  token: string,
+): Promise<{ accessor: string | undefined }> {
   redactor.add(token);
   const own = anyClient.withToken(token);
   let accessor: string | undefined;
@@ -79,5 +93,7 @@ export async function assertTokenDead(client: VaultClient): Promise<void> {
     if (isPermissionDenied(e)) return;
     throw e;
   }
-  throw new VaultopsError('The token still works after it was revoked.', { hint: 'Revoke it by accessor with a privileged token, and check for a snapshot restore that resurrected it.' });
+  throw new VaultopsError('The token still works after it was revoked.', {
+    hint: 'Revoke it by accessor with a privileged token, and check for a snapshot restore that resurrected it.',
+  });
 }

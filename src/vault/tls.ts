@@ -43,7 +43,10 @@ export function warnOnce(message: string): void {
 
 /** Warns that `url` is plain HTTP (tokens, unseal keys and snapshots cross the network in clear). */
 export function warnPlainHttp(url: URL, what = 'Vault address'): void {
-  if (url.protocol === 'http:') warnOnce(`${what} ${url.origin} is plain HTTP: tokens, unseal keys and snapshots sent to it are not encrypted in transit; use https:// outside a lab.`);
+  if (url.protocol === 'http:')
+    warnOnce(
+      `${what} ${url.origin} is plain HTTP: tokens, unseal keys and snapshots sent to it are not encrypted in transit; use https:// outside a lab.`,
+    );
 }
 
 /** The variable or setting that turned verification off, when the caller did not say. */
@@ -57,7 +60,9 @@ function skipSource(settings: TlsSettings): string {
 
 export function loadTls(settings: TlsSettings | undefined): LoadedTls {
   if (settings?.skipVerify) {
-    warnOnce(`TLS certificate verification is off (${skipSource(settings)}): any server, or anyone in between, can pose as Vault and receive the token and unseal keys. Debugging only.`);
+    warnOnce(
+      `TLS certificate verification is off (${skipSource(settings)}): any server, or anyone in between, can pose as Vault and receive the token and unseal keys. Debugging only.`,
+    );
   }
   const key = JSON.stringify(settings ?? {});
   const hit = cache.get(key);

@@ -89,9 +89,12 @@ export class Transport {
         size += (chunk as Buffer).length;
         if (size > MAX_JSON_BODY) {
           res.destroy();
-          throw new UnreachableError(`${spec.url.origin} answered ${spec.method} ${spec.url.pathname} with more than ${MAX_JSON_BODY >> 20} MiB; no Vault answer the tool reads is that large, so it was cut off.`, {
-            hint: 'Check that api_addr points at a Vault node and not at a proxy or another service.',
-          });
+          throw new UnreachableError(
+            `${spec.url.origin} answered ${spec.method} ${spec.url.pathname} with more than ${MAX_JSON_BODY >> 20} MiB; no Vault answer the tool reads is that large, so it was cut off.`,
+            {
+              hint: 'Check that api_addr points at a Vault node and not at a proxy or another service.',
+            },
+          );
         }
         chunks.push(chunk as Buffer);
       }
@@ -105,7 +108,9 @@ export class Transport {
   async stream(spec: RequestSpec): Promise<IncomingMessage> {
     const isRead = spec.method === 'GET' || spec.method === 'HEAD' || spec.method === 'LIST';
     const isStreamBody = spec.body !== undefined && typeof spec.body !== 'string' && !Buffer.isBuffer(spec.body);
-    return this.#withRetries(spec.url, isStreamBody ? undefined : isRead ? RETRYABLE_READ : NOT_SENT, () => this.#once(spec));
+    return this.#withRetries(spec.url, isStreamBody ? undefined : isRead ? RETRYABLE_READ : NOT_SENT, () =>
+      this.#once(spec),
+    );
   }
 
   /**
@@ -113,7 +118,11 @@ export class Transport {
    * downloads, where node:http's per-record buffers cost CPU and memory. Same TLS, timeout,
    * retries (until the headers are in) and error wording as every other request.
    */
-  download(spec: { url: URL; headers?: Record<string, string> | undefined; timeoutMs?: number | undefined }): Promise<RawDownload> {
+  download(spec: {
+    url: URL;
+    headers?: Record<string, string> | undefined;
+    timeoutMs?: number | undefined;
+  }): Promise<RawDownload> {
     const t = spec.url.protocol === 'https:' ? this.#tlsOptions() : undefined;
     if (spec.url.protocol !== 'http:' && spec.url.protocol !== 'https:') {
       return Promise.reject(new VaultopsError(`Unsupported address ${spec.url.origin}: use http:// or https://.`));
@@ -121,7 +130,13 @@ export class Transport {
     warnPlainHttp(spec.url);
     return this.#withRetries(spec.url, RETRYABLE_READ, () =>
       // The same bound for the headers and for every gap in the body: a stalled stream fails after it.
-      RawDownload.open({ url: spec.url, headers: spec.headers ?? {}, tls: t, headTimeoutMs: spec.timeoutMs ?? this.#timeoutMs, idleTimeoutMs: spec.timeoutMs ?? this.#timeoutMs }),
+      RawDownload.open({
+        url: spec.url,
+        headers: spec.headers ?? {},
+        tls: t,
+        headTimeoutMs: spec.timeoutMs ?? this.#timeoutMs,
+        idleTimeoutMs: spec.timeoutMs ?? this.#timeoutMs,
+      }),
     );
   }
 
@@ -182,17 +197,23 @@ export class Transport {
     const timeoutMs = spec.timeoutMs ?? this.#timeoutMs;
     warnPlainHttp(url);
     return new Promise((resolve, reject) => {
-      const req = lib.request(url, { method: spec.method === 'LIST' ? 'LIST' : spec.method, headers, agent: this.#agent(url) }, (res) => {
-        // The headers are in: the request's own timeout must not fire any more (it would cut the body with a vaguer error).
-        req.removeAllListeners('timeout');
-        // After the headers the same bound holds for every gap in the body (0 = none: snapshot uploads).
-        res.setTimeout(timeoutMs, () => {
-          const err = new Error(`no bytes for ${Math.round(timeoutMs / 1000)} s after the headers`) as NodeJS.ErrnoException;
-          err.code = 'ETIMEDOUT';
-          res.destroy(err);
-        });
-        resolve(res);
-      });
+      const req = lib.request(
+        url,
+        { method: spec.method === 'LIST' ? 'LIST' : spec.method, headers, agent: this.#agent(url) },
+        (res) => {
+          // The headers are in: the request's own timeout must not fire any more (it would cut the body with a vaguer error).
+          req.removeAllListeners('timeout');
+          // After the headers the same bound holds for every gap in the body (0 = none: snapshot uploads).
+          res.setTimeout(timeoutMs, () => {
+            const err = new Error(
+              `no bytes for ${Math.round(timeoutMs / 1000)} s after the headers`,
+            ) as NodeJS.ErrnoException;
+            err.code = 'ETIMEDOUT';
+            res.destroy(err);
+          });
+          resolve(res);
+        },
+      );
       req.setTimeout(timeoutMs, () => {
         const err = new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`) as NodeJS.ErrnoException;
         err.code = 'ETIMEDOUT';
@@ -220,10 +241,13 @@ export class Transport {
       const expected = this.#tls.expectedIssuer
         ? `a certificate signed by ${this.#tls.expectedIssuer}`
         : 'a certificate signed by a CA in the system trust store (no tls.ca_cert is set)';
-      return new UnreachableError(`TLS verification of ${where} failed (${code}): expected ${expected}${got ? `, got one issued by ${got}` : ''}.`, {
-        hint: 'Set tls.ca_cert in the inventory (or VAULT_CACERT) to the CA that signed this server\'s certificate, or fix the certificate\'s names.',
-        cause: e,
-      });
+      return new UnreachableError(
+        `TLS verification of ${where} failed (${code}): expected ${expected}${got ? `, got one issued by ${got}` : ''}.`,
+        {
+          hint: "Set tls.ca_cert in the inventory (or VAULT_CACERT) to the CA that signed this server's certificate, or fix the certificate's names.",
+          cause: e,
+        },
+      );
     }
     if (code === 'ECONNREFUSED') {
       return new UnreachableError(`${where} refused the connection: no Vault server is listening there.`, {
@@ -266,7 +290,11 @@ function peerIssuer(url: URL, t: LoadedTls): Promise<string | undefined> {
     socket.once('secureConnect', () => {
       const cert = socket.getPeerCertificate();
       socket.end();
-      const issuer = cert?.issuer ? Object.entries(cert.issuer).map(([k, v]) => `${k}=${String(v)}`).join(', ') : undefined;
+      const issuer = cert?.issuer
+        ? Object.entries(cert.issuer)
+            .map(([k, v]) => `${k}=${String(v)}`)
+            .join(', ')
+        : undefined;
       resolve(issuer);
     });
     socket.once('error', () => resolve(undefined));

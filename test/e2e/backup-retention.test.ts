@@ -21,14 +21,31 @@ interface Made {
 }
 
 /** Writes `<name>`, `<name>.sha256` and `<name>.json` as vaultops does, finished `minutesAgo` ago (file mtime too). */
-function put(dir: string, cluster: string, minutesAgo: number, o: { bytes?: Buffer; finishedAt?: Date; sidecar?: string; index?: number } = {}): Made {
+function put(
+  dir: string,
+  cluster: string,
+  minutesAgo: number,
+  o: { bytes?: Buffer; finishedAt?: Date; sidecar?: string; index?: number } = {},
+): Made {
   const finished = o.finishedAt ?? new Date(Date.now() - minutesAgo * 60_000);
-  const name = `${cluster}-${finished.toISOString().replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '')}.snap`;
+  const name = `${cluster}-${finished
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replace(/[-:]/g, '')}.snap`;
   const bytes = o.bytes ?? snapshotFixture({ stateBytes: 5000 });
   const m: Manifest = {
-    format: MANIFEST_FORMAT, file: name, reason: 'backup', cluster: { name: cluster }, leader: { node: 'n1', api_addr: 'https://n1:8200' },
-    raft: { index: o.index ?? 1234, term: 7, servers: [] }, size: bytes.length, sha256: sha256(bytes), members: [],
-    started_at: finished.toISOString(), finished_at: finished.toISOString(), duration_ms: 0,
+    format: MANIFEST_FORMAT,
+    file: name,
+    reason: 'backup',
+    cluster: { name: cluster },
+    leader: { node: 'n1', api_addr: 'https://n1:8200' },
+    raft: { index: o.index ?? 1234, term: 7, servers: [] },
+    size: bytes.length,
+    sha256: sha256(bytes),
+    members: [],
+    started_at: finished.toISOString(),
+    finished_at: finished.toISOString(),
+    duration_ms: 0,
   };
   const path = join(dir, name);
   writeFileSync(path, bytes, { mode: 0o600 });
@@ -48,7 +65,10 @@ describe('backups prune', () => {
     mkdirSync(d);
     return d;
   };
-  const snaps = (d: string) => readdirSync(d).filter((f) => f.endsWith('.snap')).sort();
+  const snaps = (d: string) =>
+    readdirSync(d)
+      .filter((f) => f.endsWith('.snap'))
+      .sort();
 
   beforeAll(() => {
     root = mkdtempSync(join(tmpdir(), 'vaultops-prune-'));
@@ -56,7 +76,7 @@ describe('backups prune', () => {
   });
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-  it('--cluster a --keep-last 1 keeps a\'s newest and never touches b\'s, even when b\'s is newer', async () => {
+  it("--cluster a --keep-last 1 keeps a's newest and never touches b's, even when b's is newer", async () => {
     const d = fresh();
     const a1 = put(d, 'a', 120);
     const a2 = put(d, 'a', 60);
@@ -104,7 +124,10 @@ describe('backups prune', () => {
     expect(r.code, r.stderr).toBe(ExitCode.ok);
     expect(snaps(d)).toEqual([real2.name, junk.name].sort());
     void real1;
-    const j = JSON.parse(r.stdout) as { unverified: Array<{ name: string; why: string }>; keep: Array<{ name: string }> };
+    const j = JSON.parse(r.stdout) as {
+      unverified: Array<{ name: string; why: string }>;
+      keep: Array<{ name: string }>;
+    };
     expect(j.unverified.map((u) => u.name)).toEqual([junk.name]);
     expect(j.unverified[0]!.why).toMatch(/gzip/);
     expect(j.keep.map((k) => k.name)).toEqual([real2.name]);
@@ -116,7 +139,11 @@ describe('backups prune', () => {
     const swapped = put(d, 'a', 60, { sidecar: `${'0'.repeat(64)}  whatever\n` });
     const r = await cli.run(['backups', 'prune', '--to', d, '--keep-last', '1', '--json']);
     expect(r.code, r.stderr).toBe(ExitCode.ok);
-    const j = JSON.parse(r.stdout) as { unverified: Array<{ name: string; why: string }>; keep: Array<{ name: string }>; remove: unknown[] };
+    const j = JSON.parse(r.stdout) as {
+      unverified: Array<{ name: string; why: string }>;
+      keep: Array<{ name: string }>;
+      remove: unknown[];
+    };
     expect(j.unverified.map((u) => u.name)).toEqual([swapped.name]);
     expect(j.unverified[0]!.why).toMatch(/sidecar/);
     expect(j.keep.map((k) => k.name)).toEqual([real1.name]);

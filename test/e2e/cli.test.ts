@@ -35,8 +35,14 @@ describe('the built CLI starts on the Node it ships for', () => {
 
   it('`schedule backup|drill --format` with a scheduler it does not know exits 2 naming it and prints nothing', async () => {
     const inventory = join(cwd, 'schedule.yml');
-    writeFileSync(inventory, ['clusters:', '  prod:', '    nodes:', '      - { name: n1, api_addr: "https://10.0.0.1:8200" }', ''].join('\n'));
-    for (const cmd of [['schedule', 'backup', '--to', join(cwd, 'b')], ['schedule', 'drill']]) {
+    writeFileSync(
+      inventory,
+      ['clusters:', '  prod:', '    nodes:', '      - { name: n1, api_addr: "https://10.0.0.1:8200" }', ''].join('\n'),
+    );
+    for (const cmd of [
+      ['schedule', 'backup', '--to', join(cwd, 'b')],
+      ['schedule', 'drill'],
+    ]) {
       const r = await cli.run([...cmd, '-i', inventory, '--format', 'cron,nomad']);
       expect(r.code).toBe(ExitCode.badInput);
       expect(r.stdout).toBe('');
@@ -56,79 +62,90 @@ describe('the built CLI starts on the Node it ships for', () => {
   });
 });
 
-describe.each(flavorsUnderTest())('a user runs `lab up`, `status`, `lab down`, `lab destroy` with $flavor $version', ({ flavor, version }) => {
-  const name = `a-e2e-${short[flavor]}`;
-  const stateDir = mkdtempSync(join(tmpdir(), `vaultops-test-${name}-`));
-  const cwd = mkdtempSync(join(tmpdir(), `vaultops-test-${name}-cwd-`));
-  const env = { ...process.env, VAULTOPS_STATE_DIR: stateDir };
-  const cli = new CliRunner({ env, cwd });
-  const inventory = join('inventories', `${name}.yml`);
-  let lab: LabRecord;
-  let secrets: string[] = [];
+describe.each(flavorsUnderTest())(
+  'a user runs `lab up`, `status`, `lab down`, `lab destroy` with $flavor $version',
+  ({ flavor, version }) => {
+    const name = `a-e2e-${short[flavor]}`;
+    const stateDir = mkdtempSync(join(tmpdir(), `vaultops-test-${name}-`));
+    const cwd = mkdtempSync(join(tmpdir(), `vaultops-test-${name}-cwd-`));
+    const env = { ...process.env, VAULTOPS_STATE_DIR: stateDir };
+    const cli = new CliRunner({ env, cwd });
+    const inventory = join('inventories', `${name}.yml`);
+    let lab: LabRecord;
+    let secrets: string[] = [];
 
-  beforeAll(async () => {
-    const r = await cli.run(['lab', 'up', '--name', name, '--flavor', flavor, '--version', version]);
-    expect(r.code, r.stderr).toBe(ExitCode.ok);
-    expect(r.stdout).toContain(`Inventory: ${inventory}`);
-    lab = JSON.parse(readFileSync(join(stateDir, 'labs', name, 'lab.json'), 'utf8')) as LabRecord;
-    secrets = labSecrets(lab.initFile);
-  });
-  afterAll(async () => {
-    // Whatever happened above, leave nothing running.
-    await labDestroy(name, () => undefined, env);
-    rmSync(stateDir, { recursive: true, force: true });
-    rmSync(cwd, { recursive: true, force: true });
-  });
-
-  it('`status` agrees with the real binary\'s `operator raft list-peers`', async () => {
-    const r = await cli.run(['status', '-i', inventory, '--json']);
-    expect(r.code, r.stderr).toBe(ExitCode.ok);
-    const st = JSON.parse(r.stdout) as ClusterStatus;
-    expect(st.health).toBe('healthy');
-    expect(st.autopilot).toMatchObject({ healthy: true, failureTolerance: 1, voters: 3 });
-
-    const peers = listPeers(lab, flavor);
-    expect(peers).toHaveLength(3);
-    const ours = st.nodes.map((n) => {
-      const node = lab.nodes.find((x) => x.name === n.name)!;
-      return { node_id: n.name, address: node.clusterAddr.replace(/^https?:\/\//, ''), api: n.address, voter: n.voter, leader: n.leader };
+    beforeAll(async () => {
+      const r = await cli.run(['lab', 'up', '--name', name, '--flavor', flavor, '--version', version]);
+      expect(r.code, r.stderr).toBe(ExitCode.ok);
+      expect(r.stdout).toContain(`Inventory: ${inventory}`);
+      lab = JSON.parse(readFileSync(join(stateDir, 'labs', name, 'lab.json'), 'utf8')) as LabRecord;
+      secrets = labSecrets(lab.initFile);
     });
-    expect(ours.map((o) => o.api)).toEqual(lab.nodes.map((n) => n.apiAddr));
-    expect(ours.map(({ node_id, address, voter, leader }) => ({ node_id, address, voter, leader }))).toEqual(
-      peers.map(({ node_id, address, voter, leader }) => ({ node_id, address, voter, leader })).sort((a, b) => a.node_id.localeCompare(b.node_id)),
-    );
-    expect(peers.filter((p) => p.leader).map((p) => p.node_id)).toEqual([st.leader]);
+    afterAll(async () => {
+      // Whatever happened above, leave nothing running.
+      await labDestroy(name, () => undefined, env);
+      rmSync(stateDir, { recursive: true, force: true });
+      rmSync(cwd, { recursive: true, force: true });
+    });
 
-    const text = await cli.run(['status', '-i', inventory]);
-    expect(text.code).toBe(ExitCode.ok);
-    expect(text.stdout).toContain(`leader ${st.leader}`);
-  });
+    it("`status` agrees with the real binary's `operator raft list-peers`", async () => {
+      const r = await cli.run(['status', '-i', inventory, '--json']);
+      expect(r.code, r.stderr).toBe(ExitCode.ok);
+      const st = JSON.parse(r.stdout) as ClusterStatus;
+      expect(st.health).toBe('healthy');
+      expect(st.autopilot).toMatchObject({ healthy: true, failureTolerance: 1, voters: 3 });
 
-  it('`lab down` leaves no process of the lab alive', async () => {
-    const pids = lab.nodes.map((n) => n.pid!);
-    expect(pids.every((p) => Number.isInteger(p) && p > 0)).toBe(true);
-    expect(pids.every(isAlive)).toBe(true);
-    const r = await cli.run(['lab', 'down', '--name', name]);
-    expect(r.code).toBe(ExitCode.ok);
-    expect(r.stdout).toContain('stopped 3 server processes');
-    expect(pids.filter(isAlive)).toEqual([]);
-    expect(processesUnder(lab.dir)).toEqual([]);
-    const s = await cli.run(['lab', 'status', '--name', name, '--json']);
-    expect((JSON.parse(s.stdout) as Array<{ state: string }>)[0]?.state).toBe('stopped');
-  });
+      const peers = listPeers(lab, flavor);
+      expect(peers).toHaveLength(3);
+      const ours = st.nodes.map((n) => {
+        const node = lab.nodes.find((x) => x.name === n.name)!;
+        return {
+          node_id: n.name,
+          address: node.clusterAddr.replace(/^https?:\/\//, ''),
+          api: n.address,
+          voter: n.voter,
+          leader: n.leader,
+        };
+      });
+      expect(ours.map((o) => o.api)).toEqual(lab.nodes.map((n) => n.apiAddr));
+      expect(ours.map(({ node_id, address, voter, leader }) => ({ node_id, address, voter, leader }))).toEqual(
+        peers
+          .map(({ node_id, address, voter, leader }) => ({ node_id, address, voter, leader }))
+          .sort((a, b) => a.node_id.localeCompare(b.node_id)),
+      );
+      expect(peers.filter((p) => p.leader).map((p) => p.node_id)).toEqual([st.leader]);
 
-  it('`lab destroy` removes the data, the keys and the inventory', async () => {
-    const r = await cli.run(['lab', 'destroy', '--name', name]);
-    expect(r.code).toBe(ExitCode.ok);
-    expect(r.stdout).toContain(`Lab ${name} destroyed`);
-    expect(existsSync(lab.dir)).toBe(false);
-    expect(existsSync(join(cwd, inventory))).toBe(false);
-  });
+      const text = await cli.run(['status', '-i', inventory]);
+      expect(text.code).toBe(ExitCode.ok);
+      expect(text.stdout).toContain(`leader ${st.leader}`);
+    });
 
-  it('no CLI output contains an unseal key (base64 or hex) or the root token', () => {
-    cli.expectNoSecrets(secrets);
-  });
-});
+    it('`lab down` leaves no process of the lab alive', async () => {
+      const pids = lab.nodes.map((n) => n.pid!);
+      expect(pids.every((p) => Number.isInteger(p) && p > 0)).toBe(true);
+      expect(pids.every(isAlive)).toBe(true);
+      const r = await cli.run(['lab', 'down', '--name', name]);
+      expect(r.code).toBe(ExitCode.ok);
+      expect(r.stdout).toContain('stopped 3 server processes');
+      expect(pids.filter(isAlive)).toEqual([]);
+      expect(processesUnder(lab.dir)).toEqual([]);
+      const s = await cli.run(['lab', 'status', '--name', name, '--json']);
+      expect((JSON.parse(s.stdout) as Array<{ state: string }>)[0]?.state).toBe('stopped');
+    });
+
+    it('`lab destroy` removes the data, the keys and the inventory', async () => {
+      const r = await cli.run(['lab', 'destroy', '--name', name]);
+      expect(r.code).toBe(ExitCode.ok);
+      expect(r.stdout).toContain(`Lab ${name} destroyed`);
+      expect(existsSync(lab.dir)).toBe(false);
+      expect(existsSync(join(cwd, inventory))).toBe(false);
+    });
+
+    it('no CLI output contains an unseal key (base64 or hex) or the root token', () => {
+      cli.expectNoSecrets(secrets);
+    });
+  },
+);
 
 interface Peer {
   node_id: string;

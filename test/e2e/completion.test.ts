@@ -21,7 +21,10 @@ describe('bash completion from `vaultops completion bash`', () => {
     chmodSync(join(bin, 'vaultops'), 0o755);
     env = { PATH: `${bin}:/usr/bin:/bin`, HOME: tmp };
     inventory = join(tmp, 'fleet.yml');
-    writeFileSync(inventory, 'clusters:\n  prod-eu:\n    nodes: [{ name: a, api_addr: "https://10.0.0.1:8200" }]\n  "stage-us":\n    nodes: [{ name: b, api_addr: "https://10.0.0.2:8200" }]\n');
+    writeFileSync(
+      inventory,
+      'clusters:\n  prod-eu:\n    nodes: [{ name: a, api_addr: "https://10.0.0.1:8200" }]\n  "stage-us":\n    nodes: [{ name: b, api_addr: "https://10.0.0.2:8200" }]\n',
+    );
   });
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -49,7 +52,10 @@ describe('bash completion from `vaultops completion bash`', () => {
 
   it('offers every visible command of the command tree at the top level, and nothing hidden', async () => {
     const program = buildProgram();
-    const visible = program.createHelp().visibleCommands(program).map((c) => c.name());
+    const visible = program
+      .createHelp()
+      .visibleCommands(program)
+      .map((c) => c.name());
     expect(visible).toContain('completion');
     expect(await tab('vaultops ')).toEqual(visible);
     expect(await tab('vaultops ba')).toEqual(['backup', 'backups']);
@@ -72,7 +78,10 @@ describe('bash completion from `vaultops completion bash`', () => {
   });
 
   it('completes built-in playbook names for plan and run', async () => {
-    const builtIn = readdirSync(join(REPO, 'playbooks')).filter((f) => f.endsWith('.yml')).map((f) => f.replace(/\.yml$/, '')).sort();
+    const builtIn = readdirSync(join(REPO, 'playbooks'))
+      .filter((f) => f.endsWith('.yml'))
+      .map((f) => f.replace(/\.yml$/, ''))
+      .sort();
     expect(builtIn).toContain('health-check');
     expect(await tab('vaultops run ')).toEqual(builtIn);
     expect(await tab('vaultops plan he')).toEqual(['health-check']);

@@ -45,27 +45,48 @@ describe(`interactive unseal at a terminal (${flavour.flavor})`, () => {
   });
 
   it('asks for each share masked, unseals the sealed node, and shows the recap; no share is ever on screen', async () => {
-    const cluster = new ClusterClient({ name: 'e-tty', nodes: lab.lab.nodes.map((n) => ({ name: n.name, apiAddr: n.apiAddr })), tls: { caCert: lab.lab.caCert }, token: lab.init.root_token });
+    const cluster = new ClusterClient({
+      name: 'e-tty',
+      nodes: lab.lab.nodes.map((n) => ({ name: n.name, apiAddr: n.apiAddr })),
+      tls: { caCert: lab.lab.caCert },
+      token: lab.init.root_token,
+    });
     const leader = await cluster.findLeader();
     await leader.client.seal();
-    await waitFor('a new leader', async () => ((await cluster.probeAll()).some((p) => p.health?.state === 'active') ? true : undefined));
+    await waitFor('a new leader', async () =>
+      (await cluster.probeAll()).some((p) => p.health?.state === 'active') ? true : undefined,
+    );
     cluster.close();
 
     // The inventory without a share source: the shares must come from the person at the terminal.
     const inv = join(lab.stateDir, 'tty.yml');
     writeFileSync(inv, readFileSync(lab.inventory, 'utf8').replace(/^\s+keys: .*$/m, ''));
     const script = join(lab.stateDir, 'run.sh');
-    writeFileSync(script, `#!/bin/sh\ncd "${lab.stateDir}"\nVAULTOPS_STATE_DIR="${lab.stateDir}" "${NODE}" "${CLI}" run unseal -i "${inv}" --yes\necho "EXIT=$?"\nsleep 120\n`, { mode: 0o700 });
+    writeFileSync(
+      script,
+      `#!/bin/sh\ncd "${lab.stateDir}"\nVAULTOPS_STATE_DIR="${lab.stateDir}" "${NODE}" "${CLI}" run unseal -i "${inv}" --yes\necho "EXIT=$?"\nsleep 120\n`,
+      { mode: 0o700 },
+    );
     tmux(['new-session', '-d', '-s', session, '-x', '160', '-y', '50', script]);
 
     for (let i = 1; i <= 3; i++) {
-      await waitFor(`the prompt for share ${i}`, () => (screen().includes(`Unseal key share (${i} of 3)`) ? true : undefined), 30_000, 200);
+      await waitFor(
+        `the prompt for share ${i}`,
+        () => (screen().includes(`Unseal key share (${i} of 3)`) ? true : undefined),
+        30_000,
+        200,
+      );
       typeSecret(lab.init.unseal_keys_b64[i - 1]!);
     }
-    const final = await waitFor('the run to end', () => {
-      const s = screen();
-      return /EXIT=\d+/.test(s) ? s : undefined;
-    }, 120_000, 500);
+    const final = await waitFor(
+      'the run to end',
+      () => {
+        const s = screen();
+        return /EXIT=\d+/.test(s) ? s : undefined;
+      },
+      120_000,
+      500,
+    );
     expect(final).toContain('EXIT=0');
     expect(final).toMatch(new RegExp(`${leader.node.name}\\s+:\\s+ok=1\\s+changed=1`));
     expect(final).toMatch(/\*{10,}/); // the masked echo of a share
@@ -77,12 +98,21 @@ describe(`interactive unseal at a terminal (${flavour.flavor})`, () => {
 
   it('with no TTY and --non-interactive, a missing share fails at once with exit 2 and never waits on stdin', async () => {
     const inv = join(lab.stateDir, 'tty.yml');
-    const cluster = new ClusterClient({ name: 'e-tty', nodes: lab.lab.nodes.map((n) => ({ name: n.name, apiAddr: n.apiAddr })), tls: { caCert: lab.lab.caCert }, token: lab.init.root_token });
+    const cluster = new ClusterClient({
+      name: 'e-tty',
+      nodes: lab.lab.nodes.map((n) => ({ name: n.name, apiAddr: n.apiAddr })),
+      tls: { caCert: lab.lab.caCert },
+      token: lab.init.root_token,
+    });
     const leader = await cluster.findLeader();
     await leader.client.seal();
     cluster.close();
     // stdin is an open pipe that never ends: a CLI that read it would hang until the timeout.
-    const child = spawn(NODE, [CLI, 'run', 'unseal', '-i', inv], { cwd: lab.stateDir, env: { ...lab.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(NODE, [CLI, 'run', 'unseal', '-i', inv], {
+      cwd: lab.stateDir,
+      env: { ...lab.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let err = '';
     child.stderr.on('data', (c: Buffer) => (err += c.toString()));
     const code = await new Promise<number | null>((resolve) => {

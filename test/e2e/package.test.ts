@@ -1,4 +1,15 @@
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +18,11 @@ import { NODE, REPO, runProcess, type Ran } from '../helpers/cli.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 
-const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string; engines: { node: string }; files: string[] };
+const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as {
+  version: string;
+  engines: { node: string };
+  files: string[];
+};
 /** The directory of the real Node 24 binary (not node_modules/.bin, which holds the repo's tools). */
 const NODE_DIR = dirname(realpathSync(NODE));
 
@@ -23,7 +38,17 @@ function run(cmd: string, args: string[], options: { cwd: string; env: NodeJS.Pr
 function cleanCheckout(into: string): string {
   const dir = join(into, 'checkout');
   mkdirSync(dir);
-  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'LICENSE', 'bin', 'src', 'playbooks', 'docs']) {
+  for (const f of [
+    'package.json',
+    'package-lock.json',
+    'tsconfig.json',
+    'README.md',
+    'LICENSE',
+    'bin',
+    'src',
+    'playbooks',
+    'docs',
+  ]) {
     if (existsSync(join(REPO, f))) cpSync(join(REPO, f), join(dir, f), { recursive: true });
   }
   mkdirSync(join(dir, 'inventories'));
@@ -47,15 +72,25 @@ describe('the packed package installs and runs outside the checkout', () => {
     const npmEnv = { ...process.env, PATH: `${NODE_DIR}:${process.env['PATH']}`, npm_config_loglevel: 'error' };
     const packed = await run('npm', ['pack', '--pack-destination', tmp, '--json'], { cwd: checkout, env: npmEnv });
     expect(packed.code, packed.stderr).toBe(0);
-    const info = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as [{ filename: string; files: { path: string }[] }];
+    const info = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as [
+      { filename: string; files: { path: string }[] },
+    ];
     tarball = join(tmp, info[0].filename);
     contents = info[0].files.map((f) => f.path);
     prefix = join(tmp, 'prefix');
     // From the npm cache when it has everything (npm ci filled it), else from the registry.
-    const installed = await run('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: tmp, env: npmEnv });
+    const installed = await run(
+      'npm',
+      ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball],
+      { cwd: tmp, env: npmEnv },
+    );
     expect(installed.code, installed.stderr).toBe(0);
     // What a user has: the installed bin on PATH, a supported node, nothing of the checkout.
-    env = { PATH: `${join(prefix, 'bin')}:${NODE_DIR}:/usr/bin:/bin`, HOME: tmp, VAULTOPS_STATE_DIR: join(tmp, 'state') };
+    env = {
+      PATH: `${join(prefix, 'bin')}:${NODE_DIR}:/usr/bin:/bin`,
+      HOME: tmp,
+      VAULTOPS_STATE_DIR: join(tmp, 'state'),
+    };
     lab = await startTestLab({ name: 'pkg-lab', flavor: flavor.flavor, version: flavor.version });
   });
   afterAll(async () => {
@@ -64,7 +99,17 @@ describe('the packed package installs and runs outside the checkout', () => {
   });
 
   it('holds the built CLI, the playbooks and the licence, but no tests, sources or source maps', () => {
-    expect(contents).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json', 'bin/vaultops.js', 'dist/cli/main.js', 'playbooks/health-check.yml', 'inventories/example.yml']));
+    expect(contents).toEqual(
+      expect.arrayContaining([
+        'LICENSE',
+        'README.md',
+        'package.json',
+        'bin/vaultops.js',
+        'dist/cli/main.js',
+        'playbooks/health-check.yml',
+        'inventories/example.yml',
+      ]),
+    );
     expect(contents.filter((f) => /^(src|test|scripts|\.ci)\//.test(f) || f.endsWith('.map'))).toEqual([]);
     expect(readFileSync(join(REPO, 'LICENSE'), 'utf8')).toMatch(/^Mozilla Public License Version 2\.0\n/);
     // A build without maps leaves no sourceMappingURL pointing at a file that is not there.
@@ -82,7 +127,8 @@ describe('the packed package installs and runs outside the checkout', () => {
   it('`vaultops --help` lists the commands', async () => {
     const r = await run('vaultops', ['--help'], { cwd: tmp, env });
     expect(r.code).toBe(0);
-    for (const c of ['status', 'backup', 'restore', 'run', 'lab', 'completion']) expect(r.stdout).toMatch(new RegExp(`^  ${c}\\b`, 'm'));
+    for (const c of ['status', 'backup', 'restore', 'run', 'lab', 'completion'])
+      expect(r.stdout).toMatch(new RegExp(`^  ${c}\\b`, 'm'));
   });
 
   it('`vaultops status` reports the lab healthy (exit 0) from outside the checkout', async () => {
@@ -103,11 +149,14 @@ describe('an unsupported Node.js gets a clear error (exit 6) before anything loa
     tmp = mkdtempSync(join(tmpdir(), 'vaultops-node-'));
     // Pretends to be another Node.js version: process.version is all the launcher looks at.
     fake = join(tmp, 'pretend.mjs');
-    writeFileSync(fake, 'const v = process.env.PRETEND_NODE; Object.defineProperty(process.versions, "node", { value: v }); Object.defineProperty(process, "version", { value: `v${v}` });\n');
+    writeFileSync(
+      fake,
+      'const v = process.env.PRETEND_NODE; Object.defineProperty(process.versions, "node", { value: v }); Object.defineProperty(process, "version", { value: `v${v}` });\n',
+    );
   });
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-  it('the launcher\'s range is package.json\'s engines range', () => {
+  it("the launcher's range is package.json's engines range", () => {
     const inLauncher = /var SUPPORTED_NODE = '([^']+)'/.exec(readFileSync(launcher, 'utf8'))?.[1];
     expect(inLauncher).toBe(pkg.engines.node);
   });
@@ -122,19 +171,24 @@ describe('an unsupported Node.js gets a clear error (exit 6) before anything loa
     ['25.2.0', false],
     ['26.0.0', true],
   ])('Node.js %s supported: %s', async (version, supported) => {
-    const r = await runProcess(NODE, ['--import', fake, launcher, '--version'], { ...process.env, PRETEND_NODE: version });
+    const r = await runProcess(NODE, ['--import', fake, launcher, '--version'], {
+      ...process.env,
+      PRETEND_NODE: version,
+    });
     if (supported) {
       expect(r.code).toBe(0);
       expect(r.stdout).toBe(`vaultops ${pkg.version}\n`);
     } else {
       expect(r.code).toBe(ExitCode.prerequisite);
       expect(r.stdout).toBe('');
-      expect(r.stderr).toContain(`vaultops: Node.js v${version} is not supported; vaultops needs Node.js 22.x from 22.22.2, or 24.x from 24.15.0, or 26.0.0 and newer.`);
+      expect(r.stderr).toContain(
+        `vaultops: Node.js v${version} is not supported; vaultops needs Node.js 22.x from 22.22.2, or 24.x from 24.15.0, or 26.0.0 and newer.`,
+      );
       expect(r.stderr).toContain('hint: install Node.js 24 LTS');
     }
   });
 
-  it('the machine\'s own /usr/bin/node, when it is older, is refused with the same message', async () => {
+  it("the machine's own /usr/bin/node, when it is older, is refused with the same message", async () => {
     const machineNode = '/usr/bin/node';
     expect(existsSync(machineNode), 'this machine has a system node (Debian nodejs, which runs npm)').toBe(true);
     const version = (await runProcess(machineNode, ['--version'], process.env)).stdout.trim();

@@ -56,8 +56,25 @@ describe('progress of backup and restore on a terminal', () => {
   });
 
   it('restore shows the safety snapshot and the upload with its total', async () => {
-    const file = join(dir, 'b', readdirSync(join(dir, 'b')).filter((f) => f.endsWith('.snap')).sort()[0]!);
-    const r = await onTerminal(['restore', '-i', t.inventory, '--from', file, '--confirm', 'progress', '--non-interactive', '--to', join(dir, 'b')]);
+    const file = join(
+      dir,
+      'b',
+      readdirSync(join(dir, 'b'))
+        .filter((f) => f.endsWith('.snap'))
+        .sort()[0]!,
+    );
+    const r = await onTerminal([
+      'restore',
+      '-i',
+      t.inventory,
+      '--from',
+      file,
+      '--confirm',
+      'progress',
+      '--non-interactive',
+      '--to',
+      join(dir, 'b'),
+    ]);
     expect(r.code, r.stdout).toBe(ExitCode.ok);
     expect(r.stdout).toMatch(/safety snapshot of progress: \d/);
     expect(r.stdout).toMatch(/upload to n\d: [\d.]+ (B|KiB|MiB) of [\d.]+ (B|KiB|MiB) \(\d+%\)/);

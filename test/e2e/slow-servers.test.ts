@@ -15,8 +15,16 @@ import { CliRunner } from '../helpers/cli.js';
  */
 const TOKEN = 's.slowServerToken0123456789';
 const health = {
-  initialized: true, sealed: false, standby: false, performance_standby: false, replication_performance_mode: 'disabled',
-  replication_dr_mode: 'disabled', server_time_utc: 1, version: '1.21.0', cluster_name: 'slow', cluster_id: '00000000-0000-4000-8000-000000000001',
+  initialized: true,
+  sealed: false,
+  standby: false,
+  performance_standby: false,
+  replication_performance_mode: 'disabled',
+  replication_dr_mode: 'disabled',
+  server_time_utc: 1,
+  version: '1.21.0',
+  cluster_name: 'slow',
+  cluster_id: '00000000-0000-4000-8000-000000000001',
 };
 
 function stall(res: ServerResponse, parked: ServerResponse[]): void {
@@ -41,7 +49,19 @@ describe('a server that stalls after its headers', () => {
     return (s.address() as { port: number }).port;
   };
   const inventory = (file: string, port: number, extra: Record<string, unknown> = {}) => {
-    writeFileSync(join(dir, file), stringify({ clusters: { slow: { token: 'env:SLOW_TOKEN', timeouts: { request: '2s' }, nodes: [{ name: 'n1', api_addr: `http://127.0.0.1:${port}` }], ...extra } } }));
+    writeFileSync(
+      join(dir, file),
+      stringify({
+        clusters: {
+          slow: {
+            token: 'env:SLOW_TOKEN',
+            timeouts: { request: '2s' },
+            nodes: [{ name: 'n1', api_addr: `http://127.0.0.1:${port}` }],
+            ...extra,
+          },
+        },
+      }),
+    );
     return join(dir, file);
   };
 
@@ -50,7 +70,8 @@ describe('a server that stalls after its headers', () => {
     cli = new CliRunner({ env: { ...process.env, SLOW_TOKEN: TOKEN }, cwd: dir });
     stallAll = await listen((_u, res) => stall(res, parked));
     stallSnapshot = await listen((url, res) => {
-      if (url.startsWith('/v1/sys/health')) res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(health));
+      if (url.startsWith('/v1/sys/health'))
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(health));
       else if (url.startsWith('/v1/sys/storage/raft/snapshot')) stall(res, parked);
       else res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[]}');
     });
@@ -122,17 +143,30 @@ describe('a server that stalls after its headers', () => {
     const quiet = await runWith(['status', '-i', inv], {});
     expect(quiet.stderr).not.toMatch(/verification is off/);
     // An S3 store on plain HTTP: warned about when it is used (here it is not even listening).
-    const s3 = { type: 's3', endpoint: 'http://127.0.0.1:9', bucket: 'bkt', access_key_id: 'AK', secret_access_key: 'env:S3_SECRET' };
+    const s3 = {
+      type: 's3',
+      endpoint: 'http://127.0.0.1:9',
+      bucket: 'bkt',
+      access_key_id: 'AK',
+      secret_access_key: 'env:S3_SECRET',
+    };
     const inv3 = inventory('warn-s3.yml', stallSnapshot, { stores: { s3 } });
     const l = await runWith(['backups', 'list', '-i', inv3, '--store', 's3'], { S3_SECRET: 'not-a-real-secret' });
     expect(l.stderr).toMatch(/warning: S3 endpoint http:\/\/127\.0\.0\.1:9 is plain HTTP/);
   });
 
-  async function runWith(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  async function runWith(
+    args: string[],
+    env: Record<string, string>,
+  ): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const { NODE, CLI } = await import('../helpers/cli.js');
     return new Promise((resolve) => {
       const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(VAULT|BAO)_/.test(k)));
-      const child = spawn(NODE, [CLI, ...args], { cwd: dir, env: { ...clean, SLOW_TOKEN: TOKEN, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(NODE, [CLI, ...args], {
+        cwd: dir,
+        env: { ...clean, SLOW_TOKEN: TOKEN, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -150,17 +184,27 @@ describe('a server that stalls after its headers', () => {
     const s = await cli.run(['schedule', 'backup', '-i', inv, '--to', out, '--every', '1h']);
     expect(s.code, s.stderr).toBe(ExitCode.ok);
     const line = s.stdout.split('\n').find((l) => /^\d+ \* \* \* \* \//.test(l))!;
-    expect(line).toMatch(/ \/usr\/bin\/flock -n -E 75 \/tmp\/vaultops-backup-slow\.lock \/usr\/bin\/timeout --kill-after=60 3600 \//);
+    expect(line).toMatch(
+      / \/usr\/bin\/flock -n -E 75 \/tmp\/vaultops-backup-slow\.lock \/usr\/bin\/timeout --kill-after=60 3600 \//,
+    );
     expect(s.stdout).toMatch(/TimeoutStartSec=1h/);
     expect(s.stdout).toMatch(/concurrencyPolicy: Forbid/);
     expect(s.stdout).toMatch(/activeDeadlineSeconds: 3600/);
-    const command = line.split(' ').slice(5).join(' ').replace(/ >>.*$/, '');
+    const command = line
+      .split(' ')
+      .slice(5)
+      .join(' ')
+      .replace(/ >>.*$/, '');
     // Another run holds the lock: this one must exit at once (75) without starting a backup.
     const holder = spawn('/usr/bin/flock', ['/tmp/vaultops-backup-slow.lock', 'sleep', '20'], { stdio: 'ignore' });
     try {
       await new Promise((r) => setTimeout(r, 300));
       const t0 = Date.now();
-      const r = spawnSync('/bin/sh', ['-c', command], { env: { PATH: '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+      const r = spawnSync('/bin/sh', ['-c', command], {
+        env: { PATH: '/usr/bin:/bin' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: 20_000,
+      });
       expect(r.status).toBe(75);
       expect(Date.now() - t0).toBeLessThan(3000);
       expect(existsSync(out)).toBe(false);

@@ -7,7 +7,11 @@ import type { ClusterClient } from '../../src/vault/cluster.js';
 import type { TestLab } from './lab.js';
 
 /** Runs `fn` with a client of the lab (its inventory, its root token); always closed. */
-export async function withCluster<T>(inventory: string, fn: (c: ClusterClient) => Promise<T>, clusterName?: string): Promise<T> {
+export async function withCluster<T>(
+  inventory: string,
+  fn: (c: ClusterClient) => Promise<T>,
+  clusterName?: string,
+): Promise<T> {
   const { client } = await connectCluster(inventory, clusterName);
   try {
     return await fn(client);
@@ -44,7 +48,10 @@ export async function fillKv(c: ClusterClient, bytes: number, entryBytes = 256 *
   await ensureKv(c);
   const { client } = await c.findLeader();
   const n = Math.ceil(bytes / entryBytes);
-  for (let i = 0; i < n; i++) await client.write(`kv/${prefix}/${i}`, { value: randomBytes(Math.floor((entryBytes * 3) / 4)).toString('base64') });
+  for (let i = 0; i < n; i++)
+    await client.write(`kv/${prefix}/${i}`, {
+      value: randomBytes(Math.floor((entryBytes * 3) / 4)).toString('base64'),
+    });
 }
 
 /**
@@ -53,7 +60,12 @@ export async function fillKv(c: ClusterClient, bytes: number, entryBytes = 256 *
  */
 export async function officialCli(t: TestLab, args: string[], token = t.init.root_token): Promise<RunResult> {
   const leader = await withCluster(t.inventory, async (c) => (await c.findLeader()).node.apiAddr);
-  const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: t.stateDir, VAULT_ADDR: leader, VAULT_TOKEN: token };
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+    HOME: t.stateDir,
+    VAULT_ADDR: leader,
+    VAULT_TOKEN: token,
+  };
   if (t.lab.caCert) env['VAULT_CACERT'] = t.lab.caCert;
   return run(t.lab.binary, args, { env, timeoutMs: 170_000 });
 }
@@ -63,7 +75,11 @@ export async function unsealWith(c: ClusterClient, keys: string[], timeoutMs = 1
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const probes = await c.probeAll();
-    if (probes.every((p) => p.health && ['active', 'standby', 'perf-standby'].includes(p.health.state)) && probes.some((p) => p.health?.state === 'active')) return;
+    if (
+      probes.every((p) => p.health && ['active', 'standby', 'perf-standby'].includes(p.health.state)) &&
+      probes.some((p) => p.health?.state === 'active')
+    )
+      return;
     for (const p of probes.filter((x) => x.health?.state === 'sealed')) {
       const client = c.client(p.node.name);
       try {
@@ -72,7 +88,10 @@ export async function unsealWith(c: ClusterClient, keys: string[], timeoutMs = 1
         /* a follower still installing the snapshot: try again */
       }
     }
-    if (Date.now() > deadline) throw new Error(`nodes did not all unseal: ${probes.map((p) => `${p.node.name}=${p.health?.state ?? 'unreachable'}`).join(', ')}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `nodes did not all unseal: ${probes.map((p) => `${p.node.name}=${p.health?.state ?? 'unreachable'}`).join(', ')}`,
+      );
     await new Promise((r) => setTimeout(r, 500));
   }
 }
@@ -84,9 +103,16 @@ export async function unsealWith(c: ClusterClient, keys: string[], timeoutMs = 1
  */
 export class KillOnFirstWriteStore implements BackupStore {
   readonly kind = 'test';
-  constructor(private readonly inner: BackupStore, private readonly onFirstWrite: () => Promise<void>) {}
-  get location() { return this.inner.location; }
-  get retention() { return this.inner.retention; }
+  constructor(
+    private readonly inner: BackupStore,
+    private readonly onFirstWrite: () => Promise<void>,
+  ) {}
+  get location() {
+    return this.inner.location;
+  }
+  get retention() {
+    return this.inner.retention;
+  }
   async begin(name: string): Promise<SnapshotSink> {
     const sink = await this.inner.begin(name);
     let first = true;
@@ -98,13 +124,26 @@ export class KillOnFirstWriteStore implements BackupStore {
         first = false;
         hook().then(go, cb);
       },
-      final(cb) { sink.stream.end(() => cb()); },
-      destroy(err, cb) { sink.stream.destroy(err ?? undefined); cb(err); },
+      final(cb) {
+        sink.stream.end(() => cb());
+      },
+      destroy(err, cb) {
+        sink.stream.destroy(err ?? undefined);
+        cb(err);
+      },
     });
     return { name: sink.name, stream, commit: (m) => sink.commit(m), abort: () => sink.abort() };
   }
-  list() { return this.inner.list(); }
-  open(name: string) { return this.inner.open(name); }
-  localPath(name: string) { return this.inner.localPath(name); }
-  remove(name: string) { return this.inner.remove(name); }
+  list() {
+    return this.inner.list();
+  }
+  open(name: string) {
+    return this.inner.open(name);
+  }
+  localPath(name: string) {
+    return this.inner.localPath(name);
+  }
+  remove(name: string) {
+    return this.inner.remove(name);
+  }
 }

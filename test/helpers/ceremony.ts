@@ -25,7 +25,11 @@ export class CeremonyCli {
 
   run(args: string[], extraEnv: Record<string, string> = {}): Promise<CliResult> {
     return new Promise((resolve, reject) => {
-      const child = spawn(NODE, [CLI, ...args], { cwd: this.#cwd, env: { ...this.#env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(NODE, [CLI, ...args], {
+        cwd: this.#cwd,
+        env: { ...this.#env, ...extraEnv },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       if (child.pid !== undefined) {
         try {
           this.cmdlines.push(readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0').join(' '));
@@ -59,8 +63,14 @@ export class CeremonyCli {
     const argv = this.cmdlines.join('\n');
     const real = secrets.filter((s) => s.length >= 6);
     expect(real.length).toBeGreaterThan(0);
-    expect(real.filter((s) => printed.includes(s)), 'secrets in CLI output').toEqual([]);
-    expect(real.filter((s) => argv.includes(s)), 'secrets in a child\'s argv').toEqual([]);
+    expect(
+      real.filter((s) => printed.includes(s)),
+      'secrets in CLI output',
+    ).toEqual([]);
+    expect(
+      real.filter((s) => argv.includes(s)),
+      "secrets in a child's argv",
+    ).toEqual([]);
   }
 }
 
@@ -74,7 +84,11 @@ export interface TestPgpKey {
 
 /** A throwaway PGP key pair (curve25519: fast), its public half written to `dir`. */
 export async function makePgpKey(dir: string, name: string): Promise<TestPgpKey> {
-  const { privateKey, publicKey } = await openpgp.generateKey({ type: 'curve25519', userIDs: [{ name, email: `${name}@example.invalid` }], format: 'armored' });
+  const { privateKey, publicKey } = await openpgp.generateKey({
+    type: 'curve25519',
+    userIDs: [{ name, email: `${name}@example.invalid` }],
+    format: 'armored',
+  });
   const publicFile = join(dir, `${name}.asc`);
   writeFileSync(publicFile, publicKey);
   const key = await openpgp.readKey({ armoredKey: publicKey });
@@ -100,7 +114,10 @@ export async function waitAllServing(inventory: string): Promise<void> {
       async () => {
         const probes = await client.probeAll();
         const states = probes.map((p) => p.health?.state);
-        return states.every((s) => s === 'active' || s === 'standby' || s === 'perf-standby') && states.filter((s) => s === 'active').length === 1 ? true : undefined;
+        return states.every((s) => s === 'active' || s === 'standby' || s === 'perf-standby') &&
+          states.filter((s) => s === 'active').length === 1
+          ? true
+          : undefined;
       },
       90_000,
     );
@@ -121,13 +138,22 @@ export interface TerminalStep {
  * would, so the masked-prompt path is exercised for real. Output is kept in the runner's log and
  * the child's argv in its cmdlines, for the leak check.
  */
-export function runAtTerminal(runner: CeremonyCli, args: string[], env: NodeJS.ProcessEnv, steps: readonly TerminalStep[], timeoutMs = 120_000): Promise<CliResult> {
+export function runAtTerminal(
+  runner: CeremonyCli,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  steps: readonly TerminalStep[],
+  timeoutMs = 120_000,
+): Promise<CliResult> {
   const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const command = [NODE, CLI, ...args].map(quote).join(' ');
   return new Promise((resolve, reject) => {
     const clean: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(env)) if (!/^(VAULT|BAO)_/.test(k)) clean[k] = v;
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...clean, TERM: 'dumb', COLUMNS: '200' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('script', ['-qfec', command, '/dev/null'], {
+      env: { ...clean, TERM: 'dumb', COLUMNS: '200' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     if (child.pid !== undefined) {
       try {
         runner.cmdlines.push(readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0').join(' '));

@@ -26,7 +26,8 @@ export class CliRunner {
   readonly #cwd: string;
 
   constructor(options: { env: NodeJS.ProcessEnv; cwd?: string }) {
-    if (!existsSync(join(REPO, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does it) before these tests.');
+    if (!existsSync(join(REPO, 'dist', 'cli', 'main.js')))
+      throw new Error('dist/ is missing: run `npm run build` (npm test does it) before these tests.');
     this.#env = withoutVaultSecrets(options.env);
     this.#cwd = options.cwd ?? REPO;
   }
@@ -77,7 +78,11 @@ function withoutVaultSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 
 /** Every secret of a lab's init.json: the shares in both forms and the root token. */
 export function labSecrets(initFile: string): string[] {
-  const init = JSON.parse(readFileSync(initFile, 'utf8')) as { unseal_keys_b64: string[]; unseal_keys_hex?: string[]; root_token: string };
+  const init = JSON.parse(readFileSync(initFile, 'utf8')) as {
+    unseal_keys_b64: string[];
+    unseal_keys_hex?: string[];
+    root_token: string;
+  };
   return [...init.unseal_keys_b64, ...(init.unseal_keys_hex ?? []), init.root_token];
 }
 
@@ -105,7 +110,12 @@ export function isAlive(pid: number): boolean {
 }
 
 /** Polls `probe` until it returns a value other than undefined, or fails with what it waited for. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000, everyMs = 250): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 60_000,
+  everyMs = 250,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -115,7 +125,10 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     } catch (e) {
       lastError = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${String(lastError)})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${String(lastError)})` : ''}`,
+      );
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
@@ -130,7 +143,12 @@ export interface Ran {
  * Runs a program (no shell, no TTY) and keeps what it printed. `onLine` sees each complete stderr
  * line as it arrives (progress of a long run).
  */
-export function runProcess(cmd: string, args: string[], env: NodeJS.ProcessEnv, onLine?: (line: string) => void): Promise<Ran> {
+export function runProcess(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  onLine?: (line: string) => void,
+): Promise<Ran> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -139,7 +157,12 @@ export function runProcess(cmd: string, args: string[], env: NodeJS.ProcessEnv, 
     child.stderr.on('data', (c: Buffer) => {
       const before = stderr.length;
       stderr += c.toString();
-      if (onLine) for (const line of stderr.slice(stderr.lastIndexOf('\n', before - 1) + 1).split('\n').slice(0, -1)) onLine(line);
+      if (onLine)
+        for (const line of stderr
+          .slice(stderr.lastIndexOf('\n', before - 1) + 1)
+          .split('\n')
+          .slice(0, -1))
+          onLine(line);
     });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));

@@ -31,6 +31,9 @@ export function binariesUnderTest(): FlavorUnderTest[] {
     { flavor: 'vault', version: '1.19.0' },
   ];
   const current = flavorsUnderTest();
-  const extra = process.env['VAULTOPS_TEST_UPGRADES'] === '0' ? [] : older.filter((x) => current.some((f) => f.flavor === x.flavor));
+  const extra =
+    process.env['VAULTOPS_TEST_UPGRADES'] === '0'
+      ? []
+      : older.filter((x) => current.some((f) => f.flavor === x.flavor));
   return [...current, ...extra];
 }

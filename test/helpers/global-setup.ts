@@ -17,7 +17,10 @@ export default async function setup(): Promise<void> {
         if (!/^(download|resolve|build): /.test(m)) process.stderr.write(`[global-setup] ${m}\n`);
       },
     });
-    if (bin.source === 'fetched') process.stderr.write(`[global-setup] ${f.flavor} ${f.version} ready in ${Math.round((Date.now() - started) / 1000)} s\n`);
+    if (bin.source === 'fetched')
+      process.stderr.write(
+        `[global-setup] ${f.flavor} ${f.version} ready in ${Math.round((Date.now() - started) / 1000)} s\n`,
+      );
   }
   // The S3 store's tests run against a real S3-compatible server, built once per machine like Vault.
   await ensureVersitygw((m) => process.stderr.write(`[global-setup] ${m}\n`));

@@ -26,8 +26,19 @@ export interface TestLab {
  * With `seal: 'transit'` the lab auto-unseals with `sealProvider`'s transit engine and shares its
  * state dir (a provider is found by name there); destroy it before its provider.
  */
-export async function startTestLab(options: { name: string; flavor: Flavor; version: string; tls?: boolean; nodes?: number; ssh?: boolean; hosts?: boolean; seal?: 'transit'; sealProvider?: TestLab }): Promise<TestLab> {
-  if ((options.seal === 'transit') !== (options.sealProvider !== undefined)) throw new Error('startTestLab: seal "transit" and sealProvider go together');
+export async function startTestLab(options: {
+  name: string;
+  flavor: Flavor;
+  version: string;
+  tls?: boolean;
+  nodes?: number;
+  ssh?: boolean;
+  hosts?: boolean;
+  seal?: 'transit';
+  sealProvider?: TestLab;
+}): Promise<TestLab> {
+  if ((options.seal === 'transit') !== (options.sealProvider !== undefined))
+    throw new Error('startTestLab: seal "transit" and sealProvider go together');
   const ownsStateDir = options.sealProvider === undefined;
   const stateDir = options.sealProvider?.stateDir ?? mkdtempSync(join(tmpdir(), `vaultops-test-${options.name}-`));
   const env = options.sealProvider?.env ?? { ...process.env, VAULTOPS_STATE_DIR: stateDir };
@@ -53,7 +64,12 @@ export async function startTestLab(options: { name: string; flavor: Flavor; vers
     stateDir,
     env,
     init,
-    secrets: [...init.unseal_keys_b64, ...(init.recovery_keys_b64 ?? []), ...(init.recovery_keys_hex ?? []), init.root_token],
+    secrets: [
+      ...init.unseal_keys_b64,
+      ...(init.recovery_keys_b64 ?? []),
+      ...(init.recovery_keys_hex ?? []),
+      init.root_token,
+    ],
     async destroy() {
       await labDestroy(options.name, () => undefined, env);
       if (ownsStateDir) rmSync(stateDir, { recursive: true, force: true });

@@ -25,11 +25,18 @@ export async function ensureVersitygw(onProgress: (m: string) => void = () => un
   return withFileLock(join(dir, '.lock'), onProgress, async () => {
     if (existsSync(bin)) return bin;
     onProgress(`building versitygw ${VERSITYGW_VERSION} with go install (about a minute)...`);
-    const r = spawnSync('go', ['install', '-trimpath', '-ldflags', '-s -w', `github.com/versity/versitygw/cmd/versitygw@${VERSITYGW_VERSION}`], {
-      env: { ...process.env, GOBIN: dir, GOTOOLCHAIN: 'local', CGO_ENABLED: '0' },
-      encoding: 'utf8',
-    });
-    if (r.status !== 0 || !existsSync(bin)) throw new Error(`go install versitygw ${VERSITYGW_VERSION} failed: ${(r.stderr || r.error?.message || '').slice(-2000)}`);
+    const r = spawnSync(
+      'go',
+      ['install', '-trimpath', '-ldflags', '-s -w', `github.com/versity/versitygw/cmd/versitygw@${VERSITYGW_VERSION}`],
+      {
+        env: { ...process.env, GOBIN: dir, GOTOOLCHAIN: 'local', CGO_ENABLED: '0' },
+        encoding: 'utf8',
+      },
+    );
+    if (r.status !== 0 || !existsSync(bin))
+      throw new Error(
+        `go install versitygw ${VERSITYGW_VERSION} failed: ${(r.stderr || r.error?.message || '').slice(-2000)}`,
+      );
     return bin;
   });
 }
@@ -67,12 +74,22 @@ export async function startS3Server(root: string, secretKey: string): Promise<S3
     stdio: ['ignore', log, log],
   });
   const endpoint = `http://127.0.0.1:${port}`;
-  const client = (bucket: string) => new S3Client({ endpoint, bucket, region: 'us-east-1', credentials: async () => ({ accessKeyId: accessKey, secretAccessKey: secretKey }) });
+  const client = (bucket: string) =>
+    new S3Client({
+      endpoint,
+      bucket,
+      region: 'us-east-1',
+      credentials: async () => ({ accessKeyId: accessKey, secretAccessKey: secretKey }),
+    });
   const probe = client('probe-bucket-list');
   try {
     for (let i = 0; ; i++) {
-      if (child.exitCode !== null) throw new Error(`versitygw exited with ${child.exitCode}; see ${join(root, '..', 'versitygw.log')}`);
-      const up = await probe.request('GET', undefined).then(() => true, () => false);
+      if (child.exitCode !== null)
+        throw new Error(`versitygw exited with ${child.exitCode}; see ${join(root, '..', 'versitygw.log')}`);
+      const up = await probe.request('GET', undefined).then(
+        () => true,
+        () => false,
+      );
       if (up) break;
       if (i > 100) throw new Error('versitygw did not answer within 10 s');
       await new Promise((r) => setTimeout(r, 100));

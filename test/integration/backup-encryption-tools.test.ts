@@ -29,7 +29,12 @@ describe('encrypted backups interoperate with age and gpg, and damaged files or 
   const passphrase = `pass-${Math.random().toString(36).slice(2, 12)}`;
   const secrets: string[] = [];
   const gpgEnv = () => ({ ...process.env, GNUPGHOME: join(dir, 'gnupg') });
-  const gpg = (args: string[], input?: Buffer) => execFileSync('gpg', ['--batch', '--yes', '--quiet', '--trust-model', 'always', ...args], { env: gpgEnv(), input, stdio: ['pipe', 'pipe', 'pipe'] });
+  const gpg = (args: string[], input?: Buffer) =>
+    execFileSync('gpg', ['--batch', '--yes', '--quiet', '--trust-model', 'always', ...args], {
+      env: gpgEnv(),
+      input,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
   const path = (name: string) => join(dir, name);
 
   /** Encrypts `data` with vaultops' own stage, as `vaultops backup` does after the verifier. */
@@ -56,18 +61,51 @@ describe('encrypted backups interoperate with age and gpg, and damaged files or 
     execFileSync('age-keygen', ['-o', path('other.txt')], { stdio: 'pipe' });
     chmodSync(path('id.txt'), 0o600);
     chmodSync(path('other.txt'), 0o600);
-    ageId = readFileSync(path('id.txt'), 'utf8').split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
-    otherAgeId = readFileSync(path('other.txt'), 'utf8').split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
+    ageId = readFileSync(path('id.txt'), 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
+    otherAgeId = readFileSync(path('other.txt'), 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
     ageRecipient = execFileSync('age-keygen', ['-y', path('id.txt')], { encoding: 'utf8' }).trim();
     writeFileSync(path('recipients.txt'), `# backup operators\n${ageRecipient}\n`);
 
     gpg(['--passphrase', '', '--quick-gen-key', 'Backup Ops <ops@example.com>', 'default', 'default', 'never']);
-    gpg(['--passphrase', passphrase, '--pinentry-mode', 'loopback', '--quick-gen-key', 'Backup DR <dr@example.com>', 'default', 'default', 'never']);
+    gpg([
+      '--passphrase',
+      passphrase,
+      '--pinentry-mode',
+      'loopback',
+      '--quick-gen-key',
+      'Backup DR <dr@example.com>',
+      'default',
+      'default',
+      'never',
+    ]);
     writeFileSync(path('ops.asc'), gpg(['--armor', '--export', 'ops@example.com']));
     writeFileSync(path('dr.asc'), gpg(['--armor', '--export', 'dr@example.com']));
-    writeFileSync(path('ops-secret.asc'), gpg(['--armor', '--pinentry-mode', 'loopback', '--passphrase', '', '--export-secret-keys', 'ops@example.com']), { mode: 0o600 });
-    writeFileSync(path('dr-secret.asc'), gpg(['--armor', '--pinentry-mode', 'loopback', '--passphrase', passphrase, '--export-secret-keys', 'dr@example.com']), { mode: 0o600 });
-    const armorLines = (f: string) => readFileSync(path(f), 'utf8').split('\n').filter((l) => /^[A-Za-z0-9+/=]{40,}$/.test(l));
+    writeFileSync(
+      path('ops-secret.asc'),
+      gpg(['--armor', '--pinentry-mode', 'loopback', '--passphrase', '', '--export-secret-keys', 'ops@example.com']),
+      { mode: 0o600 },
+    );
+    writeFileSync(
+      path('dr-secret.asc'),
+      gpg([
+        '--armor',
+        '--pinentry-mode',
+        'loopback',
+        '--passphrase',
+        passphrase,
+        '--export-secret-keys',
+        'dr@example.com',
+      ]),
+      { mode: 0o600 },
+    );
+    const armorLines = (f: string) =>
+      readFileSync(path(f), 'utf8')
+        .split('\n')
+        .filter((l) => /^[A-Za-z0-9+/=]{40,}$/.test(l));
     secrets.push(ageId, otherAgeId, passphrase, ...armorLines('ops-secret.asc'), ...armorLines('dr-secret.asc'));
   });
   afterAll(() => {
@@ -113,8 +151,17 @@ describe('encrypted backups interoperate with age and gpg, and damaged files or 
     for (const [file, flags] of cases) {
       const r = await cli.run(['backups', 'verify', path(file), ...flags, '--json']);
       expect(r.code, `${file}: ${r.stderr}`).toBe(ExitCode.ok);
-      const res = JSON.parse(r.stdout) as { valid: boolean; contents_checked: boolean; snapshot: { bytes: number; meta: { index: number } }; encryption: { format: string } };
-      expect(res).toMatchObject({ valid: true, contents_checked: true, snapshot: { bytes: plain.length, meta: { index: 1234 } } });
+      const res = JSON.parse(r.stdout) as {
+        valid: boolean;
+        contents_checked: boolean;
+        snapshot: { bytes: number; meta: { index: number } };
+        encryption: { format: string };
+      };
+      expect(res).toMatchObject({
+        valid: true,
+        contents_checked: true,
+        snapshot: { bytes: plain.length, meta: { index: 1234 } },
+      });
       expect(res.encryption.format).toBe(file.endsWith('.age') ? 'age' : 'openpgp');
     }
   });
@@ -128,17 +175,35 @@ describe('encrypted backups interoperate with age and gpg, and damaged files or 
   });
 
   it('a wrong key is exit 2 naming what was tried and what to give instead; a key of the other format too', async () => {
-    const wrongAge = await cli.run(['backups', 'verify', path('a.snap.age'), '--identity', `file:${path('other.txt')}`]);
+    const wrongAge = await cli.run([
+      'backups',
+      'verify',
+      path('a.snap.age'),
+      '--identity',
+      `file:${path('other.txt')}`,
+    ]);
     expect(wrongAge.code).toBe(ExitCode.badInput);
     expect(wrongAge.stderr).toMatch(/None of the given age identities \(age1[a-z0-9]+\) opens this file/);
     expect(wrongAge.stderr).toMatch(/identity of one of the recipients/);
-    const wrongPgp = await cli.run(['backups', 'verify', path('dr.snap.pgp'), '--identity', `file:${path('ops-secret.asc')}`]);
+    const wrongPgp = await cli.run([
+      'backups',
+      'verify',
+      path('dr.snap.pgp'),
+      '--identity',
+      `file:${path('ops-secret.asc')}`,
+    ]);
     expect(wrongPgp.code).toBe(ExitCode.badInput);
     expect(wrongPgp.stderr).toMatch(/None of the given OpenPGP keys \([0-9A-F]{40}\) opens this file/);
     const crossed = await cli.run(['backups', 'verify', path('g.snap.pgp'), '--identity', `file:${path('id.txt')}`]);
     expect(crossed.code).toBe(ExitCode.badInput);
     expect(crossed.stderr).toMatch(/OpenPGP-encrypted and file:.* is an age identity/);
-    const noPass = await cli.run(['backups', 'verify', path('dr.snap.pgp'), '--identity', `file:${path('dr-secret.asc')}`]);
+    const noPass = await cli.run([
+      'backups',
+      'verify',
+      path('dr.snap.pgp'),
+      '--identity',
+      `file:${path('dr-secret.asc')}`,
+    ]);
     expect(noPass.code).toBe(ExitCode.badInput);
     expect(noPass.stderr).toMatch(/protected by a passphrase and none was given/);
   });

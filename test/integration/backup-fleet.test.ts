@@ -33,7 +33,10 @@ interface FleetReport {
 }
 
 /** Every sample of a textfile, by metric and cluster; and how often each HELP line appears. */
-function readTextfile(file: string): { value: (metric: string, cluster: string) => string | undefined; helpCounts: Map<string, number> } {
+function readTextfile(file: string): {
+  value: (metric: string, cluster: string) => string | undefined;
+  helpCounts: Map<string, number>;
+} {
   const text = readFileSync(file, 'utf8');
   const helpCounts = new Map<string, number>();
   for (const m of text.matchAll(/^# HELP (\S+) /gm)) helpCounts.set(m[1]!, (helpCounts.get(m[1]!) ?? 0) + 1);
@@ -61,20 +64,32 @@ describe(`fleet backups of two one-node ${flavor} ${version} labs in one invento
   let fleet: string;
   let dir: string;
   let prom: string;
-  const snaps = (cluster?: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.snap') && (cluster === undefined || f.startsWith(`${cluster}-`))) : []);
+  const snaps = (cluster?: string) =>
+    existsSync(dir)
+      ? readdirSync(dir).filter((f) => f.endsWith('.snap') && (cluster === undefined || f.startsWith(`${cluster}-`)))
+      : [];
 
   beforeAll(async () => {
-    [t1, t2] = await Promise.all([startTestLab({ name: c1, flavor, version, nodes: 1 }), startTestLab({ name: c2, flavor, version, nodes: 1 })]);
+    [t1, t2] = await Promise.all([
+      startTestLab({ name: c1, flavor, version, nodes: 1 }),
+      startTestLab({ name: c2, flavor, version, nodes: 1 }),
+    ]);
     secrets = [...labSecrets(t1.lab.initFile), ...labSecrets(t2.lab.initFile)];
     cli = new CliRunner({ env: t1.env, cwd: t1.stateDir });
     // One inventory with both clusters, as an operator keeps a fleet: the two lab inventories merged.
     const doc = parse(readFileSync(t1.inventory, 'utf8')) as { clusters: Record<string, unknown> };
-    Object.assign(doc.clusters, (parse(readFileSync(t2.inventory, 'utf8')) as { clusters: Record<string, unknown> }).clusters);
+    Object.assign(
+      doc.clusters,
+      (parse(readFileSync(t2.inventory, 'utf8')) as { clusters: Record<string, unknown> }).clusters,
+    );
     fleet = join(t1.stateDir, 'fleet.yml');
     writeFileSync(fleet, stringify(doc));
     dir = join(t1.stateDir, 'backups');
     prom = join(t1.stateDir, 'vaultops.prom');
-    for (const [t, value] of [[t1, 'one'], [t2, 'two']] as const) {
+    for (const [t, value] of [
+      [t1, 'one'],
+      [t2, 'two'],
+    ] as const) {
       await withCluster(t.inventory, async (c) => {
         await ensureKv(c);
         await kvPut(c, 'whoami', value);
@@ -94,7 +109,10 @@ describe(`fleet backups of two one-node ${flavor} ${version} labs in one invento
       [c1, 'success', 0, fleet],
       [c2, 'success', 0, fleet],
     ]);
-    for (const [c, t] of [[rep.clusters[0]!, t1!], [rep.clusters[1]!, t2!]] as const) {
+    for (const [c, t] of [
+      [rep.clusters[0]!, t1!],
+      [rep.clusters[1]!, t2!],
+    ] as const) {
       expect(c.manifest!.cluster).toMatchObject({ name: c.cluster, cluster_name: c.cluster, flavor });
       // Each cluster's snapshot came from its own node, not from the other lab.
       expect(c.manifest!.leader.api_addr).toBe(t.lab.nodes[0]!.apiAddr);
@@ -111,7 +129,9 @@ describe(`fleet backups of two one-node ${flavor} ${version} labs in one invento
     for (const c of rep.clusters) {
       expect(tf.value('vaultops_backup_last_result', c.cluster)).toBe('1');
       expect(tf.value('vaultops_backup_last_size_bytes', c.cluster)).toBe(String(c.manifest!.size));
-      expect(tf.value('vaultops_backup_last_success_timestamp_seconds', c.cluster)).toBe(String(Date.parse(c.finished_at) / 1000));
+      expect(tf.value('vaultops_backup_last_success_timestamp_seconds', c.cluster)).toBe(
+        String(Date.parse(c.finished_at) / 1000),
+      );
     }
     // node_exporter refuses a file that repeats a metric family's HELP/TYPE.
     expect([...tf.helpCounts.values()].every((n) => n === 1)).toBe(true);
@@ -120,24 +140,50 @@ describe(`fleet backups of two one-node ${flavor} ${version} labs in one invento
   });
 
   it('--concurrency 1 backs the clusters up one after the other, --concurrency 2 side by side; without --json one line per cluster', async () => {
-    const one = await cli.run(['backup', '-i', fleet, '--all-clusters', '--to', dir, '--concurrency', '1', '--json', '--quiet']);
+    const one = await cli.run([
+      'backup',
+      '-i',
+      fleet,
+      '--all-clusters',
+      '--to',
+      dir,
+      '--concurrency',
+      '1',
+      '--json',
+      '--quiet',
+    ]);
     expect(one.code, one.stderr).toBe(ExitCode.ok);
     const r1 = JSON.parse(one.stdout) as FleetReport;
     expect(r1.concurrency).toBe(1);
     expect(r1.succeeded).toEqual([c1, c2]);
     expect(Date.parse(r1.clusters[1]!.started_at)).toBeGreaterThanOrEqual(Date.parse(r1.clusters[0]!.finished_at));
 
-    const two = await cli.run(['backup', '-i', fleet, '--all-clusters', '--to', dir, '--concurrency', '2', '--json', '--quiet']);
+    const two = await cli.run([
+      'backup',
+      '-i',
+      fleet,
+      '--all-clusters',
+      '--to',
+      dir,
+      '--concurrency',
+      '2',
+      '--json',
+      '--quiet',
+    ]);
     expect(two.code, two.stderr).toBe(ExitCode.ok);
     const r2 = JSON.parse(two.stdout) as FleetReport;
     expect(r2.succeeded).toEqual([c1, c2]);
-    expect(Math.max(...r2.clusters.map((c) => Date.parse(c.started_at)))).toBeLessThan(Math.min(...r2.clusters.map((c) => Date.parse(c.finished_at))));
+    expect(Math.max(...r2.clusters.map((c) => Date.parse(c.started_at)))).toBeLessThan(
+      Math.min(...r2.clusters.map((c) => Date.parse(c.finished_at))),
+    );
 
     const human = await cli.run(['backup', '-i', fleet, '--all-clusters', '--to', dir, '--quiet']);
     expect(human.code, human.stderr).toBe(ExitCode.ok);
     const lines = human.stdout.trimEnd().split('\n');
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatch(new RegExp(`^ok\\s+${c1}\\s+${dir}/${c1}-\\d{8}T\\d{6}Z(-\\d+)?\\.snap\\s+[\\d.]+ MB in [\\d.]+ s$`));
+    expect(lines[0]).toMatch(
+      new RegExp(`^ok\\s+${c1}\\s+${dir}/${c1}-\\d{8}T\\d{6}Z(-\\d+)?\\.snap\\s+[\\d.]+ MB in [\\d.]+ s$`),
+    );
     expect(lines[1]).toMatch(new RegExp(`^ok\\s+${c2}\\s+${dir}/${c2}-\\S+\\.snap\\s`));
     expect(human.stderr).toBe('');
     expect(snaps(c1)).toHaveLength(4);
@@ -146,11 +192,33 @@ describe(`fleet backups of two one-node ${flavor} ${version} labs in one invento
   });
 
   it('repeated --cluster and repeated -i pick the clusters in the order given; a single --cluster keeps the one-cluster output', async () => {
-    const named = await cli.run(['backup', '-i', fleet, '--cluster', c2, '--cluster', c1, '--to', dir, '--json', '--quiet']);
+    const named = await cli.run([
+      'backup',
+      '-i',
+      fleet,
+      '--cluster',
+      c2,
+      '--cluster',
+      c1,
+      '--to',
+      dir,
+      '--json',
+      '--quiet',
+    ]);
     expect(named.code, named.stderr).toBe(ExitCode.ok);
     expect((JSON.parse(named.stdout) as FleetReport).clusters.map((c) => c.cluster)).toEqual([c2, c1]);
 
-    const inventories = await cli.run(['backup', '-i', t1!.inventory, '-i', t2!.inventory, '--to', dir, '--json', '--quiet']);
+    const inventories = await cli.run([
+      'backup',
+      '-i',
+      t1!.inventory,
+      '-i',
+      t2!.inventory,
+      '--to',
+      dir,
+      '--json',
+      '--quiet',
+    ]);
     expect(inventories.code, inventories.stderr).toBe(ExitCode.ok);
     const ri = JSON.parse(inventories.stdout) as FleetReport;
     expect(ri.clusters.map((c) => [c.cluster, c.inventory])).toEqual([
@@ -172,7 +240,10 @@ describe(`fleet backups of two one-node ${flavor} ${version} labs in one invento
   it('bad input stops the whole run before any backup: an unknown cluster, a name in two inventories, --concurrency 0, --all-clusters with --cluster', async () => {
     const before = snaps().length;
     const cases: Array<[string[], RegExp]> = [
-      [['-i', fleet, '--cluster', c1, '--cluster', 'nope'], /No cluster "nope" in .*\n.*hint: Clusters: b-fleet-1, b-fleet-2\./],
+      [
+        ['-i', fleet, '--cluster', c1, '--cluster', 'nope'],
+        /No cluster "nope" in .*\n.*hint: Clusters: b-fleet-1, b-fleet-2\./,
+      ],
       [['-i', fleet, '-i', t1!.inventory, '--all-clusters'], new RegExp(`Cluster ${c1} is in both`)],
       [['-i', fleet, '--all-clusters', '--concurrency', '0'], /--concurrency 0 is not a whole number >= 1/],
       [['-i', fleet, '--all-clusters', '--cluster', c1], /either --all-clusters or --cluster/],
@@ -188,7 +259,19 @@ describe(`fleet backups of two one-node ${flavor} ${version} labs in one invento
   });
 
   it('schedule backup --all-clusters prints one job for the whole inventory, keeping --all-clusters so clusters added later are backed up too', async () => {
-    const r = await cli.run(['schedule', 'backup', '-i', fleet, '--all-clusters', '--concurrency', '2', '--to', dir, '--format', 'cron,systemd']);
+    const r = await cli.run([
+      'schedule',
+      'backup',
+      '-i',
+      fleet,
+      '--all-clusters',
+      '--concurrency',
+      '2',
+      '--to',
+      dir,
+      '--format',
+      'cron,systemd',
+    ]);
     expect(r.code, r.stderr).toBe(ExitCode.ok);
     const cron = r.stdout.split('\n').find((l) => /^\S+ \S+ \S+ \S+ \S+ \//.test(l))!;
     expect(cron).toContain(`backup -i ${fleet} --all-clusters --concurrency 2 --non-interactive --quiet --to ${dir}`);
@@ -218,7 +301,22 @@ describe(`fleet backups of two one-node ${flavor} ${version} labs in one invento
       const before1 = snaps(c1).length;
       const before2 = snaps(c2).length;
 
-      const r = await cli.run(['backup', '-i', fleet, '--all-clusters', '--to', dir, '--textfile', prom, '--notify-url', `file:${hookFile}`, '--notify-on', 'success,failure', '--json', '--quiet']);
+      const r = await cli.run([
+        'backup',
+        '-i',
+        fleet,
+        '--all-clusters',
+        '--to',
+        dir,
+        '--textfile',
+        prom,
+        '--notify-url',
+        `file:${hookFile}`,
+        '--notify-on',
+        'success,failure',
+        '--json',
+        '--quiet',
+      ]);
       // The first failed cluster in inventory order sets the code: b-fleet-1, unreachable.
       expect(r.code, r.stderr).toBe(ExitCode.unreachable);
       const rep = JSON.parse(r.stdout) as FleetReport;
@@ -253,7 +351,9 @@ describe(`fleet backups of two one-node ${flavor} ${version} labs in one invento
       expect(lines[0]).toMatch(new RegExp(`^ok\\s+${c2}\\s`));
       expect(lines[1]).toMatch(new RegExp(`^FAILED\\s+${c1}\\s+exit 3 after [\\d.]+ s: .*${c1}`));
       expect(human.stderr).toContain(`1 of 2 clusters failed: ${c1} (exit 3)`);
-      expect(JSON.stringify(got)).not.toMatch(new RegExp(secrets.map((x) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')));
+      expect(JSON.stringify(got)).not.toMatch(
+        new RegExp(secrets.map((x) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')),
+      );
     } finally {
       server.close();
     }

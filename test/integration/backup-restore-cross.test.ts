@@ -17,7 +17,7 @@ const short = { openbao: 'bao', vault: 'vault' } as const;
  * the source's keys open them again, while the Raft membership stays the target's (seen with
  * OpenBao 2.7.2 and the official CLI).
  */
-describe.each(flavorsUnderTest())('restoring another $flavor $version cluster\'s snapshot', ({ flavor, version }) => {
+describe.each(flavorsUnderTest())("restoring another $flavor $version cluster's snapshot", ({ flavor, version }) => {
   const src = `b-src-${short[flavor]}`;
   const tgt = `b-tgt-${short[flavor]}`;
   let s: TestLab;
@@ -30,12 +30,22 @@ describe.each(flavorsUnderTest())('restoring another $flavor $version cluster\'s
   let targetOfficial: string;
 
   const target = <T>(fn: (c: ClusterClient) => Promise<T>, token?: string) =>
-    withCluster(merged, async (c) => {
-      if (token) c.setToken(token);
-      return fn(c);
-    }, tgt);
-  const raftAddresses = (token: string) => target(async (c) => (await (await c.findLeader()).client.raftConfiguration()).config.servers.map((x) => x.address).sort(), token);
-  const allSealed = () => target(async (c) => ((await c.probeAll()).some((p) => p.health?.state === 'sealed') ? true : undefined));
+    withCluster(
+      merged,
+      async (c) => {
+        if (token) c.setToken(token);
+        return fn(c);
+      },
+      tgt,
+    );
+  const raftAddresses = (token: string) =>
+    target(
+      async (c) =>
+        (await (await c.findLeader()).client.raftConfiguration()).config.servers.map((x) => x.address).sort(),
+      token,
+    );
+  const allSealed = () =>
+    target(async (c) => ((await c.probeAll()).some((p) => p.health?.state === 'sealed') ? true : undefined));
 
   beforeAll(async () => {
     s = await startTestLab({ name: src, flavor, version });
@@ -67,7 +77,18 @@ describe.each(flavorsUnderTest())('restoring another $flavor $version cluster\'s
   });
 
   it('is refused without --force-other-cluster, with an explanation, and the target is untouched', async () => {
-    const r = await cli.run(['restore', '-i', merged, '--cluster', tgt, '--from', sourceBackup, '--confirm', tgt, '--non-interactive']);
+    const r = await cli.run([
+      'restore',
+      '-i',
+      merged,
+      '--cluster',
+      tgt,
+      '--from',
+      sourceBackup,
+      '--confirm',
+      tgt,
+      '--non-interactive',
+    ]);
     expect(r.code).toBe(ExitCode.gateRefused);
     expect(r.stderr).toContain(`was taken on cluster ${src}`);
     expect(r.stderr).toContain(`key set ${src}-init`);
@@ -77,7 +98,7 @@ describe.each(flavorsUnderTest())('restoring another $flavor $version cluster\'s
     expect((await target((c) => c.status())).health).toBe('healthy');
   });
 
-  it('a manifest without cluster ids does not let another cluster\'s snapshot pass: refused by name, or as unknown, before any safety snapshot', async () => {
+  it("a manifest without cluster ids does not let another cluster's snapshot pass: refused by name, or as unknown, before any safety snapshot", async () => {
     /** A copy of the source backup (file, sidecar, manifest) in its own directory, its manifest edited. */
     const copyWith = (tag: string, edit: (m: { cluster: Record<string, unknown> }) => void) => {
       const d = join(t.stateDir, `stripped-${tag}`);
@@ -91,7 +112,18 @@ describe.each(flavorsUnderTest())('restoring another $flavor $version cluster\'s
       return { d, f };
     };
     const noId = copyWith('id', (m) => delete m.cluster['cluster_id']);
-    const r = await cli.run(['restore', '-i', merged, '--cluster', tgt, '--from', noId.f, '--confirm', tgt, '--non-interactive']);
+    const r = await cli.run([
+      'restore',
+      '-i',
+      merged,
+      '--cluster',
+      tgt,
+      '--from',
+      noId.f,
+      '--confirm',
+      tgt,
+      '--non-interactive',
+    ]);
     expect(r.code, r.stderr).toBe(ExitCode.gateRefused);
     expect(r.stderr).toContain(`was taken on cluster ${src}`);
     expect(r.stderr).toContain('The cluster was not touched');
@@ -102,7 +134,18 @@ describe.each(flavorsUnderTest())('restoring another $flavor $version cluster\'s
       delete m.cluster['cluster_name'];
       m.cluster['name'] = tgt;
     });
-    const u = await cli.run(['restore', '-i', merged, '--cluster', tgt, '--from', nothing.f, '--confirm', tgt, '--non-interactive']);
+    const u = await cli.run([
+      'restore',
+      '-i',
+      merged,
+      '--cluster',
+      tgt,
+      '--from',
+      nothing.f,
+      '--confirm',
+      tgt,
+      '--non-interactive',
+    ]);
     expect(u.code, u.stderr).toBe(ExitCode.gateRefused);
     expect(u.stderr).toMatch(/Cannot tell whether .* was taken on/);
     expect(u.stderr).toContain('--force-other-cluster');
@@ -110,43 +153,97 @@ describe.each(flavorsUnderTest())('restoring another $flavor $version cluster\'s
     expect(await target((c) => kvGet(c, 'whoami'))).toBe('target');
   });
 
-  it('the official CLI restores a vaultops backup into the other lab; the source\'s keys unseal it', async () => {
+  it("the official CLI restores a vaultops backup into the other lab; the source's keys unseal it", async () => {
     const r = await officialCli(t, ['operator', 'raft', 'snapshot', 'restore', '-force', sourceBackup]);
     expect(r.code, r.stderr).toBe(0);
     await waitFor('the target to seal itself after the restore', allSealed, 120_000, 500);
     await target((c) => unsealWith(c, s.init.unseal_keys_b64));
     expect(await target((c) => kvGet(c, 'whoami'), s.init.root_token)).toBe('source');
-    expect(await raftAddresses(s.init.root_token)).toEqual(t.lab.nodes.map((n) => n.clusterAddr.replace('https://', '')).sort());
+    expect(await raftAddresses(s.init.root_token)).toEqual(
+      t.lab.nodes.map((n) => n.clusterAddr.replace('https://', '')).sort(),
+    );
     // Put the target back as it was, with the official CLI and the target's own keys.
-    const back = await officialCli(t, ['operator', 'raft', 'snapshot', 'restore', '-force', targetOfficial], s.init.root_token);
+    const back = await officialCli(
+      t,
+      ['operator', 'raft', 'snapshot', 'restore', '-force', targetOfficial],
+      s.init.root_token,
+    );
     expect(back.code, back.stderr).toBe(0);
     await waitFor('the target to seal itself after the restore', allSealed, 120_000, 500);
     await target((c) => unsealWith(c, t.init.unseal_keys_b64));
-    await waitFor('the target\'s own data', () => target(async (c) => ((await kvGet(c, 'whoami')) === 'target' ? true : undefined)), 60_000, 500);
+    await waitFor(
+      "the target's own data",
+      () => target(async (c) => ((await kvGet(c, 'whoami')) === 'target' ? true : undefined)),
+      60_000,
+      500,
+    );
   });
 
-  it('with --force-other-cluster the target comes back unsealed with the source\'s key set, holding the source\'s data and keeping its own membership', async () => {
-    const r = await cli.run(['restore', '-i', merged, '--cluster', tgt, '--from', sourceBackup, '--confirm', tgt, '--force-other-cluster', '--non-interactive', '--json'], { timeoutMs: 300_000 });
+  it("with --force-other-cluster the target comes back unsealed with the source's key set, holding the source's data and keeping its own membership", async () => {
+    const r = await cli.run(
+      [
+        'restore',
+        '-i',
+        merged,
+        '--cluster',
+        tgt,
+        '--from',
+        sourceBackup,
+        '--confirm',
+        tgt,
+        '--force-other-cluster',
+        '--non-interactive',
+        '--json',
+      ],
+      { timeoutMs: 300_000 },
+    );
     expect(r.code, r.stderr).toBe(ExitCode.ok);
-    const res = JSON.parse(r.stdout) as { forced: boolean; unsealed_with: string; status: { health: string; nodes: Array<{ sealed: boolean; voter: boolean }> } };
+    const res = JSON.parse(r.stdout) as {
+      forced: boolean;
+      unsealed_with: string;
+      status: { health: string; nodes: Array<{ sealed: boolean; voter: boolean }> };
+    };
     expect(res.forced).toBe(true);
     expect(res.unsealed_with).toBe(`${src}-init`);
     expect(res.status.health).toBe('healthy');
     expect(res.status.nodes.every((n) => !n.sealed && n.voter)).toBe(true);
     expect(r.stderr).toMatch(/unsealing with key set/);
     expect(await target((c) => kvGet(c, 'whoami'), s.init.root_token)).toBe('source');
-    expect(await raftAddresses(s.init.root_token)).toEqual(t.lab.nodes.map((n) => n.clusterAddr.replace('https://', '')).sort());
+    expect(await raftAddresses(s.init.root_token)).toEqual(
+      t.lab.nodes.map((n) => n.clusterAddr.replace('https://', '')).sort(),
+    );
   });
 
   it('unseal keys that do not open the restored data: a clear error that names the key set', async () => {
     // The target now holds the source's data; restore the target's own (official-CLI) snapshot with an
     // inventory whose key set for the target is in fact the source's keys.
-    const doc = parse(readFileSync(merged, 'utf8')) as { clusters: Record<string, { token: string; unseal: { key_set: string; keys: string } }> };
+    const doc = parse(readFileSync(merged, 'utf8')) as {
+      clusters: Record<string, { token: string; unseal: { key_set: string; keys: string } }>;
+    };
     const wrong = join(t.stateDir, 'wrong-keys.yml');
-    doc.clusters[tgt]!.unseal = { ...doc.clusters[tgt]!.unseal, key_set: `${tgt}-wrong`, keys: doc.clusters[src]!.unseal.keys };
+    doc.clusters[tgt]!.unseal = {
+      ...doc.clusters[tgt]!.unseal,
+      key_set: `${tgt}-wrong`,
+      keys: doc.clusters[src]!.unseal.keys,
+    };
     doc.clusters[tgt]!.token = doc.clusters[src]!.token;
     writeFileSync(wrong, stringify(doc));
-    const r = await cli.run(['restore', '-i', wrong, '--cluster', tgt, '--from', targetOfficial, '--confirm', tgt, '--force-other-cluster', '--non-interactive'], { timeoutMs: 300_000 });
+    const r = await cli.run(
+      [
+        'restore',
+        '-i',
+        wrong,
+        '--cluster',
+        tgt,
+        '--from',
+        targetOfficial,
+        '--confirm',
+        tgt,
+        '--force-other-cluster',
+        '--non-interactive',
+      ],
+      { timeoutMs: 300_000 },
+    );
     expect(r.code).toBe(ExitCode.failed);
     expect(r.stderr).toMatch(new RegExp(`refused the unseal keys of key set ${tgt}-wrong after the restore`));
   });

@@ -43,7 +43,8 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
     const r = await client.ok('GET', undefined, { 'list-type': '2', prefix });
     return [...r.body.toString('utf8').matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]!).sort();
   };
-  const pendingUploads = async (client: S3Client): Promise<number> => (await client.ok('GET', undefined, { uploads: '' })).body.toString('utf8').split('<Upload>').length - 1;
+  const pendingUploads = async (client: S3Client): Promise<number> =>
+    (await client.ok('GET', undefined, { uploads: '' })).body.toString('utf8').split('<Upload>').length - 1;
 
   beforeAll(async () => {
     t = await startTestLab({ name, flavor: flavor.flavor, version: flavor.version });
@@ -57,12 +58,25 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
       await kvPut(c, 'canary', canaryValue);
     });
     const doc = parse(readFileSync(t.inventory, 'utf8')) as { clusters: Record<string, Record<string, unknown>> };
-    const store = (b: string, extra: Record<string, unknown> = {}) => ({ type: 's3', endpoint: s3.endpoint, bucket: b, prefix: 'prod/vault', access_key_id: s3.accessKey, secret_access_key: 'env:S3_SECRET', ...extra });
+    const store = (b: string, extra: Record<string, unknown> = {}) => ({
+      type: 's3',
+      endpoint: s3.endpoint,
+      bucket: b,
+      prefix: 'prod/vault',
+      access_key_id: s3.accessKey,
+      secret_access_key: 'env:S3_SECRET',
+      ...extra,
+    });
     doc.clusters[name]!['stores'] = {
       offsite: store('vault-backups', { keep_last: 2 }),
       full: store('full-bucket'),
       wrongkey: { ...store('vault-backups'), secret_access_key: 'env:S3_WRONG' },
-      sealed: { ...store('vault-backups'), prefix: 'prod/encrypted', encrypt: { age: [age.recipient] }, decrypt: { identity: `file:${join(t.stateDir, 'age-identity.txt')}` } },
+      sealed: {
+        ...store('vault-backups'),
+        prefix: 'prod/encrypted',
+        encrypt: { age: [age.recipient] },
+        decrypt: { identity: `file:${join(t.stateDir, 'age-identity.txt')}` },
+      },
     };
     doc.clusters[name]!['canaries'] = [{ path: 'kv/canary', field: 'value', expect_sha256: sha256(canaryValue) }];
     writeFileSync(join(t.stateDir, 'age-identity.txt'), `${age.identity}\n`, { mode: 0o600 });
@@ -88,7 +102,9 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
     const object = (await bucket.ok('GET', key)).body;
     expect(sha256(object)).toBe(res.manifest.sha256);
     expect(object.length).toBe(res.manifest.size);
-    expect((await bucket.ok('GET', `${key}.sha256`)).body.toString()).toBe(`${res.manifest.sha256}  ${res.manifest.file}\n`);
+    expect((await bucket.ok('GET', `${key}.sha256`)).body.toString()).toBe(
+      `${res.manifest.sha256}  ${res.manifest.file}\n`,
+    );
     expect(JSON.parse((await bucket.ok('GET', `${key}.json`)).body.toString())).toEqual(res.manifest);
     expect(await pendingUploads(bucket)).toBe(0);
   });
@@ -116,14 +132,19 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
     await bucket.ok('DELETE', `prod/vault/${bad}`);
   });
 
-  it('an age-encrypted S3 store: only ciphertext is uploaded, and `backups verify` opens it with the store\'s identity', async () => {
+  it("an age-encrypted S3 store: only ciphertext is uploaded, and `backups verify` opens it with the store's identity", async () => {
     const r = await cli.run(['backup', '-i', inv, '--store', 'sealed', '--json']);
     expect(r.code, r.stderr).toBe(ExitCode.ok);
     const m = (JSON.parse(r.stdout) as { manifest: Manifest }).manifest;
     expect(m.file).toMatch(/\.snap\.age$/);
     const object = (await bucket.ok('GET', `prod/encrypted/${m.file}`)).body;
     expect(object.subarray(0, 21).toString('latin1')).toBe('age-encryption.org/v1');
-    expect(m.encryption).toMatchObject({ format: 'age', recipients: [age.recipient], stored_size: object.length, stored_sha256: sha256(object) });
+    expect(m.encryption).toMatchObject({
+      format: 'age',
+      recipients: [age.recipient],
+      stored_size: object.length,
+      stored_sha256: sha256(object),
+    });
     expect(await pendingUploads(bucket)).toBe(0);
     const v = await cli.run(['backups', 'verify', m.file, '-i', inv, '--store', 'sealed']);
     expect(v.code, v.stderr).toBe(ExitCode.ok);
@@ -134,7 +155,10 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
     const before = await keys(bucket, 'prod/vault/');
     const r = await cli.run(['backup', '-i', inv, '--store', 'wrongkey'], {});
     expect(r.code).toBe(ExitCode.badInput);
-    const withWrong = await new CliRunner({ env: { ...t.env, S3_SECRET: secretKey, S3_WRONG: 'not-the-key' }, cwd: t.stateDir }).run(['backup', '-i', inv, '--store', 'wrongkey']);
+    const withWrong = await new CliRunner({
+      env: { ...t.env, S3_SECRET: secretKey, S3_WRONG: 'not-the-key' },
+      cwd: t.stateDir,
+    }).run(['backup', '-i', inv, '--store', 'wrongkey']);
     cli.log.push(withWrong);
     expect(withWrong.code).toBe(ExitCode.failed);
     expect(withWrong.stderr).toMatch(/S3 .* failed: HTTP 403/);
@@ -163,7 +187,10 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
 
   it('`restore --latest --store offsite` downloads, verifies and restores from S3, and the canary comes back', async () => {
     await withCluster(t.inventory, (c) => kvPut(c, 'canary', 'changed after the backup'));
-    const r = await cli.run(['restore', '-i', inv, '--latest', '--store', 'offsite', '--confirm', name, '--non-interactive', '--json'], { timeoutMs: 240_000 });
+    const r = await cli.run(
+      ['restore', '-i', inv, '--latest', '--store', 'offsite', '--confirm', name, '--non-interactive', '--json'],
+      { timeoutMs: 240_000 },
+    );
     expect(r.code, r.stderr).toBe(ExitCode.ok);
     const res = JSON.parse(r.stdout) as { safety_snapshot: string; canaries: Array<{ path: string; result: string }> };
     expect(res.safety_snapshot).toMatch(/^s3:\/\/vault-backups\/prod\/vault\/.*-pre-restore\.snap$/);
@@ -172,7 +199,20 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
   });
 
   it('`drill --from offsite` restores the newest S3 backup into a scratch cluster, checks the canary and tears it down', async () => {
-    const r = await cli.run(['drill', '-i', inv, '--from', 'offsite', '--report-dir', join(t.stateDir, 'drills'), '--non-interactive', '--json'], { timeoutMs: 400_000 });
+    const r = await cli.run(
+      [
+        'drill',
+        '-i',
+        inv,
+        '--from',
+        'offsite',
+        '--report-dir',
+        join(t.stateDir, 'drills'),
+        '--non-interactive',
+        '--json',
+      ],
+      { timeoutMs: 400_000 },
+    );
     expect(r.code, r.stderr).toBe(ExitCode.ok);
     const report = JSON.parse(r.stdout) as DrillReport;
     expect(report.result).toBe('passed');

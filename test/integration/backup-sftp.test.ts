@@ -39,7 +39,15 @@ describe(`the SFTP backup store and restore canaries on a ${flavor.flavor} ${fla
   const writeInventory = (file: string, canaries: Array<Record<string, string>>) => {
     const doc = parse(readFileSync(t.inventory, 'utf8')) as { clusters: Record<string, Record<string, unknown>> };
     const n1 = t.lab.nodes[0]!;
-    const sftp = (path: string, hostKey = t.lab.ssh!.nodes[n1.name]!.hostKey) => ({ type: 'sftp', host: n1.ip, port: SSH_PORT, user: 'root', key_file: t.lab.ssh!.keyFile, host_key: hostKey, path });
+    const sftp = (path: string, hostKey = t.lab.ssh!.nodes[n1.name]!.hostKey) => ({
+      type: 'sftp',
+      host: n1.ip,
+      port: SSH_PORT,
+      user: 'root',
+      key_file: t.lab.ssh!.keyFile,
+      host_key: hostKey,
+      path,
+    });
     doc.clusters[name]!['stores'] = {
       offsite: sftp(remote),
       full: sftp(join(t.stateDir, 'sftp-full')),
@@ -64,7 +72,9 @@ describe(`the SFTP backup store and restore canaries on a ${flavor.flavor} ${fla
       await ensureKv(c);
       await kvPut(c, 'canary', canaryValue);
     });
-    inv = writeInventory(join(t.stateDir, 'sftp.yml'), [{ path: 'kv/canary', field: 'value', expect_sha256: sha256(canaryValue) }]);
+    inv = writeInventory(join(t.stateDir, 'sftp.yml'), [
+      { path: 'kv/canary', field: 'value', expect_sha256: sha256(canaryValue) },
+    ]);
   });
   afterAll(async () => {
     if (full && spawnSync('mountpoint', ['-q', full]).status === 0) execFileSync('umount', [full]);
@@ -138,7 +148,9 @@ describe(`the SFTP backup store and restore canaries on a ${flavor.flavor} ${fla
 
     const second = await cli.run(['backup', '-i', inv, '--store', 'full']);
     expect(second.code).toBe(ExitCode.failed);
-    expect(second.stderr).toMatch(/SFTP failed while writing .*partial file was removed, earlier backups are untouched/);
+    expect(second.stderr).toMatch(
+      /SFTP failed while writing .*partial file was removed, earlier backups are untouched/,
+    );
     expect(readdirSync(full).sort()).toEqual([earlier.file, `${earlier.file}.json`, `${earlier.file}.sha256`]);
     expect(sha256(readFileSync(join(full, earlier.file)))).toBe(earlier.sha256);
   });
@@ -146,11 +158,28 @@ describe(`the SFTP backup store and restore canaries on a ${flavor.flavor} ${fla
   it('`restore --latest --store offsite` fetches, verifies and restores the remote backup, then checks the canary by sha256', async () => {
     await withCluster(t.inventory, (c) => kvPut(c, 'canary', changedValue));
     const before = remoteFiles().filter((f) => f.endsWith('.snap'));
-    const r = await cli.run(['restore', '-i', inv, '--latest', '--store', 'offsite', '--confirm', name, '--non-interactive', '--json']);
+    const r = await cli.run([
+      'restore',
+      '-i',
+      inv,
+      '--latest',
+      '--store',
+      'offsite',
+      '--confirm',
+      name,
+      '--non-interactive',
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(ExitCode.ok);
-    const res = JSON.parse(r.stdout) as { safety_snapshot: string; status: { health: string }; canaries: Array<{ path: string; result: string; expected_from: string }> };
+    const res = JSON.parse(r.stdout) as {
+      safety_snapshot: string;
+      status: { health: string };
+      canaries: Array<{ path: string; result: string; expected_from: string }>;
+    };
     expect(res.status.health).toBe('healthy');
-    expect(res.canaries).toEqual([expect.objectContaining({ path: 'kv/canary', result: 'match', expected_from: 'inventory' })]);
+    expect(res.canaries).toEqual([
+      expect.objectContaining({ path: 'kv/canary', result: 'match', expected_from: 'inventory' }),
+    ]);
     expect(r.stderr).toContain('Canaries: kv/canary#value matches');
     // The safety snapshot of the state before went to the same SFTP store.
     expect(res.safety_snapshot).toMatch(/^sftp:\/\/.*-pre-restore\.snap$/);
@@ -170,8 +199,20 @@ describe(`the SFTP backup store and restore canaries on a ${flavor.flavor} ${fla
   });
 
   it('a canary whose value differs from expect_sha256 fails the restore naming the path, never the value', async () => {
-    const wrong = writeInventory(join(t.stateDir, 'sftp-wrong-canary.yml'), [{ path: 'kv/canary', field: 'value', expect_sha256: sha256(changedValue) }]);
-    const r = await cli.run(['restore', '-i', wrong, '--latest', '--store', 'offsite', '--confirm', name, '--non-interactive']);
+    const wrong = writeInventory(join(t.stateDir, 'sftp-wrong-canary.yml'), [
+      { path: 'kv/canary', field: 'value', expect_sha256: sha256(changedValue) },
+    ]);
+    const r = await cli.run([
+      'restore',
+      '-i',
+      wrong,
+      '--latest',
+      '--store',
+      'offsite',
+      '--confirm',
+      name,
+      '--non-interactive',
+    ]);
     expect(r.code).toBe(ExitCode.failed);
     expect(r.stderr).toMatch(/canary kv\/canary#value does not hold the value the inventory expects/);
     expect(r.stderr + r.stdout).not.toContain(canaryValue);

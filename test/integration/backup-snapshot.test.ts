@@ -19,7 +19,12 @@ import { ensureKv, fillKv, kvGet, kvPut, officialCli, withCluster } from '../hel
 
 const short = { openbao: 'bao', vault: 'vault' } as const;
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
-const snaps = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.snap')).sort() : []);
+const snaps = (dir: string) =>
+  existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.snap'))
+        .sort()
+    : [];
 
 describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor, version }) => {
   const name = `b-snap-${short[flavor]}`;
@@ -72,12 +77,16 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     expect(i.stdout).toContain(`Raft index:    ${manifest.raft.index}`);
     expect(i.stdout).toContain(`Key set:       ${name}-init`);
     const l = await cli.run(['backups', 'list', '--to', dir]);
-    expect(l.stdout).toMatch(new RegExp(`${manifest.file}\\s+${name}\\s+${manifest.size}\\s+\\S+\\s+${manifest.raft.index}`));
+    expect(l.stdout).toMatch(
+      new RegExp(`${manifest.file}\\s+${name}\\s+${manifest.size}\\s+\\S+\\s+${manifest.raft.index}`),
+    );
   });
 
   it('a backup asked with standbys first in the inventory still goes to the leader', async () => {
     const leader = await withCluster(t.inventory, async (c) => (await c.findLeader()).node.name);
-    const doc = parse(readFileSync(t.inventory, 'utf8')) as { clusters: Record<string, { nodes: Array<{ name: string }> }> };
+    const doc = parse(readFileSync(t.inventory, 'utf8')) as {
+      clusters: Record<string, { nodes: Array<{ name: string }> }>;
+    };
     const c = doc.clusters[name]!;
     c.nodes.sort((a, b) => Number(a.name === leader) - Number(b.name === leader));
     expect(c.nodes[0]!.name).not.toBe(leader);
@@ -111,7 +120,16 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     const r = await cli.run(['restore', '-i', t.inventory, '--from', good, '--non-interactive']);
     expect(r.code).toBe(ExitCode.badInput);
     expect(r.stderr).toContain(`--confirm ${name}`);
-    const wrong = await cli.run(['restore', '-i', t.inventory, '--from', good, '--confirm', 'another', '--non-interactive']);
+    const wrong = await cli.run([
+      'restore',
+      '-i',
+      t.inventory,
+      '--from',
+      good,
+      '--confirm',
+      'another',
+      '--non-interactive',
+    ]);
     expect(wrong.code).toBe(ExitCode.badInput);
     expect(await withCluster(t.inventory, (c) => kvGet(c, 'untouched'))).toBe('after-the-backup');
   });
@@ -125,7 +143,17 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     expect(save.code, save.stderr).toBe(0);
     await withCluster(t.inventory, (c) => kvPut(c, 'marker', 'after'));
 
-    const r = await cli.run(['restore', '-i', t.inventory, '--from', file, '--confirm', name, '--non-interactive', '--json']);
+    const r = await cli.run([
+      'restore',
+      '-i',
+      t.inventory,
+      '--from',
+      file,
+      '--confirm',
+      name,
+      '--non-interactive',
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(ExitCode.ok);
     const res = JSON.parse(r.stdout) as { forced: boolean; safety_snapshot: string; status: { health: string } };
     expect(res.forced).toBe(false);
@@ -154,10 +182,16 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     let swapped = false;
     try {
       const err = await restoreSnapshot({
-        cluster: conn.client, clusterName: conn.name, file: first, forceOtherCluster: false, confirmed: true,
+        cluster: conn.client,
+        clusterName: conn.name,
+        file: first,
+        forceOtherCluster: false,
+        confirmed: true,
         prompter: { confirm: async () => undefined } as never,
         safetyStore: new LocalDirStore(join(t.stateDir, 'swap-safety')),
-        keysFor: async () => { throw new Error('no keys needed for a same-cluster restore'); },
+        keysFor: async () => {
+          throw new Error('no keys needed for a same-cluster restore');
+        },
         // The window: verified, safety snapshot taken, upload about to open the file again.
         log: (m) => {
           if (m.startsWith('Uploading the snapshot')) {
@@ -165,7 +199,10 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
             swapped = true;
           }
         },
-      }).then(() => undefined, (e: unknown) => e);
+      }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(swapped).toBe(true);
       expect(err).toBeInstanceOf(Error);
       expect((err as Error).message).toMatch(/changed after it was verified.*the cluster was not restored/);
@@ -185,7 +222,11 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
       expect(r.code, r.stderr).toBe(ExitCode.ok);
     }
     // Newest last (within one second the names get -2, -3, which also sort in order).
-    const all = snaps(rdir).sort((a, b) => Date.parse(JSON.parse(readFileSync(join(rdir, `${a}.json`), 'utf8')).finished_at) - Date.parse(JSON.parse(readFileSync(join(rdir, `${b}.json`), 'utf8')).finished_at));
+    const all = snaps(rdir).sort(
+      (a, b) =>
+        Date.parse(JSON.parse(readFileSync(join(rdir, `${a}.json`), 'utf8')).finished_at) -
+        Date.parse(JSON.parse(readFileSync(join(rdir, `${b}.json`), 'utf8')).finished_at),
+    );
     expect(all).toHaveLength(3);
     const dry = await cli.run(['backups', 'prune', '--to', rdir, '--keep-last', '1', '--dry-run']);
     expect(dry.code).toBe(ExitCode.ok);
@@ -207,7 +248,20 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     writeFileSync(join(kdir, fake), 'x');
     const x = createHash('sha256').update('x').digest('hex');
     writeFileSync(join(kdir, `${fake}.sha256`), `${x}  ${fake}\n`);
-    const claim = { format: 'vaultops-backup/1', file: fake, reason: 'backup', cluster: { name }, leader: { node: 'n1', api_addr: 'https://n1' }, raft: { index: 1, term: 1, servers: [] }, size: 1, sha256: x, members: [], started_at: '2099-01-01T00:00:00.000Z', finished_at: '2099-01-01T00:00:00.000Z', duration_ms: 0 };
+    const claim = {
+      format: 'vaultops-backup/1',
+      file: fake,
+      reason: 'backup',
+      cluster: { name },
+      leader: { node: 'n1', api_addr: 'https://n1' },
+      raft: { index: 1, term: 1, servers: [] },
+      size: 1,
+      sha256: x,
+      members: [],
+      started_at: '2099-01-01T00:00:00.000Z',
+      finished_at: '2099-01-01T00:00:00.000Z',
+      duration_ms: 0,
+    };
     writeFileSync(join(kdir, `${fake}.json`), JSON.stringify(claim));
     let previous: string | undefined;
     for (let i = 0; i < 3; i++) {
@@ -241,7 +295,9 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
 
     const second = await cli.run(['backup', '-i', t.inventory, '--to', tmpfs]);
     expect(second.code).toBe(ExitCode.failed);
-    expect(second.stderr).toMatch(/No space left on the device .*partial file was removed, earlier backups are untouched/);
+    expect(second.stderr).toMatch(
+      /No space left on the device .*partial file was removed, earlier backups are untouched/,
+    );
     expect(readdirSync(tmpfs).filter((f) => f.endsWith('.partial') || f.endsWith('.tmp'))).toEqual([]);
     expect(snaps(tmpfs)).toEqual([earlier.split('/').pop()]);
     expect(sha256(earlier)).toBe(before);
@@ -257,8 +313,16 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     expect(s.stdout).toContain('kind: CronJob');
     const line = s.stdout.split('\n').find((l) => /^\d+ \* \* \* \* /.test(l))!;
     expect(line).toBeDefined();
-    const command = line.split(' ').slice(5).join(' ').replace(/ >>.*$/, '');
-    const r = spawnSync('/bin/sh', ['-c', command], { env: { PATH: '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+    const command = line
+      .split(' ')
+      .slice(5)
+      .join(' ')
+      .replace(/ >>.*$/, '');
+    const r = spawnSync('/bin/sh', ['-c', command], {
+      env: { PATH: '/usr/bin:/bin' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 120_000,
+    });
     cli.log.push({ args: ['(cron line)'], code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() });
     expect(r.status, r.stderr.toString()).toBe(0);
     expect(snaps(cdir)).toHaveLength(1);
@@ -280,7 +344,20 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     writeFileSync(hookFile, `http://127.0.0.1:${port}/hook`, { mode: 0o600 });
     const prom = join(t.stateDir, 'vaultops.prom');
     try {
-      const ok = await cli.run(['backup', '-i', t.inventory, '--to', join(t.stateDir, 'notify'), '--notify-url', `file:${hookFile}`, '--notify-on', 'success,failure', '--textfile', prom, '--quiet']);
+      const ok = await cli.run([
+        'backup',
+        '-i',
+        t.inventory,
+        '--to',
+        join(t.stateDir, 'notify'),
+        '--notify-url',
+        `file:${hookFile}`,
+        '--notify-on',
+        'success,failure',
+        '--textfile',
+        prom,
+        '--quiet',
+      ]);
       expect(ok.code, ok.stderr).toBe(ExitCode.ok);
       const okText = readFileSync(prom, 'utf8');
       expect(okText).toMatch(new RegExp(`vaultops_backup_last_result\\{cluster="${name}"\\} 1`));
@@ -288,7 +365,20 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
 
       const blocked = join(t.stateDir, 'not-a-dir');
       writeFileSync(blocked, 'a file where the store directory should be');
-      const bad = await cli.run(['backup', '-i', t.inventory, '--to', blocked, '--notify-url', `file:${hookFile}`, '--notify-on', 'success,failure', '--textfile', prom, '--quiet']);
+      const bad = await cli.run([
+        'backup',
+        '-i',
+        t.inventory,
+        '--to',
+        blocked,
+        '--notify-url',
+        `file:${hookFile}`,
+        '--notify-on',
+        'success,failure',
+        '--textfile',
+        prom,
+        '--quiet',
+      ]);
       expect(bad.code).toBe(ExitCode.failed);
       const badText = readFileSync(prom, 'utf8');
       expect(badText).toMatch(new RegExp(`vaultops_backup_last_result\\{cluster="${name}"\\} 0`));
@@ -296,7 +386,9 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
       expect(got.map((g) => g['result'])).toEqual(['success', 'failure']);
       expect(got[0]).toMatchObject({ event: 'vaultops.backup', cluster: name });
       expect(typeof got[1]!['error']).toBe('string');
-      expect(JSON.stringify(got)).not.toMatch(new RegExp(secrets.map((x) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')));
+      expect(JSON.stringify(got)).not.toMatch(
+        new RegExp(secrets.map((x) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')),
+      );
     } finally {
       server.close();
     }
@@ -317,7 +409,10 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
         killed = leader;
         await waitFor('the killed leader to be gone', () => (isAlive(pid) ? undefined : true), 10_000, 50);
       });
-      const err = await takeBackup({ cluster: client, clusterName: name, store }).then(() => undefined, (e: unknown) => e as Error);
+      const err = await takeBackup({ cluster: client, clusterName: name, store }).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
       expect(killed).toBe(leader);
       expect(err, 'the backup must fail').toBeInstanceOf(Error);
       expect(err!.message).toMatch(/broke off|incomplete|ends early|end-of-archive/);
@@ -326,7 +421,12 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
       client.close();
     }
     expect(existsSync(kdir) ? readdirSync(kdir) : []).toEqual([]);
-    await waitFor('a new leader', () => withCluster(t.inventory, async (c) => ((await c.findLeader()).node.name !== killed ? true : undefined)), 60_000, 500);
+    await waitFor(
+      'a new leader',
+      () => withCluster(t.inventory, async (c) => ((await c.findLeader()).node.name !== killed ? true : undefined)),
+      60_000,
+      500,
+    );
     const next = await cli.run(['backup', '-i', t.inventory, '--to', kdir, '--json']);
     expect(next.code, next.stderr).toBe(ExitCode.ok);
     expect((JSON.parse(next.stdout) as { manifest: Manifest }).manifest.leader.node).not.toBe(killed);
@@ -340,7 +440,11 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     const kept = snaps(sdir);
     const keptSum = sha256(join(sdir, kept[0]!));
     const env = Object.fromEntries(Object.entries(t.env).filter(([k]) => !/^(VAULT|BAO)_/.test(k)));
-    const child = spawn(NODE, [CLI, 'backup', '-i', t.inventory, '--to', sdir], { cwd: t.stateDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(NODE, [CLI, 'backup', '-i', t.inventory, '--to', sdir], {
+      cwd: t.stateDir,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -348,7 +452,12 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     const closed = new Promise<number | null>((r) => child.on('close', r));
     // The store creates <name>.partial before it asks for the snapshot: freeze the process the moment
     // it exists, queue SIGTERM, and let it go on, so the signal lands while the backup is under way.
-    await waitFor('the partial file', () => (readdirSync(sdir).some((f) => f.endsWith('.partial')) ? true : undefined), 30_000, 2);
+    await waitFor(
+      'the partial file',
+      () => (readdirSync(sdir).some((f) => f.endsWith('.partial')) ? true : undefined),
+      30_000,
+      2,
+    );
     child.kill('SIGSTOP');
     child.kill('SIGTERM');
     child.kill('SIGCONT');
@@ -366,4 +475,3 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
     cli.expectNoSecrets(secrets);
   });
 });
-

@@ -40,10 +40,25 @@ describe.each(flavorsUnderTest())('readiness check of $flavor $version labs', ({
     const env = { ...process.env, VAULTOPS_STATE_DIR: stateDir };
     const bin = await ensureBinary({ flavor, version, env });
     const inventory = join(stateDir, `${prodName}.yml`);
-    const { lab } = await labUp({ name: prodName, flavor, version, binary: bin.path, tls: true, ssh: true, inventory, env, extraConfig: productionLikeConfig(flavor, labDir(prodName, env)), runAs: LAB_SERVER_USER });
+    const { lab } = await labUp({
+      name: prodName,
+      flavor,
+      version,
+      binary: bin.path,
+      tls: true,
+      ssh: true,
+      inventory,
+      env,
+      extraConfig: productionLikeConfig(flavor, labDir(prodName, env)),
+      runAs: LAB_SERVER_USER,
+    });
     prod = { lab, inventory, env, stateDir };
     await hardenLab(lab, () => undefined);
-    secrets.push(...labSecrets(plain.lab.initFile), ...labSecrets(lab.initFile), (JSON.parse(readFileSync(lab.tokenFile!, 'utf8')) as { token: string }).token);
+    secrets.push(
+      ...labSecrets(plain.lab.initFile),
+      ...labSecrets(lab.initFile),
+      (JSON.parse(readFileSync(lab.tokenFile!, 'utf8')) as { token: string }).token,
+    );
     cli = new CliRunner({ env: plain.env, cwd: plain.stateDir });
     prodCli = new CliRunner({ env, cwd: stateDir });
   });
@@ -106,7 +121,17 @@ describe.each(flavorsUnderTest())('readiness check of $flavor $version labs', ({
       // The production-like lab runs its servers as an unprivileged account (run-as.ts), as the checklist asks.
       expect(byId(report, 'host.server-user', n).status, byId(report, 'host.server-user', n).found).toBe('pass');
     }
-    for (const id of ['audit.devices', 'tokens.root', 'telemetry.metrics', 'autopilot.config', 'raft.voters', 'raft.failure-tolerance', 'seal.config', 'ha.zones']) expect(byId(report, id).status, `${id}: ${byId(report, id).found}`).toBe('pass');
+    for (const id of [
+      'audit.devices',
+      'tokens.root',
+      'telemetry.metrics',
+      'autopilot.config',
+      'raft.voters',
+      'raft.failure-tolerance',
+      'seal.config',
+      'ha.zones',
+    ])
+      expect(byId(report, id).status, `${id}: ${byId(report, id).found}`).toBe('pass');
     expect(byId(report, 'audit.devices').found).toMatch(/^2 enabled/);
   });
 
@@ -129,7 +154,9 @@ describe.each(flavorsUnderTest())('readiness check of $flavor $version labs', ({
   });
 
   it('reports the checks of an unreachable host as unknown, never as passed', async () => {
-    const inv = parse(readFileSync(prod.inventory, 'utf8')) as { clusters: Record<string, { nodes: { name: string; ssh?: { port?: number } }[] }> };
+    const inv = parse(readFileSync(prod.inventory, 'utf8')) as {
+      clusters: Record<string, { nodes: { name: string; ssh?: { port?: number } }[] }>;
+    };
     // Nothing listens on port 1 of the node's loopback address: the connection is refused.
     inv.clusters[prodName]!.nodes.find((n) => n.name === 'n2')!.ssh!.port = 1;
     const file = join(prod.stateDir, 'unreachable.yml');

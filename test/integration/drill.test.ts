@@ -57,7 +57,9 @@ describe.each(flavorsUnderTest())('DR drill of a $flavor $version lab', ({ flavo
     ];
     inventory = join(t.stateDir, 'drill.yml');
     writeFileSync(inventory, stringify(inv));
-    (cluster['canaries'] as { expect_sha256?: string }[])[0]!.expect_sha256 = createHash('sha256').update('something else').digest('hex');
+    (cluster['canaries'] as { expect_sha256?: string }[])[0]!.expect_sha256 = createHash('sha256')
+      .update('something else')
+      .digest('hex');
     wrongCanary = join(t.stateDir, 'wrong-canary.yml');
     writeFileSync(wrongCanary, stringify(inv));
     reportDir = join(t.stateDir, 'reports');
@@ -72,11 +74,21 @@ describe.each(flavorsUnderTest())('DR drill of a $flavor $version lab', ({ flavo
   });
 
   it('restores the newest backup into a scratch cluster, checks canaries and the Raft index, writes three reports with RTO and RPO, and leaves nothing running', async () => {
-    const r = await cli.run(['drill', '-i', inventory, '--report-dir', reportDir, '--non-interactive', '--json'], { timeoutMs: 400_000 });
+    const r = await cli.run(['drill', '-i', inventory, '--report-dir', reportDir, '--non-interactive', '--json'], {
+      timeoutMs: 400_000,
+    });
     expect(r.code, r.stderr).toBe(ExitCode.ok);
     const report = JSON.parse(r.stdout) as DrillReport & { reports: { json: string; markdown: string; html: string } };
     expect(report.result).toBe('passed');
-    expect(report.phases.map((p) => p.name)).toEqual(['verify', 'provision', 'restore', 'unseal', 'canaries', 'raft-index', 'teardown']);
+    expect(report.phases.map((p) => p.name)).toEqual([
+      'verify',
+      'provision',
+      'restore',
+      'unseal',
+      'canaries',
+      'raft-index',
+      'teardown',
+    ]);
     expect(report.phases.every((p) => p.result === 'ok')).toBe(true);
     expect(report.rto_basis).toBe('first-canary-read');
     expect(report.rto_ms).toBeGreaterThan(0);
@@ -99,17 +111,23 @@ describe.each(flavorsUnderTest())('DR drill of a $flavor $version lab', ({ flavo
     const md = readFileSync(report.reports.markdown, 'utf8');
     expect(md).toContain('RPO');
     expect(md).toContain('| Restore snapshot | ok |');
-    for (const f of Object.values(report.reports)) for (const s of secrets) expect(readFileSync(f, 'utf8')).not.toContain(s);
+    for (const f of Object.values(report.reports))
+      for (const s of secrets) expect(readFileSync(f, 'utf8')).not.toContain(s);
   });
 
   it('fails naming the canary path (never its value) when a canary differs after the restore, tears down and sends the webhook', async () => {
     hooks.length = 0;
-    const r = await cli.run(['drill', '-i', wrongCanary, '--report-dir', reportDir, '--notify-url', 'env:DRILL_HOOK', '--non-interactive'], { timeoutMs: 400_000 });
+    const r = await cli.run(
+      ['drill', '-i', wrongCanary, '--report-dir', reportDir, '--notify-url', 'env:DRILL_HOOK', '--non-interactive'],
+      { timeoutMs: 400_000 },
+    );
     expect(r.code).toBe(ExitCode.failed);
     expect(r.stderr).toContain('kv/canary');
     expect(r.stderr).not.toContain('kv/other ');
     expect(`${r.stdout}${r.stderr}`).not.toContain(canaryValue);
-    const json = readdirSync(reportDir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(reportDir, f), 'utf8')) as DrillReport);
+    const json = readdirSync(reportDir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => JSON.parse(readFileSync(join(reportDir, f), 'utf8')) as DrillReport);
     const failed = json.find((x) => x.result === 'failed')!;
     expect(failed.failed_phase).toBe('canaries');
     expect(failed.canaries.find((c) => c.path === 'kv/canary')?.result).toBe('mismatch');
@@ -120,14 +138,24 @@ describe.each(flavorsUnderTest())('DR drill of a $flavor $version lab', ({ flavo
     expect(JSON.stringify(hooks)).not.toContain(canaryValue);
   });
 
-  it('runs as a playbook through the engine (playbooks/dr-drill.yml), unattended, reports in the run\'s report dir', async () => {
+  it("runs as a playbook through the engine (playbooks/dr-drill.yml), unattended, reports in the run's report dir", async () => {
     const dir = join(t.stateDir, 'playbook-reports');
-    const r = await cli.run(['run', 'dr-drill', '-i', inventory, '--non-interactive', '--var', `report_dir=${dir}`], { timeoutMs: 400_000 });
+    const r = await cli.run(['run', 'dr-drill', '-i', inventory, '--non-interactive', '--var', `report_dir=${dir}`], {
+      timeoutMs: 400_000,
+    });
     expect(r.code, `${r.stdout}${r.stderr}`).toBe(ExitCode.ok);
     expect(`${r.stdout}${r.stderr}`).toMatch(/drill passed: RTO/);
     const reports = readdirSync(dir);
     expect(reports.filter((f) => /\.(json|md|html)$/.test(f))).toHaveLength(3);
-    const report = JSON.parse(readFileSync(join(dir, reports.find((f) => f.endsWith('.json'))!), 'utf8')) as DrillReport;
+    const report = JSON.parse(
+      readFileSync(
+        join(
+          dir,
+          reports.find((f) => f.endsWith('.json'))!,
+        ),
+        'utf8',
+      ),
+    ) as DrillReport;
     expect(report.result).toBe('passed');
     expect(processesUnder(report.scratch!.dir)).toEqual([]);
   });
@@ -136,7 +164,10 @@ describe.each(flavorsUnderTest())('DR drill of a $flavor $version lab', ({ flavo
     // A fake, and the only one here: a server binary that answers `version` but exits at once on
     // `server` stands for a scratch cluster that cannot start (a real binary cannot be told to fail).
     const fake = join(t.stateDir, 'broken-server');
-    writeFileSync(fake, `#!/bin/sh\nif [ "$1" = version ]; then exec ${t.lab.binary} version; fi\necho "refusing to start" >&2\nexit 1\n`);
+    writeFileSync(
+      fake,
+      `#!/bin/sh\nif [ "$1" = version ]; then exec ${t.lab.binary} version; fi\necho "refusing to start" >&2\nexit 1\n`,
+    );
     chmodSync(fake, 0o755);
     const broken = new CliRunner({ env: { ...t.env, VAULTOPS_VAULT_BINARY: fake }, cwd: t.stateDir });
     const r = await broken.run(['drill', '-i', inventory, '--report-dir', reportDir, '--non-interactive', '--json']);
@@ -144,7 +175,11 @@ describe.each(flavorsUnderTest())('DR drill of a $flavor $version lab', ({ flavo
     expect(r.code).toBe(ExitCode.failed);
     const report = JSON.parse(r.stdout) as DrillReport;
     expect(report.failed_phase).toBe('provision');
-    expect(report.phases.map((p) => [p.name, p.result])).toEqual([['verify', 'ok'], ['provision', 'failed'], ['teardown', 'ok']]);
+    expect(report.phases.map((p) => [p.name, p.result])).toEqual([
+      ['verify', 'ok'],
+      ['provision', 'failed'],
+      ['teardown', 'ok'],
+    ]);
     expect(report.error).toMatch(/exited right after it was started/);
     expect(report.scratch?.torn_down).toBe(true);
     expect(processesUnder(report.scratch!.dir)).toEqual([]);
@@ -153,16 +188,28 @@ describe.each(flavorsUnderTest())('DR drill of a $flavor $version lab', ({ flavo
   it('schedule drill prints a weekly cron line, a systemd service and timer, and a Kubernetes CronJob running `vaultops drill` unattended', async () => {
     const r = await cli.run(['schedule', 'drill', '-i', inventory, '--notify-url', 'env:DRILL_HOOK']);
     expect(r.code, r.stderr).toBe(ExitCode.ok);
-    expect(r.stdout).toMatch(/^\d+ \d+ \* \* [0-6] .* drill -i .* --non-interactive --quiet --notify-url env:DRILL_HOOK/m);
+    expect(r.stdout).toMatch(
+      /^\d+ \d+ \* \* [0-6] .* drill -i .* --non-interactive --quiet --notify-url env:DRILL_HOOK/m,
+    );
     expect(r.stdout).toMatch(/OnCalendar=(Sun|Mon|Tue|Wed|Thu|Fri|Sat) \*-\*-\* \d\d:\d\d:00/);
     expect(r.stdout).toContain('kind: CronJob');
-    const refused = await cli.run(['schedule', 'drill', '-i', inventory, '--notify-url', 'https://hooks.example/T0KEN']);
+    const refused = await cli.run([
+      'schedule',
+      'drill',
+      '-i',
+      inventory,
+      '--notify-url',
+      'https://hooks.example/T0KEN',
+    ]);
     expect(refused.code).toBe(ExitCode.badInput);
   });
 
   it('fails at verification when the newest snapshot in the store is corrupt, with nothing started', async () => {
     const store = join(t.stateDir, 'backups');
-    const newest = readdirSync(store).filter((f) => f.endsWith('.snap')).sort().pop()!;
+    const newest = readdirSync(store)
+      .filter((f) => f.endsWith('.snap'))
+      .sort()
+      .pop()!;
     const bad = join(t.stateDir, 'corrupt-store');
     mkdirSync(bad, { recursive: true });
     for (const ext of ['', '.json', '.sha256']) copyFileSync(join(store, newest + ext), join(bad, newest + ext));
@@ -171,7 +218,17 @@ describe.each(flavorsUnderTest())('DR drill of a $flavor $version lab', ({ flavo
     writeFileSync(join(bad, newest), bytes);
     const scratchRoot = join(t.stateDir, 'drills', '.scratch');
     const before = existsSync(scratchRoot) ? readdirSync(scratchRoot) : [];
-    const r = await cli.run(['drill', '-i', inventory, '--from', bad, '--report-dir', reportDir, '--non-interactive', '--json']);
+    const r = await cli.run([
+      'drill',
+      '-i',
+      inventory,
+      '--from',
+      bad,
+      '--report-dir',
+      reportDir,
+      '--non-interactive',
+      '--json',
+    ]);
     expect(r.code).not.toBe(ExitCode.ok);
     const report = JSON.parse(r.stdout) as DrillReport;
     expect(report.failed_phase).toBe('verify');

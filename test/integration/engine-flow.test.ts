@@ -67,7 +67,13 @@ describe(`block / rescue / always, register and until (${flavour.flavor})`, () =
   });
 
   it('a failure in a block runs rescue, then always, and the run goes on when rescue succeeds', async () => {
-    const r = await cli.run(['run', playbook(lab.stateDir, 'rescued', 'vars.n == 2'), '-i', lab.inventory, '--non-interactive']);
+    const r = await cli.run([
+      'run',
+      playbook(lab.stateDir, 'rescued', 'vars.n == 2'),
+      '-i',
+      lab.inventory,
+      '--non-interactive',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/registered value is visible: ok/);
     expect(r.stdout).toMatch(/fails on purpose: failed: n is too small/);
@@ -78,12 +84,21 @@ describe(`block / rescue / always, register and until (${flavour.flavor})`, () =
   });
 
   it('when rescue fails too, always still runs, the run fails and later steps do not run; the journal says where', async () => {
-    const r = await cli.run(['run', playbook(lab.stateDir, 'unrescued', 'vars.n == 3'), '-i', lab.inventory, '--non-interactive']);
+    const r = await cli.run([
+      'run',
+      playbook(lab.stateDir, 'unrescued', 'vars.n == 3'),
+      '-i',
+      lab.inventory,
+      '--non-interactive',
+    ]);
     expect(r.code).toBe(ExitCode.failed);
     expect(r.stdout).toMatch(/clean-up: ok/);
     expect(r.stdout).not.toMatch(/after the block/);
     const runId = /run (\S+):/.exec(r.stdout)![1]!;
-    const journal = readFileSync(join(lab.stateDir, 'runs', runId, 'journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const journal = readFileSync(join(lab.stateDir, 'runs', runId, 'journal.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(journal.at(-1)).toMatchObject({ type: 'end', status: 'failed' });
     const ends = journal.filter((j) => j.type === 'step-end').map((j) => `${j.key}:${j.status}`);
     expect(ends).toEqual(['1:ok', '2.block.1:ok', '2.block.2:failed', '2.rescue.1:failed', '2.always.1:ok']);

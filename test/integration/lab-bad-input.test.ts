@@ -17,29 +17,66 @@ afterAll(() => {
   rmSync(cwd, { recursive: true, force: true });
 });
 
-function expectBadInput(r: { code: number | null; stdout: string; stderr: string }, message: string | RegExp, hint: string | RegExp): void {
+function expectBadInput(
+  r: { code: number | null; stdout: string; stderr: string },
+  message: string | RegExp,
+  hint: string | RegExp,
+): void {
   expect(r.code).toBe(ExitCode.badInput);
   expect(r.stdout).toBe('');
-  expect(r.stderr).toMatch(typeof message === 'string' ? new RegExp(`^error: ${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'm') : message);
-  expect(r.stderr).toMatch(typeof hint === 'string' ? new RegExp(`^hint: .*${hint.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'm') : hint);
+  expect(r.stderr).toMatch(
+    typeof message === 'string'
+      ? new RegExp(`^error: ${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'm')
+      : message,
+  );
+  expect(r.stderr).toMatch(
+    typeof hint === 'string' ? new RegExp(`^hint: .*${hint.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'm') : hint,
+  );
   expect(r.stderr).not.toMatch(/^\s+at /m);
 }
 
 describe('`lab up` and `lab fetch` refuse what they cannot run, with a hint, before starting anything', () => {
   it('an unknown flavour exits 2 and names the flavours', async () => {
-    expectBadInput(await cli.run(['lab', 'up', '--name', 'a-badinput', '--flavor', 'consul']), 'Unknown flavour "consul".', '--flavor openbao (default) or --flavor vault');
-    expectBadInput(await cli.run(['lab', 'fetch', '--flavor', 'consul']), 'Unknown flavour "consul".', '--flavor vault');
+    expectBadInput(
+      await cli.run(['lab', 'up', '--name', 'a-badinput', '--flavor', 'consul']),
+      'Unknown flavour "consul".',
+      '--flavor openbao (default) or --flavor vault',
+    );
+    expectBadInput(
+      await cli.run(['lab', 'fetch', '--flavor', 'consul']),
+      'Unknown flavour "consul".',
+      '--flavor vault',
+    );
   });
 
-  it.each(flavorsUnderTest())('an unknown $flavor version exits 2 and lists the versions that work', async ({ flavor }) => {
-    const info = FLAVORS[flavor];
-    expectBadInput(await cli.run(['lab', 'up', '--name', 'a-badinput', '--flavor', flavor, '--version', '9.9.9']), `${info.product} 9.9.9 is not one this machine can fetch.`, `--version ${info.versions.join(' | ')}`);
-    expectBadInput(await cli.run(['lab', 'fetch', '--flavor', flavor, '--version', '9.9.9']), `${info.product} 9.9.9 is not one this machine can fetch.`, info.versions.join(' | '));
-    expectBadInput(await cli.run(['lab', 'up', '--name', 'a-badinput', '--flavor', flavor, '--version', 'latest-ish']), '"latest-ish" is not a version.', info.versions.join(', '));
-  });
+  it.each(flavorsUnderTest())(
+    'an unknown $flavor version exits 2 and lists the versions that work',
+    async ({ flavor }) => {
+      const info = FLAVORS[flavor];
+      expectBadInput(
+        await cli.run(['lab', 'up', '--name', 'a-badinput', '--flavor', flavor, '--version', '9.9.9']),
+        `${info.product} 9.9.9 is not one this machine can fetch.`,
+        `--version ${info.versions.join(' | ')}`,
+      );
+      expectBadInput(
+        await cli.run(['lab', 'fetch', '--flavor', flavor, '--version', '9.9.9']),
+        `${info.product} 9.9.9 is not one this machine can fetch.`,
+        info.versions.join(' | '),
+      );
+      expectBadInput(
+        await cli.run(['lab', 'up', '--name', 'a-badinput', '--flavor', flavor, '--version', 'latest-ish']),
+        '"latest-ish" is not a version.',
+        info.versions.join(', '),
+      );
+    },
+  );
 
   it('a bad lab name exits 2', async () => {
-    expectBadInput(await cli.run(['lab', 'up', '--name', 'Not A Name']), '"Not A Name" is not a lab name.', 'lower-case letters');
+    expectBadInput(
+      await cli.run(['lab', 'up', '--name', 'Not A Name']),
+      '"Not A Name" is not a lab name.',
+      'lower-case letters',
+    );
   });
 
   it('nothing was created or started', async () => {

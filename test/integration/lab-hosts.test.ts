@@ -32,7 +32,26 @@ describe('a lab of systemd machines (lab up --hosts)', () => {
   let secrets: string[];
 
   const ssh = (node: InvNode, command: string) => {
-    const r = spawnSync('ssh', ['-i', node.ssh.key_file, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'ConnectTimeout=10', '-p', String(node.ssh.port), `${node.ssh.user}@${node.ssh.host}`, command], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(
+      'ssh',
+      [
+        '-i',
+        node.ssh.key_file,
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'StrictHostKeyChecking=yes',
+        '-o',
+        `UserKnownHostsFile=${knownHosts}`,
+        '-o',
+        'ConnectTimeout=10',
+        '-p',
+        String(node.ssh.port),
+        `${node.ssh.user}@${node.ssh.host}`,
+        command,
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
   };
   const token = () => (JSON.parse(readFileSync(lab.initFile, 'utf8')) as { root_token: string }).root_token;
@@ -56,7 +75,9 @@ describe('a lab of systemd machines (lab up --hosts)', () => {
     expect(r.code).toBe(0);
     lab = readLab(NAME, { VAULTOPS_STATE_DIR: join(dir, 'state') })!;
     secrets = labSecrets(lab.initFile);
-    nodes = (parse(readFileSync(inventory, 'utf8')) as { clusters: Record<string, { nodes: InvNode[] }> }).clusters[NAME]!.nodes;
+    nodes = (parse(readFileSync(inventory, 'utf8')) as { clusters: Record<string, { nodes: InvNode[] }> }).clusters[
+      NAME
+    ]!.nodes;
     knownHosts = join(dir, 'known_hosts');
     writeFileSync(knownHosts, nodes.map((n) => `${n.ssh.host} ${n.ssh.host_key}`).join('\n') + '\n');
   }, 400_000);
@@ -71,7 +92,13 @@ describe('a lab of systemd machines (lab up --hosts)', () => {
       expect(n.api_addr).toMatch(/^https:\/\/10\.213\.\d+\.1[1-3]:8200$/);
       expect(n.ssh).toMatchObject({ port: 22, user: 'ops', sudo: true });
       expect(n.ssh.host_key).toMatch(/^ssh-ed25519 AAAA/);
-      expect(n.service).toEqual({ manager: 'systemd', name: 'openbao', binary: '/usr/local/bin/bao', config: '/etc/openbao/openbao.hcl', data_dir: '/opt/openbao/data' });
+      expect(n.service).toEqual({
+        manager: 'systemd',
+        name: 'openbao',
+        binary: '/usr/local/bin/bao',
+        config: '/etc/openbao/openbao.hcl',
+        data_dir: '/opt/openbao/data',
+      });
     }
   });
 
@@ -91,11 +118,32 @@ describe('a lab of systemd machines (lab up --hosts)', () => {
     }
   });
 
-  it('the server runs as openbao under a unit with the vendor\'s hardening, from the usual paths', () => {
-    const r = ssh(nodes[1]!, 'sudo -n systemctl show openbao.service -p ActiveState -p User -p Group -p ProtectSystem -p PrivateTmp -p NoNewPrivileges -p CapabilityBoundingSet -p LimitCORE -p LimitMEMLOCK -p KillMode -p KillSignal -p Restart -p ExecMainPID; stat -c "%U %a %n" /opt/openbao/data /usr/local/bin/bao; sudo -n stat -c "%U %a %n" /etc/openbao/openbao.hcl /opt/openbao/tls/tls.key');
+  it("the server runs as openbao under a unit with the vendor's hardening, from the usual paths", () => {
+    const r = ssh(
+      nodes[1]!,
+      'sudo -n systemctl show openbao.service -p ActiveState -p User -p Group -p ProtectSystem -p PrivateTmp -p NoNewPrivileges -p CapabilityBoundingSet -p LimitCORE -p LimitMEMLOCK -p KillMode -p KillSignal -p Restart -p ExecMainPID; stat -c "%U %a %n" /opt/openbao/data /usr/local/bin/bao; sudo -n stat -c "%U %a %n" /etc/openbao/openbao.hcl /opt/openbao/tls/tls.key',
+    );
     expect(r.code).toBe(0);
-    const props = Object.fromEntries(r.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
-    expect(props).toMatchObject({ ActiveState: 'active', User: 'openbao', Group: 'openbao', ProtectSystem: 'full', PrivateTmp: 'yes', NoNewPrivileges: 'yes', CapabilityBoundingSet: 'cap_ipc_lock cap_syslog', LimitCORE: '0', LimitMEMLOCK: 'infinity', KillMode: 'process', KillSignal: '2', Restart: 'on-failure' });
+    const props = Object.fromEntries(
+      r.stdout
+        .split('\n')
+        .filter((l) => l.includes('='))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+    expect(props).toMatchObject({
+      ActiveState: 'active',
+      User: 'openbao',
+      Group: 'openbao',
+      ProtectSystem: 'full',
+      PrivateTmp: 'yes',
+      NoNewPrivileges: 'yes',
+      CapabilityBoundingSet: 'cap_ipc_lock cap_syslog',
+      LimitCORE: '0',
+      LimitMEMLOCK: 'infinity',
+      KillMode: 'process',
+      KillSignal: '2',
+      Restart: 'on-failure',
+    });
     const pid = props['ExecMainPID'];
     expect(Number(pid)).toBeGreaterThan(0);
     expect(r.stdout).toContain('openbao 700 /opt/openbao/data');
@@ -104,7 +152,7 @@ describe('a lab of systemd machines (lab up --hosts)', () => {
     expect(r.stdout).toContain('openbao 600 /opt/openbao/tls/tls.key');
   });
 
-  it('the lab\'s own state (init.json with the keys) is not visible inside a machine', () => {
+  it("the lab's own state (init.json with the keys) is not visible inside a machine", () => {
     const r = ssh(nodes[0]!, `sudo -n ls ${JSON.stringify(lab.initFile)} 2>&1; echo rc=$?`);
     expect(r.stdout).toContain('No such file or directory');
   });
@@ -113,11 +161,17 @@ describe('a lab of systemd machines (lab up --hosts)', () => {
     const bootBefore = ssh(nodes[1]!, "cut -d' ' -f22 /proc/1/stat").stdout.trim();
     const r = await cli.run(['lab', 'reboot', '--name', NAME, '--node', 'n2']);
     expect(r.code).toBe(0);
-    expect(ssh(nodes[1]!, 'systemctl is-system-running --wait; systemctl is-active openbao').stdout).toContain('active');
+    expect(ssh(nodes[1]!, 'systemctl is-system-running --wait; systemctl is-active openbao').stdout).toContain(
+      'active',
+    );
     // A new systemd: the machine's PID 1 started after the command, the boot is a new one.
     const c = clusterFor(lab);
     try {
-      const st = await waitFor('n2 sealed after reboot', async () => ((await c.client('n2').sealStatus()).sealed ? true : undefined), 30_000);
+      const st = await waitFor(
+        'n2 sealed after reboot',
+        async () => ((await c.client('n2').sealStatus()).sealed ? true : undefined),
+        30_000,
+      );
       expect(st).toBe(true);
     } finally {
       c.close();
@@ -153,12 +207,19 @@ describe('a lab of systemd machines (lab up --hosts)', () => {
   });
 
   function netns(): string[] {
-    return spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes(`vaultops-${NAME}-`));
+    return spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter((l) => l.includes(`vaultops-${NAME}-`));
   }
   function links(subnet: number): string[] {
-    return spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => new RegExp(`\\b(vaultops${subnet}|vo${subnet}n\\d+)\\b`).test(l));
+    return spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter((l) => new RegExp(`\\b(vaultops${subnet}|vo${subnet}n\\d+)\\b`).test(l));
   }
   function mountsUnder(path: string): string[] {
-    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p.startsWith(path));
+    return readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4] ?? '')
+      .filter((p) => p.startsWith(path));
   }
 });

@@ -10,79 +10,84 @@ import { startTestLab, type TestLab } from '../helpers/lab.js';
 
 const short = { openbao: 'bao', vault: 'vault' } as const;
 
-describe.each(flavorsUnderTest())('`lab up` of a stopped $flavor $version lab that cannot start', ({ flavor, version }) => {
-  const name = `a-ports-${short[flavor]}`;
-  let t: TestLab;
-  let cli: CliRunner;
-  let secrets: string[];
-  let blocker: Server | undefined;
+describe.each(flavorsUnderTest())(
+  '`lab up` of a stopped $flavor $version lab that cannot start',
+  ({ flavor, version }) => {
+    const name = `a-ports-${short[flavor]}`;
+    let t: TestLab;
+    let cli: CliRunner;
+    let secrets: string[];
+    let blocker: Server | undefined;
 
-  beforeAll(async () => {
-    t = await startTestLab({ name, flavor, version });
-    cli = new CliRunner({ env: t.env, cwd: t.stateDir });
-    secrets = labSecrets(t.lab.initFile);
-  });
-  afterAll(async () => {
-    await new Promise((r) => (blocker ? blocker.close(r) : r(undefined)));
-    await t?.destroy();
-  });
-
-  it('`lab down` stops every server process of the lab and keeps its data', async () => {
-    const r = await cli.run(['lab', 'down', '--name', name]);
-    expect(r.code).toBe(ExitCode.ok);
-    expect(r.stdout).toContain(`Lab ${name}: stopped 3 server processes; data kept`);
-    expect(processesUnder(t.lab.dir)).toEqual([]);
-    expect(readLab(name, t.env)?.nodes.map((n) => n.pid)).toEqual([undefined, undefined, undefined]);
-  });
-
-  it('fails with a clear error naming the port and the node, and leaves nothing running', async () => {
-    const n2 = t.lab.nodes[1]!;
-    blocker = createServer();
-    await new Promise<void>((resolve, reject) => {
-      blocker!.once('error', reject);
-      blocker!.listen({ host: n2.ip, port: 8200, exclusive: true }, resolve);
+    beforeAll(async () => {
+      t = await startTestLab({ name, flavor, version });
+      cli = new CliRunner({ env: t.env, cwd: t.stateDir });
+      secrets = labSecrets(t.lab.initFile);
     });
-    const r = await cli.run(['lab', 'up', '--name', name, '--flavor', flavor, '--version', version]);
-    expect(r.code).not.toBe(ExitCode.ok);
-    expect(r.stderr).toContain(`error: Port ${n2.ip}:8200 for node n2 of lab ${name} is already in use.`);
-    expect(r.stderr).toMatch(/hint: Find the process with `ss -ltnp/);
-    expect(r.stderr).not.toMatch(/^\s+at /m);
-    expect(processesUnder(t.lab.dir)).toEqual([]);
-    const st = await cli.run(['lab', 'status', '--name', name, '--json']);
-    expect((JSON.parse(st.stdout) as Array<{ state: string }>)[0]?.state).toBe('stopped');
-  });
+    afterAll(async () => {
+      await new Promise((r) => (blocker ? blocker.close(r) : r(undefined)));
+      await t?.destroy();
+    });
 
-  it('starts again, healthy, once the port is free', async () => {
-    await new Promise((r) => blocker!.close(r));
-    blocker = undefined;
-    const r = await cli.run(['lab', 'up', '--name', name, '--flavor', flavor, '--version', version]);
-    expect(r.code).toBe(ExitCode.ok);
-    expect(r.stdout).toMatch(new RegExp(`Lab ${name} .*: started in [\\d.]+ s\\.`));
-    const s = await cli.run(['status', '-i', t.inventory]);
-    expect(s.code).toBe(ExitCode.ok);
-    expect(s.stdout).toContain('HEALTHY');
-    expect(processesUnder(t.lab.dir)).toHaveLength(3);
-  });
+    it('`lab down` stops every server process of the lab and keeps its data', async () => {
+      const r = await cli.run(['lab', 'down', '--name', name]);
+      expect(r.code).toBe(ExitCode.ok);
+      expect(r.stdout).toContain(`Lab ${name}: stopped 3 server processes; data kept`);
+      expect(processesUnder(t.lab.dir)).toEqual([]);
+      expect(readLab(name, t.env)?.nodes.map((n) => n.pid)).toEqual([undefined, undefined, undefined]);
+    });
 
-  it('a node that does not start: the error shows the last lines of its log and nothing is left running', async () => {
-    expect((await cli.run(['lab', 'down', '--name', name])).code).toBe(ExitCode.ok);
-    const n3 = t.lab.nodes[2]!;
-    const key = join(t.lab.dir, 'tls', 'n3.key');
-    copyFileSync(key, `${key}.good`);
-    writeFileSync(key, 'not a key\n');
-    try {
+    it('fails with a clear error naming the port and the node, and leaves nothing running', async () => {
+      const n2 = t.lab.nodes[1]!;
+      blocker = createServer();
+      await new Promise<void>((resolve, reject) => {
+        blocker!.once('error', reject);
+        blocker!.listen({ host: n2.ip, port: 8200, exclusive: true }, resolve);
+      });
       const r = await cli.run(['lab', 'up', '--name', name, '--flavor', flavor, '--version', version]);
       expect(r.code).not.toBe(ExitCode.ok);
-      expect(r.stderr, r.stderr).toMatch(new RegExp(`error: Node n3 of lab ${name} (exited right after it was started|did not answer)`));
-      expect(r.stderr).toContain(`last lines of ${n3.log}:`);
+      expect(r.stderr).toContain(`error: Port ${n2.ip}:8200 for node n2 of lab ${name} is already in use.`);
+      expect(r.stderr).toMatch(/hint: Find the process with `ss -ltnp/);
       expect(r.stderr).not.toMatch(/^\s+at /m);
       expect(processesUnder(t.lab.dir)).toEqual([]);
-    } finally {
-      copyFileSync(`${key}.good`, key);
-    }
-  });
+      const st = await cli.run(['lab', 'status', '--name', name, '--json']);
+      expect((JSON.parse(st.stdout) as Array<{ state: string }>)[0]?.state).toBe('stopped');
+    });
 
-  it('no CLI output of this file contains an unseal key (base64 or hex) or the root token', () => {
-    cli.expectNoSecrets(secrets);
-  });
-});
+    it('starts again, healthy, once the port is free', async () => {
+      await new Promise((r) => blocker!.close(r));
+      blocker = undefined;
+      const r = await cli.run(['lab', 'up', '--name', name, '--flavor', flavor, '--version', version]);
+      expect(r.code).toBe(ExitCode.ok);
+      expect(r.stdout).toMatch(new RegExp(`Lab ${name} .*: started in [\\d.]+ s\\.`));
+      const s = await cli.run(['status', '-i', t.inventory]);
+      expect(s.code).toBe(ExitCode.ok);
+      expect(s.stdout).toContain('HEALTHY');
+      expect(processesUnder(t.lab.dir)).toHaveLength(3);
+    });
+
+    it('a node that does not start: the error shows the last lines of its log and nothing is left running', async () => {
+      expect((await cli.run(['lab', 'down', '--name', name])).code).toBe(ExitCode.ok);
+      const n3 = t.lab.nodes[2]!;
+      const key = join(t.lab.dir, 'tls', 'n3.key');
+      copyFileSync(key, `${key}.good`);
+      writeFileSync(key, 'not a key\n');
+      try {
+        const r = await cli.run(['lab', 'up', '--name', name, '--flavor', flavor, '--version', version]);
+        expect(r.code).not.toBe(ExitCode.ok);
+        expect(r.stderr, r.stderr).toMatch(
+          new RegExp(`error: Node n3 of lab ${name} (exited right after it was started|did not answer)`),
+        );
+        expect(r.stderr).toContain(`last lines of ${n3.log}:`);
+        expect(r.stderr).not.toMatch(/^\s+at /m);
+        expect(processesUnder(t.lab.dir)).toEqual([]);
+      } finally {
+        copyFileSync(`${key}.good`, key);
+      }
+    });
+
+    it('no CLI output of this file contains an unseal key (base64 or hex) or the root token', () => {
+      cli.expectNoSecrets(secrets);
+    });
+  },
+);

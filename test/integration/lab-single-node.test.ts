@@ -35,7 +35,11 @@ describe(`a one-node lab (${flavour.flavor})`, () => {
       const { client } = await connectCluster(lab!.inventory, undefined);
       const node = client.client('n1').withToken(undefined);
       expect(node.hasToken).toBe(false);
-      const attempt = () => node.raftConfiguration().then(() => 'answered 200', (x: unknown) => x);
+      const attempt = () =>
+        node.raftConfiguration().then(
+          () => 'answered 200',
+          (x: unknown) => x,
+        );
       // Without a token the server answers 403; with the environment's root token it would answer 200.
       const e = await attempt();
       expect(e).toBeInstanceOf(VaultApiError);

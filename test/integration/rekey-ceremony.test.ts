@@ -4,7 +4,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
 import { ExitCode } from '../../src/core/exit-codes.js';
 import { labSecrets } from '../helpers/cli.js';
-import { CeremonyCli, decryptArmored, makePgpKey, REPO, sealActiveNode, waitAllServing, type TestPgpKey } from '../helpers/ceremony.js';
+import {
+  CeremonyCli,
+  decryptArmored,
+  makePgpKey,
+  REPO,
+  sealActiveNode,
+  waitAllServing,
+  type TestPgpKey,
+} from '../helpers/ceremony.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 
@@ -64,20 +72,43 @@ describe.each(flavorsUnderTest())('unseal-key rekey on a $flavor $version lab', 
     const holders = await keys(3, 'p');
     const outDir = join(work, 'playbook');
     const r = await cli.run([
-      'run', join(REPO, 'playbooks', 'rekey.yml'), '-i', t.inventory, '--non-interactive', '-y',
-      '--var', 'shares=3', '--var', 'threshold=2', '--var', `pgp_keys=${holders.map((k) => k.publicFile).join(',')}`, '--var', `out_dir=${outDir}`,
+      'run',
+      join(REPO, 'playbooks', 'rekey.yml'),
+      '-i',
+      t.inventory,
+      '--non-interactive',
+      '-y',
+      '--var',
+      'shares=3',
+      '--var',
+      'threshold=2',
+      '--var',
+      `pgp_keys=${holders.map((k) => k.publicFile).join(',')}`,
+      '--var',
+      `out_dir=${outDir}`,
     ]);
     expect(r.code, r.stdout + r.stderr).toBe(ExitCode.ok);
-    expect(r.stdout + r.stderr).toMatch(/old keys stay valid until verified: vaultops rekey verify --nonce [0-9a-f-]{36}/);
+    expect(r.stdout + r.stderr).toMatch(
+      /old keys stay valid until verified: vaultops rekey verify --nonce [0-9a-f-]{36}/,
+    );
     expect(readdirSync(outDir)).toHaveLength(3);
-    const st = JSON.parse((await cli.run(['rekey', 'status', '-i', t.inventory, '--json', '--non-interactive'])).stdout) as { nonce: string; verification_required: boolean; new_shares: number };
+    const st = JSON.parse(
+      (await cli.run(['rekey', 'status', '-i', t.inventory, '--json', '--non-interactive'])).stdout,
+    ) as { nonce: string; verification_required: boolean; new_shares: number };
     expect(st).toMatchObject({ verification_required: true, new_shares: 3 });
     const cancel = await cli.run(['rekey', 'cancel', '-i', t.inventory, '--nonce', st.nonce, '--non-interactive']);
     expect(cancel.code, cancel.stderr).toBe(ExitCode.ok);
   });
 
   it('the rotate-encryption-key playbook advances the key term', async () => {
-    const r = await cli.run(['run', join(REPO, 'playbooks', 'rotate-encryption-key.yml'), '-i', t.inventory, '--non-interactive', '-y']);
+    const r = await cli.run([
+      'run',
+      join(REPO, 'playbooks', 'rotate-encryption-key.yml'),
+      '-i',
+      t.inventory,
+      '--non-interactive',
+      '-y',
+    ]);
     expect(r.code, r.stdout + r.stderr).toBe(ExitCode.ok);
     const m = /key term (\d+) -> (\d+)/.exec(r.stdout + r.stderr);
     expect(m).not.toBeNull();
@@ -88,7 +119,23 @@ describe.each(flavorsUnderTest())('unseal-key rekey on a $flavor $version lab', 
     const holders = await keys(7, 'c');
     const outDir = join(work, 'cancelled');
     const start = await cli.run(
-      ['rekey', 'start', '-i', t.inventory, '--shares', '7', '--threshold', '4', ...holders.flatMap((k) => ['--pgp-key', k.publicFile]), '--verify', '--out-dir', outDir, '--shares-from', 'env:D_OLD', '--non-interactive'],
+      [
+        'rekey',
+        'start',
+        '-i',
+        t.inventory,
+        '--shares',
+        '7',
+        '--threshold',
+        '4',
+        ...holders.flatMap((k) => ['--pgp-key', k.publicFile]),
+        '--verify',
+        '--out-dir',
+        outDir,
+        '--shares-from',
+        'env:D_OLD',
+        '--non-interactive',
+      ],
       { D_OLD: JSON.stringify(oldShares().slice(0, 1)) },
     );
     expect(start.code, start.stderr).toBe(ExitCode.ok);
@@ -96,9 +143,25 @@ describe.each(flavorsUnderTest())('unseal-key rekey on a $flavor $version lab', 
     expect(nonce).toBeDefined();
     expect(start.stderr).toContain('Progress: 1 of 3');
     const status = await cli.run(['rekey', 'status', '-i', t.inventory, '--json', '--non-interactive']);
-    expect(JSON.parse(status.stdout)).toMatchObject({ started: true, nonce, progress: 1, required: 3, new_shares: 7, new_threshold: 4, verification_required: true });
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      started: true,
+      nonce,
+      progress: 1,
+      required: 3,
+      new_shares: 7,
+      new_threshold: 4,
+      verification_required: true,
+    });
 
-    const wrongNonce = await cli.run(['rekey', 'cancel', '-i', t.inventory, '--nonce', '00000000-0000-0000-0000-000000000000', '--non-interactive']);
+    const wrongNonce = await cli.run([
+      'rekey',
+      'cancel',
+      '-i',
+      t.inventory,
+      '--nonce',
+      '00000000-0000-0000-0000-000000000000',
+      '--non-interactive',
+    ]);
     expect(wrongNonce.code).toBe(ExitCode.badInput);
     const cancel = await cli.run(['rekey', 'cancel', '-i', t.inventory, '--nonce', nonce!, '--non-interactive']);
     expect(cancel.code, cancel.stderr).toBe(ExitCode.ok);
@@ -113,9 +176,23 @@ describe.each(flavorsUnderTest())('unseal-key rekey on a $flavor $version lab', 
   it('rekey 5/3 -> 7/4 with a PGP key per holder and verification: new shares unseal a sealed node, old ones no longer do', async () => {
     const holders = await keys(7, 'h');
     const outDir = join(work, 'shares');
-    const start = await cli.run(
-      ['rekey', 'start', '-i', t.inventory, '--shares', '7', '--threshold', '4', ...holders.flatMap((k) => ['--pgp-key', k.publicFile]), '--verify', '--out-dir', outDir, '--shares-from', `file:${t.lab.initFile}#unseal_keys_b64`, '--non-interactive'],
-    );
+    const start = await cli.run([
+      'rekey',
+      'start',
+      '-i',
+      t.inventory,
+      '--shares',
+      '7',
+      '--threshold',
+      '4',
+      ...holders.flatMap((k) => ['--pgp-key', k.publicFile]),
+      '--verify',
+      '--out-dir',
+      outDir,
+      '--shares-from',
+      `file:${t.lab.initFile}#unseal_keys_b64`,
+      '--non-interactive',
+    ]);
     expect(start.code, start.stderr).toBe(ExitCode.ok);
     expect(start.stderr).toContain('Progress: 2 of 3');
     const vnonce = /Verification nonce: ([0-9a-f-]{36})/.exec(start.stdout)?.[1];
@@ -136,16 +213,37 @@ describe.each(flavorsUnderTest())('unseal-key rekey on a $flavor $version lab', 
       secrets.push(share, Buffer.from(share, 'hex').toString('base64'));
     }
     expect(new Set(newShares).size).toBe(7);
-    await expect(decryptArmored(readFileSync(join(outDir, files[0]!), 'utf8'), holders[1]!.armoredPrivate)).rejects.toThrow();
+    await expect(
+      decryptArmored(readFileSync(join(outDir, files[0]!), 'utf8'), holders[1]!.armoredPrivate),
+    ).rejects.toThrow();
 
     // Verification pending: the old keys are still the cluster's keys.
-    const half = await cli.run(['rekey', 'verify', '-i', t.inventory, '--nonce', vnonce!, '--shares-from', 'env:D_NEW', '--non-interactive'], { D_NEW: JSON.stringify(newShares.slice(0, 2)) });
+    const half = await cli.run(
+      ['rekey', 'verify', '-i', t.inventory, '--nonce', vnonce!, '--shares-from', 'env:D_NEW', '--non-interactive'],
+      { D_NEW: JSON.stringify(newShares.slice(0, 2)) },
+    );
     expect(half.code, half.stderr).toBe(ExitCode.ok);
     expect(half.stderr).toContain('Verification progress: 2 of 4');
-    const stale = await cli.run(['rekey', 'verify', '-i', t.inventory, '--nonce', '00000000-0000-0000-0000-000000000000', '--shares-from', 'env:D_NEW', '--non-interactive'], { D_NEW: JSON.stringify(newShares.slice(2, 3)) });
+    const stale = await cli.run(
+      [
+        'rekey',
+        'verify',
+        '-i',
+        t.inventory,
+        '--nonce',
+        '00000000-0000-0000-0000-000000000000',
+        '--shares-from',
+        'env:D_NEW',
+        '--non-interactive',
+      ],
+      { D_NEW: JSON.stringify(newShares.slice(2, 3)) },
+    );
     expect(stale.code).toBe(ExitCode.badInput);
     expect(stale.stderr).toContain('your share was not sent');
-    const done = await cli.run(['rekey', 'verify', '-i', t.inventory, '--nonce', vnonce!, '--shares-from', 'env:D_NEW', '--non-interactive'], { D_NEW: JSON.stringify(newShares.slice(2, 4)) });
+    const done = await cli.run(
+      ['rekey', 'verify', '-i', t.inventory, '--nonce', vnonce!, '--shares-from', 'env:D_NEW', '--non-interactive'],
+      { D_NEW: JSON.stringify(newShares.slice(2, 4)) },
+    );
     expect(done.code, done.stderr).toBe(ExitCode.ok);
     expect(done.stdout).toContain('Verification complete');
 

@@ -53,14 +53,27 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
   }
   async function expectRevoked(token: string): Promise<void> {
     const c = await api(token);
-    const e = await c.lookupSelf().then(() => undefined, (x: unknown) => x);
+    const e = await c.lookupSelf().then(
+      () => undefined,
+      (x: unknown) => x,
+    );
     expect(e).toBeInstanceOf(VaultApiError);
     expect((e as VaultApiError).status).toBe(403);
   }
 
   it('generates a root token with a local OTP, the token works with policy root, and revoke kills it', async () => {
     const tokenFile = join(work, 'otp-token');
-    const r = await cli.run(['root', 'generate', '-i', t.inventory, '--shares-from', sharesRef(), '--token-out', tokenFile, '--non-interactive']);
+    const r = await cli.run([
+      'root',
+      'generate',
+      '-i',
+      t.inventory,
+      '--shares-from',
+      sharesRef(),
+      '--token-out',
+      tokenFile,
+      '--non-interactive',
+    ]);
     expect(r.code, r.stderr).toBe(ExitCode.ok);
     expect(r.stderr).toMatch(/Nonce: [0-9a-f-]{36}/);
     expect(r.stderr).toMatch(/Progress: 2 of 3/);
@@ -71,7 +84,17 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
     expect(self.policies).toContain('root');
     expect(self.accessor).not.toBe('');
 
-    const rv = await cli.run(['root', 'revoke', '-i', t.inventory, '--token', `file:${tokenFile}`, '--confirm', name, '--non-interactive']);
+    const rv = await cli.run([
+      'root',
+      'revoke',
+      '-i',
+      t.inventory,
+      '--token',
+      `file:${tokenFile}`,
+      '--confirm',
+      name,
+      '--non-interactive',
+    ]);
     expect(rv.code, rv.stderr).toBe(ExitCode.ok);
     expect(rv.stdout).toContain(self.accessor);
     await expectRevoked(token);
@@ -80,7 +103,19 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
   it('generates a root token encrypted to a PGP key; the decrypted token works, and revoke by accessor kills it', async () => {
     const key = await makePgpKey(work, 'operator');
     const out = join(work, 'root.asc');
-    const r = await cli.run(['root', 'generate', '-i', t.inventory, '--pgp-key', key.publicFile, '--shares-from', sharesRef(), '--encrypted-out', out, '--non-interactive']);
+    const r = await cli.run([
+      'root',
+      'generate',
+      '-i',
+      t.inventory,
+      '--pgp-key',
+      key.publicFile,
+      '--shares-from',
+      sharesRef(),
+      '--encrypted-out',
+      out,
+      '--non-interactive',
+    ]);
     expect(r.code, r.stderr).toBe(ExitCode.ok);
     expect(r.stderr).toContain(key.fingerprint);
     const armored = readFileSync(out, 'utf8');
@@ -90,7 +125,17 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
     const self = await (await api(token)).lookupSelf();
     expect(self.policies).toContain('root');
 
-    const rv = await cli.run(['root', 'revoke', '-i', t.inventory, '--accessor', self.accessor, '--confirm', name, '--non-interactive']);
+    const rv = await cli.run([
+      'root',
+      'revoke',
+      '-i',
+      t.inventory,
+      '--accessor',
+      self.accessor,
+      '--confirm',
+      name,
+      '--non-interactive',
+    ]);
     expect(rv.code, rv.stderr).toBe(ExitCode.ok);
     await expectRevoked(token);
   });
@@ -99,7 +144,17 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
     const noConfirm = await cli.run(['root', 'revoke', '-i', t.inventory, '--accessor', 'x', '--non-interactive']);
     expect(noConfirm.code).toBe(ExitCode.badInput);
     expect(noConfirm.stderr).toContain(`--confirm ${name}`);
-    const literal = await cli.run(['root', 'revoke', '-i', t.inventory, '--token', 'not-a-reference', '--confirm', name, '--non-interactive']);
+    const literal = await cli.run([
+      'root',
+      'revoke',
+      '-i',
+      t.inventory,
+      '--token',
+      'not-a-reference',
+      '--confirm',
+      name,
+      '--non-interactive',
+    ]);
     expect(literal.code).toBe(ExitCode.badInput);
     expect(literal.stderr).toMatch(/takes a reference/);
   });
@@ -113,7 +168,10 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
       const wrong = other.init.unseal_keys_b64[0]!;
       expect((await attempt.submit(good[0]!)).kind).toBe('progress');
       expect((await attempt.submit(good[1]!)).kind).toBe('progress');
-      const e = await attempt.submit(wrong).then(() => undefined, (x: unknown) => x);
+      const e = await attempt.submit(wrong).then(
+        () => undefined,
+        (x: unknown) => x,
+      );
       expect(e).toBeInstanceOf(WrongShareError);
       expect((e as WrongShareError).attemptOpen).toBe(true);
       expect((e as Error).message).toMatch(/did not combine.*at least one of them is wrong.*still open/);
@@ -142,17 +200,56 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
       const stale = first.nonce;
       await first.cancel();
       const current = await RootGeneration.start(session);
-      const r = await cli.run(['root', 'contribute', '-i', t.inventory, '--nonce', stale, '--shares-from', `env:D_SHARE`, '--non-interactive'], { D_SHARE: t.init.unseal_keys_b64[0]! });
+      const r = await cli.run(
+        [
+          'root',
+          'contribute',
+          '-i',
+          t.inventory,
+          '--nonce',
+          stale,
+          '--shares-from',
+          `env:D_SHARE`,
+          '--non-interactive',
+        ],
+        { D_SHARE: t.init.unseal_keys_b64[0]! },
+      );
       expect(r.code).toBe(ExitCode.badInput);
       expect(r.stderr).toContain(`has nonce ${current.nonce}, not ${stale}: your share was not sent`);
       expect((await current.status()).progress).toBe(0);
-      const ok = await cli.run(['root', 'contribute', '-i', t.inventory, '--nonce', current.nonce, '--shares-from', `env:D_SHARE`, '--non-interactive'], { D_SHARE: t.init.unseal_keys_b64[0]! });
+      const ok = await cli.run(
+        [
+          'root',
+          'contribute',
+          '-i',
+          t.inventory,
+          '--nonce',
+          current.nonce,
+          '--shares-from',
+          `env:D_SHARE`,
+          '--non-interactive',
+        ],
+        { D_SHARE: t.init.unseal_keys_b64[0]! },
+      );
       expect(ok.code, ok.stderr).toBe(ExitCode.ok);
       expect(ok.stderr).toContain('Progress: 1 of 3');
       await current.submit(t.init.unseal_keys_b64[1]!);
       // The last share of an OTP attempt must come from the starter's terminal: from elsewhere it
       // would mint a token nobody can decode.
-      const last = await cli.run(['root', 'contribute', '-i', t.inventory, '--nonce', current.nonce, '--shares-from', `env:D_SHARE`, '--non-interactive'], { D_SHARE: t.init.unseal_keys_b64[2]! });
+      const last = await cli.run(
+        [
+          'root',
+          'contribute',
+          '-i',
+          t.inventory,
+          '--nonce',
+          current.nonce,
+          '--shares-from',
+          `env:D_SHARE`,
+          '--non-interactive',
+        ],
+        { D_SHARE: t.init.unseal_keys_b64[2]! },
+      );
       expect(last.code).toBe(ExitCode.badInput);
       expect(last.stderr).toContain('the last share must be typed where the ceremony was started');
       expect((await current.status()).progress).toBe(2);
@@ -171,18 +268,49 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
       client.close();
     }
     const tokenFile = join(work, 'after-pending');
-    const refused = await cli.run(['root', 'generate', '-i', t.inventory, '--shares-from', sharesRef(), '--token-out', tokenFile, '--non-interactive']);
+    const refused = await cli.run([
+      'root',
+      'generate',
+      '-i',
+      t.inventory,
+      '--shares-from',
+      sharesRef(),
+      '--token-out',
+      tokenFile,
+      '--non-interactive',
+    ]);
     expect(refused.code).toBe(ExitCode.badInput);
     expect(refused.stderr).toContain(left);
     expect(refused.stderr).toContain('--cancel-pending');
     const status = await cli.run(['root', 'generate', '-i', t.inventory, '--status', '--json', '--non-interactive']);
     expect(JSON.parse(status.stdout)).toMatchObject({ started: true, nonce: left, progress: 0, required: 3 });
-    const r = await cli.run(['root', 'generate', '-i', t.inventory, '--shares-from', sharesRef(), '--token-out', tokenFile, '--cancel-pending', '--non-interactive']);
+    const r = await cli.run([
+      'root',
+      'generate',
+      '-i',
+      t.inventory,
+      '--shares-from',
+      sharesRef(),
+      '--token-out',
+      tokenFile,
+      '--cancel-pending',
+      '--non-interactive',
+    ]);
     expect(r.code, r.stderr).toBe(ExitCode.ok);
     expect(r.stderr).toContain(`Cancelled the pending attempt ${left}`);
     const token = readFileSync(tokenFile, 'utf8').trim();
     secrets.push(token);
-    const rv = await cli.run(['root', 'revoke', '-i', t.inventory, '--token', `file:${tokenFile}`, '--confirm', name, '--non-interactive']);
+    const rv = await cli.run([
+      'root',
+      'revoke',
+      '-i',
+      t.inventory,
+      '--token',
+      `file:${tokenFile}`,
+      '--confirm',
+      name,
+      '--non-interactive',
+    ]);
     expect(rv.code, rv.stderr).toBe(ExitCode.ok);
     await expectRevoked(token);
   });
@@ -198,7 +326,10 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
         const l = await client.findLeader().catch(() => undefined);
         return l && l.node.name !== session.node.name ? true : undefined;
       });
-      const e = await attempt.submit(t.init.unseal_keys_b64[1]!).then(() => undefined, (x: unknown) => x);
+      const e = await attempt.submit(t.init.unseal_keys_b64[1]!).then(
+        () => undefined,
+        (x: unknown) => x,
+      );
       expect(e).toBeInstanceOf(CeremonyLostError);
       expect((e as Error).message).toMatch(/leader changed.*is lost/);
       // Clean up whatever the old node may still hold, in case it leads again later.
@@ -210,7 +341,14 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
 
   it('the root-generate playbook generates, uses and revokes the token; a failing step in between still ends revoked', async () => {
     const before = await rootAccessors();
-    const ok = await cli.run(['run', join(REPO, 'playbooks', 'root-generate.yml'), '-i', t.inventory, '--non-interactive', '-y']);
+    const ok = await cli.run([
+      'run',
+      join(REPO, 'playbooks', 'root-generate.yml'),
+      '-i',
+      t.inventory,
+      '--non-interactive',
+      '-y',
+    ]);
     expect(ok.code, ok.stderr + ok.stdout).toBe(ExitCode.ok);
     const all = ok.stdout + ok.stderr;
     expect(all).toMatch(/token works \(accessor \S+, policies root\)/);
@@ -219,7 +357,13 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
 
     // The same runbook with a step that fails after the token exists: the always: block revokes it.
     const failing = join(work, 'root-then-fail.yml');
-    writeFileSync(failing, readFileSync(join(REPO, 'playbooks', 'root-generate.yml'), 'utf8').replace('policy: root', 'policy: no-such-policy'));
+    writeFileSync(
+      failing,
+      readFileSync(join(REPO, 'playbooks', 'root-generate.yml'), 'utf8').replace(
+        'policy: root',
+        'policy: no-such-policy',
+      ),
+    );
     const bad = await cli.run(['run', failing, '-i', t.inventory, '--non-interactive', '-y']);
     expect(bad.code).toBe(ExitCode.failed);
     const text = bad.stdout + bad.stderr;
@@ -227,7 +371,9 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
     expect(text).toMatch(/revoked the token with accessor/);
     expect(await rootAccessors()).toEqual(before);
     // Nothing of the token reached the journal either.
-    const journal = readdirSync(join(t.stateDir, 'runs'), { recursive: true }).map(String).filter((f) => !statSync(join(t.stateDir, 'runs', f)).isDirectory());
+    const journal = readdirSync(join(t.stateDir, 'runs'), { recursive: true })
+      .map(String)
+      .filter((f) => !statSync(join(t.stateDir, 'runs', f)).isDirectory());
     const journalText = journal.map((f) => readFileSync(join(t.stateDir, 'runs', f), 'utf8')).join('\n');
     expect(journalText.length).toBeGreaterThan(0);
     expect(secrets.filter((x) => journalText.includes(x))).toEqual([]);
@@ -238,7 +384,10 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
     const shares = t.init.unseal_keys_b64;
     const nonceOf = (out: string) => /Nonce: ([0-9a-f-]{36})/.exec(out)![1]!;
     const steps = [0, 1, 2].flatMap((i) => [
-      { when: new RegExp(`Holder ${i + 1}: the nonce of this ceremony is`), type: (out: string) => nonceOf(out).slice(0, 8) },
+      {
+        when: new RegExp(`Holder ${i + 1}: the nonce of this ceremony is`),
+        type: (out: string) => nonceOf(out).slice(0, 8),
+      },
       { when: new RegExp(`Holder ${i + 1}: your unseal key share`), type: () => shares[i]! },
     ]);
     const r = await runAtTerminal(cli, ['root', 'generate', '-i', t.inventory, '--token-out', tokenFile], t.env, steps);
@@ -248,14 +397,29 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
     const token = readFileSync(tokenFile, 'utf8').trim();
     secrets.push(token);
     expect((await (await api(token)).lookupSelf()).policies).toContain('root');
-    const rv = await cli.run(['root', 'revoke', '-i', t.inventory, '--token', `file:${tokenFile}`, '--confirm', name, '--non-interactive']);
+    const rv = await cli.run([
+      'root',
+      'revoke',
+      '-i',
+      t.inventory,
+      '--token',
+      `file:${tokenFile}`,
+      '--confirm',
+      name,
+      '--non-interactive',
+    ]);
     expect(rv.code, rv.stderr).toBe(ExitCode.ok);
     await expectRevoked(token);
   });
 
   it('at a terminal, a holder who types the wrong nonce stops the ceremony before any share is sent, and the OTP attempt is cancelled', async () => {
     const steps = [{ when: /Holder 1: the nonce of this ceremony is/, type: () => 'deadbeef' }];
-    const r = await runAtTerminal(cli, ['root', 'generate', '-i', t.inventory, '--token-out', join(work, 'never')], t.env, steps);
+    const r = await runAtTerminal(
+      cli,
+      ['root', 'generate', '-i', t.inventory, '--token-out', join(work, 'never')],
+      t.env,
+      steps,
+    );
     expect(r.code).toBe(ExitCode.badInput);
     expect(r.stdout).toMatch(/confirmation did not match the nonce .*: no share was sent/);
     expect(r.stdout).toMatch(/was cancelled: its OTP existed only in this process/);
@@ -268,7 +432,9 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
     const initAccessor = (await (await api(t.init.root_token)).lookupSelf()).accessor;
     const list = await cli.run(['root', 'hunt', '-i', t.inventory, '--json', '--non-interactive']);
     expect(list.code, list.stderr).toBe(ExitCode.ok);
-    const found = JSON.parse(list.stdout) as { root_tokens: Array<{ accessor: string; displayName: string; created: string; isOwn: boolean }> };
+    const found = JSON.parse(list.stdout) as {
+      root_tokens: Array<{ accessor: string; displayName: string; created: string; isOwn: boolean }>;
+    };
     const mine = found.root_tokens.find((x) => x.accessor === initAccessor);
     expect(mine).toMatchObject({ displayName: 'root', isOwn: true });
     expect(Number.isNaN(Date.parse(mine!.created))).toBe(false);

@@ -7,7 +7,6 @@ import { flavorsUnderTest } from '../helpers/flavors.js';
 import { CliRunner, CLI, NODE, waitFor } from '../helpers/cli.js';
 import { ExitCode } from '../../src/core/exit-codes.js';
 
-
 /** The lab inventory with its unseal.keys reference replaced (or removed). */
 function inventoryWithKeys(lab: TestLab, name: string, keysRef: string | undefined): string {
   const text = readFileSync(lab.inventory, 'utf8').replace(/^(\s+keys: ).*$/m, keysRef ? `$1"${keysRef}"` : '');
@@ -59,7 +58,10 @@ describe.each(flavorsUnderTest())('runbooks on a real $flavor $version cluster',
   it('unseal: a sealed node is unsealed unattended with shares from an env reference, and the others are skipped', async () => {
     const sealed = await sealActiveNode(lab.inventory);
     const inv = inventoryWithKeys(lab, 'env-keys.yml', 'env:TEST_UNSEAL_KEYS');
-    const withKeys = new CliRunner({ env: { ...lab.env, TEST_UNSEAL_KEYS: JSON.stringify(lab.init.unseal_keys_b64.slice(0, 3)) }, cwd: lab.stateDir });
+    const withKeys = new CliRunner({
+      env: { ...lab.env, TEST_UNSEAL_KEYS: JSON.stringify(lab.init.unseal_keys_b64.slice(0, 3)) },
+      cwd: lab.stateDir,
+    });
     const plan = await withKeys.run(['plan', 'unseal', '-i', inv]);
     expect(plan.stdout).toMatch(new RegExp(`CHANGE vault.unseal on ${sealed}`));
     const run = await withKeys.run(['run', 'unseal', '-i', inv, '--non-interactive']);
@@ -91,7 +93,13 @@ describe.each(flavorsUnderTest())('runbooks on a real $flavor $version cluster',
     const wrong = Array.from({ length: 3 }, (_, i) => Buffer.alloc(33, i + 7).toString('base64'));
     extraSecrets.push(...wrong);
     const withWrong = new CliRunner({ env: { ...lab.env, TEST_UNSEAL_KEYS: wrong.join(',') }, cwd: lab.stateDir });
-    const run = await withWrong.run(['run', 'unseal', '-i', inventoryWithKeys(lab, 'wrong-keys.yml', 'env:TEST_UNSEAL_KEYS'), '--non-interactive']);
+    const run = await withWrong.run([
+      'run',
+      'unseal',
+      '-i',
+      inventoryWithKeys(lab, 'wrong-keys.yml', 'env:TEST_UNSEAL_KEYS'),
+      '--non-interactive',
+    ]);
     cli.log.push(...withWrong.log);
     expect(run.code).toBe(ExitCode.failed);
     expect(run.stdout + run.stderr).toMatch(new RegExp(`${sealed} refused the key shares of e-run-\\w+-init`));
@@ -101,12 +109,37 @@ describe.each(flavorsUnderTest())('runbooks on a real $flavor $version cluster',
 
   it('a run killed with SIGKILL mid-run is continued by resume; a second run meanwhile is refused by the stale lock', async () => {
     const pb = join(lab.stateDir, 'slow.yml');
-    writeFileSync(pb, ['name: slow', 'steps:', '  - action: vault.node_health', '    target: all', '    gate: true', '  - name: wait', '    action: flow.wait', '    with: {seconds: 4}', '  - action: vault.autopilot_health', '    retries: 30', '    delay: 1s', ''].join('\n'));
-    const child = spawn(NODE, [CLI, 'run', pb, '-i', lab.inventory, '--non-interactive'], { cwd: lab.stateDir, env: lab.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    writeFileSync(
+      pb,
+      [
+        'name: slow',
+        'steps:',
+        '  - action: vault.node_health',
+        '    target: all',
+        '    gate: true',
+        '  - name: wait',
+        '    action: flow.wait',
+        '    with: {seconds: 4}',
+        '  - action: vault.autopilot_health',
+        '    retries: 30',
+        '    delay: 1s',
+        '',
+      ].join('\n'),
+    );
+    const child = spawn(NODE, [CLI, 'run', pb, '-i', lab.inventory, '--non-interactive'], {
+      cwd: lab.stateDir,
+      env: lab.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let printed = '';
     child.stdout.on('data', (c: Buffer) => (printed += c.toString()));
     child.stderr.on('data', (c: Buffer) => (printed += c.toString()));
-    const runId = await waitFor('the run to reach the wait step', () => /\[4\/5\] wait\.\.\./.test(printed) ? /run (\S+):/.exec(printed)?.[1] : undefined, 60_000, 100);
+    const runId = await waitFor(
+      'the run to reach the wait step',
+      () => (/\[4\/5\] wait\.\.\./.test(printed) ? /run (\S+):/.exec(printed)?.[1] : undefined),
+      60_000,
+      100,
+    );
     child.kill('SIGKILL');
     await new Promise((r) => child.on('close', r));
     cli.log.push({ args: ['(killed run)'], code: null, stdout: printed, stderr: '' });
@@ -139,13 +172,37 @@ describe.each(flavorsUnderTest().slice(0, 1))('Ctrl-C on a real $flavor cluster'
   it('SIGINT stops at a safe point with exit 130 and the resume command; resume finishes the run', async () => {
     const cli = new CliRunner({ env: lab.env, cwd: lab.stateDir });
     const pb = join(lab.stateDir, 'slow.yml');
-    writeFileSync(pb, ['name: slow', 'steps:', '  - action: vault.node_health', '    target: all', '  - name: wait', '    action: flow.wait', '    with: {seconds: 8}', '  - action: vault.autopilot_health', '    retries: 30', '    delay: 1s', ''].join('\n'));
+    writeFileSync(
+      pb,
+      [
+        'name: slow',
+        'steps:',
+        '  - action: vault.node_health',
+        '    target: all',
+        '  - name: wait',
+        '    action: flow.wait',
+        '    with: {seconds: 8}',
+        '  - action: vault.autopilot_health',
+        '    retries: 30',
+        '    delay: 1s',
+        '',
+      ].join('\n'),
+    );
     const original = readFileSync(pb, 'utf8');
-    const child = spawn(NODE, [CLI, 'run', pb, '-i', lab.inventory, '--non-interactive'], { cwd: lab.stateDir, env: lab.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(NODE, [CLI, 'run', pb, '-i', lab.inventory, '--non-interactive'], {
+      cwd: lab.stateDir,
+      env: lab.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let printed = '';
     child.stdout.on('data', (c: Buffer) => (printed += c.toString()));
     child.stderr.on('data', (c: Buffer) => (printed += c.toString()));
-    const runId = await waitFor('the wait step', () => (/\[4\/5\] wait\.\.\./.test(printed) ? /run (\S+):/.exec(printed)?.[1] : undefined), 60_000, 100);
+    const runId = await waitFor(
+      'the wait step',
+      () => (/\[4\/5\] wait\.\.\./.test(printed) ? /run (\S+):/.exec(printed)?.[1] : undefined),
+      60_000,
+      100,
+    );
     child.kill('SIGINT');
     const code = await new Promise<number | null>((r) => child.on('close', r));
     expect(code).toBe(ExitCode.interrupted);
@@ -173,12 +230,17 @@ describe('bad input', () => {
     const lab = { stateDir: '/tmp' };
     const cli = new CliRunner({ env: process.env, cwd: lab.stateDir });
     const pb = join('/tmp', `broken-${process.pid}.yml`);
-    writeFileSync(pb, 'name: broken\nsteps:\n  - action: vault.unsael\n    target: all\n  - action: vault.autopilot_health\n    with: {min_failure_tolerance: many}\n');
+    writeFileSync(
+      pb,
+      'name: broken\nsteps:\n  - action: vault.unsael\n    target: all\n  - action: vault.autopilot_health\n    with: {min_failure_tolerance: many}\n',
+    );
     const inv = join('/tmp', `inv-${process.pid}.yml`);
     writeFileSync(inv, 'clusters:\n  c:\n    nodes:\n      - name: n1\n        api_addr: https://127.0.0.250:8200\n');
     const r = await cli.run(['plan', pb, '-i', inv]);
     expect(r.code).toBe(ExitCode.badInput);
-    expect(r.stderr).toMatch(new RegExp(`${pb}:3:\\d+ unknown action "vault.unsael" \\(did you mean "vault.unseal"\\?\\)`));
+    expect(r.stderr).toMatch(
+      new RegExp(`${pb}:3:\\d+ unknown action "vault.unsael" \\(did you mean "vault.unseal"\\?\\)`),
+    );
     expect(r.stderr).toMatch(new RegExp(`${pb}:6:\\d+ vault.autopilot_health argument min_failure_tolerance`));
     expect(r.stderr).toMatch(/2 problems/);
   });

@@ -29,7 +29,15 @@ describe.each(upgradePairs)('SSH hosts of a $flavor lab', ({ flavor, from }) => 
   let t: TestLab;
   const target = (name: string, extra: Partial<SshTarget> = {}): SshTarget => {
     const node = t.lab.nodes.find((n) => n.name === name)!;
-    return { host: node.ip, port: SSH_PORT, user: 'root', keyFile: t.lab.ssh!.keyFile, hostKey: t.lab.ssh!.nodes[name]!.hostKey, label: name, ...extra };
+    return {
+      host: node.ip,
+      port: SSH_PORT,
+      user: 'root',
+      keyFile: t.lab.ssh!.keyFile,
+      hostKey: t.lab.ssh!.nodes[name]!.hostKey,
+      label: name,
+      ...extra,
+    };
   };
 
   beforeAll(async () => {
@@ -39,7 +47,7 @@ describe.each(upgradePairs)('SSH hosts of a $flavor lab', ({ flavor, from }) => 
     await t?.destroy();
   });
 
-  it('lab up --ssh writes each node\'s ssh block with the pinned host key into the inventory', () => {
+  it("lab up --ssh writes each node's ssh block with the pinned host key into the inventory", () => {
     const inv = readFileSync(t.inventory, 'utf8');
     for (const n of t.lab.nodes) {
       expect(inv).toContain(`host: "${n.ip}"`);
@@ -110,19 +118,23 @@ describe.each(upgradePairs)('SSH hosts of a $flavor lab', ({ flavor, from }) => 
     // Another host's key recorded for n3's address: the known_hosts entry no longer matches.
     const n1Key = t.lab.ssh!.nodes['n1']!.hostKey;
     writeFileSync(knownHosts, `[${t.lab.nodes[2]!.ip}]:${SSH_PORT} ${n1Key}\n`);
-    const changed = await SshHost.connect(target('n3', { hostKey: undefined, knownHosts, trustOnFirstUse: true })).catch((x: unknown) => x);
+    const changed = await SshHost.connect(
+      target('n3', { hostKey: undefined, knownHosts, trustOnFirstUse: true }),
+    ).catch((x: unknown) => x);
     expect(changed).toBeInstanceOf(GateError);
     expect((changed as GateError).message).toContain('differs from the one in');
   });
 
-  it('trust-on-first-use never accepts a listed host\'s other key, even of a type not listed for it', async () => {
+  it("trust-on-first-use never accepts a listed host's other key, even of a type not listed for it", async () => {
     const dir = mkdtempSync(join(t.stateDir, 'tofu-'));
     const knownHosts = join(dir, 'known_hosts');
     // n3 is listed, but with an ECDSA key: its ed25519 key is another key, not a first use.
     execFileSync('ssh-keygen', ['-q', '-t', 'ecdsa', '-N', '', '-f', join(dir, 'other')]);
     const listed = `[${t.lab.nodes[2]!.ip}]:${SSH_PORT} ${readFileSync(join(dir, 'other.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ')}\n`;
     writeFileSync(knownHosts, listed, { mode: 0o600 });
-    const e = await SshHost.connect(target('n3', { hostKey: undefined, knownHosts, trustOnFirstUse: true })).catch((x: unknown) => x);
+    const e = await SshHost.connect(target('n3', { hostKey: undefined, knownHosts, trustOnFirstUse: true })).catch(
+      (x: unknown) => x,
+    );
     expect(e).toBeInstanceOf(GateError);
     expect((e as GateError).message).toContain('differs from the one in');
     expect(readFileSync(knownHosts, 'utf8')).toBe(listed);
@@ -150,7 +162,9 @@ describe.each(upgradePairs)('SSH hosts of a $flavor lab', ({ flavor, from }) => 
       checked.close();
       // The recorded key is what is checked: n2's key planted for n1's address is refused.
       writeFileSync(own, `[${t.lab.nodes[0]!.ip}]:${SSH_PORT} ${t.lab.ssh!.nodes['n2']!.hostKey}\n`);
-      const planted = await SshHost.connect(target('n1', { hostKey: undefined, trustOnFirstUse: true })).catch((x: unknown) => x);
+      const planted = await SshHost.connect(target('n1', { hostKey: undefined, trustOnFirstUse: true })).catch(
+        (x: unknown) => x,
+      );
       expect(planted).toBeInstanceOf(GateError);
     } finally {
       if (before === undefined) delete process.env['VAULTOPS_STATE_DIR'];
@@ -158,20 +172,33 @@ describe.each(upgradePairs)('SSH hosts of a $flavor lab', ({ flavor, from }) => 
     }
   });
 
-  it('check\'s host facts treat hostile service paths as data: nothing in them runs on the host', async () => {
+  it("check's host facts treat hostile service paths as data: nothing in them runs on the host", async () => {
     const marker = `/tmp/vaultops-pwned-${process.pid}-${Date.now()}`;
-    const hostile = [`$(touch ${marker}-a)`, `\`touch ${marker}-b\``, `x"; touch ${marker}-c; echo "`, `x'; touch ${marker}-d; echo '`, `x\ntouch ${marker}-e\n`, `x; touch ${marker}-f`, `"$(touch ${marker}-g)"`];
+    const hostile = [
+      `$(touch ${marker}-a)`,
+      `\`touch ${marker}-b\``,
+      `x"; touch ${marker}-c; echo "`,
+      `x'; touch ${marker}-d; echo '`,
+      `x\ntouch ${marker}-e\n`,
+      `x; touch ${marker}-f`,
+      `"$(touch ${marker}-g)"`,
+    ];
     const h = await SshHost.connect(target('n1'));
     try {
       for (const [i, bad] of hostile.entries()) {
         const other = hostile[(i + 1) % hostile.length]!;
-        const node = { name: 'n1', api_addr: `http://${t.lab.nodes[0]!.ip}:8200`, service: { manager: 'lab', data_dir: bad, config: other } } as NodeSpec;
+        const node = {
+          name: 'n1',
+          api_addr: `http://${t.lab.nodes[0]!.ip}:8200`,
+          service: { manager: 'lab', data_dir: bad, config: other },
+        } as NodeSpec;
         const results = await runHostChecks(node, h);
         const perms = results.find((r) => r.id === 'host.permissions')!;
         expect(perms.status).toBe('fail');
         expect(perms.found).toContain('not found');
       }
-      for (const suffix of ['a', 'b', 'c', 'd', 'e', 'f', 'g']) expect(existsSync(`${marker}-${suffix}`), `${marker}-${suffix}`).toBe(false);
+      for (const suffix of ['a', 'b', 'c', 'd', 'e', 'f', 'g'])
+        expect(existsSync(`${marker}-${suffix}`), `${marker}-${suffix}`).toBe(false);
     } finally {
       h.close();
     }
@@ -189,7 +216,10 @@ describe.each(upgradePairs)('SSH hosts of a $flavor lab', ({ flavor, from }) => 
       await stageBinary(h, live, { path: local, sha256: sha });
       expect(await remoteBinaryVersion(h, `${live}${STAGED_SUFFIX}`, sha)).toBe('9.9.9');
       writeFileSync(`${live}${STAGED_SUFFIX}`, `#!/bin/sh\ntouch ${marker}\necho "Vault v6.6.6"\n`, { mode: 0o755 });
-      const e = await remoteBinaryVersion(h, `${live}${STAGED_SUFFIX}`, sha).then((v) => v, (x: unknown) => x);
+      const e = await remoteBinaryVersion(h, `${live}${STAGED_SUFFIX}`, sha).then(
+        (v) => v,
+        (x: unknown) => x,
+      );
       expect(e).toBeInstanceOf(VaultopsError);
       expect((e as VaultopsError).message).toContain('was not run');
       expect(existsSync(marker)).toBe(false);
@@ -226,7 +256,12 @@ describe.each(upgradePairs)('SSH hosts of a $flavor lab', ({ flavor, from }) => 
           return undefined;
         }
       };
-      await waitFor('the stopped server to be gone', () => (state() === undefined || state() === 'Z' ? true : undefined), 10_000, 50);
+      await waitFor(
+        'the stopped server to be gone',
+        () => (state() === undefined || state() === 'Z' ? true : undefined),
+        10_000,
+        50,
+      );
       expect((await svc.status()).running).toBe(false);
       // The server logs a clean shutdown on SIGTERM (not a kill).
       expect((await svc.logTail(30)).join('\n')).toMatch(/shutdown|shutting down/i);

@@ -44,7 +44,14 @@ describe.each(flavorsUnderTest())('a healthy $flavor $version lab', ({ flavor, v
     expect(st.nodes.map((n) => n.name)).toEqual(['n1', 'n2', 'n3']);
     expect(st.nodes.map((n) => n.address)).toEqual(t.lab.nodes.map((n) => n.apiAddr));
     for (const n of st.nodes) {
-      expect(n).toMatchObject({ reachable: true, initialized: true, sealed: false, voter: true, healthy: true, version });
+      expect(n).toMatchObject({
+        reachable: true,
+        initialized: true,
+        sealed: false,
+        voter: true,
+        healthy: true,
+        version,
+      });
       expect(['active', 'standby']).toContain(n.state);
     }
     expect(st.nodes.filter((n) => n.leader).map((n) => n.name)).toEqual([st.leader]);
@@ -58,11 +65,16 @@ describe.each(flavorsUnderTest())('a healthy $flavor $version lab', ({ flavor, v
     const r = await cli.run(['status', '-i', t.inventory]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(ExitCode.ok);
-    expect(r.stdout).toMatch(new RegExp(`Cluster ${name} \\(${name}\\): HEALTHY; leader n[123]; autopilot healthy, failure tolerance 1, 3 voters`));
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `Cluster ${name} \\(${name}\\): HEALTHY; leader n[123]; autopilot healthy, failure tolerance 1, 3 voters`,
+      ),
+    );
     const rows = r.stdout.split('\n').filter((l) => /^n[123]/.test(l));
     expect(rows).toHaveLength(3);
     expect(rows.filter((l) => /^n[123] \*/.test(l))).toHaveLength(1);
-    for (const row of rows) expect(row).toMatch(new RegExp(`${version.replace(/\./g, '\\.')}\\s+unsealed\\s+(active|standby)\\s+yes`));
+    for (const row of rows)
+      expect(row).toMatch(new RegExp(`${version.replace(/\./g, '\\.')}\\s+unsealed\\s+(active|standby)\\s+yes`));
   });
 
   it('`vaultops status --json` gives the same picture as data', async () => {
@@ -86,7 +98,15 @@ describe.each(flavorsUnderTest())('a healthy $flavor $version lab', ({ flavor, v
     expect(r.stdout).toContain('already running; nothing to do');
     expect(r.stderr).not.toMatch(/Starting|Initialising|Unsealing/);
     // The library call says the same.
-    const again = await labUp({ name, flavor, version, binary: t.lab.binary, tls: true, inventory: t.inventory, env: t.env });
+    const again = await labUp({
+      name,
+      flavor,
+      version,
+      binary: t.lab.binary,
+      tls: true,
+      inventory: t.inventory,
+      env: t.env,
+    });
     expect(again).toMatchObject({ created: false, alreadyRunning: true });
     expect(fingerprint(t)).toEqual(before);
     // Asking for another flavour of a running lab is refused, not silently ignored.

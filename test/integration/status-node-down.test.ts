@@ -25,7 +25,11 @@ describe.each(flavorsUnderTest())('a $flavor $version lab with one node stopped'
     const victim = t.lab.nodes.find((n) => n.name !== leader.node.name)!;
     stopped = victim.name;
     process.kill(victim.pid!, 'SIGTERM');
-    await waitFor(`${victim.name} (pid ${victim.pid}) to exit`, () => (isAlive(victim.pid!) ? undefined : true), 30_000);
+    await waitFor(
+      `${victim.name} (pid ${victim.pid}) to exit`,
+      () => (isAlive(victim.pid!) ? undefined : true),
+      30_000,
+    );
   });
   afterAll(async () => {
     await t?.destroy();
@@ -46,7 +50,8 @@ describe.each(flavorsUnderTest())('a $flavor $version lab with one node stopped'
     expect(st.problems).toContain(`${stopped} is unreachable: ${down.error}`);
     expect(st.leader).toBeDefined();
     expect(st.leader).not.toBe(stopped);
-    for (const n of st.nodes.filter((x) => x.name !== stopped)) expect(n).toMatchObject({ reachable: true, sealed: false });
+    for (const n of st.nodes.filter((x) => x.name !== stopped))
+      expect(n).toMatchObject({ reachable: true, sealed: false });
   });
 
   it('`vaultops status` exits 3 and shows the node as unreachable, not a crash', async () => {

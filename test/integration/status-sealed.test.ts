@@ -37,7 +37,12 @@ describe.each(flavorsUnderTest())('a $flavor $version lab with a sealed node', (
       client.close();
     }
     expect(st.health).toBe('degraded');
-    expect(st.nodes.find((n) => n.name === sealed)).toMatchObject({ reachable: true, state: 'sealed', sealed: true, leader: false });
+    expect(st.nodes.find((n) => n.name === sealed)).toMatchObject({
+      reachable: true,
+      state: 'sealed',
+      sealed: true,
+      leader: false,
+    });
     expect(st.problems).toContain(`${sealed} is sealed`);
     expect(st.leader).toBe(leader);
     expect(leader).not.toBe(sealed);

@@ -41,10 +41,16 @@ describe.each(pairs)('playbook upgrade-immutable on a $flavor cluster $from -> $
     const c = clusterFor(t.lab);
     const leader = (await c.findLeader()).node.name;
     c.close();
-    const r = await cli(['plan', 'upgrade-immutable', '-i', t.inventory, '--var', `binary=${binary}`, '--var', `sha256=${sum}`], env());
+    const r = await cli(
+      ['plan', 'upgrade-immutable', '-i', t.inventory, '--var', `binary=${binary}`, '--var', `sha256=${sum}`],
+      env(),
+    );
     outputs.push(r.stdout, r.stderr);
     expect(r.code).toBe(0);
-    const retire = r.stdout.split('\n').filter((l) => /upgrade\.retire_node on n\d/.test(l)).map((l) => /on (n\d)/.exec(l)![1]);
+    const retire = r.stdout
+      .split('\n')
+      .filter((l) => /upgrade\.retire_node on n\d/.test(l))
+      .map((l) => /on (n\d)/.exec(l)![1]);
     expect(retire.length).toBe(3);
     expect(retire[2]).toBe(leader);
     expect(r.stdout.indexOf('upgrade.snapshot')).toBeLessThan(r.stdout.indexOf('upgrade.join_new_nodes'));
@@ -52,11 +58,27 @@ describe.each(pairs)('playbook upgrade-immutable on a $flavor cluster $from -> $
   });
 
   it('run replaces the nodes through the engine and rewrites the inventory', async () => {
-    const r = await cli(['run', 'upgrade-immutable', '-i', t.inventory, '--var', `binary=${binary}`, '--var', `sha256=${sum}`, '--non-interactive', '-y'], env());
+    const r = await cli(
+      [
+        'run',
+        'upgrade-immutable',
+        '-i',
+        t.inventory,
+        '--var',
+        `binary=${binary}`,
+        '--var',
+        `sha256=${sum}`,
+        '--non-interactive',
+        '-y',
+      ],
+      env(),
+    );
     outputs.push(r.stdout, r.stderr);
     expect(r.stdout + r.stderr).toContain(`version history ${from}, ${to}`);
     expect(r.code).toBe(0);
-    const inv = parse(readFileSync(t.inventory, 'utf8')) as { clusters: Record<string, { version: string; nodes: Array<{ name: string }> }> };
+    const inv = parse(readFileSync(t.inventory, 'utf8')) as {
+      clusters: Record<string, { version: string; nodes: Array<{ name: string }> }>;
+    };
     expect(inv.clusters[t.lab.name]!.nodes.map((n) => n.name)).toEqual(['n4', 'n5', 'n6']);
     expect(inv.clusters[t.lab.name]!.version).toBe(to);
     expect(readLab(t.lab.name, t.env)!.version).toBe(to);

@@ -36,7 +36,16 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
   const written = () => join(t.stateDir, 'after-upgrade.yml');
   /** The official CLI against one node; the token only through the environment. */
   const official = async (addr: string, args: string[]): Promise<Ran> => {
-    const env = { PATH: process.env['PATH'], HOME: t.stateDir, VAULT_ADDR: addr, BAO_ADDR: addr, VAULT_CACERT: t.lab.caCert, BAO_CACERT: t.lab.caCert, VAULT_TOKEN: t.init.root_token, BAO_TOKEN: t.init.root_token };
+    const env = {
+      PATH: process.env['PATH'],
+      HOME: t.stateDir,
+      VAULT_ADDR: addr,
+      BAO_ADDR: addr,
+      VAULT_CACERT: t.lab.caCert,
+      BAO_CACERT: t.lab.caCert,
+      VAULT_TOKEN: t.init.root_token,
+      BAO_TOKEN: t.init.root_token,
+    };
     const r = await runProcess(newBinary, args, env);
     outputs.push(r.stdout, r.stderr);
     return r;
@@ -44,7 +53,11 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
   const peers = async (addr: string) => {
     const r = await official(addr, ['operator', 'raft', 'list-peers', '-format=json']);
     expect(r.code).toBe(0);
-    return (JSON.parse(r.stdout) as { data: { config: { servers: Array<{ node_id: string; voter: boolean; leader: boolean }> } } }).data.config.servers;
+    return (
+      JSON.parse(r.stdout) as {
+        data: { config: { servers: Array<{ node_id: string; voter: boolean; leader: boolean }> } };
+      }
+    ).data.config.servers;
   };
 
   beforeAll(async () => {
@@ -62,7 +75,12 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
     const l = lab();
     expect(l.newNodes?.map((n) => n.name)).toEqual(['n4', 'n5', 'n6']);
     expect(l.newNodes?.map((n) => n.ip)).toEqual([4, 5, 6].map((i) => `127.0.0.${l.slot * 10 + i}`));
-    const inv = parse(readFileSync(t.inventory, 'utf8')) as { clusters: Record<string, { nodes: Array<{ name: string }>; new_nodes: Array<{ name: string; ssh?: { host_key?: string } }> }> };
+    const inv = parse(readFileSync(t.inventory, 'utf8')) as {
+      clusters: Record<
+        string,
+        { nodes: Array<{ name: string }>; new_nodes: Array<{ name: string; ssh?: { host_key?: string } }> }
+      >;
+    };
     const c = inv.clusters[t.lab.name]!;
     expect(c.nodes.map((n) => n.name)).toEqual(['n1', 'n2', 'n3']);
     expect(c.new_nodes.map((n) => n.name)).toEqual(['n4', 'n5', 'n6']);
@@ -74,7 +92,22 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
   it('refuses at the gate when an old node is down, before any new node joins', async () => {
     const n3 = t.lab.nodes[2]!;
     expect((await runProcess('/bin/sh', [join(n3.dir, 'service.sh'), 'stop', '30'], t.env)).code).toBe(0);
-    const r = await cli(['upgrade', '-i', t.inventory, '--strategy', 'immutable', '--binary', newBinary, '--sha256', sum, '--non-interactive', '--confirm', t.lab.name, '--wait-timeout', '90']);
+    const r = await cli([
+      'upgrade',
+      '-i',
+      t.inventory,
+      '--strategy',
+      'immutable',
+      '--binary',
+      newBinary,
+      '--sha256',
+      sum,
+      '--non-interactive',
+      '--confirm',
+      t.lab.name,
+      '--wait-timeout',
+      '90',
+    ]);
     expect(r.code).toBe(4);
     expect(r.stderr).toContain('no new node joined');
     expect(r.stderr).toContain('n3 is unreachable');
@@ -90,7 +123,11 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
     expect((await runProcess('/bin/sh', [join(n3.dir, 'service.sh'), 'start'], t.env)).code).toBe(0);
     await unsealAll({ ...t.lab, nodes: [{ ...n3, pid: undefined }] }, t.init, () => undefined);
     // n3 has a new pid now (service.sh): the in-memory record's pids are stale, so they are not checked.
-    await waitHealthy({ ...t.lab, nodes: t.lab.nodes.map((n) => ({ ...n, pid: undefined })) }, t.init.root_token, () => undefined);
+    await waitHealthy(
+      { ...t.lab, nodes: t.lab.nodes.map((n) => ({ ...n, pid: undefined })) },
+      t.init.root_token,
+      () => undefined,
+    );
   });
 
   it('replaces all three nodes: the new ones join and become voters, the old ones leave, the old leader last', async () => {
@@ -100,7 +137,24 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
     const c = clusterFor(t.lab);
     const oldLeader = (await c.findLeader()).node.name;
     c.close();
-    const r = await cli(['upgrade', '-i', t.inventory, '--strategy', 'immutable', '--binary', newBinary, '--sha256', sum, '--non-interactive', '--confirm', t.lab.name, '--wait-timeout', '120', '--write-inventory', written()]);
+    const r = await cli([
+      'upgrade',
+      '-i',
+      t.inventory,
+      '--strategy',
+      'immutable',
+      '--binary',
+      newBinary,
+      '--sha256',
+      sum,
+      '--non-interactive',
+      '--confirm',
+      t.lab.name,
+      '--wait-timeout',
+      '120',
+      '--write-inventory',
+      written(),
+    ]);
     expect(r.stderr + r.stdout).toContain(`all nodes on ${to}`);
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('n6: started through the lab service manager');
@@ -108,7 +162,9 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
     const removals = [...r.stderr.matchAll(/(n[123]): removed from the Raft configuration/g)].map((m) => m[1]);
     expect(removals.length).toBe(3);
     expect(removals[2]).toBe(oldLeader);
-    expect(r.stderr).toMatch(new RegExp(`${oldLeader}: stopped; n[456] \\(on ${to.replace(/\./g, '\\.')}\\) is the active node`));
+    expect(r.stderr).toMatch(
+      new RegExp(`${oldLeader}: stopped; n[456] \\(on ${to.replace(/\./g, '\\.')}\\) is the active node`),
+    );
 
     const addr = lab().nodes[0]!.apiAddr;
     const servers = await peers(addr);
@@ -125,7 +181,9 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
 
   it('the written inventory lists only the new nodes on the new version, and status on it is healthy', async () => {
     for (const file of [written(), t.inventory]) {
-      const inv = parse(readFileSync(file, 'utf8')) as { clusters: Record<string, { version: string; nodes: Array<{ name: string }>; new_nodes?: unknown }> };
+      const inv = parse(readFileSync(file, 'utf8')) as {
+        clusters: Record<string, { version: string; nodes: Array<{ name: string }>; new_nodes?: unknown }>;
+      };
       const c = inv.clusters[t.lab.name]!;
       expect(c.nodes.map((n) => n.name)).toEqual(['n4', 'n5', 'n6']);
       expect(c.new_nodes).toBeUndefined();
@@ -140,7 +198,7 @@ describe.each(pairs)('immutable upgrade of a $flavor cluster $from -> $to', ({ f
     expect(lab().newNodes).toBeUndefined();
   });
 
-  it('never shows the lab\'s token or unseal keys', () => {
+  it("never shows the lab's token or unseal keys", () => {
     const all = outputs.join('\n');
     for (const s of t.secrets) expect(all).not.toContain(s);
     for (const n of lab().nodes) {

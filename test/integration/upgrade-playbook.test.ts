@@ -37,10 +37,16 @@ describe.each(pairs)('playbook upgrade-rolling on a $flavor cluster $from -> $to
     const c = clusterFor(t.lab);
     const leader = (await c.findLeader()).node.name;
     c.close();
-    const r = await cli(['plan', 'upgrade-rolling', '-i', t.inventory, '--var', `binary=${binary}`, '--var', `sha256=${sum}`], t.env);
+    const r = await cli(
+      ['plan', 'upgrade-rolling', '-i', t.inventory, '--var', `binary=${binary}`, '--var', `sha256=${sum}`],
+      t.env,
+    );
     outputs.push(r.stdout, r.stderr);
     expect(r.code).toBe(0);
-    const nodeLines = r.stdout.split('\n').filter((l) => /upgrade\.node on n\d/.test(l)).map((l) => /on (n\d)/.exec(l)![1]);
+    const nodeLines = r.stdout
+      .split('\n')
+      .filter((l) => /upgrade\.node on n\d/.test(l))
+      .map((l) => /on (n\d)/.exec(l)![1]);
     expect(nodeLines.length).toBe(3);
     expect(nodeLines[2]).toBe(leader);
     expect(new Set(nodeLines).size).toBe(3);
@@ -49,19 +55,46 @@ describe.each(pairs)('playbook upgrade-rolling on a $flavor cluster $from -> $to
   });
 
   it('run takes every node to the new version through the engine, and the official CLI agrees', async () => {
-    const r = await cli(['run', 'upgrade-rolling', '-i', t.inventory, '--var', `binary=${binary}`, '--var', `sha256=${sum}`, '--non-interactive', '-y'], { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' });
+    const r = await cli(
+      [
+        'run',
+        'upgrade-rolling',
+        '-i',
+        t.inventory,
+        '--var',
+        `binary=${binary}`,
+        '--var',
+        `sha256=${sum}`,
+        '--non-interactive',
+        '-y',
+      ],
+      { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' },
+    );
     outputs.push(r.stdout, r.stderr);
     expect(r.stdout + r.stderr).toContain(`version history ${from}, ${to}`);
     expect(r.code).toBe(0);
     const addr = t.lab.nodes[0]!.apiAddr;
-    const env = { PATH: process.env['PATH'], HOME: t.stateDir, VAULT_ADDR: addr, BAO_ADDR: addr, VAULT_CACERT: t.lab.caCert, BAO_CACERT: t.lab.caCert, VAULT_TOKEN: t.init.root_token, BAO_TOKEN: t.init.root_token };
+    const env = {
+      PATH: process.env['PATH'],
+      HOME: t.stateDir,
+      VAULT_ADDR: addr,
+      BAO_ADDR: addr,
+      VAULT_CACERT: t.lab.caCert,
+      BAO_CACERT: t.lab.caCert,
+      VAULT_TOKEN: t.init.root_token,
+      BAO_TOKEN: t.init.root_token,
+    };
     const peers = await new Promise<string>((resolve) => {
-      const child = spawn(binary, ['operator', 'raft', 'list-peers', '-format=json'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+      const child = spawn(binary, ['operator', 'raft', 'list-peers', '-format=json'], {
+        env,
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
       let out = '';
       child.stdout.on('data', (c: Buffer) => (out += c.toString()));
       child.on('close', () => resolve(out));
     });
-    const servers = (JSON.parse(peers) as { data: { config: { servers: Array<{ voter: boolean; leader: boolean }> } } }).data.config.servers;
+    const servers = (JSON.parse(peers) as { data: { config: { servers: Array<{ voter: boolean; leader: boolean }> } } })
+      .data.config.servers;
     expect(servers.length).toBe(3);
     expect(servers.every((s) => s.voter)).toBe(true);
     const c = clusterFor(t.lab);

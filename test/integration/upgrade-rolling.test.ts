@@ -30,9 +30,34 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
   let t: TestLab;
   let newBinary: string;
   const outputs: string[] = [];
-  const upgrade = async (binary: string, sum: string, extra: string[] = [], onLine?: (line: string) => void): Promise<Ran> => {
+  const upgrade = async (
+    binary: string,
+    sum: string,
+    extra: string[] = [],
+    onLine?: (line: string) => void,
+  ): Promise<Ran> => {
     // No token or key on the command line: the inventory references the lab's 0600 init file.
-    const r = await runProcess(NODE, [BIN, 'upgrade', '-i', t.inventory, '--binary', binary, '--sha256', sum, '--non-interactive', '--confirm', t.lab.name, '--wait-timeout', '90', ...extra], { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' }, onLine);
+    const r = await runProcess(
+      NODE,
+      [
+        BIN,
+        'upgrade',
+        '-i',
+        t.inventory,
+        '--binary',
+        binary,
+        '--sha256',
+        sum,
+        '--non-interactive',
+        '--confirm',
+        t.lab.name,
+        '--wait-timeout',
+        '90',
+        ...extra,
+      ],
+      { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' },
+      onLine,
+    );
     outputs.push(r.stdout, r.stderr);
     return r;
   };
@@ -45,7 +70,10 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
     }
   };
   const pids = () => t.lab.nodes.map((n) => readFileSync(join(n.dir, 'pid'), 'utf8').trim());
-  const staged = () => t.lab.nodes.filter((n) => existsSync(join(n.dir, 'bin', `${FLAVORS[flavor].binaryName}.vaultops-staged`))).map((n) => n.name);
+  const staged = () =>
+    t.lab.nodes
+      .filter((n) => existsSync(join(n.dir, 'bin', `${FLAVORS[flavor].binaryName}.vaultops-staged`)))
+      .map((n) => n.name);
 
   beforeAll(async () => {
     newBinary = (await ensureBinary({ flavor, version: to })).path;
@@ -119,7 +147,10 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
     // A fault a real release cannot be made to produce on demand: a binary that answers `version`
     // like the new release but fails at `server`. A shell script stands in for it (DESIGN rule 8).
     const bad = join(t.stateDir, 'starts-then-dies');
-    writeFileSync(bad, `#!/bin/sh\nif [ "$1" = version ]; then echo "${flavor === 'openbao' ? 'OpenBao' : 'Vault'} v${to} (fault-injection)"; exit 0; fi\necho "fault-injection: this build cannot start: corrupt text segment" >&2\nexit 1\n`);
+    writeFileSync(
+      bad,
+      `#!/bin/sh\nif [ "$1" = version ]; then echo "${flavor === 'openbao' ? 'OpenBao' : 'Vault'} v${to} (fault-injection)"; exit 0; fi\necho "fault-injection: this build cannot start: corrupt text segment" >&2\nexit 1\n`,
+    );
     chmodSync(bad, 0o755);
     const pidsBefore = pids();
     const r = await upgrade(bad, sha256(bad), ['--rollback-on-failure']);
@@ -172,11 +203,14 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
   });
 
   it('ends with every node on the new version as the official CLI sees it, and a second run changes nothing', async () => {
-
     const client = await cliEnv();
     const peers = await runProcess(newBinary, ['operator', 'raft', 'list-peers', '-format=json'], client);
     expect(peers.code).toBe(0);
-    const servers = (JSON.parse(peers.stdout) as { data: { config: { servers: Array<{ node_id: string; voter: boolean; leader: boolean }> } } }).data.config.servers;
+    const servers = (
+      JSON.parse(peers.stdout) as {
+        data: { config: { servers: Array<{ node_id: string; voter: boolean; leader: boolean }> } };
+      }
+    ).data.config.servers;
     expect(servers.map((s) => s.node_id).sort()).toEqual(['n1', 'n2', 'n3']);
     expect(servers.every((s) => s.voter)).toBe(true);
     expect(servers.filter((s) => s.leader).length).toBe(1);
@@ -191,7 +225,7 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
     expect(again.stdout).toContain('Nothing to do');
   });
 
-  it('never shows the lab\'s token or unseal keys, and servers never get them on their command line', () => {
+  it("never shows the lab's token or unseal keys, and servers never get them on their command line", () => {
     const all = outputs.join('\n');
     for (const s of t.secrets) expect(all).not.toContain(s);
     for (const pid of pids()) {
@@ -203,6 +237,15 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
   /** The official CLI's environment: token only through the environment, never argv. */
   async function cliEnv(): Promise<NodeJS.ProcessEnv> {
     const addr = t.lab.nodes[0]!.apiAddr;
-    return { PATH: process.env['PATH'], HOME: t.stateDir, VAULT_ADDR: addr, BAO_ADDR: addr, VAULT_CACERT: t.lab.caCert, BAO_CACERT: t.lab.caCert, VAULT_TOKEN: t.init.root_token, BAO_TOKEN: t.init.root_token };
+    return {
+      PATH: process.env['PATH'],
+      HOME: t.stateDir,
+      VAULT_ADDR: addr,
+      BAO_ADDR: addr,
+      VAULT_CACERT: t.lab.caCert,
+      BAO_CACERT: t.lab.caCert,
+      VAULT_TOKEN: t.init.root_token,
+      BAO_TOKEN: t.init.root_token,
+    };
   }
 });

@@ -33,11 +33,36 @@ describe('version support against the releases vaultops knows', () => {
 
 describe('drill reports', () => {
   const report: DrillReport = {
-    format: 'vaultops-drill/1', id: 'c-1', cluster: 'c', result: 'failed', started_at: '2026-01-01T00:00:00.000Z', finished_at: '2026-01-01T00:00:40.000Z', duration_ms: 40_000,
-    failed_phase: 'canaries', error: 'Canary check failed after the restore: kv/c <differs>', exit_code: 1, rto_basis: 'not-reached', rpo_ms: 3_600_000, canaries: [{ path: 'kv/c', result: 'mismatch', expected_from: 'inventory' }],
+    format: 'vaultops-drill/1',
+    id: 'c-1',
+    cluster: 'c',
+    result: 'failed',
+    started_at: '2026-01-01T00:00:00.000Z',
+    finished_at: '2026-01-01T00:00:40.000Z',
+    duration_ms: 40_000,
+    failed_phase: 'canaries',
+    error: 'Canary check failed after the restore: kv/c <differs>',
+    exit_code: 1,
+    rto_basis: 'not-reached',
+    rpo_ms: 3_600_000,
+    canaries: [{ path: 'kv/c', result: 'mismatch', expected_from: 'inventory' }],
     phases: [
-      { name: 'verify', title: 'Verify backup', started_at: '2026-01-01T00:00:00.000Z', finished_at: '2026-01-01T00:00:01.000Z', duration_ms: 1000, result: 'ok' },
-      { name: 'canaries', title: 'Read canaries', started_at: '2026-01-01T00:00:30.000Z', finished_at: '2026-01-01T00:00:31.000Z', duration_ms: 1000, result: 'failed' },
+      {
+        name: 'verify',
+        title: 'Verify backup',
+        started_at: '2026-01-01T00:00:00.000Z',
+        finished_at: '2026-01-01T00:00:01.000Z',
+        duration_ms: 1000,
+        result: 'ok',
+      },
+      {
+        name: 'canaries',
+        title: 'Read canaries',
+        started_at: '2026-01-01T00:00:30.000Z',
+        finished_at: '2026-01-01T00:00:31.000Z',
+        duration_ms: 1000,
+        result: 'failed',
+      },
     ],
   };
   it('HTML is self-contained with an SVG timeline and escapes what it shows', () => {

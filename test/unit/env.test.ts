@@ -18,7 +18,12 @@ describe('VAULT_* and BAO_* variables are read as the official CLIs read them', 
       addr: 'https://10.0.0.1:8200',
       token: 'hvs.example-token',
       namespace: 'team-a',
-      tls: { caCert: '/etc/vault/ca.pem', clientCert: '/etc/vault/client.pem', clientKey: '/etc/vault/client.key', serverName: 'vault.internal' },
+      tls: {
+        caCert: '/etc/vault/ca.pem',
+        clientCert: '/etc/vault/client.pem',
+        clientKey: '/etc/vault/client.key',
+        serverName: 'vault.internal',
+      },
       maxRetries: 4,
     });
     expect(e.tls.skipVerify).toBeUndefined();
@@ -26,7 +31,14 @@ describe('VAULT_* and BAO_* variables are read as the official CLIs read them', 
   });
 
   it('BAO_* wins over VAULT_* when both are set', () => {
-    const e = readVaultEnv({ VAULT_ADDR: 'https://vault:8200', BAO_ADDR: 'https://bao:8200', VAULT_TOKEN: 'vault-token-1', BAO_TOKEN: 'bao-token-1', VAULT_CACERT: '/v.pem', BAO_CACERT: '/b.pem' });
+    const e = readVaultEnv({
+      VAULT_ADDR: 'https://vault:8200',
+      BAO_ADDR: 'https://bao:8200',
+      VAULT_TOKEN: 'vault-token-1',
+      BAO_TOKEN: 'bao-token-1',
+      VAULT_CACERT: '/v.pem',
+      BAO_CACERT: '/b.pem',
+    });
     expect(e.addr).toBe('https://bao:8200');
     expect(e.token).toBe('bao-token-1');
     expect(e.tls.caCert).toBe('/b.pem');

@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { healthState, isServing, type HealthBody, type NodeState } from '../../src/vault/health.js';
 
 // Bodies as real servers send them for each situation (decision order and fields).
-const activeBody: HealthBody = { initialized: true, sealed: false, standby: false, performance_standby: false, replication_dr_mode: 'disabled', version: '2.7.2' };
+const activeBody: HealthBody = {
+  initialized: true,
+  sealed: false,
+  standby: false,
+  performance_standby: false,
+  replication_dr_mode: 'disabled',
+  version: '2.7.2',
+};
 const standbyBody: HealthBody = { ...activeBody, standby: true };
 
 describe('/sys/health status codes map to node states', () => {
@@ -31,7 +38,7 @@ describe('/sys/health status codes map to node states', () => {
   });
 });
 
-describe('when the status code is rewritten (a proxy, the Go API\'s 299), the body decides', () => {
+describe("when the status code is rewritten (a proxy, the Go API's 299), the body decides", () => {
   it.each<[string, HealthBody, NodeState]>([
     ['uninitialised', { initialized: false }, 'uninitialized'],
     ['removed', { initialized: true, removed_from_cluster: true, sealed: true }, 'removed'],
@@ -58,7 +65,18 @@ describe('when the status code is rewritten (a proxy, the Go API\'s 299), the bo
 
 describe('which states serve requests', () => {
   it('active, standby and perf standby serve; the others do not', () => {
-    const all: NodeState[] = ['active', 'standby', 'perf-standby', 'dr-secondary', 'ha-unhealthy', 'sealed', 'uninitialized', 'removed', 'recovery', 'unknown'];
+    const all: NodeState[] = [
+      'active',
+      'standby',
+      'perf-standby',
+      'dr-secondary',
+      'ha-unhealthy',
+      'sealed',
+      'uninitialized',
+      'removed',
+      'recovery',
+      'unknown',
+    ];
     expect(all.filter(isServing)).toEqual(['active', 'standby', 'perf-standby']);
   });
 });

@@ -67,14 +67,45 @@ vars: { top: "file:top.txt" }
     const spec = selectCluster(inv, undefined).spec;
     expect(spec.token).toBe('file:/etc/vaultops/init.json#root_token');
     expect(spec.unseal?.keys).toBe('file:/etc/keys/shares.json#unseal_keys_b64');
-    expect(spec.tls).toMatchObject({ ca_cert: '/etc/vaultops/tls/ca.pem', client_cert: '/etc/pki/c.pem', client_key: join(homedir(), 'k.pem') });
-    expect(spec.stores?.['s3']).toMatchObject({ access_key_id: 'file:/etc/vaultops/s3/id', secret_access_key: 'file:/abs/secret', decrypt: { identity: 'file:/etc/vaultops/age/id.txt' } });
-    expect(spec.stores?.['other']).toEqual({ type: 'dir', path: '/etc/vaultops/backups', encrypt: { age: ['age1qqq', '/etc/vaultops/keys/team.txt'] } });
+    expect(spec.tls).toMatchObject({
+      ca_cert: '/etc/vaultops/tls/ca.pem',
+      client_cert: '/etc/pki/c.pem',
+      client_key: join(homedir(), 'k.pem'),
+    });
+    expect(spec.stores?.['s3']).toMatchObject({
+      access_key_id: 'file:/etc/vaultops/s3/id',
+      secret_access_key: 'file:/abs/secret',
+      decrypt: { identity: 'file:/etc/vaultops/age/id.txt' },
+    });
+    expect(spec.stores?.['other']).toEqual({
+      type: 'dir',
+      path: '/etc/vaultops/backups',
+      encrypt: { age: ['age1qqq', '/etc/vaultops/keys/team.txt'] },
+    });
     // The SFTP server's directory is the server's; other references stay as written.
-    expect(spec.stores?.['remote']).toEqual({ type: 'sftp', host: 'h', path: '/srv/b', key_file: join(homedir(), '.ssh/id'), known_hosts: '/etc/vaultops/kh' });
-    expect(spec.stores?.['pgp']).toEqual({ type: 'dir', path: join(homedir(), 'b'), encrypt: { openpgp: ['/etc/vaultops/keys/ops.asc'] }, decrypt: { identity: 'env:ID' } });
-    expect(spec.vars).toEqual({ shares: 'file:/etc/vaultops/shares.txt', plain: 'text', list: ['file:/etc/vaultops/a', 'cmd:pass show x'] });
-    expect(spec.nodes[0]!.ssh).toMatchObject({ key_file: '/etc/vaultops/keys/id_ed25519', known_hosts: '/etc/vaultops/known_hosts', host: 'h' });
+    expect(spec.stores?.['remote']).toEqual({
+      type: 'sftp',
+      host: 'h',
+      path: '/srv/b',
+      key_file: join(homedir(), '.ssh/id'),
+      known_hosts: '/etc/vaultops/kh',
+    });
+    expect(spec.stores?.['pgp']).toEqual({
+      type: 'dir',
+      path: join(homedir(), 'b'),
+      encrypt: { openpgp: ['/etc/vaultops/keys/ops.asc'] },
+      decrypt: { identity: 'env:ID' },
+    });
+    expect(spec.vars).toEqual({
+      shares: 'file:/etc/vaultops/shares.txt',
+      plain: 'text',
+      list: ['file:/etc/vaultops/a', 'cmd:pass show x'],
+    });
+    expect(spec.nodes[0]!.ssh).toMatchObject({
+      key_file: '/etc/vaultops/keys/id_ed25519',
+      known_hosts: '/etc/vaultops/known_hosts',
+      host: 'h',
+    });
     // A path on the node is the node's business.
     expect(spec.nodes[0]!.service?.binary).toBe('bin/vault');
     expect(spec.nodes[0]!.vars).toEqual({ k: 'file:/etc/vaultops/node.key' });
@@ -149,7 +180,9 @@ describe('a broken inventory is reported at file:line:col, every problem at once
   });
 
   it('a missing file is a bad-input error that says how to get one', () => {
-    expect(() => loadInventory('/nonexistent/inv.yml')).toThrow(/Cannot read inventory \/nonexistent\/inv\.yml: ENOENT/);
+    expect(() => loadInventory('/nonexistent/inv.yml')).toThrow(
+      /Cannot read inventory \/nonexistent\/inv\.yml: ENOENT/,
+    );
   });
 
   it('loadInventory names the file it read in every problem', () => {

@@ -14,7 +14,11 @@ describe('the lab slot lock and registry', () => {
     writeFileSync(lock, '1');
     const waits: string[] = [];
     const got = await Promise.race([
-      withFileLock(lock, (m) => waits.push(m), async () => 'acquired'),
+      withFileLock(
+        lock,
+        (m) => waits.push(m),
+        async () => 'acquired',
+      ),
       new Promise((r) => setTimeout(() => r('still waiting after 5 s'), 5000)),
     ]);
     expect(got).toBe('acquired');
@@ -23,7 +27,14 @@ describe('the lab slot lock and registry', () => {
   it('a lock whose pid is alive but was started at another time (a reused pid) is stale', async () => {
     const lock = join(dir, 'reused.lock');
     writeFileSync(lock, `${process.pid} 1 not-this-boot`);
-    const got = await Promise.race([withFileLock(lock, () => undefined, async () => 'acquired'), new Promise((r) => setTimeout(() => r('still waiting'), 5000))]);
+    const got = await Promise.race([
+      withFileLock(
+        lock,
+        () => undefined,
+        async () => 'acquired',
+      ),
+      new Promise((r) => setTimeout(() => r('still waiting'), 5000)),
+    ]);
     expect(got).toBe('acquired');
   });
 
@@ -38,7 +49,7 @@ describe('the lab slot lock and registry', () => {
     expect(registry.slotLockPath().startsWith(`${d}/`)).toBe(true);
   });
 
-  it('a symlink planted at the registry\'s temp name does not clobber the file it points at', () => {
+  it("a symlink planted at the registry's temp name does not clobber the file it points at", () => {
     const own = join(dir, 'registry');
     const victim = join(dir, 'victim.txt');
     writeFileSync(victim, 'precious\n');

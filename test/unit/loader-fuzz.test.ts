@@ -19,7 +19,43 @@ function rng(seed: number): () => number {
   };
 }
 
-const TOKENS = [':', '- ', '  ', '\t', '[', ']', '{', '}', '"', "'", '#', '&a', '*a', '!!binary', '|', '>', '---', '...', '\n', '?', ',', '%', '@', '`', '{{', '}}', 'null', '~', '1e999', '-1', 'true', 'vault.unseal', 'target: all', 'with:', 'action:'];
+const TOKENS = [
+  ':',
+  '- ',
+  '  ',
+  '\t',
+  '[',
+  ']',
+  '{',
+  '}',
+  '"',
+  "'",
+  '#',
+  '&a',
+  '*a',
+  '!!binary',
+  '|',
+  '>',
+  '---',
+  '...',
+  '\n',
+  '?',
+  ',',
+  '%',
+  '@',
+  '`',
+  '{{',
+  '}}',
+  'null',
+  '~',
+  '1e999',
+  '-1',
+  'true',
+  'vault.unseal',
+  'target: all',
+  'with:',
+  'action:',
+];
 
 function mutate(text: string, r: () => number): string {
   let t = text;
@@ -27,8 +63,10 @@ function mutate(text: string, r: () => number): string {
   for (let k = 0; k < n; k++) {
     const pos = Math.floor(r() * (t.length + 1));
     const op = Math.floor(r() * 6);
-    if (op === 0) t = t.slice(0, pos) + t.slice(pos + 1 + Math.floor(r() * 8)); // delete a run
-    else if (op === 1) t = t.slice(0, pos) + TOKENS[Math.floor(r() * TOKENS.length)] + t.slice(pos); // insert a token
+    if (op === 0)
+      t = t.slice(0, pos) + t.slice(pos + 1 + Math.floor(r() * 8)); // delete a run
+    else if (op === 1)
+      t = t.slice(0, pos) + TOKENS[Math.floor(r() * TOKENS.length)] + t.slice(pos); // insert a token
     else if (op === 2) {
       const lines = t.split('\n');
       const i = Math.floor(r() * lines.length);
@@ -40,7 +78,8 @@ function mutate(text: string, r: () => number): string {
       const i = Math.floor(r() * lines.length);
       lines[i] = ' '.repeat(Math.floor(r() * 6)) + lines[i]!.trimStart(); // re-indent
       t = lines.join('\n');
-    } else if (op === 4) t = t.slice(0, pos); // truncate
+    } else if (op === 4)
+      t = t.slice(0, pos); // truncate
     else t = t.replace(/\d+/, String(Math.floor(r() * 1e6) - 5e5)); // change a number
   }
   return t;
@@ -51,7 +90,8 @@ function expectControlled(load: () => unknown): 'loaded' | 'problems' {
     load();
     return 'loaded';
   } catch (e) {
-    if (!(e instanceof ProblemsError)) throw new Error(`loader threw ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`, { cause: e });
+    if (!(e instanceof ProblemsError))
+      throw new Error(`loader threw ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`, { cause: e });
     for (const d of e.details) expect(d).toMatch(/^[^:]+:\d+:\d+ /);
     return 'problems';
   }

@@ -16,7 +16,19 @@ describe('plan with a cmd: token reference in the inventory', () => {
   it('does not run the command, and says that run would', async () => {
     const marker = join(dir, 'token-command-ran');
     const inventory = join(dir, 'inv.yml');
-    writeFileSync(inventory, ['clusters:', '  c1:', '    flavor: openbao', `    token: "cmd:touch ${marker}; echo hvs.not-a-real-token"`, '    nodes:', '      - name: n1', '        api_addr: http://127.0.0.1:1', ''].join('\n'));
+    writeFileSync(
+      inventory,
+      [
+        'clusters:',
+        '  c1:',
+        '    flavor: openbao',
+        `    token: "cmd:touch ${marker}; echo hvs.not-a-real-token"`,
+        '    nodes:',
+        '      - name: n1',
+        '        api_addr: http://127.0.0.1:1',
+        '',
+      ].join('\n'),
+    );
     const cli = new CliRunner({ env: { ...process.env, VAULTOPS_STATE_DIR: dir } });
     const r = await cli.run(['plan', 'playbooks/health-check.yml', '-i', inventory]);
     expect(r.code, r.stderr).toBe(0);

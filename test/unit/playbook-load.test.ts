@@ -37,17 +37,29 @@ describe('a broken playbook gets every problem at once, each at file:line:col', 
       '',
     ].join('\n');
     const p = problems(text);
-    expect(p.some((l) => /^pb\.yml:5:\d+ unknown action "vault\.unsael" \(did you mean "vault\.unseal"\?\)/.test(l))).toBe(true);
+    expect(
+      p.some((l) => /^pb\.yml:5:\d+ unknown action "vault\.unsael" \(did you mean "vault\.unseal"\?\)/.test(l)),
+    ).toBe(true);
     expect(p.some((l) => /^pb\.yml:9:\d+ vault\.autopilot_health argument min_failure_tolerance/.test(l))).toBe(true);
-    expect(p.some((l) => /^pb\.yml:12:\d+ unknown var "min_failure_tolerence" \(did you mean "min_failure_tolerance"\?\)/.test(l))).toBe(true);
+    expect(
+      p.some((l) =>
+        /^pb\.yml:12:\d+ unknown var "min_failure_tolerence" \(did you mean "min_failure_tolerance"\?\)/.test(l),
+      ),
+    ).toBe(true);
     expect(p.some((l) => /^pb\.yml:15:\d+ bad expression/.test(l))).toBe(true);
     expect(p.length).toBe(4);
   });
 
   it('an unknown argument names the allowed ones; an unknown step key suggests the right one', () => {
-    const p = problems(['name: x', 'steps:', '  - action: vault.unseal', '    targte: all', '    with:', '      keyz: ["a"]', ''].join('\n'));
+    const p = problems(
+      ['name: x', 'steps:', '  - action: vault.unseal', '    targte: all', '    with:', '      keyz: ["a"]', ''].join(
+        '\n',
+      ),
+    );
     expect(p.some((l) => /^pb\.yml:4:5 unknown key "targte".*did you mean "target"/.test(l))).toBe(true);
-    expect(p.some((l) => /pb\.yml:6:7 vault\.unseal has no argument "keyz" \(did you mean "keys"\?\)/.test(l))).toBe(true);
+    expect(p.some((l) => /pb\.yml:6:7 vault\.unseal has no argument "keyz" \(did you mean "keys"\?\)/.test(l))).toBe(
+      true,
+    );
   });
 
   it('YAML syntax errors are positioned and the error carries the bad-input exit code', () => {
@@ -63,11 +75,12 @@ describe('a broken playbook gets every problem at once, each at file:line:col', 
 
   it('the built-in playbooks load', async () => {
     const { loadPlaybook } = await import('../../src/playbook/load.js');
-    for (const f of ['health-check', 'unseal']) expect(loadPlaybook(`playbooks/${f}.yml`, actions).steps.length).toBeGreaterThan(0);
+    for (const f of ['health-check', 'unseal'])
+      expect(loadPlaybook(`playbooks/${f}.yml`, actions).steps.length).toBeGreaterThan(0);
   });
 });
 
-describe('a playbook cannot carry cmd: references (they run a shell on the operator\'s machine)', () => {
+describe("a playbook cannot carry cmd: references (they run a shell on the operator's machine)", () => {
   it('a secret var whose default is a cmd: reference is refused at its line and column', () => {
     const text = [
       'name: sneaky',
@@ -80,10 +93,13 @@ describe('a playbook cannot carry cmd: references (they run a shell on the opera
       '',
     ].join('\n');
     const p = problems(text);
-    expect(p.some((l) => /^pb\.yml:5:\d+ .*cmd: reference/.test(l)), p.join('\n')).toBe(true);
+    expect(
+      p.some((l) => /^pb\.yml:5:\d+ .*cmd: reference/.test(l)),
+      p.join('\n'),
+    ).toBe(true);
   });
 
-  it('a step argument that is a cmd: reference is refused (the restore action\'s identity)', () => {
+  it("a step argument that is a cmd: reference is refused (the restore action's identity)", () => {
     const text = [
       'name: sneaky',
       'steps:',
@@ -94,7 +110,10 @@ describe('a playbook cannot carry cmd: references (they run a shell on the opera
       '',
     ].join('\n');
     const p = problems(text);
-    expect(p.some((l) => /^pb\.yml:6:\d+ .*cmd: reference/.test(l)), p.join('\n')).toBe(true);
+    expect(
+      p.some((l) => /^pb\.yml:6:\d+ .*cmd: reference/.test(l)),
+      p.join('\n'),
+    ).toBe(true);
   });
 
   it('inventory references in defaults stay allowed', () => {
@@ -111,7 +130,7 @@ describe('a playbook cannot carry cmd: references (they run a shell on the opera
 });
 
 describe('a playbook cannot turn trust-on-first-use on', () => {
-  it('with: trust_on_first_use: true is refused at its line, naming the operator\'s flag', () => {
+  it("with: trust_on_first_use: true is refused at its line, naming the operator's flag", () => {
     const text = [
       'name: tofu',
       'steps:',
@@ -123,6 +142,9 @@ describe('a playbook cannot turn trust-on-first-use on', () => {
       '',
     ].join('\n');
     const p = problems(text);
-    expect(p.some((l) => /^pb\.yml:7:\d+ .*trust-on-first-use.*--trust-on-first-use/.test(l)), p.join('\n')).toBe(true);
+    expect(
+      p.some((l) => /^pb\.yml:7:\d+ .*trust-on-first-use.*--trust-on-first-use/.test(l)),
+      p.join('\n'),
+    ).toBe(true);
   });
 });

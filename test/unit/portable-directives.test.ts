@@ -25,7 +25,7 @@ require (
 )
 `;
 
-describe('portableDirectives keeps what a scratch module needs from Vault\'s go.mod', () => {
+describe("portableDirectives keeps what a scratch module needs from Vault's go.mod", () => {
   it('keeps replaces that point at other modules and every exclude, drops local replaces', () => {
     expect(portableDirectives(VAULT_GO_MOD)).toEqual([
       'replace github.com/99designs/keyring => github.com/Jeffail/keyring v1.2.3',
@@ -62,6 +62,8 @@ describe('portableDirectives keeps what a scratch module needs from Vault\'s go.
   });
 
   it('copes with Windows line endings', () => {
-    expect(portableDirectives('module x\r\nexclude github.com/e/bad v0.1.0\r\nreplace github.com/h => ./h\r\n')).toEqual(['exclude github.com/e/bad v0.1.0']);
+    expect(
+      portableDirectives('module x\r\nexclude github.com/e/bad v0.1.0\r\nreplace github.com/h => ./h\r\n'),
+    ).toEqual(['exclude github.com/e/bad v0.1.0']);
   });
 });

@@ -4,7 +4,9 @@ import { createProgress, formatBytes, formatDuration, type ProgressOptions } fro
 const MiB = 1024 * 1024;
 
 /** A stream that keeps what was written, and a clock the test moves. */
-function harness(options: Partial<ProgressOptions> & { tty?: boolean; env?: NodeJS.ProcessEnv; columns?: number } = {}) {
+function harness(
+  options: Partial<ProgressOptions> & { tty?: boolean; env?: NodeJS.ProcessEnv; columns?: number } = {},
+) {
   const writes: string[] = [];
   let t = 0;
   const p = createProgress({
@@ -33,7 +35,9 @@ describe('progress without a terminal (cron, CI, a pipe)', () => {
     run(25, 10 * MiB);
     p.done();
     expect(writes).toHaveLength(2);
-    expect(writes[0]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z snapshot of prod: 100 MiB of 1.0 GiB \(9%\), 10\.0 MiB\/s, 1m32s left\n$/);
+    expect(writes[0]).toMatch(
+      /^\d{4}-\d\d-\d\dT[\d:.]+Z snapshot of prod: 100 MiB of 1.0 GiB \(9%\), 10\.0 MiB\/s, 1m32s left\n$/,
+    );
     expect(writes[1]).toMatch(/snapshot of prod: 200 MiB of 1.0 GiB \(19%\), 10\.0 MiB\/s, 1m22s left\n$/);
     expect(writes.join('')).not.toContain('\x1b');
     expect(writes.join('')).not.toContain('\r');
@@ -78,7 +82,9 @@ describe('progress on a terminal', () => {
   it('a terminal that reports no size (0 columns) still gets the whole line, and a narrow one a cut line', () => {
     const unsized = harness({ tty: true, columns: 0, total: 100 * MiB });
     unsized.run(1, MiB);
-    expect(unsized.writes[unsized.writes.length - 1]).toMatch(/snapshot of prod: [\d.]+ (KiB|MiB) of 100 MiB \(\d%\), [\d.]+ (KiB|MiB)\/s, \dm\d\ds left\x1b\[22m$/);
+    expect(unsized.writes[unsized.writes.length - 1]).toMatch(
+      /snapshot of prod: [\d.]+ (KiB|MiB) of 100 MiB \(\d%\), [\d.]+ (KiB|MiB)\/s, \dm\d\ds left\x1b\[22m$/,
+    );
     const narrow = harness({ tty: true, columns: 30, env: { NO_COLOR: '1' } });
     narrow.run(1, MiB);
     expect(narrow.writes[narrow.writes.length - 1]).toMatch(/^\r\x1b\[2Ksnapshot of prod: [\d.]+ KiB, /);
@@ -115,7 +121,14 @@ describe('--quiet', () => {
 
 describe('formatting', () => {
   it('bytes and durations read as a person writes them', () => {
-    expect([0, 1023, 1024, 1536 * 1024, 1023.7 * 1024, 5 * 1024 * MiB].map(formatBytes)).toEqual(['0 B', '1023 B', '1.0 KiB', '1.5 MiB', '1.0 MiB', '5.0 GiB']);
+    expect([0, 1023, 1024, 1536 * 1024, 1023.7 * 1024, 5 * 1024 * MiB].map(formatBytes)).toEqual([
+      '0 B',
+      '1023 B',
+      '1.0 KiB',
+      '1.5 MiB',
+      '1.0 MiB',
+      '5.0 GiB',
+    ]);
     expect([0, 59_400, 75_000, 5_400_000].map(formatDuration)).toEqual(['0s', '59s', '1m15s', '1h30m']);
   });
 });

@@ -51,15 +51,26 @@ function chunked(body: Buffer, pieces: number[]): Buffer {
   let i = 0;
   for (let k = 0; i < body.length; k++) {
     const n = Math.min(pieces[k % pieces.length]!, body.length - i);
-    parts.push(Buffer.from(`${n.toString(16)}${k % 2 ? ';ext=1' : ''}\r\n`), body.subarray(i, i + n), Buffer.from('\r\n'));
+    parts.push(
+      Buffer.from(`${n.toString(16)}${k % 2 ? ';ext=1' : ''}\r\n`),
+      body.subarray(i, i + n),
+      Buffer.from('\r\n'),
+    );
     i += n;
   }
   parts.push(Buffer.from('0\r\n\r\n'));
   return Buffer.concat(parts);
 }
 
-async function fetchAll(headers: Record<string, string> = {}, consumerPause?: (calls: number) => boolean): Promise<{ d: RawDownload; body: Buffer }> {
-  const d = await RawDownload.open({ url: new URL(`http://127.0.0.1:${port}/v1/sys/storage/raft/snapshot`), headers, headTimeoutMs: 5000 });
+async function fetchAll(
+  headers: Record<string, string> = {},
+  consumerPause?: (calls: number) => boolean,
+): Promise<{ d: RawDownload; body: Buffer }> {
+  const d = await RawDownload.open({
+    url: new URL(`http://127.0.0.1:${port}/v1/sys/storage/raft/snapshot`),
+    headers,
+    headTimeoutMs: 5000,
+  });
   const parts: Buffer[] = [];
   let calls = 0;
   await d.pipe((view) => {
@@ -78,7 +89,9 @@ describe('RawDownload (HTTP/1.1 body into one reused buffer)', () => {
   it('decodes a chunked body whatever the read boundaries, with headers split across reads, and sends the request headers', async () => {
     const body = randomBytes(300_000);
     script = async (s) => {
-      const head = Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nTransfer-Encoding: chunked\r\n\r\n');
+      const head = Buffer.from(
+        'HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nTransfer-Encoding: chunked\r\n\r\n',
+      );
       await dribble(s, Buffer.concat([head, chunked(body, [1, 7, 16384, 65536, 3])]), [5, 1, 2, 4093, 70000, 1, 17]);
       s.end();
     };
@@ -93,7 +106,11 @@ describe('RawDownload (HTTP/1.1 body into one reused buffer)', () => {
   it('stops at content-length, and reads to the end of a connection that has neither framing', async () => {
     const body = randomBytes(100_000);
     script = async (s) => {
-      await dribble(s, Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`), body]), [9000]);
+      await dribble(
+        s,
+        Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`), body]),
+        [9000],
+      );
     };
     expect((await fetchAll()).body.equals(body)).toBe(true);
     script = async (s) => {
@@ -106,7 +123,11 @@ describe('RawDownload (HTTP/1.1 body into one reused buffer)', () => {
   it('a consumer that pauses gets every byte after resume', async () => {
     const body = randomBytes(400_000);
     script = async (s) => {
-      await dribble(s, Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n'), chunked(body, [50_000])]), [20_000]);
+      await dribble(
+        s,
+        Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n'), chunked(body, [50_000])]),
+        [20_000],
+      );
       s.end();
     };
     const { body: got } = await fetchAll({}, (calls) => calls % 3 === 0);
@@ -120,7 +141,10 @@ describe('RawDownload (HTTP/1.1 body into one reused buffer)', () => {
       await tick();
       s.destroy();
     };
-    const err = await fetchAll().then(() => undefined, (e: Error & { code?: string }) => e);
+    const err = await fetchAll().then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
     expect(err?.code).toBe('ERR_STREAM_PREMATURE_CLOSE');
     expect(err?.message).toMatch(/closed before the response ended \(1000 bytes in\)/);
 
@@ -130,7 +154,14 @@ describe('RawDownload (HTTP/1.1 body into one reused buffer)', () => {
       await tick();
       s.end();
     };
-    expect((await fetchAll().then(() => undefined, (e: Error & { code?: string }) => e))?.code).toBe('ERR_STREAM_PREMATURE_CLOSE');
+    expect(
+      (
+        await fetchAll().then(
+          () => undefined,
+          (e: Error & { code?: string }) => e,
+        )
+      )?.code,
+    ).toBe('ERR_STREAM_PREMATURE_CLOSE');
   });
 
   it('refuses broken chunk framing and answers that are not HTTP', async () => {
@@ -160,7 +191,11 @@ describe('RawDownload (HTTP/1.1 body into one reused buffer)', () => {
 
   it('gives up on a server that accepts but never answers, with ETIMEDOUT', async () => {
     script = () => undefined;
-    const err = await RawDownload.open({ url: new URL(`http://127.0.0.1:${port}/x`), headers: {}, headTimeoutMs: 200 }).then(
+    const err = await RawDownload.open({
+      url: new URL(`http://127.0.0.1:${port}/x`),
+      headers: {},
+      headTimeoutMs: 200,
+    }).then(
       () => undefined,
       (e: NodeJS.ErrnoException) => e,
     );

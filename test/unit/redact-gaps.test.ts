@@ -20,7 +20,11 @@ describe('the redactor closes the gaps of quoted, numeric, short and re-encoded 
     const r = new Redactor();
     r.add('12345678');
     expect(() => r.redactValue({ pin: 12345678, text: 'pin 12345678' })).not.toThrow();
-    expect(r.redactValue({ pin: 12345678, text: 'pin 12345678', port: 8200 })).toEqual({ pin: MASK, text: `pin ${MASK}`, port: 8200 });
+    expect(r.redactValue({ pin: 12345678, text: 'pin 12345678', port: 8200 })).toEqual({
+      pin: MASK,
+      text: `pin ${MASK}`,
+      port: 8200,
+    });
   });
 
   it('masks secrets shorter than 6 characters: 4-5 anywhere, 1-3 where they stand alone', () => {

@@ -6,7 +6,9 @@ describe('the redactor masks every secret it was told about', () => {
   it('masks a secret inside a longer string, every time it appears', () => {
     const r = new Redactor();
     r.add('hvs.CAESIJ7example-root-token');
-    expect(r.redact('token=hvs.CAESIJ7example-root-token; again hvs.CAESIJ7example-root-token.')).toBe(`token=${MASK}; again ${MASK}.`);
+    expect(r.redact('token=hvs.CAESIJ7example-root-token; again hvs.CAESIJ7example-root-token.')).toBe(
+      `token=${MASK}; again ${MASK}.`,
+    );
   });
 
   it('leaves text alone when it knows no secrets; a secret of 1-3 characters is masked only where it stands alone', () => {
@@ -51,6 +53,8 @@ describe('the redactor masks every secret it was told about', () => {
     r.add(b64);
     expect(r.redact(`unseal_keys_b64: ${b64}`)).toBe(`unseal_keys_b64: ${MASK}`);
     expect(r.redact(`unseal_keys_hex: ${hex}`)).toBe(`unseal_keys_hex: ${MASK}`);
-    expect(r.redact(JSON.stringify({ keys: [hex], keys_base64: [b64] }))).not.toMatch(new RegExp(`${hex}|${b64.replace(/[+/=]/g, '\\$&')}`));
+    expect(r.redact(JSON.stringify({ keys: [hex], keys_base64: [b64] }))).not.toMatch(
+      new RegExp(`${hex}|${b64.replace(/[+/=]/g, '\\$&')}`),
+    );
   });
 });

@@ -35,7 +35,11 @@ afterEach(() => {
 });
 
 describe('file: references', () => {
-  const init = JSON.stringify({ unseal_keys_b64: ['a2V5LW9uZS1leGFtcGxl', 'a2V5LXR3by1leGFtcGxl'], root_token: 'hvs.file-root-token', nested: { deeper: 'nested-secret-1' } });
+  const init = JSON.stringify({
+    unseal_keys_b64: ['a2V5LW9uZS1leGFtcGxl', 'a2V5LXR3by1leGFtcGxl'],
+    root_token: 'hvs.file-root-token',
+    nested: { deeper: 'nested-secret-1' },
+  });
 
   it('reads a 0600 file, and registers the value with the redactor', async () => {
     const p = secretFile('token', 'hvs.plain-file-token\n', 0o600);
@@ -48,21 +52,28 @@ describe('file: references', () => {
     expect(await resolveSecretString(`file:${p}`)).toBe('hvs.read-only-token');
   });
 
-  it.each([0o644, 0o640, 0o604, 0o660])('refuses a file with mode %o and says how to fix it, without the value', async (mode) => {
-    const p = secretFile(`open-${mode.toString(8)}`, 'hvs.world-readable-token', mode);
-    const e = await failure(resolveSecret(`file:${p}`));
-    expect(e.message).toContain('readable by others');
-    expect(e.message).toContain(`0${mode.toString(8)}`);
-    expect(e.hint).toBe(`chmod 600 ${p}`);
-    expect(`${e.message} ${e.hint}`).not.toContain('hvs.world-readable-token');
-  });
+  it.each([0o644, 0o640, 0o604, 0o660])(
+    'refuses a file with mode %o and says how to fix it, without the value',
+    async (mode) => {
+      const p = secretFile(`open-${mode.toString(8)}`, 'hvs.world-readable-token', mode);
+      const e = await failure(resolveSecret(`file:${p}`));
+      expect(e.message).toContain('readable by others');
+      expect(e.message).toContain(`0${mode.toString(8)}`);
+      expect(e.hint).toBe(`chmod 600 ${p}`);
+      expect(`${e.message} ${e.hint}`).not.toContain('hvs.world-readable-token');
+    },
+  );
 
   it('#field picks a string or a list out of a JSON file, dotted paths included', async () => {
     const p = secretFile('init.json', init, 0o600);
     expect(await resolveSecretString(`file:${p}#root_token`)).toBe('hvs.file-root-token');
-    expect(await resolveSecretList(`file:${p}#unseal_keys_b64`)).toEqual(['a2V5LW9uZS1leGFtcGxl', 'a2V5LXR3by1leGFtcGxl']);
+    expect(await resolveSecretList(`file:${p}#unseal_keys_b64`)).toEqual([
+      'a2V5LW9uZS1leGFtcGxl',
+      'a2V5LXR3by1leGFtcGxl',
+    ]);
     expect(await resolveSecretString(`file:${p}#nested.deeper`)).toBe('nested-secret-1');
-    for (const v of ['hvs.file-root-token', 'a2V5LW9uZS1leGFtcGxl', 'a2V5LXR3by1leGFtcGxl']) expect(redactor.redact(v)).not.toContain(v);
+    for (const v of ['hvs.file-root-token', 'a2V5LW9uZS1leGFtcGxl', 'a2V5LXR3by1leGFtcGxl'])
+      expect(redactor.redact(v)).not.toContain(v);
   });
 
   it('a missing field or a non-JSON file is an error naming the field, not the content', async () => {
@@ -105,7 +116,7 @@ describe('env: references', () => {
 });
 
 describe('cmd: references', () => {
-  it('takes the command\'s stdout without the final newline', async () => {
+  it("takes the command's stdout without the final newline", async () => {
     const f = secretFile('cmd-out', 'cmd-secret-value-1\n', 0o600);
     expect(await resolveSecretString(`cmd:cat ${f}`)).toBe('cmd-secret-value-1');
   });
@@ -115,7 +126,9 @@ describe('cmd: references', () => {
     const f = secretFile('cmd-leak', 'leaked-if-echoed-9f8e7d', 0o600);
     const e = await failure(resolveSecret(`cmd:cat ${f}; cat ${f} >&2; exit 3`));
     expect(e.message).toContain('exit 3');
-    expect(JSON.stringify({ m: e.message, h: e.hint, d: e.details, c: String(e.cause ?? '') })).not.toContain('leaked-if-echoed-9f8e7d');
+    expect(JSON.stringify({ m: e.message, h: e.hint, d: e.details, c: String(e.cause ?? '') })).not.toContain(
+      'leaked-if-echoed-9f8e7d',
+    );
   });
 
   it('the command gets a minimal environment: no VAULT_*/BAO_*/AWS_* and no variable an env: reference reads', async () => {
@@ -129,7 +142,12 @@ describe('cmd: references', () => {
     expect(seen).toContain('end-of-env');
     expect(seen).toMatch(/^PATH=/m);
     expect(seen).toMatch(/^HOME=/m);
-    for (const v of ['hvs.unit-token-never-for-children', 's.unit-bao-token-never-for-children', 'unit-aws-secret-never-for-children', 'unit-unseal-key-never-for-children']) {
+    for (const v of [
+      'hvs.unit-token-never-for-children',
+      's.unit-bao-token-never-for-children',
+      'unit-aws-secret-never-for-children',
+      'unit-unseal-key-never-for-children',
+    ]) {
       expect(seen).not.toContain(v);
     }
     expect(seen).not.toMatch(/^(VAULT_|BAO_|AWS_|VAULTOPS_)/m);
@@ -138,7 +156,9 @@ describe('cmd: references', () => {
 
 describe('prompt: and unknown references', () => {
   it('prompt: asks the prompter; without one it says how to supply the secret', async () => {
-    expect(await resolveSecretString('prompt:root token', { askSecret: async (label) => `typed-for-${label}` })).toBe('typed-for-root token');
+    expect(await resolveSecretString('prompt:root token', { askSecret: async (label) => `typed-for-${label}` })).toBe(
+      'typed-for-root token',
+    );
     const e = await failure(resolveSecret('prompt:root token'));
     expect(e.hint).toMatch(/env: or file:/);
   });

@@ -58,7 +58,20 @@ describe('remote command words are quoted for a POSIX shell', () => {
 
   it('a hostile value reaches the command as one literal word, and nothing in it runs', () => {
     const marker = `/tmp/vaultops-unit-shq-${process.pid}`;
-    const hostile = [`$(touch ${marker})`, `\`touch ${marker}\``, `"; touch ${marker}; "`, `'; touch ${marker}; '`, `x\ntouch ${marker}`, `; touch ${marker}`, '', '-n', '*', '~root', 'a\\b', '$HOME'];
+    const hostile = [
+      `$(touch ${marker})`,
+      `\`touch ${marker}\``,
+      `"; touch ${marker}; "`,
+      `'; touch ${marker}; '`,
+      `x\ntouch ${marker}`,
+      `; touch ${marker}`,
+      '',
+      '-n',
+      '*',
+      '~root',
+      'a\\b',
+      '$HOME',
+    ];
     for (const v of hostile) {
       const out = execFileSync('/bin/sh', ['-c', `printf '%s' ${shq(v)}`], { encoding: 'utf8' });
       expect(out).toBe(v);

@@ -36,7 +36,16 @@ describe('inventory after an upgrade', () => {
   it('immutable: new_nodes become the nodes, groups lose the old names, version is the target, comments stay', async () => {
     const { file, dir, name, spec } = setup();
     const out = join(dir, 'after.yml');
-    expect(await recordUpgrade({ inventoryFile: file, clusterName: name, spec, target: '1.21.0', replacedBy: ['v4', 'v5'], writeTo: out })).toEqual([out]);
+    expect(
+      await recordUpgrade({
+        inventoryFile: file,
+        clusterName: name,
+        spec,
+        target: '1.21.0',
+        replacedBy: ['v4', 'v5'],
+        writeTo: out,
+      }),
+    ).toEqual([out]);
     expect(readFileSync(file, 'utf8')).toBe(INV);
     const after = selectCluster(loadInventory(out), 'prod').spec;
     expect(after.nodes.map((n) => n.name)).toEqual(['v4', 'v5']);

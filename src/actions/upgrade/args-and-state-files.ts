@@ -6,8 +6,16 @@ import { upgradeStateFiles } from '../../upgrade/state-files.js';
 /** Arguments every upgrade action takes: the new binary and its expected sha256. */
 export const binaryArgs = {
   binary: z.string().min(1).describe('Local path of the new server binary.'),
-  sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, '64 hex digits').describe('Its expected sha256 (from the release\'s SHA256SUMS).'),
-  trust_on_first_use: z.boolean().default(false).describe('Refused when true: only the operator\'s --trust-on-first-use flag (vaultops upgrade/check) may accept unknown SSH host keys; pin ssh.host_key or ssh.known_hosts in the inventory.'),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, '64 hex digits')
+    .describe("Its expected sha256 (from the release's SHA256SUMS)."),
+  trust_on_first_use: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Refused when true: only the operator's --trust-on-first-use flag (vaultops upgrade/check) may accept unknown SSH host keys; pin ssh.host_key or ssh.known_hosts in the inventory.",
+    ),
 };
 
 /**
@@ -16,9 +24,12 @@ export const binaryArgs = {
  */
 export function noPlaybookTofu(args: { trust_on_first_use?: boolean | undefined }): false {
   if (args.trust_on_first_use) {
-    throw new InputError('trust_on_first_use: true is refused in a playbook: only the operator may turn trust-on-first-use on.', {
-      hint: 'Pin ssh.host_key or ssh.known_hosts in the inventory (or record the keys once with `vaultops check --trust-on-first-use`), and drop the argument.',
-    });
+    throw new InputError(
+      'trust_on_first_use: true is refused in a playbook: only the operator may turn trust-on-first-use on.',
+      {
+        hint: 'Pin ssh.host_key or ssh.known_hosts in the inventory (or record the keys once with `vaultops check --trust-on-first-use`), and drop the argument.',
+      },
+    );
   }
   return false;
 }

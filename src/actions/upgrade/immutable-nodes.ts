@@ -6,10 +6,13 @@ import { binaryArgs, immutableStateFile, noPlaybookTofu } from './args-and-state
 export default defineAction({
   name: 'upgrade.join_new_nodes',
   description:
-    'Immutable upgrade: each of the inventory\'s new_nodes in turn is installed and started when it is not running (SSH, service manager), joined (sys/storage/raft/join, or its retry_join), unsealed (Shamir) and waited on until autopilot has promoted it to a healthy, caught-up voter. New nodes already voters are skipped.',
+    "Immutable upgrade: each of the inventory's new_nodes in turn is installed and started when it is not running (SSH, service manager), joined (sys/storage/raft/join, or its retry_join), unsealed (Shamir) and waited on until autopilot has promoted it to a healthy, caught-up voter. New nodes already voters are skipped.",
   schema: z.strictObject({
     ...binaryArgs,
-    unseal_keys: z.array(z.string().min(1)).optional().describe('Unseal shares (Shamir); a secret_list var such as {{ vars.unseal_keys }}.'),
+    unseal_keys: z
+      .array(z.string().min(1))
+      .optional()
+      .describe('Unseal shares (Shamir); a secret_list var such as {{ vars.unseal_keys }}.'),
     wait: z.number().int().min(1).default(120).describe('Seconds each wait on a node may take.'),
   }),
   changes: true,
@@ -29,7 +32,8 @@ export default defineAction({
       onEvent: (e) => ctx.log('node' in e ? `${e.node}: ${'message' in e ? e.message : e.reason}` : e.message),
       only: { join: true },
     });
-    if (!r.joined.length) return { status: 'ok', message: `every new node is already a healthy voter on ${r.target}`, data: r };
+    if (!r.joined.length)
+      return { status: 'ok', message: `every new node is already a healthy voter on ${r.target}`, data: r };
     return { status: 'changed', message: `${r.joined.join(', ')} joined as healthy voters on ${r.target}`, data: r };
   },
 });

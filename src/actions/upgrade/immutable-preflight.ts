@@ -6,11 +6,19 @@ import { binaryArgs, immutableStateFile, noPlaybookTofu } from './args-and-state
 
 export default defineAction({
   name: 'upgrade.immutable_preflight',
-  description: 'Check everything before an immutable upgrade and stage the new binary on every new host (verified there); changes no running node.',
+  description:
+    'Check everything before an immutable upgrade and stage the new binary on every new host (verified there); changes no running node.',
   schema: z.strictObject({ ...binaryArgs }),
   changes: true,
-  gates: ['binary sha256 matches', 'new_nodes listed, reachable over SSH (host keys verified), empty or already this cluster\'s', 'all old nodes reachable, unsealed, voters', 'autopilot healthy, failure tolerance >= 1', 'target version newer than every old node'],
-  describe: (args) => `check the cluster and the new nodes, stage ${args.binary} on every new host (sha256 verified there), read its version`,
+  gates: [
+    'binary sha256 matches',
+    "new_nodes listed, reachable over SSH (host keys verified), empty or already this cluster's",
+    'all old nodes reachable, unsealed, voters',
+    'autopilot healthy, failure tolerance >= 1',
+    'target version newer than every old node',
+  ],
+  describe: (args) =>
+    `check the cluster and the new nodes, stage ${args.binary} on every new host (sha256 verified there), read its version`,
   async run(ctx, args) {
     const p = await preflightImmutable({
       cluster: ctx.cluster,
@@ -23,6 +31,10 @@ export default defineAction({
       onEvent: (e) => ctx.log('node' in e ? `${e.node}: ${'message' in e ? e.message : e.reason}` : e.message),
     });
     closeMembers([...p.oldMembers, ...p.newMembers]);
-    return { status: 'changed', message: `staged ${p.target} on ${p.newMembers.map((m) => m.spec.name).join(', ')}`, data: { target: p.target, from_versions: p.fromVersions, new_nodes: p.newMembers.map((m) => m.spec.name) } };
+    return {
+      status: 'changed',
+      message: `staged ${p.target} on ${p.newMembers.map((m) => m.spec.name).join(', ')}`,
+      data: { target: p.target, from_versions: p.fromVersions, new_nodes: p.newMembers.map((m) => m.spec.name) },
+    };
   },
 });

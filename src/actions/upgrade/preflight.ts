@@ -6,10 +6,14 @@ import { binaryArgs, progressFile, noPlaybookTofu } from './args-and-state-files
 
 export default defineAction({
   name: 'upgrade.preflight',
-  description: 'Check everything before an upgrade and stage the new binary on every host (verified there); changes no running node.',
+  description:
+    'Check everything before an upgrade and stage the new binary on every host (verified there); changes no running node.',
   schema: z.strictObject({
     ...binaryArgs,
-    unseal_keys: z.array(z.string().min(1)).optional().describe('Unseal shares, to bring back a node an interrupted run left sealed or down.'),
+    unseal_keys: z
+      .array(z.string().min(1))
+      .optional()
+      .describe('Unseal shares, to bring back a node an interrupted run left sealed or down.'),
   }),
   changes: true,
   gates: [
@@ -34,7 +38,8 @@ export default defineAction({
     });
     closeMembers(pre.members);
     const data = { target: pre.target, from_versions: pre.fromVersions, skipped: pre.skipped.map((s) => s.node) };
-    if (pre.skipped.length === pre.members.length) return { status: 'ok', message: `every node is already on ${pre.target}`, data };
+    if (pre.skipped.length === pre.members.length)
+      return { status: 'ok', message: `every node is already on ${pre.target}`, data };
     return { status: 'changed', message: `staged ${pre.target} on ${pre.members.length} hosts`, data };
   },
 });

@@ -7,12 +7,21 @@ export default defineAction({
   name: 'upgrade.retire_node',
   description:
     'Immutable upgrade: an old node leaves. A standby: remove-peer, then SIGTERM and wait until gone. The active node only when no other old node is a member: SIGTERM (a new node takes over), then remove-peer on the new leader. Quorum and autopilot health are checked before and after.',
-  schema: z.strictObject({ ...binaryArgs, wait: z.number().int().min(1).default(120).describe('Seconds each wait may take.') }),
+  schema: z.strictObject({
+    ...binaryArgs,
+    wait: z.number().int().min(1).default(120).describe('Seconds each wait may take.'),
+  }),
   changes: true,
-  gates: ['every new node a healthy voter on the target', 'autopilot healthy, failure tolerance >= 1', 'the old leader goes last, when no other old node is left'],
-  describe: (_args, node) => `retire ${node?.name ?? 'the node'}: remove-peer + SIGTERM (the leader: SIGTERM, then remove-peer)`,
+  gates: [
+    'every new node a healthy voter on the target',
+    'autopilot healthy, failure tolerance >= 1',
+    'the old leader goes last, when no other old node is left',
+  ],
+  describe: (_args, node) =>
+    `retire ${node?.name ?? 'the node'}: remove-peer + SIGTERM (the leader: SIGTERM, then remove-peer)`,
   async run(ctx, args) {
-    if (!ctx.node) return { status: 'failed', message: 'upgrade.retire_node needs a node target (standbys, leader, node:NAME)' };
+    if (!ctx.node)
+      return { status: 'failed', message: 'upgrade.retire_node needs a node target (standbys, leader, node:NAME)' };
     const r = await immutableUpgrade({
       cluster: ctx.cluster,
       clusterName: ctx.clusterName,
@@ -25,7 +34,8 @@ export default defineAction({
       onEvent: (e) => ctx.log('node' in e ? `${e.node}: ${'message' in e ? e.message : e.reason}` : e.message),
       only: { retire: [ctx.node.name] },
     });
-    if (!r.removed.includes(ctx.node.name)) return { status: 'skipped', reason: `${ctx.node.name} already left the cluster` };
+    if (!r.removed.includes(ctx.node.name))
+      return { status: 'skipped', reason: `${ctx.node.name} already left the cluster` };
     return { status: 'changed', message: `${ctx.node.name} removed from the cluster and stopped` };
   },
 });

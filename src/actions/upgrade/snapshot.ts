@@ -7,7 +7,8 @@ import { upgradeStateFiles } from '../../upgrade/state-files.js';
 
 export default defineAction({
   name: 'upgrade.snapshot',
-  description: 'Take a verified Raft snapshot from the leader before an upgrade (Vault\'s storage is not backward compatible: rolling back means restoring it).',
+  description:
+    "Take a verified Raft snapshot from the leader before an upgrade (Vault's storage is not backward compatible: rolling back means restoring it).",
   schema: z.strictObject({
     dir: z.string().optional().describe('Directory for the snapshot (default <state>/upgrades/<cluster>).'),
   }),

@@ -5,7 +5,9 @@ import { verifyUpgrade } from '../../upgrade/end-state.js';
 export default defineAction({
   name: 'upgrade.verify',
   description: 'After an upgrade: exactly one leader, every node on the version, sys/version-history lists it.',
-  schema: z.strictObject({ version: z.string().min(1).describe('The version every node must report, e.g. {{ preflight.target }}.') }),
+  schema: z.strictObject({
+    version: z.string().min(1).describe('The version every node must report, e.g. {{ preflight.target }}.'),
+  }),
   changes: false,
   describe: (args) => `one leader, all nodes on ${args.version ?? 'the staged version'}, sys/version-history lists it`,
   async run(ctx, args) {

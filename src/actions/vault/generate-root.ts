@@ -11,10 +11,17 @@ import { CeremonySession } from '../../ceremony/session.js';
  */
 export default defineAction({
   name: 'vault.generate_root',
-  description: 'Generate a root token from the threshold of unseal (or recovery) key shares, for later steps of this run only.',
+  description:
+    'Generate a root token from the threshold of unseal (or recovery) key shares, for later steps of this run only.',
   schema: z.strictObject({
-    keys: z.array(z.string().min(1)).min(1, 'at least the threshold of key shares').describe('Key shares (a secret_list var, e.g. {{ vars.unseal_keys }}).'),
-    cancel_pending: z.boolean().default(false).describe('Cancel an attempt already in progress (e.g. left by a killed run) instead of failing.'),
+    keys: z
+      .array(z.string().min(1))
+      .min(1, 'at least the threshold of key shares')
+      .describe('Key shares (a secret_list var, e.g. {{ vars.unseal_keys }}).'),
+    cancel_pending: z
+      .boolean()
+      .default(false)
+      .describe('Cancel an attempt already in progress (e.g. left by a killed run) instead of failing.'),
   }),
   changes: true,
   gates: ['leader reachable', 'no other root generation in progress'],
@@ -24,7 +31,10 @@ export default defineAction({
     const pending = await RootGeneration.pending(session);
     if (pending) {
       if (!args.cancel_pending) {
-        return { status: 'failed', message: `a root token generation is already in progress on ${session.node.name} (nonce ${pending.nonce}, ${pending.progress} of ${pending.required}); set cancel_pending: true or cancel it with \`vaultops root generate --cancel-pending\`` };
+        return {
+          status: 'failed',
+          message: `a root token generation is already in progress on ${session.node.name} (nonce ${pending.nonce}, ${pending.progress} of ${pending.required}); set cancel_pending: true or cancel it with \`vaultops root generate --cancel-pending\``,
+        };
       }
       const { generateRootCancel } = await import('../../vault/ceremonies.js');
       await generateRootCancel(await session.leader('root token generation'), session.paths, pending.nonce);

@@ -11,7 +11,8 @@ export default defineAction({
   }),
   changes: false,
   gates: ['node reachable', 'node unsealed'],
-  describe: (args, node) => `check ${node?.name ?? 'node'} is reachable${args.unsealed ? ', unsealed' : ''}${args.voter ? ', a voter' : ''}`,
+  describe: (args, node) =>
+    `check ${node?.name ?? 'node'} is reachable${args.unsealed ? ', unsealed' : ''}${args.voter ? ', a voter' : ''}`,
   async run(ctx, args) {
     const node = ctx.node!;
     let health;
@@ -22,15 +23,27 @@ export default defineAction({
       throw e;
     }
     const data = { state: health.state, version: health.body.version, sealed: health.body.sealed };
-    if (args.unsealed && (health.state === 'sealed' || health.body.sealed)) return { status: 'failed', message: `${node.name} is sealed`, data };
+    if (args.unsealed && (health.state === 'sealed' || health.body.sealed))
+      return { status: 'failed', message: `${node.name} is sealed`, data };
     if (health.state === 'uninitialized') return { status: 'failed', message: `${node.name} is not initialised`, data };
     if (args.voter) {
-      if (!ctx.cluster.hasToken) return { status: 'failed', message: 'checking voters needs a token: set token: in the inventory (env:, file: or prompt:)' };
+      if (!ctx.cluster.hasToken)
+        return {
+          status: 'failed',
+          message: 'checking voters needs a token: set token: in the inventory (env:, file: or prompt:)',
+        };
       const leader = await ctx.cluster.findLeader();
       const config = await leader.client.raftConfiguration();
-      const server = config.config.servers.find((s) => s.node_id === node.name || s.address.split(':')[0] === new URL(node.apiAddr).hostname);
+      const server = config.config.servers.find(
+        (s) => s.node_id === node.name || s.address.split(':')[0] === new URL(node.apiAddr).hostname,
+      );
       if (!server) return { status: 'failed', message: `${node.name} is not in the Raft configuration`, data };
-      if (!server.voter) return { status: 'failed', message: `${node.name} is not a voter (yet): autopilot promotes healthy nodes after the stabilization time`, data };
+      if (!server.voter)
+        return {
+          status: 'failed',
+          message: `${node.name} is not a voter (yet): autopilot promotes healthy nodes after the stabilization time`,
+          data,
+        };
     }
     return { status: 'ok', message: `${health.state}, ${health.body.version ?? 'version unknown'}`, data };
   },

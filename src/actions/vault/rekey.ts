@@ -19,7 +19,16 @@ export default defineAction({
     shares: z.coerce.number().int().min(1).max(255),
     threshold: z.coerce.number().int().min(1).max(255),
     pgp_keys: z
-      .preprocess((v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v), z.array(z.string().min(1)).min(1))
+      .preprocess(
+        (v) =>
+          typeof v === 'string'
+            ? v
+                .split(',')
+                .map((s) => s.trim())
+                .filter(Boolean)
+            : v,
+        z.array(z.string().min(1)).min(1),
+      )
       .describe('Public key files, one per new holder, in order (a list, or one comma-separated string).'),
     out_dir: z.string().describe('Directory for the per-holder files (created 0700; files 0600, never overwritten).'),
     verify: z.boolean().default(true),
@@ -27,16 +36,27 @@ export default defineAction({
   }),
   changes: true,
   gates: ['leader reachable', 'no other rekey in progress'],
-  describe: (a) => `rekey ${a.target === 'recovery' ? 'recovery' : 'unseal'} keys to ${a.shares} shares / threshold ${a.threshold}${a.verify ? ' with verification' : ''}, files in ${a.out_dir}`,
+  describe: (a) =>
+    `rekey ${a.target === 'recovery' ? 'recovery' : 'unseal'} keys to ${a.shares} shares / threshold ${a.threshold}${a.verify ? ' with verification' : ''}, files in ${a.out_dir}`,
   async run(ctx, args) {
     if (!args.verify && !ctx.confirmed) {
       // Without verification the old shares die the moment the threshold is reached.
-      return { status: 'failed', message: 'a rekey without verification needs a typed confirmation: add confirm: "{{ cluster.name }}" to this step, or keep verify: true; nothing was started' };
+      return {
+        status: 'failed',
+        message:
+          'a rekey without verification needs a typed confirmation: add confirm: "{{ cluster.name }}" to this step, or keep verify: true; nothing was started',
+      };
     }
     const pgpKeys = await Promise.all(args.pgp_keys.map((f) => readPublicKeyFile(f)));
     prepareOutDir(resolve(args.out_dir));
     const session = await CeremonySession.open(ctx.cluster);
-    const rekey = await Rekey.start(session, { target: args.target, shares: args.shares, threshold: args.threshold, pgpKeys, verify: args.verify });
+    const rekey = await Rekey.start(session, {
+      target: args.target,
+      shares: args.shares,
+      threshold: args.threshold,
+      pgpKeys,
+      verify: args.verify,
+    });
     ctx.log(`rekey on ${session.node.name}: nonce ${rekey.nonce}, ${rekey.required} current shares needed`);
     try {
       for (const key of args.keys) {

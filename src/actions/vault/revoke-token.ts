@@ -13,20 +13,29 @@ export default defineAction({
   description: 'Revoke a token (e.g. a generated root token) and check that lookups with it are refused.',
   schema: z.strictObject({
     token: z.string().optional().describe('The token, e.g. {{ root.token }} from a vault.generate_root step.'),
-    accessor: z.string().optional().describe('Or its accessor (revoked with the inventory\'s token).'),
+    accessor: z.string().optional().describe("Or its accessor (revoked with the inventory's token)."),
   }),
   changes: true,
-  describe: (args) => (args.accessor ? `revoke the token with accessor ${args.accessor}` : 'revoke the generated token and check it is gone'),
+  describe: (args) =>
+    args.accessor
+      ? `revoke the token with accessor ${args.accessor}`
+      : 'revoke the generated token and check it is gone',
   async run(ctx, args) {
     const { client } = await ctx.cluster.findLeader();
     if (args.token) {
       const { accessor } = await revokeTokenValue(client, args.token);
-      return accessor ? { status: 'changed', message: `revoked the token with accessor ${accessor}; lookups with it are refused` } : { status: 'ok', message: 'the token was already revoked' };
+      return accessor
+        ? { status: 'changed', message: `revoked the token with accessor ${accessor}; lookups with it are refused` }
+        : { status: 'ok', message: 'the token was already revoked' };
     }
     if (args.accessor) {
       await revokeAccessor(client, args.accessor);
-      const still = await lookupAccessor(client, args.accessor).then(() => true, () => false);
-      if (still) return { status: 'failed', message: `the token with accessor ${args.accessor} still exists after revocation` };
+      const still = await lookupAccessor(client, args.accessor).then(
+        () => true,
+        () => false,
+      );
+      if (still)
+        return { status: 'failed', message: `the token with accessor ${args.accessor} still exists after revocation` };
       return { status: 'changed', message: `revoked the token with accessor ${args.accessor}` };
     }
     return { status: 'skipped', reason: 'no token to revoke (none was generated)' };

@@ -14,7 +14,15 @@ export default defineAction({
   async run(ctx, args) {
     const { client } = await ctx.cluster.findLeader();
     const info = await client.withToken(args.token).lookupSelf();
-    if (args.policy && !info.policies.includes(args.policy)) return { status: 'failed', message: `the token (accessor ${info.accessor}) lacks policy ${args.policy}: ${info.policies.join(', ')}` };
-    return { status: 'ok', message: `token works (accessor ${info.accessor}, policies ${info.policies.join(', ')})`, data: { accessor: info.accessor, policies: info.policies } };
+    if (args.policy && !info.policies.includes(args.policy))
+      return {
+        status: 'failed',
+        message: `the token (accessor ${info.accessor}) lacks policy ${args.policy}: ${info.policies.join(', ')}`,
+      };
+    return {
+      status: 'ok',
+      message: `token works (accessor ${info.accessor}, policies ${info.policies.join(', ')})`,
+      data: { accessor: info.accessor, policies: info.policies },
+    };
   },
 });

@@ -7,7 +7,10 @@ export default defineAction({
   name: 'vault.unseal',
   description: 'Unseal a sealed node with key shares, then wait until it serves again.',
   schema: z.strictObject({
-    keys: z.array(z.string().min(1)).min(1, 'at least one key share').describe('Unseal key shares (a secret_list var, e.g. {{ vars.unseal_keys }}).'),
+    keys: z
+      .array(z.string().min(1))
+      .min(1, 'at least one key share')
+      .describe('Unseal key shares (a secret_list var, e.g. {{ vars.unseal_keys }}).'),
     key_set: z.string().optional().describe('Label of the key set, for messages.'),
     wait: z.number().int().min(0).default(60).describe('Seconds to wait for the node to serve after unsealing.'),
   }),
@@ -25,8 +28,12 @@ export default defineAction({
       throw e;
     }
     if (!status.sealed) return { status: 'skipped', reason: `${node.name} is not sealed` };
-    if (status.type !== 'shamir') return { status: 'failed', message: `${node.name} uses the ${status.type} seal: it unseals itself (check the seal's KMS), key shares do not apply` };
-    const setName = args.key_set ?? ctx.spec.unseal?.key_set ?? 'the inventory\'s key set';
+    if (status.type !== 'shamir')
+      return {
+        status: 'failed',
+        message: `${node.name} uses the ${status.type} seal: it unseals itself (check the seal's KMS), key shares do not apply`,
+      };
+    const setName = args.key_set ?? ctx.spec.unseal?.key_set ?? "the inventory's key set";
     // Start from a clean attempt: a half-finished one (someone else's shares) would mix with ours.
     if (status.progress > 0) {
       ctx.log(`${node.name} had an unseal attempt in progress (${status.progress} of ${status.t}); starting over`);
@@ -52,14 +59,22 @@ export default defineAction({
       if (!status.sealed) break;
     }
     if (status.sealed) {
-      return { status: 'failed', message: `${node.name} is still sealed after ${used} share${used === 1 ? '' : 's'} (needs ${status.t}): supply at least ${status.t} shares of ${setName}` };
+      return {
+        status: 'failed',
+        message: `${node.name} is still sealed after ${used} share${used === 1 ? '' : 's'} (needs ${status.t}): supply at least ${status.t} shares of ${setName}`,
+      };
     }
     // Unsealed is not yet serving: a standby must find the active node (a Raft node may need to catch up).
     const deadline = Date.now() + args.wait * 1000;
     for (;;) {
       const h = await client.health().catch(() => undefined);
-      if (h && (h.state === 'active' || h.state === 'standby' || h.state === 'perf-standby')) return { status: 'changed', message: `unsealed with ${used} share${used === 1 ? '' : 's'}; now ${h.state}` };
-      if (Date.now() > deadline || ctx.signal.aborted) return { status: 'failed', message: `${node.name} unsealed but did not serve within ${args.wait} s (state ${h?.state ?? 'unreachable'})` };
+      if (h && (h.state === 'active' || h.state === 'standby' || h.state === 'perf-standby'))
+        return { status: 'changed', message: `unsealed with ${used} share${used === 1 ? '' : 's'}; now ${h.state}` };
+      if (Date.now() > deadline || ctx.signal.aborted)
+        return {
+          status: 'failed',
+          message: `${node.name} unsealed but did not serve within ${args.wait} s (state ${h?.state ?? 'unreachable'})`,
+        };
       await sleep(300);
     }
   },

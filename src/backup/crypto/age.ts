@@ -53,8 +53,10 @@ export interface AgeIdentity {
   secretKey: KeyObject;
 }
 
-const publicKeyObject = (raw: Buffer) => createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
-const rawPublicKey = (k: KeyObject) => Buffer.from(k.export({ format: 'der', type: 'spki' })).subarray(SPKI_PREFIX.length);
+const publicKeyObject = (raw: Buffer) =>
+  createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+const rawPublicKey = (k: KeyObject) =>
+  Buffer.from(k.export({ format: 'der', type: 'spki' })).subarray(SPKI_PREFIX.length);
 const hkdf = (ikm: Buffer, salt: Buffer, info: string) => Buffer.from(hkdfSync('sha256', ikm, salt, info, 32));
 
 /** Raw (unpadded) base64, canonical, as the age header writes it. */
@@ -73,7 +75,9 @@ export function parseAgeRecipient(text: string, source = 'age recipient'): AgeRe
   const t = text.trim();
   const decoded = t.startsWith('age1') ? bech32Decode(t) : undefined;
   if (!decoded || decoded.hrp !== 'age' || decoded.data.length !== 32) {
-    throw new InputError(`${source}: "${t.slice(0, 80)}" is not an age X25519 recipient.`, { hint: 'A recipient looks like age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq (`age-keygen -y KEYFILE` prints it).' });
+    throw new InputError(`${source}: "${t.slice(0, 80)}" is not an age X25519 recipient.`, {
+      hint: 'A recipient looks like age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq (`age-keygen -y KEYFILE` prints it).',
+    });
   }
   return { text: t, publicKey: decoded.data };
 }
@@ -92,14 +96,23 @@ export function parseAgeIdentities(text: string, source = 'the identity'): AgeId
     if (l === '' || l.startsWith('#')) return;
     const decoded = bech32Decode(l);
     if (!decoded || decoded.hrp !== 'age-secret-key-' || decoded.data.length !== 32 || l !== l.toUpperCase()) {
-      throw new InputError(`${source}, line ${i + 1}, is not an age identity (AGE-SECRET-KEY-1...).`, { hint: 'Give the file `age-keygen -o KEYFILE` wrote, through a secret reference (file:KEYFILE, env:NAME, cmd:...).' });
+      throw new InputError(`${source}, line ${i + 1}, is not an age identity (AGE-SECRET-KEY-1...).`, {
+        hint: 'Give the file `age-keygen -o KEYFILE` wrote, through a secret reference (file:KEYFILE, env:NAME, cmd:...).',
+      });
     }
-    const secretKey = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, decoded.data]), format: 'der', type: 'pkcs8' });
+    const secretKey = createPrivateKey({
+      key: Buffer.concat([PKCS8_PREFIX, decoded.data]),
+      format: 'der',
+      type: 'pkcs8',
+    });
     decoded.data.fill(0);
     const publicKey = rawPublicKey(createPublicKey(secretKey));
     out.push({ recipient: bech32Encode('age', publicKey), publicKey, secretKey });
   });
-  if (out.length === 0) throw new InputError(`${source} holds no age identity (AGE-SECRET-KEY-1...).`, { hint: 'Generate one with `age-keygen -o KEYFILE`; its public line is the recipient to encrypt to.' });
+  if (out.length === 0)
+    throw new InputError(`${source} holds no age identity (AGE-SECRET-KEY-1...).`, {
+      hint: 'Generate one with `age-keygen -o KEYFILE`; its public line is the recipient to encrypt to.',
+    });
   return out;
 }
 
@@ -168,7 +181,9 @@ function newFile(recipients: readonly AgeRecipient[]): { header: Buffer; payload
     wrapKey.fill(0);
   }
   header += '---';
-  const mac = createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header')).update(header, 'latin1').digest();
+  const mac = createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
+    .update(header, 'latin1')
+    .digest();
   header += ` ${b64(mac)}\n`;
   const nonce = randomBytes(NONCE_BYTES);
   const payloadKey = hkdf(fileKey, nonce, 'payload');
@@ -237,13 +252,20 @@ function parseHeader(buf: Buffer): ParsedHeader | undefined {
   if (buf.length < 40 && end === -1) return undefined;
   const first = buf.subarray(0, 40).toString('latin1');
   if (first.startsWith(ARMOR_BEGIN)) {
-    throw new InputError('This is an armored age file (`age -a`), which vaultops does not read.', { hint: 'Decrypt it with `age -d` and encrypt it again without -a; vaultops itself writes the binary format.' });
+    throw new InputError('This is an armored age file (`age -a`), which vaultops does not read.', {
+      hint: 'Decrypt it with `age -d` and encrypt it again without -a; vaultops itself writes the binary format.',
+    });
   }
   if (!first.startsWith(`${AGE_VERSION_LINE}\n`)) {
-    throw new CiphertextDamagedError(first.startsWith('age-encryption.org/') ? `This age file has version "${first.split('\n')[0]!.slice(19)}"; only v1 is known.` : 'This is not an age v1 file (it does not start with "age-encryption.org/v1").');
+    throw new CiphertextDamagedError(
+      first.startsWith('age-encryption.org/')
+        ? `This age file has version "${first.split('\n')[0]!.slice(19)}"; only v1 is known.`
+        : 'This is not an age v1 file (it does not start with "age-encryption.org/v1").',
+    );
   }
   if (end === -1 || buf.indexOf(0x0a, end + 5) === -1) {
-    if (buf.length > MAX_HEADER) throw new CiphertextDamagedError('The age header does not end within 1 MiB: not an age file.');
+    if (buf.length > MAX_HEADER)
+      throw new CiphertextDamagedError('The age header does not end within 1 MiB: not an age file.');
     return undefined;
   }
   const macEnd = buf.indexOf(0x0a, end + 5);
@@ -258,7 +280,8 @@ function parseHeader(buf: Buffer): ParsedHeader | undefined {
     const argLine = lines[i++]!;
     if (!argLine.startsWith('-> ')) throw bad(`line ${i} is neither a stanza nor the MAC`);
     const args = argLine.slice(3).split(' ');
-    if (args.some((a) => a.length === 0 || !/^[\x21-\x7e]+$/.test(a))) throw bad(`stanza on line ${i} has an empty or non-printable argument`);
+    if (args.some((a) => a.length === 0 || !/^[\x21-\x7e]+$/.test(a)))
+      throw bad(`stanza on line ${i} has an empty or non-printable argument`);
     let body = '';
     for (;;) {
       if (i >= lines.length) throw bad('a stanza body does not end with a short line');
@@ -273,23 +296,30 @@ function parseHeader(buf: Buffer): ParsedHeader | undefined {
   }
   if (stanzas.length === 0) throw bad('no recipient stanza');
   const mac = fromB64(macLine.slice(4));
-  if (!macLine.startsWith('--- ') || macLine.length !== 47 || !mac) throw bad('the MAC line is not "--- " and 43 base64 characters');
+  if (!macLine.startsWith('--- ') || macLine.length !== 47 || !mac)
+    throw bad('the MAC line is not "--- " and 43 base64 characters');
   return { stanzas, macInput: buf.subarray(0, end + 4), mac, length: macEnd + 1 };
 }
 
 /** Unwraps the file key with one of `identities`, then checks the header MAC with it. */
 function unwrapFileKey(h: ParsedHeader, identities: readonly AgeIdentity[]): Buffer {
   if (h.stanzas.some((s) => s.args[0] === 'scrypt')) {
-    throw new InputError('This age file is encrypted with a passphrase (age -p), which vaultops does not read.', { hint: 'Encrypt backups to X25519 recipients (age1...).' });
+    throw new InputError('This age file is encrypted with a passphrase (age -p), which vaultops does not read.', {
+      hint: 'Encrypt backups to X25519 recipients (age1...).',
+    });
   }
   let fileKey: Buffer | undefined;
   for (const s of h.stanzas) {
     if (s.args[0] !== 'X25519') continue;
     const share = s.args.length === 2 ? fromB64(s.args[1]!) : undefined;
-    if (!share || share.length !== 32 || s.body.length !== 32) throw new CiphertextDamagedError('An X25519 stanza of the age header is malformed.');
+    if (!share || share.length !== 32 || s.body.length !== 32)
+      throw new CiphertextDamagedError('An X25519 stanza of the age header is malformed.');
     for (const id of identities) {
       const shared = diffieHellman({ privateKey: id.secretKey, publicKey: publicKeyObject(share) });
-      if (shared.every((b) => b === 0)) throw new CiphertextDamagedError('An X25519 stanza of the age header has a low-order share (all-zero shared secret): not a genuine age file.');
+      if (shared.every((b) => b === 0))
+        throw new CiphertextDamagedError(
+          'An X25519 stanza of the age header has a low-order share (all-zero shared secret): not a genuine age file.',
+        );
       const wrapKey = hkdf(shared, Buffer.concat([share, id.publicKey]), X25519_INFO);
       shared.fill(0);
       fileKey = open(wrapKey, Buffer.alloc(12), s.body);
@@ -299,11 +329,16 @@ function unwrapFileKey(h: ParsedHeader, identities: readonly AgeIdentity[]): Buf
     if (fileKey) break;
   }
   if (!fileKey || fileKey.length !== 16) {
-    throw new WrongIdentityError(`None of the given age identities (${identities.map((x) => x.recipient).join(', ')}) opens this file.`, {
-      hint: 'Give the identity of one of the recipients it was encrypted to (the manifest lists them: `vaultops backups inspect FILE`).',
-    });
+    throw new WrongIdentityError(
+      `None of the given age identities (${identities.map((x) => x.recipient).join(', ')}) opens this file.`,
+      {
+        hint: 'Give the identity of one of the recipients it was encrypted to (the manifest lists them: `vaultops backups inspect FILE`).',
+      },
+    );
   }
-  const want = createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header')).update(h.macInput).digest();
+  const want = createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
+    .update(h.macInput)
+    .digest();
   if (!timingSafeEqual(want, h.mac)) {
     fileKey.fill(0);
     throw new CiphertextDamagedError('The age header MAC does not match: the header was modified after encryption.');
@@ -341,11 +376,16 @@ export function createAgeDecryptStream(identities: readonly AgeIdentity[]): Tran
   const openChunk = (sealed: Buffer, last: boolean): Buffer => {
     const plain = open(payloadKey!, streamNonce(counter, last), sealed);
     if (!plain) {
-      throw new CiphertextDamagedError(last
-        ? `The last chunk of the age payload (chunk ${counter + 1}) does not authenticate as the final chunk: the file was truncated or modified.`
-        : `Chunk ${counter + 1} of the age payload does not authenticate: the file was modified or damaged.`);
+      throw new CiphertextDamagedError(
+        last
+          ? `The last chunk of the age payload (chunk ${counter + 1}) does not authenticate as the final chunk: the file was truncated or modified.`
+          : `Chunk ${counter + 1} of the age payload does not authenticate: the file was modified or damaged.`,
+      );
     }
-    if (last && plain.length === 0 && counter > 0) throw new CiphertextDamagedError('The age payload ends with an empty final chunk after other chunks: not a valid age file.');
+    if (last && plain.length === 0 && counter > 0)
+      throw new CiphertextDamagedError(
+        'The age payload ends with an empty final chunk after other chunks: not a valid age file.',
+      );
     counter++;
     return plain;
   };
@@ -385,9 +425,16 @@ export function createAgeDecryptStream(identities: readonly AgeIdentity[]): Tran
           const buf = Buffer.concat(head, headLen);
           if (buf.length === 0) throw new CiphertextDamagedError('The encrypted file is empty.');
           const h = parseHeader(buf);
-          throw new CiphertextDamagedError(h ? 'The age file ends right after its header: truncated.' : 'The age file ends inside its header: truncated or not an age file.');
+          throw new CiphertextDamagedError(
+            h
+              ? 'The age file ends right after its header: truncated.'
+              : 'The age file ends inside its header: truncated or not an age file.',
+          );
         }
-        if (pendingLen === 0) throw new CiphertextDamagedError(`The age payload ends after chunk ${counter} without a final chunk: the file was truncated.`);
+        if (pendingLen === 0)
+          throw new CiphertextDamagedError(
+            `The age payload ends after chunk ${counter} without a final chunk: the file was truncated.`,
+          );
         const plain = openChunk(take(pendingLen), true);
         payloadKey.fill(0);
         if (plain.length) this.push(plain);

@@ -10,7 +10,10 @@ export class WrongIdentityError extends InputError {}
 /** The ciphertext is modified, truncated or not what it claims to be. */
 export class CiphertextDamagedError extends SnapshotInvalidError {
   constructor(message: string, options: { cause?: unknown } = {}) {
-    super(message, { hint: 'Do not restore this file: it was modified or cut short after it was written. Restore another backup (`vaultops backups list`), and check the copy path that brought it here.', ...options });
+    super(message, {
+      hint: 'Do not restore this file: it was modified or cut short after it was written. Restore another backup (`vaultops backups list`), and check the copy path that brought it here.',
+      ...options,
+    });
   }
 }
 

@@ -7,10 +7,24 @@ import { Transform, pipeline, type Duplex, type Readable } from 'node:stream';
 import { z } from 'zod';
 import { InputError } from '../../core/errors.js';
 import { redactor } from '../../core/redact.js';
-import { createAgeDecryptStream, createAgeEncryptStream, looksLikeAge, parseAgeIdentities, parseAgeRecipient, type AgeIdentity, type AgeRecipient } from './age.js';
+import {
+  createAgeDecryptStream,
+  createAgeEncryptStream,
+  looksLikeAge,
+  parseAgeIdentities,
+  parseAgeRecipient,
+  type AgeIdentity,
+  type AgeRecipient,
+} from './age.js';
 import { WrongIdentityError } from './encryption-errors.js';
-import { createPgpDecryptStream, createPgpEncryptStream, parsePgpIdentity, readPgpRecipients, type PgpIdentity, type PgpRecipient } from './openpgp-stream.js';
-
+import {
+  createPgpDecryptStream,
+  createPgpEncryptStream,
+  parsePgpIdentity,
+  readPgpRecipients,
+  type PgpIdentity,
+  type PgpRecipient,
+} from './openpgp-stream.js';
 
 /** What a backup's manifest records about its encryption (the manifest's `encryption` field). */
 export interface EncryptionRecord {
@@ -32,21 +46,39 @@ export type EncryptionFormat = 'age' | 'openpgp';
 /** Appended to `<name>.snap` for each format. */
 export const ENCRYPTED_SUFFIX: Record<EncryptionFormat, string> = { age: '.age', openpgp: '.pgp' };
 
-const secretRef = z.string().regex(/^(env|file|prompt|cmd):./, 'a secret reference: env:NAME, file:PATH, prompt:LABEL or cmd:COMMAND');
+const secretRef = z
+  .string()
+  .regex(/^(env|file|prompt|cmd):./, 'a secret reference: env:NAME, file:PATH, prompt:LABEL or cmd:COMMAND');
 
-export const encryptConfigSchema = z.union([
-  z.strictObject({
-    age: z.array(z.string().min(1)).min(1).describe('age recipients: `age1...` strings, or files of them (one a line, # comments), relative to the inventory.'),
-  }),
-  z.strictObject({
-    openpgp: z.array(z.string().min(1)).min(1).describe('OpenPGP public key files (`gpg --export --armor KEYID`), relative to the inventory.'),
-  }),
-]).describe('Encrypt backup files at rest for these recipients; only public keys are needed here.');
+export const encryptConfigSchema = z
+  .union([
+    z.strictObject({
+      age: z
+        .array(z.string().min(1))
+        .min(1)
+        .describe(
+          'age recipients: `age1...` strings, or files of them (one a line, # comments), relative to the inventory.',
+        ),
+    }),
+    z.strictObject({
+      openpgp: z
+        .array(z.string().min(1))
+        .min(1)
+        .describe('OpenPGP public key files (`gpg --export --armor KEYID`), relative to the inventory.'),
+    }),
+  ])
+  .describe('Encrypt backup files at rest for these recipients; only public keys are needed here.');
 
-export const decryptConfigSchema = z.strictObject({
-  identity: secretRef.describe('Secret reference to the age identity file or armored OpenPGP private key that opens this store\'s backups (restore, verify, drill).'),
-  passphrase: secretRef.optional().describe('Secret reference to the OpenPGP private key\'s passphrase, if it has one.'),
-}).describe('How restores, `backups verify` and drills open encrypted backups of this store.');
+export const decryptConfigSchema = z
+  .strictObject({
+    identity: secretRef.describe(
+      "Secret reference to the age identity file or armored OpenPGP private key that opens this store's backups (restore, verify, drill).",
+    ),
+    passphrase: secretRef
+      .optional()
+      .describe("Secret reference to the OpenPGP private key's passphrase, if it has one."),
+  })
+  .describe('How restores, `backups verify` and drills open encrypted backups of this store.');
 
 export type EncryptConfig = z.infer<typeof encryptConfigSchema>;
 export type DecryptConfig = z.infer<typeof decryptConfigSchema>;
@@ -57,11 +89,13 @@ export interface EncryptionSpec {
   recipients: string[];
 }
 
-const localPath = (p: string, base: string) => (p === '~' || p.startsWith('~/') ? join(homedir(), p.slice(1)) : resolve(base, p));
+const localPath = (p: string, base: string) =>
+  p === '~' || p.startsWith('~/') ? join(homedir(), p.slice(1)) : resolve(base, p);
 
 /** The store's `encrypt:` with paths made absolute against `base` (the inventory's directory). */
 export function encryptionSpecFromConfig(c: EncryptConfig, base: string): EncryptionSpec {
-  if ('age' in c) return { format: 'age', recipients: c.age.map((r) => (r.startsWith('age1') ? r : localPath(r, base))) };
+  if ('age' in c)
+    return { format: 'age', recipients: c.age.map((r) => (r.startsWith('age1') ? r : localPath(r, base))) };
   return { format: 'openpgp', recipients: c.openpgp.map((r) => localPath(r, base)) };
 }
 
@@ -74,19 +108,33 @@ export function encryptionSpecFromFlags(values: readonly string[], base = proces
     if (v.startsWith('age1')) return { format: 'age' as const, value: v };
     if (/^AGE-SECRET-KEY-/i.test(v) || /PRIVATE KEY/.test(v)) {
       redactor.add(v);
-      throw new InputError('--encrypt-to was given a secret key. Encryption needs only the public side; a secret never goes on a command line.', { hint: 'Pass the recipient (`age-keygen -y KEYFILE` prints it) or a public key file.' });
+      throw new InputError(
+        '--encrypt-to was given a secret key. Encryption needs only the public side; a secret never goes on a command line.',
+        { hint: 'Pass the recipient (`age-keygen -y KEYFILE` prints it) or a public key file.' },
+      );
     }
     const path = localPath(v, base);
     let text: string;
     try {
       text = readFileSync(path, 'utf8');
     } catch (e) {
-      throw new InputError(`--encrypt-to ${v}: neither an age recipient (age1...) nor a readable file (${(e as NodeJS.ErrnoException).code ?? 'error'}).`);
+      throw new InputError(
+        `--encrypt-to ${v}: neither an age recipient (age1...) nor a readable file (${(e as NodeJS.ErrnoException).code ?? 'error'}).`,
+      );
     }
-    return { format: /-----BEGIN PGP PUBLIC KEY BLOCK-----/.test(text) || !/age1/.test(text) ? ('openpgp' as const) : ('age' as const), value: path };
+    return {
+      format:
+        /-----BEGIN PGP PUBLIC KEY BLOCK-----/.test(text) || !/age1/.test(text)
+          ? ('openpgp' as const)
+          : ('age' as const),
+      value: path,
+    };
   });
   const formats = new Set(items.map((i) => i.format));
-  if (formats.size !== 1) throw new InputError('--encrypt-to mixes age recipients and OpenPGP keys; a backup is encrypted in one format.', { hint: 'Give only age recipients, or only OpenPGP public key files.' });
+  if (formats.size !== 1)
+    throw new InputError('--encrypt-to mixes age recipients and OpenPGP keys; a backup is encrypted in one format.', {
+      hint: 'Give only age recipients, or only OpenPGP public key files.',
+    });
   return { format: items[0]!.format, recipients: items.map((i) => i.value) };
 }
 
@@ -111,18 +159,24 @@ async function resolveRecipients(spec: EncryptionSpec): Promise<ResolvedRecipien
     try {
       text = readFileSync(r, 'utf8');
     } catch (e) {
-      throw new InputError(`Cannot read the age recipients file ${r} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`, { hint: 'Write the recipients (`age-keygen -y KEYFILE`) into it, one a line.' });
+      throw new InputError(
+        `Cannot read the age recipients file ${r} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`,
+        { hint: 'Write the recipients (`age-keygen -y KEYFILE`) into it, one a line.' },
+      );
     }
     if (/AGE-SECRET-KEY-/i.test(text)) {
       parseAgeIdentities(text, r); // registers the keys with the redactor before the error below
-      throw new InputError(`${r} holds an age *identity* (secret key); encryption needs only recipients.`, { hint: `Write \`age-keygen -y ${r}\` into a recipients file and name that instead; keep the identity where restores run.` });
+      throw new InputError(`${r} holds an age *identity* (secret key); encryption needs only recipients.`, {
+        hint: `Write \`age-keygen -y ${r}\` into a recipients file and name that instead; keep the identity where restores run.`,
+      });
     }
     text.split(/\r?\n/).forEach((line, i) => {
       const l = line.trim();
       if (l && !l.startsWith('#')) out.age.push(parseAgeRecipient(l, `${r}, line ${i + 1}`));
     });
   }
-  if (out.age.length + out.pgp.length === 0) throw new InputError(`No ${spec.format} recipient in ${spec.recipients.join(', ')}.`);
+  if (out.age.length + out.pgp.length === 0)
+    throw new InputError(`No ${spec.format} recipient in ${spec.recipients.join(', ')}.`);
   return out;
 }
 
@@ -185,10 +239,17 @@ export type IdentityLoader = () => Promise<DecryptionIdentity>;
 
 export async function parseIdentity(m: IdentityMaterial): Promise<DecryptionIdentity> {
   redactor.add(m.text, m.passphrase);
-  if (m.text.includes('-----BEGIN PGP PRIVATE KEY BLOCK-----')) return { source: m.source, pgp: await parsePgpIdentity(m.text, m.passphrase, m.source) };
+  if (m.text.includes('-----BEGIN PGP PRIVATE KEY BLOCK-----'))
+    return { source: m.source, pgp: await parsePgpIdentity(m.text, m.passphrase, m.source) };
   if (/AGE-SECRET-KEY-1/i.test(m.text)) return { source: m.source, age: parseAgeIdentities(m.text, m.source) };
-  if (m.text.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')) throw new InputError(`${m.source} is an OpenPGP *public* key; decryption needs the private key.`, { hint: 'Point the reference at `gpg --export-secret-keys --armor KEYID` output (mode 0600).' });
-  throw new InputError(`${m.source} is neither an age identity (AGE-SECRET-KEY-1...) nor an armored OpenPGP private key.`, { hint: 'Give the file `age-keygen -o` wrote, or `gpg --export-secret-keys --armor KEYID` output.' });
+  if (m.text.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----'))
+    throw new InputError(`${m.source} is an OpenPGP *public* key; decryption needs the private key.`, {
+      hint: 'Point the reference at `gpg --export-secret-keys --armor KEYID` output (mode 0600).',
+    });
+  throw new InputError(
+    `${m.source} is neither an age identity (AGE-SECRET-KEY-1...) nor an armored OpenPGP private key.`,
+    { hint: 'Give the file `age-keygen -o` wrote, or `gpg --export-secret-keys --armor KEYID` output.' },
+  );
 }
 
 /** Memoizes `load` + parse: the reference is resolved (and maybe prompted for) at most once. */
@@ -206,7 +267,8 @@ export interface EncryptedFormat {
 export function sniffEncryption(start: Buffer): EncryptedFormat | undefined {
   const age = looksLikeAge(start);
   if (age) return { format: 'age', armored: age === 'armored' };
-  if (start.subarray(0, 40).toString('latin1').startsWith('-----BEGIN PGP MESSAGE-----')) return { format: 'openpgp', armored: true };
+  if (start.subarray(0, 40).toString('latin1').startsWith('-----BEGIN PGP MESSAGE-----'))
+    return { format: 'openpgp', armored: true };
   const b = start[0];
   if (b === undefined || (b & 0x80) === 0) return undefined;
   // An OpenPGP packet header: new format (bit 6) tag in the low 6 bits, old format in bits 5-2.
@@ -229,10 +291,16 @@ export async function sniffFile(path: string): Promise<EncryptedFormat | undefin
 /** The decryptor for `fmt` with `identity`; an identity of the other format is a clear error. */
 export function createDecryptStage(fmt: EncryptedFormat, identity: DecryptionIdentity): Duplex {
   if (fmt.format === 'age') {
-    if (!identity.age) throw new WrongIdentityError(`This file is age-encrypted and ${identity.source} is an OpenPGP key.`, { hint: 'Give the age identity (AGE-SECRET-KEY-1...) of one of its recipients.' });
+    if (!identity.age)
+      throw new WrongIdentityError(`This file is age-encrypted and ${identity.source} is an OpenPGP key.`, {
+        hint: 'Give the age identity (AGE-SECRET-KEY-1...) of one of its recipients.',
+      });
     return createAgeDecryptStream(identity.age);
   }
-  if (!identity.pgp) throw new WrongIdentityError(`This file is OpenPGP-encrypted and ${identity.source} is an age identity.`, { hint: 'Give the armored OpenPGP private key of one of its recipients.' });
+  if (!identity.pgp)
+    throw new WrongIdentityError(`This file is OpenPGP-encrypted and ${identity.source} is an age identity.`, {
+      hint: 'Give the armored OpenPGP private key of one of its recipients.',
+    });
   return createPgpDecryptStream(identity.pgp, { armored: fmt.armored });
 }
 
@@ -242,6 +310,9 @@ export const READ_CHUNK = 1 << 20;
 /** The plaintext of an encrypted file, decrypted while it is read (nothing is written to disk). */
 export function openDecrypted(path: string, fmt: EncryptedFormat, identity: DecryptionIdentity): Readable {
   const decryptor = createDecryptStage(fmt, identity);
-  return pipeline(createReadStream(path, { highWaterMark: READ_CHUNK }), decryptor, () => undefined) as unknown as Readable;
+  return pipeline(
+    createReadStream(path, { highWaterMark: READ_CHUNK }),
+    decryptor,
+    () => undefined,
+  ) as unknown as Readable;
 }
-

@@ -39,26 +39,40 @@ export async function readPgpRecipients(path: string): Promise<PgpRecipient[]> {
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    throw new InputError(`Cannot read the OpenPGP public key ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`, { hint: 'Export it with `gpg --export --armor KEYID > key.asc`.' });
+    throw new InputError(
+      `Cannot read the OpenPGP public key ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`,
+      { hint: 'Export it with `gpg --export --armor KEYID > key.asc`.' },
+    );
   }
   const text = bytes.toString('utf8');
   if (/-----BEGIN PGP PRIVATE KEY BLOCK-----/.test(text)) {
     redactor.add(text, ...armorLines(text));
-    throw new InputError(`${path} holds an OpenPGP *private* key; backups are encrypted to public keys only.`, { hint: 'Give `gpg --export --armor KEYID` (not --export-secret-keys); keep the private key where restores run.' });
+    throw new InputError(`${path} holds an OpenPGP *private* key; backups are encrypted to public keys only.`, {
+      hint: 'Give `gpg --export --armor KEYID` (not --export-secret-keys); keep the private key where restores run.',
+    });
   }
   const openpgp = await loadOpenpgp();
   let keys: Pgp.Key[];
   try {
-    keys = text.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----') ? await openpgp.readKeys({ armoredKeys: text }) : await openpgp.readKeys({ binaryKeys: new Uint8Array(bytes) });
+    keys = text.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')
+      ? await openpgp.readKeys({ armoredKeys: text })
+      : await openpgp.readKeys({ binaryKeys: new Uint8Array(bytes) });
   } catch (e) {
-    throw new InputError(`${path} is not an OpenPGP public key: ${(e as Error).message}.`, { hint: 'Give the file written by `gpg --export --armor KEYID`.' });
+    throw new InputError(`${path} is not an OpenPGP public key: ${(e as Error).message}.`, {
+      hint: 'Give the file written by `gpg --export --armor KEYID`.',
+    });
   }
   const out: PgpRecipient[] = [];
   for (const key of keys) {
-    if (key.isPrivate()) throw new InputError(`${path} holds an OpenPGP *private* key; backups are encrypted to public keys only.`, { hint: 'Give `gpg --export --armor KEYID` instead.' });
+    if (key.isPrivate())
+      throw new InputError(`${path} holds an OpenPGP *private* key; backups are encrypted to public keys only.`, {
+        hint: 'Give `gpg --export --armor KEYID` instead.',
+      });
     const fingerprint = key.getFingerprint().toUpperCase();
     await key.getEncryptionKey().catch((e: unknown) => {
-      throw new InputError(`OpenPGP key ${fingerprint} in ${path} cannot encrypt (${(e as Error).message}).`, { hint: 'Use a key with a valid, unexpired encryption subkey.' });
+      throw new InputError(`OpenPGP key ${fingerprint} in ${path} cannot encrypt (${(e as Error).message}).`, {
+        hint: 'Use a key with a valid, unexpired encryption subkey.',
+      });
     });
     out.push({ source: path, fingerprint, key: key as Pgp.PublicKey });
   }
@@ -67,21 +81,30 @@ export async function readPgpRecipients(path: string): Promise<PgpRecipient[]> {
 
 /** The base64 lines of an armored block: each is registered with the redactor on its own. */
 function armorLines(text: string): string[] {
-  return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => /^[A-Za-z0-9+/=]{16,}$/.test(l));
+  return text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => /^[A-Za-z0-9+/=]{16,}$/.test(l));
 }
 
 /**
  * Reads armored (or binary) private keys and unlocks them with `passphrase`. The key text, every
  * line of it and the passphrase go to the redactor first.
  */
-export async function parsePgpIdentity(text: string, passphrase: string | undefined, source = 'the identity'): Promise<PgpIdentity> {
+export async function parsePgpIdentity(
+  text: string,
+  passphrase: string | undefined,
+  source = 'the identity',
+): Promise<PgpIdentity> {
   redactor.add(text, ...armorLines(text), passphrase);
   const openpgp = await loadOpenpgp();
   let keys: Pgp.PrivateKey[];
   try {
     keys = await openpgp.readPrivateKeys({ armoredKeys: text });
   } catch {
-    throw new InputError(`${source} is not an armored OpenPGP private key.`, { hint: 'Give `gpg --export-secret-keys --armor KEYID` output through a secret reference (file:PATH with mode 0600, env:NAME, cmd:...).' });
+    throw new InputError(`${source} is not an armored OpenPGP private key.`, {
+      hint: 'Give `gpg --export-secret-keys --armor KEYID` output through a secret reference (file:PATH with mode 0600, env:NAME, cmd:...).',
+    });
   }
   const unlocked: Pgp.PrivateKey[] = [];
   for (const k of keys) {
@@ -89,11 +112,18 @@ export async function parsePgpIdentity(text: string, passphrase: string | undefi
       unlocked.push(k);
       continue;
     }
-    if (!passphrase) throw new InputError(`OpenPGP key ${k.getFingerprint().toUpperCase()} in ${source} is protected by a passphrase and none was given.`, { hint: 'Give it with --identity-passphrase REF or `decrypt: { passphrase: REF }` on the store.' });
+    if (!passphrase)
+      throw new InputError(
+        `OpenPGP key ${k.getFingerprint().toUpperCase()} in ${source} is protected by a passphrase and none was given.`,
+        { hint: 'Give it with --identity-passphrase REF or `decrypt: { passphrase: REF }` on the store.' },
+      );
     try {
       unlocked.push(await openpgp.decryptKey({ privateKey: k, passphrase }));
     } catch {
-      throw new InputError(`The passphrase does not unlock OpenPGP key ${k.getFingerprint().toUpperCase()} in ${source}.`, { hint: 'Check the passphrase reference.' });
+      throw new InputError(
+        `The passphrase does not unlock OpenPGP key ${k.getFingerprint().toUpperCase()} in ${source}.`,
+        { hint: 'Check the passphrase reference.' },
+      );
     }
   }
   return { keys: unlocked, fingerprints: unlocked.map((k) => k.getFingerprint().toUpperCase()) };
@@ -104,10 +134,15 @@ export async function createPgpEncryptStream(recipients: readonly PgpRecipient[]
   const openpgp = await loadOpenpgp();
   // Copies what is written: the backup's writer reuses its buffers once a write is acknowledged,
   // and openpgp.js may still hold a chunk in its queues at that point.
-  const input = new TransformStream<Uint8Array, Uint8Array>({ transform: (chunk, controller) => controller.enqueue(chunk.slice()) });
+  const input = new TransformStream<Uint8Array, Uint8Array>({
+    transform: (chunk, controller) => controller.enqueue(chunk.slice()),
+  });
   const message = await openpgp.createMessage({ binary: input.readable, format: 'binary' });
   const output = await openpgp.encrypt({ message, encryptionKeys: recipients.map((r) => r.key), format: 'binary' });
-  return Duplex.fromWeb({ writable: input.writable, readable: output as ReadableStream<Uint8Array> }, { objectMode: false });
+  return Duplex.fromWeb(
+    { writable: input.writable, readable: output as ReadableStream<Uint8Array> },
+    { objectMode: false },
+  );
 }
 
 /**
@@ -126,11 +161,18 @@ export function createPgpDecryptStream(identity: PgpIdentity, options: { armored
         ? await openpgp.readMessage({ armoredMessage: input.readable.pipeThrough(new TextDecoderStream()) })
         : await openpgp.readMessage({ binaryMessage: input.readable });
     } catch (e) {
-      throw new CiphertextDamagedError(`This is not a readable OpenPGP message (${(e as Error).message}).`, { cause: e });
+      throw new CiphertextDamagedError(`This is not a readable OpenPGP message (${(e as Error).message}).`, {
+        cause: e,
+      });
     }
     let data: ReadableStream<Uint8Array>;
     try {
-      ({ data } = (await openpgp.decrypt({ message, decryptionKeys: identity.keys, format: 'binary', config: STREAM_CONFIG })) as { data: ReadableStream<Uint8Array> });
+      ({ data } = (await openpgp.decrypt({
+        message,
+        decryptionKeys: identity.keys,
+        format: 'binary',
+        config: STREAM_CONFIG,
+      })) as { data: ReadableStream<Uint8Array> });
     } catch (e) {
       throw mapDecryptError(e, identity);
     }
@@ -160,12 +202,21 @@ export function createPgpDecryptStream(identity: PgpIdentity, options: { armored
 function mapDecryptError(e: unknown, identity: PgpIdentity): Error {
   const message = (e as Error).message ?? String(e);
   if (/session key decryption failed|no (decryption key|matching) packets|no decryption key/i.test(message)) {
-    return new WrongIdentityError(`None of the given OpenPGP keys (${identity.fingerprints.join(', ')}) opens this file.`, {
-      hint: 'Give the private key of one of the recipients it was encrypted to (the manifest lists their fingerprints: `vaultops backups inspect FILE`).',
-    });
+    return new WrongIdentityError(
+      `None of the given OpenPGP keys (${identity.fingerprints.join(', ')}) opens this file.`,
+      {
+        hint: 'Give the private key of one of the recipients it was encrypted to (the manifest lists their fingerprints: `vaultops backups inspect FILE`).',
+      },
+    );
   }
   if (/modification detected|mdc|authentication|integrity/i.test(message)) {
-    return new CiphertextDamagedError('The OpenPGP message fails its integrity check (MDC): the file was modified or truncated.', { cause: e });
+    return new CiphertextDamagedError(
+      'The OpenPGP message fails its integrity check (MDC): the file was modified or truncated.',
+      { cause: e },
+    );
   }
-  return new CiphertextDamagedError(`The OpenPGP message cannot be decrypted (${redactor.redact(message)}): the file is damaged or truncated.`, { cause: e });
+  return new CiphertextDamagedError(
+    `The OpenPGP message cannot be decrypted (${redactor.redact(message)}): the file is damaged or truncated.`,
+    { cause: e },
+  );
 }

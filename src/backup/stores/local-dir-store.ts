@@ -29,7 +29,10 @@ class SyncAheadWriteStream extends WriteStream {
     super._write(chunk, encoding, (e?: Error | null) => callback(e ?? this.#afterWrite()));
   }
 
-  override _writev(chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, callback: (error?: Error | null) => void): void {
+  override _writev(
+    chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>,
+    callback: (error?: Error | null) => void,
+  ): void {
     super._writev!(chunks, (e?: Error | null) => callback(e ?? this.#afterWrite()));
   }
 
@@ -96,8 +99,13 @@ export class LocalDirStore implements BackupStore {
       });
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') throw new VaultopsError(`${partial} exists: another backup is writing it, or one was killed.`, { hint: 'If no backup is running, delete that file.' });
-      throw new VaultopsError(`Cannot create ${partial}: ${code ?? String(e)}.`, { hint: 'Check that the backup directory exists and is writable.' });
+      if (code === 'EEXIST')
+        throw new VaultopsError(`${partial} exists: another backup is writing it, or one was killed.`, {
+          hint: 'If no backup is running, delete that file.',
+        });
+      throw new VaultopsError(`Cannot create ${partial}: ${code ?? String(e)}.`, {
+        hint: 'Check that the backup directory exists and is writable.',
+      });
     }
     const dir = this.location;
     let done = false;
@@ -118,7 +126,11 @@ export class LocalDirStore implements BackupStore {
         const written: string[] = [];
         try {
           // The pipeline has finished the stream; wait for the flushed close.
-          if (!stream.closed) await new Promise<void>((res, rej) => { stream.once('close', () => res()); stream.once('error', rej); });
+          if (!stream.closed)
+            await new Promise<void>((res, rej) => {
+              stream.once('close', () => res());
+              stream.once('error', rej);
+            });
           await writeAtomically(`${final}.sha256`, sidecarText(storedFileOf(manifest).sha256, finalName));
           written.push(`${final}.sha256`);
           await writeAtomically(`${final}.json`, `${JSON.stringify(manifest, null, 2)}\n`);
@@ -149,7 +161,14 @@ export class LocalDirStore implements BackupStore {
     }
     const entries: BackupEntry[] = [];
     for (const n of names) {
-      if (n.endsWith('.json') || n.endsWith('.sha256') || n.endsWith(PARTIAL_SUFFIX) || n.endsWith('.tmp') || n.startsWith('.')) continue;
+      if (
+        n.endsWith('.json') ||
+        n.endsWith('.sha256') ||
+        n.endsWith(PARTIAL_SUFFIX) ||
+        n.endsWith('.tmp') ||
+        n.startsWith('.')
+      )
+        continue;
       const path = join(this.location, n);
       const st = await stat(path).catch(() => undefined);
       if (!st?.isFile()) continue;
@@ -180,13 +199,16 @@ export class LocalDirStore implements BackupStore {
   }
 }
 
-
 export function assertPlainName(name: string): void {
-  if (name !== basename(name) || name.startsWith('.') || name === '') throw new VaultopsError(`"${name}" is not a backup name.`);
+  if (name !== basename(name) || name.startsWith('.') || name === '')
+    throw new VaultopsError(`"${name}" is not a backup name.`);
 }
 
 async function exists(path: string): Promise<boolean> {
-  return stat(path).then(() => true, () => false);
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /**
@@ -196,7 +218,11 @@ async function exists(path: string): Promise<boolean> {
  */
 async function writeAtomically(path: string, text: string): Promise<void> {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  const h = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+  const h = await open(
+    tmp,
+    fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW,
+    0o600,
+  );
   try {
     await h.writeFile(text);
     await h.sync();
@@ -224,8 +250,16 @@ async function fsyncDir(dir: string): Promise<void> {
 export function wrapWriteError(e: unknown, where: string): Error {
   if (e instanceof VaultopsError) return e;
   const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC') return new VaultopsError(`No space left on the device while writing ${where}; the partial file was removed, earlier backups are untouched.`, { hint: 'Free space in the backup directory or lower retention, then run again.', cause: e });
-  if (code === 'EDQUOT') return new VaultopsError(`Disk quota exceeded while writing ${where}; the partial file was removed.`, { hint: 'Raise the quota or free space.', cause: e });
+  if (code === 'ENOSPC')
+    return new VaultopsError(
+      `No space left on the device while writing ${where}; the partial file was removed, earlier backups are untouched.`,
+      { hint: 'Free space in the backup directory or lower retention, then run again.', cause: e },
+    );
+  if (code === 'EDQUOT')
+    return new VaultopsError(`Disk quota exceeded while writing ${where}; the partial file was removed.`, {
+      hint: 'Raise the quota or free space.',
+      cause: e,
+    });
   if (code) return new VaultopsError(`Writing ${where} failed: ${code}; the partial file was removed.`, { cause: e });
   return e as Error;
 }

@@ -42,12 +42,14 @@ export const manifestSchema = z.object({
    * restore uploads); `stored_*` are those of the file on disk, which the sidecar carries. Only
    * public material is recorded: age recipients, OpenPGP fingerprints. Older manifests have no field.
    */
-  encryption: z.object({
-    format: z.enum(['age', 'openpgp']),
-    recipients: z.array(z.string()),
-    stored_size: z.number(),
-    stored_sha256: z.string().regex(/^[0-9a-f]{64}$/),
-  }).optional(),
+  encryption: z
+    .object({
+      format: z.enum(['age', 'openpgp']),
+      recipients: z.array(z.string()),
+      stored_size: z.number(),
+      stored_sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    })
+    .optional(),
 });
 
 export type ManifestEncryption = NonNullable<z.infer<typeof manifestSchema>['encryption']>;
@@ -93,7 +95,9 @@ export function buildManifest(i: ManifestInput): Manifest {
 
 /** Size and sha256 of the file as stored: the ciphertext for an encrypted backup, else the snapshot. */
 export function storedFileOf(m: Manifest): { size: number; sha256: string } {
-  return m.encryption ? { size: m.encryption.stored_size, sha256: m.encryption.stored_sha256 } : { size: m.size, sha256: m.sha256 };
+  return m.encryption
+    ? { size: m.encryption.stored_size, sha256: m.encryption.stored_sha256 }
+    : { size: m.size, sha256: m.sha256 };
 }
 
 /** Parses a manifest; undefined when it is not one of ours (a hand-copied file, an official-CLI snapshot). */
@@ -115,12 +119,18 @@ export function sidecarText(sha256: string, fileName: string): string {
  * A store's listing entry for snapshot `name`: verified when its manifest (`manifestText`, undefined
  * when there is none) parses and names the size the store holds; otherwise the problem, in words.
  */
-export function backupEntry(name: string, size: number, modifiedAt: Date, manifestText: string | undefined): BackupEntry {
+export function backupEntry(
+  name: string,
+  size: number,
+  modifiedAt: Date,
+  manifestText: string | undefined,
+): BackupEntry {
   const manifest = manifestText === undefined ? undefined : parseManifest(manifestText);
   let problem: string | undefined;
   if (manifestText === undefined) problem = 'no manifest (not written by vaultops backup)';
   else if (!manifest) problem = 'manifest is not valid';
-  else if (storedFileOf(manifest).size !== size) problem = `size ${size} differs from the manifest's ${storedFileOf(manifest).size}`;
+  else if (storedFileOf(manifest).size !== size)
+    problem = `size ${size} differs from the manifest's ${storedFileOf(manifest).size}`;
   else problem = timeProblem(manifest, modifiedAt);
   return { name, size, modifiedAt, manifest: problem ? undefined : manifest, problem };
 }
@@ -140,7 +150,8 @@ const CLOCK_SKEW_MS = 3_600_000;
 function timeProblem(m: Manifest, modifiedAt: Date): string | undefined {
   const finished = Date.parse(m.finished_at);
   if (Number.isNaN(finished)) return `the manifest's finished_at ${JSON.stringify(m.finished_at)} is not a time`;
-  if (finished > modifiedAt.getTime() + CLOCK_SKEW_MS) return `the manifest says it finished at ${m.finished_at}, after the file was last written (${modifiedAt.toISOString()}): its time cannot be trusted, so it is not counted`;
+  if (finished > modifiedAt.getTime() + CLOCK_SKEW_MS)
+    return `the manifest says it finished at ${m.finished_at}, after the file was last written (${modifiedAt.toISOString()}): its time cannot be trusted, so it is not counted`;
   return undefined;
 }
 

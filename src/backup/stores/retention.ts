@@ -26,16 +26,24 @@ export function hasRetentionRule(rule: RetentionRule): boolean {
   return rule.keepLast !== undefined || rule.keepWithinMs !== undefined;
 }
 
-export function planRetention<T extends RetentionCandidate>(entries: readonly T[], rule: RetentionRule, now: Date): RetentionDecision<T> {
-  const sorted = [...entries].sort((a, b) => b.finishedAt.getTime() - a.finishedAt.getTime() || b.name.localeCompare(a.name));
+export function planRetention<T extends RetentionCandidate>(
+  entries: readonly T[],
+  rule: RetentionRule,
+  now: Date,
+): RetentionDecision<T> {
+  const sorted = [...entries].sort(
+    (a, b) => b.finishedAt.getTime() - a.finishedAt.getTime() || b.name.localeCompare(a.name),
+  );
   const keep: RetentionDecision<T>['keep'] = [];
   const remove: RetentionDecision<T>['remove'] = [];
   sorted.forEach((entry, i) => {
     const age = now.getTime() - entry.finishedAt.getTime();
     if (i === 0) keep.push({ entry, why: 'newest verified backup (never deleted)' });
     else if (!hasRetentionRule(rule)) keep.push({ entry, why: 'no retention rule' });
-    else if (rule.keepLast !== undefined && i < rule.keepLast) keep.push({ entry, why: `one of the last ${rule.keepLast}` });
-    else if (rule.keepWithinMs !== undefined && age < rule.keepWithinMs) keep.push({ entry, why: `younger than ${formatDuration(rule.keepWithinMs)}` });
+    else if (rule.keepLast !== undefined && i < rule.keepLast)
+      keep.push({ entry, why: `one of the last ${rule.keepLast}` });
+    else if (rule.keepWithinMs !== undefined && age < rule.keepWithinMs)
+      keep.push({ entry, why: `younger than ${formatDuration(rule.keepWithinMs)}` });
     else {
       const parts: string[] = [];
       if (rule.keepLast !== undefined) parts.push(`not one of the last ${rule.keepLast}`);
@@ -73,12 +81,22 @@ export async function planVerifiedRetention<T extends RetentionCandidate>(
   verify: RetentionVerifier<T>,
   first?: string,
 ): Promise<VerifiedRetentionDecision<T>> {
-  const sorted = [...entries].sort((a, b) => (a.name === first ? -1 : b.name === first ? 1 : 0) || b.finishedAt.getTime() - a.finishedAt.getTime() || b.name.localeCompare(a.name));
+  const sorted = [...entries].sort(
+    (a, b) =>
+      (a.name === first ? -1 : b.name === first ? 1 : 0) ||
+      b.finishedAt.getTime() - a.finishedAt.getTime() ||
+      b.name.localeCompare(a.name),
+  );
   const keep: VerifiedRetentionDecision<T>['keep'] = [];
   const remove: VerifiedRetentionDecision<T>['remove'] = [];
   const unverified: VerifiedRetentionDecision<T>['unverified'] = [];
   // Nothing is deleted without a rule: nothing needs reading either.
-  if (!hasRetentionRule(rule)) return { keep: sorted.map((entry, i) => ({ entry, why: i === 0 ? 'newest backup (never deleted)' : 'no retention rule' })), remove, unverified };
+  if (!hasRetentionRule(rule))
+    return {
+      keep: sorted.map((entry, i) => ({ entry, why: i === 0 ? 'newest backup (never deleted)' : 'no retention rule' })),
+      remove,
+      unverified,
+    };
   let counted = 0;
   for (const entry of sorted) {
     const age = now.getTime() - entry.finishedAt.getTime();
@@ -89,7 +107,10 @@ export async function planVerifiedRetention<T extends RetentionCandidate>(
         unverified.push({ entry, why: problem });
         continue;
       }
-      keep.push({ entry, why: counted === 0 ? 'newest verified backup (never deleted)' : `one of the last ${rule.keepLast} verified` });
+      keep.push({
+        entry,
+        why: counted === 0 ? 'newest verified backup (never deleted)' : `one of the last ${rule.keepLast} verified`,
+      });
       counted++;
     } else if (rule.keepWithinMs !== undefined && age < rule.keepWithinMs) {
       keep.push({ entry, why: `younger than ${formatDuration(rule.keepWithinMs)}` });

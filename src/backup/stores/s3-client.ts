@@ -57,8 +57,12 @@ export class S3Client {
   constructor(o: S3ClientOptions) {
     this.#o = o;
     this.#base = new URL(o.endpoint);
-    if (this.#base.protocol !== 'http:' && this.#base.protocol !== 'https:') throw new VaultopsError(`S3 endpoint ${o.endpoint} is not http(s)://.`);
-    this.#agent = this.#base.protocol === 'https:' ? new https.Agent({ keepAlive: true, maxSockets: 4, ...(o.ca ? { ca: o.ca } : {}) }) : new http.Agent({ keepAlive: true, maxSockets: 4 });
+    if (this.#base.protocol !== 'http:' && this.#base.protocol !== 'https:')
+      throw new VaultopsError(`S3 endpoint ${o.endpoint} is not http(s)://.`);
+    this.#agent =
+      this.#base.protocol === 'https:'
+        ? new https.Agent({ keepAlive: true, maxSockets: 4, ...(o.ca ? { ca: o.ca } : {}) })
+        : new http.Agent({ keepAlive: true, maxSockets: 4 });
   }
 
   close(): void {
@@ -70,9 +74,20 @@ export class S3Client {
    * cut off past `limit` bytes (a listing page of 1000 keys is ~300 KB): a broken or hostile
    * endpoint cannot make the tool buffer without end.
    */
-  async request(method: string, key: string | undefined, query: Record<string, string> = {}, body?: Buffer, headers: Record<string, string> = {}, limit = MAX_S3_ANSWER): Promise<S3Response> {
+  async request(
+    method: string,
+    key: string | undefined,
+    query: Record<string, string> = {},
+    body?: Buffer,
+    headers: Record<string, string> = {},
+    limit = MAX_S3_ANSWER,
+  ): Promise<S3Response> {
     const res = await this.#send(method, key, query, body, headers);
-    return { status: res.statusCode ?? 0, headers: res.headers, body: await this.#readCapped(res, `${method} ${key ?? '(bucket)'}`, limit) };
+    return {
+      status: res.statusCode ?? 0,
+      headers: res.headers,
+      body: await this.#readCapped(res, `${method} ${key ?? '(bucket)'}`, limit),
+    };
   }
 
   async #readCapped(res: IncomingMessage, what: string, limit: number): Promise<Buffer> {
@@ -83,15 +98,21 @@ export class S3Client {
         size += (c as Buffer).length;
         if (size > limit) {
           res.destroy();
-          throw new VaultopsError(`S3 ${what} at ${this.#base.origin} answered with more than ${limit} bytes; that is not an answer this store expects, so it was cut off.`, {
-            hint: 'Check the store\'s endpoint (an S3 service, not a proxy or web server) and what the object holds.',
-          });
+          throw new VaultopsError(
+            `S3 ${what} at ${this.#base.origin} answered with more than ${limit} bytes; that is not an answer this store expects, so it was cut off.`,
+            {
+              hint: "Check the store's endpoint (an S3 service, not a proxy or web server) and what the object holds.",
+            },
+          );
         }
         chunks.push(c as Buffer);
       }
     } catch (e) {
       if (e instanceof VaultopsError) throw e;
-      throw new VaultopsError(`S3 ${what} at ${this.#base.origin} broke off: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}.`, { exitCode: 3, cause: e });
+      throw new VaultopsError(
+        `S3 ${what} at ${this.#base.origin} broke off: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}.`,
+        { exitCode: 3, cause: e },
+      );
     }
     return Buffer.concat(chunks);
   }
@@ -100,19 +121,36 @@ export class S3Client {
   async getStream(key: string): Promise<IncomingMessage> {
     const res = await this.#send('GET', key, {}, undefined, {});
     if ((res.statusCode ?? 0) >= 300) {
-      throw s3Error('GET', key, { status: res.statusCode ?? 0, headers: res.headers, body: await this.#readCapped(res, `GET ${key}`, 1 << 20) });
+      throw s3Error('GET', key, {
+        status: res.statusCode ?? 0,
+        headers: res.headers,
+        body: await this.#readCapped(res, `GET ${key}`, 1 << 20),
+      });
     }
     return res;
   }
 
   /** Throws a clear error unless the answer is 2xx. */
-  async ok(method: string, key: string | undefined, query: Record<string, string> = {}, body?: Buffer, headers: Record<string, string> = {}, limit = MAX_S3_ANSWER): Promise<S3Response> {
+  async ok(
+    method: string,
+    key: string | undefined,
+    query: Record<string, string> = {},
+    body?: Buffer,
+    headers: Record<string, string> = {},
+    limit = MAX_S3_ANSWER,
+  ): Promise<S3Response> {
     const r = await this.request(method, key, query, body, headers, limit);
     if (r.status < 200 || r.status >= 300) throw s3Error(method, key, r);
     return r;
   }
 
-  async #send(method: string, key: string | undefined, query: Record<string, string>, body: Buffer | undefined, extra: Record<string, string>): Promise<IncomingMessage> {
+  async #send(
+    method: string,
+    key: string | undefined,
+    query: Record<string, string>,
+    body: Buffer | undefined,
+    extra: Record<string, string>,
+  ): Promise<IncomingMessage> {
     warnPlainHttp(this.#base, 'S3 endpoint');
     const creds = await this.#o.credentials();
     redactor.add(creds.secretAccessKey, creds.sessionToken);
@@ -123,7 +161,10 @@ export class S3Client {
       .map((k) => `${encode(k)}=${encode(query[k]!)}`)
       .join('&');
     const now = new Date();
-    const amzDate = now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+    const amzDate = now
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d{3}/, '');
     const day = amzDate.slice(0, 8);
     const payloadHash = body ? createHash('sha256').update(body).digest('hex') : EMPTY_SHA256;
     const headers: Record<string, string> = {
@@ -136,24 +177,52 @@ export class S3Client {
     // Always a length on writes: without one Node sends POST/PUT chunked, which SigV4 signs differently.
     if (body || method === 'POST' || method === 'PUT') headers['content-length'] = String(body?.length ?? 0);
     const names = Object.keys(headers).sort();
-    const canonical = [method, path, qs, ...names.map((n) => `${n}:${headers[n]!.trim()}`), '', names.join(';'), payloadHash].join('\n');
+    const canonical = [
+      method,
+      path,
+      qs,
+      ...names.map((n) => `${n}:${headers[n]!.trim()}`),
+      '',
+      names.join(';'),
+      payloadHash,
+    ].join('\n');
     const scope = `${day}/${this.#o.region}/s3/aws4_request`;
-    const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, createHash('sha256').update(canonical).digest('hex')].join('\n');
+    const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, createHash('sha256').update(canonical).digest('hex')].join(
+      '\n',
+    );
     const hmac = (k: Buffer | string, d: string) => createHmac('sha256', k).update(d).digest();
-    const signingKey = hmac(hmac(hmac(hmac(`AWS4${creds.secretAccessKey}`, day), this.#o.region), 's3'), 'aws4_request');
+    const signingKey = hmac(
+      hmac(hmac(hmac(`AWS4${creds.secretAccessKey}`, day), this.#o.region), 's3'),
+      'aws4_request',
+    );
     const signature = createHmac('sha256', signingKey).update(toSign).digest('hex');
-    headers['authorization'] = `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}`;
+    headers['authorization'] =
+      `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}`;
     const lib = this.#base.protocol === 'https:' ? https : http;
     return new Promise<IncomingMessage>((resolve, reject) => {
       const req = lib.request(
-        { protocol: this.#base.protocol, hostname: this.#base.hostname, port: this.#base.port || undefined, method, path: qs ? `${path}?${wireQuery(query)}` : path, headers, agent: this.#agent },
+        {
+          protocol: this.#base.protocol,
+          hostname: this.#base.hostname,
+          port: this.#base.port || undefined,
+          method,
+          path: qs ? `${path}?${wireQuery(query)}` : path,
+          headers,
+          agent: this.#agent,
+        },
         (res) => resolve(res),
       );
-      req.setTimeout(this.#o.timeoutMs ?? 60_000, () => req.destroy(Object.assign(new Error(`no answer within ${Math.round((this.#o.timeoutMs ?? 60_000) / 1000)} s`), { code: 'ETIMEDOUT' })));
+      req.setTimeout(this.#o.timeoutMs ?? 60_000, () =>
+        req.destroy(
+          Object.assign(new Error(`no answer within ${Math.round((this.#o.timeoutMs ?? 60_000) / 1000)} s`), {
+            code: 'ETIMEDOUT',
+          }),
+        ),
+      );
       req.on('error', (e: NodeJS.ErrnoException) =>
         reject(
           new VaultopsError(`Cannot reach the S3 endpoint ${this.#base.origin}: ${e.code ?? e.message}.`, {
-            hint: 'Check the store\'s endpoint and that the S3 service is up.',
+            hint: "Check the store's endpoint and that the S3 service is up.",
             exitCode: 3,
             cause: e,
           }),
@@ -182,11 +251,14 @@ export function s3Error(method: string, key: string | undefined, r: S3Response):
     code === 'NoSuchBucket'
       ? 'Create the bucket first (backups never create buckets).'
       : code === 'SignatureDoesNotMatch' || code === 'InvalidAccessKeyId' || r.status === 403
-        ? 'Check the store\'s access_key_id / secret_access_key references and the bucket policy.'
+        ? "Check the store's access_key_id / secret_access_key references and the bucket policy."
         : code === 'EntityTooLarge' || code === 'QuotaExceeded' || /space|quota|full/i.test(message ?? '')
           ? 'The S3 service is out of space or quota.'
-          : 'See the S3 service\'s logs.';
-  return new VaultopsError(`S3 ${what} failed: HTTP ${r.status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}.`, { hint });
+          : "See the S3 service's logs.";
+  return new VaultopsError(
+    `S3 ${what} failed: HTTP ${r.status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}.`,
+    { hint },
+  );
 }
 
 /** Text of the first <tag>...</tag> in `xml`. */
@@ -213,9 +285,18 @@ export function unescapeXml(s: string): string {
     if (e === 'apos') return "'";
     if (e === 'amp') return '&';
     const cp = e.startsWith('#x') ? Number.parseInt(e.slice(2), 16) : Number(e.slice(1));
-    const valid = cp === 0x9 || cp === 0xa || cp === 0xd || (cp >= 0x20 && cp <= 0xd7ff) || (cp >= 0xe000 && cp <= 0xfffd) || (cp >= 0x10000 && cp <= 0x10ffff);
-    if (!valid) throw new VaultopsError(`The S3 service answered with XML holding ${ref.length > 24 ? `${ref.slice(0, 24)}...` : ref}, which is no character: not a valid S3 answer.`, { hint: 'Check that the store\'s endpoint is an S3 service.' });
+    const valid =
+      cp === 0x9 ||
+      cp === 0xa ||
+      cp === 0xd ||
+      (cp >= 0x20 && cp <= 0xd7ff) ||
+      (cp >= 0xe000 && cp <= 0xfffd) ||
+      (cp >= 0x10000 && cp <= 0x10ffff);
+    if (!valid)
+      throw new VaultopsError(
+        `The S3 service answered with XML holding ${ref.length > 24 ? `${ref.slice(0, 24)}...` : ref}, which is no character: not a valid S3 answer.`,
+        { hint: "Check that the store's endpoint is an S3 service." },
+      );
     return String.fromCodePoint(cp);
   });
 }
-

@@ -61,7 +61,9 @@ export class S3Store implements BackupStore {
       finalName = name.replace(/(\.snap(?:\.age|\.pgp)?)?$/, `-${k}$1`);
     }
     const key = this.#key(finalName);
-    const created = await this.#client.ok('POST', key, { uploads: '' }, undefined, { 'content-type': 'application/octet-stream' });
+    const created = await this.#client.ok('POST', key, { uploads: '' }, undefined, {
+      'content-type': 'application/octet-stream',
+    });
     const uploadId = xmlText(created.body.toString('utf8'), 'UploadId');
     if (!uploadId) throw new VaultopsError(`S3 did not start a multipart upload for ${this.location}/${finalName}.`);
     const upload = new S3Upload(this.#client, key, uploadId, `${this.location}/${finalName}`);
@@ -82,10 +84,21 @@ export class S3Store implements BackupStore {
         try {
           const parts = await upload.finished();
           const size = storedFileOf(manifest).size;
-          if (upload.bytes !== size) throw new VaultopsError(`${this.location}/${finalName}: ${upload.bytes} bytes were uploaded, the manifest says ${size}.`);
-          await client.ok('PUT', `${key}.sha256`, {}, Buffer.from(sidecarText(storedFileOf(manifest).sha256, finalName)), { 'content-type': 'text/plain' });
+          if (upload.bytes !== size)
+            throw new VaultopsError(
+              `${this.location}/${finalName}: ${upload.bytes} bytes were uploaded, the manifest says ${size}.`,
+            );
+          await client.ok(
+            'PUT',
+            `${key}.sha256`,
+            {},
+            Buffer.from(sidecarText(storedFileOf(manifest).sha256, finalName)),
+            { 'content-type': 'text/plain' },
+          );
           written.push(`${key}.sha256`);
-          await client.ok('PUT', `${key}.json`, {}, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), { 'content-type': 'application/json' });
+          await client.ok('PUT', `${key}.json`, {}, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), {
+            'content-type': 'application/json',
+          });
           written.push(`${key}.json`);
           // The commit point: before it the object does not exist, after it it is complete.
           const xml = `<CompleteMultipartUpload>${parts.map((p, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeMarkup(p)}</ETag></Part>`).join('')}</CompleteMultipartUpload>`;
@@ -109,13 +122,20 @@ export class S3Store implements BackupStore {
     const objects = new Map<string, { size: number; modified: Date }>();
     let token: string | undefined;
     do {
-      const r = await this.#client.ok('GET', undefined, { 'list-type': '2', prefix: this.#prefix, ...(token ? { 'continuation-token': token } : {}) });
+      const r = await this.#client.ok('GET', undefined, {
+        'list-type': '2',
+        prefix: this.#prefix,
+        ...(token ? { 'continuation-token': token } : {}),
+      });
       const xml = r.body.toString('utf8');
       for (const c of xmlBlocks(xml, 'Contents')) {
         const key = xmlText(c, 'Key') ?? '';
         const name = key.slice(this.#prefix.length);
         if (!key.startsWith(this.#prefix) || name === '' || name.includes('/')) continue;
-        objects.set(name, { size: Number(xmlText(c, 'Size') ?? 0), modified: new Date(xmlText(c, 'LastModified') ?? 0) });
+        objects.set(name, {
+          size: Number(xmlText(c, 'Size') ?? 0),
+          modified: new Date(xmlText(c, 'LastModified') ?? 0),
+        });
       }
       token = xmlText(xml, 'IsTruncated') === 'true' ? xmlText(xml, 'NextContinuationToken') : undefined;
     } while (token);
@@ -123,7 +143,10 @@ export class S3Store implements BackupStore {
     for (const [n, o] of objects) {
       if (n.endsWith('.json') || n.endsWith('.sha256') || n.startsWith('.')) continue;
       const json = objects.get(`${n}.json`);
-      const text = json && json.size <= SMALL_FILE_LIMIT ? await this.#getText(this.#key(`${n}.json`)).catch(() => undefined) : undefined;
+      const text =
+        json && json.size <= SMALL_FILE_LIMIT
+          ? await this.#getText(this.#key(`${n}.json`)).catch(() => undefined)
+          : undefined;
       entries.push(backupEntry(n, o.size, o.modified, text));
     }
     return newestFirst(entries);
@@ -212,7 +235,10 @@ class S3Upload extends Writable {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    void this.#take(chunk).then(() => cb(), (e: Error) => cb(e));
+    void this.#take(chunk).then(
+      () => cb(),
+      (e: Error) => cb(e),
+    );
   }
 
   override _final(cb: (e?: Error | null) => void): void {
@@ -263,18 +289,21 @@ class S3Upload extends Writable {
     this.#part = this.#spare ?? Buffer.allocUnsafe(PART);
     this.#spare = undefined;
     this.#fill = 0;
-    this.#inflight = this.client.ok('PUT', this.key, { partNumber: String(number), uploadId: this.uploadId }, body).then(
-      (r) => {
-        this.#spare = sending;
-        const etag = r.headers['etag'];
-        if (typeof etag !== 'string') throw new VaultopsError(`S3 stored part ${number} of ${this.where} without an ETag.`);
-        this.#etags[number - 1] = etag;
-      },
-      (e: Error) => {
-        this.#failed = e;
-        throw e;
-      },
-    );
+    this.#inflight = this.client
+      .ok('PUT', this.key, { partNumber: String(number), uploadId: this.uploadId }, body)
+      .then(
+        (r) => {
+          this.#spare = sending;
+          const etag = r.headers['etag'];
+          if (typeof etag !== 'string')
+            throw new VaultopsError(`S3 stored part ${number} of ${this.where} without an ETag.`);
+          this.#etags[number - 1] = etag;
+        },
+        (e: Error) => {
+          this.#failed = e;
+          throw e;
+        },
+      );
     this.#inflight.catch(() => undefined);
   }
 }

@@ -90,7 +90,10 @@ export class SftpStore implements BackupStore {
   close(): void {
     const s = this.#session;
     this.#session = undefined;
-    s?.then((x) => x.host.close(), () => undefined);
+    s?.then(
+      (x) => x.host.close(),
+      () => undefined,
+    );
   }
 
   #path(name: string): string {
@@ -115,7 +118,11 @@ export class SftpStore implements BackupStore {
       // wx: exclusive create, never another run's partial file.
       handle = await call<Buffer>((cb) => sftp.open(partial, 'wx', { mode: 0o600 }, cb));
     } catch (e) {
-      throw sftpError(e, `creating ${this.location}/${posix.basename(partial)}`, 'Check that the directory exists on the server and that the SSH user may write there.');
+      throw sftpError(
+        e,
+        `creating ${this.location}/${posix.basename(partial)}`,
+        'Check that the directory exists on the server and that the SSH user may write there.',
+      );
     }
     const upload = new SftpUpload(sftp, handle, `${this.location}/${finalName}`);
     let done = false;
@@ -135,7 +142,10 @@ export class SftpStore implements BackupStore {
           // final() of the upload waited for every write, fsynced and closed the handle.
           await upload.handleClosed;
           const st = await call<Stats>((cb) => sftp.stat(partial, cb));
-          if (st.size !== storedFileOf(manifest).size) throw new VaultopsError(`${this.location}/${posix.basename(partial)} holds ${st.size} bytes after the upload, not the ${storedFileOf(manifest).size} that were written; removed.`);
+          if (st.size !== storedFileOf(manifest).size)
+            throw new VaultopsError(
+              `${this.location}/${posix.basename(partial)} holds ${st.size} bytes after the upload, not the ${storedFileOf(manifest).size} that were written; removed.`,
+            );
           await putSmall(sftp, `${final}.sha256`, sidecarText(storedFileOf(manifest).sha256, finalName));
           written.push(`${final}.sha256`);
           await putSmall(sftp, `${final}.json`, `${JSON.stringify(manifest, null, 2)}\n`);
@@ -181,11 +191,21 @@ export class SftpStore implements BackupStore {
     const entries: BackupEntry[] = [];
     for (const it of items) {
       const n = it.filename;
-      if (n.endsWith('.json') || n.endsWith('.sha256') || n.endsWith(PARTIAL_SUFFIX) || n.endsWith('.tmp') || n.startsWith('.')) continue;
+      if (
+        n.endsWith('.json') ||
+        n.endsWith('.sha256') ||
+        n.endsWith(PARTIAL_SUFFIX) ||
+        n.endsWith('.tmp') ||
+        n.startsWith('.')
+      )
+        continue;
       if (((it.attrs.mode ?? 0) & 0o170000) !== 0o100000) continue;
       const size = it.attrs.size ?? 0;
       const json = byName.get(`${n}.json`);
-      const text = json && (json.attrs.size ?? 0) <= SMALL_FILE_LIMIT ? await getSmall(sftp, this.#path(`${n}.json`)).catch(() => undefined) : undefined;
+      const text =
+        json && (json.attrs.size ?? 0) <= SMALL_FILE_LIMIT
+          ? await getSmall(sftp, this.#path(`${n}.json`)).catch(() => undefined)
+          : undefined;
       entries.push(backupEntry(n, size, new Date((it.attrs.mtime ?? 0) * 1000), text));
     }
     return newestFirst(entries);
@@ -209,9 +229,11 @@ export class SftpStore implements BackupStore {
     assertPlainName(name);
     const { sftp } = await this.#connect();
     const local = localJoin(dir, name);
-    await call((cb) => sftp.fastGet(this.#path(name), local, { concurrency: 16, chunkSize: 128 * 1024 }, cb)).catch((e: unknown) => {
-      throw sftpError(e, `downloading ${this.location}/${name}`);
-    });
+    await call((cb) => sftp.fastGet(this.#path(name), local, { concurrency: 16, chunkSize: 128 * 1024 }, cb)).catch(
+      (e: unknown) => {
+        throw sftpError(e, `downloading ${this.location}/${name}`);
+      },
+    );
     await chmod(local, 0o600);
     for (const ext of ['.json', '.sha256']) {
       const text = await getSmall(sftp, this.#path(`${name}${ext}`)).catch(() => undefined);
@@ -248,7 +270,11 @@ class SftpUpload extends Writable {
   #resolveClosed!: () => void;
   #rejectClosed!: (e: Error) => void;
 
-  constructor(private readonly sftp: SFTPWrapper, private readonly handle: Buffer, private readonly where: string) {
+  constructor(
+    private readonly sftp: SFTPWrapper,
+    private readonly handle: Buffer,
+    private readonly where: string,
+  ) {
     super({ highWaterMark: 1 << 20 });
     this.handleClosed = new Promise((res, rej) => {
       this.#resolveClosed = res;
@@ -286,14 +312,20 @@ class SftpUpload extends Writable {
       if (this.#failed) return cb(this.#failed);
       fsync(this.sftp, this.handle)
         .then(() => this.#close())
-        .then(() => cb(), (e: unknown) => cb(sftpError(e, `flushing ${this.where}`)));
+        .then(
+          () => cb(),
+          (e: unknown) => cb(sftpError(e, `flushing ${this.where}`)),
+        );
     };
     if (this.#inflight === 0) finish();
     else this.#onIdle = finish;
   }
 
   override _destroy(error: Error | null, cb: (e?: Error | null) => void): void {
-    this.#close().then(() => cb(error), () => cb(error));
+    this.#close().then(
+      () => cb(error),
+      () => cb(error),
+    );
   }
 
   async #close(): Promise<void> {
@@ -392,14 +424,18 @@ export async function getSmall(sftp: SFTPWrapper, path: string): Promise<string>
   const h = await call<Buffer>((cb) => sftp.open(path, 'r', cb));
   try {
     const st = await call<Stats>((cb) => sftp.fstat(h, cb));
-    if ((st.size ?? 0) > SMALL_FILE_LIMIT) throw new VaultopsError(`${path} is too large for a manifest (${st.size} bytes; at most ${SMALL_FILE_LIMIT}).`);
+    if ((st.size ?? 0) > SMALL_FILE_LIMIT)
+      throw new VaultopsError(`${path} is too large for a manifest (${st.size} bytes; at most ${SMALL_FILE_LIMIT}).`);
     const buf = Buffer.alloc(SMALL_FILE_LIMIT + 1);
     let got = 0;
     for (;;) {
       const n = await call<number>((cb) => sftp.read(h, buf, got, buf.length - got, got, (e, bytes) => cb(e, bytes)));
       if (!n) break;
       got += n;
-      if (got > SMALL_FILE_LIMIT) throw new VaultopsError(`${path} is too large for a manifest (it grew past ${SMALL_FILE_LIMIT} bytes while read).`);
+      if (got > SMALL_FILE_LIMIT)
+        throw new VaultopsError(
+          `${path} is too large for a manifest (it grew past ${SMALL_FILE_LIMIT} bytes while read).`,
+        );
     }
     return buf.subarray(0, got).toString('utf8');
   } finally {
@@ -411,10 +447,14 @@ export async function getSmall(sftp: SFTPWrapper, path: string): Promise<string>
 function sftpError(e: unknown, what: string, hint?: string): Error {
   if (e instanceof VaultopsError) return e;
   const err = e as Error & { code?: number | string };
-  const reason = err.code === 4 ? `the server answered "${err.message}" (a full disk or quota gives this)` : err.message;
+  const reason =
+    err.code === 4 ? `the server answered "${err.message}" (a full disk or quota gives this)` : err.message;
   const writing = /^(writing|flushing|storing|creating) /.test(what);
-  return new VaultopsError(`SFTP failed while ${what}: ${reason}${writing ? '; the partial file was removed, earlier backups are untouched' : ''}.`, {
-    hint: hint ?? 'Check free space and permissions on the SFTP server, then run again.',
-    cause: e,
-  });
+  return new VaultopsError(
+    `SFTP failed while ${what}: ${reason}${writing ? '; the partial file was removed, earlier backups are untouched' : ''}.`,
+    {
+      hint: hint ?? 'Check free space and permissions on the SFTP server, then run again.',
+      cause: e,
+    },
+  );
 }

@@ -60,7 +60,9 @@ class TarChecker {
   #remaining = 0;
   #padding = 0;
   #zeroBlocks = 0;
-  #current: { name: string; size: number; kind: 'file' | 'pax' | 'longname' | 'skip'; hash?: Hash; chunks?: Buffer[] } | undefined;
+  #current:
+    | { name: string; size: number; kind: 'file' | 'pax' | 'longname' | 'skip'; hash?: Hash; chunks?: Buffer[] }
+    | undefined;
   #pax: { path?: string; size?: number } = {};
   #longName: string | undefined;
   #offset = 0;
@@ -75,7 +77,11 @@ class TarChecker {
       switch (this.#state) {
         case 'end':
           // Go's tar writer ends with two zero blocks; gzip may carry more zero padding. Anything else is not ours.
-          for (; i < buf.length; i++) if (buf[i] !== 0) throw new SnapshotInvalidError(`Snapshot has data after the tar end-of-archive marker (tar offset ${this.#offset + i}).`);
+          for (; i < buf.length; i++)
+            if (buf[i] !== 0)
+              throw new SnapshotInvalidError(
+                `Snapshot has data after the tar end-of-archive marker (tar offset ${this.#offset + i}).`,
+              );
           break;
         case 'header': {
           const n = Math.min(BLOCK - this.#headerFill, buf.length - i);
@@ -118,11 +124,13 @@ class TarChecker {
       if (this.#zeroBlocks === 2) this.#state = 'end';
       return;
     }
-    if (this.#zeroBlocks > 0) throw new SnapshotInvalidError('Snapshot tar has a single zero block in the middle: corrupt archive.');
+    if (this.#zeroBlocks > 0)
+      throw new SnapshotInvalidError('Snapshot tar has a single zero block in the middle: corrupt archive.');
     const stored = parseOctal(h.subarray(148, 156));
     let sum = 0;
     for (let k = 0; k < BLOCK; k++) sum += k >= 148 && k < 156 ? 0x20 : h[k]!;
-    if (stored === undefined || stored !== sum) throw new SnapshotInvalidError('Snapshot tar header checksum does not match: corrupt archive.');
+    if (stored === undefined || stored !== sum)
+      throw new SnapshotInvalidError('Snapshot tar header checksum does not match: corrupt archive.');
     const type = String.fromCharCode(h[156]!);
     let name = cString(h.subarray(0, 100));
     const magic = h.subarray(257, 263).toString('latin1');
@@ -131,7 +139,8 @@ class TarChecker {
       if (prefix) name = `${prefix}/${name}`;
     }
     let size = parseSize(h.subarray(124, 136));
-    if (size === undefined) throw new SnapshotInvalidError('Snapshot tar header has an unreadable size: corrupt archive.');
+    if (size === undefined)
+      throw new SnapshotInvalidError('Snapshot tar header has an unreadable size: corrupt archive.');
     let kind: 'file' | 'pax' | 'longname' | 'skip';
     if (type === 'x') kind = 'pax';
     else if (type === 'L') kind = 'longname';
@@ -143,11 +152,21 @@ class TarChecker {
       this.#pax = {};
       this.#longName = undefined;
     } else kind = 'skip';
-    if ((kind === 'pax' || kind === 'longname') && size > SMALL_MEMBER_LIMIT) throw new SnapshotInvalidError('Snapshot tar has an oversized extended header: corrupt archive.');
+    if ((kind === 'pax' || kind === 'longname') && size > SMALL_MEMBER_LIMIT)
+      throw new SnapshotInvalidError('Snapshot tar has an oversized extended header: corrupt archive.');
     name = name.replace(/^\.\//, '');
     const keep = kind === 'pax' || kind === 'longname' || (kind === 'file' && KEPT.has(name));
-    if (keep && size > SMALL_MEMBER_LIMIT) throw new SnapshotInvalidError(`Snapshot member ${name} is ${size} bytes; a Raft snapshot's ${name} is tiny: not a Raft snapshot.`);
-    this.#current = { name, size, kind, ...(kind === 'file' ? { hash: createHash('sha256') } : {}), ...(keep ? { chunks: [] } : {}) };
+    if (keep && size > SMALL_MEMBER_LIMIT)
+      throw new SnapshotInvalidError(
+        `Snapshot member ${name} is ${size} bytes; a Raft snapshot's ${name} is tiny: not a Raft snapshot.`,
+      );
+    this.#current = {
+      name,
+      size,
+      kind,
+      ...(kind === 'file' ? { hash: createHash('sha256') } : {}),
+      ...(keep ? { chunks: [] } : {}),
+    };
     this.#remaining = size;
     this.#padding = (BLOCK - (size % BLOCK)) % BLOCK;
     if (size === 0) this.#onBodyEnd();
@@ -159,7 +178,8 @@ class TarChecker {
     this.#current = undefined;
     const body = cur.chunks ? Buffer.concat(cur.chunks) : undefined;
     if (cur.kind === 'file') {
-      if (this.members.some((m) => m.name === cur.name)) throw new SnapshotInvalidError(`Snapshot tar holds ${cur.name} twice: not a Raft snapshot.`);
+      if (this.members.some((m) => m.name === cur.name))
+        throw new SnapshotInvalidError(`Snapshot tar holds ${cur.name} twice: not a Raft snapshot.`);
       this.members.push({ name: cur.name, size: cur.size, sha256: cur.hash!.digest('hex') });
       if (body) this.kept.set(cur.name, body);
     } else if (cur.kind === 'pax' && body) {
@@ -200,7 +220,8 @@ function parsePax(body: Buffer): { path?: string; size?: number } {
     const sp = body.indexOf(0x20, i);
     if (sp === -1) break;
     const len = Number.parseInt(body.subarray(i, sp).toString('latin1'), 10);
-    if (!Number.isFinite(len) || len <= 0) throw new SnapshotInvalidError('Snapshot tar has a malformed PAX header: corrupt archive.');
+    if (!Number.isFinite(len) || len <= 0)
+      throw new SnapshotInvalidError('Snapshot tar has a malformed PAX header: corrupt archive.');
     const rec = body.subarray(sp + 1, i + len - 1).toString('utf8');
     const eq = rec.indexOf('=');
     const key = rec.slice(0, eq);
@@ -218,7 +239,10 @@ function parseSums(text: string): Map<string, string> {
   for (const line of text.split('\n')) {
     if (!line.trim()) continue;
     const m = /^([0-9a-fA-F]{64}) [ *]?(.+)$/.exec(line.trimEnd());
-    if (!m) throw new SnapshotInvalidError('Snapshot SHA256SUMS has a line that is not "<sha256>  <name>": corrupt snapshot.');
+    if (!m)
+      throw new SnapshotInvalidError(
+        'Snapshot SHA256SUMS has a line that is not "<sha256>  <name>": corrupt snapshot.',
+      );
     sums.set(m[2]!.replace(/^\.\//, ''), m[1]!.toLowerCase());
   }
   return sums;
@@ -233,10 +257,12 @@ function parseMeta(body: Buffer): SnapshotMeta {
   }
   const num = (k: string): number => {
     const v = raw[k];
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new SnapshotInvalidError(`Snapshot meta.json has no numeric ${k}: not a Raft snapshot.`);
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new SnapshotInvalidError(`Snapshot meta.json has no numeric ${k}: not a Raft snapshot.`);
     return v;
   };
-  const config = raw['Configuration'] as { Servers?: Array<{ ID?: string; Address?: string; Suffrage?: number }> } | undefined;
+  const config = raw['Configuration'] as
+    { Servers?: Array<{ ID?: string; Address?: string; Suffrage?: number }> } | undefined;
   return {
     version: num('Version'),
     id: typeof raw['ID'] === 'string' ? raw['ID'] : '',
@@ -245,30 +271,40 @@ function parseMeta(body: Buffer): SnapshotMeta {
     size: num('Size'),
     configurationIndex: typeof raw['ConfigurationIndex'] === 'number' ? raw['ConfigurationIndex'] : undefined,
     // Suffrage 0 = Voter in hashicorp/raft.
-    servers: (config?.Servers ?? []).map((s) => ({ id: String(s.ID ?? ''), address: String(s.Address ?? ''), voter: (s.Suffrage ?? 0) === 0 })),
+    servers: (config?.Servers ?? []).map((s) => ({
+      id: String(s.ID ?? ''),
+      address: String(s.Address ?? ''),
+      voter: (s.Suffrage ?? 0) === 0,
+    })),
   };
 }
 
 /** The checks that can only be made once the last byte is in. */
 function conclude(tar: TarChecker): Omit<VerifiedSnapshot, 'sha256' | 'bytes'> {
   if (!tar.ended) {
-    throw new SnapshotInvalidError('Snapshot tar ends without its end-of-archive marker: the snapshot is incomplete (truncated download?).');
+    throw new SnapshotInvalidError(
+      'Snapshot tar ends without its end-of-archive marker: the snapshot is incomplete (truncated download?).',
+    );
   }
   const names = new Set(tar.members.map((m) => m.name));
   const sealed = tar.members.find((m) => m.name === 'SHA256SUMS.sealed');
   // Same rule as the Go client's ErrIncompleteSnapshot (api/sys_raft.go).
-  if (!sealed || sealed.size === 0) throw new SnapshotInvalidError('Incomplete snapshot: SHA256SUMS.sealed is missing or empty.');
+  if (!sealed || sealed.size === 0)
+    throw new SnapshotInvalidError('Incomplete snapshot: SHA256SUMS.sealed is missing or empty.');
   const sumsBody = tar.kept.get('SHA256SUMS');
   if (!sumsBody) throw new SnapshotInvalidError('Snapshot has no SHA256SUMS: not a Raft snapshot.');
   const sums = parseSums(sumsBody.toString('utf8'));
   for (const required of ['meta.json', 'state.bin']) {
-    if (!names.has(required)) throw new SnapshotInvalidError(`Snapshot has no ${required}: not a complete Raft snapshot.`);
-    if (!sums.has(required)) throw new SnapshotInvalidError(`Snapshot SHA256SUMS does not list ${required}: corrupt snapshot.`);
+    if (!names.has(required))
+      throw new SnapshotInvalidError(`Snapshot has no ${required}: not a complete Raft snapshot.`);
+    if (!sums.has(required))
+      throw new SnapshotInvalidError(`Snapshot SHA256SUMS does not list ${required}: corrupt snapshot.`);
   }
   for (const [name, expected] of sums) {
     const m = tar.members.find((x) => x.name === name);
     if (!m) throw new SnapshotInvalidError(`Snapshot SHA256SUMS lists ${name}, which the archive does not hold.`);
-    if (m.sha256 !== expected) throw new SnapshotInvalidError(`Snapshot member ${name} does not match its SHA256SUMS entry: corrupt snapshot.`);
+    if (m.sha256 !== expected)
+      throw new SnapshotInvalidError(`Snapshot member ${name} does not match its SHA256SUMS entry: corrupt snapshot.`);
   }
   for (const m of tar.members) {
     if (m.name !== 'SHA256SUMS' && m.name !== 'SHA256SUMS.sealed' && !sums.has(m.name)) {
@@ -277,7 +313,10 @@ function conclude(tar: TarChecker): Omit<VerifiedSnapshot, 'sha256' | 'bytes'> {
   }
   const meta = parseMeta(tar.kept.get('meta.json')!);
   const state = tar.members.find((m) => m.name === 'state.bin')!;
-  if (meta.size !== state.size) throw new SnapshotInvalidError(`Snapshot meta.json says state.bin is ${meta.size} bytes, the archive holds ${state.size}: corrupt snapshot.`);
+  if (meta.size !== state.size)
+    throw new SnapshotInvalidError(
+      `Snapshot meta.json says state.bin is ${meta.size} bytes, the archive holds ${state.size}: corrupt snapshot.`,
+    );
   return { members: tar.members, meta };
 }
 
@@ -335,9 +374,14 @@ export class SnapshotCheck {
       if (this.#failure) return;
       this.#inflated += chunk.length;
       if (this.#inflated > Math.max(this.#floor, this.#ratio * this.#bytes)) {
-        this.#fail(new SnapshotInvalidError(`Snapshot inflates to more than ${this.#ratio} times its compressed size (${this.#inflated} bytes from the first ${this.#bytes}): a gzip bomb, or not a Raft snapshot; stopped there.`, {
-          hint: `Vault's snapshots hold barrier-encrypted data and compress little. If this one really is that compressible, raise ${RATIO_ENV} (now ${this.#ratio}).`,
-        }));
+        this.#fail(
+          new SnapshotInvalidError(
+            `Snapshot inflates to more than ${this.#ratio} times its compressed size (${this.#inflated} bytes from the first ${this.#bytes}): a gzip bomb, or not a Raft snapshot; stopped there.`,
+            {
+              hint: `Vault's snapshots hold barrier-encrypted data and compress little. If this one really is that compressible, raise ${RATIO_ENV} (now ${this.#ratio}).`,
+            },
+          ),
+        );
         return;
       }
       try {
@@ -353,7 +397,10 @@ export class SnapshotCheck {
     this.#gunzip.on('error', (e: NodeJS.ErrnoException) => {
       this.#fail(
         e.code === 'Z_BUF_ERROR' || /unexpected end of file/i.test(e.message)
-          ? new SnapshotInvalidError('Snapshot gzip stream ends early: the snapshot is incomplete (truncated download or file).', { cause: e })
+          ? new SnapshotInvalidError(
+              'Snapshot gzip stream ends early: the snapshot is incomplete (truncated download or file).',
+              { cause: e },
+            )
           : new SnapshotInvalidError(`Snapshot gzip data is corrupt (${e.message}).`, { cause: e }),
       );
     });
@@ -374,7 +421,11 @@ export class SnapshotCheck {
     if (this.#magic.length < 2) {
       this.#magic = Buffer.concat([this.#magic, buf.subarray(0, 2)]).subarray(0, 2);
       if (this.#magic.length === 2 && (this.#magic[0] !== 0x1f || this.#magic[1] !== 0x8b)) {
-        this.#fail(new SnapshotInvalidError('This is not a gzip file, so not a Raft snapshot (the first bytes are not the gzip magic 1f 8b).'));
+        this.#fail(
+          new SnapshotInvalidError(
+            'This is not a gzip file, so not a Raft snapshot (the first bytes are not the gzip magic 1f 8b).',
+          ),
+        );
         return queueMicrotask(() => done(this.#failure));
       }
     }
@@ -481,11 +532,17 @@ export async function verifySnapshotFile(path: string, signal?: AbortSignal): Pr
   const v = createSnapshotVerifier();
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
   try {
-    await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), v.stream, sink, ...(signal ? [{ signal }] as const : []));
+    await pipeline(
+      createReadStream(path, { highWaterMark: 1 << 20 }),
+      v.stream,
+      sink,
+      ...(signal ? ([{ signal }] as const) : []),
+    );
   } catch (e) {
     if (e instanceof VaultopsError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR') throw new VaultopsError(`Cannot read snapshot ${path}: ${code}.`, { hint: 'Check the path.' });
+    if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR')
+      throw new VaultopsError(`Cannot read snapshot ${path}: ${code}.`, { hint: 'Check the path.' });
     throw e;
   }
   return v.result();

@@ -13,7 +13,13 @@ import { SftpStore } from './sftp-store.js';
 import { S3Store } from './s3-store.js';
 import type { S3Credentials } from './s3-client.js';
 import { resolveSecretString } from '../../secrets/refs.js';
-import { decryptConfigSchema, encryptConfigSchema, encryptionSpecFromConfig, type DecryptConfig, type EncryptionSpec } from '../crypto/encryption.js';
+import {
+  decryptConfigSchema,
+  encryptConfigSchema,
+  encryptionSpecFromConfig,
+  type DecryptConfig,
+  type EncryptionSpec,
+} from '../crypto/encryption.js';
 
 /**
  * Where snapshots live. A store receives a snapshot as a stream into a temporary name and makes it
@@ -64,7 +70,11 @@ export interface BackupEntry {
 
 const retentionFields = {
   keep_last: z.number().int().min(1).optional().describe('Keep the newest N verified backups.'),
-  keep_within: z.string().regex(/^\d+(m|h|d|w)$/, 'a duration like 48h, 7d, 2w').optional().describe('Keep every verified backup younger than this.'),
+  keep_within: z
+    .string()
+    .regex(/^\d+(m|h|d|w)$/, 'a duration like 48h, 7d, 2w')
+    .optional()
+    .describe('Keep every verified backup younger than this.'),
   encrypt: encryptConfigSchema.optional(),
   decrypt: decryptConfigSchema.optional(),
 };
@@ -84,31 +94,51 @@ export const storeConfigSchema = z.discriminatedUnion('type', [
   }),
   z.strictObject({
     type: z.literal('s3'),
-    endpoint: z.string().regex(/^https?:\/\//, 'an http(s):// URL').describe('S3 endpoint, e.g. https://s3.eu-west-1.amazonaws.com or https://minio.example.com:9000 (path-style addressing).'),
+    endpoint: z
+      .string()
+      .regex(/^https?:\/\//, 'an http(s):// URL')
+      .describe(
+        'S3 endpoint, e.g. https://s3.eu-west-1.amazonaws.com or https://minio.example.com:9000 (path-style addressing).',
+      ),
     bucket: z.string().min(3),
     prefix: z.string().optional().describe('Key prefix, e.g. prod/vault/.'),
     region: z.string().optional().describe('Signing region (default us-east-1).'),
     access_key_id: z.string().min(1).describe('Access key id, or a secret reference to it.'),
-    secret_access_key: z.string().regex(/^(env|file|cmd|prompt):/, 'a secret reference (env:NAME, file:PATH, cmd:COMMAND), never the key itself').describe('Secret reference to the secret access key.'),
-    session_token: z.string().regex(/^(env|file|cmd|prompt):/, 'a secret reference').optional(),
-    ca_cert: z.string().optional().describe('PEM file of the CA that signed an https endpoint\'s certificate.'),
+    secret_access_key: z
+      .string()
+      .regex(/^(env|file|cmd|prompt):/, 'a secret reference (env:NAME, file:PATH, cmd:COMMAND), never the key itself')
+      .describe('Secret reference to the secret access key.'),
+    session_token: z
+      .string()
+      .regex(/^(env|file|cmd|prompt):/, 'a secret reference')
+      .optional(),
+    ca_cert: z.string().optional().describe("PEM file of the CA that signed an https endpoint's certificate."),
     ...retentionFields,
   }),
 ]);
 
 export type StoreConfig = z.infer<typeof storeConfigSchema>;
 
-export function retentionOf(config: { keep_last?: number | undefined; keep_within?: string | undefined }): RetentionRule {
-  return { keepLast: config.keep_last, keepWithinMs: config.keep_within === undefined ? undefined : parseRetentionDuration(config.keep_within) };
+export function retentionOf(config: {
+  keep_last?: number | undefined;
+  keep_within?: string | undefined;
+}): RetentionRule {
+  return {
+    keepLast: config.keep_last,
+    keepWithinMs: config.keep_within === undefined ? undefined : parseRetentionDuration(config.keep_within),
+  };
 }
 
 /** Builds a store from an inventory entry; `base` resolves relative paths (the inventory's directory). */
 export function openStore(name: string, raw: Record<string, unknown>, base: string): BackupStore {
   const parsed = storeConfigSchema.safeParse(raw);
   if (!parsed.success) {
-    throw new InputError(`Backup store "${name}" in the inventory is not valid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'type'}: ${i.message}`).join('; ')}.`, {
-      hint: 'A local store looks like `{ type: dir, path: /var/backups/vault, keep_last: 24, keep_within: 7d }` (add `encrypt: { age: [age1...] }` or `encrypt: { openpgp: [keys/ops.asc] }` to encrypt files at rest); an SFTP one like `{ type: sftp, host: backup.example.com, user: vaultbak, key_file: ~/.ssh/id_ed25519, known_hosts: ~/.ssh/known_hosts, path: /srv/vault-backups, keep_last: 48 }`; an S3 one like `{ type: s3, endpoint: https://s3.eu-west-1.amazonaws.com, bucket: vault-backups, prefix: prod, region: eu-west-1, access_key_id: AKIA..., secret_access_key: env:AWS_SECRET_ACCESS_KEY }`.',
-    });
+    throw new InputError(
+      `Backup store "${name}" in the inventory is not valid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'type'}: ${i.message}`).join('; ')}.`,
+      {
+        hint: 'A local store looks like `{ type: dir, path: /var/backups/vault, keep_last: 24, keep_within: 7d }` (add `encrypt: { age: [age1...] }` or `encrypt: { openpgp: [keys/ops.asc] }` to encrypt files at rest); an SFTP one like `{ type: sftp, host: backup.example.com, user: vaultbak, key_file: ~/.ssh/id_ed25519, known_hosts: ~/.ssh/known_hosts, path: /srv/vault-backups, keep_last: 48 }`; an S3 one like `{ type: s3, endpoint: https://s3.eu-west-1.amazonaws.com, bucket: vault-backups, prefix: prod, region: eu-west-1, access_key_id: AKIA..., secret_access_key: env:AWS_SECRET_ACCESS_KEY }`.',
+      },
+    );
   }
   const c = parsed.data;
   const store = openParsedStore(name, c, base);
@@ -121,17 +151,34 @@ function openParsedStore(name: string, c: StoreConfig, base: string): BackupStor
   if (c.type === 'dir') return new LocalDirStore(resolve(base, c.path), retentionOf(c));
   if (c.type === 's3') return openS3Store(name, c, base);
   if (c.host_key === undefined && c.known_hosts === undefined) {
-    throw new InputError(`Backup store "${name}" (sftp) has neither host_key nor known_hosts: its server could not be verified.`, {
-      hint: 'Pin the server\'s key (`host_key: "ssh-ed25519 AAAA..."` from its /etc/ssh/ssh_host_ed25519_key.pub) or name a known_hosts file.',
-    });
+    throw new InputError(
+      `Backup store "${name}" (sftp) has neither host_key nor known_hosts: its server could not be verified.`,
+      {
+        hint: 'Pin the server\'s key (`host_key: "ssh-ed25519 AAAA..."` from its /etc/ssh/ssh_host_ed25519_key.pub) or name a known_hosts file.',
+      },
+    );
   }
-  const local = (p: string | undefined) => (p === undefined ? undefined : p === '~' || p.startsWith('~/') ? join(homedir(), p.slice(1)) : resolve(base, p));
-  return new SftpStore({ host: c.host, port: c.port, user: c.user, keyFile: local(c.key_file), hostKey: c.host_key, knownHosts: local(c.known_hosts), path: c.path, label: name }, retentionOf(c));
+  const local = (p: string | undefined) =>
+    p === undefined ? undefined : p === '~' || p.startsWith('~/') ? join(homedir(), p.slice(1)) : resolve(base, p);
+  return new SftpStore(
+    {
+      host: c.host,
+      port: c.port,
+      user: c.user,
+      keyFile: local(c.key_file),
+      hostKey: c.host_key,
+      knownHosts: local(c.known_hosts),
+      path: c.path,
+      label: name,
+    },
+    retentionOf(c),
+  );
 }
 
 function openS3Store(name: string, c: Extract<StoreConfig, { type: 's3' }>, base: string): BackupStore {
   // file: references are relative to the inventory, as everywhere else in it.
-  const ref = (r: string) => (r.startsWith('file:') && !r.startsWith('file:/') ? `file:${resolve(base, r.slice(5))}` : r);
+  const ref = (r: string) =>
+    r.startsWith('file:') && !r.startsWith('file:/') ? `file:${resolve(base, r.slice(5))}` : r;
   const isRef = (v: string) => /^(env|file|cmd|prompt):/.test(v);
   let creds: Promise<S3Credentials> | undefined;
   const credentials = () =>
@@ -145,17 +192,34 @@ function openS3Store(name: string, c: Extract<StoreConfig, { type: 's3' }>, base
     try {
       ca = readFileSync(resolve(base, c.ca_cert), 'utf8');
     } catch (e) {
-      throw new InputError(`Backup store "${name}": cannot read ca_cert ${c.ca_cert} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`, { hint: 'Give the PEM file of the CA that signed the S3 endpoint\'s certificate.' });
+      throw new InputError(
+        `Backup store "${name}": cannot read ca_cert ${c.ca_cert} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`,
+        { hint: "Give the PEM file of the CA that signed the S3 endpoint's certificate." },
+      );
     }
   }
-  return new S3Store({ endpoint: c.endpoint, bucket: c.bucket, prefix: c.prefix ?? '', region: c.region ?? 'us-east-1', credentials, ca, label: name }, retentionOf(c));
+  return new S3Store(
+    {
+      endpoint: c.endpoint,
+      bucket: c.bucket,
+      prefix: c.prefix ?? '',
+      region: c.region ?? 'us-east-1',
+      credentials,
+      ca,
+      label: name,
+    },
+    retentionOf(c),
+  );
 }
 
 /**
  * A local path to snapshot `name` of `store`: the file itself for a local store, else a copy (with
  * manifest and sidecar) in a private temp directory that `cleanup` removes.
  */
-export async function localCopy(store: BackupStore, name: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
+export async function localCopy(
+  store: BackupStore,
+  name: string,
+): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = store.localPath(name);
   if (path !== undefined) return { path, cleanup: async () => undefined };
   if (!store.download) throw new InputError(`Store ${store.location} cannot hand out ${name}.`);
@@ -172,7 +236,12 @@ export async function localCopy(store: BackupStore, name: string): Promise<{ pat
  * The store a step or command names: `to` (a local directory), `store` (one of the cluster's
  * `stores:`), or the cluster's only store.
  */
-export function resolveStore(choice: { store?: string | undefined; to?: string | undefined }, clusterName: string, stores: Record<string, Record<string, unknown>> | undefined, base: string): BackupStore {
+export function resolveStore(
+  choice: { store?: string | undefined; to?: string | undefined },
+  clusterName: string,
+  stores: Record<string, Record<string, unknown>> | undefined,
+  base: string,
+): BackupStore {
   if (choice.to !== undefined) {
     if (choice.store !== undefined) throw new InputError('Name either a store or a directory (to), not both.');
     return new LocalDirStore(resolve(base, choice.to));
@@ -181,9 +250,16 @@ export function resolveStore(choice: { store?: string | undefined; to?: string |
   const name = choice.store ?? (names.length === 1 ? names[0] : undefined);
   const raw = name === undefined ? undefined : stores?.[name];
   if (name === undefined || !raw) {
-    throw new InputError(name === undefined ? `Cluster ${clusterName} has ${names.length === 0 ? 'no backup stores' : `${names.length} stores`}; say which one.` : `Cluster ${clusterName} has no store "${name}".`, {
-      hint: names.length ? `Stores: ${names.join(', ')}; or give a directory.` : 'Give a directory, or add `stores: { local: { type: dir, path: /var/backups/vault } }` to the cluster.',
-    });
+    throw new InputError(
+      name === undefined
+        ? `Cluster ${clusterName} has ${names.length === 0 ? 'no backup stores' : `${names.length} stores`}; say which one.`
+        : `Cluster ${clusterName} has no store "${name}".`,
+      {
+        hint: names.length
+          ? `Stores: ${names.join(', ')}; or give a directory.`
+          : 'Give a directory, or add `stores: { local: { type: dir, path: /var/backups/vault } }` to the cluster.',
+      },
+    );
   }
   return openStore(name, raw, base);
 }

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 /** --store/--to and the retention options, shared by backup, backups, restore and schedule backup. */
 export function storeOptions(c: Command): Command {
   return c
-    .option('--store <name>', 'a store from the cluster\'s `stores:` in the inventory (default: its only one)')
+    .option('--store <name>', "a store from the cluster's `stores:` in the inventory (default: its only one)")
     .option('--to <dir>', 'a local directory instead of an inventory store')
     .option('--keep-last <n>', 'retention: keep the newest N verified backups')
     .option('--keep-within <duration>', 'retention: keep every verified backup younger than this (48h, 7d, 2w)');

@@ -7,12 +7,25 @@ export function registerRunCommands(program: Command): void {
     c
       .requiredOption('-i, --inventory <file>', 'inventory file')
       .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
-      .option('--var <name=value>', 'set a playbook var (repeatable); secrets only as references: env:NAME, file:PATH, prompt:', collect, [])
+      .option(
+        '--var <name=value>',
+        'set a playbook var (repeatable); secrets only as references: env:NAME, file:PATH, prompt:',
+        collect,
+        [],
+      )
       .option('--json', 'one JSON event per line');
-  runOpts(program.command('plan').argument('<playbook>', 'playbook file, or a built-in name (health-check, unseal, ...)').description('print every step the run would take, per node, with gates and skips; changes nothing')).action(
-    async (pb, o) => (await import('../run.js')).planCommand(pb, o),
-  );
-  runOpts(program.command('run').argument('<playbook>', 'playbook file, or a built-in name').description('run a playbook: the plan first, every input asked before the first change'))
+  runOpts(
+    program
+      .command('plan')
+      .argument('<playbook>', 'playbook file, or a built-in name (health-check, unseal, ...)')
+      .description('print every step the run would take, per node, with gates and skips; changes nothing'),
+  ).action(async (pb, o) => (await import('../run.js')).planCommand(pb, o));
+  runOpts(
+    program
+      .command('run')
+      .argument('<playbook>', 'playbook file, or a built-in name')
+      .description('run a playbook: the plan first, every input asked before the first change'),
+  )
     .option('--non-interactive', 'never ask: missing answers are errors naming the flag that supplies them')
     .option('--confirm <text>', 'the typed confirmation a playbook asks for (usually the cluster name)')
     .option('-y, --yes', 'do not ask "Run this plan?" at a terminal')
@@ -24,13 +37,19 @@ export function registerRunCommands(program: Command): void {
     .description('unseal every sealed node, one at a time, then check every node votes (the built-in unseal playbook)')
     .requiredOption('-i, --inventory <file>', 'inventory file')
     .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
-    .option('--keys <ref>', 'key shares from env:NAME or file:PATH[#field] (default: the inventory\'s unseal.keys, else typed)')
+    .option(
+      '--keys <ref>',
+      "key shares from env:NAME or file:PATH[#field] (default: the inventory's unseal.keys, else typed)",
+    )
     .option('--non-interactive', 'never ask: missing shares are an error naming --keys')
     .option('-y, --yes', 'do not ask "Run this plan?" at a terminal')
     .option('--break-lock', 'take over a stale cluster lock (its process is gone) or one held from another host')
     .option('--json', 'one JSON event per line')
     .action(async (o: { keys?: string; var?: string[] } & Record<string, unknown>) =>
-      (await import('../run.js')).runCommand('unseal', { ...(o as { inventory: string }), var: o.keys ? [`unseal_keys=${o.keys}`] : [] }),
+      (await import('../run.js')).runCommand('unseal', {
+        ...(o as { inventory: string }),
+        var: o.keys ? [`unseal_keys=${o.keys}`] : [],
+      }),
     );
   program
     .command('resume')
@@ -44,7 +63,11 @@ export function registerRunCommands(program: Command): void {
     .option('--break-lock', 'take over a stale lock')
     .option('--json', 'one JSON event per line')
     .action(async (id, o) => (await import('../run.js')).resumeCommand(id, o));
-  const runs = program.command('runs').description('runs recorded in the journal').option('--json', 'machine-readable output').action(async (o) => (await import('../run.js')).runsCommand(o));
+  const runs = program
+    .command('runs')
+    .description('runs recorded in the journal')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => (await import('../run.js')).runsCommand(o));
   runs
     .command('show')
     .argument('<run-id>')

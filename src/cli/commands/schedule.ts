@@ -3,13 +3,19 @@ import { repeatable, storeOptions } from './options.js';
 
 /** vaultops schedule backup|drill: definitions for cron, systemd and Kubernetes. */
 export function registerScheduleCommands(program: Command): void {
-  const schedule = program.command('schedule').description('print definitions for existing schedulers (cron, systemd, Kubernetes)');
+  const schedule = program
+    .command('schedule')
+    .description('print definitions for existing schedulers (cron, systemd, Kubernetes)');
   storeOptions(
     schedule
       .command('backup')
       .description('a cron line, a systemd service + timer and a Kubernetes CronJob that run `vaultops backup`')
       .requiredOption('-i, --inventory <file>', 'inventory file')
-      .option('--cluster <name>', 'cluster in the inventory (optional when it has one; repeat for one job backing up several)', repeatable),
+      .option(
+        '--cluster <name>',
+        'cluster in the inventory (optional when it has one; repeat for one job backing up several)',
+        repeatable,
+      ),
   )
     .option('--all-clusters', 'one job that backs up every cluster of the inventory (clusters added later included)')
     .option('--concurrency <n>', 'with several clusters: how many the job backs up at once')

@@ -1,8 +1,23 @@
-import { createCipheriv, createHmac, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes } from 'node:crypto';
+import {
+  createCipheriv,
+  createHmac,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  randomBytes,
+} from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { b64, createAgeDecryptStream, createAgeEncryptStream, generateAgeIdentity, parseAgeIdentities, parseAgeRecipient } from '../../../src/backup/crypto/age.js';
+import {
+  b64,
+  createAgeDecryptStream,
+  createAgeEncryptStream,
+  generateAgeIdentity,
+  parseAgeIdentities,
+  parseAgeRecipient,
+} from '../../../src/backup/crypto/age.js';
 import { bech32Decode, bech32Encode } from '../../../src/backup/crypto/bech32.js';
 import { CiphertextDamagedError, WrongIdentityError } from '../../../src/backup/crypto/encryption-errors.js';
 import { redactor } from '../../../src/core/redact.js';
@@ -20,17 +35,29 @@ async function collect(input: Buffer, stream: NodeJS.ReadWriteStream, pieces = 1
   const step = Math.max(1, Math.ceil(input.length / pieces));
   const parts: Buffer[] = [];
   for (let i = 0; i < input.length; i += step) parts.push(input.subarray(i, i + step));
-  await pipeline(Readable.from(parts), stream, new Writable({ write(c: Buffer, _e, cb) { out.push(c); cb(); } }));
+  await pipeline(
+    Readable.from(parts),
+    stream,
+    new Writable({
+      write(c: Buffer, _e, cb) {
+        out.push(c);
+        cb();
+      },
+    }),
+  );
   return Buffer.concat(out);
 }
-const encrypt = (plain: Buffer, pieces = 1, recipients = [me.recipient]) => collect(plain, createAgeEncryptStream(recipients.map((r) => parseAgeRecipient(r))), pieces);
-const decrypt = (cipher: Buffer, pieces = 1, identity = me.identity) => collect(cipher, createAgeDecryptStream(parseAgeIdentities(identity)), pieces);
+const encrypt = (plain: Buffer, pieces = 1, recipients = [me.recipient]) =>
+  collect(plain, createAgeEncryptStream(recipients.map((r) => parseAgeRecipient(r))), pieces);
+const decrypt = (cipher: Buffer, pieces = 1, identity = me.identity) =>
+  collect(cipher, createAgeDecryptStream(parseAgeIdentities(identity)), pieces);
 /** Where the payload starts: after the header line `--- MAC\n` and the 16-byte nonce. */
 const payloadStart = (c: Buffer) => c.indexOf('\n', c.indexOf('\n--- ') + 1) + 1 + 16;
 
 /** An age file to `me` with chunks exactly as given (flags included), per c2sp.org/age. */
 function forge(chunks: Array<{ data: Buffer; last: boolean }>): Buffer {
-  const raw = (k: ReturnType<typeof createPublicKey>) => Buffer.from(k.export({ format: 'der', type: 'spki' })).subarray(12);
+  const raw = (k: ReturnType<typeof createPublicKey>) =>
+    Buffer.from(k.export({ format: 'der', type: 'spki' })).subarray(12);
   const hkdf = (ikm: Buffer, salt: Buffer, info: string) => Buffer.from(hkdfSync('sha256', ikm, salt, info, 32));
   const seal = (key: Buffer, nonce: Buffer, data: Buffer) => {
     const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
@@ -41,11 +68,26 @@ function forge(chunks: Array<{ data: Buffer; last: boolean }>): Buffer {
   const recipient = parseAgeRecipient(me.recipient).publicKey;
   const eph = generateKeyPairSync('x25519');
   const share = raw(eph.publicKey);
-  const shared = diffieHellman({ privateKey: eph.privateKey, publicKey: createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b656e032100', 'hex'), recipient]), format: 'der', type: 'spki' }) });
+  const shared = diffieHellman({
+    privateKey: eph.privateKey,
+    publicKey: createPublicKey({
+      key: Buffer.concat([Buffer.from('302a300506032b656e032100', 'hex'), recipient]),
+      format: 'der',
+      type: 'spki',
+    }),
+  });
   const fileKey = randomBytes(16);
-  const body = seal(hkdf(shared, Buffer.concat([share, recipient]), 'age-encryption.org/v1/X25519'), Buffer.alloc(12), fileKey);
+  const body = seal(
+    hkdf(shared, Buffer.concat([share, recipient]), 'age-encryption.org/v1/X25519'),
+    Buffer.alloc(12),
+    fileKey,
+  );
   let header = `age-encryption.org/v1\n-> X25519 ${b64(share)}\n${b64(body)}\n---`;
-  header += ` ${b64(createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header')).update(header).digest())}\n`;
+  header += ` ${b64(
+    createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
+      .update(header)
+      .digest(),
+  )}\n`;
   const nonce = randomBytes(16);
   const key = hkdf(fileKey, nonce, 'payload');
   const sealed = chunks.map((c, i) => {
@@ -58,7 +100,7 @@ function forge(chunks: Array<{ data: Buffer; last: boolean }>): Buffer {
 }
 
 describe('age keys are bech32 strings that round-trip', () => {
-  it('derives the recipient of the spec\'s example identity', () => {
+  it("derives the recipient of the spec's example identity", () => {
     const [id] = parseAgeIdentities('AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX');
     expect(id!.recipient).toBe('age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj');
   });
@@ -73,7 +115,9 @@ describe('age keys are bech32 strings that round-trip', () => {
   });
 
   it('reads an identity file with comments and registers each key with the redactor', () => {
-    const ids = parseAgeIdentities(`# created: 2026-01-01\n# public key: ${me.recipient}\n${me.identity}\n\n${other.identity}\n`);
+    const ids = parseAgeIdentities(
+      `# created: 2026-01-01\n# public key: ${me.recipient}\n${me.identity}\n\n${other.identity}\n`,
+    );
     expect(ids.map((i) => i.recipient)).toEqual([me.recipient, other.recipient]);
     expect(redactor.redact(`key ${me.identity} here`)).not.toContain(me.identity);
   });
@@ -111,7 +155,9 @@ describe('age encryption round-trips at every chunk boundary, fed whole or in sm
   it('writes a header the spec describes: version line, one X25519 stanza per recipient, MAC', async () => {
     const cipher = await encrypt(Buffer.from('x'), 1, [me.recipient, other.recipient]);
     const header = cipher.subarray(0, payloadStart(cipher) - 16).toString('latin1');
-    expect(header).toMatch(/^age-encryption\.org\/v1\n-> X25519 [A-Za-z0-9+/]{43}\n[A-Za-z0-9+/]{43}\n-> X25519 [A-Za-z0-9+/]{43}\n[A-Za-z0-9+/]{43}\n--- [A-Za-z0-9+/]{43}\n$/);
+    expect(header).toMatch(
+      /^age-encryption\.org\/v1\n-> X25519 [A-Za-z0-9+/]{43}\n[A-Za-z0-9+/]{43}\n-> X25519 [A-Za-z0-9+/]{43}\n[A-Za-z0-9+/]{43}\n--- [A-Za-z0-9+/]{43}\n$/,
+    );
     expect((await decrypt(cipher, 1, other.identity)).toString()).toBe('x');
   });
 
@@ -154,7 +200,7 @@ describe('age decryption refuses what it cannot trust, and releases nothing unau
     expect(e.message).toMatch(/header MAC does not match/);
   });
 
-  it('a flipped payload byte fails that chunk\'s authentication', async () => {
+  it("a flipped payload byte fails that chunk's authentication", async () => {
     cipher ??= await encrypt(plain);
     const c = Buffer.from(cipher);
     c[payloadStart(c) + CHUNK + 16 + 10]! ^= 1;
@@ -194,10 +240,33 @@ describe('age decryption refuses what it cannot trust, and releases nothing unau
     // Files vaultops never writes, built independently from the spec with node:crypto, to a real
     // recipient: the decryptor must refuse them although every chunk authenticates.
     const full = randomBytes(CHUNK);
-    expect((await decrypt(forge([{ data: full, last: false }, { data: Buffer.alloc(0), last: true }])).catch((e: Error) => e))).toBeInstanceOf(CiphertextDamagedError);
-    expect((await decrypt(forge([{ data: full, last: true }, { data: Buffer.from('more'), last: true }])).catch((e: Error) => e))).toBeInstanceOf(CiphertextDamagedError);
+    expect(
+      await decrypt(
+        forge([
+          { data: full, last: false },
+          { data: Buffer.alloc(0), last: true },
+        ]),
+      ).catch((e: Error) => e),
+    ).toBeInstanceOf(CiphertextDamagedError);
+    expect(
+      await decrypt(
+        forge([
+          { data: full, last: true },
+          { data: Buffer.from('more'), last: true },
+        ]),
+      ).catch((e: Error) => e),
+    ).toBeInstanceOf(CiphertextDamagedError);
     // The same construction with a proper layout opens: the forge is faithful to the format.
-    expect((await decrypt(forge([{ data: full, last: false }, { data: Buffer.from('tail'), last: true }]))).equals(Buffer.concat([full, Buffer.from('tail')]))).toBe(true);
+    expect(
+      (
+        await decrypt(
+          forge([
+            { data: full, last: false },
+            { data: Buffer.from('tail'), last: true },
+          ]),
+        )
+      ).equals(Buffer.concat([full, Buffer.from('tail')])),
+    ).toBe(true);
   });
 
   it('a plaintext gzip file is "not an age file", not a crash', async () => {

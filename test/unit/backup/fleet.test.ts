@@ -43,17 +43,24 @@ describe('a fleet run backs up at most --concurrency clusters at once, and one f
     gates[3]!.resolve('d ok');
     const results = await run;
     expect(peak).toBe(2);
-    expect(results.map((r) => (r.status === 'fulfilled' ? r.value : `rejected: ${(r.reason as Error).message}`))).toEqual(['a ok', 'rejected: b is unreachable', 'c ok', 'd ok']);
+    expect(
+      results.map((r) => (r.status === 'fulfilled' ? r.value : `rejected: ${(r.reason as Error).message}`)),
+    ).toEqual(['a ok', 'rejected: b is unreachable', 'c ok', 'd ok']);
   });
 
   it('an interrupt lets the running backups end and starts none of the waiting ones', async () => {
     const abort = new AbortController();
     const first = gate<string>();
     const started: string[] = [];
-    const run = runLimited(['a', 'b', 'c'], 1, async (item) => {
-      started.push(item);
-      return first.promise;
-    }, abort.signal);
+    const run = runLimited(
+      ['a', 'b', 'c'],
+      1,
+      async (item) => {
+        started.push(item);
+        return first.promise;
+      },
+      abort.signal,
+    );
     await tick();
     abort.abort(new Error('interrupted'));
     first.resolve('a ok');
@@ -97,13 +104,25 @@ describe('the Prometheus textfile of a fleet run', () => {
     await writePromTextfile(file, [report('eu', true, 1_000_000, 10), report('us', true, 1_000_000, 20)]);
     await writePromTextfile(file, [report('eu', true, 2_000_000, 11), report('us', false, 2_000_000)]);
     const text = readFileSync(file, 'utf8');
-    for (const m of ['last_run_timestamp_seconds', 'last_result', 'last_duration_seconds', 'last_success_timestamp_seconds', 'last_size_bytes']) {
+    for (const m of [
+      'last_run_timestamp_seconds',
+      'last_result',
+      'last_duration_seconds',
+      'last_success_timestamp_seconds',
+      'last_size_bytes',
+    ]) {
       expect(text.match(new RegExp(`^# HELP vaultops_backup_${m} `, 'gm'))).toHaveLength(1);
       expect(text.match(new RegExp(`^# TYPE vaultops_backup_${m} gauge$`, 'gm'))).toHaveLength(1);
     }
     // Samples of one metric follow its HELP/TYPE without another family in between.
-    expect(text).toContain('vaultops_backup_last_result{cluster="eu"} 1\nvaultops_backup_last_result{cluster="us"} 0\n');
-    expect(text).toContain('vaultops_backup_last_success_timestamp_seconds{cluster="eu"} 2000\nvaultops_backup_last_success_timestamp_seconds{cluster="us"} 1000\n');
-    expect(text).toContain('vaultops_backup_last_size_bytes{cluster="eu"} 11\nvaultops_backup_last_size_bytes{cluster="us"} 20\n');
+    expect(text).toContain(
+      'vaultops_backup_last_result{cluster="eu"} 1\nvaultops_backup_last_result{cluster="us"} 0\n',
+    );
+    expect(text).toContain(
+      'vaultops_backup_last_success_timestamp_seconds{cluster="eu"} 2000\nvaultops_backup_last_success_timestamp_seconds{cluster="us"} 1000\n',
+    );
+    expect(text).toContain(
+      'vaultops_backup_last_size_bytes{cluster="eu"} 11\nvaultops_backup_last_size_bytes{cluster="us"} 20\n',
+    );
   });
 });

@@ -1,5 +1,14 @@
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -7,7 +16,11 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { VaultopsError } from '../../../src/core/errors.js';
-import { createSnapshotVerifier, SnapshotInvalidError, verifySnapshotFile } from '../../../src/backup/stores/snapshot-verify.js';
+import {
+  createSnapshotVerifier,
+  SnapshotInvalidError,
+  verifySnapshotFile,
+} from '../../../src/backup/stores/snapshot-verify.js';
 import { unescapeXml, xmlText } from '../../../src/backup/stores/s3-client.js';
 import { LocalDirStore } from '../../../src/backup/stores/local-dir-store.js';
 import { buildManifest } from '../../../src/backup/stores/manifest.js';
@@ -22,7 +35,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
  * packs zeros ~1000:1, so a few hundred KB inflate to hundreds of MB. Made here, never checked in.
  */
 async function bomb(zeros: number): Promise<Buffer> {
-  const meta = Buffer.from(JSON.stringify({ Version: 1, ID: 'x', Index: 1, Term: 1, Configuration: { Servers: [] }, Size: zeros }));
+  const meta = Buffer.from(
+    JSON.stringify({ Version: 1, ID: 'x', Index: 1, Term: 1, Configuration: { Servers: [] }, Size: zeros }),
+  );
   const h = tarMember('state.bin', Buffer.alloc(0)).subarray(0, 512);
   // A header that announces `zeros` bytes, then the zeros themselves.
   h.write(`${zeros.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
@@ -37,7 +52,11 @@ async function bomb(zeros: number): Promise<Buffer> {
     for (let left = zeros; left > 0; left -= zero.length) yield left >= zero.length ? zero : zero.subarray(0, left);
   };
   const out: Buffer[] = [];
-  await pipeline(Readable.from(parts()), createGzip({ level: 9 }), new Writable({ write: (c: Buffer, _e, cb) => (out.push(c), cb()) }));
+  await pipeline(
+    Readable.from(parts()),
+    createGzip({ level: 9 }),
+    new Writable({ write: (c: Buffer, _e, cb) => (out.push(c), cb()) }),
+  );
   return Buffer.concat(out);
 }
 
@@ -47,7 +66,10 @@ describe('the verifier stops a gzip bomb', () => {
     expect(b.length).toBeLessThan(1 << 20);
     const v = createSnapshotVerifier({ inflateFloorBytes: 4 << 20 });
     const t0 = Date.now();
-    const err = await pipeline(Readable.from([b]), v.stream, new Writable({ write: (_c, _e, cb) => cb() })).then(() => undefined, (e: unknown) => e);
+    const err = await pipeline(Readable.from([b]), v.stream, new Writable({ write: (_c, _e, cb) => cb() })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(SnapshotInvalidError);
     expect((err as Error).message).toMatch(/inflates to more than .* its compressed size.*gzip bomb/);
     expect(Date.now() - t0).toBeLessThan(5000);
@@ -55,7 +77,11 @@ describe('the verifier stops a gzip bomb', () => {
 
   it('a real (incompressible) snapshot passes the same cap', async () => {
     const v = createSnapshotVerifier({ inflateFloorBytes: 4 << 20 });
-    await pipeline(Readable.from([snapshotFixture({ stateBytes: 8 << 20 })]), v.stream, new Writable({ write: (_c, _e, cb) => cb() }));
+    await pipeline(
+      Readable.from([snapshotFixture({ stateBytes: 8 << 20 })]),
+      v.stream,
+      new Writable({ write: (_c, _e, cb) => cb() }),
+    );
     expect(v.result().meta.size).toBe(8 << 20);
   });
 
@@ -96,12 +122,27 @@ describe('manifest and sidecar temp files are never written through a symlink', 
     const v = createSnapshotVerifier();
     await pipeline(Readable.from([bytes]), v.stream, sink.stream);
     const now = new Date();
-    await sink.commit(buildManifest({ file: sink.name, clusterName: 'c', leader: { node: 'n1', apiAddr: 'https://n1' }, snapshot: v.result(), startedAt: now, finishedAt: now }));
+    await sink.commit(
+      buildManifest({
+        file: sink.name,
+        clusterName: 'c',
+        leader: { node: 'n1', apiAddr: 'https://n1' },
+        snapshot: v.result(),
+        startedAt: now,
+        finishedAt: now,
+      }),
+    );
     expect(readFileSync(victim, 'utf8')).toBe('precious\n');
-    expect(readFileSync(`${final}.sha256`, 'utf8')).toBe(`${createHash('sha256').update(bytes).digest('hex')}  ${sink.name}\n`);
+    expect(readFileSync(`${final}.sha256`, 'utf8')).toBe(
+      `${createHash('sha256').update(bytes).digest('hex')}  ${sink.name}\n`,
+    );
     expect(lstatSync(`${final}.json`).isSymbolicLink()).toBe(false);
     // No temp file of ours is left behind (the planted links are the operator's to remove).
-    expect(readdirSync(store.location).filter((f) => f.endsWith('.tmp') && !lstatSync(join(store.location, f)).isSymbolicLink())).toEqual([]);
+    expect(
+      readdirSync(store.location).filter(
+        (f) => f.endsWith('.tmp') && !lstatSync(join(store.location, f)).isSymbolicLink(),
+      ),
+    ).toEqual([]);
     expect(existsSync(final)).toBe(true);
   });
 });
@@ -112,14 +153,30 @@ describe('the SFTP store reads a manifest only after checking its size', () => {
     const calls: string[] = [];
     const data = Buffer.alloc(size, 0x20);
     const sftp = {
-      open: (_p: string, _f: string, cb: (e: Error | undefined, h: Buffer) => void) => (calls.push('open'), cb(undefined, Buffer.from('h'))),
-      fstat: (_h: Buffer, cb: (e: Error | undefined, st: { size: number }) => void) => (calls.push('fstat'), cb(undefined, { size })),
-      read: (_h: Buffer, buf: Buffer, off: number, len: number, pos: number, cb: (e: Error | undefined, n: number) => void) => {
+      open: (_p: string, _f: string, cb: (e: Error | undefined, h: Buffer) => void) => (
+        calls.push('open'),
+        cb(undefined, Buffer.from('h'))
+      ),
+      fstat: (_h: Buffer, cb: (e: Error | undefined, st: { size: number }) => void) => (
+        calls.push('fstat'),
+        cb(undefined, { size })
+      ),
+      read: (
+        _h: Buffer,
+        buf: Buffer,
+        off: number,
+        len: number,
+        pos: number,
+        cb: (e: Error | undefined, n: number) => void,
+      ) => {
         calls.push(`read ${len}`);
         const n = data.copy(buf, off, pos, pos + len);
         cb(undefined, n);
       },
-      readFile: (_p: string, cb: (e: Error | undefined, b: Buffer) => void) => (calls.push('readFile'), cb(undefined, data)),
+      readFile: (_p: string, cb: (e: Error | undefined, b: Buffer) => void) => (
+        calls.push('readFile'),
+        cb(undefined, data)
+      ),
       close: (_h: Buffer, cb: (e?: Error) => void) => (calls.push('close'), cb()),
     };
     return { sftp, calls };

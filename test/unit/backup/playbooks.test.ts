@@ -11,7 +11,9 @@ describe('the backup and restore playbooks load against the real actions', () =>
 
   it('playbooks/backup.yml and playbooks/restore.yml pass the schema and the rules', async () => {
     const actions = await loadActions();
-    expect(loadPlaybook('playbooks/backup.yml', actions).steps.map((s) => ('action' in s ? s.action : undefined))).toEqual(['backup.snapshot']);
+    expect(
+      loadPlaybook('playbooks/backup.yml', actions).steps.map((s) => ('action' in s ? s.action : undefined)),
+    ).toEqual(['backup.snapshot']);
     const restore = loadPlaybook('playbooks/restore.yml', actions);
     expect(restore.steps[0]).toMatchObject({ action: 'backup.restore', confirm: '{{ cluster.name }}' });
   });

@@ -67,7 +67,8 @@ describe('pumpSnapshot (download -> pooled buffers -> store and verifier)', () =
     body = snapshotFixture({ stateBytes: 200_000 });
     const dest = new Writable({
       write: (_c, _e, cb) => cb(),
-      final: (cb) => void setTimeout(() => cb(Object.assign(new Error('No space left on device'), { code: 'ENOSPC' })), 5),
+      final: (cb) =>
+        void setTimeout(() => cb(Object.assign(new Error('No space left on device'), { code: 'ENOSPC' })), 5),
     });
     await expect(pumpSnapshot(await open(), new SnapshotCheck(), dest)).rejects.toMatchObject({ code: 'ENOSPC' });
   });
@@ -88,7 +89,9 @@ describe('pumpSnapshot (download -> pooled buffers -> store and verifier)', () =
         setTimeout(cb, 5);
       },
     });
-    await expect(pumpSnapshot(await open(), new SnapshotCheck(), dest, { signal: abort.signal })).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(pumpSnapshot(await open(), new SnapshotCheck(), dest, { signal: abort.signal })).rejects.toMatchObject(
+      { name: 'AbortError' },
+    );
     expect(dest.destroyed).toBe(true);
   });
 });

@@ -35,7 +35,10 @@ describe('retention keeps what its rule says and never the newest verified backu
   });
 
   it('input order does not matter', () => {
-    expect(planRetention([...entries].reverse(), { keepLast: 2 }, now).keep.map((k) => k.entry.name)).toEqual(['b-0h', 'b-1h']);
+    expect(planRetention([...entries].reverse(), { keepLast: 2 }, now).keep.map((k) => k.entry.name)).toEqual([
+      'b-0h',
+      'b-1h',
+    ]);
   });
 });
 

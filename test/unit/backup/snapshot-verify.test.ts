@@ -6,7 +6,11 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createSnapshotVerifier, SnapshotInvalidError, verifySnapshotFile } from '../../../src/backup/stores/snapshot-verify.js';
+import {
+  createSnapshotVerifier,
+  SnapshotInvalidError,
+  verifySnapshotFile,
+} from '../../../src/backup/stores/snapshot-verify.js';
 import { snapshotFixture, snapshotTar } from '../../helpers/snapshot-fixture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vaultops-verify-'));
@@ -35,7 +39,16 @@ describe('the verifier accepts a complete Raft snapshot and reports what it hold
     for (let i = 0; i < bytes.length; i += 333) chunks.push(bytes.subarray(i, i + 333));
     const v = createSnapshotVerifier();
     const got: Buffer[] = [];
-    await pipeline(Readable.from(chunks), v.stream, new Writable({ write: (c: Buffer, _e, cb) => { got.push(c); cb(); } }));
+    await pipeline(
+      Readable.from(chunks),
+      v.stream,
+      new Writable({
+        write: (c: Buffer, _e, cb) => {
+          got.push(c);
+          cb();
+        },
+      }),
+    );
     expect(Buffer.concat(got).equals(bytes)).toBe(true);
     expect(v.result().meta.index).toBe(1234);
   });
@@ -55,7 +68,9 @@ describe('the verifier refuses a truncated snapshot, wherever it was cut', () =>
 
   it('a complete gzip of a tar cut inside state.bin', async () => {
     const tar = snapshotTar();
-    await expect(verifySnapshotFile(file(gzipSync(tar.subarray(0, 20_000))))).rejects.toThrow(/incomplete|end-of-archive/);
+    await expect(verifySnapshotFile(file(gzipSync(tar.subarray(0, 20_000))))).rejects.toThrow(
+      /incomplete|end-of-archive/,
+    );
   });
 
   it('an empty file', async () => {
@@ -65,15 +80,21 @@ describe('the verifier refuses a truncated snapshot, wherever it was cut', () =>
 
 describe('the verifier refuses a snapshot whose sums do not hold', () => {
   it('SHA256SUMS.sealed missing (what the Go client calls an incomplete snapshot)', async () => {
-    await expect(verifySnapshotFile(file(snapshotFixture({ omitSealed: true })))).rejects.toThrow(/SHA256SUMS\.sealed is missing or empty/);
+    await expect(verifySnapshotFile(file(snapshotFixture({ omitSealed: true })))).rejects.toThrow(
+      /SHA256SUMS\.sealed is missing or empty/,
+    );
   });
 
   it('SHA256SUMS.sealed empty', async () => {
-    await expect(verifySnapshotFile(file(snapshotFixture({ emptySealed: true })))).rejects.toThrow(/SHA256SUMS\.sealed is missing or empty/);
+    await expect(verifySnapshotFile(file(snapshotFixture({ emptySealed: true })))).rejects.toThrow(
+      /SHA256SUMS\.sealed is missing or empty/,
+    );
   });
 
   it('state.bin does not match its SHA256SUMS line', async () => {
-    await expect(verifySnapshotFile(file(snapshotFixture({ corruptState: true })))).rejects.toThrow(/state\.bin does not match/);
+    await expect(verifySnapshotFile(file(snapshotFixture({ corruptState: true })))).rejects.toThrow(
+      /state\.bin does not match/,
+    );
   });
 
   it('SHA256SUMS with a wrong hash', async () => {
@@ -82,15 +103,23 @@ describe('the verifier refuses a snapshot whose sums do not hold', () => {
   });
 
   it('SHA256SUMS that does not list meta.json', async () => {
-    const bad = snapshotFixture({ sums: (s) => s.split('\n').filter((l) => !l.endsWith('meta.json')).join('\n') });
+    const bad = snapshotFixture({
+      sums: (s) =>
+        s
+          .split('\n')
+          .filter((l) => !l.endsWith('meta.json'))
+          .join('\n'),
+    });
     await expect(verifySnapshotFile(file(bad))).rejects.toThrow(/does not list meta\.json/);
   });
 
   it('SHA256SUMS that is not sha256sum format', async () => {
-    await expect(verifySnapshotFile(file(snapshotFixture({ sums: () => 'garbage\n' })))).rejects.toThrow(/not "<sha256> {2}<name>"/);
+    await expect(verifySnapshotFile(file(snapshotFixture({ sums: () => 'garbage\n' })))).rejects.toThrow(
+      /not "<sha256> {2}<name>"/,
+    );
   });
 
-  it('meta.json that disagrees with state.bin\'s size', async () => {
+  it("meta.json that disagrees with state.bin's size", async () => {
     const bad = snapshotFixture({ meta: { Version: 1, ID: 'x', Index: 1, Term: 1, Size: 5 } });
     await expect(verifySnapshotFile(file(bad))).rejects.toThrow(/meta\.json says state\.bin is 5 bytes/);
   });

@@ -5,8 +5,12 @@ import { openStore } from '../../../src/backup/stores/store.js';
 
 describe('backup store configuration', () => {
   it('every store in the commented example inventory opens (an operator copies it)', () => {
-    const doc = parse(readFileSync('inventories/example.yml', 'utf8')) as { clusters: Record<string, { stores?: Record<string, Record<string, unknown>> }> };
-    const opened = Object.values(doc.clusters).flatMap((c) => Object.entries(c.stores ?? {}).map(([n, raw]) => openStore(n, raw, 'inventories')));
+    const doc = parse(readFileSync('inventories/example.yml', 'utf8')) as {
+      clusters: Record<string, { stores?: Record<string, Record<string, unknown>> }>;
+    };
+    const opened = Object.values(doc.clusters).flatMap((c) =>
+      Object.entries(c.stores ?? {}).map(([n, raw]) => openStore(n, raw, 'inventories')),
+    );
     expect(opened.map((s) => s.kind).sort()).toEqual(['dir', 's3']);
     for (const s of opened) s.close?.();
   });
@@ -15,18 +19,41 @@ describe('backup store configuration', () => {
     const literal = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
     const e = (() => {
       try {
-        openStore('s3', { type: 's3', endpoint: 'https://s3.example.com', bucket: 'b-backups', access_key_id: 'AKIAEXAMPLE', secret_access_key: literal }, '/');
+        openStore(
+          's3',
+          {
+            type: 's3',
+            endpoint: 'https://s3.example.com',
+            bucket: 'b-backups',
+            access_key_id: 'AKIAEXAMPLE',
+            secret_access_key: literal,
+          },
+          '/',
+        );
       } catch (err) {
         return err as Error;
       }
       return undefined;
     })();
-    expect(e?.message).toMatch(/secret_access_key: a secret reference \(env:NAME, file:PATH, cmd:COMMAND\), never the key itself/);
+    expect(e?.message).toMatch(
+      /secret_access_key: a secret reference \(env:NAME, file:PATH, cmd:COMMAND\), never the key itself/,
+    );
     expect(e?.message).not.toContain(literal);
   });
 
   it('an S3 store names its location s3://bucket/prefix (messages, JSON, safety snapshots)', () => {
-    const s = openStore('s3', { type: 's3', endpoint: 'http://127.0.0.1:9', bucket: 'vault-backups', prefix: 'prod/eu/', access_key_id: 'k', secret_access_key: 'file:keys/s3.secret' }, '/etc/vaultops');
+    const s = openStore(
+      's3',
+      {
+        type: 's3',
+        endpoint: 'http://127.0.0.1:9',
+        bucket: 'vault-backups',
+        prefix: 'prod/eu/',
+        access_key_id: 'k',
+        secret_access_key: 'file:keys/s3.secret',
+      },
+      '/etc/vaultops',
+    );
     expect(s.location).toBe('s3://vault-backups/prod/eu');
     s.close?.();
   });

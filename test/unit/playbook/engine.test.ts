@@ -73,15 +73,41 @@ const fakeActions: AnyAction[] = [
 let hangStarted: (() => void) | undefined;
 const actions = new Map(fakeActions.map((a) => [a.name, a]));
 
-const spec: ClusterSpec = { nodes: ['n1', 'n2', 'n3'].map((n, i) => ({ name: n, api_addr: `https://127.0.0.${11 + i}:8200` })) };
+const spec: ClusterSpec = {
+  nodes: ['n1', 'n2', 'n3'].map((n, i) => ({ name: n, api_addr: `https://127.0.0.${11 + i}:8200` })),
+};
 const nodes = spec.nodes.map((n) => ({ name: n.name, apiAddr: n.api_addr }));
-const liveNode = (name: string, leader: boolean) => ({ name, api_addr: '', zone: null, reachable: true, state: leader ? 'active' : 'standby', sealed: false, initialized: true, version: '2.7.2', leader });
-const live: LiveState = { leader: 'n2', threshold: 3, sealed_count: 0, unreachable_count: 0, nodes: { n1: liveNode('n1', false), n2: liveNode('n2', true), n3: liveNode('n3', false) } };
+const liveNode = (name: string, leader: boolean) => ({
+  name,
+  api_addr: '',
+  zone: null,
+  reachable: true,
+  state: leader ? 'active' : 'standby',
+  sealed: false,
+  initialized: true,
+  version: '2.7.2',
+  leader,
+});
+const live: LiveState = {
+  leader: 'n2',
+  threshold: 3,
+  sealed_count: 0,
+  unreachable_count: 0,
+  nodes: { n1: liveNode('n1', false), n2: liveNode('n2', true), n3: liveNode('n3', false) },
+};
 // Only what the engine asks of a cluster: its nodes, and their health when it refreshes its view.
 const cluster = {
   name: 'c',
   nodes,
-  probeAll: async () => nodes.map((node) => ({ node, health: { state: node.name === 'n2' ? 'active' : 'standby', httpStatus: 200, body: { initialized: true, sealed: false, version: '2.7.2' } } })),
+  probeAll: async () =>
+    nodes.map((node) => ({
+      node,
+      health: {
+        state: node.name === 'n2' ? 'active' : 'standby',
+        httpStatus: 200,
+        body: { initialized: true, sealed: false, version: '2.7.2' },
+      },
+    })),
 } as unknown as ClusterClient;
 const prompter: Prompter = {
   interactive: false,
@@ -94,7 +120,15 @@ const prompter: Prompter = {
 const stateDir = mkdtempSync(join(tmpdir(), 'vaultops-engine-'));
 afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
 
-async function run(steps: string, o: { signal?: AbortSignal; hardSignal?: AbortSignal; done?: Map<string, string>; progress?: (p: EngineProgress) => void } = {}) {
+async function run(
+  steps: string,
+  o: {
+    signal?: AbortSignal;
+    hardSignal?: AbortSignal;
+    done?: Map<string, string>;
+    progress?: (p: EngineProgress) => void;
+  } = {},
+) {
   calls.length = 0;
   seen.length = 0;
   const playbook = parsePlaybook('p.yml', `name: p\nsteps:\n${steps}`, actions);
@@ -103,9 +137,22 @@ async function run(steps: string, o: { signal?: AbortSignal; hardSignal?: AbortS
   const runId = `t-${Math.random().toString(16).slice(2)}`;
   const result = await executePlan(
     {
-      runId, playbook, plan, actions, cluster, clusterName: 'c', spec, vars: {}, prompter,
-      journal: new Journal(stateDir, runId), emit: (e) => events.push(e),
-      signal: o.signal ?? new AbortController().signal, hardSignal: o.hardSignal, stateDir, threshold: 3, done: o.done,
+      runId,
+      playbook,
+      plan,
+      actions,
+      cluster,
+      clusterName: 'c',
+      spec,
+      vars: {},
+      prompter,
+      journal: new Journal(stateDir, runId),
+      emit: (e) => events.push(e),
+      signal: o.signal ?? new AbortController().signal,
+      hardSignal: o.hardSignal,
+      stateDir,
+      threshold: 3,
+      done: o.done,
     },
     o.progress,
   );
@@ -114,13 +161,17 @@ async function run(steps: string, o: { signal?: AbortSignal; hardSignal?: AbortS
 
 describe('the engine runs the plan in order and keeps its rules without a lab', () => {
   it('runs standbys one at a time, then the leader, in plan order', async () => {
-    const { result } = await run('  - action: test.note\n    target: standbys\n    serial: 1\n    with: {label: s}\n  - action: test.note\n    target: leader\n    with: {label: l}\n');
+    const { result } = await run(
+      '  - action: test.note\n    target: standbys\n    serial: 1\n    with: {label: s}\n  - action: test.note\n    target: leader\n    with: {label: l}\n',
+    );
     expect(result.status).toBe('ok');
     expect(calls).toEqual(['s@n1', 's@n3', 'l@n2']);
   });
 
   it('a failed gate stops the run before any later step changes anything', async () => {
-    const { result } = await run('  - action: test.fail\n    target: all\n    gate: true\n    with: {label: gate}\n  - action: test.note\n    with: {label: change}\n');
+    const { result } = await run(
+      '  - action: test.fail\n    target: all\n    gate: true\n    with: {label: gate}\n  - action: test.note\n    with: {label: change}\n',
+    );
     expect(result.status).toBe('failed');
     expect(calls.filter((c) => c.startsWith('change'))).toEqual([]);
     expect(result.message).toMatch(/gate failed/);
@@ -133,7 +184,9 @@ describe('the engine runs the plan in order and keeps its rules without a lab', 
   });
 
   it('always: runs after a failure in its block', async () => {
-    const { result } = await run('  - block:\n      - action: test.note\n        with: {label: mint}\n      - action: test.fail\n        with: {label: boom}\n      - action: test.note\n        with: {label: never}\n    always:\n      - action: test.note\n        with: {label: revoke}\n');
+    const { result } = await run(
+      '  - block:\n      - action: test.note\n        with: {label: mint}\n      - action: test.fail\n        with: {label: boom}\n      - action: test.note\n        with: {label: never}\n    always:\n      - action: test.note\n        with: {label: revoke}\n',
+    );
     expect(result.status).toBe('failed');
     expect(calls).toEqual(['mint', 'boom', 'revoke']);
   });
@@ -141,7 +194,10 @@ describe('the engine runs the plan in order and keeps its rules without a lab', 
   it('always: runs after an interrupt, with a signal of its own; the run ends interrupted', async () => {
     const ctrl = new AbortController();
     const started = new Promise<void>((r) => (hangStarted = r));
-    const running = run('  - block:\n      - action: test.note\n        with: {label: mint}\n      - action: test.hang\n        with: {label: wait}\n      - action: test.note\n        with: {label: never}\n    always:\n      - action: test.note\n        with: {label: revoke}\n', { signal: ctrl.signal });
+    const running = run(
+      '  - block:\n      - action: test.note\n        with: {label: mint}\n      - action: test.hang\n        with: {label: wait}\n      - action: test.note\n        with: {label: never}\n    always:\n      - action: test.note\n        with: {label: revoke}\n',
+      { signal: ctrl.signal },
+    );
     await started;
     ctrl.abort();
     const { result } = await running;
@@ -158,13 +214,17 @@ describe('the engine runs the plan in order and keeps its rules without a lab', 
     let hangs = 0;
     hangStarted = () => {
       hangs++;
-      if (hangs === 1) soft.abort(); // first interrupt during the block
+      if (hangs === 1)
+        soft.abort(); // first interrupt during the block
       else {
         expect(progress!.leftUndone().join('\n')).toMatch(/always step "hang-revoke".*did not run|acc-123/);
         hard.abort(); // second interrupt during the always step
       }
     };
-    const { result } = await run('  - block:\n      - action: test.note\n        register: root\n        with: {label: mint}\n      - action: test.hang\n        with: {label: wait}\n    always:\n      - name: hang-revoke\n        action: test.hang\n        with: {label: revoke}\n', { signal: soft.signal, hardSignal: hard.signal, progress: (p) => (progress = p) });
+    const { result } = await run(
+      '  - block:\n      - action: test.note\n        register: root\n        with: {label: mint}\n      - action: test.hang\n        with: {label: wait}\n    always:\n      - name: hang-revoke\n        action: test.hang\n        with: {label: revoke}\n',
+      { signal: soft.signal, hardSignal: hard.signal, progress: (p) => (progress = p) },
+    );
     expect(result.status).toBe('interrupted');
     expect(result.leftUndone.join('\n')).toContain('acc-123');
     expect(result.leftUndone.join('\n')).toContain('vaultops root revoke --accessor acc-123');
@@ -177,17 +237,25 @@ describe('the engine runs the plan in order and keeps its rules without a lab', 
     expect(result.status).toBe('ok');
     expect(calls).toEqual(['two']);
     const skipped = events.find((e) => e.type === 'step-end' && e.outcome.status === 'skipped');
-    expect(skipped && skipped.type === 'step-end' && skipped.outcome.status === 'skipped' ? skipped.outcome.reason : '').toMatch(/already changed/);
+    expect(
+      skipped && skipped.type === 'step-end' && skipped.outcome.status === 'skipped' ? skipped.outcome.reason : '',
+    ).toMatch(/already changed/);
   });
 
   it('a destructive action needs confirm: on its step or block; the action then knows it was confirmed', async () => {
-    expect(() => parsePlaybook('p.yml', 'name: p\nsteps:\n  - action: test.destroy\n    with: {label: x}\n', actions)).toThrow(ProblemsError);
+    expect(() =>
+      parsePlaybook('p.yml', 'name: p\nsteps:\n  - action: test.destroy\n    with: {label: x}\n', actions),
+    ).toThrow(ProblemsError);
     try {
       parsePlaybook('p.yml', 'name: p\nsteps:\n  - action: test.destroy\n    with: {label: x}\n', actions);
     } catch (e) {
-      expect((e as ProblemsError).details[0]).toMatch(/^p\.yml:3:\d+ test\.destroy replaces data .* needs a typed confirmation .*confirm:/);
+      expect((e as ProblemsError).details[0]).toMatch(
+        /^p\.yml:3:\d+ test\.destroy replaces data .* needs a typed confirmation .*confirm:/,
+      );
     }
-    await run('  - block:\n      - action: test.destroy\n        with: {label: x}\n    confirm: "{{ cluster.name }}"\n');
+    await run(
+      '  - block:\n      - action: test.destroy\n        with: {label: x}\n    confirm: "{{ cluster.name }}"\n',
+    );
     expect(seen).toEqual([{ name: 'x', confirmed: true, aborted: false }]);
   });
 });
