@@ -127,7 +127,10 @@ async function take(client: VaultClient, o: ClusterLockOptions): Promise<number>
   for (let attempt = 0; attempt < 5; attempt++) {
     const cur = await readRecord(client, o);
     const r = cur.record;
-    const free = !r || r.released === true || Date.parse(r.expires_at) < Date.now();
+    // The run being resumed on this host finds its own record: the local lock, taken first, has
+    // already shown that the process which wrote it is gone.
+    const ownRun = r !== undefined && r.run_id === o.owner.run_id && r.host === o.owner.host;
+    const free = !r || ownRun || r.released === true || Date.parse(r.expires_at) < Date.now();
     if (!free && !o.breakLock) {
       throw new GateError(
         `Another run holds the cluster-wide lock of this cluster: ${r.operation} (run ${r.run_id}) by ${r.user}@${r.host}, pid ${r.pid}, since ${r.started_at}, renewed until ${r.expires_at}.`,

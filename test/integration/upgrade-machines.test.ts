@@ -32,6 +32,11 @@ describe.each(pairs)(
     let sum: string;
     const layout = serverLayout(flavor);
     const outputs: string[] = [];
+    // Some faults are tested on one flavour only: such a test is registered only in that flavour's
+    // run, so nothing is reported as skipped.
+    const itOn = (only: string) => (name: string, fn: () => Promise<void>, timeout?: number) => {
+      if (flavor === only) it(name, fn, timeout);
+    };
     const cli = async (args: string[]): Promise<Ran> => {
       const r = await runProcess(NODE, [BIN, ...args], { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' });
       outputs.push(r.stdout, r.stderr);
@@ -47,6 +52,8 @@ describe.each(pairs)(
         '--sha256',
         sum,
         '--non-interactive',
+        '--confirm',
+        t.lab.name,
         '--wait-timeout',
         '90',
         ...extra,
@@ -84,25 +91,22 @@ describe.each(pairs)(
       await t?.destroy();
     }, 120_000);
 
-    it.runIf(flavor === 'openbao')(
-      'refuses at the gate (exit 4) when sshd is down on one machine, before any change',
-      async () => {
-        const pids = await mainPids();
-        await inMachine('n3', ['systemctl', 'stop', 'ssh.service']);
-        try {
-          const r = await upgrade();
-          expect(r.code).toBe(4);
-          expect(r.stderr).toContain('n3');
-          expect(await mainPids()).toEqual(pids);
-          expect(await staged()).toEqual([]);
-          expect(await versions()).toEqual([from, from, from]);
-        } finally {
-          await inMachine('n3', ['systemctl', 'start', 'ssh.service']);
-        }
-      },
-    );
+    itOn('openbao')('refuses at the gate (exit 4) when sshd is down on one machine, before any change', async () => {
+      const pids = await mainPids();
+      await inMachine('n3', ['systemctl', 'stop', 'ssh.service']);
+      try {
+        const r = await upgrade();
+        expect(r.code).toBe(4);
+        expect(r.stderr).toContain('n3');
+        expect(await mainPids()).toEqual(pids);
+        expect(await staged()).toEqual([]);
+        expect(await versions()).toEqual([from, from, from]);
+      } finally {
+        await inMachine('n3', ['systemctl', 'start', 'ssh.service']);
+      }
+    });
 
-    it.runIf(flavor === 'openbao')(
+    itOn('openbao')(
       'refuses at the gate (exit 4) naming `sudo -n` when sudo wants a password on one machine; nothing staged or stopped',
       async () => {
         const pids = await mainPids();
@@ -143,7 +147,7 @@ describe.each(pairs)(
       }
     };
 
-    it.runIf(flavor === 'vault')(
+    itOn('vault')(
       'upgrades every machine through its systemd unit: new MainPIDs, the previous binary kept, one leader on the new version',
       async () => {
         const pids = await mainPids();
@@ -155,7 +159,7 @@ describe.each(pairs)(
       420_000,
     );
 
-    it.runIf(flavor === 'openbao')(
+    itOn('openbao')(
       "halts before the next node when that machine's network is cut mid-run, quorum kept; run again once the link is back, it finishes through systemd",
       async () => {
         const pids = await mainPids();
@@ -174,6 +178,8 @@ describe.each(pairs)(
             '--sha256',
             sum,
             '--non-interactive',
+            '--confirm',
+            t.lab.name,
             '--wait-timeout',
             '30',
           ],
