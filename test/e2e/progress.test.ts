@@ -21,7 +21,10 @@ describe('progress of backup and restore on a terminal', () => {
   /** Runs the CLI on a pseudo-terminal; everything it wrote to the terminal comes back in stdout. */
   async function onTerminal(args: string[], extra: Record<string, string> = {}): Promise<Ran> {
     const command = [NODE, CLI, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-    const r = await runProcess('script', ['-qec', command, '/dev/null'], { ...t.env, TERM: 'xterm', ...extra });
+    // A person at a terminal: no CI variable (CI runs export CI=true, which asks for plain lines).
+    const env: NodeJS.ProcessEnv = { ...t.env, TERM: 'xterm', ...extra };
+    delete env['CI'];
+    const r = await runProcess('script', ['-qec', command, '/dev/null'], env);
     outputs.push(r);
     return r;
   }
