@@ -40,8 +40,11 @@ import { stateDir } from './paths.js';
 import { renderConfig } from './server-config.js';
 import { API_PORT, CLUSTER_PORT } from './slots.js';
 import { keygen } from './ssh-hosts.js';
-import { slotLockPath } from './slot-registry.js';
+import { recordSlot, slotLockPath, slotsHeldElsewhere } from './slot-registry.js';
 import { unsealAll } from './unseal.js';
+
+/** Machine labs reserve their subnet K in the slot registry as SUBNET_SLOT_BASE + K (loopback slots are below). */
+const SUBNET_SLOT_BASE = 1000;
 
 /**
  * `lab up --hosts`: a lab whose nodes are systemd machines (machines.ts) reached as production
@@ -114,12 +117,17 @@ export async function upHostsLab(o: HostsLabOptions): Promise<LabRecord> {
   let lab: LabRecord | undefined;
   try {
     lab = await withFileLock(slotLockPath(), o.progress, async () => {
-      const taken = new Set(
-        listLabs(o.env)
+      // Labs of other state dirs (every test file has its own) are seen only through the
+      // machine-wide registry: the subnet is reserved there under this lock, before any bridge
+      // exists that would show it, so two labs started at once never share a network.
+      const taken = new Set([
+        ...listLabs(o.env)
           .filter((l) => l.name !== o.name && l.machines)
           .map((l) => l.machines!.subnet),
-      );
+        ...[...slotsHeldElsewhere(o.dir)].filter((s) => s > SUBNET_SLOT_BASE).map((s) => s - SUBNET_SLOT_BASE),
+      ]);
       const subnet = await pickSubnet(taken);
+      recordSlot(SUBNET_SLOT_BASE + subnet, o.dir);
       const record: LabRecord = {
         name: o.name,
         flavor: o.flavor,

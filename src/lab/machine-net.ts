@@ -111,7 +111,7 @@ export async function removeMachineLink(link: MachineLink): Promise<void> {
   if (netnsExists(link.netns)) await ip(['netns', 'del', link.netns], `remove the network namespace ${link.netns}`);
   // The host end goes with the namespace's end, a moment later: gone by now is as good as removed.
   const r = await run('ip', ['link', 'del', link.veth], { timeoutMs: 15_000 });
-  if (r.code !== 0 && !/Cannot find device/.test(r.stderr))
+  if (r.code !== 0 && !/Cannot find device|No such device/.test(r.stderr))
     throw new VaultopsError(`Could not remove ${link.veth}: ${r.stderr.trim()}.`);
 }
 
