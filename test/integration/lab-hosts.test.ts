@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterFor, readLab, type LabRecord } from '../../src/lab/lab.js';
+import { clusterFor, readLab, runInMachine, type LabRecord } from '../../src/lab/lab.js';
 import { CliRunner, labSecrets, processesUnder, waitFor } from '../helpers/cli.js';
 
 /**
@@ -53,6 +53,30 @@ describe('a lab of systemd machines (lab up --hosts)', () => {
       { encoding: 'utf8', timeout: 30_000 },
     );
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  /** What the network and the machine's sshd looked like when an ssh failed: for the failure message. */
+  const diagnose = async (node: InvNode) => {
+    const host = (args: string[]) => {
+      const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8', timeout: 10_000 });
+      return `$ ${args.join(' ')}\n${r.stdout}${r.stderr}`;
+    };
+    const inside = async (args: string[]) => {
+      const r = await runInMachine(lab, node.name, args, 15_000).catch((e: unknown) => ({
+        stdout: String(e),
+        stderr: '',
+      }));
+      return `# ${args.join(' ')}\n${r.stdout}${r.stderr}`;
+    };
+    return [
+      '\n--- diagnosis',
+      host(['ip', '-4', '-o', 'addr', 'show']),
+      host(['ip', 'route', 'get', node.ssh.host]),
+      host(['ip', 'neigh', 'show']),
+      await inside(['ip', '-4', '-o', 'addr', 'show']),
+      await inside(['ss', '-ltn']),
+      await inside(['systemctl', 'status', '--no-pager', 'ssh.service']),
+      await inside(['journalctl', '-u', 'ssh.service', '-n', '20', '--no-pager']),
+    ].join('\n');
   };
   const token = () => (JSON.parse(readFileSync(lab.initFile, 'utf8')) as { root_token: string }).root_token;
   const kv = async (method: 'PUT' | 'GET', body?: string) => {
@@ -109,11 +133,11 @@ describe('a lab of systemd machines (lab up --hosts)', () => {
     expect(r.stdout).toContain('3 voters');
   });
 
-  it('each machine takes ssh as ops (host key as pinned), and ops runs root commands with sudo -n', () => {
+  it('each machine takes ssh as ops (host key as pinned), and ops runs root commands with sudo -n', async () => {
     for (const n of nodes) {
       const r = ssh(n, 'id -un; sudo -n id -u; hostname');
       expect(r.stderr).not.toContain('REMOTE HOST IDENTIFICATION HAS CHANGED');
-      expect(r.code).toBe(0);
+      expect(r.code, `ssh to ${n.name}: ${r.stderr}${r.code === 0 ? '' : await diagnose(n)}`).toBe(0);
       expect(r.stdout.split('\n').slice(0, 3)).toEqual(['ops', '0', n.name]);
     }
   });
@@ -152,9 +176,11 @@ describe('a lab of systemd machines (lab up --hosts)', () => {
     expect(r.stdout).toContain('openbao 600 /opt/openbao/tls/tls.key');
   });
 
-  it("the lab's own state (init.json with the keys) is not visible inside a machine", () => {
+  it("the lab's own state (init.json with the keys) is not visible inside a machine", async () => {
     const r = ssh(nodes[0]!, `sudo -n ls ${JSON.stringify(lab.initFile)} 2>&1; echo rc=$?`);
-    expect(r.stdout).toContain('No such file or directory');
+    expect(r.stdout, `ssh to n1: ${r.stderr}${r.code === 0 ? '' : await diagnose(nodes[0]!)}`).toContain(
+      'No such file or directory',
+    );
   });
 
   it('lab reboot --node n2 reboots the machine for real; its server comes back sealed', async () => {
