@@ -6,6 +6,7 @@ import { loadTls, type TlsSettings } from '../vault/tls.js';
 import type { ClusterClient, ClusterStatus } from '../vault/cluster.js';
 import type { VaultClient } from '../vault/client.js';
 import type { CheckResult } from './check-result.js';
+import { releaseList, type ReleaseListOptions } from './release-list.js';
 import { versionStanding } from './versions.js';
 
 export interface ApiCheckInput {
@@ -26,6 +27,8 @@ export interface ApiCheckInput {
   maxBackupAgeMs?: number | undefined;
   /** Drills older than this fail (default 8 days: weekly drills with slack). */
   maxDrillAgeMs?: number | undefined;
+  /** Where the release list for version.support comes from (upstream, cached; offline). */
+  releases?: ReleaseListOptions | undefined;
 }
 
 /** The fields of a drill report (drill/run-drill.ts DrillReport) that the drill check reads. */
@@ -242,7 +245,7 @@ export async function runApiChecks(i: ApiCheckInput): Promise<CheckResult[]> {
         ];
       }),
     );
-    out.push(versionCheck(i.spec.flavor, status));
+    out.push(await versionCheck(i.spec.flavor, status, i.releases));
     out.push(
       await guarded(RULES.autopilot, lc, async (c) => {
         const cfg = await c.read<{
@@ -322,7 +325,11 @@ function zonesCheck(spec: ClusterSpec): CheckResult {
   );
 }
 
-function versionCheck(flavor: string | undefined, status: ClusterStatus): CheckResult {
+async function versionCheck(
+  flavor: string | undefined,
+  status: ClusterStatus,
+  options: ReleaseListOptions | undefined,
+): Promise<CheckResult> {
   const versions = [...new Set(status.nodes.map((n) => n.version).filter((v): v is string => v !== undefined))];
   if (!versions.length) return r(RULES.version, 'unknown', 'no node reported a version');
   if (versions.length > 1)
@@ -333,10 +340,16 @@ function versionCheck(flavor: string | undefined, status: ClusterStatus): CheckR
     );
   const v = versions[0]!;
   const f = flavor ?? (/^2\./.test(v) ? 'openbao' : 'vault');
-  const s = versionStanding(f, v);
-  if (!s.known) return r(RULES.version, 'unknown', `${f} ${v}: a line this vaultops has no release list for`);
+  const list = await releaseList(f, options);
+  const from =
+    list.source === 'bundled'
+      ? `the release list bundled with vaultops (${list.asOf})${list.why ? `; ${list.why}` : ''}`
+      : `the upstream release list of ${list.asOf.slice(0, 10)}${list.why ? ` (${list.why})` : ''}`;
+  const s = versionStanding(f, v, list.versions);
+  if (!s.known) return r(RULES.version, 'unknown', `${f} ${v}: a line that ${from} does not hold`);
+  if (s.olderThanList) return r(RULES.version, 'fail', `${f} ${v}: older than every line of ${from}; out of support`);
   const behind = s.newestOfLine !== v;
-  const found = `${f} ${v}${behind ? `; ${s.newestOfLine} is the newest of its line` : ', newest of its line'}${s.newerLines ? `; ${s.newerLines} newer minor line(s) exist` : ''}`;
+  const found = `${f} ${v}${behind ? `; ${s.newestOfLine} is the newest of its line` : ', newest of its line'}${s.newerLines ? `; ${s.newerLines} newer minor line(s) exist` : ''} (per ${from})`;
   return r(RULES.version, behind || s.newerLines > 2 ? 'fail' : 'pass', found);
 }
 

@@ -5,6 +5,7 @@ import type { Host } from '../ssh/host.js';
 import type { ClusterClient } from '../vault/cluster.js';
 import type { TlsSettings } from '../vault/tls.js';
 import { runApiChecks, type DrillReportSummary } from './api-checks.js';
+import type { ReleaseListOptions } from './release-list.js';
 import { runHostChecks, unknownHostChecks } from './host-checks.js';
 import { SEVERITY_RANK, type CheckResult, type Severity } from './check-result.js';
 
@@ -32,6 +33,8 @@ export interface CheckInput {
   /** Opens a node's SSH host; rejects when it cannot be reached (its checks become unknown). */
   openHost(node: ClusterSpec['nodes'][number]): Promise<Host>;
   now?: Date | undefined;
+  /** Where version.support's release list comes from (see release-list.ts). */
+  releases?: ReleaseListOptions | undefined;
 }
 
 /**
@@ -50,6 +53,7 @@ export async function runCheck(i: CheckInput): Promise<CheckReport> {
     drillDir: i.drillDir,
     readDrillReports: i.readDrillReports,
     now,
+    releases: i.releases,
   });
   for (const n of i.spec.nodes) {
     if (!n.ssh) continue;

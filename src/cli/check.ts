@@ -22,6 +22,8 @@ interface CheckCliOptions {
   failOn?: string;
   drillDir?: string;
   trustOnFirstUse?: boolean;
+  /** version.support without asking upstream: the cached release list, else the bundled one. */
+  offline?: boolean;
 }
 
 /** `vaultops check`: exit 0 passed; 1 a check at or above --fail-on failed; 3 one could not be checked. */
@@ -51,6 +53,7 @@ export async function checkCommand(o: CheckCliOptions): Promise<void> {
       failOn,
       readDrillReports,
       openHost: (n) => openNodeHost(n, { trustOnFirstUse: o.trustOnFirstUse }),
+      releases: { offline: o.offline === true },
     });
     if (o.markdown) await writeFile(o.markdown, renderMarkdown(report));
     if (o.html) await writeFile(o.html, renderHtml(report));

@@ -1,15 +1,11 @@
 import { existsSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 
 // The state folder is shared vocabulary (journals, locks, labs): it lives in core; labs keep importing it from here.
 export { stateDir } from '../core/state-dir.js';
 
-/** Server binaries and their build trees. $VAULTOPS_CACHE_DIR, else $XDG_CACHE_HOME/vaultops, else ~/.cache/vaultops. */
-export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env['VAULTOPS_CACHE_DIR']) return env['VAULTOPS_CACHE_DIR'];
-  return join(env['XDG_CACHE_HOME'] || join(homedir(), '.cache'), 'vaultops');
-}
+// Server binaries and their build trees live in the cache folder, shared with the release lists.
+export { cacheDir } from '../core/cache-dir.js';
 
 /**
  * A temp directory shared by every process on this machine: loopback addresses are machine-wide,

@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -108,6 +109,39 @@ describe.each(flavorsUnderTest())('readiness check of $flavor $version labs', ({
     expect(table.code).toBe(ExitCode.failed);
     expect(table.stdout).toMatch(/^FAIL\s+critical\s+audit\.devices/m);
     expect(table.stdout).toContain('How to fix:');
+  });
+
+  it('version.support judges by the upstream release list (a local server answering as upstream does); --offline by the bundled list', async () => {
+    const fixtures = join(import.meta.dirname, '..', 'fixtures', 'releases');
+    const server = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(readFileSync(join(fixtures, req.url === '/vault' ? 'vault.json' : 'openbao.json')));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const env = {
+        ...plain.env,
+        VAULTOPS_CACHE_DIR: mkdtempSync(join(plain.stateDir, 'cache-')),
+        VAULTOPS_RELEASES_URL_VAULT: `${base}/vault`,
+        VAULTOPS_RELEASES_URL_OPENBAO: `${base}/openbao`,
+      };
+      const upstream = new CliRunner({ env, cwd: plain.stateDir });
+      const newest = { openbao: '2.7.4', vault: '1.21.4' }[flavor];
+      const offline = await upstream.run(['check', '-i', plain.inventory, '--json', '--offline']);
+      const o = byId(JSON.parse(offline.stdout) as CheckReport, 'version.support');
+      expect(o.status, o.found).toBe('pass');
+      expect(o.found).toContain('bundled with vaultops');
+      const online = await upstream.run(['check', '-i', plain.inventory, '--json']);
+      const v = byId(JSON.parse(online.stdout) as CheckReport, 'version.support');
+      expect(v.status, v.found).toBe('fail');
+      expect(v.found).toContain(`${newest} is the newest of its line`);
+      expect(v.found).toContain('upstream release list');
+      upstream.expectNoSecrets(secrets);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   it('passes the production-like lab on what the lab can fix: TLS chain, two audit devices, no root token, metrics, autopilot, permissions', async () => {

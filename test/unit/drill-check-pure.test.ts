@@ -27,7 +27,16 @@ describe('version support against the releases vaultops knows', () => {
   it('says how far behind the newest patch of the line a version is, and unknown lines are unknown', () => {
     expect(versionStanding('openbao', '2.7.2')).toMatchObject({ known: true, newestOfLine: '2.7.2', newerLines: 0 });
     expect(versionStanding('openbao', '2.6.1')).toMatchObject({ known: true, newestOfLine: '2.6.2', newerLines: 1 });
-    expect(versionStanding('vault', '1.5.0').known).toBe(false);
+    // Between two lines of the bundled list: nothing is known of 1.20.
+    expect(versionStanding('vault', '1.20.3').known).toBe(false);
+    // Older than every line of the list: out of support, not unknown.
+    expect(versionStanding('vault', '1.5.0')).toMatchObject({ known: true, olderThanList: true, newerLines: 2 });
+  });
+
+  it('judges against the list it is given: 1.21.0 is behind once 1.21.4 is out', () => {
+    const upstream = ['1.21.4', '1.21.3', '1.21.0', '1.20.7', '1.19.12'];
+    expect(versionStanding('vault', '1.21.0', upstream)).toMatchObject({ newestOfLine: '1.21.4', newerLines: 0 });
+    expect(versionStanding('vault', '1.20.7', upstream)).toMatchObject({ newestOfLine: '1.20.7', newerLines: 1 });
   });
 });
 

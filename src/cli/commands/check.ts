@@ -22,5 +22,9 @@ export function registerCheckCommand(program: Command): void {
     )
     .option('--drill-dir <dir>', 'where the drill reports are (default $VAULTOPS_STATE_DIR/drills/<cluster>)')
     .option('--trust-on-first-use', 'accept SSH host keys that neither ssh.host_key nor known_hosts knows')
+    .option(
+      '--offline',
+      'judge versions by the cached upstream release list, else the one bundled with vaultops; ask no one',
+    )
     .action(async (o) => (await import('../check.js')).checkCommand(o));
 }
