@@ -4,6 +4,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InputError, UnreachableError } from '../core/errors.js';
 import { commonPlatform, fetchVerifiedRelease, hostPlatform } from '../upgrade/release.js';
+import { clusterInstall, type PackageSource } from '../upgrade/package-install.js';
 import { stateDir } from '../core/state-dir.js';
 import { resolveSecretList } from '../secrets/refs.js';
 import { openNodeHost } from '../ssh/open-host.js';
@@ -78,7 +79,9 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
     const bin: NewServer =
       source.kind === 'binary'
         ? source
-        : await releaseBinary(conn, strategy, source, o, progress, o.json === true || taskList);
+        : packageInstalled(conn, strategy)
+          ? { binary: '', sha256: '', pkg: { kind: 'package', version: source.version } }
+          : await releaseBinary(conn, strategy, source, o, progress, o.json === true || taskList);
     const unsealKeys = conn.spec.unseal?.keys ? await resolveSecretList(conn.spec.unseal.keys) : undefined;
     const files = upgradeStateFiles(stateDir(), conn.name);
     const snapshotDir = o.snapshotDir ?? files.dir;
@@ -168,7 +171,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
           cluster: conn.client,
           clusterName: conn.name,
           spec: conn.spec,
-          binary: {
+          binary: bin.pkg ?? {
             path: bin.binary,
             sha256: bin.sha256,
             onUpload: staging.onUpload(basename(bin.binary), conn.spec.nodes.length),
@@ -262,14 +265,16 @@ async function upgradePlan(
   } else {
     phases.push({
       key: 'stage',
-      title: `stage the binary on ${nodes.join(', ')} (sha256 checked on each host)`,
+      title: bin.pkg
+        ? `find package version ${bin.pkg.version} in the repositories of ${nodes.join(', ')} and download it there (apt-get --download-only)`
+        : `stage the binary on ${nodes.join(', ')} (sha256 checked on each host)`,
     });
     phases.push({ key: 'snapshot', title: `verified snapshot into ${snapshotDir}` });
     for (const n of standbys)
       phases.push({
         key: `node:${n}`,
         node: n,
-        title: `${n} (standby): stop, swap the binary, start, unseal, wait until a healthy voter and caught up, stabilization`,
+        title: `${n} (standby): stop, ${bin.pkg ? 'install the package' : 'swap the binary'}, start, unseal, wait until a healthy voter and caught up, stabilization`,
       });
     if (leader)
       phases.push({
@@ -280,7 +285,9 @@ async function upgradePlan(
     phases.push({ key: 'verify', title: 'verify: one leader, every node on the new version, sys/version-history' });
   }
   const lines = [
-    `Plan: ${strategy} upgrade of cluster ${conn.name} to ${bin.binary} (sha256 ${bin.sha256.slice(0, 12)}...)`,
+    bin.pkg
+      ? `Plan: ${strategy} upgrade of cluster ${conn.name} to package version ${bin.pkg.version} (each node: its package manager, sudo -n)`
+      : `Plan: ${strategy} upgrade of cluster ${conn.name} to ${bin.binary} (sha256 ${bin.sha256.slice(0, 12)}...)`,
     ...(bin.release ? [`  release: ${bin.release}`] : []),
     `  now: ${nodes.map((n) => `${n} ${n === leader ? 'leader' : states.get(n)}`).join(', ')}`,
     ...phases.map((p, i) => `  ${i + 1}. ${p.title}`),
@@ -321,11 +328,23 @@ function describe(e: UpgradeEvent): string {
   }
 }
 
-/** The new server as the use cases take it: a local binary (maybe from a verified release). */
+/** The new server as the use cases take it: a local binary (maybe from a verified release), or a package version. */
 interface NewServer {
   binary: string;
   sha256: string;
   release?: string | undefined;
+  pkg?: PackageSource | undefined;
+}
+
+/** Whether the nodes this strategy installs on are package installs (service.install: package). */
+function packageInstalled(conn: ConnectedCluster, strategy: string): boolean {
+  const nodes = strategy === 'immutable' ? (conn.spec.new_nodes ?? []) : conn.spec.nodes;
+  if (clusterInstall(nodes) !== 'package') return false;
+  if (strategy === 'immutable')
+    throw new InputError('An immutable upgrade onto package-installed nodes is not supported yet.', {
+      hint: 'Install the new version on the new hosts from your repository first and upgrade them with --strategy rolling, or set service.install: binary on new_nodes.',
+    });
+  return true;
 }
 
 type BinaryChoice =
