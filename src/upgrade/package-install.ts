@@ -63,6 +63,16 @@ export async function packageManager(host: Host): Promise<PackageManager> {
       timeoutMs: 30_000,
     },
   );
+  if (r.code !== 0)
+    throw new GateError(
+      `${host.name}: cannot run commands for the package manager (exit ${r.code}); no node was touched.`,
+      {
+        details: r.stderr.split('\n').filter(Boolean).slice(-4),
+        hint: /sudo/.test(r.stderr)
+          ? 'The SSH user must be allowed to run commands with `sudo -n` (no password prompt).'
+          : 'Check the SSH user and the host.',
+      },
+    );
   const pm = r.stdout.trim();
   if (pm === 'apt' || pm === 'yum') return pm;
   throw new GateError(
