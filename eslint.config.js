@@ -1,7 +1,7 @@
 // ESLint: typescript-eslint's type-aware rules, and the layer order of the design as an import rule
 // (eslint-plugin-boundaries). Layers, top to bottom; an import may only go down:
 //   cli > ui > playbook > actions > use cases {backup, upgrade, ceremony, drill, check}
-//     > clients {vault, ssh, secrets, inventory, notify, backup/stores, backup/crypto, lab} > core
+//     > clients {vault, ssh, secrets, inventory, notify, http, backup/stores, backup/crypto, lab} > core
 // Use-case siblings never import each other; only drill (and cli, and tests) may import lab; core
 // imports nothing of ours; nothing imports cli.
 import js from '@eslint/js';
@@ -9,7 +9,7 @@ import boundaries from 'eslint-plugin-boundaries';
 import tseslint from 'typescript-eslint';
 
 const USE_CASES = ['backup', 'upgrade', 'ceremony', 'drill', 'check'];
-const CLIENTS = ['vault', 'ssh', 'secrets', 'inventory', 'notify', 'backup-stores', 'backup-crypto'];
+const CLIENTS = ['vault', 'ssh', 'secrets', 'inventory', 'notify', 'http', 'backup-stores', 'backup-crypto'];
 
 /** `from` may import its own folder and the given element types. */
 const may = (from, to) => ({
@@ -96,6 +96,7 @@ export default tseslint.config(
           'secrets',
           'inventory',
           'notify',
+          'http',
           'core',
         ].map((type) => ({
           type,
@@ -113,7 +114,7 @@ export default tseslint.config(
             may('core', []),
             may('backup-crypto', ['core']),
             may('backup-stores', ['core', 'backup-crypto', 'vault', 'ssh', 'secrets', 'inventory']),
-            ...['vault', 'ssh', 'secrets', 'inventory', 'notify'].map((c) => may(c, ['core', ...CLIENTS])),
+            ...['vault', 'ssh', 'secrets', 'inventory', 'notify', 'http'].map((c) => may(c, ['core', ...CLIENTS])),
             may('lab', ['core', ...CLIENTS]),
             ...USE_CASES.map((u) => may(u, ['core', ...CLIENTS, ...(u === 'drill' ? ['lab'] : [])])),
             may('actions', ['core', ...CLIENTS, ...USE_CASES]),

@@ -38,6 +38,7 @@ REQUIREMENTS=(
   'systemd-nspawn systemd-container      lab machines (lab up --hosts): systemd hosts booted from this machine tree'
   'sudo           sudo                   lab machines: the ops user runs systemctl through sudo -n'
   'ip             iproute2               lab machines: their bridge, network namespaces and veths'
+  'dpkg-scanpackages dpkg-dev           package upgrades on machines: the local apt repository the test serves'
 )
 
 has() {

@@ -3,6 +3,8 @@ import { basename, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InputError, UnreachableError } from '../core/errors.js';
+import { commonPlatform, fetchVerifiedRelease, hostPlatform } from '../upgrade/release.js';
+import { clusterInstall, type PackageSource } from '../upgrade/package-install.js';
 import { stateDir } from '../core/state-dir.js';
 import { resolveSecretList } from '../secrets/refs.js';
 import { openNodeHost } from '../ssh/open-host.js';
@@ -24,8 +26,12 @@ import { throughDoor } from './through-door.js';
 export interface UpgradeCliOptions {
   inventory: string;
   cluster?: string;
-  binary: string;
-  sha256: string;
+  binary?: string;
+  sha256?: string;
+  /** Instead of binary/sha256: the vendor's release, verified (see src/upgrade/release.ts). */
+  version?: string;
+  releaseMirror?: string;
+  releaseKey?: string;
   strategy?: string;
   nonInteractive?: boolean;
   rollbackOnFailure?: boolean;
@@ -65,15 +71,22 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
     printer(m);
   };
   const prompter = makePrompter({ nonInteractive: o.nonInteractive, confirm: o.confirm });
-  if (/^https?:\/\//.test(o.binary))
-    o.binary = await downloadBinary(o.binary, join(stateDir(), 'downloads'), progress, o.json === true);
+  const source = binarySource(o);
+  if (source.kind === 'binary' && /^https?:\/\//.test(source.binary))
+    source.binary = await downloadBinary(source.binary, join(stateDir(), 'downloads'), progress, o.json === true);
   const conn = await connectCluster(o.inventory, o.cluster);
   try {
+    const bin: NewServer =
+      source.kind === 'binary'
+        ? source
+        : packageInstalled(conn, strategy)
+          ? { binary: '', sha256: '', pkg: { kind: 'package', version: source.version } }
+          : await releaseBinary(conn, strategy, source, o, progress, o.json === true || taskList);
     const unsealKeys = conn.spec.unseal?.keys ? await resolveSecretList(conn.spec.unseal.keys) : undefined;
     const files = upgradeStateFiles(stateDir(), conn.name);
     const snapshotDir = o.snapshotDir ?? files.dir;
     const waitTimeoutMs = o.waitTimeout ? Number(o.waitTimeout) * 1000 : undefined;
-    const plan = await upgradePlan(conn, strategy, o, snapshotDir);
+    const plan = await upgradePlan(conn, strategy, bin, snapshotDir);
     if (!o.json) for (const line of plan.lines) err.line(line);
     const operation = `upgrade --strategy ${strategy}`;
     let list: PhaseList | undefined;
@@ -119,9 +132,9 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
             clusterName: conn.name,
             spec: conn.spec,
             binary: {
-              path: o.binary,
-              sha256: o.sha256,
-              onUpload: staging.onUpload(basename(o.binary), conn.spec.new_nodes?.length ?? 0),
+              path: bin.binary,
+              sha256: bin.sha256,
+              onUpload: staging.onUpload(basename(bin.binary), conn.spec.new_nodes?.length ?? 0),
             },
             unsealKeys,
             waitTimeoutMs,
@@ -158,10 +171,10 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
           cluster: conn.client,
           clusterName: conn.name,
           spec: conn.spec,
-          binary: {
-            path: o.binary,
-            sha256: o.sha256,
-            onUpload: staging.onUpload(basename(o.binary), conn.spec.nodes.length),
+          binary: bin.pkg ?? {
+            path: bin.binary,
+            sha256: bin.sha256,
+            onUpload: staging.onUpload(basename(bin.binary), conn.spec.nodes.length),
           },
           unsealKeys,
           onNodeFailure: o.rollbackOnFailure ? 'rollback' : 'halt',
@@ -209,7 +222,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
 async function upgradePlan(
   conn: ConnectedCluster,
   strategy: string,
-  o: UpgradeCliOptions,
+  bin: NewServer,
   snapshotDir: string,
 ): Promise<{ lines: string[]; phases: Phase[] }> {
   const probes = await conn.client.probeAll();
@@ -250,13 +263,18 @@ async function upgradePlan(
       title: 'verify: one leader, every node on the new version; the inventory lists only the new nodes',
     });
   } else {
-    phases.push({ key: 'stage', title: `stage the binary on ${nodes.join(', ')} (sha256 checked on each host)` });
+    phases.push({
+      key: 'stage',
+      title: bin.pkg
+        ? `find package version ${bin.pkg.version} in the repositories of ${nodes.join(', ')} and download it there (apt-get --download-only)`
+        : `stage the binary on ${nodes.join(', ')} (sha256 checked on each host)`,
+    });
     phases.push({ key: 'snapshot', title: `verified snapshot into ${snapshotDir}` });
     for (const n of standbys)
       phases.push({
         key: `node:${n}`,
         node: n,
-        title: `${n} (standby): stop, swap the binary, start, unseal, wait until a healthy voter and caught up, stabilization`,
+        title: `${n} (standby): stop, ${bin.pkg ? 'install the package' : 'swap the binary'}, start, unseal, wait until a healthy voter and caught up, stabilization`,
       });
     if (leader)
       phases.push({
@@ -267,7 +285,10 @@ async function upgradePlan(
     phases.push({ key: 'verify', title: 'verify: one leader, every node on the new version, sys/version-history' });
   }
   const lines = [
-    `Plan: ${strategy} upgrade of cluster ${conn.name} to ${o.binary} (sha256 ${o.sha256.slice(0, 12)}...)`,
+    bin.pkg
+      ? `Plan: ${strategy} upgrade of cluster ${conn.name} to package version ${bin.pkg.version} (each node: its package manager, sudo -n)`
+      : `Plan: ${strategy} upgrade of cluster ${conn.name} to ${bin.binary} (sha256 ${bin.sha256.slice(0, 12)}...)`,
+    ...(bin.release ? [`  release: ${bin.release}`] : []),
     `  now: ${nodes.map((n) => `${n} ${n === leader ? 'leader' : states.get(n)}`).join(', ')}`,
     ...phases.map((p, i) => `  ${i + 1}. ${p.title}`),
     '  A failed gate changes nothing; a node that does not come back halts the run before the next one.',
@@ -305,6 +326,111 @@ function describe(e: UpgradeEvent): string {
     default:
       return e.message;
   }
+}
+
+/** The new server as the use cases take it: a local binary (maybe from a verified release), or a package version. */
+interface NewServer {
+  binary: string;
+  sha256: string;
+  release?: string | undefined;
+  pkg?: PackageSource | undefined;
+}
+
+/** Whether the nodes this strategy installs on are package installs (service.install: package). */
+function packageInstalled(conn: ConnectedCluster, strategy: string): boolean {
+  const nodes = strategy === 'immutable' ? (conn.spec.new_nodes ?? []) : conn.spec.nodes;
+  if (clusterInstall(nodes) !== 'package') return false;
+  if (strategy === 'immutable')
+    throw new InputError('An immutable upgrade onto package-installed nodes is not supported yet.', {
+      hint: 'Install the new version on the new hosts from your repository first and upgrade them with --strategy rolling, or set service.install: binary on new_nodes.',
+    });
+  return true;
+}
+
+type BinaryChoice =
+  | { kind: 'binary'; binary: string; sha256: string }
+  | { kind: 'release'; version: string; mirror?: string | undefined; keyFile?: string | undefined };
+
+/** Exactly one way for the new binary: --binary with --sha256, or --version (a verified vendor release). */
+function binarySource(o: UpgradeCliOptions): BinaryChoice {
+  if (o.version !== undefined) {
+    if (o.binary !== undefined || o.sha256 !== undefined)
+      throw new InputError('--version fetches the release itself: it does not go with --binary or --sha256.', {
+        hint: 'Give either --version X (the vendor release, signature-checked) or --binary FILE --sha256 HEX.',
+      });
+    return { kind: 'release', version: o.version.replace(/^v/, ''), mirror: o.releaseMirror, keyFile: o.releaseKey };
+  }
+  if (o.releaseMirror !== undefined || o.releaseKey !== undefined)
+    throw new InputError('--release-mirror and --release-key go with --version.', {
+      hint: 'Add --version X, or drop them when you give --binary FILE --sha256 HEX.',
+    });
+  if (o.binary === undefined || o.sha256 === undefined)
+    throw new InputError('Which binary? Give --version X, or --binary FILE with --sha256 HEX.', {
+      hint: "--version fetches the vendor's release and verifies its signed SHA256SUMS; --binary takes a file you checked.",
+    });
+  return { kind: 'binary', binary: o.binary, sha256: o.sha256 };
+}
+
+/**
+ * --version: the nodes that will run the new binary say their OS/CPU over SSH, then the release is
+ * fetched and verified (signature over the checksum list first) before the plan is shown.
+ */
+async function releaseBinary(
+  conn: ConnectedCluster,
+  strategy: string,
+  source: Extract<BinaryChoice, { kind: 'release' }>,
+  o: UpgradeCliOptions,
+  progress: (m: string) => void,
+  quiet: boolean,
+): Promise<{ binary: string; sha256: string; release: string }> {
+  const nodes = strategy === 'immutable' ? (conn.spec.new_nodes ?? []) : conn.spec.nodes;
+  const flavor = conn.spec.flavor ?? flavorFromBinaryPath(conn.spec.nodes);
+  const named = [];
+  for (const n of nodes) {
+    const host = await openNodeHost(n, { trustOnFirstUse: o.trustOnFirstUse });
+    try {
+      named.push({ node: n.name, platform: await hostPlatform(host) });
+    } finally {
+      host.close();
+    }
+  }
+  const platform = commonPlatform(named);
+  let bytes: Progress | undefined;
+  try {
+    const r = await fetchVerifiedRelease({
+      flavor,
+      version: source.version,
+      platform,
+      mirror: source.mirror,
+      keyFile: source.keyFile,
+      dir: join(stateDir(), 'downloads', 'releases'),
+      onProgress: (m) => {
+        bytes?.clear();
+        progress(m);
+      },
+      onBytes: (received, total) => {
+        bytes ??= createProgress({ label: 'release archive', total, quiet });
+        bytes.update(received);
+      },
+    });
+    return {
+      binary: r.binary,
+      sha256: r.sha256,
+      release: `${flavor} ${source.version} ${platform.os}/${platform.arch} from ${r.archiveUrl}; SHA256SUMS signed by ${r.signer}, archive sha256 matches`,
+    };
+  } finally {
+    bytes?.done();
+  }
+}
+
+/** Without `flavor:` in the inventory, the binary's name says it (bao is OpenBao). */
+function flavorFromBinaryPath(nodes: NodeSpec[]): 'vault' | 'openbao' {
+  const names = new Set(nodes.map((n) => basename(n.service?.binary ?? '')));
+  if (names.size === 1 && names.has('bao')) return 'openbao';
+  if (names.size === 1 && names.has('vault')) return 'vault';
+  throw new InputError('--version needs to know whether this is Vault or OpenBao.', {
+    hint: 'Add `flavor: vault` or `flavor: openbao` to the cluster in the inventory.',
+  });
 }
 
 /**

@@ -41,6 +41,13 @@ export const serviceSchema = z.strictObject({
   manager: z.enum(['systemd', 'lab']).optional().describe('How the server process is started and stopped on the host.'),
   name: z.string().optional().describe('Unit or service name (default: vault / openbao).'),
   binary: z.string().optional().describe('Path of the server binary on the host.'),
+  install: z
+    .enum(['binary', 'package'])
+    .optional()
+    .describe(
+      'How the server was installed on the host: binary (default; an upgrade copies the new binary) or package (from an apt/yum repository; an upgrade runs apt-get install <package>=<version>).',
+    ),
+  package: z.string().optional().describe('With install: package, the package name (default vault / openbao).'),
   config: z.string().optional(),
   data_dir: z.string().optional(),
   log_file: z.string().optional(),

@@ -4,6 +4,7 @@ import type { Host } from '../ssh/host.js';
 import { serviceManager, type ServiceManager } from '../ssh/services.js';
 import type { ClusterClient, ClusterNode } from '../vault/cluster.js';
 import type { BinarySource } from './binary-install.js';
+import type { PackageManager, PackageSource } from './package-install.js';
 
 /**
  * The nodes an upgrade works on, what one node's upgrade needs, what it reports and how it halts:
@@ -33,7 +34,8 @@ export interface NodeUpgradeContext {
   /** The cluster's client, with a token that can read raft/autopilot and take a snapshot. */
   cluster: ClusterClient;
   clusterName: string;
-  binary: BinarySource;
+  /** The new server: a binary to copy, or (service.install: package) a package version to install. */
+  binary: BinarySource | PackageSource;
   /** Unseal shares (Shamir), already resolved. Not needed with auto-unseal. */
   unsealKeys?: string[] | undefined;
   /** What to do when a node does not come back: stop there (default), or put its old binary back first. */
@@ -53,6 +55,13 @@ export interface Member {
   host: Host;
   service: ServiceManager;
   binaryPath: string;
+  /** service.install: package: what the stage step found on the host. */
+  pkg?: { manager: PackageManager; name: string; exact: string; previous: string } | undefined;
+}
+
+/** What a progress record remembers of the new server: its sha256, or the package version. */
+export function sourceId(b: BinarySource | PackageSource): string {
+  return 'kind' in b ? `package:${b.version}` : b.sha256.toLowerCase();
 }
 
 export function memberFor(cluster: ClusterClient, spec: NodeSpec, host: Host, defaultUnit: string): Member {

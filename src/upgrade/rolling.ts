@@ -14,9 +14,19 @@ import {
   verifyStaged,
 } from './binary-install.js';
 import {
+  clusterInstall,
+  installedVersion,
+  installPackage,
+  packageManager,
+  packageName,
+  prefetchPackage,
+  resolvePackageVersion,
+} from './package-install.js';
+import {
   closeMembers,
   halt,
   memberFor,
+  sourceId,
   UpgradeHaltedError,
   type Member,
   type NodeUpgradeContext,
@@ -111,9 +121,23 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
   const emit = o.onEvent ?? (() => undefined);
   const flavorUnit = o.spec.flavor === 'openbao' ? 'openbao' : 'vault';
 
-  // 1. The file itself, before anything remote.
-  await verifyLocalBinary(o.binary);
-  emit({ kind: 'gate', message: `${o.binary.path}: sha256 matches.` });
+  // 1. The file itself, before anything remote (a package is checked by the host's package manager).
+  const source = o.binary;
+  const install = clusterInstall(o.spec.nodes);
+  if ('kind' in source) {
+    if (install !== 'package')
+      throw new InputError('A package version was given, but the nodes are not installed from packages.', {
+        hint: 'Set service.install: package on the nodes that got the server from an apt/yum repository, or upgrade with --binary/--version.',
+      });
+  } else {
+    if (install === 'package')
+      throw new InputError(
+        `The nodes of ${o.clusterName} are installed from packages (service.install: package): a copied binary would be overwritten by the next package update.`,
+        { hint: 'Give --version X: each node then runs its package manager for that version.' },
+      );
+    await verifyLocalBinary(source);
+    emit({ kind: 'gate', message: `${source.path}: sha256 matches.` });
+  }
 
   for (const n of o.spec.nodes) {
     if (!n.ssh)
@@ -177,23 +201,45 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
 
     // 4. Stage on every host, verified there, then ask the staged binary its version.
     // All hosts at once: each upload is its own SSH connection, and sha256sum runs on each host.
-    await Promise.all(
-      members.map(async (m) => {
-        const r = await stageBinary(m.host, m.binaryPath, o.binary);
-        emit({
-          kind: 'stage',
-          node: m.spec.name,
-          message: r.uploaded
-            ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)`
-            : 'already staged (sha256 verified on the host)',
-        });
-      }),
-    );
-    const target = await remoteBinaryVersion(
-      members[0]!.host,
-      `${members[0]!.binaryPath}${STAGED_SUFFIX}`,
-      o.binary.sha256,
-    );
+    // Packages: the exact version is looked up in each host's repositories and downloaded there.
+    if ('kind' in source) {
+      await Promise.all(
+        members.map(async (m) => {
+          const manager = await packageManager(m.host);
+          const name = packageName(m.spec, flavorUnit);
+          const previous = await installedVersion(m.host, manager, name);
+          if (!previous)
+            throw new GateError(
+              `${m.spec.name}: package ${name} is not installed, but the inventory says service.install: package; no node was touched.`,
+              { hint: 'Set service.package to the package that holds the server, or service.install: binary.' },
+            );
+          const exact = await resolvePackageVersion(m.host, manager, name, source.version);
+          await prefetchPackage(m.host, manager, name, exact);
+          m.pkg = { manager, name, exact, previous };
+          emit({
+            kind: 'stage',
+            node: m.spec.name,
+            message: `package ${name} ${exact} downloaded into the package cache (installed now: ${previous})`,
+          });
+        }),
+      );
+    } else
+      await Promise.all(
+        members.map(async (m) => {
+          const r = await stageBinary(m.host, m.binaryPath, source);
+          emit({
+            kind: 'stage',
+            node: m.spec.name,
+            message: r.uploaded
+              ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)`
+              : 'already staged (sha256 verified on the host)',
+          });
+        }),
+      );
+    const target =
+      'kind' in source
+        ? source.version
+        : await remoteBinaryVersion(members[0]!.host, `${members[0]!.binaryPath}${STAGED_SUFFIX}`, source.sha256);
 
     // 5. Version gate: never downgrade; skip nodes already there.
     const fromVersions: Record<string, string> = {};
@@ -265,7 +311,7 @@ async function resumeInProgress(
   const rec = readProgress(o.progressFile);
   if (!rec) return;
   const spec = o.spec.nodes.find((n) => n.name === rec.node);
-  if (!spec || rec.sha256 !== o.binary.sha256.toLowerCase()) {
+  if (!spec || rec.sha256 !== sourceId(o.binary)) {
     emit({
       kind: 'gate',
       message: `an earlier run was upgrading ${rec.node} to ${rec.target} with another binary; its record is dropped`,
@@ -287,7 +333,16 @@ async function resumeInProgress(
   const host = await o.openHost(spec);
   try {
     const m = memberFor(o.cluster, spec, host, defaultUnit);
-    if ((await host.sha256(m.binaryPath)) !== rec.sha256) {
+    const source = o.binary;
+    if ('kind' in source) {
+      const manager = await packageManager(host);
+      const name = packageName(spec, defaultUnit);
+      const exact = await resolvePackageVersion(host, manager, name, source.version);
+      if ((await installedVersion(host, manager, name)) !== exact) {
+        if ((await m.service.status()).running) await m.service.stop(o.waitTimeoutMs ?? 120_000);
+        await installPackage(host, manager, name, exact);
+      }
+    } else if ((await host.sha256(m.binaryPath)) !== rec.sha256) {
       if ((await m.service.status()).running) await m.service.stop(o.waitTimeoutMs ?? 120_000);
       await verifyStaged(host, m.binaryPath, rec.sha256);
       await swapBinary(host, m.binaryPath);
@@ -424,10 +479,13 @@ export async function upgradeMember(
   emit: (e: UpgradeEvent) => void,
 ): Promise<NodeTiming> {
   const name = m.spec.name;
-  await verifyStaged(m.host, m.binaryPath, o.binary.sha256);
+  const source = o.binary;
+  if ('kind' in source) {
+    if (!m.pkg) throw new VaultopsError(`${name}: the package was not staged (internal: preflight first).`);
+  } else await verifyStaged(m.host, m.binaryPath, source.sha256);
   writeProgress(o.progressFile, {
     node: name,
-    sha256: o.binary.sha256.toLowerCase(),
+    sha256: sourceId(source),
     target,
     startedAt: new Date().toISOString(),
   });
@@ -454,8 +512,17 @@ export async function upgradeMember(
   } else {
     emit({ kind: 'node', node: name, message: `stopped in ${stopMs} ms` });
   }
-  await swapBinary(m.host, m.binaryPath);
-  emit({ kind: 'node', node: name, message: `binary swapped (previous kept as ${m.binaryPath}.vaultops-prev)` });
+  if (m.pkg) {
+    await installPackage(m.host, m.pkg.manager, m.pkg.name, m.pkg.exact);
+    emit({
+      kind: 'node',
+      node: name,
+      message: `package ${m.pkg.name} ${m.pkg.exact} installed (was ${m.pkg.previous})`,
+    });
+  } else {
+    await swapBinary(m.host, m.binaryPath);
+    emit({ kind: 'node', node: name, message: `binary swapped (previous kept as ${m.binaryPath}.vaultops-prev)` });
+  }
   try {
     const phases = await startAndRejoin(o, m, target, timeout, emit);
     emit({
@@ -480,9 +547,14 @@ export async function upgradeMember(
     };
   } catch (e) {
     if (!(e instanceof UpgradeHaltedError) || o.onNodeFailure !== 'rollback') throw e;
-    emit({ kind: 'node', node: name, message: `did not come back on ${target}: rolling back to the previous binary` });
+    emit({
+      kind: 'node',
+      node: name,
+      message: `did not come back on ${target}: rolling back to the previous ${m.pkg ? `package (${m.pkg.previous})` : 'binary'}`,
+    });
     await m.service.stop(timeout).catch(() => undefined);
-    await rollbackBinary(m.host, m.binaryPath);
+    if (m.pkg) await installPackage(m.host, m.pkg.manager, m.pkg.name, m.pkg.previous, true);
+    else await rollbackBinary(m.host, m.binaryPath);
     try {
       await startAndRejoin(o, m, undefined, timeout, emit);
     } catch (e2) {

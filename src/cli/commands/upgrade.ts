@@ -9,8 +9,20 @@ export function registerUpgradeCommand(program: Command): void {
     )
     .requiredOption('-i, --inventory <file>', 'inventory file')
     .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
-    .requiredOption('--binary <path|url>', 'the new server binary: a local file, or an http(s) URL downloaded first')
-    .requiredOption('--sha256 <hex>', 'its expected sha256: a mismatch is refused before any node is touched')
+    .option('--binary <path|url>', 'the new server binary: a local file, or an http(s) URL downloaded first')
+    .option('--sha256 <hex>', 'its expected sha256 (with --binary): a mismatch is refused before any node is touched')
+    .option(
+      '--version <version>',
+      "instead of --binary: fetch the vendor's release archive for the nodes' OS/CPU; its signed SHA256SUMS is verified first",
+    )
+    .option(
+      '--release-mirror <url>',
+      'with --version: where releases are fetched (default releases.hashicorp.com for Vault, GitHub releases for OpenBao)',
+    )
+    .option(
+      '--release-key <file>',
+      "with --version: the vendor's OpenPGP public key (needed for OpenBao; replaces the bundled HashiCorp key)",
+    )
     .option(
       '--strategy <strategy>',
       "rolling (in place) or immutable (the inventory's new_nodes join, then the old nodes leave)",
