@@ -124,7 +124,7 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
   } finally {
     await cleanup().catch(() => undefined);
     store?.close?.();
-    conn.client.close();
+    await conn.client.release();
   }
 }
 
