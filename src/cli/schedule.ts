@@ -313,6 +313,7 @@ interface ScheduledLogin {
 function scheduledLogin(specs: ClusterSpec[], isFleet: boolean, account: string): ScheduledLogin {
   const out: ScheduledLogin = { cronComments: [], systemd: [], kubernetesComments: [], kubernetesEnv: [] };
   const auths = specs.map((s) => s.auth);
+  const noLogin = specs.every((s) => s.auth === undefined && s.token === undefined);
   const approleFile =
     !isFleet && auths[0]?.method === 'approle' && auths[0].secret_id.startsWith('file:')
       ? auths[0].secret_id.slice(5)
@@ -325,12 +326,11 @@ function scheduledLogin(specs: ClusterSpec[], isFleet: boolean, account: string)
     out.cronComments.push(
       `# Logs in with AppRole: ${approleFile} (the secret_id) must be mode 0600 and owned by the user of this crontab.`,
     );
-  } else if (auths.some((a) => a === undefined) && specs.some((s) => s.token !== undefined) === false) {
+  } else if (noLogin) {
     out.cronComments.push(
       '# No auth: in the inventory: the job uses VAULT_TOKEN or ~/.vault-token of its user. Prefer auth: { method: approle } (docs/unattended-logins.md).',
     );
   }
-  const noLogin = specs.every((s) => s.auth === undefined && s.token === undefined);
   if (noLogin || auths.some((a) => a?.method === 'kubernetes')) {
     out.serviceAccount = account;
     out.kubernetesComments.push(
