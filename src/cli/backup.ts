@@ -282,7 +282,7 @@ async function backupCluster(
     } finally {
       store?.close?.();
       await door?.close();
-      conn.client.close();
+      await conn.client.release();
     }
   }
   const finished = new Date();

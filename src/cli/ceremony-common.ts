@@ -17,7 +17,7 @@ export interface OpenCeremony {
   conn: ConnectedCluster;
   session: CeremonySession;
   prompter: Prompter;
-  close(): void;
+  close(): Promise<void>;
 }
 
 /** Connects with the inventory's token (OpenBao >= 2.6 and Vault >= 2.0 need one) and pins the leader. */
@@ -34,9 +34,9 @@ export async function openCeremony(
   });
   try {
     const session = await CeremonySession.open(conn.client);
-    return { conn, session, prompter, close: () => conn.client.close() };
+    return { conn, session, prompter, close: () => conn.client.release() };
   } catch (e) {
-    conn.client.close();
+    await conn.client.release();
     throw e;
   }
 }

@@ -81,6 +81,6 @@ export async function checkCommand(o: CheckCliOptions): Promise<void> {
   } finally {
     // SFTP stores hold SSH connections that would keep the process alive.
     for (const s of stores) s.close?.();
-    conn.client.close();
+    await conn.client.release();
   }
 }

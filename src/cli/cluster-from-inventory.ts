@@ -1,9 +1,10 @@
 import { InputError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
 import { loadInventory, selectCluster } from '../inventory/load.js';
-import { resolveSecretString, type SecretPrompter } from '../secrets/refs.js';
+import type { SecretPrompter } from '../secrets/refs.js';
 import { parseDuration } from '../core/duration.js';
-import { readTokenFile, readVaultEnv } from '../vault/env.js';
+import { readVaultEnv } from '../vault/env.js';
+import { resolveAuth } from '../vault/auth-settings.js';
 import { ClusterClient, type ClusterNode } from '../vault/cluster.js';
 import type { VaultClient } from '../vault/client.js';
 import type { ClusterSpec } from '../inventory/schema.js';
@@ -22,7 +23,9 @@ export interface EnvironmentCluster extends Omit<ConnectedCluster, 'inventoryFil
 
 /**
  * Builds the cluster client from an inventory: TLS from the inventory, else VAULT_CACERT & co;
- * the token from the inventory's reference, else VAULT_TOKEN / BAO_TOKEN, else ~/.vault-token.
+ * the login from the inventory's auth: or token:, else VAULTOPS_AUTH_*, else VAULT_TOKEN / BAO_TOKEN,
+ * else ~/.vault-token (resolveAuth). A login (AppRole, certificate, JWT, Kubernetes) happens here, so
+ * every command starts with a token; end the client with `release()` so that token is revoked.
  * Without an inventory (single-cluster commands), the cluster is the one at VAULT_ADDR / BAO_ADDR.
  */
 export async function connectCluster(
@@ -50,9 +53,7 @@ export async function connectCluster(
   const inv = loadInventory(inventoryFile);
   const { name, spec } = selectCluster(inv, clusterName);
   const env = readVaultEnv();
-  let token: string | undefined;
-  if (spec.token) token = await resolveSecretString(spec.token, options.prompter);
-  else token = env.token ?? readTokenFile();
+  const auth = await resolveAuth({ auth: spec.auth, token: spec.token, prompter: options.prompter });
   const tls = {
     caCert: spec.tls?.ca_cert ?? env.tls.caCert,
     clientCert: spec.tls?.client_cert ?? env.tls.clientCert,
@@ -66,11 +67,18 @@ export async function connectCluster(
     name,
     nodes: spec.nodes.map((n) => ({ name: n.name, apiAddr: n.api_addr, clusterAddr: n.cluster_addr, zone: n.zone })),
     tls,
-    token,
+    token: auth.token,
+    login: auth.login,
     namespace: spec.namespace ?? env.namespace,
     timeoutMs,
     retries: env.maxRetries ?? 1,
   });
+  try {
+    await client.login();
+  } catch (e) {
+    client.close();
+    throw e;
+  }
   return { name, spec, client, inventoryFile };
 }
 
@@ -99,36 +107,41 @@ export async function connectFromEnvironment(): Promise<EnvironmentCluster> {
     throw new InputError(`VAULT_ADDR ${env.addr} is not an http(s) URL.`, {
       hint: 'Set it like the Vault CLI takes it: https://vault.example.com:8200',
     });
-  const token = env.token ?? readTokenFile();
-  if (token === undefined) {
+  const auth = await resolveAuth({});
+  if (auth.token === undefined && auth.login === undefined) {
     throw new InputError(
       `No token for ${env.addr}: the nodes of the cluster come from its Raft configuration, which needs one.`,
       {
-        hint: 'export VAULT_TOKEN (or BAO_TOKEN), or log in with `vault login` / `bao login` (saves ~/.vault-token), or pass -i INVENTORY.',
+        hint: 'export VAULT_TOKEN (or BAO_TOKEN), or log in with `vault login` / `bao login` (saves ~/.vault-token), or set VAULTOPS_AUTH_METHOD (docs/unattended-logins.md), or pass -i INVENTORY.',
       },
     );
   }
-  redactor.add(token);
+  redactor.add(auth.token);
   const connection = {
     tls: env.tls,
-    token,
+    token: auth.token,
     namespace: env.namespace,
     timeoutMs: env.timeoutMs ?? 10_000,
     retries: env.maxRetries ?? 1,
   };
   const entry: ClusterNode = { name: addr.hostname, apiAddr: env.addr };
-  const seed = new ClusterClient({ name: addr.hostname, nodes: [entry], ...connection });
+  // The one login of the run happens on the address the operator gave; the client for the cluster's
+  // own nodes takes over its token (renewal and revocation go with it).
+  const seed = new ClusterClient({ name: addr.hostname, nodes: [entry], ...connection, login: auth.login });
   let nodes: ClusterNode[];
   let name: string;
+  let client: ClusterClient;
   try {
-    const client = seed.client(entry.name);
-    nodes = await raftNodes(client, addr);
-    const health = await client.health().catch(() => undefined);
+    await seed.login();
+    const c = seed.client(entry.name);
+    nodes = await raftNodes(c, addr);
+    const health = await c.health().catch(() => undefined);
     name = health?.body.cluster_name ?? addr.hostname;
-  } finally {
-    seed.close();
+    client = seed.handOver(name, nodes);
+  } catch (e) {
+    await seed.release();
+    throw e;
   }
-  const client = new ClusterClient({ name, nodes, ...connection });
   const spec: ClusterSpec = {
     nodes: nodes.map((n) => ({ name: n.name, api_addr: n.apiAddr, cluster_addr: n.clusterAddr })),
     tls: {

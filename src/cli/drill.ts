@@ -103,7 +103,7 @@ export async function drillCommand(o: DrillCliOptions): Promise<void> {
   } finally {
     // An SFTP store holds an SSH connection that would keep the process alive.
     store?.close?.();
-    conn.client.close();
+    await conn.client.release();
   }
 }
 

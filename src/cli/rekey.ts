@@ -79,7 +79,7 @@ export async function rekeyStartCommand(o: StartOptions): Promise<void> {
       },
     );
   } finally {
-    c.close();
+    await c.close();
   }
 }
 
@@ -97,7 +97,7 @@ export async function rekeyContributeCommand(o: ContributeOptions): Promise<void
     const step = await collect(c, rekey, o.sharesFrom, true);
     if (step) await finish(o, step);
   } finally {
-    c.close();
+    await c.close();
   }
 }
 
@@ -187,7 +187,7 @@ export async function rekeyVerifyCommand(o: VerifyOptions): Promise<void> {
       if (!source.fromReference) return;
     }
   } finally {
-    c.close();
+    await c.close();
   }
 }
 
@@ -221,7 +221,7 @@ export async function rekeyStatusCommand(o: RekeyCommon): Promise<void> {
       if (verify?.nonce) out.line(`Verification: nonce ${verify.nonce}, ${verify.progress} of ${verify.t} new shares.`);
     }
   } finally {
-    c.close();
+    await c.close();
   }
 }
 
@@ -245,6 +245,6 @@ export async function rekeyCancelCommand(o: CancelOptions): Promise<void> {
     await rekeyCancel(await c.session.leader('rekey'), c.session.paths, target(o), o.nonce);
     out.line(`Rekey ${o.nonce} cancelled; the current shares stay valid.`);
   } finally {
-    c.close();
+    await c.close();
   }
 }

@@ -124,7 +124,7 @@ export async function restoreCommand(o: RestoreCliOptions): Promise<void> {
   } finally {
     await cleanup().catch(() => undefined);
     store?.close?.();
-    conn.client.close();
+    await conn.client.release();
   }
 }
 
@@ -171,6 +171,9 @@ export async function keySetFromInventory(
       { hint: 'Add unseal.keys: env:NAME or file:PATH#field.' },
     );
   const keys = await resolveSecretList(spec.unseal.keys);
-  const token = spec.token ? await resolveSecretString(spec.token) : undefined;
+  // The token for the restored data is one the operator gives (a login would log in to the data
+  // being replaced): token:, or auth: {method: token}.
+  const tokenRef = spec.token ?? (spec.auth?.method === 'token' ? spec.auth.token : undefined);
+  const token = tokenRef ? await resolveSecretString(tokenRef) : undefined;
   return { label: spec.unseal.key_set ?? name, keys, token };
 }

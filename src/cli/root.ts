@@ -45,7 +45,7 @@ export async function rootGenerateCommand(o: GenerateOptions): Promise<void> {
       (door) => generate(c, o, door.signal),
     );
   } finally {
-    c.close();
+    await c.close();
   }
 }
 
@@ -312,7 +312,7 @@ export async function rootContributeCommand(o: ContributeOptions): Promise<void>
       break;
     }
   } finally {
-    c.close();
+    await c.close();
   }
 }
 
@@ -341,7 +341,7 @@ export async function rootRevokeCommand(o: RevokeOptions): Promise<void> {
       () => revoke(c, o),
     );
   } finally {
-    c.close();
+    await c.close();
   }
 }
 
@@ -433,6 +433,6 @@ export async function rootHuntCommand(o: HuntOptions): Promise<void> {
     if (o.json) out.json({ cluster: c.conn.name, root_tokens: found, revoked });
     else out.line(`Revoked ${revoked.length} root token${revoked.length === 1 ? '' : 's'}.`);
   } finally {
-    c.close();
+    await c.close();
   }
 }

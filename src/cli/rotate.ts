@@ -27,6 +27,6 @@ export async function rotateCommand(o: RotateOptions): Promise<void> {
         `Encryption key rotated on ${r.node}: term ${r.before.term} -> ${r.after.term} (installed ${r.after.install_time}). Old data stays readable; new writes use term ${r.after.term}.`,
       );
   } finally {
-    client.close();
+    await client.release();
   }
 }

@@ -44,7 +44,7 @@ export async function planCommand(playbookArg: string, o: RunOptions): Promise<v
     stateDir: stateDir(),
     planOnly: true,
   });
-  p.cluster.close();
+  await p.cluster.release();
   if (o.json) out.json(p.plan);
   else for (const l of planLines(p.plan)) out.line(l);
 }
@@ -63,7 +63,7 @@ export async function runCommand(playbookArg: string, o: RunOptions): Promise<vo
   try {
     await runPrepared(p, o, prompter, undefined);
   } finally {
-    p.cluster.close();
+    await p.cluster.release();
   }
 }
 
@@ -191,7 +191,7 @@ export async function resumeCommand(runId: string, o: RunOptions): Promise<void>
       );
     await runPrepared(p, { ...o, inventory }, prompter, { runId, done });
   } finally {
-    p.cluster.close();
+    await p.cluster.release();
   }
 }
 

@@ -50,6 +50,8 @@ export interface ScheduledJob {
     successfulJobsHistoryLimit?: number;
     backoffLimit: number;
     container: string;
+    /** The pod's service account (a Kubernetes login uses its token). */
+    serviceAccount?: string | undefined;
     /** The vaultops arguments inside the container. */
     args: string[];
     /** Lines of the lists, relative to their `- ` (the renderer indents them). */
@@ -158,6 +160,7 @@ function renderCronJob(job: ScheduledJob): void {
       '      template:',
       '        spec:',
       '          restartPolicy: Never',
+      ...(k.serviceAccount === undefined ? [] : [`          serviceAccountName: ${k.serviceAccount}`]),
       '          containers:',
       `            - name: ${k.container}`,
       `              image: ${job.image ?? 'vaultops:latest'}`,

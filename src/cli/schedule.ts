@@ -3,6 +3,7 @@ import { basename, extname, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { parseConcurrency } from '../backup/fleet.js';
 import { loadInventory, selectCluster } from '../inventory/load.js';
+import type { ClusterSpec } from '../inventory/schema.js';
 import { FORMATS, renderSchedule, SEMI_SPACE_FLAG, type Format, type Timing } from './schedule-render.js';
 
 export { SEMI_SPACE_FLAG };
@@ -65,6 +66,11 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
   if (isFleet && o.concurrency !== undefined) selection.push('--concurrency', o.concurrency);
   const unit = isFleet ? `vaultops-backup-fleet-${name}` : `vaultops-backup-${name}`;
   const store = o.to !== undefined ? resolve(o.to) : undefined;
+  const login = scheduledLogin(
+    names.map((n) => inv.data.clusters[n]!),
+    isFleet,
+    'vaultops-backup',
+  );
   renderSchedule(
     {
       unit,
@@ -75,11 +81,12 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
       cronComments: [
         `# cron (crontab -e as the user that can read the inventory's secrets): ${timing.describe}`,
         '# Secrets come from the inventory references (file: with mode 0600 is simplest under cron: its environment is empty).',
+        ...login.cronComments,
       ],
       systemd: {
         description: `vaultops: verified Raft snapshot${isFleet ? 's' : ''} of ${what}`,
         unitOptions: ['Wants=network-online.target', 'After=network-online.target'],
-        serviceSetup: [],
+        serviceSetup: login.systemd,
         serviceOptions: [
           'Nice=10',
           'IOSchedulingClass=best-effort',
@@ -95,20 +102,20 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
         randomizedDelaySec: 60,
       },
       kubernetes: {
-        comment: `# Kubernetes CronJob: mount the inventory (and the secrets it references) at /etc/vaultops, the backups at /backups.`,
+        comment: [
+          `# Kubernetes CronJob: mount the inventory (and the secrets it references) at /etc/vaultops, the backups at /backups.`,
+          ...login.kubernetesComments,
+        ].join('\n'),
         successfulJobsHistoryLimit: 3,
         backoffLimit: 1,
         container: 'backup',
+        serviceAccount: login.serviceAccount,
         args: backupArgs(
           { ...o, to: o.to === undefined ? undefined : '/backups' },
           '/etc/vaultops/inventory.yml',
           selection,
         ),
-        env: [
-          `- { name: NODE_OPTIONS, value: ${JSON.stringify(SEMI_SPACE_FLAG)} }`,
-          '- name: VAULT_TOKEN',
-          '  valueFrom: { secretKeyRef: { name: vaultops-backup, key: token } }',
-        ],
+        env: [`- { name: NODE_OPTIONS, value: ${JSON.stringify(SEMI_SPACE_FLAG)} }`, ...login.kubernetesEnv],
         volumeMounts: [
           '- { name: inventory, mountPath: /etc/vaultops, readOnly: true }',
           '- { name: backups, mountPath: /backups }',
@@ -223,6 +230,7 @@ export async function scheduleDrillCommand(o: ScheduleDrillOptions): Promise<voi
     return a;
   };
   const unit = `vaultops-drill-${name}`;
+  const login = scheduledLogin([selectCluster(loadInventory(invFile), name).spec], false, 'vaultops-drill');
   renderSchedule(
     {
       unit,
@@ -233,11 +241,12 @@ export async function scheduleDrillCommand(o: ScheduleDrillOptions): Promise<voi
       cronComments: [
         `# cron (crontab -e as the user that can read the inventory's secrets and the backups): ${timing.describe}`,
         '# The drill starts a scratch lab cluster on this host and always tears it down; it exits non-zero and calls the webhook when it fails.',
+        ...login.cronComments,
       ],
       systemd: {
         description: `vaultops: disaster-recovery drill of ${name} (restore of the newest backup into a scratch cluster)`,
         unitOptions: [],
-        serviceSetup: ['StateDirectory=vaultops', 'Environment=VAULTOPS_STATE_DIR=/var/lib/vaultops'],
+        serviceSetup: ['StateDirectory=vaultops', 'Environment=VAULTOPS_STATE_DIR=/var/lib/vaultops', ...login.systemd],
         serviceOptions: [
           'Nice=10',
           'NoNewPrivileges=yes',
@@ -251,12 +260,15 @@ export async function scheduleDrillCommand(o: ScheduleDrillOptions): Promise<voi
         randomizedDelaySec: 300,
       },
       kubernetes: {
-        comment:
+        comment: [
           "# Kubernetes CronJob: the image must hold the server binary in VAULTOPS_CACHE_DIR; inventory and secrets at /etc/vaultops, backups mounted where the inventory's store points, reports at /reports.",
+          ...login.kubernetesComments,
+        ].join('\n'),
         backoffLimit: 0,
         container: 'drill',
+        serviceAccount: login.serviceAccount,
         args: drillArgs('/etc/vaultops/inventory.yml', '/reports'),
-        env: ['- { name: VAULTOPS_STATE_DIR, value: /state }'],
+        env: ['- { name: VAULTOPS_STATE_DIR, value: /state }', ...login.kubernetesEnv],
         volumeMounts: [
           '- { name: inventory, mountPath: /etc/vaultops, readOnly: true }',
           '- { name: backups, mountPath: /backups, readOnly: true }',
@@ -277,6 +289,60 @@ export async function scheduleDrillCommand(o: ScheduleDrillOptions): Promise<voi
     },
     formats,
   );
+}
+
+interface ScheduledLogin {
+  cronComments: string[];
+  /** [Service] lines: the credential the unit hands to the job. */
+  systemd: string[];
+  kubernetesComments: string[];
+  kubernetesEnv: string[];
+  serviceAccount?: string | undefined;
+}
+
+/**
+ * How a scheduled job logs in, from the inventory's auth: (docs/unattended-logins.md). No unit
+ * file, crontab line or CronJob ever holds a token or secret_id: they name where it is.
+ *  - AppRole with `secret_id: file:PATH` (one cluster): systemd loads PATH as a credential
+ *    (LoadCredential=, readable by root only on disk, by the job only at run time) and points
+ *    VAULTOPS_AUTH_SECRET_ID at the copy in $CREDENTIALS_DIRECTORY (%d).
+ *  - The CronJob runs as a service account; with `auth: {method: kubernetes}`, or no login in the
+ *    inventory at all, the job logs in with that account's token (for the latter through
+ *    VAULTOPS_AUTH_METHOD=kubernetes and a role of the account's name).
+ */
+function scheduledLogin(specs: ClusterSpec[], isFleet: boolean, account: string): ScheduledLogin {
+  const out: ScheduledLogin = { cronComments: [], systemd: [], kubernetesComments: [], kubernetesEnv: [] };
+  const auths = specs.map((s) => s.auth);
+  const noLogin = specs.every((s) => s.auth === undefined && s.token === undefined);
+  const approleFile =
+    !isFleet && auths[0]?.method === 'approle' && auths[0].secret_id.startsWith('file:')
+      ? auths[0].secret_id.slice(5)
+      : undefined;
+  if (approleFile !== undefined) {
+    out.systemd.push(
+      `LoadCredential=vaultops-secret-id:${approleFile}`,
+      'Environment=VAULTOPS_AUTH_SECRET_ID=file:%d/vaultops-secret-id',
+    );
+    out.cronComments.push(
+      `# Logs in with AppRole: ${approleFile} (the secret_id) must be mode 0600 and owned by the user of this crontab.`,
+    );
+  } else if (noLogin) {
+    out.cronComments.push(
+      '# No auth: in the inventory: the job uses VAULT_TOKEN or ~/.vault-token of its user. Prefer auth: { method: approle } (docs/unattended-logins.md).',
+    );
+  }
+  if (noLogin || auths.some((a) => a?.method === 'kubernetes')) {
+    out.serviceAccount = account;
+    out.kubernetesComments.push(
+      `# It logs in with the token of service account ${account} (Vault's kubernetes auth method; role ${noLogin ? account : 'from the inventory'}).`,
+    );
+    if (noLogin)
+      out.kubernetesEnv.push(
+        '- { name: VAULTOPS_AUTH_METHOD, value: kubernetes }',
+        `- { name: VAULTOPS_AUTH_ROLE, value: ${account} }`,
+      );
+  }
+  return out;
 }
 
 /**

@@ -16,7 +16,7 @@ export async function statusCommand(o: StatusOptions): Promise<void> {
   try {
     st = await client.status();
   } finally {
-    client.close();
+    await client.release();
   }
   if (o.json) out.json(st);
   else printStatus(st);

@@ -210,7 +210,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
       );
     }
   } finally {
-    conn.client.close();
+    await conn.client.release();
   }
 }
 

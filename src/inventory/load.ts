@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import { InputError } from '../core/errors.js';
 import { ProblemsError } from '../core/problems-error.js';
 import { YamlSource } from '../core/yaml-doc.js';
-import { inventorySchema, type ClusterSpec, type InventoryFile } from './schema.js';
+import { inventorySchema, type AuthSpec, type ClusterSpec, type InventoryFile } from './schema.js';
 
 export interface Inventory {
   file: string;
@@ -74,6 +74,27 @@ function checkRules(src: YamlSource, inv: InventoryFile): void {
       newNames.add(node.name);
       addrs.add(node.api_addr);
     });
+    if (cluster.auth && cluster.token)
+      src.add(
+        ['clusters', cname, 'token'],
+        `cluster ${cname} has both token: and auth:, and only one of them can say how vaultops logs in`,
+        'keep auth: (for a given token write auth: { method: token, token: REF }) and remove token:',
+      );
+    if (cluster.auth?.method === 'cert' && (cluster.auth.client_cert ?? cluster.tls?.client_cert) === undefined)
+      src.add(
+        ['clusters', cname, 'auth'],
+        `cluster ${cname} logs in with a TLS certificate but names none`,
+        'add auth.client_cert and auth.client_key (or tls.client_cert and tls.client_key)',
+      );
+    if (
+      cluster.auth?.method === 'cert' &&
+      (cluster.auth.client_cert === undefined) !== (cluster.auth.client_key === undefined)
+    )
+      src.add(
+        ['clusters', cname, 'auth'],
+        `cluster ${cname}'s certificate login names ${cluster.auth.client_cert === undefined ? 'a key but no certificate' : 'a certificate but no key'}`,
+        'give both auth.client_cert and auth.client_key',
+      );
     for (const [group, members] of Object.entries(cluster.groups ?? {})) {
       members.forEach((m, i) => {
         if (!names.has(m) && !newNames.has(m))
@@ -104,6 +125,7 @@ function resolvePaths(inv: InventoryFile, base: string): void {
       c.tls.client_key = abs(c.tls.client_key);
     }
     if (c.token) c.token = absoluteFileRef(c.token, base);
+    if (c.auth) c.auth = authPaths(c.auth, base);
     if (c.unseal?.keys) c.unseal.keys = absoluteFileRef(c.unseal.keys, base);
     if (c.stores)
       c.stores = Object.fromEntries(
@@ -119,6 +141,30 @@ function resolvePaths(inv: InventoryFile, base: string): void {
     }
   }
   if (inv.vars) inv.vars = absoluteFileRefs(inv.vars, base);
+}
+
+/** The login's files and `file:` references; a Kubernetes token file is absolute or defaulted. */
+function authPaths(auth: AuthSpec, base: string): AuthSpec {
+  switch (auth.method) {
+    case 'token':
+      return { ...auth, token: absoluteFileRef(auth.token, base) };
+    case 'approle':
+      return {
+        ...auth,
+        role_id: absoluteFileRef(auth.role_id, base),
+        secret_id: absoluteFileRef(auth.secret_id, base),
+      };
+    case 'cert':
+      return {
+        ...auth,
+        ...(auth.client_cert === undefined ? {} : { client_cert: absolutePath(auth.client_cert, base) }),
+        ...(auth.client_key === undefined ? {} : { client_key: absolutePath(auth.client_key, base) }),
+      };
+    case 'jwt':
+      return { ...auth, token_file: absolutePath(auth.token_file, base) };
+    case 'kubernetes':
+      return auth.token_file === undefined ? auth : { ...auth, token_file: absolutePath(auth.token_file, base) };
+  }
 }
 
 /** The local files of a store entry (still unchecked: its schema is applied when the store is opened). */

@@ -91,11 +91,60 @@ export const lockSchema = z
   })
   .describe('How runs on this cluster exclude each other across admin hosts.');
 
+const authPath = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a mount path like approle or k8s/prod (no leading "auth/")')
+  .optional()
+  .describe('Where the auth method is mounted, without "auth/" (default: the method name).');
+
+export const authSchema = z
+  .discriminatedUnion('method', [
+    z.strictObject({
+      method: z.literal('token'),
+      token: secretRef.describe('A token the operator gives; vaultops never renews or revokes it.'),
+    }),
+    z.strictObject({
+      method: z.literal('approle'),
+      path: authPath,
+      role_id: secretRef.describe('The role_id, as a reference (env:, file:, cmd:).'),
+      secret_id: secretRef.describe('The secret_id, as a reference (env:, file:, cmd:); never the value.'),
+    }),
+    z.strictObject({
+      method: z.literal('cert'),
+      path: authPath,
+      name: z
+        .string()
+        .optional()
+        .describe('The certificate role (auth/cert/certs/NAME); all roles are tried when absent.'),
+      client_cert: z.string().optional().describe('PEM client certificate (default: tls.client_cert).'),
+      client_key: z.string().optional().describe('PEM key of the client certificate (default: tls.client_key).'),
+    }),
+    z.strictObject({
+      method: z.literal('jwt'),
+      path: authPath,
+      role: z.string().min(1),
+      token_file: z.string().describe('File holding the JWT; read at every login, so a rotated token is picked up.'),
+    }),
+    z.strictObject({
+      method: z.literal('kubernetes'),
+      path: authPath,
+      role: z.string().min(1),
+      token_file: z
+        .string()
+        .optional()
+        .describe('Service account token file (default /var/run/secrets/kubernetes.io/serviceaccount/token).'),
+    }),
+  ])
+  .describe(
+    'How vaultops logs in for unattended runs. A token from approle, cert, jwt or kubernetes is renewed during the run and revoked at its end.',
+  );
+
 export const clusterSchema = z.strictObject({
   flavor: z.enum(['vault', 'openbao']).optional(),
   version: z.string().optional(),
   tls: tlsSchema.optional(),
   token: secretRef.optional().describe('A token with rights for the operations run against this cluster.'),
+  auth: authSchema.optional(),
   unseal: unsealSchema.optional(),
   namespace: z.string().optional(),
   nodes: z.array(nodeSchema).min(1, 'a cluster needs at least one node'),
@@ -123,3 +172,4 @@ export type InventoryFile = z.infer<typeof inventorySchema>;
 export type ClusterSpec = z.infer<typeof clusterSchema>;
 export type NodeSpec = z.infer<typeof nodeSchema>;
 export type TlsSpec = z.infer<typeof tlsSchema>;
+export type AuthSpec = z.infer<typeof authSchema>;

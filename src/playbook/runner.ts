@@ -6,7 +6,7 @@ import type { Prompter } from '../actions/types.js';
 import { loadActions, type AnyAction } from '../actions/registry.js';
 import { loadInventory, selectCluster } from '../inventory/load.js';
 import type { ClusterSpec } from '../inventory/schema.js';
-import { resolveSecretString } from '../secrets/refs.js';
+import { resolveAuth, type ResolvedAuth } from '../vault/auth-settings.js';
 import { readVaultEnv } from '../vault/env.js';
 import { parseDuration } from '../core/duration.js';
 import { ClusterClient } from '../vault/cluster.js';
@@ -52,15 +52,21 @@ export async function prepare(opts: PrepareOptions): Promise<Prepared> {
   const playbook = loadPlaybook(opts.playbookFile, actions);
   checkSelectors(playbook, spec, clusterName);
   const env = readVaultEnv();
-  let token: string | undefined;
-  if (spec.token && !opts.planOnly)
-    token = await resolveSecretString(spec.token, {
-      askSecret: (label) => opts.prompter.secret({ message: label, source: `the inventory's token (${spec.token})` }),
-    });
-  // The plan runs nothing: a cmd: token reference is left for `run` (the plan says so below).
-  else if (spec.token && opts.planOnly && !/^(prompt|cmd):/.test(spec.token))
-    token = await resolveSecretString(spec.token).catch(() => undefined);
-  else token = env.token;
+  const tokenRef = spec.auth?.method === 'token' ? spec.auth.token : spec.token;
+  // The plan runs nothing: a prompt: or cmd: reference is left for `run` (the plan says so below),
+  // and a login whose secret is one of those is not attempted.
+  const auth = await resolveAuth({
+    auth: spec.auth,
+    token: spec.token,
+    skipInteractive: opts.planOnly,
+    prompter: {
+      askSecret: (label) =>
+        opts.prompter.secret({ message: label, source: `the inventory's login (${tokenRef ?? spec.auth?.method})` }),
+    },
+  }).catch((e: unknown): ResolvedAuth => {
+    if (opts.planOnly) return {};
+    throw e;
+  });
   const cluster = new ClusterClient({
     name: clusterName,
     nodes: spec.nodes.map((n) => ({ name: n.name, apiAddr: n.api_addr, clusterAddr: n.cluster_addr, zone: n.zone })),
@@ -71,11 +77,21 @@ export async function prepare(opts: PrepareOptions): Promise<Prepared> {
       serverName: spec.tls?.server_name ?? env.tls.serverName,
       skipVerify: spec.tls?.skip_verify ?? env.tls.skipVerify,
     },
-    token,
+    token: auth.token,
+    login: auth.login,
     namespace: spec.namespace ?? env.namespace,
     timeoutMs: (spec.timeouts?.request ? parseDuration(spec.timeouts.request) : undefined) ?? env.timeoutMs ?? 10_000,
     retries: env.maxRetries ?? 1,
   });
+  try {
+    await cluster.login();
+  } catch (e) {
+    // A plan reads health without a token; `run` needs the login and stops here.
+    if (!opts.planOnly) {
+      cluster.close();
+      throw e;
+    }
+  }
   try {
     const probes = await cluster.probeAll();
     let threshold: number | null = spec.unseal?.threshold ?? null;
@@ -105,7 +121,7 @@ export async function prepare(opts: PrepareOptions): Promise<Prepared> {
     // The plan names what it does not know yet instead of printing "undefined".
     for (const name of inputs.missing) shownVars[name] = `<${name}>`;
     const plan = makePlan({ playbook, clusterName, spec, nodes: cluster.nodes, live, actions, vars: shownVars });
-    if (opts.planOnly && spec.token?.startsWith('cmd:'))
+    if (opts.planOnly && tokenRef?.startsWith('cmd:'))
       plan.notes.push("the token was not read: `run` would run the inventory's token command (token: cmd:...) first");
     for (const name of inputs.missing) {
       plan.notes.push(
@@ -126,7 +142,7 @@ export async function prepare(opts: PrepareOptions): Promise<Prepared> {
       givenVars: opts.vars,
     };
   } catch (e) {
-    cluster.close();
+    await cluster.release();
     throw e;
   }
 }

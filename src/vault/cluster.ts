@@ -1,4 +1,7 @@
 import { UnreachableError, VaultopsError } from '../core/errors.js';
+import { describeLogin, isNodeProblem, loginOnNode, renewSelf, revokeSelf, TokenLifetime } from './login.js';
+import type { LoginSettings, LoginToken } from './login.js';
+import { warnOnce } from './tls.js';
 import { VaultClient } from './client.js';
 import { Transport } from './transport.js';
 import type { TlsSettings } from './tls.js';
@@ -22,6 +25,13 @@ export interface ClusterConnection {
   retries?: number | undefined;
   /** Share another client's connection pool (withNodes). */
   transport?: Transport | undefined;
+  /**
+   * Log in with these settings (`login()`), instead of using `token`. The token is renewed while
+   * the client is open and revoked by `release()`.
+   */
+  login?: LoginSettings | undefined;
+  /** Where warnings about the login's token go (default: one line on stderr). */
+  warn?: ((message: string) => void) | undefined;
 }
 
 export interface NodeProbe {
@@ -72,15 +82,122 @@ export class ClusterClient {
   #token: string | undefined;
   readonly #namespace: string | undefined;
   readonly #clients = new Map<string, VaultClient>();
+  readonly #login: LoginSettings | undefined;
+  readonly #warn: (message: string) => void;
+  #session: { token: LoginToken; lifetime: TokenLifetime } | undefined;
 
   constructor(conn: ClusterConnection) {
     this.name = conn.name;
     this.nodes = conn.nodes;
+    // Certificate login: the certificate is the credential, presented in the TLS handshake of every
+    // request (as VAULT_CLIENT_CERT is by the official CLI), so the login request carries it.
+    const login = conn.login;
+    const tls =
+      login?.method === 'cert' && login.clientCert !== undefined
+        ? { ...conn.tls, clientCert: login.clientCert, clientKey: login.clientKey }
+        : conn.tls;
     this.transport =
-      conn.transport ??
-      new Transport({ tls: conn.tls, timeoutMs: conn.timeoutMs ?? 10_000, retries: conn.retries ?? 1 });
+      conn.transport ?? new Transport({ tls, timeoutMs: conn.timeoutMs ?? 10_000, retries: conn.retries ?? 1 });
     this.#token = conn.token;
     this.#namespace = conn.namespace;
+    this.#login = login;
+    this.#warn = conn.warn ?? warnOnce;
+  }
+
+  /**
+   * Logs in with the connection's login settings (a no-op without them, or when logged in already):
+   * on the first node that can serve, since standbys forward logins to the active node. Refused
+   * credentials stop at once with what to do; a node that is down, sealed or erring makes us try the
+   * next one.
+   */
+  async login(): Promise<void> {
+    const settings = this.#login;
+    if (settings === undefined || this.#session !== undefined) return;
+    let nodeProblem: unknown;
+    for (const node of this.nodes) {
+      let token: LoginToken;
+      try {
+        token = await loginOnNode(this.client(node.name), settings);
+      } catch (e) {
+        if (!isNodeProblem(e)) throw e;
+        nodeProblem ??= e;
+        continue;
+      }
+      this.setToken(token.token);
+      this.#session = {
+        token,
+        lifetime: new TokenLifetime({
+          token,
+          what: describeLogin(settings),
+          renew: () => this.#onAnyNode((c) => renewSelf(c)),
+          warn: this.#warn,
+        }),
+      };
+      return;
+    }
+    throw new UnreachableError(
+      `Cannot log in to cluster ${this.name}: no node could take the ${describeLogin(settings)} (${(nodeProblem as Error | undefined)?.message ?? 'no nodes'}).`,
+      { hint: 'Check that the nodes are up and unsealed (`vaultops status`), then run again.' },
+    );
+  }
+
+  /**
+   * The same login on another list of nodes (the cluster's own, found through the address the
+   * operator gave): the new client takes over the connection pool, the token and its renewal and
+   * revocation. Use only the new client afterwards.
+   */
+  handOver(name: string, nodes: readonly ClusterNode[]): ClusterClient {
+    const next = new ClusterClient({
+      name,
+      nodes,
+      token: this.#token,
+      namespace: this.#namespace,
+      transport: this.transport,
+      login: this.#login,
+      warn: this.#warn,
+    });
+    next.#session = this.#session;
+    this.#session = undefined;
+    return next;
+  }
+
+  /** The accessor of the token vaultops logged in for (undefined for a token the operator gave). */
+  get loginAccessor(): string | undefined {
+    return this.#session?.token.accessor;
+  }
+
+  /**
+   * Ends the client: a token vaultops logged in for is revoked (auth/token/revoke-self), so it
+   * does not outlive the run; a token the operator gave is left alone. Then closes the connections.
+   */
+  async release(): Promise<void> {
+    const session = this.#session;
+    this.#session = undefined;
+    if (session) {
+      session.lifetime.stop();
+      try {
+        await this.#onAnyNode((c) => revokeSelf(c));
+      } catch (e) {
+        this.#warn(
+          `could not revoke the token from the ${session.lifetime.what} (${(e as Error).message}); it expires at the end of its TTL.`,
+        );
+      }
+    }
+    this.close();
+  }
+
+  /** Runs `fn` on the nodes in turn until one can serve it. */
+  async #onAnyNode<T>(fn: (c: VaultClient) => Promise<T>): Promise<T> {
+    let last: unknown;
+    for (const node of this.nodes) {
+      try {
+        return await fn(this.client(node.name));
+      } catch (e) {
+        if (!isNodeProblem(e)) throw e;
+        last = e;
+      }
+    }
+    throw last instanceof Error ? last : new UnreachableError(`No node of cluster ${this.name} answered.`);
   }
 
   /**
@@ -251,7 +368,9 @@ export class ClusterClient {
     };
   }
 
+  /** Closes the connections (and stops renewing a login's token; `release()` also revokes it). */
   close(): void {
+    this.#session?.lifetime.stop();
     this.transport.close();
   }
 }

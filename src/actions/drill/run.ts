@@ -55,7 +55,9 @@ export default defineAction({
       const own = ctx.spec.unseal;
       if ((label === undefined || label === own?.key_set) && own?.keys) {
         const keys = await ctx.resolveSecret(own.keys);
-        const token = ctx.spec.token ? await ctx.resolveSecret(ctx.spec.token) : undefined;
+        // An operator's token (token:, or auth: {method: token}) unlocks the restored data; a login does not.
+        const tokenRef = ctx.spec.token ?? (ctx.spec.auth?.method === 'token' ? ctx.spec.auth.token : undefined);
+        const token = tokenRef ? await ctx.resolveSecret(tokenRef) : undefined;
         return {
           label: own.key_set ?? ctx.clusterName,
           keys: Array.isArray(keys) ? keys : keys.split(/[\s,]+/).filter(Boolean),
