@@ -33,6 +33,7 @@ import {
   rebootMachine,
   supervisorPid,
   tearDownMachine,
+  unitJournal,
   waitBooted,
   type MachineRef,
 } from './machines.js';
@@ -40,6 +41,8 @@ import { stateDir } from './paths.js';
 import { renderConfig } from './server-config.js';
 import { API_PORT, CLUSTER_PORT } from './slots.js';
 import { keygen } from './ssh-hosts.js';
+import { SshHost } from '../ssh/connection.js';
+import { sleep } from '../core/sleep.js';
 import { recordSlot, slotLockPath, slotsHeldElsewhere } from './slot-registry.js';
 import { unsealAll } from './unseal.js';
 
@@ -226,6 +229,46 @@ async function bootAll(lab: LabRecord, nodes: LabNode[], progress: (m: string) =
   }
   writeLab(lab);
   for (const n of nodes) await waitBooted(machineRef(lab, n), serverLayout(lab.flavor).unit, API_PORT);
+  for (const n of nodes) await waitSshLogin(lab, n);
+}
+
+/**
+ * A machine is up when ops can log in over SSH with the lab's key, the host key as the inventory pins
+ * it, and run `sudo -n`: what every runbook does first. ssh.service being active is not enough
+ * (sshd may still be starting to listen), so this is tried the way a client would, for a while.
+ */
+async function waitSshLogin(lab: LabRecord, n: LabNode, timeoutMs = 60_000): Promise<void> {
+  const m = lab.machines!;
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    let host: SshHost | undefined;
+    try {
+      host = await SshHost.connect({
+        host: n.ip,
+        port: 22,
+        user: 'ops',
+        keyFile: m.keyFile,
+        hostKey: m.nodes[n.name]!.hostKey,
+        sudo: true,
+        label: n.name,
+        readyTimeoutMs: 10_000,
+      });
+      const r = await host.exec('true', { timeoutMs: 10_000 });
+      if (r.code === 0) return;
+      last = `sudo -n true exited ${r.code}: ${r.stderr.trim()}`;
+    } catch (e) {
+      last = (e as Error).message;
+    } finally {
+      host?.close();
+    }
+    if (Date.now() > deadline)
+      throw new VaultopsError(`Machine ${n.name} (${n.ip}) booted, but ops cannot log in over SSH: ${last}`, {
+        details: await unitJournal(machineRef(lab, n), 'ssh', 20).catch(() => []),
+        hint: "`vaultops lab destroy` removes the lab; the lines above are the end of the machine's sshd journal.",
+      });
+    await sleep(500);
+  }
 }
 
 /** `lab up` of a stopped lab of machines: the same root trees (data kept), booted again, unsealed. */
