@@ -39,6 +39,8 @@ REQUIREMENTS=(
   'sudo           sudo                   lab machines: the ops user runs systemctl through sudo -n'
   'ip             iproute2               lab machines: their bridge, network namespaces and veths'
   'dpkg-scanpackages dpkg-dev           package upgrades on machines: the local apt repository the test serves'
+  'podman         podman                 the container image (npm run image) is built and run'
+  'runc           runc                   runs that image where crun cannot (cgroup v1 hosts)'
 )
 
 has() {
