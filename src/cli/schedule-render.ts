@@ -30,7 +30,7 @@ export interface ScheduledJob {
   args: string[];
   /** systemd User= (default vaultops). */
   user?: string;
-  /** CronJob image (default vaultops:latest). */
+  /** CronJob image; without one the CronJob is not printed. */
   image?: string;
   /** Comment lines above the crontab line. */
   cronComments: string[];
@@ -75,7 +75,14 @@ export function jobCommandLine(job: ScheduledJob): string {
 export function renderSchedule(job: ScheduledJob, formats: Set<Format>): void {
   if (formats.has('cron')) renderCron(job);
   if (formats.has('systemd')) renderSystemd(job);
-  if (formats.has('kubernetes')) renderCronJob(job);
+  if (formats.has('kubernetes')) {
+    // A CronJob naming an image nobody built would fail at its first run, far from here.
+    if (job.image) renderCronJob(job);
+    else
+      out.line(
+        '# Kubernetes CronJob: not printed without --image REF (build one with `npm run image`, push it where the cluster pulls from).',
+      );
+  }
 }
 
 function renderCron(job: ScheduledJob): void {
@@ -163,7 +170,7 @@ function renderCronJob(job: ScheduledJob): void {
       ...(k.serviceAccount === undefined ? [] : [`          serviceAccountName: ${k.serviceAccount}`]),
       '          containers:',
       `            - name: ${k.container}`,
-      `              image: ${job.image ?? 'vaultops:latest'}`,
+      `              image: ${job.image!}`,
       '              args:',
       ...k.args.map((a) => `                - ${JSON.stringify(a)}`),
       '              env:',

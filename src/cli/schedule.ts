@@ -60,7 +60,7 @@ export async function scheduleBackupCommand(o: ScheduleBackupOptions): Promise<v
   const name = isFleet ? basename(invFile, extname(invFile)).replace(/[^A-Za-z0-9_.-]/g, '-') : names[0]!;
   const what = isFleet ? `${names.length} clusters (${names.join(', ')})` : name;
   const timing = parseEvery(o.every ?? '1h', isFleet ? `fleet-${name}` : name);
-  const formats = parseFormats(o.format);
+  const formats = parseFormats(o.format, o.image);
   // --all-clusters stays in the job (not the names of today's clusters): a cluster added to the inventory later is backed up too.
   const selection = o.allClusters ? ['--all-clusters'] : names.flatMap((n) => ['--cluster', n]);
   if (isFleet && o.concurrency !== undefined) selection.push('--concurrency', o.concurrency);
@@ -220,7 +220,7 @@ export async function scheduleDrillCommand(o: ScheduleDrillOptions): Promise<voi
   const { name } = selectCluster(loadInventory(invFile), o.cluster);
   const every = o.every ?? '7d';
   const timing = every === '7d' || every === '1w' ? weekly(name) : parseEvery(every, `drill-${name}`);
-  const formats = parseFormats(o.format);
+  const formats = parseFormats(o.format, o.image);
   const drillArgs = (inventory: string, reportDir: string | undefined) => {
     const a = ['drill', '-i', inventory, '--cluster', name, '--non-interactive', '--quiet'];
     if (o.from !== undefined)
@@ -349,7 +349,7 @@ function scheduledLogin(specs: ClusterSpec[], isFleet: boolean, account: string)
  * `--format cron,systemd,kubernetes` (k8s is kubernetes). A name we do not know is an error (exit 2)
  * before anything is printed: printing less than asked for, or nothing, would look like success.
  */
-export function parseFormats(list: string | undefined): Set<Format> {
+export function parseFormats(list: string | undefined, image?: string): Set<Format> {
   const names = (list ?? FORMATS.join(','))
     .split(',')
     .map((s) => s.trim().toLowerCase())
@@ -363,7 +363,13 @@ export function parseFormats(list: string | undefined): Set<Format> {
       },
     );
   }
-  return new Set(names.map((n) => (n === 'k8s' ? 'kubernetes' : n) as Format));
+  const formats = new Set(names.map((n) => (n === 'k8s' ? 'kubernetes' : n) as Format));
+  // Asked for by name, a CronJob without an image is an error; by default it is left out with a note.
+  if (list !== undefined && formats.has('kubernetes') && !image)
+    throw new InputError('--format kubernetes needs --image REF: the CronJob must name an image that exists.', {
+      hint: 'Build one with `npm run image` (FROM scratch: Node and vaultops), push it to a registry the cluster pulls from, and pass its reference.',
+    });
+  return formats;
 }
 
 /** Weekly, on a day and time derived from the cluster name so a fleet's drills spread out. */

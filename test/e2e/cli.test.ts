@@ -49,9 +49,30 @@ describe('the built CLI starts on the Node it ships for', () => {
       expect(r.stderr).toMatch(/--format cron,nomad names "nomad", which is not a scheduler we print/);
       expect(r.stderr).toMatch(/hint: Use one or more of cron, systemd, kubernetes/);
     }
-    const ok = await cli.run(['schedule', 'drill', '-i', inventory, '--format', 'k8s']);
+    // A CronJob must name an image that exists: asked for without one, it is refused; by default left out.
+    const noImage = await cli.run(['schedule', 'drill', '-i', inventory, '--format', 'k8s']);
+    expect(noImage.code).toBe(ExitCode.badInput);
+    expect(noImage.stdout).toBe('');
+    expect(noImage.stderr).toContain('--format kubernetes needs --image REF');
+    expect(noImage.stderr).toContain('npm run image');
+    const byDefault = await cli.run(['schedule', 'drill', '-i', inventory]);
+    expect(byDefault.code).toBe(0);
+    expect(byDefault.stdout).toMatch(/\[Timer\]/);
+    expect(byDefault.stdout).not.toMatch(/kind: CronJob|vaultops:latest/);
+    expect(byDefault.stdout).toContain('not printed without --image REF');
+    const ok = await cli.run([
+      'schedule',
+      'drill',
+      '-i',
+      inventory,
+      '--format',
+      'k8s',
+      '--image',
+      'reg.example/vaultops:1',
+    ]);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/kind: CronJob/);
+    expect(ok.stdout).toContain('image: reg.example/vaultops:1');
     expect(ok.stdout).not.toMatch(/\[Timer\]/);
   });
 

@@ -307,10 +307,22 @@ describe.each(flavorsUnderTest())('backups of a $flavor $version lab', ({ flavor
 
   it('the cron line from `schedule backup` runs with no TTY and an empty environment, and exits 0', async () => {
     const cdir = join(t.stateDir, 'cron');
-    const s = await cli.run(['schedule', 'backup', '-i', t.inventory, '--to', cdir, '--every', '1h']);
+    const s = await cli.run([
+      'schedule',
+      'backup',
+      '-i',
+      t.inventory,
+      '--to',
+      cdir,
+      '--every',
+      '1h',
+      '--image',
+      'registry.example.org/vaultops:0.1.0',
+    ]);
     expect(s.code, s.stderr).toBe(ExitCode.ok);
     expect(s.stdout).toContain('[Timer]');
     expect(s.stdout).toContain('kind: CronJob');
+    expect(s.stdout).toContain('image: registry.example.org/vaultops:0.1.0');
     const line = s.stdout.split('\n').find((l) => /^\d+ \* \* \* \* /.test(l))!;
     expect(line).toBeDefined();
     const command = line

@@ -186,7 +186,16 @@ describe.each(flavorsUnderTest())('DR drill of a $flavor $version lab', ({ flavo
   });
 
   it('schedule drill prints a weekly cron line, a systemd service and timer, and a Kubernetes CronJob running `vaultops drill` unattended', async () => {
-    const r = await cli.run(['schedule', 'drill', '-i', inventory, '--notify-url', 'env:DRILL_HOOK']);
+    const r = await cli.run([
+      'schedule',
+      'drill',
+      '-i',
+      inventory,
+      '--notify-url',
+      'env:DRILL_HOOK',
+      '--image',
+      'registry.example.org/vaultops:0.1.0',
+    ]);
     expect(r.code, r.stderr).toBe(ExitCode.ok);
     expect(r.stdout).toMatch(
       /^\d+ \d+ \* \* [0-6] .* drill -i .* --non-interactive --quiet --notify-url env:DRILL_HOOK/m,

@@ -319,14 +319,36 @@ describe.each(flavorsUnderTest())('unattended logins on $flavor $version', ({ fl
       role_id: 'file:role-id',
       secret_id: 'file:secret-id',
     });
-    const r = await cli.run(['schedule', 'backup', '-i', inv, '--to', join(dir, 'b-sched'), '--format', 'systemd,k8s']);
+    const r = await cli.run([
+      'schedule',
+      'backup',
+      '-i',
+      inv,
+      '--to',
+      join(dir, 'b-sched'),
+      '--format',
+      'systemd,k8s',
+      '--image',
+      'registry.example.org/vaultops:0.1.0',
+    ]);
     expect(r.code).toBe(ExitCode.ok);
     expect(r.stdout).toContain(`LoadCredential=vaultops-secret-id:${join(dir, 'secret-id')}`);
     expect(r.stdout).toContain('Environment=VAULTOPS_AUTH_SECRET_ID=file:%d/vaultops-secret-id');
     expect(r.stdout).not.toMatch(/VAULT_TOKEN/);
     // Without any login in the inventory, the CronJob logs in as its service account.
     const bare = inventoryWith('bare.yml', undefined);
-    const k = await cli.run(['schedule', 'backup', '-i', bare, '--to', join(dir, 'b-sched'), '--format', 'k8s']);
+    const k = await cli.run([
+      'schedule',
+      'backup',
+      '-i',
+      bare,
+      '--to',
+      join(dir, 'b-sched'),
+      '--format',
+      'k8s',
+      '--image',
+      'registry.example.org/vaultops:0.1.0',
+    ]);
     expect(k.code).toBe(ExitCode.ok);
     expect(k.stdout).toContain('serviceAccountName: vaultops-backup');
     expect(k.stdout).toContain('- { name: VAULTOPS_AUTH_METHOD, value: kubernetes }');
