@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // Client-visible availability during a rolling upgrade, on a real 3-node lab reached over SSH.
 //
-//   npm run build && node_modules/.bin/node bench/upgrade-probe.js [--flavor openbao|vault] [--from V] [--to V] [--keep]
+//   npm run build && node_modules/.bin/node bench/upgrade-probe.js [--flavor openbao|vault] [--from V] [--to V] [--hosts] [--keep]
+//
+// --hosts: on a lab of systemd machines (`lab up --hosts`): the servers are stopped and started by
+// their systemd units through `sudo -n systemctl`, as on production hosts.
 //
 // A canary secret is read at 20 Hz through the cluster: each read goes to the next node in turn
 // (as a DNS round robin would send a client; standbys forward to the active node), and a failed read
@@ -26,6 +29,7 @@ const flavor = opt('flavor', 'openbao');
 const from = opt('from', flavor === 'openbao' ? '2.6.2' : '1.19.0');
 const to = opt('to', flavor === 'openbao' ? '2.7.2' : '1.21.0');
 const keep = args.includes('--keep');
+const hosts = args.includes('--hosts');
 const HZ = 20;
 // A client's one retry goes to the next node after this pause (Vault's Go client waits >= 1 s by default).
 const retryDelayMs = Number(opt('retry-delay-ms', '250'));
@@ -38,7 +42,7 @@ const log = (m) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
 const oldBin = await ensureBinary({ flavor, version: from, env });
 const newBin = await ensureBinary({ flavor, version: to, env });
 const inventory = join(stateDir, `${name}.yml`);
-log(`lab ${name}: ${flavor} ${from}, 3 nodes with sshd...`);
+log(`lab ${name}: ${flavor} ${from}, 3 ${hosts ? 'systemd machines' : 'nodes with sshd'}...`);
 const { lab } = await labUp({
   name,
   flavor,
@@ -47,7 +51,8 @@ const { lab } = await labUp({
   tls: true,
   inventory,
   env,
-  ssh: true,
+  ssh: !hosts,
+  hosts,
   onProgress: () => undefined,
 });
 const init = JSON.parse(readFileSync(lab.initFile, 'utf8'));
@@ -188,7 +193,9 @@ try {
   const sum = (f) => t.reduce((a, x) => a + (x[f] ?? 0), 0);
   const irreducible = sum('stopMs') + sum('startMs') + sum('unsealMs') + sum('stabilizationMs');
   const nodePhase = sum('totalMs');
-  console.log(`\n${flavor} ${from} -> ${to}, 3 nodes, upgrade over SSH (lab sshd), probe ${HZ} Hz`);
+  console.log(
+    `\n${flavor} ${from} -> ${to}, 3 ${hosts ? 'systemd machines (sudo -n systemctl)' : 'nodes, upgrade over SSH (lab sshd)'}, probe ${HZ} Hz`,
+  );
   console.log(`  leadership changes:            ${probe.changes.length} (${probe.changes.join('; ') || 'none'})`);
   console.log(
     `  longest time without active:   ${probe.longestNoActiveMs} ms (total ${probe.noActiveMs} ms; health sampled every ${1000 / HZ} ms, so +-${1000 / HZ} ms)`,
