@@ -8,6 +8,7 @@ import { registerCeremonyCommands } from './commands/ceremonies.js';
 import { registerCheckCommand } from './commands/check.js';
 import { registerDrillCommand } from './commands/drill.js';
 import { registerLabCommands } from './commands/lab.js';
+import { registerLbCommands } from './commands/lb.js';
 import { registerRunCommands } from './commands/run.js';
 import { registerScheduleCommands } from './commands/schedule.js';
 import { registerSchemaCommand } from './commands/schema.js';
@@ -64,6 +65,7 @@ export function buildProgram(): Command {
   registerScheduleCommands(program);
   registerDrillCommand(program);
   registerCheckCommand(program);
+  registerLbCommands(program);
   registerCompletion(program);
 
   return program;
