@@ -13,6 +13,7 @@ import { registerRunCommands } from './commands/run.js';
 import { registerScheduleCommands } from './commands/schedule.js';
 import { registerSchemaCommand } from './commands/schema.js';
 import { registerStatusCommand } from './commands/status.js';
+import { registerTlsCommands } from './commands/tls.js';
 import { registerUpgradeCommand } from './commands/upgrade.js';
 import { registerCompletion } from './completion.js';
 
@@ -66,6 +67,7 @@ export function buildProgram(): Command {
   registerDrillCommand(program);
   registerCheckCommand(program);
   registerLbCommands(program);
+  registerTlsCommands(program);
   registerCompletion(program);
 
   return program;
