@@ -52,10 +52,14 @@ export function planLoadBalancer(clusterName: string, spec: ClusterSpec, mode?: 
       `Cluster ${clusterName} has no tls.ca_cert: the load balancer's health checks verify each node's certificate against the cluster CA.`,
       { hint: `Add tls: { ca_cert: /path/to/ca.pem } to cluster ${clusterName} in the inventory.` },
     );
+  // An IP address in load_balancer.address is bound as it is (the lab binds its bridge address,
+  // never every address); a DNS name is what clients use, so the balancer listens on every address
+  // of its host on that port.
   let bind = '*:8200';
   if (lb) {
     const u = new URL(lb.address);
-    bind = `${bracket(u.hostname.replace(/^\[|\]$/g, ''))}:${u.port || 443}`;
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    bind = `${isIP(host) ? bracket(host) : '*'}:${u.port || 443}`;
   }
   return {
     cluster: clusterName,

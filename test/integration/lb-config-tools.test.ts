@@ -103,6 +103,19 @@ describe('lb config writes configurations the real load balancers accept', () =>
     expect(t.stderr).toMatch(/test is successful/);
   });
 
+  it('a load balancer named by DNS listens on every address of its host, on the port of its address', async () => {
+    const named = join(dir, 'named.yml');
+    writeFileSync(
+      named,
+      readFileSync(inventory, 'utf8').replace('https://127.0.0.1:18200', 'https://vault.example.com:18443'),
+    );
+    const r = await cli(['lb', 'config', '-i', named, '--format', 'haproxy']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^\s*bind \*:18443$/m);
+    const check = await haproxyCheck(r.stdout);
+    expect(check.code, check.stderr).toBe(0);
+  });
+
   it('-o writes the file; bad flags and an inventory without a CA get errors that say what to do', async () => {
     const out = join(dir, 'written.cfg');
     const w = await cli(['lb', 'config', '-i', inventory, '--format', 'haproxy', '-o', out]);
