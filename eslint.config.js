@@ -8,7 +8,7 @@ import js from '@eslint/js';
 import boundaries from 'eslint-plugin-boundaries';
 import tseslint from 'typescript-eslint';
 
-const USE_CASES = ['backup', 'upgrade', 'ceremony', 'drill', 'check'];
+const USE_CASES = ['backup', 'upgrade', 'ceremony', 'drill', 'check', 'lb', 'tls'];
 const CLIENTS = ['vault', 'ssh', 'secrets', 'inventory', 'notify', 'http', 'backup-stores', 'backup-crypto'];
 
 /** `from` may import its own folder and the given element types. */

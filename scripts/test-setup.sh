@@ -41,11 +41,15 @@ REQUIREMENTS=(
   'dpkg-scanpackages dpkg-dev           package upgrades on machines: the local apt repository the test serves'
   'podman         podman                 the container image (npm run image) is built and run'
   'runc           runc                   runs that image where crun cannot (cgroup v1 hosts)'
+  'haproxy        haproxy                lb config tests (haproxy -c) and the lab load balancer (lab up --lb haproxy)'
+  'nginx-stream   nginx-light,libnginx-mod-stream  lb config tests: nginx -t of the generated stream configuration'
 )
 
 has() {
   case "$1" in
     pip) command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 ;;
+    # nginx with its stream module (TCP proxying), built in or as Debian's dynamic module.
+    nginx-stream) has nginx && { [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || nginx -V 2>&1 | grep -q -- '--with-stream '; } ;;
     *) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] ;;
   esac
 }

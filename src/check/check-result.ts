@@ -29,6 +29,8 @@ export const CHECKLISTS = {
   'systemd-unit':
     "The production guide's systemd unit (developer.hashicorp.com/vault/tutorials/day-one-raft/raft-deployment-guide#configure-systemd)",
   recovery: 'vaultops recovery practice: verified backups and tested restores',
+  'load-balancer':
+    'Load balancing in the Raft reference architecture: TCP passthrough, /sys/health checks (developer.hashicorp.com/vault/tutorials/day-one-raft/raft-reference-architecture)',
 } as const;
 
 export const SEVERITY_RANK: Record<Severity, number> = { info: 0, warning: 1, critical: 2 };

@@ -7,6 +7,7 @@ import type { TlsSettings } from '../vault/tls.js';
 import { runApiChecks, type DrillReportSummary } from './api-checks.js';
 import type { ReleaseListOptions } from './release-list.js';
 import { runHostChecks, unknownHostChecks } from './host-checks.js';
+import { runLoadBalancerChecks } from './lb-checks.js';
 import { SEVERITY_RANK, type CheckResult, type Severity } from './check-result.js';
 
 export interface CheckReport {
@@ -55,6 +56,20 @@ export async function runCheck(i: CheckInput): Promise<CheckReport> {
     now,
     releases: i.releases,
   });
+  const lb = i.spec.load_balancer;
+  if (lb) {
+    const probes = await i.cluster.probeAll();
+    checks.push(
+      ...(await runLoadBalancerChecks({
+        spec: { ...i.spec, load_balancer: lb },
+        tls: i.tls,
+        activeNode: probes.find((p) => p.health?.state === 'active')?.node.name,
+        downNodes: probes
+          .filter((p) => p.health?.state === 'sealed' || p.health?.state === 'uninitialized')
+          .map((p) => p.node.name),
+      })),
+    );
+  }
   for (const n of i.spec.nodes) {
     if (!n.ssh) continue;
     let host: Host | undefined;

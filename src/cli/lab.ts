@@ -5,6 +5,9 @@ import { labDestroy, labDir, labDown, labState, labUp, listLabs, readLab, reboot
 import { hardenLab, productionLikeConfig } from '../lab/production-like.js';
 import { LAB_SERVER_USER } from '../lab/run-as.js';
 import { checkSameSeal, labsSealedBy, sealLabel, type SealRequest } from '../lab/transit-seal.js';
+import type { LoadBalancerRequest } from '../lab/load-balancer.js';
+import { loadInventory, selectCluster } from '../inventory/load.js';
+import { planLoadBalancer, renderHaproxy } from '../lb/config.js';
 import { out, progressPrinter, table } from '../ui/output.js';
 
 interface LabOptions {
@@ -20,6 +23,7 @@ interface LabOptions {
   seal?: string;
   sealProvider?: string;
   hosts?: boolean;
+  lb?: string;
   nodes?: string;
   node?: string;
 }
@@ -117,11 +121,33 @@ export async function labUpCommand(o: LabOptions): Promise<void> {
     seal,
     runAs: o.productionLike ? LAB_SERVER_USER : undefined,
     hosts: o.hosts === true,
+    loadBalancer: parseLoadBalancer(o.lb),
     ...(nodes ? { nodes } : {}),
     onProgress: progress,
   });
   if (created && o.productionLike) await hardenLab(lab, progress);
   report(o, lab, `${created ? 'created and started' : 'started'} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+function parseLoadBalancer(kind: string | undefined): LoadBalancerRequest | undefined {
+  if (kind === undefined) return undefined;
+  if (kind !== 'haproxy')
+    throw new InputError(`--lb ${kind} is not a load balancer the lab runs.`, { hint: 'Use --lb haproxy.' });
+  return labLoadBalancerRequest();
+}
+
+/**
+ * The lab's HAProxy gets the configuration `vaultops lb config --format haproxy` writes for the
+ * lab's inventory: what the lab runs is what an operator would deploy.
+ */
+export function labLoadBalancerRequest(): LoadBalancerRequest {
+  return {
+    kind: 'haproxy',
+    render: (inventoryFile) => {
+      const { name, spec } = selectCluster(loadInventory(inventoryFile), undefined);
+      return renderHaproxy(planLoadBalancer(name, spec));
+    },
+  };
 }
 
 function report(o: LabOptions, lab: NonNullable<ReturnType<typeof readLab>>, what: string): void {

@@ -8,10 +8,12 @@ import { registerCeremonyCommands } from './commands/ceremonies.js';
 import { registerCheckCommand } from './commands/check.js';
 import { registerDrillCommand } from './commands/drill.js';
 import { registerLabCommands } from './commands/lab.js';
+import { registerLbCommands } from './commands/lb.js';
 import { registerRunCommands } from './commands/run.js';
 import { registerScheduleCommands } from './commands/schedule.js';
 import { registerSchemaCommand } from './commands/schema.js';
 import { registerStatusCommand } from './commands/status.js';
+import { registerTlsCommands } from './commands/tls.js';
 import { registerUpgradeCommand } from './commands/upgrade.js';
 import { registerCompletion } from './completion.js';
 
@@ -64,6 +66,8 @@ export function buildProgram(): Command {
   registerScheduleCommands(program);
   registerDrillCommand(program);
   registerCheckCommand(program);
+  registerLbCommands(program);
+  registerTlsCommands(program);
   registerCompletion(program);
 
   return program;

@@ -139,6 +139,25 @@ export const authSchema = z
     'How vaultops logs in for unattended runs. A token from approle, cert, jwt or kubernetes is renewed during the run and revoked at its end.',
   );
 
+export const loadBalancerSchema = z
+  .strictObject({
+    address: z
+      .url({ protocol: /^https$/ })
+      .describe('Where clients reach the cluster through the load balancer, e.g. https://vault.example.com:8200.'),
+    mode: z
+      .enum(['active', 'read'])
+      .default('active')
+      .describe(
+        'active: only the active node gets traffic (health 200); read: unsealed standbys too (standbyok, perfstandbyok).',
+      ),
+    interval: duration.default('500ms').describe('Time between two health checks of a node.'),
+    fall: z.number().int().min(1).default(2).describe('Failed checks in a row that take a node out.'),
+    rise: z.number().int().min(1).default(2).describe('Passed checks in a row that put a node back.'),
+  })
+  .describe(
+    'A TCP-passthrough load balancer in front of the nodes (`vaultops lb config` writes its configuration; `vaultops check` checks it).',
+  );
+
 export const clusterSchema = z.strictObject({
   flavor: z.enum(['vault', 'openbao']).optional(),
   version: z.string().optional(),
@@ -161,6 +180,7 @@ export const clusterSchema = z.strictObject({
   lab: z.strictObject({ name: z.string(), dir: z.string() }).optional().describe('Written by `vaultops lab up`.'),
   timeouts: z.strictObject({ request: duration.optional() }).optional(),
   lock: lockSchema.optional(),
+  load_balancer: loadBalancerSchema.optional(),
 });
 
 export const inventorySchema = z.strictObject({
@@ -173,3 +193,4 @@ export type ClusterSpec = z.infer<typeof clusterSchema>;
 export type NodeSpec = z.infer<typeof nodeSchema>;
 export type TlsSpec = z.infer<typeof tlsSchema>;
 export type AuthSpec = z.infer<typeof authSchema>;
+export type LoadBalancerSpec = z.infer<typeof loadBalancerSchema>;

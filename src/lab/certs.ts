@@ -44,6 +44,8 @@ export async function issueNodeCert(
   dir: string,
   ca: { caCert: string; caKey: string },
   node: { name: string; ip: string },
+  /** More names the certificate covers, e.g. the address of a load balancer in front of the node. */
+  extraSans: string[] = [],
 ): Promise<NodeCert> {
   const key = join(dir, `${node.name}.key`);
   const cert = join(dir, `${node.name}.pem`);
@@ -58,7 +60,7 @@ export async function issueNodeCert(
       'basicConstraints=CA:FALSE',
       'keyUsage=critical,digitalSignature,keyEncipherment',
       'extendedKeyUsage=serverAuth,clientAuth',
-      `subjectAltName=IP:${node.ip},DNS:localhost,DNS:${node.name}`,
+      `subjectAltName=${[`IP:${node.ip}`, 'DNS:localhost', `DNS:${node.name}`, ...extraSans].join(',')}`,
       '',
     ].join('\n'),
   );

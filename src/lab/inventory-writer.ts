@@ -28,6 +28,17 @@ export function renderInventory(lab: LabRecord): string {
     `      key_set: ${q(`${lab.name}-${lab.seal ? 'recovery' : 'init'}`)}`,
     `      keys: ${q(`file:${lab.initFile}#${lab.seal ? 'recovery_keys_b64' : 'unseal_keys_b64'}`)}`,
     '      threshold: 3',
+    ...(lab.loadBalancer
+      ? [
+          `    # HAProxy on this machine (\`lab up --lb haproxy\`), configured by \`vaultops lb config\`: ${lab.loadBalancer.config}`,
+          '    load_balancer:',
+          `      address: ${q(lab.loadBalancer.address)}`,
+          `      mode: ${lab.loadBalancer.mode}`,
+          '      interval: 500ms',
+          '      fall: 2',
+          '      rise: 2',
+        ]
+      : []),
     '    lab:',
     `      name: ${q(lab.name)}`,
     `      dir: ${q(lab.dir)}`,

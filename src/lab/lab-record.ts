@@ -9,6 +9,7 @@ import type { RunAs } from './run-as.js';
 import type { LabSsh } from './ssh-hosts.js';
 import type { LabSeal } from './transit-seal.js';
 import type { LabMachines } from './machine-lab.js';
+import type { LabLoadBalancer } from './load-balancer.js';
 
 /** What a lab is on disk: <state>/labs/<name>/lab.json, its init file, and the inventory it wrote. */
 export interface LabNode {
@@ -53,6 +54,8 @@ export interface LabRecord {
   newVersion?: string | undefined;
   /** With --hosts: every node is a systemd machine (machine-lab.ts); slot is 0, addresses are 10.213.K.x. */
   machines?: LabMachines | undefined;
+  /** With --lb haproxy: a real HAProxy on this machine in front of the nodes (load-balancer.ts). */
+  loadBalancer?: LabLoadBalancer | undefined;
 }
 
 export function labsDir(env: NodeJS.ProcessEnv = process.env): string {

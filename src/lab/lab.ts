@@ -31,6 +31,7 @@ import {
   type SealRequest,
 } from './transit-seal.js';
 import { unsealAll } from './unseal.js';
+import type { LoadBalancerRequest } from './load-balancer.js';
 import { removeLabDir, restartHostsLab, tearDownHostsLab, upHostsLab } from './machine-lab.js';
 
 // The lab's pieces, one file per job; importers keep using this module.
@@ -82,6 +83,8 @@ export interface LabUpOptions {
   runAs?: string | undefined;
   /** One systemd machine per node (machine-lab.ts) instead of server processes on loopback addresses. */
   hosts?: boolean | undefined;
+  /** With hosts: a real HAProxy on this machine in front of the nodes, configured by the given renderer. */
+  loadBalancer?: LoadBalancerRequest | undefined;
 }
 
 /**
@@ -115,6 +118,10 @@ export async function labUp(
     if (state === 'partial') await stopNodes(existing, progress);
     return { lab: await restart(existing, opts.binary, progress, env), created: false, alreadyRunning: false };
   }
+  if (opts.loadBalancer && (!opts.hosts || !opts.tls))
+    throw new InputError('--lb puts a load balancer in front of a lab of machines over TLS.', {
+      hint: 'Use it with --hosts (and without --no-tls): vaultops lab up --hosts --lb haproxy.',
+    });
   if (opts.hosts) {
     if (opts.seal || opts.runAs || opts.ssh || opts.extraConfig)
       throw new InputError(
@@ -131,6 +138,7 @@ export async function labUp(
       inventory: opts.inventory,
       env,
       progress,
+      loadBalancer: opts.loadBalancer,
     });
     return { lab, created: true, alreadyRunning: false };
   }

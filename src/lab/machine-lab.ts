@@ -7,6 +7,7 @@ import { withFileLock } from './file-lock.js';
 import { initialise, waitHealthy } from './initialise.js';
 import { labToken, listLabs, readInit, writeInventory, writeLab, type LabNode, type LabRecord } from './lab-record.js';
 import {
+  bridgeAddress,
   createBridge,
   createMachineLink,
   machineAddress,
@@ -45,6 +46,13 @@ import { SshHost } from '../ssh/connection.js';
 import { sleep } from '../core/sleep.js';
 import { recordSlot, slotLockPath, slotsHeldElsewhere } from './slot-registry.js';
 import { unsealAll } from './unseal.js';
+import {
+  labLoadBalancer,
+  startLoadBalancer,
+  stopLoadBalancer,
+  writeLoadBalancerConfig,
+  type LoadBalancerRequest,
+} from './load-balancer.js';
 
 /** Machine labs reserve their subnet K in the slot registry as SUBNET_SLOT_BASE + K (loopback slots are below). */
 const SUBNET_SLOT_BASE = 1000;
@@ -74,6 +82,7 @@ export interface HostsLabOptions {
   inventory?: string | undefined;
   env: NodeJS.ProcessEnv;
   progress: (m: string) => void;
+  loadBalancer?: LoadBalancerRequest | undefined;
 }
 
 export function nodeIndex(n: { name: string }): number {
@@ -143,6 +152,7 @@ export async function upHostsLab(o: HostsLabOptions): Promise<LabRecord> {
         nodes: [],
         createdAt: new Date().toISOString(),
         machines: { subnet, keyFile: join(o.dir, 'ssh', 'id_ed25519'), nodes: {} },
+        loadBalancer: o.loadBalancer ? labLoadBalancer(o.dir, bridgeAddress(subnet), API_PORT) : undefined,
       };
       for (let i = 1; i <= o.nodes; i++) record.nodes.push(machineNode(record, subnet, i));
       // Written before the first thing is made on this machine, so a failure can find it all.
@@ -155,6 +165,10 @@ export async function upHostsLab(o: HostsLabOptions): Promise<LabRecord> {
     lab.inventory = resolve(o.inventory ?? join('inventories', `${o.name}.yml`));
     writeInventory(lab);
     writeLab(lab);
+    if (lab.loadBalancer && o.loadBalancer) {
+      writeLoadBalancerConfig(lab.loadBalancer, o.loadBalancer.render(lab.inventory));
+      await startLoadBalancer(lab.loadBalancer, o.progress);
+    }
     return lab;
   } catch (e) {
     if (lab) await tearDownHostsLab(lab, () => undefined).catch(() => undefined);
@@ -190,7 +204,9 @@ export async function prepareMachines(
     const hostKey = join(n.dir, 'ssh_host_ed25519_key');
     if (!existsSync(hostKey)) await keygen(hostKey, `${lab.name}-${n.name}`);
     m.nodes[n.name] = { hostKey: readFileSync(`${hostKey}.pub`, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ') };
-    const cert = ca ? await issueNodeCert(join(lab.dir, 'tls'), ca, n) : undefined;
+    // The bridge address is where a lab load balancer listens (load-balancer.ts): clients that reach a
+    // node through it verify the node's certificate against that name, as behind a production one.
+    const cert = ca ? await issueNodeCert(join(lab.dir, 'tls'), ca, n, [`IP:${bridgeAddress(m.subnet)}`]) : undefined;
     await createMachineLink(m.subnet, ref.link);
     const p = machinePaths(n.dir);
     // The lab's state (init.json: unseal keys, root token) is on this machine's disk, which is every
@@ -279,6 +295,7 @@ export async function restartHostsLab(lab: LabRecord, progress: (m: string) => v
     await bootAll(lab, lab.nodes, progress);
     await unsealAll(lab, readInit(lab), progress);
     await waitHealthy(lab, labToken(lab), progress);
+    if (lab.loadBalancer) await startLoadBalancer(lab.loadBalancer, progress);
   } catch (e) {
     await tearDownHostsLab(lab, () => undefined).catch(() => undefined);
     throw e;
@@ -303,6 +320,7 @@ export function hostsRunning(lab: LabRecord): number {
 
 /** Powers every machine off and removes their mounts, namespaces, veths and the bridge. Data is kept. */
 export async function tearDownHostsLab(lab: LabRecord, progress: (m: string) => void): Promise<number> {
+  if (lab.loadBalancer) await stopLoadBalancer(lab.loadBalancer, progress);
   const all = [...lab.nodes, ...(lab.newNodes ?? [])];
   const running = all.filter((n) => supervisorPid(machineRef(lab, n)) !== undefined);
   if (running.length)

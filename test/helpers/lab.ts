@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ensureBinary, type Flavor } from '../../src/lab/binaries.js';
 import { labDestroy, labUp, type LabRecord } from '../../src/lab/lab.js';
 import { connectCluster } from '../../src/cli/cluster-from-inventory.js';
+import { labLoadBalancerRequest } from '../../src/cli/lab.js';
 import { waitFor } from './cli.js';
 
 export interface TestLab {
@@ -36,6 +37,8 @@ export async function startTestLab(options: {
   hosts?: boolean;
   seal?: 'transit';
   sealProvider?: TestLab;
+  /** With hosts: a real HAProxy in front of the machines (`lab up --hosts --lb haproxy`). */
+  lb?: 'haproxy';
 }): Promise<TestLab> {
   if ((options.seal === 'transit') !== (options.sealProvider !== undefined))
     throw new Error('startTestLab: seal "transit" and sealProvider go together');
@@ -53,6 +56,7 @@ export async function startTestLab(options: {
     nodes: options.nodes,
     ssh: options.ssh,
     hosts: options.hosts,
+    loadBalancer: options.lb ? labLoadBalancerRequest() : undefined,
     seal: options.sealProvider ? { type: 'transit', provider: options.sealProvider.lab.name } : undefined,
     inventory,
     env,

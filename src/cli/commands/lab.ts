@@ -38,7 +38,11 @@ export function registerLabCommands(program: Command): void {
         '--hosts',
         "one systemd machine per node (systemd-nspawn; sshd on port 22, user ops with sudo, the vendor's unit); needs root and systemd-container",
       )
-      .option('--nodes <n>', 'how many nodes (default 3)'),
+      .option('--nodes <n>', 'how many nodes (default 3)')
+      .option(
+        '--lb <kind>',
+        "with --hosts: a real load balancer on this machine in front of the nodes (haproxy), on the lab bridge's address, configured by `vaultops lb config`; the inventory names it",
+      ),
   ).action(async (o) => (await import('../lab.js')).labUpCommand(o));
   labCommon(
     lab
