@@ -125,7 +125,16 @@ export class SystemdService implements ServiceManager {
   }
 
   async start(): Promise<void> {
-    const r = await this.host.exec(`systemctl start ${shq(this.unit)}`, { sudo: true, timeoutMs: 120_000 });
+    // reset-failed first: a unit that failed to start a few times (a broken build, rolled back)
+    // hits systemd's start rate limit (StartLimitBurst), and a deliberate start would then be
+    // refused with 'start-limit-hit' although nothing is wrong any more.
+    const r = await this.host.exec(
+      `systemctl reset-failed ${shq(this.unit)} 2>/dev/null; systemctl start ${shq(this.unit)}`,
+      {
+        sudo: true,
+        timeoutMs: 120_000,
+      },
+    );
     if (r.code !== 0)
       throw new VaultopsError(`systemctl start ${this.unit} on ${this.host.name} failed: ${r.stderr.trim()}`, {
         details: await this.logTail(),

@@ -437,13 +437,19 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
 export async function gateBeforeNode(o: NodeUpgradeContext, m: Member): Promise<void> {
   const st = await o.cluster.status();
   if (st.health !== 'healthy' || (st.autopilot?.failureTolerance ?? 0) < 1) {
+    // A node the run did not restart is sealed (its host rebooted, or its server restarted on its
+    // own): the run does not unseal it. Something outside the runbook acted on that host; an
+    // operator looks at it first, unseals it, and runs the upgrade again.
+    const sealed = st.nodes.filter((n) => n.state === 'sealed').map((n) => n.name);
     throw new GateError(
       `Not taking ${m.spec.name} down: cluster ${o.clusterName} is not healthy with failure tolerance >= 1.`,
       {
         details: st.problems.length
           ? st.problems
           : [`failure tolerance ${st.autopilot?.failureTolerance ?? 'unknown'}`],
-        hint: 'Nothing was changed on this node. Fix the cluster, then run the upgrade again (upgraded nodes are skipped).',
+        hint: sealed.length
+          ? `Nothing was changed on ${m.spec.name}. ${sealed.join(', ')} ${sealed.length === 1 ? 'is' : 'are'} sealed (a rebooted host comes back sealed): find out why, unseal with the inventory's key shares (\`vaultops run unseal -i INVENTORY\`), then run the upgrade again (upgraded nodes are skipped).`
+          : 'Nothing was changed on this node. Fix the cluster, then run the upgrade again (upgraded nodes are skipped).',
       },
     );
   }

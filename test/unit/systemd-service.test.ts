@@ -39,4 +39,10 @@ describe('SystemdService', () => {
       "systemctl stop vault (the unit's KillSignal)",
     );
   });
+
+  it("resets the unit's failed state (and start rate limit) before starting it", async () => {
+    const h = host({});
+    await new SystemdService(h, 'openbao').start();
+    expect(h.ran).toEqual(['systemctl reset-failed openbao 2>/dev/null; systemctl start openbao']);
+  });
 });
