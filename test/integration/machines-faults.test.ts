@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBinary } from '../../src/lab/binaries.js';
 import { clusterFor, rebootHostsNode, runInMachine, waitHealthy } from '../../src/lab/lab.js';
 import { serverLayout } from '../../src/lab/machine-root.js';
+import { ensureKv, kvGet, kvPut, withCluster } from '../helpers/backup-lab.js';
 import { runProcess, type Ran } from '../helpers/cli.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 
@@ -17,7 +18,8 @@ import { startTestLab, type TestLab } from '../helpers/lab.js';
  * journal read with `journalctl -u`, a reboot that brings a Shamir-sealed server back) and the
  * upgrade's reaction to it, which does not depend on the flavour; the rolling upgrade itself runs on
  * both flavours in upgrade-machines.test.ts. One machine lab for the file; the tests run in order on
- * it (2.6.2 -> a broken build rolled back -> a reboot halt -> a bad config halt -> finished on 2.7.2).
+ * it (2.6.2 -> a broken build rolled back -> a reboot halt -> a bad config halt -> finished on 2.7.2),
+ * then a backup taken with the inventory of machines is restored into them.
  */
 const flavor = 'openbao' as const;
 const from = '2.6.2';
@@ -160,7 +162,8 @@ describe('rolling upgrade faults on openbao machines', () => {
     const deadline = Date.now() + 60_000;
     let health = '';
     while (Date.now() < deadline) {
-      const st = await cluster((c) => c.status());
+      // The inventory's client (with its token): autopilot's state needs one.
+      const st = await withCluster(t.inventory, (c) => c.status());
       health = `${st.health}, tolerance ${st.autopilot?.failureTolerance}: ${st.problems.join('; ')}`;
       if (st.health === 'healthy' && (st.autopilot?.failureTolerance ?? 0) >= 1) break;
       await new Promise((res) => setTimeout(res, 500));
@@ -195,6 +198,33 @@ describe('rolling upgrade faults on openbao machines', () => {
     expect(await versions()).toEqual([to, to, to]);
     for (const n of t.lab.nodes) expect(await liveVersion(n.name)).toBe(to);
   }, 400_000);
+
+  it('backup with the inventory of machines, then restore into them: the data of the backup is back, every node healthy', async () => {
+    const dir = join(scratch, 'backups');
+    await withCluster(t.inventory, async (c) => {
+      await ensureKv(c);
+      await kvPut(c, 'marker', 'in-the-backup');
+    });
+    const b = await cli(['backup', '-i', t.inventory, '--to', dir, '--json']);
+    expect(b.code, b.stderr).toBe(0);
+    const file = (JSON.parse(b.stdout) as { file: string }).file;
+    await withCluster(t.inventory, (c) => kvPut(c, 'marker', 'after-the-backup'));
+    const r = await cli([
+      'restore',
+      '-i',
+      t.inventory,
+      '--from',
+      file,
+      '--confirm',
+      t.lab.name,
+      '--non-interactive',
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { status: { health: string } }).status.health).toBe('healthy');
+    expect(await withCluster(t.inventory, (c) => kvGet(c, 'marker'))).toBe('in-the-backup');
+    expect(await versions()).toEqual([to, to, to]);
+  }, 300_000);
 
   it('printed no secret', () => {
     const all = outputs.join('\n');
