@@ -216,7 +216,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
 
 /**
  * What the upgrade will do, in order, before anyone confirms: the same order the use case takes
- * (standbys one at a time, the leader last with SIGTERM; or new nodes in, old nodes out). The
+ * (standbys one at a time, the leader last with a clean stop; or new nodes in, old nodes out). The
  * phases are printed as the plan and drawn as the live task list on a terminal.
  */
 async function upgradePlan(
@@ -256,7 +256,7 @@ async function upgradePlan(
       phases.push({
         key: `node:${leader}`,
         node: leader,
-        title: `${leader} (leader, last): SIGTERM so a new node takes over; remove from Raft`,
+        title: `${leader} (leader, last): stop (systemctl stop: the unit's KillSignal) so a new node takes over; remove from Raft`,
       });
     phases.push({
       key: 'verify',
@@ -280,7 +280,7 @@ async function upgradePlan(
       phases.push({
         key: `node:${leader}`,
         node: leader,
-        title: `${leader} (leader, last): SIGTERM so an upgraded standby takes over (never a step-down), then as above`,
+        title: `${leader} (leader, last): stop (systemctl stop: the unit's KillSignal) so an upgraded standby takes over (never a step-down), then as above`,
       });
     phases.push({ key: 'verify', title: 'verify: one leader, every node on the new version, sys/version-history' });
   }

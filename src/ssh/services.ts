@@ -3,8 +3,9 @@ import { GateError, InputError, VaultopsError } from '../core/errors.js';
 import { shq, type Host } from './host.js';
 
 /**
- * Starting and stopping the server process on a host. Stop is always a clean SIGTERM followed by
- * a wait until the process is gone: HashiCorp's upgrade guide (vault-ha-upgrade) asks for
+ * Starting and stopping the server process on a host. Stop is always a clean stop followed by a
+ * wait until the process is gone (the lab manager sends SIGTERM; systemd sends the unit's
+ * KillSignal, SIGINT in both vendors' units): HashiCorp's upgrade guide (vault-ha-upgrade) asks for
  * SIGINT/SIGTERM so the active node releases the HA lock at once; a kill would make the cluster
  * wait for the lock to time out.
  */
@@ -12,8 +13,10 @@ export interface ServiceManager {
   readonly kind: 'systemd' | 'lab';
   status(): Promise<{ running: boolean; pid?: number | undefined }>;
   start(): Promise<void>;
-  /** SIGTERM, then wait until the process is gone (throws when it is still there after timeoutMs). */
+  /** A clean stop, then wait until the process is gone (throws when it is still there after timeoutMs). */
   stop(timeoutMs?: number): Promise<void>;
+  /** What `stop` does, for progress lines: "SIGTERM", or "systemctl stop vault (KillSignal SIGINT)". */
+  describeStop(): Promise<string>;
   /** The last lines of the server's log, for halts. */
   logTail(lines?: number): Promise<string[]>;
 }
@@ -78,11 +81,15 @@ export class LabService implements ServiceManager {
     const r = await this.host.exec(`tail -n ${lines} -- ${shq(this.logFile)}`);
     return r.stdout.split('\n').filter(Boolean);
   }
+
+  describeStop(): Promise<string> {
+    return Promise.resolve('SIGTERM');
+  }
 }
 
 /**
  * systemd over SSH. `systemctl stop` sends the unit's KillSignal (SIGTERM unless the unit says
- * otherwise; the reference unit keeps it) and waits up to TimeoutStopSec; we also wait until the
+ * otherwise; the vendors' units say SIGINT) and waits up to TimeoutStopSec; we also wait until the
  * old MainPID no longer exists, so a binary swap never races a process still shutting down.
  */
 export class SystemdService implements ServiceManager {
@@ -118,7 +125,16 @@ export class SystemdService implements ServiceManager {
   }
 
   async start(): Promise<void> {
-    const r = await this.host.exec(`systemctl start ${shq(this.unit)}`, { sudo: true, timeoutMs: 120_000 });
+    // reset-failed first: a unit that failed to start a few times (a broken build, rolled back)
+    // hits systemd's start rate limit (StartLimitBurst), and a deliberate start would then be
+    // refused with 'start-limit-hit' although nothing is wrong any more.
+    const r = await this.host.exec(
+      `systemctl reset-failed ${shq(this.unit)} 2>/dev/null; systemctl start ${shq(this.unit)}`,
+      {
+        sudo: true,
+        timeoutMs: 120_000,
+      },
+    );
     if (r.code !== 0)
       throw new VaultopsError(`systemctl start ${this.unit} on ${this.host.name} failed: ${r.stderr.trim()}`, {
         details: await this.logTail(),
@@ -151,4 +167,19 @@ export class SystemdService implements ServiceManager {
     const r = await this.host.exec(cmd, { sudo: !this.logFile });
     return r.stdout.split('\n').filter(Boolean);
   }
+
+  #stopDescription: string | undefined;
+
+  /** Asked once: the unit's KillSignal as systemd reports it (a number on older systemd, a name on newer). */
+  async describeStop(): Promise<string> {
+    if (this.#stopDescription) return this.#stopDescription;
+    const r = await this.host.exec(`systemctl show -p KillSignal --value ${shq(this.unit)}`);
+    const raw = r.code === 0 ? r.stdout.trim() : '';
+    const name = /^SIG[A-Z0-9]+$/.test(raw) ? raw : SIGNAL_NAMES[Number(raw)];
+    this.#stopDescription = `systemctl stop ${this.unit} (${name ? `KillSignal ${name}` : "the unit's KillSignal"})`;
+    return this.#stopDescription;
+  }
 }
+
+/** Linux signal numbers a unit's KillSignal may hold. */
+const SIGNAL_NAMES: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 9: 'SIGKILL', 15: 'SIGTERM' };

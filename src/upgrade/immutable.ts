@@ -6,16 +6,16 @@ import type { Host } from '../ssh/host.js';
 import type { ServiceManager } from '../ssh/services.js';
 import { sameHost, type ClusterClient, type ClusterNode } from '../vault/cluster.js';
 import type { RaftServer } from '../vault/api-types.js';
+import { swapBinary, verifyLocalBinary, verifyStaged, type BinarySource } from './binary-install.js';
 import {
-  remoteBinaryVersion,
-  stageBinary,
-  STAGED_SUFFIX,
-  swapBinary,
-  verifyLocalBinary,
-  verifyStaged,
-  type BinarySource,
-} from './binary-install.js';
-import { closeMembers, halt, memberFor, type Member, type NodeUpgradeContext, type UpgradeEvent } from './members.js';
+  closeMembers,
+  halt,
+  memberFor,
+  stageOnAll,
+  type Member,
+  type NodeUpgradeContext,
+  type UpgradeEvent,
+} from './members.js';
 import { startAndRejoin, waitFor, waitForNewLeader } from './node-waits.js';
 import { verifyUpgrade } from './end-state.js';
 import { compareVersions } from '../core/version.js';
@@ -24,7 +24,7 @@ import { writeFileAtomicSync } from '../core/atomic-write.js';
 /**
  * An immutable upgrade (seed 004, HashiCorp's "add new nodes, then remove old ones"): new nodes on
  * the new version join, autopilot promotes them to healthy voters, then the old nodes leave one at a
- * time (remove-peer, then SIGTERM), the old leader last, so leadership only ever moves to a node on
+ * time (remove-peer, then a clean stop: `systemctl stop`, the unit's KillSignal), the old leader last, so leadership only ever moves to a node on
  * the new version. The cluster never has fewer voters than it started with.
  *
  * The run is idempotent: every phase looks at the live Raft configuration first, so running it again
@@ -245,23 +245,7 @@ export async function preflightImmutable(o: ImmutableUpgradeOptions): Promise<Im
     }
 
     // Stage on every new host at once, verified there; ask the staged binary its version.
-    await Promise.all(
-      newMembers.map(async (m) => {
-        const r = await stageBinary(m.host, m.binaryPath, o.binary);
-        emit({
-          kind: 'stage',
-          node: m.spec.name,
-          message: r.uploaded
-            ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)`
-            : 'already staged (sha256 verified on the host)',
-        });
-      }),
-    );
-    const target = await remoteBinaryVersion(
-      newMembers[0]!.host,
-      `${newMembers[0]!.binaryPath}${STAGED_SUFFIX}`,
-      o.binary.sha256,
-    );
+    const target = await stageOnAll(newMembers, o.binary, emit);
 
     // Old versions: from the nodes (fresh run) or the record (some old nodes may be gone).
     const fromVersions: Record<string, string> = { ...(state?.fromVersions ?? {}) };
@@ -365,6 +349,7 @@ async function joinNewNode(
     status: () => service.status(),
     stop: (t) => service.stop(t),
     logTail: (n) => service.logTail(n),
+    describeStop: () => service.describeStop(),
     start: async () => {
       if (!(await service.status()).running) {
         await verifyStaged(m.host, m.binaryPath, o.binary.sha256);
@@ -503,7 +488,7 @@ async function waitTolerance(
     );
 }
 
-/** An old standby: remove-peer first (the cluster stops counting it), then SIGTERM its server. */
+/** An old standby: remove-peer first (the cluster stops counting it), then stop its server cleanly. */
 async function retireStandby(
   o: ImmutableUpgradeOptions,
   p: ImmutablePreflight,
@@ -515,12 +500,12 @@ async function retireStandby(
   writeState(o.stateFile, { ...p.state, step: `retire ${m.spec.name}` });
   await removePeer(o, p, m, emit);
   await m.service.stop(timeout);
-  emit({ kind: 'node', node: m.spec.name, message: 'stopped (SIGTERM, process gone)' });
+  emit({ kind: 'node', node: m.spec.name, message: `stopped (${await m.service.describeStop()}, process gone)` });
   await waitTolerance(o, p, m, `removing ${m.spec.name}`);
 }
 
 /**
- * The old leader, last, when no other old node is left: SIGTERM, so it releases leadership at once
+ * The old leader, last, when no other old node is left: a clean stop, so it releases leadership at once
  * and a new node (the only voters besides it) takes over; then remove-peer on the new leader.
  */
 async function retireLeader(
@@ -545,7 +530,7 @@ async function retireLeader(
       emit({
         kind: 'node',
         node: m.spec.name,
-        message: 'old leader: SIGTERM (it releases leadership; a new node takes over)',
+        message: `old leader: ${await m.service.describeStop()} (it releases leadership; a new node takes over)`,
       });
       const t0 = Date.now();
       await m.service.stop(timeout);

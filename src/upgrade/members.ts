@@ -3,7 +3,7 @@ import type { NodeSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
 import { serviceManager, type ServiceManager } from '../ssh/services.js';
 import type { ClusterClient, ClusterNode } from '../vault/cluster.js';
-import type { BinarySource } from './binary-install.js';
+import { remoteBinaryVersion, stageBinary, STAGED_SUFFIX, type BinarySource } from './binary-install.js';
 import type { PackageManager, PackageSource } from './package-install.js';
 
 /**
@@ -93,4 +93,30 @@ export async function halt(m: Member, message: string, hint: string): Promise<Up
     tail.length ? [`last lines of ${m.spec.name}'s log:`, ...tail.map((l) => `  ${l}`)] : [],
     hint,
   );
+}
+
+/**
+ * Stages the binary on every member's host at once (each upload is its own SSH connection, and
+ * sha256sum runs on each host), then asks the staged binary its version on the first one: the
+ * target version. Nothing running changes.
+ */
+export async function stageOnAll(
+  members: readonly Member[],
+  binary: BinarySource,
+  emit: (e: UpgradeEvent) => void,
+): Promise<string> {
+  await Promise.all(
+    members.map(async (m) => {
+      const r = await stageBinary(m.host, m.binaryPath, binary);
+      emit({
+        kind: 'stage',
+        node: m.spec.name,
+        message: r.uploaded
+          ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)`
+          : 'already staged (sha256 verified on the host)',
+      });
+    }),
+  );
+  const first = members[0]!;
+  return remoteBinaryVersion(first.host, `${first.binaryPath}${STAGED_SUFFIX}`, binary.sha256);
 }

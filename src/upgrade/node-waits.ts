@@ -41,7 +41,18 @@ export async function startAndRejoin(
   const name = m.spec.name;
   const client = o.cluster.client(name);
   const t0 = Date.now();
-  await m.service.start();
+  try {
+    await m.service.start();
+  } catch (e) {
+    // A unit that fails to start (Type=notify: the server exited before it was ready, e.g. on a bad
+    // config line) makes `systemctl start` fail: a halt like any other node that does not come back,
+    // with the journal's last lines, so --rollback-on-failure can put the previous binary back.
+    throw await halt(
+      m,
+      `${name} did not start on ${version ?? 'its previous binary'}: ${(e as Error).message.split('\n')[0]}`,
+      'Read the log above. The node is down; the cluster still has quorum.',
+    );
+  }
   let died = false;
   const answered = await waitFor(timeout, o.signal, async () => {
     const h = await client.health().catch(() => undefined);

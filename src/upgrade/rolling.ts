@@ -4,15 +4,7 @@ import { GateError, InputError, InterruptedError, VaultopsError } from '../core/
 import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
 import type { ServiceManager } from '../ssh/services.js';
-import {
-  remoteBinaryVersion,
-  rollbackBinary,
-  stageBinary,
-  STAGED_SUFFIX,
-  swapBinary,
-  verifyLocalBinary,
-  verifyStaged,
-} from './binary-install.js';
+import { rollbackBinary, swapBinary, verifyLocalBinary, verifyStaged } from './binary-install.js';
 import {
   clusterInstall,
   installedVersion,
@@ -27,6 +19,7 @@ import {
   halt,
   memberFor,
   sourceId,
+  stageOnAll,
   UpgradeHaltedError,
   type Member,
   type NodeUpgradeContext,
@@ -41,8 +34,9 @@ import { writeFileAtomicSync } from '../core/atomic-write.js';
 /**
  * A rolling in-place upgrade in HashiCorp's order (
  * developer.hashicorp.com/vault/docs/upgrading/vault-ha-upgrade): standbys one at a time, the
- * active node last, stopped with SIGTERM so that an already-upgraded standby takes over; never a
- * step-down, never a failover from a newer node to an older one.
+ * active node last, stopped cleanly (`systemctl stop`: the unit's KillSignal, SIGINT in the vendors'
+ * units) so that an already-upgraded standby takes over; never a step-down, never a failover from a
+ * newer node to an older one.
  *
  * Re-running after a halt is the resume: nodes already on the target version are skipped.
  */
@@ -62,9 +56,9 @@ export interface RollingUpgradeOptions extends NodeUpgradeContext {
 export interface NodeTiming {
   node: string;
   role: 'standby' | 'leader';
-  /** SIGTERM until the process was gone. */
+  /** Stop (the service manager's clean stop) until the process was gone. */
   stopMs: number;
-  /** Leader only: SIGTERM until another node was active. */
+  /** Leader only: stop until another node was active. */
   failoverMs?: number | undefined;
   /** Start until the API answered. */
   startMs: number;
@@ -200,8 +194,8 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
     }
 
     // 4. Stage on every host, verified there, then ask the staged binary its version.
-    // All hosts at once: each upload is its own SSH connection, and sha256sum runs on each host.
     // Packages: the exact version is looked up in each host's repositories and downloaded there.
+    let target: string;
     if ('kind' in source) {
       await Promise.all(
         members.map(async (m) => {
@@ -223,23 +217,8 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
           });
         }),
       );
-    } else
-      await Promise.all(
-        members.map(async (m) => {
-          const r = await stageBinary(m.host, m.binaryPath, source);
-          emit({
-            kind: 'stage',
-            node: m.spec.name,
-            message: r.uploaded
-              ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)`
-              : 'already staged (sha256 verified on the host)',
-          });
-        }),
-      );
-    const target =
-      'kind' in source
-        ? source.version
-        : await remoteBinaryVersion(members[0]!.host, `${members[0]!.binaryPath}${STAGED_SUFFIX}`, source.sha256);
+      target = source.version;
+    } else target = await stageOnAll(members, source, emit);
 
     // 5. Version gate: never downgrade; skip nodes already there.
     const fromVersions: Record<string, string> = {};
@@ -366,6 +345,7 @@ async function resumeInProgress(
         status: () => m.service.status(),
         stop: (t) => m.service.stop(t),
         logTail: (n) => m.service.logTail(n),
+        describeStop: () => m.service.describeStop(),
         start: async () => undefined,
       };
       await startAndRejoin(ctx, { ...m, service: alreadyStarted }, rec.target, o.waitTimeoutMs ?? 120_000, emit);
@@ -457,13 +437,19 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
 export async function gateBeforeNode(o: NodeUpgradeContext, m: Member): Promise<void> {
   const st = await o.cluster.status();
   if (st.health !== 'healthy' || (st.autopilot?.failureTolerance ?? 0) < 1) {
+    // A node the run did not restart is sealed (its host rebooted, or its server restarted on its
+    // own): the run does not unseal it. Something outside the runbook acted on that host; an
+    // operator looks at it first, unseals it, and runs the upgrade again.
+    const sealed = st.nodes.filter((n) => n.state === 'sealed').map((n) => n.name);
     throw new GateError(
       `Not taking ${m.spec.name} down: cluster ${o.clusterName} is not healthy with failure tolerance >= 1.`,
       {
         details: st.problems.length
           ? st.problems
           : [`failure tolerance ${st.autopilot?.failureTolerance ?? 'unknown'}`],
-        hint: 'Nothing was changed on this node. Fix the cluster, then run the upgrade again (upgraded nodes are skipped).',
+        hint: sealed.length
+          ? `Nothing was changed on ${m.spec.name}. ${sealed.join(', ')} ${sealed.length === 1 ? 'is' : 'are'} sealed (a rebooted host comes back sealed): find out why, unseal with the inventory's key shares (\`vaultops run unseal -i INVENTORY\`), then run the upgrade again (upgraded nodes are skipped).`
+          : 'Nothing was changed on this node. Fix the cluster, then run the upgrade again (upgraded nodes are skipped).',
       },
     );
   }
@@ -493,13 +479,13 @@ export async function upgradeMember(
   emit({
     kind: 'node',
     node: name,
-    message: `${isLeader ? 'leader' : 'standby'}: SIGTERM, waiting for the process to exit`,
+    message: `${isLeader ? 'leader' : 'standby'}: ${await m.service.describeStop()}, waiting for the process to exit`,
   });
   await m.service.stop(timeout);
   const stopMs = Date.now() - t0;
   let failoverMs: number | undefined;
   if (isLeader) {
-    // A clean SIGTERM releases the HA lock; an upgraded standby takes over (no step-down, ever).
+    // A clean stop (SIGINT or SIGTERM) releases the HA lock; an upgraded standby takes over (no step-down, ever).
     const newLeader = await waitForNewLeader(o.cluster, name, timeout, o.signal);
     if (!newLeader)
       throw await halt(

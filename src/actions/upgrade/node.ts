@@ -10,7 +10,7 @@ import { binaryArgs, defaultUnit, progressFile, noPlaybookTofu } from './args-an
 export default defineAction({
   name: 'upgrade.node',
   description:
-    'Upgrade one node in place: SIGTERM and wait until gone, swap in the staged binary (previous kept), start, unseal, wait until it is a healthy caught-up voter on the new version, then the stabilization time. The leader is only taken when every other node is already on the new version.',
+    "Upgrade one node in place: a clean stop (systemctl stop: the unit's KillSignal) and wait until gone, swap in the staged binary (previous kept), start, unseal, wait until it is a healthy caught-up voter on the new version, then the stabilization time. The leader is only taken when every other node is already on the new version.",
   schema: z.strictObject({
     ...binaryArgs,
     unseal_keys: z
@@ -30,7 +30,7 @@ export default defineAction({
     'node not already on the target version',
   ],
   describe: (_args, node) =>
-    `upgrade ${node?.name ?? 'the node'}: SIGTERM, swap binary, start, unseal, wait healthy voter + caught up + stabilization`,
+    `upgrade ${node?.name ?? 'the node'}: stop, swap binary, start, unseal, wait healthy voter + caught up + stabilization`,
   async run(ctx, args) {
     const spec = ctx.spec.nodes.find((n) => n.name === ctx.node?.name);
     if (!spec) return { status: 'failed', message: 'upgrade.node needs a node target (standbys, leader, node:NAME)' };

@@ -6,7 +6,7 @@ import { binaryArgs, immutableStateFile, noPlaybookTofu } from './args-and-state
 export default defineAction({
   name: 'upgrade.retire_node',
   description:
-    'Immutable upgrade: an old node leaves. A standby: remove-peer, then SIGTERM and wait until gone. The active node only when no other old node is a member: SIGTERM (a new node takes over), then remove-peer on the new leader. Quorum and autopilot health are checked before and after.',
+    "Immutable upgrade: an old node leaves. A standby: remove-peer, then a clean stop (systemctl stop: the unit's KillSignal) and wait until gone. The active node only when no other old node is a member: a clean stop (a new node takes over), then remove-peer on the new leader. Quorum and autopilot health are checked before and after.",
   schema: z.strictObject({
     ...binaryArgs,
     wait: z.number().int().min(1).default(120).describe('Seconds each wait may take.'),
@@ -18,7 +18,7 @@ export default defineAction({
     'the old leader goes last, when no other old node is left',
   ],
   describe: (_args, node) =>
-    `retire ${node?.name ?? 'the node'}: remove-peer + SIGTERM (the leader: SIGTERM, then remove-peer)`,
+    `retire ${node?.name ?? 'the node'}: remove-peer + stop (the leader: stop, then remove-peer)`,
   async run(ctx, args) {
     if (!ctx.node)
       return { status: 'failed', message: 'upgrade.retire_node needs a node target (standbys, leader, node:NAME)' };

@@ -5,7 +5,7 @@ export function registerUpgradeCommand(program: Command): void {
   program
     .command('upgrade')
     .description(
-      'upgrade a cluster in place over SSH: standbys one at a time, the leader last with SIGTERM, gates before each node',
+      'upgrade a cluster in place over SSH: standbys one at a time, the leader last (a clean stop), gates before each node',
     )
     .requiredOption('-i, --inventory <file>', 'inventory file')
     .option('--cluster <name>', 'cluster in the inventory (optional when it has one)')
