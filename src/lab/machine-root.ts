@@ -123,6 +123,10 @@ const ALWAYS_MASK = [
   'systemd-networkd.service',
   'systemd-resolved.service',
   'systemd-networkd-wait-online.service',
+  // ops's per-user systemd manager: nothing a runbook uses, and on a cgroup v1 host its cgroup cannot
+  // be cleaned up when it stops ("Failed to kill control group ... Input/output error"), which made
+  // the next login and the machine's reboots wait for its stop to time out.
+  'user@.service',
 ];
 
 export interface MachinePaths {
