@@ -1,5 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { GateError, InputError } from '../core/errors.js';
 import { sleep } from '../core/sleep.js';
 import { shq, type Host } from '../ssh/host.js';
@@ -31,8 +33,10 @@ export interface ConfigRolloutInput {
   configPath: string;
   /** The server binary on the host (service.binary), to validate with; skipped when unknown. */
   binaryPath?: string | undefined;
-  /** The new configuration, a local file. */
+  /** The new configuration, a local file; `{{ node.* }}` placeholders are filled in per node. */
   localFile: string;
+  /** What the placeholders stand for on this node. */
+  node: NodePlaceholders;
   isLeader: boolean;
   waits: NodeWaits;
   timeoutMs: number;
@@ -44,6 +48,32 @@ export interface ConfigRolloutResult {
   applied: 'reload' | 'restart' | 'unchanged';
   newLeader?: string | undefined;
   ms: number;
+}
+
+/**
+ * One file serves every node although a Raft node's settings differ (node_id, api_addr, listener
+ * address): these placeholders are filled in per node from the inventory.
+ */
+export interface NodePlaceholders {
+  name: string;
+  api_addr: string;
+  cluster_addr: string;
+  /** The host part of api_addr. */
+  host: string;
+}
+
+const PLACEHOLDER = /\{\{\s*([^}]*?)\s*\}\}/g;
+
+/** The file with this node's values in place; an unknown placeholder is an InputError. */
+export function renderConfig(text: string, node: NodePlaceholders, file: string): string {
+  return text.replace(PLACEHOLDER, (_all, key: string) => {
+    const m = /^node\.(name|api_addr|cluster_addr|host)$/.exec(key);
+    if (!m)
+      throw new InputError(`${file}: unknown placeholder {{ ${key} }}.`, {
+        hint: 'The configuration may use {{ node.name }}, {{ node.api_addr }}, {{ node.cluster_addr }} and {{ node.host }}.',
+      });
+    return node[m[1] as keyof NodePlaceholders];
+  });
 }
 
 export function readLocalConfig(file: string): { text: string; sha256: string } {
@@ -74,7 +104,8 @@ export function reloadSuffices(oldText: string, newText: string): boolean {
 
 export async function rollOutConfig(o: ConfigRolloutInput): Promise<ConfigRolloutResult> {
   const t0 = Date.now();
-  const { text, sha256 } = readLocalConfig(o.localFile);
+  const text = renderConfig(readLocalConfig(o.localFile).text, o.node, o.localFile);
+  const sha256 = createHash('sha256').update(text).digest('hex');
   const staged = `${o.configPath}${CONFIG_STAGED_SUFFIX}`;
   const previous = `${o.configPath}${CONFIG_PREVIOUS_SUFFIX}`;
   if ((await o.host.sha256(o.configPath)) === sha256) {
@@ -84,7 +115,13 @@ export async function rollOutConfig(o: ConfigRolloutInput): Promise<ConfigRollou
   await o.waits.gate();
 
   // 1. Stage next to the live file, with its owner and mode; nothing running changes.
-  await o.host.upload(o.localFile, staged, { sha256, mode: 0o640 });
+  const local = mkdtempSync(join(tmpdir(), 'vaultops-config-'));
+  try {
+    writeFileSync(join(local, 'config.hcl'), text, { mode: 0o600 });
+    await o.host.upload(join(local, 'config.hcl'), staged, { sha256, mode: 0o640 });
+  } finally {
+    rmSync(local, { recursive: true, force: true });
+  }
   const own = await o.host.exec(
     `chown --reference=${shq(o.configPath)} ${shq(staged)} && chmod --reference=${shq(o.configPath)} ${shq(staged)}`,
   );

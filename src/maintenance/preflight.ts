@@ -4,7 +4,7 @@ import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
 import type { ServiceManager } from '../ssh/services.js';
 import type { ClusterClient } from '../vault/cluster.js';
-import { readLocalConfig } from './config-rollout.js';
+import { readLocalConfig, renderConfig } from './config-rollout.js';
 
 export interface MaintenancePreflight {
   cluster: ClusterClient;
@@ -31,12 +31,18 @@ export async function preflightMaintenance(o: MaintenancePreflight): Promise<str
     seen.push(`script ${o.script} readable`);
   }
   if (o.config !== undefined) {
-    readLocalConfig(o.config);
-    for (const n of o.spec.nodes)
+    const { text } = readLocalConfig(o.config);
+    for (const n of o.spec.nodes) {
+      renderConfig(
+        text,
+        { name: n.name, api_addr: n.api_addr, cluster_addr: n.cluster_addr ?? '', host: '' },
+        o.config,
+      );
       if (!n.service?.config)
         throw new InputError(`Node ${n.name} has no service.config: where its configuration file lives on the host.`, {
           hint: 'Add service: {config: /etc/vault.d/vault.hcl} to the node.',
         });
+    }
     seen.push(`configuration ${o.config} readable`);
   }
   for (const n of o.spec.nodes)

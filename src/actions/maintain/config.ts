@@ -45,6 +45,12 @@ export default defineAction({
         configPath: spec.service.config,
         binaryPath: spec.service.binary,
         localFile: args.config,
+        node: {
+          name: spec.name,
+          api_addr: spec.api_addr,
+          cluster_addr: spec.cluster_addr ?? '',
+          host: new URL(spec.api_addr).hostname,
+        },
         isLeader,
         waits,
         timeoutMs,
