@@ -173,7 +173,7 @@ describe('rolling host maintenance on openbao machines', () => {
     expect(await healthy()).toEqual({ health: 'healthy', tolerance: 1 });
   }, 300_000);
 
-  it('a configuration the server cannot start with is rolled back on the first node, which is a healthy voter again; no other node is touched', async () => {
+  it('a configuration the server cannot start with is rolled back on the first node, no other node touched; the fixed one rolls out, reloaded where only the log level changed', async () => {
     const leader = await leaderNow();
     const first = t.lab.nodes.map((n) => n.name).find((n) => n !== leader)!;
     const node = t.lab.nodes.find((n) => n.name === first)!;
@@ -209,6 +209,33 @@ describe('rolling host maintenance on openbao machines', () => {
     }
     expect(await inMachine(first, ['systemctl', 'is-active', `${layout.unit}.service`])).toBe('active');
     expect(await leaderNow()).toBe(leader);
+    expect(await healthy()).toEqual({ health: 'healthy', tolerance: 1 });
+
+    // Fixed, and run again: on the first node only the log level changes, so it is reloaded
+    // (same process); the others' files differ in more (their retry_join peers), so they are
+    // restarted, the leader last with a handover. Every node ends with the new file, the old kept.
+    const good = live
+      .replaceAll(`node_id = "${first}"`, 'node_id = "{{ node.name }}"')
+      .replaceAll(host, '{{ node.host }}')
+      .replace('log_level = "info"', 'log_level = "debug"');
+    expect(good).toContain('log_level = "debug"');
+    writeFileSync(file, good);
+    const before = Object.fromEntries(await Promise.all(t.lab.nodes.map(async (n) => [n.name, await mainPid(n.name)])));
+    const again = await maintain(['--config', file]);
+    expect(again.stdout + again.stderr).toMatch(/run \S+ ok/);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(new RegExp(`${first}.*applied with systemctl reload`));
+    expect(await mainPid(first)).toBe(before[first]);
+    for (const n of t.lab.nodes) {
+      expect(await inMachine(n.name, ['grep', '-c', 'log_level = "debug"', layout.config])).toBe('1');
+      expect(await inMachine(n.name, ['grep', '-c', `node_id = "${n.name}"`, layout.config])).toBe('1');
+      expect(await inMachine(n.name, ['grep', '-c', 'log_level = "info"', `${layout.config}.vaultops-prev`])).toBe('1');
+      expect(await inMachine(n.name, ['stat', '-c', '%U:%G %a', layout.config])).toBe(
+        await inMachine(n.name, ['stat', '-c', '%U:%G %a', `${layout.config}.vaultops-prev`]),
+      );
+      if (n.name !== first) expect(await mainPid(n.name)).not.toBe(before[n.name]);
+    }
+    expect(await leaderNow()).not.toBe(leader);
     expect(await healthy()).toEqual({ health: 'healthy', tolerance: 1 });
   }, 300_000);
 
