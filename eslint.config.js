@@ -1,6 +1,6 @@
 // ESLint: typescript-eslint's type-aware rules, and the layer order of the design as an import rule
 // (eslint-plugin-boundaries). Layers, top to bottom; an import may only go down:
-//   cli > ui > playbook > actions > use cases {backup, upgrade, ceremony, drill, check}
+//   cli > ui > playbook > actions > use cases {backup, upgrade, ceremony, drill, check, lb, tls, maintenance}
 //     > clients {vault, ssh, secrets, inventory, notify, http, backup/stores, backup/crypto, lab} > core
 // Use-case siblings never import each other; only drill (and cli, and tests) may import lab; core
 // imports nothing of ours; nothing imports cli.
@@ -8,7 +8,7 @@ import js from '@eslint/js';
 import boundaries from 'eslint-plugin-boundaries';
 import tseslint from 'typescript-eslint';
 
-const USE_CASES = ['backup', 'upgrade', 'ceremony', 'drill', 'check', 'lb', 'tls'];
+const USE_CASES = ['backup', 'upgrade', 'ceremony', 'drill', 'check', 'lb', 'tls', 'maintenance'];
 const CLIENTS = ['vault', 'ssh', 'secrets', 'inventory', 'notify', 'http', 'backup-stores', 'backup-crypto'];
 
 /** `from` may import its own folder and the given element types. */

@@ -9,6 +9,7 @@ import { registerCheckCommand } from './commands/check.js';
 import { registerDrillCommand } from './commands/drill.js';
 import { registerLabCommands } from './commands/lab.js';
 import { registerLbCommands } from './commands/lb.js';
+import { registerMaintainCommand } from './commands/maintain.js';
 import { registerRunCommands } from './commands/run.js';
 import { registerScheduleCommands } from './commands/schedule.js';
 import { registerSchemaCommand } from './commands/schema.js';
@@ -68,6 +69,7 @@ export function buildProgram(): Command {
   registerCheckCommand(program);
   registerLbCommands(program);
   registerTlsCommands(program);
+  registerMaintainCommand(program);
   registerCompletion(program);
 
   return program;

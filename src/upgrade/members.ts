@@ -85,7 +85,11 @@ export function closeMembers(members: readonly Member[]): void {
 }
 
 /** The error that stops the run at `m`, with the last lines of its log. */
-export async function halt(m: Member, message: string, hint: string): Promise<UpgradeHaltedError> {
+export async function halt(
+  m: Pick<Member, 'spec' | 'service'>,
+  message: string,
+  hint: string,
+): Promise<UpgradeHaltedError> {
   const tail = await m.service.logTail(20).catch(() => [] as string[]);
   return new UpgradeHaltedError(
     m.spec.name,

@@ -32,8 +32,8 @@ export async function waitFor<T>(
 
 /** Start, wait for the API, unseal (Shamir), wait until healthy voter on `version` and caught up. */
 export async function startAndRejoin(
-  o: NodeUpgradeContext,
-  m: Member,
+  o: Pick<NodeUpgradeContext, 'cluster' | 'unsealKeys' | 'signal'>,
+  m: Pick<Member, 'spec' | 'node' | 'service'>,
   version: string | undefined,
   timeout: number,
   emit: (e: UpgradeEvent) => void,
@@ -128,7 +128,11 @@ export async function startAndRejoin(
 }
 
 /** 'ready' or why not. */
-async function readiness(cluster: ClusterClient, m: Member, version: string | undefined): Promise<string> {
+async function readiness(
+  cluster: ClusterClient,
+  m: Pick<Member, 'spec' | 'node'>,
+  version: string | undefined,
+): Promise<string> {
   const name = m.spec.name;
   const h = await cluster
     .client(name)

@@ -434,7 +434,10 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
 }
 
 /** Before a node goes down: the cluster is healthy and can lose one node. */
-export async function gateBeforeNode(o: NodeUpgradeContext, m: Member): Promise<void> {
+export async function gateBeforeNode(
+  o: Pick<NodeUpgradeContext, 'cluster' | 'clusterName'>,
+  m: Pick<Member, 'spec'>,
+): Promise<void> {
   const st = await o.cluster.status();
   if (st.health !== 'healthy' || (st.autopilot?.failureTolerance ?? 0) < 1) {
     // A node the run did not restart is sealed (its host rebooted, or its server restarted on its
