@@ -2,9 +2,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import {
+import ssh2, {
   Client,
-  utils,
   type AnyAuthMethod,
   type ClientChannel,
   type ConnectConfig,
@@ -215,7 +214,8 @@ export class SshHost implements Host {
           { hint: 'Fix ssh.key_file in the inventory, or remove it to use the SSH agent.' },
         );
       }
-      const parsed = utils.parseKey(data, t.passphrase);
+      // ssh2 is CommonJS: Node's ESM loader does not see `utils` as a named export, so it comes off the default.
+      const parsed = ssh2.utils.parseKey(data, t.passphrase);
       const key = Array.isArray(parsed) ? parsed[0] : parsed;
       if (key instanceof Error || key === undefined) {
         const encrypted = /encrypted|passphrase/i.test(key?.message ?? '');
