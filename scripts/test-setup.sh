@@ -38,6 +38,7 @@ REQUIREMENTS=(
   'systemd-nspawn systemd-container      lab machines (lab up --hosts): systemd hosts booted from this machine tree'
   'sudo           sudo                   lab machines: the ops user runs systemctl through sudo -n'
   'ip             iproute2               lab machines: their bridge, network namespaces and veths'
+  'tinyproxy      tinyproxy              HTTPS_PROXY/NO_PROXY tests (a real proxy in front of Vault and S3)'
 )
 
 has() {
