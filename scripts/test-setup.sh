@@ -43,6 +43,7 @@ REQUIREMENTS=(
   'runc           runc                   runs that image where crun cannot (cgroup v1 hosts)'
   'haproxy        haproxy                lb config tests (haproxy -c) and the lab load balancer (lab up --lb haproxy)'
   'nginx-stream   nginx-light,libnginx-mod-stream  lb config tests: nginx -t of the generated stream configuration'
+  'tinyproxy      tinyproxy              HTTPS_PROXY/NO_PROXY tests (a real proxy in front of Vault and S3)'
 )
 
 has() {

@@ -136,6 +136,7 @@ function resolvePaths(inv: InventoryFile, base: string): void {
       if (n.ssh) {
         n.ssh.key_file = abs(n.ssh.key_file);
         n.ssh.known_hosts = abs(n.ssh.known_hosts);
+        if (n.ssh.key_passphrase) n.ssh.key_passphrase = absoluteFileRef(n.ssh.key_passphrase, base);
       }
       if (n.vars) n.vars = absoluteFileRefs(n.vars, base);
     }

@@ -30,10 +30,28 @@ export const sshSchema = z.strictObject({
   host: z.string().optional().describe('Defaults to the host of api_addr.'),
   port: z.number().int().min(1).max(65535).optional(),
   user: z.string().optional(),
-  key_file: z.string().optional().describe('Private key file; the SSH agent is used when absent.'),
-  known_hosts: z.string().optional().describe('known_hosts file to verify host keys against.'),
+  key_file: z
+    .string()
+    .optional()
+    .describe(
+      "Private key file; without it, ~/.ssh/config's IdentityFile, the default keys in ~/.ssh and the SSH agent.",
+    ),
+  key_passphrase: secretRef
+    .optional()
+    .describe(
+      'Passphrase of an encrypted key file, as a secret reference (the key may also sit unlocked in ssh-agent).',
+    ),
+  known_hosts: z
+    .string()
+    .optional()
+    .describe(
+      "The one known_hosts file to verify host keys against; without it ~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts and vaultops' own file.",
+    ),
   host_key: z.string().optional().describe('Expected host key ("ssh-ed25519 AAAA..."), pinned.'),
-  jump: z.string().optional().describe('Jump host, user@host[:port].'),
+  jump: z
+    .string()
+    .optional()
+    .describe("Jump host, user@host[:port] (a comma list is a chain); without it, ~/.ssh/config's ProxyJump."),
   sudo: z.boolean().optional(),
 });
 

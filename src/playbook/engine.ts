@@ -143,7 +143,11 @@ export async function executePlan(input: EngineInput, progress?: (p: EngineProgr
       stateDir: input.stateDir,
       inventoryFile: input.inventoryFile,
       confirmed: confirmedSteps.has(step),
-      openHost: (node, options) => openNodeHost(node, options),
+      openHost: (node, options) =>
+        openNodeHost(node, {
+          ...options,
+          prompter: { askSecret: (label) => input.prompter.secret({ message: label, source: 'ssh.key_passphrase' }) },
+        }),
       openStore: (choice) => resolveStore(choice, input.clusterName, input.spec.stores, process.cwd()),
     };
     let outcome: Outcome = { status: 'failed', message: 'not run' };

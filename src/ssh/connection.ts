@@ -1,6 +1,15 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
-import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import ssh2, {
+  Client,
+  type AnyAuthMethod,
+  type ClientChannel,
+  type ConnectConfig,
+  type ParsedKey,
+  type SFTPWrapper,
+} from 'ssh2';
 import { GateError, InputError, UnreachableError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
 import {
@@ -11,6 +20,7 @@ import {
   knownHostKeys,
   parsePublicKeyLine,
 } from './host-key.js';
+import { defaultSshConfigFile, expandTokens, sshConfigFor, type SshConfigEntry } from './ssh-config.js';
 import { shq, type ExecOptions, type ExecResult, type Host, type UploadOptions, type UploadResult } from './host.js';
 
 export interface SshTarget {
@@ -19,9 +29,25 @@ export interface SshTarget {
   user?: string | undefined;
   /** Private key file (OpenSSH or PEM format); without it the agent in $SSH_AUTH_SOCK is used. */
   keyFile?: string | undefined;
+  /** The passphrase of an encrypted key file (already resolved from its secret reference). */
+  passphrase?: string | undefined;
   /** The host key pinned in the inventory ("ssh-ed25519 AAAA..."). Checked before known_hosts. */
   hostKey?: string | undefined;
+  /**
+   * The one known_hosts file to check (and where trust-on-first-use records). Without it: the
+   * files OpenSSH reads (~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts, or what the SSH config's
+   * UserKnownHostsFile/GlobalKnownHostsFile say) and vaultops' own file in the state dir, which is
+   * where trust-on-first-use records.
+   */
   knownHosts?: string | undefined;
+  /**
+   * The ssh_config file whose Host blocks fill what this target leaves out (HostName, User, Port,
+   * IdentityFile, ProxyJump, UserKnownHostsFile, IdentityAgent); the target's own fields win.
+   * Default ~/.ssh/config; false reads none.
+   */
+  sshConfig?: string | false | undefined;
+  /** The user when neither the target nor the SSH config names one (a jump host takes its target's). */
+  fallbackUser?: string | undefined;
   /**
    * Accept a host that neither the pin nor known_hosts knows, and record it in known_hosts.
    * Only with an explicit flag: a first connection through an attacker would be trusted forever.
@@ -38,24 +64,55 @@ export interface SshTarget {
   label?: string | undefined;
 }
 
-/** Parses "user@host:port" / "host" for a jump host. */
+/**
+ * Parses a jump host, "[user@]host[:port]" or "ssh://[user@]host[:port]" (ProxyJump syntax); a
+ * comma list is a chain, the first hop first. Fields it leaves out come from the SSH config of the
+ * jump host's own name, then from `defaults` (the key file, known_hosts and passphrase of the target).
+ */
 export function parseJump(spec: string, defaults: SshTarget): SshTarget {
-  const m = /^(?:([^@]+)@)?(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(spec.trim());
-  if (!m)
-    throw new InputError(`Jump host "${spec}" is not user@host[:port].`, {
-      hint: 'Write it as ops@bastion.example.com:22.',
-    });
-  return {
-    host: m[2]!.replace(/^\[|\]$/g, ''),
-    port: m[3] ? Number(m[3]) : 22,
-    user: m[1] ?? defaults.user,
-    keyFile: defaults.keyFile,
-    knownHosts: defaults.knownHosts,
-    trustOnFirstUse: defaults.trustOnFirstUse,
-    keepaliveIntervalMs: defaults.keepaliveIntervalMs,
-    label: `jump ${m[2]}`,
-  };
+  const hops = spec
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean);
+  let prev: SshTarget | undefined;
+  for (const hop of hops) {
+    const m = /^(?:ssh:\/\/)?(?:([^@]+)@)?(\[[^\]]+\]|[^:@/]+)(?::(\d+))?\/?$/.exec(hop);
+    if (!m)
+      throw new InputError(`Jump host "${hop}" is not user@host[:port].`, {
+        hint: 'Write it as ops@bastion.example.com:22.',
+      });
+    prev = {
+      host: m[2]!.replace(/^\[|\]$/g, ''),
+      port: m[3] ? Number(m[3]) : undefined,
+      user: m[1],
+      fallbackUser: defaults.user ?? defaults.fallbackUser,
+      keyFile: defaults.keyFile,
+      passphrase: defaults.passphrase,
+      knownHosts: defaults.knownHosts,
+      sshConfig: defaults.sshConfig,
+      trustOnFirstUse: defaults.trustOnFirstUse,
+      keepaliveIntervalMs: defaults.keepaliveIntervalMs,
+      label: `jump ${m[2]}`,
+      ...(prev ? { jump: prev } : {}),
+    };
+  }
+  if (!prev) throw new InputError(`Jump host "${spec}" is empty.`, { hint: 'Write it as ops@bastion.example.com:22.' });
+  return prev;
 }
+
+/** A target with the SSH config applied: where to connect, as whom, with which keys. */
+interface Resolved {
+  host: string;
+  port: number;
+  user: string;
+  jump: string | SshTarget | undefined;
+  auth: AnyAuthMethod[];
+  /** Files checked for the host key, and the one trust-on-first-use records in. */
+  knownHostsFiles: string[];
+  recordFile: string;
+}
+
+const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa'];
 
 /**
  * One SSH connection (ssh2) to one host, verified against a pinned key or known_hosts, optionally
@@ -82,47 +139,140 @@ export class SshHost implements Host {
   }
 
   get #where(): string {
-    return `${this.target.user ?? 'root'}@${this.target.host}:${this.target.port ?? 22}`;
+    const r = this.#resolved;
+    return r
+      ? `${r.user}@${r.host}:${r.port}`
+      : `${this.target.user ?? 'root'}@${this.target.host}:${this.target.port ?? 22}`;
   }
 
-  async #connect(): Promise<void> {
+  #resolved: Resolved | undefined;
+
+  /**
+   * Applies the SSH config to what the target leaves out. The target (the inventory) wins field by
+   * field; its host is the name looked up in the config's Host blocks, so HostName maps it as ssh does.
+   */
+  #resolve(): Resolved {
     const t = this.target;
-    const port = t.port ?? 22;
-    let sock: ClientChannel | undefined;
-    if (t.jump) {
-      const jt = typeof t.jump === 'string' ? parseJump(t.jump, t) : t.jump;
-      this.#jump = await SshHost.connect(jt);
-      sock = await this.#jump.#forward(t.host, port);
-    }
-    const config: ConnectConfig = {
-      host: t.host,
+    const cfgFile = t.sshConfig === false ? undefined : (t.sshConfig ?? defaultSshConfigFile());
+    const cfg: SshConfigEntry = cfgFile ? sshConfigFor(t.host, cfgFile) : { identityFiles: [] };
+    const host = cfg.hostName ?? t.host;
+    const port = t.port ?? cfg.port ?? 22;
+    const user = t.user ?? cfg.user ?? t.fallbackUser ?? 'root';
+    const jump = t.jump ?? (cfg.proxyJump && cfg.proxyJump !== 'none' ? cfg.proxyJump : undefined);
+    const home = homedir();
+    const knownHostsFiles = t.knownHosts
+      ? [t.knownHosts]
+      : [
+          ...(cfg.userKnownHostsFiles ?? [join(home, '.ssh', 'known_hosts'), join(home, '.ssh', 'known_hosts2')]),
+          ...(cfg.globalKnownHostsFiles ?? ['/etc/ssh/ssh_known_hosts', '/etc/ssh/ssh_known_hosts2']),
+          defaultKnownHosts(),
+        ];
+    return {
+      host,
       port,
-      username: t.user ?? 'root',
-      readyTimeout: t.readyTimeoutMs ?? 15_000,
-      keepaliveInterval: t.keepaliveIntervalMs ?? 10_000,
-      keepaliveCountMax: 3,
-      ...(sock ? { sock } : {}),
+      user,
+      jump,
+      auth: this.#authMethods(t, cfg, user, host),
+      knownHostsFiles,
+      recordFile: t.knownHosts ?? defaultKnownHosts(),
     };
-    if (t.keyFile) {
+  }
+
+  /**
+   * The keys to offer, in order: the target's key file (the inventory's: an unreadable one is an
+   * error), else the SSH config's IdentityFiles, else ssh's default identities that exist; then the
+   * agent ($SSH_AUTH_SOCK, or the config's IdentityAgent). An encrypted key needs the passphrase;
+   * without one it is left to the agent, which may hold it unlocked.
+   */
+  #authMethods(t: SshTarget, cfg: SshConfigEntry, username: string, host: string): AnyAuthMethod[] {
+    const agentSetting = cfg.identityAgent;
+    const agent =
+      agentSetting === 'none'
+        ? undefined
+        : agentSetting && agentSetting !== 'SSH_AUTH_SOCK'
+          ? expandTokens(agentSetting.replace(/^\$\{?SSH_AUTH_SOCK\}?$/, process.env['SSH_AUTH_SOCK'] ?? ''), {
+              host,
+              user: username,
+            }) || undefined
+          : process.env['SSH_AUTH_SOCK'] || undefined;
+    const explicit = t.keyFile !== undefined;
+    const files = explicit
+      ? [t.keyFile!]
+      : cfg.identityFiles.length
+        ? cfg.identityFiles
+        : DEFAULT_IDENTITIES.map((f) => join(homedir(), '.ssh', f));
+    const methods: AnyAuthMethod[] = [];
+    const locked: string[] = [];
+    for (const file of files) {
+      let data: Buffer;
       try {
-        config.privateKey = readFileSync(t.keyFile);
+        data = readFileSync(file);
       } catch (e) {
+        if (!explicit) continue; // ssh skips identity files that are not there
         throw new InputError(
-          `SSH key ${t.keyFile} for ${this.name} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'}).`,
+          `SSH key ${file} for ${this.name} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'}).`,
           { hint: 'Fix ssh.key_file in the inventory, or remove it to use the SSH agent.' },
         );
       }
-    } else if (process.env['SSH_AUTH_SOCK']) {
-      config.agent = process.env['SSH_AUTH_SOCK'];
-    } else {
-      throw new InputError(
-        `No way to authenticate to ${this.name}: no ssh.key_file and no SSH agent ($SSH_AUTH_SOCK).`,
-        { hint: 'Set ssh.key_file for the node, or start ssh-agent and add the key.' },
-      );
+      // ssh2 is CommonJS: Node's ESM loader does not see `utils` as a named export, so it comes off the default.
+      const parsed = ssh2.utils.parseKey(data, t.passphrase);
+      const key = Array.isArray(parsed) ? parsed[0] : parsed;
+      if (key instanceof Error || key === undefined) {
+        const encrypted = /encrypted|passphrase/i.test(key?.message ?? '');
+        if (encrypted && t.passphrase === undefined) {
+          locked.push(file);
+          continue;
+        }
+        // The message is ssh2's about the key's format; it never holds the passphrase.
+        throw new InputError(
+          encrypted
+            ? `The passphrase from ssh.key_passphrase does not open SSH key ${file} (for ${this.name}).`
+            : `SSH key ${file} for ${this.name} is not a private key ssh2 can read (${key?.message ?? 'empty'}).`,
+          {
+            hint: encrypted
+              ? 'Check the secret the reference points at (`ssh-keygen -y -f KEY` asks for the passphrase and prints the public key).'
+              : 'Use an OpenSSH or PEM private key (ssh-keygen makes one).',
+          },
+        );
+      }
+      methods.push({ type: 'publickey', username, key: key as ParsedKey });
     }
+    if (agent) methods.push({ type: 'agent', username, agent });
+    if (methods.length) return methods;
+    if (locked.length)
+      throw new InputError(
+        `SSH key ${locked.join(', ')} for ${this.name} is protected by a passphrase, and no passphrase or agent was given.`,
+        {
+          hint: 'Set ssh.key_passphrase to a secret reference (env:, file:, prompt:, cmd:), or add the key to ssh-agent (ssh-add) and set $SSH_AUTH_SOCK.',
+        },
+      );
+    throw new InputError(
+      `No way to authenticate to ${this.name}: no ssh.key_file, no IdentityFile or default key in ~/.ssh, and no SSH agent ($SSH_AUTH_SOCK).`,
+      { hint: 'Set ssh.key_file for the node, or start ssh-agent and add the key.' },
+    );
+  }
+
+  async #connect(): Promise<void> {
+    const r = (this.#resolved = this.#resolve());
+    let sock: ClientChannel | undefined;
+    if (r.jump) {
+      const jt = typeof r.jump === 'string' ? parseJump(r.jump, this.target) : r.jump;
+      this.#jump = await SshHost.connect(jt);
+      sock = await this.#jump.#forward(r.host, r.port);
+    }
+    const config: ConnectConfig = {
+      host: r.host,
+      port: r.port,
+      username: r.user,
+      readyTimeout: this.target.readyTimeoutMs ?? 15_000,
+      keepaliveInterval: this.target.keepaliveIntervalMs ?? 10_000,
+      keepaliveCountMax: 3,
+      authHandler: r.auth,
+      ...(sock ? { sock } : {}),
+    };
     let refusal: VaultopsError | undefined;
     config.hostVerifier = (blob: Buffer): boolean => {
-      refusal = this.#checkHostKey(blob, port);
+      refusal = this.#checkHostKey(blob, r);
       this.hostFingerprint = fingerprint(blob);
       return refusal === undefined;
     };
@@ -134,7 +284,7 @@ export class SshHost implements Host {
         if (e.level === 'client-authentication') {
           return reject(
             new GateError(`SSH to ${this.name} (${this.#where}): the server refused our key.`, {
-              hint: "Check ssh.user and ssh.key_file, and that the public key is in the user's authorized_keys.",
+              hint: "Check ssh.user and ssh.key_file (or the SSH config's User and IdentityFile, or the keys in the agent), and that the public key is in the user's authorized_keys.",
             }),
           );
         }
@@ -150,7 +300,7 @@ export class SshHost implements Host {
     this.#client = client;
   }
 
-  #checkHostKey(blob: Buffer, port: number): VaultopsError | undefined {
+  #checkHostKey(blob: Buffer, r: Resolved): VaultopsError | undefined {
     const t = this.target;
     const fp = fingerprint(blob);
     const seen = `${keyType(blob)} ${fp}`;
@@ -166,12 +316,15 @@ export class SshHost implements Host {
         hint: 'Someone may be intercepting the connection, or the host was rebuilt. Check the fingerprint on the host (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) and update ssh.host_key.',
       });
     }
-    // Without a known_hosts of its own, the target uses vaultops' file in the state dir: what
-    // trust-on-first-use accepted is recorded there and checked on every later connection.
-    const file = t.knownHosts ?? defaultKnownHosts();
-    const { keys, revoked } = knownHostKeys(file, t.host, port);
+    // Without a known_hosts of its own, the target is checked against the files ssh reads and
+    // vaultops' file in the state dir: what trust-on-first-use accepted is recorded there.
+    const files = r.knownHostsFiles;
+    const file = files.length === 1 ? files[0]! : files.join(', ');
+    const { keys, revoked, certAuthorities } = knownHostKeys(files, r.host, r.port);
     if (revoked.some((k) => k.equals(blob)))
-      return new GateError(`Host key of ${this.name} (${seen}) is marked @revoked in ${file}: refused.`);
+      return new GateError(`Host key of ${this.name} (${seen}) is marked @revoked in ${file}: refused.`, {
+        hint: 'The key was revoked on purpose: find out why before changing anything. A rebuilt host gets a new key, which you pin as ssh.host_key.',
+      });
     if (keys.some((k) => k.equals(blob))) return undefined;
     if (keys.length) {
       // Listed with other keys (of this type or another): never a first use, always refused.
@@ -180,21 +333,27 @@ export class SshHost implements Host {
         hint: 'Someone may be intercepting the connection, or the host was rebuilt. Verify the fingerprint on the host, then `ssh-keygen -R` the old entry.',
       });
     }
-    if (revoked.length)
-      return new GateError(`Host ${this.name} (${this.#where}) has only revoked keys in ${file}: refused.`);
     if (t.trustOnFirstUse) {
       try {
-        appendKnownHost(file, t.host, port, blob);
+        appendKnownHost(r.recordFile, r.host, r.port, blob);
       } catch (e) {
         return new InputError(
-          `Trust-on-first-use: cannot record the host key of ${this.name} in ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'}), so it was not accepted.`,
+          `Trust-on-first-use: cannot record the host key of ${this.name} in ${r.recordFile} (${(e as NodeJS.ErrnoException).code ?? 'error'}), so it was not accepted.`,
           { hint: 'Set ssh.known_hosts to a writable file, or pin ssh.host_key.' },
         );
       }
       return undefined;
     }
     return new GateError(`Host key of ${this.name} (${this.#where}) is unknown: ${seen}.`, {
-      hint: `Pin it as ssh.host_key or add it to ssh.known_hosts (${file}) after checking the fingerprint on the host; --trust-on-first-use records it (only when the network path is trusted).`,
+      details: [
+        `checked:   ${file}`,
+        ...(certAuthorities
+          ? [
+              `${certAuthorities} @cert-authority line(s) match this host, but vaultops does not verify host certificates: pin the host's own key.`,
+            ]
+          : []),
+      ],
+      hint: `Pin it as ssh.host_key or add it to known_hosts after checking the fingerprint on the host; --trust-on-first-use records it in ${r.recordFile} (only when the network path is trusted).`,
     });
   }
 

@@ -1,5 +1,5 @@
 import { createHash, createHmac } from 'node:crypto';
-import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -32,38 +32,85 @@ export function knownHostsName(host: string, port: number): string {
   return port === 22 ? host : `[${host}]:${port}`;
 }
 
-function hostMatches(pattern: string, name: string): boolean {
-  if (pattern.startsWith('|1|')) {
+/** OpenSSH's match_pattern: `*` any run of characters, `?` one character, the rest literally. */
+export function wildcardMatch(pattern: string, text: string): boolean {
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
+  return new RegExp(`^${re}$`, 's').test(text);
+}
+
+/**
+ * Whether a known_hosts host field names `name` ("host" or "[host]:port"), as OpenSSH's
+ * match_hostname does: a hashed entry (|1|salt|hmac) is compared by its HMAC; otherwise a comma
+ * list of patterns with `*` and `?`, where any matching `!pattern` rules the line out. Host names
+ * compare case-insensitively.
+ */
+export function hostMatches(field: string, name: string): boolean {
+  if (field.startsWith('|1|')) {
     // Hashed entry: |1|base64(salt)|base64(hmac-sha1(salt, name))
-    const [, , salt, hash] = pattern.split('|');
+    const [, , salt, hash] = field.split('|');
     if (!salt || !hash) return false;
     return createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64') === hash;
   }
-  return pattern.split(',').some((p) => p === name);
+  const lower = name.toLowerCase();
+  let matched = false;
+  for (const raw of field.split(',')) {
+    const negated = raw.startsWith('!');
+    const p = (negated ? raw.slice(1) : raw).toLowerCase();
+    if (!p || !wildcardMatch(p, lower)) continue;
+    if (negated) return false;
+    matched = true;
+  }
+  return matched;
 }
 
-/** Keys that a known_hosts file lists for this host (markers like @revoked are honoured by refusing). */
-export function knownHostKeys(file: string, host: string, port: number): { keys: Buffer[]; revoked: Buffer[] } {
-  const keys: Buffer[] = [];
-  const revoked: Buffer[] = [];
-  if (!existsSync(file)) return { keys, revoked };
+export interface KnownHostsMatch {
+  /** Keys listed for the host (plain lines). */
+  keys: Buffer[];
+  /** Keys marked @revoked: refused wherever they appear, for any host. */
+  revoked: Buffer[];
+  /** @cert-authority lines for the host: vaultops does not verify host certificates, so they only explain a refusal. */
+  certAuthorities: number;
+}
+
+/**
+ * Keys that known_hosts files list for this host. Missing files count as empty. A `@revoked` key is
+ * refused for every host, whatever the line's host field says: OpenSSH applies the field, but a key
+ * someone revoked is good for no host, and being stricter here costs nothing.
+ */
+export function knownHostKeys(files: string | string[], host: string, port: number): KnownHostsMatch {
+  const out: KnownHostsMatch = { keys: [], revoked: [], certAuthorities: 0 };
   const name = knownHostsName(host, port);
-  for (const raw of readFileSync(file, 'utf8').split('\n')) {
-    const line = raw.trim();
-    if (!line || line.startsWith('#')) continue;
-    let fields = line.split(/\s+/);
-    let marker: string | undefined;
-    if (fields[0]!.startsWith('@')) {
-      marker = fields[0];
-      fields = fields.slice(1);
+  for (const file of Array.isArray(files) ? files : [files]) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
     }
-    if (fields.length < 3 || !hostMatches(fields[0]!, name)) continue;
-    const key = parsePublicKeyLine(`${fields[1]} ${fields[2]}`);
-    if (!key) continue;
-    if (marker === '@revoked') revoked.push(key.blob);
-    else if (marker === undefined) keys.push(key.blob);
+    for (const raw of text.split('\n')) {
+      const line = raw.trim();
+      if (!line || line.startsWith('#')) continue;
+      let fields = line.split(/\s+/);
+      let marker: string | undefined;
+      if (fields[0]!.startsWith('@')) {
+        marker = fields[0];
+        fields = fields.slice(1);
+      }
+      if (fields.length < 3) continue;
+      const key = parsePublicKeyLine(`${fields[1]} ${fields[2]}`);
+      if (marker === '@revoked') {
+        if (key) out.revoked.push(key.blob);
+        continue;
+      }
+      if (!hostMatches(fields[0]!, name)) continue;
+      if (marker === '@cert-authority') out.certAuthorities++;
+      else if (marker === undefined && key) out.keys.push(key.blob);
+    }
   }
-  return { keys, revoked };
+  return out;
 }
 
 /**

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import tls from 'node:tls';
+import { connectProxy, openTunnel, proxyHeaders, requestPath, type ProxyRoute } from './proxy.js';
 
 /**
  * One HTTP/1.1 GET whose body is read into a single reused buffer (the socket's `onread` option)
@@ -33,6 +34,8 @@ export interface RawDownloadOptions {
    */
   idleTimeoutMs?: number | undefined;
   readBufferSize?: number | undefined;
+  /** The proxy to go through (proxyFor); undefined: direct. */
+  proxy?: ProxyRoute | undefined;
 }
 
 /** Thrown when the body ends before its framing says it is complete (server died, connection cut). */
@@ -74,7 +77,7 @@ export class RawDownload {
 
   readonly #idleLimit: number;
 
-  private constructor(o: RawDownloadOptions) {
+  private constructor(o: RawDownloadOptions, via?: net.Socket) {
     this.#idleLimit = o.idleTimeoutMs ?? 0;
     const { url } = o;
     const host = url.hostname.replace(/^\[|\]$/g, '');
@@ -82,7 +85,24 @@ export class RawDownload {
       buffer: Buffer.allocUnsafe(o.readBufferSize ?? 64 * 1024),
       callback: (n: number, buf: Uint8Array) => this.#onRead(buf as Buffer, n),
     };
-    if (url.protocol === 'https:') {
+    if (via) {
+      // Through a proxy: TLS over the CONNECT tunnel (https) or the proxy connection itself (http).
+      // `onread` cannot be given to a socket that already exists, so data events feed the same
+      // parser here (a copy per record: the direct path stays the fast one).
+      if (url.protocol === 'https:') {
+        const servername = o.tls?.servername ?? (net.isIP(host) ? undefined : host);
+        this.#socket = tls.connect({ ...o.tls, socket: via, ...(servername ? { servername } : {}) });
+        this.#socket.once('secureConnect', () => this.#sendRequest(o));
+      } else {
+        this.#socket = via;
+        queueMicrotask(() => this.#sendRequest(o));
+      }
+      const s = this.#socket;
+      s.on('data', (chunk: Buffer) => {
+        if (!this.#onRead(chunk, chunk.length)) s.pause();
+      });
+      s.resume();
+    } else if (url.protocol === 'https:') {
       const servername = o.tls?.servername ?? (net.isIP(host) ? undefined : host);
       this.#socket = tls.connect({
         ...o.tls,
@@ -110,7 +130,16 @@ export class RawDownload {
 
   /** Connects, sends the GET and resolves once the status line and headers are in. */
   static async open(o: RawDownloadOptions): Promise<RawDownload> {
-    const d = new RawDownload(o);
+    let via: net.Socket | undefined;
+    if (o.proxy) {
+      const host = o.url.hostname.replace(/^\[|\]$/g, '');
+      const https = o.url.protocol === 'https:';
+      const port = Number(o.url.port || (https ? 443 : 80));
+      via = https
+        ? await openTunnel(o.proxy, host, port, o.headTimeoutMs)
+        : await connectProxy(o.proxy, o.url.origin, o.headTimeoutMs);
+    }
+    const d = new RawDownload(o, via);
     await new Promise<void>((resolve, reject) => {
       if (d.#error) return reject(d.#error);
       d.#onHead = { resolve, reject };
@@ -161,8 +190,8 @@ export class RawDownload {
 
   #sendRequest(o: RawDownloadOptions): void {
     const { url } = o;
-    let head = `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\nAccept-Encoding: identity\r\n`;
-    for (const [k, v] of Object.entries(o.headers)) {
+    let head = `GET ${requestPath(url, o.proxy)} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\nAccept-Encoding: identity\r\n`;
+    for (const [k, v] of Object.entries({ ...o.headers, ...proxyHeaders(url, o.proxy) })) {
       if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) return this.#fail(new Error(`header ${k} holds a line break`));
       head += `${k}: ${v}\r\n`;
     }

@@ -7,6 +7,7 @@ import { UnreachableError, VaultopsError } from '../core/errors.js';
 import { loadTls, warnPlainHttp, type TlsSettings, type LoadedTls } from './tls.js';
 import { RawDownload } from './raw-download.js';
 import { sleep } from '../core/sleep.js';
+import { agentFor, proxyFor, proxyHeaders, requestPath, type ProxyRoute } from './proxy.js';
 
 // Loaded with require, not import: an ESM import of node:http copies every export, and that touches
 // its lazy WebSocket/EventSource getters, which load all of undici (~10-20 ms and a few MB on every
@@ -136,6 +137,7 @@ export class Transport {
         tls: t,
         headTimeoutMs: spec.timeoutMs ?? this.#timeoutMs,
         idleTimeoutMs: spec.timeoutMs ?? this.#timeoutMs,
+        proxy: proxyFor(spec.url),
       }),
     );
   }
@@ -160,14 +162,16 @@ export class Transport {
     this.#agents.clear();
   }
 
-  #agent(url: URL): Agent {
-    const key = url.protocol;
+  /** One agent per scheme and route: direct, or through the proxy HTTPS_PROXY/HTTP_PROXY name for this host. */
+  #agent(url: URL, route: ProxyRoute | undefined): Agent {
+    const key = `${url.protocol} ${route?.proxy.href ?? 'direct'}`;
     let agent = this.#agents.get(key);
     if (!agent) {
-      agent =
-        url.protocol === 'https:'
-          ? new https.Agent({ keepAlive: true, maxSockets: 8, ...this.#tlsOptions() })
-          : new http.Agent({ keepAlive: true, maxSockets: 8 });
+      agent = agentFor(url, route, {
+        keepAlive: true,
+        maxSockets: 8,
+        ...(url.protocol === 'https:' ? this.#tlsOptions() : {}),
+      });
       this.#agents.set(key, agent);
     }
     return agent;
@@ -190,7 +194,8 @@ export class Transport {
       return Promise.reject(new VaultopsError(`Unsupported address ${url.origin}: use http:// or https://.`));
     }
     const lib = url.protocol === 'https:' ? https : http;
-    const headers: Record<string, string> = { ...spec.headers };
+    const route = proxyFor(url);
+    const headers: Record<string, string> = { ...spec.headers, ...proxyHeaders(url, route) };
     if (typeof spec.body === 'string' || Buffer.isBuffer(spec.body)) {
       headers['content-length'] = String(Buffer.byteLength(spec.body));
     }
@@ -199,7 +204,12 @@ export class Transport {
     return new Promise((resolve, reject) => {
       const req = lib.request(
         url,
-        { method: spec.method === 'LIST' ? 'LIST' : spec.method, headers, agent: this.#agent(url) },
+        {
+          method: spec.method === 'LIST' ? 'LIST' : spec.method,
+          headers,
+          agent: this.#agent(url, route),
+          path: requestPath(url, route),
+        },
         (res) => {
           // The headers are in: the request's own timeout must not fire any more (it would cut the body with a vaguer error).
           req.removeAllListeners('timeout');

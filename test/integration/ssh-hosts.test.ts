@@ -1,7 +1,16 @@
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import {
+  appendFileSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshHost, type SshTarget } from '../../src/ssh/connection.js';
 import { fingerprint, parsePublicKeyLine } from '../../src/ssh/host-key.js';
@@ -15,6 +24,8 @@ import { runHostChecks } from '../../src/check/host-checks.js';
 import type { NodeSpec } from '../../src/inventory/schema.js';
 import { remoteBinaryVersion, stageBinary, STAGED_SUFFIX } from '../../src/upgrade/binary-install.js';
 import { VaultopsError } from '../../src/core/errors.js';
+import { openNodeHost } from '../../src/ssh/open-host.js';
+import { redactor } from '../../src/core/redact.js';
 
 /**
  * The SSH layer against the real OpenSSH sshd that `lab up --ssh` runs on each node's loopback
@@ -170,6 +181,226 @@ describe.each(upgradePairs)('SSH hosts of a $flavor lab', ({ flavor, from }) => 
       if (before === undefined) delete process.env['VAULTOPS_STATE_DIR'];
       else process.env['VAULTOPS_STATE_DIR'] = before;
     }
+  });
+
+  describe('the conventions of OpenSSH users: ~/.ssh/known_hosts, ~/.ssh/config, passphrases, ssh-agent', () => {
+    // HOME points at a temp dir for these tests (os.homedir() follows it), so ~/.ssh is ours.
+    let home: string;
+    const saved: Record<string, string | undefined> = {};
+    const ip = (i: number) => t.lab.nodes[i]!.ip;
+    const key = (name: string) => t.lab.ssh!.nodes[name]!.hostKey;
+    const setEnv = (name: string, value: string | undefined) => {
+      if (!(name in saved)) saved[name] = process.env[name];
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    };
+    const refused = (p: Promise<unknown>) =>
+      p.then(
+        (h) => {
+          (h as SshHost).close();
+          return undefined;
+        },
+        (e: unknown) => e as VaultopsError,
+      );
+    const PASSPHRASE = `pass-${Date.now()}-phrase`;
+
+    beforeAll(() => {
+      home = mkdtempSync(join(t.stateDir, 'home-'));
+      mkdirSync(join(home, '.ssh'), { mode: 0o700 });
+      setEnv('HOME', home);
+      setEnv('VAULTOPS_STATE_DIR', join(home, 'state'));
+      setEnv('SSH_AUTH_SOCK', undefined);
+      // A passphrase-protected key (ssh-keygen -N), authorised on the lab's sshd next to the lab key.
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', PASSPHRASE, '-f', join(home, '.ssh', 'locked')]);
+      appendFileSync(
+        join(dirname(t.lab.ssh!.keyFile), 'authorized_keys'),
+        readFileSync(join(home, '.ssh', 'locked.pub')),
+      );
+      copyFileSync(t.lab.ssh!.keyFile, join(home, '.ssh', 'lab_key'));
+    });
+    afterAll(() => {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    });
+
+    it('without a pinned key, ~/.ssh/known_hosts decides: wildcards, negation, hashed names, @revoked; an unknown host is still refused', async () => {
+      const kh = join(home, '.ssh', 'known_hosts');
+      const prefix = ip(0).split('.').slice(0, 3).join('.');
+      // n1's key for every lab address but n2 (a wildcard and a negation); n2 in a hashed line
+      // (hashed by ssh-keygen -H itself); n3 later @revoked.
+      writeFileSync(join(home, 'plain'), `[${ip(1)}]:${SSH_PORT} ${key('n2')}\n`);
+      execFileSync('ssh-keygen', ['-q', '-H', '-f', join(home, 'plain')]);
+      const hashed = readFileSync(join(home, 'plain'), 'utf8');
+      expect(hashed).toMatch(/^\|1\|/);
+      expect(hashed).not.toContain(ip(1));
+      writeFileSync(kh, `[${prefix}.*]:${SSH_PORT},![${ip(1)}]:${SSH_PORT} ${key('n1')}\n`);
+      const noPin = (name: string, extra: Partial<SshTarget> = {}) => target(name, { hostKey: undefined, ...extra });
+
+      (await SshHost.connect(noPin('n1'))).close();
+      // The wildcard lists n1's key for n3 too: a different key, refused even with trust-on-first-use.
+      const n3 = await refused(SshHost.connect(noPin('n3', { trustOnFirstUse: true })));
+      expect(n3).toBeInstanceOf(GateError);
+      expect(n3!.message).toContain('differs from the one in');
+      // The negation leaves n2 out: unknown, refused without trust-on-first-use.
+      const n2 = await refused(SshHost.connect(noPin('n2')));
+      expect(n2).toBeInstanceOf(GateError);
+      expect(n2!.message).toContain('is unknown');
+      expect(n2!.details.join('\n')).toContain(kh);
+      appendFileSync(kh, hashed);
+      (await SshHost.connect(noPin('n2'))).close();
+
+      // /etc/ssh/ssh_known_hosts's place is taken by GlobalKnownHostsFile here (the test may not write /etc).
+      writeFileSync(join(home, 'global_known_hosts'), `[${ip(2)}]:${SSH_PORT} ${key('n3')}\n`);
+      writeFileSync(kh, `[${ip(0)}]:${SSH_PORT} ${key('n1')}\n`);
+      writeFileSync(
+        join(home, '.ssh', 'config'),
+        `Host *\n  GlobalKnownHostsFile ${join(home, 'global_known_hosts')}\n`,
+      );
+      (await SshHost.connect(noPin('n3'))).close();
+      appendFileSync(kh, `@revoked * ${key('n3')}\n`);
+      const revoked = await refused(SshHost.connect(noPin('n3', { trustOnFirstUse: true })));
+      expect(revoked).toBeInstanceOf(GateError);
+      expect(revoked!.message).toContain('@revoked');
+      writeFileSync(join(home, '.ssh', 'config'), '');
+
+      // Trust-on-first-use records in vaultops' own file, never in the user's ~/.ssh/known_hosts.
+      const before = readFileSync(kh, 'utf8');
+      (await SshHost.connect(noPin('n2', { trustOnFirstUse: true }))).close();
+      expect(readFileSync(kh, 'utf8')).toBe(before);
+      expect(readFileSync(join(home, 'state', 'known_hosts'), 'utf8')).toContain(`[${ip(1)}]:${SSH_PORT} ssh-ed25519 `);
+    });
+
+    it('~/.ssh/config fills HostName, Port, User, IdentityFile and ProxyJump the inventory leaves out; the inventory wins', async () => {
+      writeFileSync(
+        join(home, '.ssh', 'known_hosts'),
+        t.lab.nodes.map((n) => `[${n.ip}]:${SSH_PORT} ${key(n.name)}\n`).join(''),
+      );
+      const block = (alias: string, i: number, extra = '') =>
+        `Host ${alias}\n  HostName ${ip(i)}\n  Port ${SSH_PORT}\n  User root\n  IdentityFile ~/.ssh/lab_key\n${extra}`;
+      writeFileSync(
+        join(home, '.ssh', 'config'),
+        [
+          block('vault-a', 0),
+          block('vault-b', 1, '  ProxyJump vault-a\n'),
+          block('vault-c', 2, '  ProxyJump nobody@vault-a\n'),
+          'Host *\n  User nobody\n  IdentityFile ~/.ssh/lab_key\n',
+        ].join(''),
+      );
+      const node = (name: string, ssh: NodeSpec['ssh']): NodeSpec => ({
+        name,
+        api_addr: `https://${name}.invalid:8200`,
+        ssh,
+      });
+      const a = await openNodeHost(node('n1', { host: 'vault-a' }));
+      try {
+        expect((await a.exec('echo $SSH_CONNECTION')).stdout.split(' ')[2]).toBe(ip(0));
+        expect((await a.exec('id -u')).stdout.trim()).toBe('0');
+      } finally {
+        a.close();
+      }
+      // ProxyJump from the config: through vault-a (itself looked up in the config) to n2.
+      const b = await openNodeHost(node('n2', { host: 'vault-b' }));
+      try {
+        expect((await b.exec('echo $SSH_CONNECTION')).stdout.split(' ')[2]).toBe(ip(1));
+      } finally {
+        b.close();
+      }
+      // The jump's user from the ProxyJump spec is used: nobody's key is refused, and the error names the jump host.
+      const c = await refused(openNodeHost(node('n3', { host: 'vault-c' })));
+      expect(c).toBeInstanceOf(GateError);
+      expect(c!.message).toMatch(/SSH to jump vault-a \(nobody@/);
+      // The inventory wins field by field: its user and its (wrong) port override the config.
+      const u = await refused(openNodeHost(node('n1', { host: 'vault-a', user: 'nobody' })));
+      expect(u!.message).toContain(`nobody@${ip(0)}:${SSH_PORT}`);
+      const p = await refused(openNodeHost(node('n1', { host: 'vault-a', port: 1 })));
+      expect(p!.message).toContain(`root@${ip(0)}:1`);
+      // ssh.jump in the inventory replaces the config's ProxyJump (whose user would be refused).
+      const direct = await openNodeHost(node('n3', { host: 'vault-c', jump: `root@${ip(0)}:${SSH_PORT}` }));
+      direct.close();
+      writeFileSync(join(home, '.ssh', 'config'), '');
+    });
+
+    it('a passphrase-protected key opens with ssh.key_passphrase (a secret reference); the passphrase shows up nowhere', async () => {
+      writeFileSync(
+        join(home, '.ssh', 'known_hosts'),
+        t.lab.nodes.map((n) => `[${n.ip}]:${SSH_PORT} ${key(n.name)}\n`).join(''),
+      );
+      const node = (ssh: Partial<NonNullable<NodeSpec['ssh']>>): NodeSpec => ({
+        name: 'n1',
+        api_addr: `https://${ip(0)}:8200`,
+        ssh: { port: SSH_PORT, user: 'root', key_file: join(home, '.ssh', 'locked'), ...ssh },
+      });
+      setEnv('TEST_SSH_PASSPHRASE', PASSPHRASE);
+      const h = await openNodeHost(node({ key_passphrase: 'env:TEST_SSH_PASSPHRASE' }));
+      try {
+        expect((await h.exec('echo ok')).stdout).toBe('ok\n');
+      } finally {
+        h.close();
+      }
+      // Registered with the redactor as soon as it was resolved.
+      expect(redactor.redact(`x ${PASSPHRASE} y`)).not.toContain(PASSPHRASE);
+      setEnv('TEST_SSH_WRONG', 'not-the-passphrase');
+      const wrong = await refused(openNodeHost(node({ key_passphrase: 'env:TEST_SSH_WRONG' })));
+      expect(wrong).toBeInstanceOf(InputError);
+      expect(wrong!.message).toContain('does not open SSH key');
+      const none = await refused(openNodeHost(node({})));
+      expect(none).toBeInstanceOf(InputError);
+      expect(none!.message).toContain('is protected by a passphrase');
+      expect(none!.hint).toContain('ssh.key_passphrase');
+      for (const e of [wrong!, none!])
+        expect(JSON.stringify([e.message, e.hint, e.details, e.stack])).not.toContain(PASSPHRASE);
+    });
+
+    it('a key held by a real ssh-agent ($SSH_AUTH_SOCK) logs in, including the locked key the inventory names without a passphrase', async () => {
+      writeFileSync(
+        join(home, '.ssh', 'known_hosts'),
+        t.lab.nodes.map((n) => `[${n.ip}]:${SSH_PORT} ${key(n.name)}\n`).join(''),
+      );
+      const sock = join(home, 'agent.sock');
+      const agent: ChildProcess = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+      try {
+        await waitFor('ssh-agent to listen', () => (existsSync(sock) ? true : undefined), 10_000, 50);
+        // ssh-add asks SSH_ASKPASS for the passphrase: it goes through a 0700 script, never argv.
+        const askpass = join(home, 'askpass.sh');
+        writeFileSync(askpass, '#!/bin/sh\nprintf "%s\\n" "$TEST_SSH_PASSPHRASE"\n', { mode: 0o700 });
+        execFileSync('ssh-add', ['-q', join(home, '.ssh', 'locked')], {
+          env: {
+            ...process.env,
+            SSH_AUTH_SOCK: sock,
+            SSH_ASKPASS: askpass,
+            SSH_ASKPASS_REQUIRE: 'force',
+            DISPLAY: 'none',
+            TEST_SSH_PASSPHRASE: PASSPHRASE,
+          },
+          stdio: 'ignore',
+        });
+        // Without the agent, no key and nothing in ~/.ssh: a clear error.
+        const without = await refused(
+          openNodeHost({ name: 'n2', api_addr: `https://${ip(1)}:8200`, ssh: { port: SSH_PORT, user: 'root' } }),
+        );
+        expect(without).toBeInstanceOf(InputError);
+        expect(without!.message).toContain('No way to authenticate');
+        setEnv('SSH_AUTH_SOCK', sock);
+        const viaAgent = await openNodeHost({
+          name: 'n2',
+          api_addr: `https://${ip(1)}:8200`,
+          ssh: { port: SSH_PORT, user: 'root' },
+        });
+        viaAgent.close();
+        // The inventory's locked key without a passphrase: skipped, and the agent (which holds it) logs in.
+        const locked = await openNodeHost({
+          name: 'n2',
+          api_addr: `https://${ip(1)}:8200`,
+          ssh: { port: SSH_PORT, user: 'root', key_file: join(home, '.ssh', 'locked') },
+        });
+        locked.close();
+      } finally {
+        setEnv('SSH_AUTH_SOCK', undefined);
+        agent.kill('SIGTERM');
+      }
+    });
   });
 
   it("check's host facts treat hostile service paths as data: nothing in them runs on the host", async () => {

@@ -5,7 +5,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fingerprint, keyType, knownHostKeys, knownHostsName, parsePublicKeyLine } from '../../src/ssh/host-key.js';
+import {
+  fingerprint,
+  hostMatches,
+  keyType,
+  knownHostKeys,
+  knownHostsName,
+  parsePublicKeyLine,
+} from '../../src/ssh/host-key.js';
 import { shq } from '../../src/ssh/host.js';
 
 // A real ed25519 public key line (from ssh-keygen), and its fingerprint as `ssh-keygen -lf` prints it.
@@ -77,5 +84,36 @@ describe('remote command words are quoted for a POSIX shell', () => {
       expect(out).toBe(v);
     }
     expect(existsSync(marker)).toBe(false);
+  });
+});
+
+describe('known_hosts host fields match as OpenSSH matches them', () => {
+  it('wildcards, negation, [host]:port and case', () => {
+    expect(hostMatches('*.example.com', 'db1.example.com')).toBe(true);
+    expect(hostMatches('*.example.com', 'example.com')).toBe(false);
+    expect(hostMatches('db?.example.com', 'db7.example.com')).toBe(true);
+    expect(hostMatches('db?.example.com', 'db10.example.com')).toBe(false);
+    expect(hostMatches('*.example.com,!bad.example.com', 'bad.example.com')).toBe(false);
+    expect(hostMatches('*.example.com,!bad.example.com', 'good.example.com')).toBe(true);
+    expect(hostMatches('!bad.example.com', 'good.example.com')).toBe(false); // negation alone matches nothing
+    expect(hostMatches('[10.0.0.*]:2222', knownHostsName('10.0.0.9', 2222))).toBe(true);
+    expect(hostMatches('[10.0.0.*]:2222', knownHostsName('10.0.0.9', 22))).toBe(false);
+    expect(hostMatches('10.0.0.*', knownHostsName('10.0.0.9', 2222))).toBe(false);
+    expect(hostMatches('DB1.Example.com', 'db1.example.com')).toBe(true);
+    expect(hostMatches('a.b', 'aXb')).toBe(false); // "." is literal
+  });
+
+  it('reads several files; @revoked counts for any host; @cert-authority lines are counted, never trusted', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vaultops-kh-'));
+    const a = join(dir, 'a');
+    const b = join(dir, 'b');
+    writeFileSync(a, `*.lab,!n9.lab ${KEY}\n@cert-authority *.lab ${OTHER}\n`);
+    writeFileSync(b, `@revoked other.host ${OTHER}\n`);
+    const m = knownHostKeys([join(dir, 'missing'), a, b], 'n1.lab', 22);
+    expect(m.keys.length).toBe(1);
+    expect(m.revoked.map((k) => k.toString('base64'))).toEqual([OTHER.split(' ')[1]]);
+    expect(m.certAuthorities).toBe(1);
+    expect(knownHostKeys([a], 'n9.lab', 22).keys).toEqual([]);
+    rmSync(dir, { recursive: true, force: true });
   });
 });

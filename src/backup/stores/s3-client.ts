@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import { VaultopsError } from '../../core/errors.js';
 import { redactor } from '../../core/redact.js';
 import { warnPlainHttp } from '../../vault/tls.js';
+import { agentFor, ProxyError, proxyFor, proxyHeaders, type ProxyRoute } from '../../vault/proxy.js';
 
 // require, not import: see src/vault/transport.ts (an ESM import of node:http loads all of undici).
 const require = createRequire(import.meta.url);
@@ -53,16 +54,20 @@ export class S3Client {
   readonly #o: S3ClientOptions;
   readonly #base: URL;
   readonly #agent: import('node:http').Agent;
+  /** HTTPS_PROXY/HTTP_PROXY and NO_PROXY, read once for the endpoint. */
+  readonly #route: ProxyRoute | undefined;
 
   constructor(o: S3ClientOptions) {
     this.#o = o;
     this.#base = new URL(o.endpoint);
     if (this.#base.protocol !== 'http:' && this.#base.protocol !== 'https:')
       throw new VaultopsError(`S3 endpoint ${o.endpoint} is not http(s)://.`);
-    this.#agent =
-      this.#base.protocol === 'https:'
-        ? new https.Agent({ keepAlive: true, maxSockets: 4, ...(o.ca ? { ca: o.ca } : {}) })
-        : new http.Agent({ keepAlive: true, maxSockets: 4 });
+    this.#route = proxyFor(this.#base);
+    this.#agent = agentFor(this.#base, this.#route, {
+      keepAlive: true,
+      maxSockets: 4,
+      ...(this.#base.protocol === 'https:' && o.ca ? { ca: o.ca } : {}),
+    });
   }
 
   close(): void {
@@ -206,8 +211,9 @@ export class S3Client {
           hostname: this.#base.hostname,
           port: this.#base.port || undefined,
           method,
-          path: qs ? `${path}?${wireQuery(query)}` : path,
-          headers,
+          // A forward proxy (http endpoint) takes the absolute URL; the signature covers the path only.
+          path: `${this.#route && this.#base.protocol === 'http:' ? this.#base.origin : ''}${qs ? `${path}?${wireQuery(query)}` : path}`,
+          headers: { ...headers, ...proxyHeaders(this.#base, this.#route) },
           agent: this.#agent,
         },
         (res) => resolve(res),
@@ -221,11 +227,14 @@ export class S3Client {
       );
       req.on('error', (e: NodeJS.ErrnoException) =>
         reject(
-          new VaultopsError(`Cannot reach the S3 endpoint ${this.#base.origin}: ${e.code ?? e.message}.`, {
-            hint: "Check the store's endpoint and that the S3 service is up.",
-            exitCode: 3,
-            cause: e,
-          }),
+          // A proxy failure names the proxy, not the endpoint.
+          e instanceof ProxyError
+            ? e
+            : new VaultopsError(`Cannot reach the S3 endpoint ${this.#base.origin}: ${e.code ?? e.message}.`, {
+                hint: "Check the store's endpoint and that the S3 service is up.",
+                exitCode: 3,
+                cause: e,
+              }),
         ),
       );
       req.end(body);
