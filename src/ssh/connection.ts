@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
-import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import type { Client, ClientChannel, ConnectConfig, SFTPWrapper } from 'ssh2';
 import { GateError, InputError, UnreachableError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
 import {
@@ -126,6 +126,8 @@ export class SshHost implements Host {
       this.hostFingerprint = fingerprint(blob);
       return refusal === undefined;
     };
+    // ssh2 (and its crypto) is loaded on the first connection, not by every command that can reach one.
+    const { Client } = await import('ssh2');
     const client = new Client();
     await new Promise<void>((resolve, reject) => {
       client.once('ready', () => resolve());
