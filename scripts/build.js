@@ -12,15 +12,17 @@
 // playbook lock); npm pack
 // leaves it out (package.json "files").
 //
-//   node scripts/build.js [--no-sourcemap]
+//   node scripts/build.js [--no-sourcemap] [--outdir DIR]
 import { build } from 'esbuild';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { builtinModules } from 'node:module';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
-const dist = join(repo, 'dist');
+// --outdir: somewhere else than dist/ (to compare builds while the tests use dist/).
+const outdirArg = process.argv.indexOf('--outdir');
+const dist = outdirArg > 0 ? resolve(process.argv[outdirArg + 1]) : join(repo, 'dist');
 const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'));
 const sourcemap = !process.argv.includes('--no-sourcemap');
 
