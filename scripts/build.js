@@ -14,10 +14,11 @@
 //
 //   node scripts/build.js [--no-sourcemap] [--outdir DIR]
 import { build } from 'esbuild';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { builtinModules } from 'node:module';
+import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 // --outdir: somewhere else than dist/ (to compare builds while the tests use dist/).
@@ -133,14 +134,30 @@ const common = {
   logLevel: 'warning',
 };
 
-rmSync(dist, { recursive: true, force: true });
-await build({
+const cli = {
   ...common,
   entryPoints: [join(repo, 'src', 'cli', 'main.ts')],
-  outdir: dist,
   chunkNames: 'cli/[name]-[hash]',
-  define: { VAULTOPS_VERSION: JSON.stringify(pkg.version) },
   plugins: [actionRegistry, lazyChildProcessForCommander, builtinsWithoutFacade],
+};
+// Two passes: the first bundle tells what the root help shows of each command (commandTable() in
+// src/cli/main.ts), the second has that table built in, so a start builds only the command it runs.
+const scratch = mkdtempSync(join(tmpdir(), 'vaultops-build-'));
+let table;
+try {
+  await build({ ...cli, outdir: scratch, sourcemap: false, define: { VAULTOPS_VERSION: JSON.stringify(pkg.version) } });
+  table = (await import(pathToFileURL(join(scratch, 'cli', 'main.js')).href)).commandTable();
+} finally {
+  rmSync(scratch, { recursive: true, force: true });
+}
+rmSync(dist, { recursive: true, force: true });
+await build({
+  ...cli,
+  outdir: dist,
+  define: {
+    VAULTOPS_VERSION: JSON.stringify(pkg.version),
+    VAULTOPS_COMMAND_TABLE: JSON.stringify(JSON.stringify(table)),
+  },
 });
 await build({
   ...common,

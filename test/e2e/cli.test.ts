@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labDestroy, type LabRecord } from '../../src/lab/lab.js';
 import type { ClusterStatus } from '../../src/vault/cluster.js';
 import { ExitCode } from '../../src/core/exit-codes.js';
+import { buildProgram } from '../../src/cli/main.js';
 import { CliRunner, isAlive, labSecrets, processesUnder, REPO, type CliResult } from '../helpers/cli.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 
@@ -115,6 +116,18 @@ describe('the built CLI starts on the Node it ships for', () => {
     expect(ok.stdout).not.toMatch(/\[Timer\]/);
   });
 
+  it('`--help` from the bundle (which builds only stubs of the commands it does not run) prints what the whole command tree prints', async () => {
+    // From the sources there is no build-time table: every command is built in full.
+    const program = buildProgram(['--help']);
+    expect(program.commands.filter((c) => c.options.some((o) => o.long === '--stub'))).toEqual([]);
+    const r = await cli.run(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(program.helpInformation());
+    const typo = await cli.run(['stauts']);
+    expect(typo.code).toBe(ExitCode.badInput);
+    expect(typo.stderr).toContain("error: unknown command 'stauts'\n(Did you mean status?)");
+  });
+
   it('`--help` and `status --help` load none of openpgp, ssh2, node-vault, listr2, inquirer, the S3 client', async () => {
     for (const args of [['--help'], ['status', '--help']]) {
       const { r, heavy, chunks } = await heavyModulesLoaded(args, process.env, cwd);
@@ -123,6 +136,20 @@ describe('the built CLI starts on the Node it ships for', () => {
       expect(chunks, 'the recorder saw the bundle load').toContain('main.js');
       expect(heavy, `vaultops ${args.join(' ')}`).toEqual([]);
     }
+  });
+
+  it('`plan` loads every action but none of openpgp, ssh2, node-vault, listr2, inquirer', async () => {
+    const inventory = join(cwd, 'refused.yml');
+    // Nothing listens on port 1: the plan reports the node unreachable, having loaded what it loads.
+    writeFileSync(
+      inventory,
+      ['clusters:', '  prod:', '    nodes:', '      - { name: n1, api_addr: "https://127.0.0.1:1" }', ''].join('\n'),
+    );
+    const { r, heavy } = await heavyModulesLoaded(['plan', 'upgrade-rolling', '-i', inventory], process.env, cwd);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^Plan: upgrade-rolling on cluster prod/);
+    // The backup actions validate store settings with the store module, which holds the S3 client.
+    expect(heavy.filter((h) => !h.startsWith('the S3 client'))).toEqual([]);
   });
 
   it('an unknown command exits 2', async () => {
