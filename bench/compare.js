@@ -139,11 +139,9 @@ async function waitHealthy(timeoutMs = 180_000) {
   const nodes = lab.nodes.map((n) => new VaultClient({ address: n.apiAddr, token: init.root_token, transport }));
   for (;;) {
     try {
-      const sealed = await Promise.all(nodes.map((n) => n.read('sys/seal-status').then((r) => r.sealed)));
-      const ap = await client.read('sys/storage/raft/autopilot/state');
-      const servers = Object.values(ap.servers ?? {});
-      if (!sealed.some(Boolean) && ap.healthy && servers.length === 3 && servers.every((v) => v.status === 'voter'))
-        return;
+      const sealed = await Promise.all(nodes.map((n) => n.sealStatus().then((r) => r.sealed)));
+      const ap = await client.autopilotState();
+      if (!sealed.some(Boolean) && ap.healthy && (ap.voters?.length ?? 0) === 3) return;
     } catch {
       // Not back yet.
     }
