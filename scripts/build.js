@@ -15,7 +15,7 @@
 //   node scripts/build.js [--no-sourcemap] [--outdir DIR]
 import { build } from 'esbuild';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { builtinModules } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -24,6 +24,7 @@ const repo = fileURLToPath(new URL('..', import.meta.url));
 // --outdir: somewhere else than dist/ (to compare builds while the tests use dist/).
 const outdirArg = process.argv.indexOf('--outdir');
 const dist = outdirArg > 0 ? resolve(process.argv[outdirArg + 1]) : join(repo, 'dist');
+const requireFromRepo = createRequire(join(repo, 'package.json'));
 const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'));
 const sourcemap = !process.argv.includes('--no-sourcemap');
 
@@ -116,6 +117,34 @@ const builtinsWithoutFacade = {
   },
 };
 
+/**
+ * `await import('yaml')` of a CommonJS package bundled into a chunk would see only `default`
+ * (Node's own loader finds the named exports; esbuild's chunk does not). Such an import goes through
+ * a module that re-exports the package's names (listed now, from the package) with a static import,
+ * for which esbuild does give named exports.
+ */
+const namedExportsForDynamicImports = {
+  name: 'named-exports-for-dynamic-imports',
+  setup(b) {
+    b.onResolve({ filter: /^[@a-z]/ }, (args) => {
+      if (args.kind !== 'dynamic-import' || args.path.startsWith('node:') || HEAVY.includes(args.path))
+        return undefined;
+      return { path: args.path, namespace: 'vaultops-reexport' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'vaultops-reexport' }, (args) => {
+      const names = Object.keys(requireFromRepo(args.path)).filter(
+        (k) => /^[A-Za-z_$][\w$]*$/.test(k) && k !== 'default',
+      );
+      const from = JSON.stringify(args.path);
+      return {
+        contents: `export { ${names.join(', ')} } from ${from};\nimport d from ${from};\nexport default d;`,
+        loader: 'js',
+        resolveDir: repo,
+      };
+    });
+  },
+};
+
 const common = {
   bundle: true,
   splitting: true,
@@ -138,7 +167,7 @@ const cli = {
   ...common,
   entryPoints: [join(repo, 'src', 'cli', 'main.ts')],
   chunkNames: 'cli/[name]-[hash]',
-  plugins: [actionRegistry, lazyChildProcessForCommander, builtinsWithoutFacade],
+  plugins: [actionRegistry, lazyChildProcessForCommander, builtinsWithoutFacade, namedExportsForDynamicImports],
 };
 // Two passes: the first bundle tells what the root help shows of each command (commandTable() in
 // src/cli/main.ts), the second has that table built in, so a start builds only the command it runs.
@@ -172,5 +201,5 @@ await build({
   ].map((m) => join(repo, 'src', `${m}.ts`)),
   outdir: join(dist, 'internal'),
   chunkNames: '[name]-[hash]',
-  plugins: [actionRegistry, builtinsWithoutFacade],
+  plugins: [actionRegistry, builtinsWithoutFacade, namedExportsForDynamicImports],
 });

@@ -217,12 +217,13 @@ describe.each(flavorsUnderTest())(
       expect(text.stdout).toContain(`leader ${st.leader}`);
     });
 
-    it('`status` loads none of openpgp, ssh2, node-vault, listr2, inquirer, the S3 client', async () => {
+    it('`status` loads none of openpgp, ssh2, listr2, inquirer, the S3 client', async () => {
       const { r, heavy, chunks } = await heavyModulesLoaded(['status', '-i', inventory], env, cwd);
       expect(r.code, r.stderr).toBe(ExitCode.ok);
       expect(r.stdout).toMatch(/: HEALTHY; leader n\d/);
       expect(chunks.length, 'the recorder saw the status chunks load').toBeGreaterThan(5);
-      expect(heavy).toEqual([]);
+      // node-vault is status's own: the Vault client reads the Raft and autopilot state through it.
+      expect(heavy.filter((h) => h !== 'node-vault')).toEqual([]);
     });
 
     it('`lab down` leaves no process of the lab alive', async () => {
