@@ -107,10 +107,10 @@ const builtinsWithoutFacade = {
         (k) => /^[A-Za-z_$][\w$]*$/.test(k) && k !== 'default',
       );
       const contents = [
-        `const m = process.getBuiltinModule(${JSON.stringify(id)});`,
-        'const get = (k) => m[k];',
-        'export default m;',
-        ...keys.map((k) => `export const ${k} = /* @__PURE__ */ get(${JSON.stringify(k)});`),
+        `const __vaultopsBuiltin = process.getBuiltinModule(${JSON.stringify(id)});`,
+        'const __vaultopsGet = (k) => __vaultopsBuiltin[k];',
+        'export default __vaultopsBuiltin;',
+        ...keys.map((k) => `export const ${k} = /* @__PURE__ */ __vaultopsGet(${JSON.stringify(k)});`),
       ].join('\n');
       return { contents, loader: 'js' };
     });
