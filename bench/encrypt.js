@@ -39,7 +39,7 @@ function source(bytes) {
 const nullSink = () => new Writable({ write: (_c, _e, cb) => cb() });
 
 async function runPhase(name, dir) {
-  const enc = await import('../dist/backup/crypto/encryption.js');
+  const enc = await import('../dist/internal/backup/crypto/encryption.js');
   const bytes = sizeMb * 1e6;
   const [format, direction] = name.split('-');
   const cipherFile = join(dir, `data.${format}`);
@@ -75,7 +75,7 @@ async function main() {
   assertBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'vaultops-bench-encrypt-'));
   try {
-    const { generateAgeIdentity } = await import('../dist/backup/crypto/age.js');
+    const { generateAgeIdentity } = await import('../dist/internal/backup/crypto/age.js');
     const openpgp = await import('openpgp');
     const age = generateAgeIdentity();
     writeFileSync(join(dir, 'identity.txt'), `${age.identity}\n`, { mode: 0o600 });

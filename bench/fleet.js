@@ -15,10 +15,10 @@ import { cpus, tmpdir } from 'node:os';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { ensureBinary } from '../dist/lab/binaries.js';
-import { labDestroy, labUp } from '../dist/lab/lab.js';
-import { VaultClient } from '../dist/vault/client.js';
-import { Transport } from '../dist/vault/transport.js';
+import { ensureBinary } from '../dist/internal/lab/binaries.js';
+import { labDestroy, labUp } from '../dist/internal/lab/lab.js';
+import { VaultClient } from '../dist/internal/vault/client.js';
+import { Transport } from '../dist/internal/vault/transport.js';
 import { assertBuilt, CLI, median, NODE, option } from './common.js';
 
 assertBuilt();

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'no
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { argValue, assertBuilt, fmt, summary, timeCli } from './common.js';
-import { machinePid, readLab } from '../dist/lab/lab.js';
+import { machinePid, readLab } from '../dist/internal/lab/lab.js';
 
 assertBuilt();
 const runs = Number(argValue('--runs', '2'));

@@ -1,14 +1,15 @@
-// `npm run bench [-- startup|lab-up|backup|fleet|upgrade-probe|encrypt ...]`: runs benchmarks one after another
+// `node_modules/.bin/node bench/run.js [startup|lab-up|backup|fleet|upgrade-probe|encrypt ...]`: runs benchmarks one after another
 // (the quick ones, startup and lab-up, by default; backup, fleet and upgrade-probe take minutes;
 // encrypt needs no server and about a minute).
-// Each prints its own figures; nothing is asserted. Per file: node_modules/.bin/node bench/<name>.js
+// Each prints its own figures; nothing is asserted. Per file: node_modules/.bin/node bench/<name>.js.
+// `npm run bench` is bench/compare.js: vaultops against the official CLI in one table.
 import { spawnSync } from 'node:child_process';
 import { NODE, REPO } from './common.js';
 import { join } from 'node:path';
 
 const all = ['startup', 'lab-up', 'backup', 'fleet', 'upgrade-probe', 'encrypt'];
 const quick = ['startup', 'lab-up'];
-// Names first, then options passed on to every benchmark: npm run bench -- lab-up --runs 5
+// Names first, then options passed on to every benchmark: node bench/run.js lab-up --runs 5
 const args = process.argv.slice(2);
 const firstOption = args.findIndex((a) => a.startsWith('-'));
 const wanted = firstOption < 0 ? args : args.slice(0, firstOption);

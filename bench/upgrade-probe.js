@@ -17,10 +17,10 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureBinary } from '../dist/lab/binaries.js';
-import { labDestroy, labUp } from '../dist/lab/lab.js';
-import { VaultClient } from '../dist/vault/client.js';
-import { Transport } from '../dist/vault/transport.js';
+import { ensureBinary } from '../dist/internal/lab/binaries.js';
+import { labDestroy, labUp } from '../dist/internal/lab/lab.js';
+import { VaultClient } from '../dist/internal/vault/client.js';
+import { Transport } from '../dist/internal/vault/transport.js';
 import { option } from './common.js';
 
 const args = process.argv.slice(2);

@@ -4,7 +4,7 @@
 #   scripts/test-setup.sh                      all of it: packages, Go, build, server binaries
 #   scripts/test-setup.sh packages [go ...]    only the named parts, in the order given
 # Parts: packages (Debian packages; installed when root, else the exact command is printed and the
-# script stops, before any half-hour build), go (Go >= 1.24 present), build (tsc), binaries (every
+# script stops, before any half-hour build), go (Go >= 1.24 present), build (tsc, esbuild), binaries (every
 # server binary the suite runs, through `vaultops lab fetch`).
 # Prints one "[setup] PART  Ns" line per part so a slow machine shows where the time went.
 set -euo pipefail

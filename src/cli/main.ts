@@ -19,6 +19,38 @@ import { registerUpgradeCommand } from './commands/upgrade.js';
 import { registerCompletion } from './completion.js';
 
 declare const VAULTOPS_VERSION: string | undefined;
+/** JSON written by scripts/build.js from commandTable(): what the root help shows of each command. */
+declare const VAULTOPS_COMMAND_TABLE: string | undefined;
+
+/** The command groups, in the order the help lists them; each registers one or more commands. */
+const GROUPS: ReadonlyArray<(program: Command) => void> = [
+  registerLabCommands,
+  registerStatusCommand,
+  registerUpgradeCommand,
+  registerRunCommands,
+  registerCeremonyCommands,
+  registerSchemaCommand,
+  registerBackupCommands,
+  registerScheduleCommands,
+  registerDrillCommand,
+  registerCheckCommand,
+  registerLbCommands,
+  registerTlsCommands,
+  registerMaintainCommand,
+  registerCompletion,
+];
+
+/** What the root help (and commander's "unknown command" suggestion) reads of a command. */
+export interface CommandStub {
+  name: string;
+  aliases: string[];
+  summary: string;
+  description: string;
+  /** As the help prints them: <playbook>, [id], <words...> */
+  args: string[];
+  options: boolean;
+  hidden: boolean;
+}
 
 /**
  * The composition root. Each command group registers itself from src/cli/commands/ (one file per
@@ -32,7 +64,7 @@ export async function main(argv: string[]): Promise<void> {
       throw e;
     });
   }
-  const program = buildProgram();
+  const program = buildProgram(argv.slice(2));
   try {
     await program.parseAsync(argv);
   } catch (e) {
@@ -40,7 +72,7 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-export function buildProgram(): Command {
+export function buildProgram(args: string[] = argv()): Command {
   const program = new Command('vaultops')
     .description(
       'Runbooks for HashiCorp Vault and OpenBao clusters on Raft: status, labs, upgrades, backups, key ceremonies, drills.',
@@ -57,22 +89,52 @@ export function buildProgram(): Command {
     process.exit(0);
   });
 
-  registerLabCommands(program);
-  registerStatusCommand(program);
-  registerUpgradeCommand(program);
-  registerRunCommands(program);
-  registerCeremonyCommands(program);
-  registerSchemaCommand(program);
-  registerBackupCommands(program);
-  registerScheduleCommands(program);
-  registerDrillCommand(program);
-  registerCheckCommand(program);
-  registerLbCommands(program);
-  registerTlsCommands(program);
-  registerMaintainCommand(program);
-  registerCompletion(program);
+  // Only the group of the command that runs is built in full: building every option of every
+  // command was a third of `vaultops --help`. The others get stubs from the table made at build time,
+  // which hold all the root help prints. Run from the sources (no table), for `help <command>` and for
+  // completion (it walks the whole tree), everything is built.
+  const table =
+    typeof VAULTOPS_COMMAND_TABLE === 'string' ? (JSON.parse(VAULTOPS_COMMAND_TABLE) as CommandStub[][]) : undefined;
+  const word = args.find((a) => !a.startsWith('-'));
+  const completion = table?.[GROUPS.indexOf(registerCompletion)]?.some((c) => c.name === word);
+  const full = !table || table.length !== GROUPS.length || word === 'help' || completion;
+  GROUPS.forEach((register, i) => {
+    const stubs = table?.[i];
+    if (full || !stubs || stubs.some((c) => c.name === word || c.aliases.includes(word ?? ''))) register(program);
+    else for (const c of stubs) addStub(program, c);
+  });
 
   return program;
+}
+
+function addStub(program: Command, c: CommandStub): void {
+  const cmd = new Command(c.name).description(c.description);
+  if (c.summary) cmd.summary(c.summary);
+  if (c.aliases.length) cmd.aliases(c.aliases);
+  for (const a of c.args) cmd.argument(a);
+  // The help prints "[options]" after a command that has any; the stub never parses one.
+  if (c.options) cmd.addOption(new Option('--stub').hideHelp());
+  program.addCommand(cmd, { hidden: c.hidden });
+}
+
+/** Each group's commands as the root help sees them; scripts/build.js bakes this into the bundle. */
+export function commandTable(): CommandStub[][] {
+  return GROUPS.map((register) => {
+    const p = new Command();
+    register(p);
+    return p.commands.map((c) => ({
+      name: c.name(),
+      aliases: c.aliases(),
+      summary: c.summary(),
+      description: c.description(),
+      args: c.registeredArguments.map((a) => {
+        const name = a.name() + (a.variadic ? '...' : '');
+        return a.required ? `<${name}>` : `[${name}]`;
+      }),
+      options: c.options.length > 0,
+      hidden: (c as unknown as { _hidden: boolean })._hidden,
+    }));
+  });
 }
 
 function argv(): string[] {

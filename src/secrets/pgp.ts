@@ -1,6 +1,10 @@
 import { readFileSync } from 'node:fs';
-import * as openpgp from 'openpgp';
+import type * as Pgp from 'openpgp';
 import { InputError } from '../core/errors.js';
+
+/** openpgp.js is large: loaded on first use, so commands that never touch a PGP key never read it. */
+let loaded: Promise<typeof Pgp> | undefined;
+const loadOpenpgp = (): Promise<typeof Pgp> => (loaded ??= import('openpgp'));
 
 export interface PgpPublicKey {
   /** Where it came from, for messages. */
@@ -9,7 +13,7 @@ export interface PgpPublicKey {
   fingerprint: string;
   /** What Vault wants in `pgp_key` / `pgp_keys`: base64 of the binary (unarmored) public key. */
   vaultBase64: string;
-  key: openpgp.PublicKey;
+  key: Pgp.PublicKey;
 }
 
 /**
@@ -29,8 +33,9 @@ export async function readPublicKeyFile(path: string): Promise<PgpPublicKey> {
 }
 
 export async function parsePublicKey(bytes: Uint8Array, source: string): Promise<PgpPublicKey> {
+  const openpgp = await loadOpenpgp();
   const text = Buffer.from(bytes).toString('utf8');
-  let key: openpgp.Key;
+  let key: Pgp.Key;
   try {
     if (text.includes('-----BEGIN PGP')) key = await openpgp.readKey({ armoredKey: text });
     else if (/^[A-Za-z0-9+/=\s]+$/.test(text))
@@ -45,7 +50,7 @@ export async function parsePublicKey(bytes: Uint8Array, source: string): Promise
     throw new InputError(`${source} holds a PGP *private* key.`, {
       hint: 'Give only the public key (`gpg --export`, not --export-secret-keys); the holder keeps the private key.',
     });
-  const pub = key as openpgp.PublicKey;
+  const pub = key as Pgp.PublicKey;
   return {
     source,
     fingerprint: pub.getFingerprint().toUpperCase(),
@@ -56,6 +61,7 @@ export async function parsePublicKey(bytes: Uint8Array, source: string): Promise
 
 /** Turns a base64 PGP message as Vault returns it into an armored message a holder can `gpg -d`. */
 export async function armorVaultCiphertext(base64: string): Promise<string> {
+  const openpgp = await loadOpenpgp();
   const bytes = new Uint8Array(Buffer.from(base64, 'base64'));
   await openpgp.readMessage({ binaryMessage: bytes }); // refuse anything that is not a PGP message
   // message.armor() of a message read from bytes gives a stream in openpgp 6; armor the bytes.
@@ -68,6 +74,7 @@ export async function decryptVaultCiphertext(
   armoredPrivateKey: string,
   passphrase?: string,
 ): Promise<string> {
+  const openpgp = await loadOpenpgp();
   let privateKey = await openpgp.readPrivateKey({ armoredKey: armoredPrivateKey });
   if (passphrase) privateKey = await openpgp.decryptKey({ privateKey, passphrase });
   const message = await openpgp.readMessage({ binaryMessage: new Uint8Array(Buffer.from(base64, 'base64')) });

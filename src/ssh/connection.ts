@@ -2,14 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import ssh2, {
-  Client,
-  type AnyAuthMethod,
-  type ClientChannel,
-  type ConnectConfig,
-  type ParsedKey,
-  type SFTPWrapper,
-} from 'ssh2';
+import type { AnyAuthMethod, Client, ClientChannel, ConnectConfig, ParsedKey, SFTPWrapper } from 'ssh2';
 import { GateError, InputError, UnreachableError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
 import {
@@ -22,6 +15,9 @@ import {
 } from './host-key.js';
 import { defaultSshConfigFile, expandTokens, sshConfigFor, type SshConfigEntry } from './ssh-config.js';
 import { shq, type ExecOptions, type ExecResult, type Host, type UploadOptions, type UploadResult } from './host.js';
+
+/** ssh2's key parser; the module itself is loaded on the first connection. */
+type Ssh2Utils = (typeof import('ssh2'))['utils'];
 
 export interface SshTarget {
   host: string;
@@ -151,7 +147,7 @@ export class SshHost implements Host {
    * Applies the SSH config to what the target leaves out. The target (the inventory) wins field by
    * field; its host is the name looked up in the config's Host blocks, so HostName maps it as ssh does.
    */
-  #resolve(): Resolved {
+  #resolve(utils: Ssh2Utils): Resolved {
     const t = this.target;
     const cfgFile = t.sshConfig === false ? undefined : (t.sshConfig ?? defaultSshConfigFile());
     const cfg: SshConfigEntry = cfgFile ? sshConfigFor(t.host, cfgFile) : { identityFiles: [] };
@@ -172,7 +168,7 @@ export class SshHost implements Host {
       port,
       user,
       jump,
-      auth: this.#authMethods(t, cfg, user, host),
+      auth: this.#authMethods(t, cfg, user, host, utils),
       knownHostsFiles,
       recordFile: t.knownHosts ?? defaultKnownHosts(),
     };
@@ -184,7 +180,7 @@ export class SshHost implements Host {
    * agent ($SSH_AUTH_SOCK, or the config's IdentityAgent). An encrypted key needs the passphrase;
    * without one it is left to the agent, which may hold it unlocked.
    */
-  #authMethods(t: SshTarget, cfg: SshConfigEntry, username: string, host: string): AnyAuthMethod[] {
+  #authMethods(t: SshTarget, cfg: SshConfigEntry, username: string, host: string, utils: Ssh2Utils): AnyAuthMethod[] {
     const agentSetting = cfg.identityAgent;
     const agent =
       agentSetting === 'none'
@@ -214,8 +210,7 @@ export class SshHost implements Host {
           { hint: 'Fix ssh.key_file in the inventory, or remove it to use the SSH agent.' },
         );
       }
-      // ssh2 is CommonJS: Node's ESM loader does not see `utils` as a named export, so it comes off the default.
-      const parsed = ssh2.utils.parseKey(data, t.passphrase);
+      const parsed = utils.parseKey(data, t.passphrase);
       const key = Array.isArray(parsed) ? parsed[0] : parsed;
       if (key instanceof Error || key === undefined) {
         const encrypted = /encrypted|passphrase/i.test(key?.message ?? '');
@@ -253,7 +248,10 @@ export class SshHost implements Host {
   }
 
   async #connect(): Promise<void> {
-    const r = (this.#resolved = this.#resolve());
+    // ssh2 (and its crypto) is loaded on the first connection, not by every command that can reach one.
+    // It is CommonJS: Node's ESM loader does not see `utils` as a named export, so it comes off the default.
+    const ssh2 = (await import('ssh2')).default;
+    const r = (this.#resolved = this.#resolve(ssh2.utils));
     let sock: ClientChannel | undefined;
     if (r.jump) {
       const jt = typeof r.jump === 'string' ? parseJump(r.jump, this.target) : r.jump;
@@ -276,7 +274,7 @@ export class SshHost implements Host {
       this.hostFingerprint = fingerprint(blob);
       return refusal === undefined;
     };
-    const client = new Client();
+    const client = new ssh2.Client();
     await new Promise<void>((resolve, reject) => {
       client.once('ready', () => resolve());
       client.once('error', (e: Error & { level?: string }) => {

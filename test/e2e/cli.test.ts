@@ -1,15 +1,55 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labDestroy, type LabRecord } from '../../src/lab/lab.js';
 import type { ClusterStatus } from '../../src/vault/cluster.js';
 import { ExitCode } from '../../src/core/exit-codes.js';
-import { CliRunner, isAlive, labSecrets, processesUnder } from '../helpers/cli.js';
+import { buildProgram } from '../../src/cli/main.js';
+import { CliRunner, isAlive, labSecrets, processesUnder, REPO, type CliResult } from '../helpers/cli.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 
 const short = { openbao: 'bao', vault: 'vault' } as const;
+
+/** What only some commands use; a start-up that reads one of them pays for it on every command. */
+const HEAVY_PACKAGES = ['openpgp', 'ssh2', 'node-vault', 'listr2', '@inquirer/'];
+
+/**
+ * Runs the built CLI with a module-load recorder (test/helpers/record-module-loads.js) and returns
+ * the heavy modules the process loaded: a heavy package read from node_modules, or bundled into a
+ * chunk it loaded (esbuild marks each bundled file with a `// node_modules/...` comment), or our S3
+ * client. An import of openpgp added to a module on a common path shows up either way.
+ */
+async function heavyModulesLoaded(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): Promise<{ r: CliResult; heavy: string[]; chunks: string[] }> {
+  const log = join(cwd, `modules-${Date.now()}-${Math.random().toString(36).slice(2)}.log`);
+  const recorder = join(REPO, 'test', 'helpers', 'record-module-loads.js');
+  const cli = new CliRunner({
+    env: { ...env, NODE_OPTIONS: `--import ${recorder}`, VAULTOPS_TEST_MODULE_LOG: log },
+    cwd,
+  });
+  const r = await cli.run(args);
+  const urls = readFileSync(log, 'utf8')
+    .split('\n')
+    .filter((u) => u.startsWith('file:'));
+  rmSync(log, { force: true });
+  const heavy = new Set<string>();
+  const chunks: string[] = [];
+  for (const path of urls.map((u) => fileURLToPath(u))) {
+    for (const h of HEAVY_PACKAGES) if (path.includes(`/node_modules/${h}`)) heavy.add(h);
+    if (!path.startsWith(join(REPO, 'dist') + '/')) continue;
+    chunks.push(basename(path));
+    const text = readFileSync(path, 'utf8');
+    for (const h of HEAVY_PACKAGES) if (text.includes(`// node_modules/${h}`)) heavy.add(`${h} in ${basename(path)}`);
+    if (text.includes('// src/backup/stores/s3-client.ts')) heavy.add(`the S3 client in ${basename(path)}`);
+  }
+  return { r, heavy: [...heavy], chunks };
+}
 
 describe('the built CLI starts on the Node it ships for', () => {
   const cwd = mkdtempSync(join(tmpdir(), 'vaultops-test-a-e2e-cwd-'));
@@ -76,6 +116,42 @@ describe('the built CLI starts on the Node it ships for', () => {
     expect(ok.stdout).not.toMatch(/\[Timer\]/);
   });
 
+  it('`--help` from the bundle (which builds only stubs of the commands it does not run) prints what the whole command tree prints', async () => {
+    // From the sources there is no build-time table: every command is built in full.
+    const program = buildProgram(['--help']);
+    expect(program.commands.filter((c) => c.options.some((o) => o.long === '--stub'))).toEqual([]);
+    const r = await cli.run(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(program.helpInformation());
+    const typo = await cli.run(['stauts']);
+    expect(typo.code).toBe(ExitCode.badInput);
+    expect(typo.stderr).toContain("error: unknown command 'stauts'\n(Did you mean status?)");
+  });
+
+  it('`--help` and `status --help` load none of openpgp, ssh2, node-vault, listr2, inquirer, the S3 client', async () => {
+    for (const args of [['--help'], ['status', '--help']]) {
+      const { r, heavy, chunks } = await heavyModulesLoaded(args, process.env, cwd);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^Usage: vaultops/);
+      expect(chunks, 'the recorder saw the bundle load').toContain('main.js');
+      expect(heavy, `vaultops ${args.join(' ')}`).toEqual([]);
+    }
+  });
+
+  it('`plan` loads every action but none of openpgp, ssh2, node-vault, listr2, inquirer', async () => {
+    const inventory = join(cwd, 'refused.yml');
+    // Nothing listens on port 1: the plan reports the node unreachable, having loaded what it loads.
+    writeFileSync(
+      inventory,
+      ['clusters:', '  prod:', '    nodes:', '      - { name: n1, api_addr: "https://127.0.0.1:1" }', ''].join('\n'),
+    );
+    const { r, heavy } = await heavyModulesLoaded(['plan', 'upgrade-rolling', '-i', inventory], process.env, cwd);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^Plan: upgrade-rolling on cluster prod/);
+    // The backup actions validate store settings with the store module, which holds the S3 client.
+    expect(heavy.filter((h) => !h.startsWith('the S3 client'))).toEqual([]);
+  });
+
   it('an unknown command exits 2', async () => {
     const r = await cli.run(['frobnicate']);
     expect(r.code).toBe(ExitCode.badInput);
@@ -139,6 +215,15 @@ describe.each(flavorsUnderTest())(
       const text = await cli.run(['status', '-i', inventory]);
       expect(text.code).toBe(ExitCode.ok);
       expect(text.stdout).toContain(`leader ${st.leader}`);
+    });
+
+    it('`status` loads none of openpgp, ssh2, listr2, inquirer, the S3 client', async () => {
+      const { r, heavy, chunks } = await heavyModulesLoaded(['status', '-i', inventory], env, cwd);
+      expect(r.code, r.stderr).toBe(ExitCode.ok);
+      expect(r.stdout).toMatch(/: HEALTHY; leader n\d/);
+      expect(chunks.length, 'the recorder saw the status chunks load').toBeGreaterThan(5);
+      // node-vault is status's own: the Vault client reads the Raft and autopilot state through it.
+      expect(heavy.filter((h) => h !== 'node-vault')).toEqual([]);
     });
 
     it('`lab down` leaves no process of the lab alive', async () => {

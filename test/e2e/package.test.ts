@@ -45,6 +45,7 @@ function cleanCheckout(into: string): string {
     'README.md',
     'LICENSE',
     'bin',
+    'scripts',
     'src',
     'playbooks',
     'docs',

@@ -136,7 +136,7 @@ describe('the cluster lock', () => {
       writeFileSync(
         script,
         [
-          `import { acquireLocks } from ${JSON.stringify(join(REPO, 'dist', 'playbook', 'lock.js'))};`,
+          `import { acquireLocks } from ${JSON.stringify(join(REPO, 'dist', 'internal', 'playbook', 'lock.js'))};`,
           `import { hostname } from 'node:os';`,
           `import { existsSync } from 'node:fs';`,
           `const [base, rounds] = process.argv.slice(2);`,
