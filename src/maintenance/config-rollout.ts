@@ -169,6 +169,9 @@ export async function rollOutConfig(o: ConfigRolloutInput): Promise<ConfigRollou
     } else {
       o.emit(`${o.isLeader ? 'leader' : 'standby'}: restart (stop with SIGTERM, start)`);
       await o.service.stop(o.timeoutMs);
+      // systemd refuses a start once the unit started StartLimitBurst times within
+      // StartLimitIntervalSec (the vendors' units: 3 in 60 s), which earlier maintenance may have used up.
+      if (unit) await o.host.exec(`systemctl reset-failed ${shq(unit)}`, { sudo: true }).catch(() => undefined);
       if (o.isLeader) {
         newLeader = await o.waits.newLeader(o.name);
         if (!newLeader) throw new Error(`no other node became active after ${o.name} (the leader) stopped`);

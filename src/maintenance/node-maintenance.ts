@@ -3,7 +3,7 @@ import { VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
 import { sleep } from '../core/sleep.js';
 import { shq, type Host } from '../ssh/host.js';
-import type { ServiceManager } from '../ssh/services.js';
+import { SystemdService, type ServiceManager } from '../ssh/services.js';
 
 /**
  * Maintenance of one host of a Raft cluster, with the gates and waits of a rolling upgrade around
@@ -95,6 +95,10 @@ export async function maintainNode(o: NodeMaintenanceInput): Promise<NodeMainten
   if (takeDown) {
     o.emit(`${o.isLeader ? 'leader' : 'standby'}: stopping the server (SIGTERM), waiting for the process to exit`);
     await service.stop(o.timeoutMs);
+    // systemd refuses a start once the unit started StartLimitBurst times within
+    // StartLimitIntervalSec (the vendors' units: 3 in 60 s), which earlier maintenance may have used up.
+    if (service instanceof SystemdService)
+      await host.exec(`systemctl reset-failed ${shq(service.unit)}`, { sudo: true }).catch(() => undefined);
     if (o.isLeader) {
       // A clean stop releases the HA lock; a standby the gate saw healthy takes over (never a step-down).
       newLeader = await o.waits.newLeader(o.name);
