@@ -6,7 +6,10 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-version=$(node -p "require('./package.json').version")
+# The Node this project runs on (the npm `node` package), not whatever `node` is first on PATH.
+node=node
+[ -x node_modules/.bin/node ] && node=node_modules/.bin/node
+version=$("$node" -p "require('./package.json').version")
 tag="${IMAGE_TAG:-localhost/vaultops:${version}}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -30,16 +33,19 @@ root="$ctx/rootfs"
 mkdir -p "$root"/{app,etc/ssl/certs,tmp,home/vaultops,var/lib/vaultops,usr/local/bin}
 chmod 1777 "$root/tmp"
 
-# The Node this project runs on (node_modules/.bin first on PATH under npm), and what it links.
-node_bin=$(readlink -f "$(node -p process.execPath)")
+# That Node binary, and the shared libraries it links.
+node_bin=$(readlink -f "$("$node" -p process.execPath)")
 cp "$node_bin" "$root/usr/local/bin/node"
 ldd "$node_bin" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | while read -r lib; do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done
 
-# The package as users get it, then its production dependencies only (no scripts run).
-tarball=$(npm pack --silent --pack-destination "$ctx" | tail -n 1)
+# The package as users get it (the files package.json ships, from the build already in dist/: packing
+# with its prepack would rebuild dist/ under whatever else runs from it), then its production
+# dependencies only, no scripts run.
+[ -f dist/cli/main.js ] || npm run build --silent
+tarball=$(npm pack --silent --ignore-scripts --pack-destination "$ctx" | tail -n 1)
 (cd "$root/app" && npm init -y >/dev/null &&
   npm install --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error "$ctx/$tarball")
 rm -f "$root/app/package.json" "$root/app/package-lock.json"

@@ -18,7 +18,7 @@ import { startTestLab, type TestLab } from '../helpers/lab.js';
  */
 const ROOT = join(import.meta.dirname, '..', '..');
 const TAG = `localhost/vaultops:test-${process.pid}`;
-const hard = (flag: string) => Number(execFileSync('sh', ['-c', `ulimit -H${flag}`], { encoding: 'utf8' }).trim());
+const hard = (flag: string) => Number(execFileSync('bash', ['-c', `ulimit -H${flag}`], { encoding: 'utf8' }).trim());
 const podman = (args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Ran> =>
   runProcess('podman', ['--runtime', 'runc', '--cgroup-manager', 'cgroupfs', ...args], env);
 const limits = () => {
