@@ -94,6 +94,34 @@ describe('release lists from upstream, cached, with the bundled list as the fall
     expect(Date.now() - t).toBeLessThan(15_000);
   });
 
+  it('goes through HTTP_PROXY as every other client of vaultops does (a forward proxy sees the absolute URL)', async () => {
+    const seen: string[] = [];
+    const proxy = createServer((req, res) => {
+      seen.push(req.url!);
+      const target = new URL(req.url!);
+      fetch(target)
+        .then(async (r) => {
+          res.writeHead(r.status, { 'content-type': 'application/json' });
+          res.end(Buffer.from(await r.arrayBuffer()));
+        })
+        .catch(() => res.writeHead(502).end());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const viaProxy = { ...env(), HTTP_PROXY: `http://127.0.0.1:${(proxy.address() as { port: number }).port}` };
+      const list = await releaseList('vault', { env: viaProxy });
+      expect(list.source).toBe('upstream');
+      expect(seen).toEqual([`${base}/vault`]);
+      // NO_PROXY naming the host: straight to it.
+      rmSync(cache, { recursive: true, force: true });
+      await releaseList('vault', { env: { ...viaProxy, NO_PROXY: '127.0.0.1' } });
+      expect(seen).toHaveLength(1);
+    } finally {
+      proxy.closeAllConnections();
+      proxy.close();
+    }
+  });
+
   it('--offline asks no one: the cached list however old, else the bundled one', async () => {
     expect((await releaseList('vault', { env: env(), offline: true })).source).toBe('bundled');
     await releaseList('vault', { env: env(), now: new Date('2026-01-01T00:00:00Z') });
