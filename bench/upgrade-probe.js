@@ -5,6 +5,9 @@
 //
 // --hosts: on a lab of systemd machines (`lab up --hosts`): the servers are stopped and started by
 // their systemd units through `sudo -n systemctl`, as on production hosts.
+// --lb (with --hosts): a real HAProxy in front (`lab up --hosts --lb haproxy`); the canary is read
+// through it, as a client behind the load balancer reads, and retried once through it.
+// --op reboot (with --hosts): `vaultops maintain --reboot` instead of the upgrade (a rolling reboot).
 //
 // A canary secret is read at 20 Hz through the cluster: each read goes to the next node in turn
 // (as a DNS round robin would send a client; standbys forward to the active node), and a failed read
@@ -18,7 +21,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBinary } from '../dist/internal/lab/binaries.js';
-import { labDestroy, labUp } from '../dist/internal/lab/lab.js';
+import { labDestroy, labUp, readLab } from '../dist/internal/lab/lab.js';
 import { VaultClient } from '../dist/internal/vault/client.js';
 import { Transport } from '../dist/internal/vault/transport.js';
 import { option } from './common.js';
@@ -29,7 +32,11 @@ const flavor = opt('flavor', 'openbao');
 const from = opt('from', flavor === 'openbao' ? '2.6.2' : '1.19.0');
 const to = opt('to', flavor === 'openbao' ? '2.7.2' : '1.21.0');
 const keep = args.includes('--keep');
-const hosts = args.includes('--hosts');
+const hosts = args.includes('--hosts') || args.includes('--lb');
+const viaLb = args.includes('--lb');
+const op = opt('op', 'upgrade');
+if (op !== 'upgrade' && op !== 'reboot') throw new Error(`--op ${op}: upgrade or reboot`);
+if (op === 'reboot' && !hosts) throw new Error('--op reboot needs --hosts (a machine to reboot)');
 const HZ = 20;
 // A client's one retry goes to the next node after this pause (Vault's Go client waits >= 1 s by default).
 const retryDelayMs = Number(opt('retry-delay-ms', '250'));
@@ -43,23 +50,60 @@ const oldBin = await ensureBinary({ flavor, version: from, env });
 const newBin = await ensureBinary({ flavor, version: to, env });
 const inventory = join(stateDir, `${name}.yml`);
 log(`lab ${name}: ${flavor} ${from}, 3 ${hosts ? 'systemd machines' : 'nodes with sshd'}...`);
-const { lab } = await labUp({
-  name,
-  flavor,
-  version: from,
-  binary: oldBin.path,
-  tls: true,
-  inventory,
-  env,
-  ssh: !hosts,
-  hosts,
-  onProgress: () => undefined,
-});
+const CLI = join(import.meta.dirname, '..', 'bin', 'vaultops.js');
+const cli = (cliArgs) =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...cliArgs], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.on('close', (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`vaultops ${cliArgs[0]} exited ${code}`)),
+    );
+  });
+let lab;
+if (viaLb) {
+  // The load balancer's configuration comes from the CLI (the lab layer does not render it).
+  await cli([
+    'lab',
+    'up',
+    '--hosts',
+    '--lb',
+    'haproxy',
+    '--name',
+    name,
+    '--flavor',
+    flavor,
+    '--version',
+    from,
+    '--inventory',
+    inventory,
+  ]);
+  lab = readLab(name, env);
+} else {
+  ({ lab } = await labUp({
+    name,
+    flavor,
+    version: from,
+    binary: oldBin.path,
+    tls: true,
+    inventory,
+    env,
+    ssh: !hosts,
+    hosts,
+    onProgress: () => undefined,
+  }));
+}
 const init = JSON.parse(readFileSync(lab.initFile, 'utf8'));
 const transport = new Transport({ tls: { caCert: lab.caCert }, timeoutMs: 2000, retries: 0 });
 const clients = lab.nodes.map(
   (n) => new VaultClient({ address: n.apiAddr, label: n.name, token: init.root_token, transport }),
 );
+const lbAddress = viaLb
+  ? /address: "?([^"\s]+)/.exec(/load_balancer:[\s\S]*$/.exec(readFileSync(inventory, 'utf8'))[0])[1]
+  : undefined;
+const readers = lbAddress
+  ? [new VaultClient({ address: lbAddress, label: 'lb', token: init.root_token, transport })]
+  : clients;
 
 try {
   await clients[0].write('sys/mounts/secret', { type: 'kv', options: { version: '2' } });
@@ -96,7 +140,7 @@ try {
   const readLoop = (async () => {
     while (running) {
       const t = Date.now();
-      const a = rr++ % clients.length;
+      const a = rr++ % readers.length;
       probe.reads++;
       let why = '';
       // One read as a client does it: GET, following one 307 (a standby that cannot forward redirects to the active node).
@@ -116,10 +160,10 @@ try {
           return false;
         }
       };
-      if (!(await ok(clients[a]))) {
+      if (!(await ok(readers[a]))) {
         probe.firstFail++;
         await new Promise((r) => setTimeout(r, retryDelayMs));
-        if (!(await ok(clients[(a + 1) % clients.length]))) {
+        if (!(await ok(readers[(a + 1) % readers.length]))) {
           probe.retryFail++;
           probe.failures.push(`+${((t - started) / 1000).toFixed(2)} s ${why}`);
         }
@@ -161,66 +205,78 @@ try {
 
   const sha = createHash('sha256').update(readFileSync(newBin.path)).digest('hex');
   started = Date.now();
-  log(`upgrade ${from} -> ${to} with the probe running...`);
-  const result = await new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [
-        join(import.meta.dirname, '..', 'bin', 'vaultops.js'),
-        'upgrade',
-        '-i',
-        inventory,
-        '--binary',
-        newBin.path,
-        '--sha256',
-        sha,
-        '--non-interactive',
-        '--confirm',
-        name,
-        '--json',
-      ],
-      { env, stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let out = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`upgrade exited ${code}`))));
-  });
+  let result;
+  if (op === 'reboot') {
+    log('rolling reboot (vaultops maintain --reboot) with the probe running...');
+    await cli(['maintain', '-i', inventory, '--reboot', '--non-interactive', '--confirm', name]);
+    result = { wallMs: Date.now() - started };
+  } else {
+    log(`upgrade ${from} -> ${to} with the probe running...`);
+    const out = await cli([
+      'upgrade',
+      '-i',
+      inventory,
+      '--binary',
+      newBin.path,
+      '--sha256',
+      sha,
+      '--non-interactive',
+      '--confirm',
+      name,
+      '--json',
+    ]);
+    result = JSON.parse(out);
+  }
   await new Promise((r) => setTimeout(r, 2000));
   running = false;
   await Promise.all([readLoop, healthLoop]);
 
-  const t = result.timings;
-  const sum = (f) => t.reduce((a, x) => a + (x[f] ?? 0), 0);
-  const irreducible = sum('stopMs') + sum('startMs') + sum('unsealMs') + sum('stabilizationMs');
-  const nodePhase = sum('totalMs');
-  console.log(
-    `\n${flavor} ${from} -> ${to}, 3 ${hosts ? 'systemd machines (sudo -n systemctl)' : 'nodes, upgrade over SSH (lab sshd)'}, probe ${HZ} Hz`,
-  );
-  console.log(`  leadership changes:            ${probe.changes.length} (${probe.changes.join('; ') || 'none'})`);
-  console.log(
-    `  longest time without active:   ${probe.longestNoActiveMs} ms (total ${probe.noActiveMs} ms; health sampled every ${1000 / HZ} ms, so +-${1000 / HZ} ms)`,
-  );
-  console.log(
-    `  canary reads:                  ${probe.reads}; failed first attempt ${probe.firstFail}; failed after one retry (${retryDelayMs} ms later, next node) ${probe.retryFail}`,
-  );
-  console.log(
-    `  upgrade wall time:             ${(result.wallMs / 1000).toFixed(1)} s (of which nodes ${(nodePhase / 1000).toFixed(1)} s; staging + gates + snapshot ${((result.wallMs - nodePhase) / 1000).toFixed(1)} s)`,
-  );
-  console.log(
-    `  irreducible waits:             ${(irreducible / 1000).toFixed(1)} s (stop ${sum('stopMs')} + start ${sum('startMs')} + unseal ${sum('unsealMs')} + stabilization ${sum('stabilizationMs')} ms)`,
-  );
-  console.log(
-    `  node phase / irreducible:      ${(nodePhase / irreducible).toFixed(2)}   whole run / irreducible: ${(result.wallMs / irreducible).toFixed(2)}`,
-  );
-  for (const f of probe.failures) console.log(`    read failed twice ${f}`);
-  for (const x of t)
+  const where = hosts
+    ? `systemd machines (sudo -n systemctl)${viaLb ? `, reads through HAProxy at ${lbAddress}` : ''}`
+    : 'nodes, upgrade over SSH (lab sshd)';
+  const what = op === 'reboot' ? `${flavor} ${from}, rolling reboot (maintain --reboot)` : `${flavor} ${from} -> ${to}`;
+  if (op === 'reboot') {
+    console.log(`\n${what}, 3 ${where}, probe ${HZ} Hz`);
+    console.log(`  leadership changes:            ${probe.changes.length} (${probe.changes.join('; ') || 'none'})`);
+    console.log(`  longest time without active:   ${probe.longestNoActiveMs} ms (total ${probe.noActiveMs} ms)`);
     console.log(
-      `    ${x.node} (${x.role}): stop ${x.stopMs}${x.failoverMs !== undefined ? `, failover ${x.failoverMs}` : ''}, start ${x.startMs}, unseal ${x.unsealMs}, catch-up ${x.catchUpMs}, stabilization ${x.stabilizationMs}, total ${x.totalMs} ms`,
+      `  canary reads:                  ${probe.reads}; failed first attempt ${probe.firstFail}; failed after one retry (${retryDelayMs} ms later) ${probe.retryFail}`,
     );
+    console.log(`  rolling reboot wall time:      ${(result.wallMs / 1000).toFixed(1)} s`);
+    for (const f of probe.failures) console.log(`    read failed twice ${f}`);
+  } else {
+    const t = result.timings;
+    const sum = (f) => t.reduce((a, x) => a + (x[f] ?? 0), 0);
+    const irreducible = sum('stopMs') + sum('startMs') + sum('unsealMs') + sum('stabilizationMs');
+    const nodePhase = sum('totalMs');
+    console.log(`\n${what}, 3 ${where}, probe ${HZ} Hz`);
+    console.log(`  leadership changes:            ${probe.changes.length} (${probe.changes.join('; ') || 'none'})`);
+    console.log(
+      `  longest time without active:   ${probe.longestNoActiveMs} ms (total ${probe.noActiveMs} ms; health sampled every ${1000 / HZ} ms, so +-${1000 / HZ} ms)`,
+    );
+    console.log(
+      `  canary reads:                  ${probe.reads}; failed first attempt ${probe.firstFail}; failed after one retry (${retryDelayMs} ms later, next node) ${probe.retryFail}`,
+    );
+    console.log(
+      `  upgrade wall time:             ${(result.wallMs / 1000).toFixed(1)} s (of which nodes ${(nodePhase / 1000).toFixed(1)} s; staging + gates + snapshot ${((result.wallMs - nodePhase) / 1000).toFixed(1)} s)`,
+    );
+    console.log(
+      `  irreducible waits:             ${(irreducible / 1000).toFixed(1)} s (stop ${sum('stopMs')} + start ${sum('startMs')} + unseal ${sum('unsealMs')} + stabilization ${sum('stabilizationMs')} ms)`,
+    );
+    console.log(
+      `  node phase / irreducible:      ${(nodePhase / irreducible).toFixed(2)}   whole run / irreducible: ${(result.wallMs / irreducible).toFixed(2)}`,
+    );
+    for (const f of probe.failures) console.log(`    read failed twice ${f}`);
+    for (const x of t)
+      console.log(
+        `    ${x.node} (${x.role}): stop ${x.stopMs}${x.failoverMs !== undefined ? `, failover ${x.failoverMs}` : ''}, start ${x.startMs}, unseal ${x.unsealMs}, catch-up ${x.catchUpMs}, stabilization ${x.stabilizationMs}, total ${x.totalMs} ms`,
+      );
+  }
 } finally {
   transport.close();
   if (!keep) {
-    await labDestroy(name, () => undefined, env);
+    if (viaLb) await cli(['lab', 'destroy', '--name', name]);
+    else await labDestroy(name, () => undefined, env);
     rmSync(stateDir, { recursive: true, force: true });
   } else log(`kept: VAULTOPS_STATE_DIR=${stateDir}`);
 }
