@@ -93,7 +93,9 @@ export async function maintainNode(o: NodeMaintenanceInput): Promise<NodeMainten
 
   let newLeader: string | undefined;
   if (takeDown) {
-    o.emit(`${o.isLeader ? 'leader' : 'standby'}: stopping the server (SIGTERM), waiting for the process to exit`);
+    o.emit(
+      `${o.isLeader ? 'leader' : 'standby'}: stopping the server (${await service.describeStop()}), waiting for the process to exit`,
+    );
     await service.stop(o.timeoutMs);
     // systemd refuses a start once the unit started StartLimitBurst times within
     // StartLimitIntervalSec (the vendors' units: 3 in 60 s), which earlier maintenance may have used up.

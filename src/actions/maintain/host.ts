@@ -34,7 +34,7 @@ export default defineAction({
   describe: (args, node) =>
     [
       `${node?.name ?? 'the node'}:`,
-      args.reboot || args.restart_service ? 'stop the server (SIGTERM),' : undefined,
+      args.reboot || args.restart_service ? 'stop the server (a clean stop),' : undefined,
       args.command ? `run \`${args.command}\`,` : args.script ? `run the script ${args.script},` : undefined,
       args.reboot ? 'reboot, wait for SSH,' : undefined,
       args.reboot || args.restart_service ? 'start, unseal,' : undefined,
