@@ -167,7 +167,9 @@ export async function rollOutConfig(o: ConfigRolloutInput): Promise<ConfigRollou
       const r = await o.host.exec(`systemctl reload ${shq(unit!)}`, { sudo: true, timeoutMs: 60_000 });
       if (r.code !== 0) throw new Error(`systemctl reload failed: ${r.stderr.trim()}`);
     } else {
-      o.emit(`${o.isLeader ? 'leader' : 'standby'}: restart (${await o.service.describeStop()}, start)`);
+      o.emit(
+        `${o.isLeader ? 'leader' : 'standby'}: restart (${await o.service.describeStop().catch(() => 'a clean stop')}, start)`,
+      );
       await o.service.stop(o.timeoutMs);
       // systemd refuses a start once the unit started StartLimitBurst times within
       // StartLimitIntervalSec (the vendors' units: 3 in 60 s), which earlier maintenance may have used up.

@@ -94,7 +94,7 @@ export async function maintainNode(o: NodeMaintenanceInput): Promise<NodeMainten
   let newLeader: string | undefined;
   if (takeDown) {
     o.emit(
-      `${o.isLeader ? 'leader' : 'standby'}: stopping the server (${await service.describeStop()}), waiting for the process to exit`,
+      `${o.isLeader ? 'leader' : 'standby'}: stopping the server (${await service.describeStop().catch(() => 'a clean stop')}), waiting for the process to exit`,
     );
     await service.stop(o.timeoutMs);
     // systemd refuses a start once the unit started StartLimitBurst times within
