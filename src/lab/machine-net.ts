@@ -34,7 +34,9 @@ export function machineAddress(subnet: number, index: number): string {
 
 export function machineLink(labName: string, subnet: number, nodeName: string, index: number): MachineLink {
   return {
-    netns: `vaultops-${labName}-${nodeName}`,
+    // Namespaces are machine-wide, lab names only per state dir: the subnet (reserved machine-wide)
+    // keeps two labs of one name apart, so removing one never takes the other's network.
+    netns: `vaultops-${labName}-${nodeName}.${subnet}`,
     veth: `vo${subnet}${nodeName}`,
     ip: machineAddress(subnet, index),
   };
