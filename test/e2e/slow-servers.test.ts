@@ -181,7 +181,18 @@ describe('a server that stalls after its headers', () => {
   it('the cron line of `schedule backup` is bounded in time and skips a run while the previous one still holds the lock', async () => {
     const inv = inventory('cron.yml', stallSnapshot);
     const out = join(dir, 'cron-backups');
-    const s = await cli.run(['schedule', 'backup', '-i', inv, '--to', out, '--every', '1h']);
+    const s = await cli.run([
+      'schedule',
+      'backup',
+      '-i',
+      inv,
+      '--to',
+      out,
+      '--every',
+      '1h',
+      '--image',
+      'registry.example.org/vaultops:0.1.0',
+    ]);
     expect(s.code, s.stderr).toBe(ExitCode.ok);
     const line = s.stdout.split('\n').find((l) => /^\d+ \* \* \* \* \//.test(l))!;
     expect(line).toMatch(
