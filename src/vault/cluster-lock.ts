@@ -130,7 +130,10 @@ async function take(client: VaultClient, o: ClusterLockOptions): Promise<number>
     // The run being resumed on this host finds its own record: the local lock, taken first, has
     // already shown that the process which wrote it is gone.
     const ownRun = r !== undefined && r.run_id === o.owner.run_id && r.host === o.owner.host;
-    const free = !r || ownRun || r.released === true || Date.parse(r.expires_at) < Date.now();
+    // A record of this host whose process is gone: a run that ended without its release reaching
+    // the cluster (best effort, see release()). Another host's record is judged by its expiry alone.
+    const deadHere = r !== undefined && r.host === o.owner.host && !processAlive(r.pid);
+    const free = !r || ownRun || deadHere || r.released === true || Date.parse(r.expires_at) < Date.now();
     if (!free && !o.breakLock) {
       throw new GateError(
         `Another run holds the cluster-wide lock of this cluster: ${r.operation} (run ${r.run_id}) by ${r.user}@${r.host}, pid ${r.pid}, since ${r.started_at}, renewed until ${r.expires_at}.`,
@@ -149,6 +152,16 @@ async function take(client: VaultClient, o: ClusterLockOptions): Promise<number>
     // Lost a race for this version: look again.
   }
   throw new GateError('Could not take the cluster-wide lock: the record keeps changing.', { hint: 'Run again.' });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: alive, another user's.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function readRecord(client: VaultClient, o: ClusterLockOptions): Promise<Versioned> {

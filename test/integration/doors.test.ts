@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -240,6 +240,40 @@ describe.each(flavorsUnderTest().slice(0, 1))(
       expect(run.code).toBe(ExitCode.gateRefused);
       const broken = await cli.run(['rotate', '-i', lab.inventory, '--break-lock', '--json']);
       expect(broken.code, broken.stderr).toBe(0);
+      expect(await keyTerm()).toBe((termBefore ?? 0) + 1);
+      expect(await lockRecord()).toMatchObject({ operation: 'rotate', released: true });
+    });
+
+    it('a record left by a run of this host whose process is gone does not hold the door; a live one does', async () => {
+      const client = conn.client.client('n1');
+      const write = async (pid: number) => {
+        const meta = await client.read<{ data: { current_version: number } }>(
+          `vaultops/metadata/locks/${lab.lab.name}`,
+        );
+        await client.write(`vaultops/data/locks/${lab.lab.name}`, {
+          options: { cas: meta.data.current_version },
+          data: {
+            run_id: 'gone-run',
+            operation: 'upgrade --strategy rolling',
+            user: 'root',
+            host: hostname(),
+            pid,
+            started_at: new Date().toISOString(),
+            expires_at: new Date(Date.now() + 600_000).toISOString(),
+          },
+        });
+      };
+      // Alive: this test's own process stands in for a run still going on this host.
+      await write(process.pid);
+      const refused = await cli.run(['rotate', '-i', lab.inventory]);
+      expect(refused.code, refused.stderr).toBe(ExitCode.gateRefused);
+      expect(refused.stderr).toContain(`pid ${process.pid}`);
+      // Gone: a run that ended before its release reached the cluster (the release is best effort).
+      const gone = spawnSync('true').pid!;
+      await write(gone);
+      const termBefore = await keyTerm();
+      const passed = await cli.run(['rotate', '-i', lab.inventory, '--json']);
+      expect(passed.code, passed.stderr).toBe(0);
       expect(await keyTerm()).toBe((termBefore ?? 0) + 1);
       expect(await lockRecord()).toMatchObject({ operation: 'rotate', released: true });
     });
