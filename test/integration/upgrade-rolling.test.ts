@@ -152,6 +152,9 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
       `#!/bin/sh\nif [ "$1" = version ]; then echo "${flavor === 'openbao' ? 'OpenBao' : 'Vault'} v${to} (fault-injection)"; exit 0; fi\necho "fault-injection: this build cannot start: corrupt text segment" >&2\nexit 1\n`,
     );
     chmodSync(bad, 0o755);
+    // The gate refuses a cluster whose autopilot is not healthy this instant; on a loaded machine a
+    // restarted node (two tests ago) can still be settling. Start from a healthy cluster.
+    await waitHealthy(t.lab, t.init.root_token, () => undefined);
     const pidsBefore = pids();
     const r = await upgrade(bad, sha256(bad), ['--rollback-on-failure']);
     expect(r.code).not.toBe(0);
@@ -166,6 +169,7 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
   });
 
   it('halts before the next node when a standby is SIGKILLed while it rejoins; quorum is kept; running again resumes and finishes', async () => {
+    await waitHealthy(t.lab, t.init.root_token, () => undefined);
     const pidsBefore = pids();
     let killed: string | undefined;
     const r = await upgrade(newBinary, sha256(newBinary), [], (line) => {
