@@ -9,7 +9,6 @@
 // Sizes are MB of incompressible KV data written before each step (snapshot size is about the same).
 // Figures only; nothing is asserted.
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +17,7 @@ import { ensureBinary } from '../dist/internal/lab/binaries.js';
 import { labDestroy, labUp } from '../dist/internal/lab/lab.js';
 import { VaultClient } from '../dist/internal/vault/client.js';
 import { Transport } from '../dist/internal/vault/transport.js';
-import { option } from './common.js';
+import { option, kvFiller } from './common.js';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => option(args, name, dflt);
@@ -84,19 +83,10 @@ const median = (xs) => {
 const rows = [];
 try {
   await leader.write('sys/mounts/kv', { type: 'kv', options: { version: '1' } });
-  let written = 0;
-  let seq = 0;
+  const fill = kvFiller(leader);
   for (const mb of sizes) {
     const t0 = Date.now();
-    const entry = 512 * 1024;
-    const want = mb * 1024 * 1024;
-    // Four writers at a time: the server, not the client, is the limit.
-    while (written < want) {
-      const batch = [];
-      for (let k = 0; k < 4 && written < want; k++, written += entry)
-        batch.push(leader.write(`kv/fill/${seq++}`, { value: randomBytes((entry * 3) / 4).toString('base64') }));
-      await Promise.all(batch);
-    }
+    await fill(mb);
     log(`filled to ~${mb} MB of KV data in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
     const outDir = join(stateDir, `out-${mb}`);

@@ -1,5 +1,6 @@
 // Shared bits of the benchmarks: run the built CLI as a whole process and summarise timings.
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -51,4 +52,23 @@ export function argValue(name, fallback) {
 export function option(args, name, dflt) {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : dflt;
+}
+
+/**
+ * Fills a KV v1 mount at `kv/` with incompressible 512 KiB entries: the returned function tops the
+ * total up to `mb` MB (growing sizes in turn). Four writers at a time: the server, not the client, is the limit.
+ */
+export function kvFiller(client) {
+  const entry = 512 * 1024;
+  let written = 0;
+  let seq = 0;
+  return async (mb) => {
+    const want = mb * 1024 * 1024;
+    while (written < want) {
+      const batch = [];
+      for (let k = 0; k < 4 && written < want; k++, written += entry)
+        batch.push(client.write(`kv/fill/${seq++}`, { value: randomBytes((entry * 3) / 4).toString('base64') }));
+      await Promise.all(batch);
+    }
+  };
 }

@@ -18,11 +18,10 @@
 // Time is whole-process wall time; peak RSS from /usr/bin/time -v. Figures only; nothing is asserted.
 // The default run (10, 100, 1000 MB, 3 runs each) takes about 10 minutes on 2 cores.
 import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { assertBuilt, CLI, NODE, option, REPO, summary } from './common.js';
+import { assertBuilt, CLI, NODE, option, REPO, summary, kvFiller } from './common.js';
 
 assertBuilt();
 const { ensureBinary } = await import('../dist/internal/lab/binaries.js');
@@ -152,18 +151,10 @@ async function waitHealthy(timeoutMs = 180_000) {
 
 try {
   await client.write('sys/mounts/kv', { type: 'kv', options: { version: '1' } });
-  let written = 0;
-  let seq = 0;
+  const fill = kvFiller(client);
   for (const mb of [...sizes].sort((a, b) => a - b)) {
     const t0 = Date.now();
-    const entry = 512 * 1024;
-    const want = mb * 1024 * 1024;
-    while (written < want) {
-      const batch = [];
-      for (let k = 0; k < 4 && written < want; k++, written += entry)
-        batch.push(client.write(`kv/fill/${seq++}`, { value: randomBytes((entry * 3) / 4).toString('base64') }));
-      await Promise.all(batch);
-    }
+    await fill(mb);
     log(`filled to ~${mb} MB of KV data in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
     const outDir = join(stateDir, `out-${mb}`);
