@@ -1,16 +1,11 @@
 import { mkdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { cacheDir } from '../core/cache-dir.js';
 import { writeFileAtomicSync } from '../core/atomic-write.js';
 import { parseVersion } from '../core/version.js';
-import { agentFor, proxyFor, proxyHeaders, requestPath } from '../vault/proxy.js';
+import { requestVia } from '../vault/proxied-request.js';
 import { BUNDLED_RELEASES_DATE, KNOWN_RELEASES } from './versions.js';
 
-// require, not import: see src/vault/transport.ts (an ESM import of node:http loads all of undici).
-const require = createRequire(import.meta.url);
-const http = require('node:http') as typeof import('node:http');
-const https = require('node:https') as typeof import('node:https');
 /**
  * The releases a version is judged against: the upstream release list (HashiCorp's releases API for
  * Vault, OpenBao's GitHub releases), cached for a day; the list bundled with vaultops when upstream
@@ -125,41 +120,12 @@ export function parseReleaseList(flavor: string, text: string): string[] {
   return [...out];
 }
 
-/** One GET on node:http(s), through HTTPS_PROXY unless NO_PROXY names the host (fetch ignores both). */
-function fetchText(url: string, signal: AbortSignal, env: NodeJS.ProcessEnv): Promise<string> {
-  const u = new URL(url);
-  const route = proxyFor(u, env);
-  const agent = agentFor(u, route, {});
-  const lib = u.protocol === 'https:' ? https : http;
-  return new Promise<string>((resolve, reject) => {
-    const req = lib.request(
-      u,
-      {
-        agent,
-        signal,
-        path: requestPath(u, route),
-        headers: { accept: 'application/json', 'user-agent': 'vaultops (release check)', ...proxyHeaders(u, route) },
-      },
-      (res) => {
-        if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) > 299) {
-          res.resume();
-          return reject(new Error(`HTTP ${res.statusCode}`));
-        }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          // A release list is a few hundred kB; more is not one.
-          if (size > 8 << 20) req.destroy(new Error('the answer is larger than 8 MB'));
-          else chunks.push(c);
-        });
-        res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  }).finally(() => agent.destroy());
+/** One GET, through HTTPS_PROXY unless NO_PROXY names the host. A release list is a few hundred kB. */
+async function fetchText(url: string, signal: AbortSignal, env: NodeJS.ProcessEnv): Promise<string> {
+  const headers = { accept: 'application/json', 'user-agent': 'vaultops (release check)' };
+  const r = await requestVia(new URL(url), { headers, signal, env, maxBytes: 8 << 20 });
+  if (r.status < 200 || r.status > 299) throw new Error(`HTTP ${r.status}`);
+  return r.body.toString('utf8');
 }
 
 function readCache(file: string, url: string): CacheFile | undefined {

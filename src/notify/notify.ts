@@ -1,14 +1,9 @@
 import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { VaultopsError } from '../core/errors.js';
-import { agentFor, ProxyError, proxyFor, proxyHeaders, requestPath } from '../vault/proxy.js';
+import { ProxyError } from '../vault/proxy.js';
+import { requestVia } from '../vault/proxied-request.js';
 import { redactor } from '../core/redact.js';
 import { writeFileAtomic } from '../core/atomic-write.js';
-
-// require, not import: see src/vault/transport.ts (an ESM import of node:http loads all of undici).
-const require = createRequire(import.meta.url);
-const http = require('node:http') as typeof import('node:http');
-const https = require('node:https') as typeof import('node:https');
 
 /** What one unattended backup run reports to the outside world (webhook, Prometheus textfile). */
 export interface BackupReport {
@@ -60,48 +55,14 @@ export async function sendWebhook(url: string, report: BackupReport, timeoutMs =
   );
   let status: number;
   try {
-    status = await postJson(new URL(url), body, timeoutMs);
+    const headers = { 'content-type': 'application/json' };
+    status = (await requestVia(new URL(url), { method: 'POST', headers, body, timeoutMs })).status;
   } catch (e) {
     // The URL may carry a token (Slack-style); name only its origin. A proxy failure names the proxy.
     if (e instanceof ProxyError) throw new VaultopsError(`Webhook ${safeOrigin(url)}: ${e.message}`, { hint: e.hint });
     throw new VaultopsError(`Webhook ${safeOrigin(url)} could not be reached: ${(e as Error).message}.`);
   }
   if (status < 200 || status > 299) throw new VaultopsError(`Webhook ${safeOrigin(url)} answered ${status}.`);
-}
-
-/**
- * One POST on node:http(s), through HTTPS_PROXY/HTTP_PROXY unless NO_PROXY names the host (fetch
- * ignores those variables). Resolves with the status once the answer has been read and dropped.
- */
-function postJson(url: URL, body: string, timeoutMs: number): Promise<number> {
-  if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    return Promise.reject(new Error(`unsupported scheme ${url.protocol}`));
-  const route = proxyFor(url);
-  const agent = agentFor(url, route, {});
-  const lib = url.protocol === 'https:' ? https : http;
-  return new Promise<number>((resolve, reject) => {
-    const req = lib.request(
-      url,
-      {
-        method: 'POST',
-        agent,
-        path: requestPath(url, route),
-        headers: {
-          'content-type': 'application/json',
-          'content-length': String(Buffer.byteLength(body)),
-          ...proxyHeaders(url, route),
-        },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-        res.on('error', reject);
-      },
-    );
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`)));
-    req.on('error', reject);
-    req.end(body);
-  }).finally(() => agent.destroy());
 }
 
 function safeOrigin(url: string): string {
