@@ -221,7 +221,7 @@ export class SshHost implements Host {
         // The message is ssh2's about the key's format; it never holds the passphrase.
         throw new InputError(
           encrypted
-            ? `The passphrase from ssh.key_passphrase does not open SSH key ${file} (for ${this.name}).`
+            ? `The passphrase from key_passphrase does not open SSH key ${file} (for ${this.name}).`
             : `SSH key ${file} for ${this.name} is not a private key ssh2 can read (${key?.message ?? 'empty'}).`,
           {
             hint: encrypted

@@ -234,6 +234,37 @@ describe(`the SFTP backup store and restore canaries on a ${flavor.flavor} ${fla
     expect(remoteFiles()).toEqual([kept[0], `${kept[0]}.json`, `${kept[0]}.sha256`]);
   });
 
+  it('a key file with a passphrase works through key_passphrase (a file: reference next to the inventory); a wrong one is refused before anything is written', async () => {
+    const passphrase = `pass-${sha256(String(Math.random())).slice(0, 20)}`;
+    secrets.push(passphrase);
+    const keyFile = join(t.stateDir, 'id_sftp_locked');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-C', 'locked', '-f', keyFile]);
+    const authorized = join(t.lab.dir, 'ssh', 'authorized_keys');
+    writeFileSync(authorized, readFileSync(authorized, 'utf8') + readFileSync(`${keyFile}.pub`, 'utf8'));
+    const doc = parse(readFileSync(inv, 'utf8')) as { clusters: Record<string, { stores: Record<string, object> }> };
+    const dir = join(t.stateDir, 'sftp-locked');
+    doc.clusters[name]!.stores['locked'] = {
+      ...doc.clusters[name]!.stores['offsite'],
+      key_file: keyFile,
+      key_passphrase: 'file:locked-passphrase',
+      path: dir,
+    };
+    const lockedInv = join(t.stateDir, 'locked.yml');
+    writeFileSync(lockedInv, stringify(doc));
+
+    writeFileSync(join(t.stateDir, 'locked-passphrase'), 'not-the-passphrase\n', { mode: 0o600 });
+    const wrong = await cli.run(['backup', '-i', lockedInv, '--store', 'locked']);
+    expect(wrong.code, wrong.stderr).not.toBe(ExitCode.ok);
+    expect(wrong.stderr).toMatch(/passphrase/i);
+    expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([]);
+
+    writeFileSync(join(t.stateDir, 'locked-passphrase'), `${passphrase}\n`, { mode: 0o600 });
+    const r = await cli.run(['backup', '-i', lockedInv, '--store', 'locked', '--json']);
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
+    const res = JSON.parse(r.stdout) as { manifest: Manifest };
+    expect(sha256(readFileSync(join(dir, res.manifest.file)))).toBe(res.manifest.sha256);
+  });
+
   it('no output of this file holds an unseal key, the root token or a canary value', () => {
     cli.expectNoSecrets(secrets);
   });

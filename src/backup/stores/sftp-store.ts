@@ -24,6 +24,8 @@ export interface SftpStoreConfig {
   keyFile?: string | undefined;
   hostKey?: string | undefined;
   knownHosts?: string | undefined;
+  /** The key file's passphrase, resolved only when the store connects (a secret reference's value). */
+  passphrase?: (() => Promise<string>) | undefined;
   /** Absolute directory on the server. */
   path: string;
   /** The store's name in the inventory (messages). */
@@ -46,11 +48,13 @@ export class SftpStore implements BackupStore {
   readonly retention: RetentionRule;
   readonly #target: SshTarget;
   readonly #dir: string;
+  readonly #passphrase: (() => Promise<string>) | undefined;
   #session: Promise<Session> | undefined;
 
   constructor(config: SftpStoreConfig, retention: RetentionRule = {}) {
     if (!posix.isAbsolute(config.path)) throw new VaultopsError(`SFTP store path ${config.path} is not absolute.`);
     this.#dir = posix.normalize(config.path).replace(/(.)\/$/, '$1');
+    this.#passphrase = config.passphrase;
     this.#target = {
       host: config.host,
       port: config.port ?? 22,
@@ -70,7 +74,8 @@ export class SftpStore implements BackupStore {
       const s = (async () => {
         // ssh2 is loaded only when an SFTP store is used: a backup to a local directory does not pay for it.
         const { SshHost } = await import('../../ssh/connection.js');
-        const host = await SshHost.connect(this.#target);
+        const passphrase = this.#passphrase ? await this.#passphrase() : undefined;
+        const host = await SshHost.connect({ ...this.#target, passphrase });
         try {
           return { host, sftp: await host.sftp() };
         } catch (e) {

@@ -87,6 +87,11 @@ export const storeConfigSchema = z.discriminatedUnion('type', [
     port: z.number().int().min(1).max(65535).optional(),
     user: z.string().optional().describe('SSH user (default root).'),
     key_file: z.string().optional().describe('Private key; without it the SSH agent ($SSH_AUTH_SOCK).'),
+    key_passphrase: z
+      .string()
+      .regex(/^(env|file|cmd|prompt):/, 'a secret reference (env:NAME, file:PATH, cmd:COMMAND), never the passphrase')
+      .optional()
+      .describe("Secret reference to the key file's passphrase."),
     host_key: z.string().optional().describe('The server\'s host key, pinned ("ssh-ed25519 AAAA...").'),
     known_hosts: z.string().optional().describe('A known_hosts file that lists the server.'),
     path: z.string().regex(/^\//, 'an absolute directory on the SFTP server').describe('Directory on the server.'),
@@ -147,6 +152,11 @@ export function openStore(name: string, raw: Record<string, unknown>, base: stri
   return store;
 }
 
+/** A secret reference whose relative file: path is read against the inventory's directory, as every path in it. */
+function refAgainst(base: string, r: string): string {
+  return r.startsWith('file:') && !r.startsWith('file:/') ? `file:${resolve(base, r.slice(5))}` : r;
+}
+
 function openParsedStore(name: string, c: StoreConfig, base: string): BackupStore {
   if (c.type === 'dir') return new LocalDirStore(resolve(base, c.path), retentionOf(c));
   if (c.type === 's3') return openS3Store(name, c, base);
@@ -160,12 +170,14 @@ function openParsedStore(name: string, c: StoreConfig, base: string): BackupStor
   }
   const local = (p: string | undefined) =>
     p === undefined ? undefined : p === '~' || p.startsWith('~/') ? join(homedir(), p.slice(1)) : resolve(base, p);
+  const passphrase = c.key_passphrase;
   return new SftpStore(
     {
       host: c.host,
       port: c.port,
       user: c.user,
       keyFile: local(c.key_file),
+      passphrase: passphrase === undefined ? undefined : () => resolveSecretString(refAgainst(base, passphrase)),
       hostKey: c.host_key,
       knownHosts: local(c.known_hosts),
       path: c.path,
@@ -176,9 +188,7 @@ function openParsedStore(name: string, c: StoreConfig, base: string): BackupStor
 }
 
 function openS3Store(name: string, c: Extract<StoreConfig, { type: 's3' }>, base: string): BackupStore {
-  // file: references are relative to the inventory, as everywhere else in it.
-  const ref = (r: string) =>
-    r.startsWith('file:') && !r.startsWith('file:/') ? `file:${resolve(base, r.slice(5))}` : r;
+  const ref = (r: string) => refAgainst(base, r);
   const isRef = (v: string) => /^(env|file|cmd|prompt):/.test(v);
   let creds: Promise<S3Credentials> | undefined;
   const credentials = () =>
