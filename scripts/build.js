@@ -29,7 +29,16 @@ const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'));
 const sourcemap = !process.argv.includes('--no-sourcemap');
 
 /** Loaded from node_modules at their point of use, never bundled into a start-up path. */
-const HEAVY = ['openpgp', 'ssh2', 'node-vault', 'listr2', '@inquirer/prompts'];
+const HEAVY = [
+  'openpgp',
+  'ssh2',
+  'node-vault',
+  'listr2',
+  '@inquirer/prompts',
+  '@aws-sdk/client-s3',
+  '@aws-sdk/credential-provider-node',
+  '@smithy/node-http-handler',
+];
 
 /** The same files src/actions/action-modules.ts imports when it scans the directory. */
 const isActionFile = (f) => /\.(js|ts)$/.test(f) && !/\.(d|test)\.ts$/.test(f);

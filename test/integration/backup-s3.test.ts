@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ExitCode } from '../../src/core/exit-codes.js';
 import type { Manifest } from '../../src/backup/stores/manifest.js';
-import type { S3Client } from '../../src/backup/stores/s3-client.js';
+import type { S3Client } from '../helpers/s3-raw-client.js';
 import type { DrillReport } from '../../src/drill/run-drill.js';
 import { CliRunner, labSecrets } from '../helpers/cli.js';
 import { ensureKv, fillKv, kvGet, kvPut, withCluster } from '../helpers/backup-lab.js';
