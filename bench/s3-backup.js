@@ -11,7 +11,16 @@
 // Figures only; nothing is asserted.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -124,7 +133,11 @@ try {
   const childEnv = { ...env, BENCH_S3_SECRET: secret };
   for (let r = 0; r < runs; r++) {
     for (const b of builds) {
-      const m = await timed(NODE, [b.cli, 'backup', '-i', inventory, '--store', 's3', '--no-prune', '--quiet'], childEnv);
+      const m = await timed(
+        NODE,
+        [b.cli, 'backup', '-i', inventory, '--store', 's3', '--no-prune', '--quiet'],
+        childEnv,
+      );
       const stored = readdirSync(join(s3Root, 'bench'), { recursive: true }).filter((f) => String(f).endsWith('.snap'));
       const row = { build: b.label, run: r + 1, wall_s: +m.wall.toFixed(2), peak_rss_mb: +m.rss.toFixed(1) };
       rows.push(row);
@@ -143,4 +156,9 @@ try {
 console.log(`\nvaultops backup into S3 (versitygw, http on 127.0.0.1), ~${mb} MB of KV data, ${flavor} ${version}:`);
 console.log('build'.padEnd(50), 'run', 'wall'.padStart(9), 'peak RSS'.padStart(11));
 for (const r of rows)
-  console.log(r.build.padEnd(50), String(r.run).padStart(3), `${r.wall_s} s`.padStart(9), `${r.peak_rss_mb} MB`.padStart(11));
+  console.log(
+    r.build.padEnd(50),
+    String(r.run).padStart(3),
+    `${r.wall_s} s`.padStart(9),
+    `${r.peak_rss_mb} MB`.padStart(11),
+  );

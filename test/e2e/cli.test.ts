@@ -179,7 +179,9 @@ describe('the built CLI starts on the Node it ships for', () => {
     );
     expect(s3.r.code).not.toBe(ExitCode.ok);
     expect(s3.r.stderr).toContain('Cannot reach the S3 endpoint http://127.0.0.1:1');
-    expect(s3.heavy).toEqual(expect.arrayContaining(['@aws-sdk/', '@smithy/', expect.stringMatching(/^the S3 client in /)]));
+    expect(s3.heavy).toEqual(
+      expect.arrayContaining(['@aws-sdk/', '@smithy/', expect.stringMatching(/^the S3 client in /)]),
+    );
   });
 
   it('an unknown command exits 2', async () => {

@@ -113,10 +113,7 @@ export const storeConfigSchema = z.discriminatedUnion('type', [
         ),
       secret_access_key: z
         .string()
-        .regex(
-          /^(env|file|cmd|prompt):/,
-          'a secret reference (env:NAME, file:PATH, cmd:COMMAND), never the key itself',
-        )
+        .regex(/^(env|file|cmd|prompt):/, 'a secret reference (env:NAME, file:PATH, cmd:COMMAND), never the key itself')
         .optional()
         .describe('Secret reference to the secret access key.'),
       session_token: z
