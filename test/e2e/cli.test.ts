@@ -179,8 +179,13 @@ describe('the built CLI starts on the Node it ships for', () => {
     );
     expect(s3.r.code).not.toBe(ExitCode.ok);
     expect(s3.r.stderr).toContain('Cannot reach the S3 endpoint http://127.0.0.1:1');
+    // The SDK is bundled into the S3 client's chunks (scripts/build.js): they are what loads.
     expect(s3.heavy).toEqual(
-      expect.arrayContaining(['@aws-sdk/', '@smithy/', expect.stringMatching(/^the S3 client in /)]),
+      expect.arrayContaining([
+        expect.stringMatching(/^@aws-sdk\/ in /),
+        expect.stringMatching(/^@smithy\/ in /),
+        expect.stringMatching(/^the S3 client in /),
+      ]),
     );
   });
 

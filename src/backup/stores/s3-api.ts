@@ -66,7 +66,9 @@ class ProxyAwareHandler {
       const handler = new NodeHttpHandler({
         ...(url.protocol === 'https:' ? { httpsAgent: agent } : { httpAgent: agent }),
         connectionTimeout: 30_000,
+        // No answer within it fails a request; a download that stalls that long fails too.
         requestTimeout: this.o.timeoutMs,
+        socketTimeout: this.o.timeoutMs,
         throwOnRequestTimeout: true,
       });
       h = { handler, route };
