@@ -2,8 +2,9 @@
 // Memory and time of `vaultops backup` into an S3 store: a real cluster filled with --mb MB of
 // incompressible KV data, a real S3 server (versitygw with its POSIX backend, as the integration tests
 // build it into the cache), and the whole `vaultops backup --store s3` process under /usr/bin/time -v
-// (wall time, peak RSS). --cli names another build's bin/vaultops.js to compare two builds on the same
-// cluster and data, runs alternated.
+// (wall time, peak RSS), with Node's defaults and as `vaultops schedule backup` runs it (node
+// --max-semi-space-size=1). --cli names another build's bin/vaultops.js to compare two builds on the
+// same cluster and data, runs alternated.
 //
 //   npm run build && node_modules/.bin/node bench/s3-backup.js [--mb 1024] [--runs 1] [--flavor openbao]
 //                      [--cli /other/checkout/bin/vaultops.js] [--keep]
@@ -11,16 +12,7 @@
 // Figures only; nothing is asserted.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -133,15 +125,17 @@ try {
   const childEnv = { ...env, BENCH_S3_SECRET: secret };
   for (let r = 0; r < runs; r++) {
     for (const b of builds) {
-      const m = await timed(
-        NODE,
-        [b.cli, 'backup', '-i', inventory, '--store', 's3', '--no-prune', '--quiet'],
-        childEnv,
-      );
-      const stored = readdirSync(join(s3Root, 'bench'), { recursive: true }).filter((f) => String(f).endsWith('.snap'));
-      const row = { build: b.label, run: r + 1, wall_s: +m.wall.toFixed(2), peak_rss_mb: +m.rss.toFixed(1) };
-      rows.push(row);
-      log(`${JSON.stringify(row)} (${stored.length} snapshot(s) in the bucket)`);
+      for (const mode of ['default', 'scheduled']) {
+        const node = mode === 'scheduled' ? ['--max-semi-space-size=1'] : [];
+        const m = await timed(
+          NODE,
+          [...node, b.cli, 'backup', '-i', inventory, '--store', 's3', '--no-prune', '--quiet'],
+          childEnv,
+        );
+        const row = { build: b.label, mode, run: r + 1, wall_s: +m.wall.toFixed(2), peak_rss_mb: +m.rss.toFixed(1) };
+        rows.push(row);
+        log(JSON.stringify(row));
+      }
     }
   }
 } finally {
@@ -154,11 +148,13 @@ try {
 }
 
 console.log(`\nvaultops backup into S3 (versitygw, http on 127.0.0.1), ~${mb} MB of KV data, ${flavor} ${version}:`);
-console.log('build'.padEnd(50), 'run', 'wall'.padStart(9), 'peak RSS'.padStart(11));
+console.log('build'.padEnd(50), 'node'.padEnd(10), 'run', 'wall'.padStart(9), 'peak RSS'.padStart(11));
 for (const r of rows)
   console.log(
     r.build.padEnd(50),
+    r.mode.padEnd(10),
     String(r.run).padStart(3),
     `${r.wall_s} s`.padStart(9),
     `${r.peak_rss_mb} MB`.padStart(11),
   );
+console.log('(scheduled: node --max-semi-space-size=1, as `vaultops schedule backup` runs it)');
