@@ -88,6 +88,8 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
         endpoint: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`,
         prefix: 'prod/flaky',
       },
+      sha256parts: { ...store('vault-backups'), prefix: 'prod/sha256', checksum: 'SHA256' },
+      nochecksum: { ...store('vault-backups'), prefix: 'prod/none', checksum: 'none' },
       flakyonce: {
         ...store('vault-backups'),
         endpoint: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`,
@@ -285,6 +287,21 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
     const v = await cli.run(['backups', 'verify', m.file, '-i', inv, '--store', 'flaky']);
     expect(v.code, v.stderr).toBe(ExitCode.ok);
     expect(v.stdout).toMatch(/^OK .*matches its manifest/);
+  });
+
+  it('`checksum: SHA256` and `checksum: none` stores keep a multipart snapshot that matches its manifest', async () => {
+    for (const [store, prefix] of [
+      ['sha256parts', 'prod/sha256'],
+      ['nochecksum', 'prod/none'],
+    ] as const) {
+      const r = await cli.run(['backup', '-i', inv, '--store', store, '--json'], { timeoutMs: 240_000 });
+      expect(r.code, `${store}: ${r.stderr}`).toBe(ExitCode.ok);
+      const m = (JSON.parse(r.stdout) as { manifest: Manifest }).manifest;
+      expect(m.size, store).toBeGreaterThan(8 << 20);
+      const object = (await bucket.ok('GET', `${prefix}/${m.file}`, {}, undefined, {}, 64 << 20)).body;
+      expect(sha256(object), store).toBe(m.sha256);
+    }
+    expect(await pendingUploads(bucket)).toBe(0);
   });
 
   it('a part refused more often than max_attempts fails the backup: no object, no pending upload', async () => {
