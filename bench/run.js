@@ -1,5 +1,5 @@
-// `node_modules/.bin/node bench/run.js [startup|lab-up|backup|fleet|upgrade-probe|encrypt ...]`: runs benchmarks one after another
-// (the quick ones, startup and lab-up, by default; backup, fleet and upgrade-probe take minutes;
+// `node_modules/.bin/node bench/run.js [startup|lab-up|backup|fleet|upgrade-probe|encrypt|s3-backup ...]`: runs benchmarks one after another
+// (the quick ones, startup and lab-up, by default; backup, fleet, upgrade-probe and s3-backup take minutes;
 // encrypt needs no server and about a minute).
 // Each prints its own figures; nothing is asserted. Per file: node_modules/.bin/node bench/<name>.js.
 // `npm run bench` is bench/compare.js: vaultops against the official CLI in one table.
@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { NODE, REPO } from './common.js';
 import { join } from 'node:path';
 
-const all = ['startup', 'lab-up', 'backup', 'fleet', 'upgrade-probe', 'encrypt'];
+const all = ['startup', 'lab-up', 'backup', 'fleet', 'upgrade-probe', 'encrypt', 's3-backup'];
 const quick = ['startup', 'lab-up'];
 // Names first, then options passed on to every benchmark: node bench/run.js lab-up --runs 5
 const args = process.argv.slice(2);

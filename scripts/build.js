@@ -31,6 +31,35 @@ const sourcemap = !process.argv.includes('--no-sourcemap');
 /** Loaded from node_modules at their point of use, never bundled into a start-up path. */
 const HEAVY = ['openpgp', 'ssh2', 'node-vault', 'listr2', '@inquirer/prompts'];
 
+/**
+ * The AWS SDK is bundled, not left in node_modules: from its ES modules (its packages' `module`
+ * entries; esbuild on node would take the CommonJS ones), so the bundle holds only the S3 commands
+ * the store sends (the SDK marks itself free of side effects). That is ~6 MB less memory than loading
+ * @aws-sdk/client-s3 whole. It sits in the chunk of src/backup/stores/s3-api.ts (and the credential
+ * providers' own chunks), loaded by import() only when an S3 store is used.
+ */
+const awsSdkAsEsm = {
+  name: 'aws-sdk-as-esm',
+  setup(b) {
+    b.onResolve({ filter: /^@(aws-sdk|smithy|aws-crypto)\/[^/]+(\/.*)?$/ }, (args) => {
+      const [scope, name, ...rest] = args.path.split('/');
+      const sub = rest.length ? `./${rest.join('/')}` : '.';
+      let pkgFile;
+      try {
+        pkgFile = createRequire(join(args.resolveDir, 'x.js')).resolve(`${scope}/${name}/package.json`);
+      } catch {
+        return undefined;
+      }
+      const pkgJson = JSON.parse(readFileSync(pkgFile, 'utf8'));
+      const entry = pkgJson.exports?.[sub];
+      const target =
+        typeof entry === 'object' ? (entry.module ?? entry.import) : sub === '.' ? pkgJson.module : undefined;
+      if (typeof target !== 'string') return undefined;
+      return { path: join(pkgFile, '..', target) };
+    });
+  },
+};
+
 /** The same files src/actions/action-modules.ts imports when it scans the directory. */
 const isActionFile = (f) => /\.(js|ts)$/.test(f) && !/\.(d|test)\.ts$/.test(f);
 
@@ -167,7 +196,13 @@ const cli = {
   ...common,
   entryPoints: [join(repo, 'src', 'cli', 'main.ts')],
   chunkNames: 'cli/[name]-[hash]',
-  plugins: [actionRegistry, lazyChildProcessForCommander, builtinsWithoutFacade, namedExportsForDynamicImports],
+  plugins: [
+    actionRegistry,
+    lazyChildProcessForCommander,
+    awsSdkAsEsm,
+    builtinsWithoutFacade,
+    namedExportsForDynamicImports,
+  ],
 };
 // Two passes: the first bundle tells what the root help shows of each command (commandTable() in
 // src/cli/main.ts), the second has that table built in, so a start builds only the command it runs.
@@ -201,5 +236,5 @@ await build({
   ].map((m) => join(repo, 'src', `${m}.ts`)),
   outdir: join(dist, 'internal'),
   chunkNames: '[name]-[hash]',
-  plugins: [actionRegistry, builtinsWithoutFacade, namedExportsForDynamicImports],
+  plugins: [actionRegistry, awsSdkAsEsm, builtinsWithoutFacade, namedExportsForDynamicImports],
 });

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,13 +14,13 @@ import { flavorsUnderTest } from '../helpers/flavors.js';
 const short = { openbao: 'bao', vault: 'vault' } as const;
 
 /** What only some commands use; a start-up that reads one of them pays for it on every command. */
-const HEAVY_PACKAGES = ['openpgp', 'ssh2', 'node-vault', 'listr2', '@inquirer/'];
+const HEAVY_PACKAGES = ['openpgp', 'ssh2', 'node-vault', 'listr2', '@inquirer/', '@aws-sdk/', '@smithy/'];
 
 /**
  * Runs the built CLI with a module-load recorder (test/helpers/record-module-loads.js) and returns
  * the heavy modules the process loaded: a heavy package read from node_modules, or bundled into a
  * chunk it loaded (esbuild marks each bundled file with a `// node_modules/...` comment), or our S3
- * client. An import of openpgp added to a module on a common path shows up either way.
+ * client on the AWS SDK. An import of openpgp added to a module on a common path shows up either way.
  */
 async function heavyModulesLoaded(
   args: string[],
@@ -46,7 +46,7 @@ async function heavyModulesLoaded(
     chunks.push(basename(path));
     const text = readFileSync(path, 'utf8');
     for (const h of HEAVY_PACKAGES) if (text.includes(`// node_modules/${h}`)) heavy.add(`${h} in ${basename(path)}`);
-    if (text.includes('// src/backup/stores/s3-client.ts')) heavy.add(`the S3 client in ${basename(path)}`);
+    if (text.includes('// src/backup/stores/s3-api.ts')) heavy.add(`the S3 client in ${basename(path)}`);
   }
   return { r, heavy: [...heavy], chunks };
 }
@@ -128,7 +128,7 @@ describe('the built CLI starts on the Node it ships for', () => {
     expect(typo.stderr).toContain("error: unknown command 'stauts'\n(Did you mean status?)");
   });
 
-  it('`--help` and `status --help` load none of openpgp, ssh2, node-vault, listr2, inquirer, the S3 client', async () => {
+  it('`--help` and `status --help` load none of openpgp, ssh2, node-vault, listr2, inquirer, the AWS SDK, the S3 client', async () => {
     for (const args of [['--help'], ['status', '--help']]) {
       const { r, heavy, chunks } = await heavyModulesLoaded(args, process.env, cwd);
       expect(r.code, r.stderr).toBe(0);
@@ -138,7 +138,7 @@ describe('the built CLI starts on the Node it ships for', () => {
     }
   });
 
-  it('`plan` loads every action but none of openpgp, ssh2, node-vault, listr2, inquirer', async () => {
+  it('`plan` loads every action but none of openpgp, ssh2, node-vault, listr2, inquirer, the AWS SDK', async () => {
     const inventory = join(cwd, 'refused.yml');
     // Nothing listens on port 1: the plan reports the node unreachable, having loaded what it loads.
     writeFileSync(
@@ -148,8 +148,45 @@ describe('the built CLI starts on the Node it ships for', () => {
     const { r, heavy } = await heavyModulesLoaded(['plan', 'upgrade-rolling', '-i', inventory], process.env, cwd);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^Plan: upgrade-rolling on cluster prod/);
-    // The backup actions validate store settings with the store module, which holds the S3 client.
-    expect(heavy.filter((h) => !h.startsWith('the S3 client'))).toEqual([]);
+    // The backup actions validate store settings with the store module; the S3 client and the SDK load only on use.
+    expect(heavy).toEqual([]);
+  });
+
+  it('`backups list` on a local store loads no AWS SDK; on an S3 store it does (the recorder sees it)', async () => {
+    const inventory = join(cwd, 'stores.yml');
+    writeFileSync(
+      inventory,
+      [
+        'clusters:',
+        '  prod:',
+        '    nodes:',
+        '      - { name: n1, api_addr: "https://127.0.0.1:1" }',
+        '    stores:',
+        `      local: { type: dir, path: ${JSON.stringify(join(cwd, 'backups'))} }`,
+        // Nothing listens on port 1: the listing fails after the SDK was loaded.
+        '      offsite: { type: s3, endpoint: "http://127.0.0.1:1", bucket: vault-backups, access_key_id: AKIDEXAMPLE, secret_access_key: "env:NO_SUCH_S3_SECRET_SET", max_attempts: 1 }',
+        '',
+      ].join('\n'),
+    );
+    mkdirSync(join(cwd, 'backups'), { recursive: true });
+    const local = await heavyModulesLoaded(['backups', 'list', '-i', inventory, '--store', 'local'], process.env, cwd);
+    expect(local.r.code, local.r.stderr).toBe(ExitCode.ok);
+    expect(local.heavy).toEqual([]);
+    const s3 = await heavyModulesLoaded(
+      ['backups', 'list', '-i', inventory, '--store', 'offsite'],
+      { ...process.env, NO_SUCH_S3_SECRET_SET: 'not-a-real-key' },
+      cwd,
+    );
+    expect(s3.r.code).not.toBe(ExitCode.ok);
+    expect(s3.r.stderr).toContain('Cannot reach the S3 endpoint http://127.0.0.1:1');
+    // The SDK is bundled into the S3 client's chunks (scripts/build.js): they are what loads.
+    expect(s3.heavy).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^@aws-sdk\/ in /),
+        expect.stringMatching(/^@smithy\/ in /),
+        expect.stringMatching(/^the S3 client in /),
+      ]),
+    );
   });
 
   it('an unknown command exits 2', async () => {

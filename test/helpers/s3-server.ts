@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { cacheDir } from '../../src/lab/paths.js';
 import { withFileLock } from '../../src/lab/file-lock.js';
-import { S3Client } from '../../src/backup/stores/s3-client.js';
+import { S3Client } from './s3-raw-client.js';
 
 /**
  * A real S3-compatible server for the S3 store tests: versitygw (Versity S3 Gateway, Apache-2.0) with

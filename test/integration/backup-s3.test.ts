@@ -1,4 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -6,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ExitCode } from '../../src/core/exit-codes.js';
 import type { Manifest } from '../../src/backup/stores/manifest.js';
-import type { S3Client } from '../../src/backup/stores/s3-client.js';
+import type { S3Client } from '../helpers/s3-raw-client.js';
 import type { DrillReport } from '../../src/drill/run-drill.js';
 import { CliRunner, labSecrets } from '../helpers/cli.js';
 import { ensureKv, fillKv, kvGet, kvPut, withCluster } from '../helpers/backup-lab.js';
@@ -37,6 +39,11 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
   const secretKey = `s3secret-${randomBytes(12).toString('hex')}`;
   const canaryValue = `canary-${randomBytes(8).toString('hex')}`;
   const age = generateAgeIdentity();
+  let flaky: Server;
+  /** Part numbers the flaky proxy answered 503 SlowDown, in order. */
+  const slowedDown: number[] = [];
+  /** How many times each part number is refused before the proxy lets it through. */
+  let refusals: (part: number) => number = () => 0;
 
   /** Object keys in the bucket under `prefix`, sorted. */
   const keys = async (client: S3Client, prefix: string): Promise<string[]> => {
@@ -51,6 +58,11 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
     s3 = await startS3Server(join(t.stateDir, 's3', 'root'), secretKey);
     bucket = s3.client('vault-backups');
     await bucket.ok('PUT', undefined);
+    flaky = await startFlakyProxy(new URL(s3.endpoint), (part, seen) => {
+      if (seen >= refusals(part)) return false;
+      slowedDown.push(part);
+      return true;
+    });
     cli = new CliRunner({ env: { ...t.env, S3_SECRET: secretKey }, cwd: t.stateDir });
     secrets = [...labSecrets(t.lab.initFile), secretKey, canaryValue];
     await withCluster(t.inventory, async (c) => {
@@ -71,6 +83,19 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
       offsite: store('vault-backups', { keep_last: 2 }),
       full: store('full-bucket'),
       wrongkey: { ...store('vault-backups'), secret_access_key: 'env:S3_WRONG' },
+      flaky: {
+        ...store('vault-backups'),
+        endpoint: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`,
+        prefix: 'prod/flaky',
+      },
+      sha256parts: { ...store('vault-backups'), prefix: 'prod/sha256', checksum: 'SHA256' },
+      nochecksum: { ...store('vault-backups'), prefix: 'prod/none', checksum: 'none' },
+      flakyonce: {
+        ...store('vault-backups'),
+        endpoint: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`,
+        prefix: 'prod/flaky-once',
+        max_attempts: 1,
+      },
       sealed: {
         ...store('vault-backups'),
         prefix: 'prod/encrypted',
@@ -87,6 +112,7 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
   afterAll(async () => {
     cli?.expectNoSecrets(secrets);
     bucket?.close();
+    await new Promise((resolve) => (flaky ? flaky.close(resolve) : resolve(undefined)));
     await s3?.stop();
     if (fullRoot && spawnSync('mountpoint', ['-q', fullRoot]).status === 0) execFileSync('umount', [fullRoot]);
     await t?.destroy();
@@ -239,4 +265,96 @@ describe(`the S3 backup store on a ${flavor.flavor} ${flavor.version} lab with a
     expect(await keys(bucket, removed[0]!)).toEqual([]);
     expect(existsSync(join(s3.root, 'vault-backups', removed[0]!))).toBe(false);
   });
+
+  it('parts the S3 service answers 503 SlowDown are sent again: the backup completes, and the stored snapshot verifies', async () => {
+    // About 20 MB of data: a snapshot of three 8 MiB parts.
+    await withCluster(t.inventory, (c) => fillKv(c, 17 * 1024 * 1024, 512 * 1024, 'parts'));
+    slowedDown.length = 0;
+    // Every part is refused once, part 2 twice (the SDK makes 3 attempts by default).
+    refusals = (part) => (part === 2 ? 2 : 1);
+    const r = await cli.run(['backup', '-i', inv, '--store', 'flaky', '--json'], { timeoutMs: 240_000 });
+    refusals = () => 0;
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
+    const m = (JSON.parse(r.stdout) as { manifest: Manifest }).manifest;
+    expect(m.size).toBeGreaterThan(16 << 20);
+    expect(slowedDown.filter((p) => p === 2)).toHaveLength(2);
+    const parts = Math.ceil(m.size / (8 << 20));
+    expect(new Set(slowedDown)).toEqual(new Set(Array.from({ length: parts }, (_, i) => i + 1)));
+    const object = (await bucket.ok('GET', `prod/flaky/${m.file}`, {}, undefined, {}, 64 << 20)).body;
+    expect(object.length).toBe(m.size);
+    expect(sha256(object)).toBe(m.sha256);
+    expect(await pendingUploads(bucket)).toBe(0);
+    const v = await cli.run(['backups', 'verify', m.file, '-i', inv, '--store', 'flaky']);
+    expect(v.code, v.stderr).toBe(ExitCode.ok);
+    expect(v.stdout).toMatch(/^OK .*matches its manifest/);
+  });
+
+  it('`checksum: SHA256` and `checksum: none` stores keep a multipart snapshot that matches its manifest', async () => {
+    for (const [store, prefix] of [
+      ['sha256parts', 'prod/sha256'],
+      ['nochecksum', 'prod/none'],
+    ] as const) {
+      const r = await cli.run(['backup', '-i', inv, '--store', store, '--json'], { timeoutMs: 240_000 });
+      expect(r.code, `${store}: ${r.stderr}`).toBe(ExitCode.ok);
+      const m = (JSON.parse(r.stdout) as { manifest: Manifest }).manifest;
+      expect(m.size, store).toBeGreaterThan(8 << 20);
+      const object = (await bucket.ok('GET', `${prefix}/${m.file}`, {}, undefined, {}, 64 << 20)).body;
+      expect(sha256(object), store).toBe(m.sha256);
+    }
+    expect(await pendingUploads(bucket)).toBe(0);
+  });
+
+  it('a part refused more often than max_attempts fails the backup: no object, no pending upload', async () => {
+    slowedDown.length = 0;
+    refusals = (part) => (part === 2 ? 1 : 0);
+    const r = await cli.run(['backup', '-i', inv, '--store', 'flakyonce'], { timeoutMs: 240_000 });
+    refusals = () => 0;
+    expect(r.code).toBe(ExitCode.failed);
+    expect(r.stderr).toMatch(/S3 PUT prod\/flaky-once\/\S+ \(part 2\) failed: HTTP 503 SlowDown/);
+    expect(slowedDown).toEqual([2]);
+    expect(await keys(bucket, 'prod/flaky-once/')).toEqual([]);
+    expect(await pendingUploads(bucket)).toBe(0);
+  });
 });
+
+/**
+ * A reverse proxy in front of versitygw that answers 503 SlowDown to UploadPart requests while
+ * `refuse(partNumber, timesSeenBefore)` says so (counted per upload), and passes everything else through unchanged (the
+ * client signed the proxy's Host, which reaches the server as sent). A fake only for this fault: a
+ * real S3 service slows a client down when it is overloaded, not on demand.
+ */
+async function startFlakyProxy(upstream: URL, refuse: (part: number, seen: number) => boolean): Promise<Server> {
+  /** Attempts per part of each upload. */
+  const seen = new Map<string, number>();
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://proxy');
+    const part =
+      req.method === 'PUT' && url.searchParams.has('uploadId') ? Number(url.searchParams.get('partNumber')) : 0;
+    if (part > 0) {
+      const id = `${url.searchParams.get('uploadId')} ${part}`;
+      const n = seen.get(id) ?? 0;
+      seen.set(id, n + 1);
+      if (refuse(part, n)) {
+        req.resume();
+        req.on('end', () => {
+          res.writeHead(503, { 'content-type': 'application/xml' });
+          res.end(
+            '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>',
+          );
+        });
+        return;
+      }
+    }
+    const up = httpRequest(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}

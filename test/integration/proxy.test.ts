@@ -1,9 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer, connect } from 'node:net';
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { Transport } from '../../src/vault/transport.js';
 import { sendWebhook } from '../../src/notify/notify.js';
 import { VaultopsError } from '../../src/core/errors.js';
@@ -198,19 +200,42 @@ describe(`HTTPS_PROXY and NO_PROXY through a real tinyproxy (${flavor.flavor} la
 
   it('S3 requests and webhooks to http:// endpoints go through HTTP_PROXY (absolute URLs), and NO_PROXY bypasses it', async () => {
     clearProxyEnv();
-    setEnv({ HTTP_PROXY: proxyUrl });
     const s3Url = new URL(s3.endpoint);
+    // The bucket is made and read back directly, by a client of the tests' own (not the store's).
     const bucket = s3.client('proxied-bucket');
+    const env: NodeJS.ProcessEnv = { ...t.env, S3_SECRET: s3.secretKey };
+    for (const v of PROXY_VARS) delete env[v];
+    const inventory = join(t.stateDir, 'proxy-s3.yml');
+    const doc = parse(readFileSync(t.inventory, 'utf8')) as { clusters: Record<string, Record<string, unknown>> };
+    for (const c of Object.values(doc.clusters))
+      c['stores'] = {
+        offsite: {
+          type: 's3',
+          endpoint: s3.endpoint,
+          bucket: 'proxied-bucket',
+          prefix: 'prod',
+          access_key_id: s3.accessKey,
+          secret_access_key: 'env:S3_SECRET',
+        },
+      };
+    writeFileSync(inventory, stringify(doc));
+    const via = new CliRunner({ env: { ...env, HTTP_PROXY: proxyUrl }, cwd: t.stateDir });
     try {
-      let from = logSize();
       await bucket.ok('PUT', undefined);
-      await bucket.ok('PUT', 'hello.txt', {}, Buffer.from('through the proxy'));
-      const got = await bucket.request('GET', 'hello.txt');
-      expect(got.body.toString()).toBe('through the proxy');
-      expect(logSince(from)).toContain(`PUT http://${s3Url.host}/proxied-bucket/hello.txt HTTP/1.1`);
-      expect(logSince(from)).toContain(`GET http://${s3Url.host}/proxied-bucket/hello.txt HTTP/1.1`);
+      let from = logSize();
+      const r = await via.run(['backup', '-i', inventory, '--store', 'offsite', '--json', '--quiet']);
+      expect(r.code, r.stderr).toBe(0);
+      const file = (JSON.parse(r.stdout) as { manifest: { file: string; sha256: string } }).manifest;
+      const seen = logSince(from);
+      const target = `http://${s3Url.host}/proxied-bucket/prod/${file.file}`;
+      expect(seen).toContain(`POST ${target}?uploads`);
+      expect(seen).toMatch(new RegExp(`PUT ${target.replace(/[.?]/g, '\\$&')}\\?\\S*partNumber=1\\S* HTTP/1.1`));
+      expect(seen).toContain(`PUT ${target}.json`);
+      const stored = (await bucket.ok('GET', `prod/${file.file}`)).body;
+      expect(createHash('sha256').update(stored).digest('hex')).toBe(file.sha256);
 
       from = logSize();
+      setEnv({ HTTP_PROXY: proxyUrl });
       await sendWebhook(hookUrl, {
         cluster: 'c1',
         result: 'success',
@@ -220,18 +245,20 @@ describe(`HTTPS_PROXY and NO_PROXY through a real tinyproxy (${flavor.flavor} la
         size: 1,
         exitCode: 0,
       });
-      expect(hookBodies.at(-1)).toContain('"cluster":"c1"');
       expect(logSince(from)).toContain(`POST ${hookUrl} HTTP/1.1`);
 
-      // An S3 store reads the variables when it is opened (once per run): a new client sees NO_PROXY.
+      // NO_PROXY sends the store's requests and webhooks direct.
       setEnv({ no_proxy: 'localhost,127.0.0.1' });
       from = logSize();
-      const direct = s3.client('proxied-bucket');
-      try {
-        expect((await direct.request('GET', 'hello.txt')).body.toString()).toBe('through the proxy');
-      } finally {
-        direct.close();
-      }
+      const direct = new CliRunner({
+        env: { ...env, HTTP_PROXY: proxyUrl, no_proxy: 'localhost,127.0.0.1' },
+        cwd: t.stateDir,
+      });
+      const l = await direct.run(['backups', 'list', '-i', inventory, '--store', 'offsite', '--json']);
+      expect(l.code, l.stderr).toBe(0);
+      expect((JSON.parse(l.stdout) as { backups: Array<{ name: string }> }).backups.map((b) => b.name)).toEqual([
+        file.file,
+      ]);
       await sendWebhook(hookUrl, {
         cluster: 'c2',
         result: 'success',
@@ -241,6 +268,7 @@ describe(`HTTPS_PROXY and NO_PROXY through a real tinyproxy (${flavor.flavor} la
       });
       expect(hookBodies.at(-1)).toContain('"cluster":"c2"');
       expect(logSince(from)).toBe('');
+      for (const out of [via.allOutput(), direct.allOutput()]) expect(out).not.toContain(s3.secretKey);
     } finally {
       bucket.close();
       clearProxyEnv();

@@ -10,8 +10,7 @@ import type { RetentionRule } from './retention.js';
 import { parseRetentionDuration } from '../../core/duration.js';
 import { LocalDirStore } from './local-dir-store.js';
 import { SftpStore } from './sftp-store.js';
-import { S3Store } from './s3-store.js';
-import type { S3Credentials } from './s3-client.js';
+import { S3Store, type S3Credentials } from './s3-store.js';
 import { resolveSecretString } from '../../secrets/refs.js';
 import {
   decryptConfigSchema,
@@ -97,29 +96,73 @@ export const storeConfigSchema = z.discriminatedUnion('type', [
     path: z.string().regex(/^\//, 'an absolute directory on the SFTP server').describe('Directory on the server.'),
     ...retentionFields,
   }),
-  z.strictObject({
-    type: z.literal('s3'),
-    endpoint: z
-      .string()
-      .regex(/^https?:\/\//, 'an http(s):// URL')
-      .describe(
-        'S3 endpoint, e.g. https://s3.eu-west-1.amazonaws.com or https://minio.example.com:9000 (path-style addressing).',
-      ),
-    bucket: z.string().min(3),
-    prefix: z.string().optional().describe('Key prefix, e.g. prod/vault/.'),
-    region: z.string().optional().describe('Signing region (default us-east-1).'),
-    access_key_id: z.string().min(1).describe('Access key id, or a secret reference to it.'),
-    secret_access_key: z
-      .string()
-      .regex(/^(env|file|cmd|prompt):/, 'a secret reference (env:NAME, file:PATH, cmd:COMMAND), never the key itself')
-      .describe('Secret reference to the secret access key.'),
-    session_token: z
-      .string()
-      .regex(/^(env|file|cmd|prompt):/, 'a secret reference')
-      .optional(),
-    ca_cert: z.string().optional().describe("PEM file of the CA that signed an https endpoint's certificate."),
-    ...retentionFields,
-  }),
+  z
+    .strictObject({
+      type: z.literal('s3'),
+      endpoint: z
+        .string()
+        .regex(/^https?:\/\//, 'an http(s):// URL')
+        .optional()
+        .describe(
+          'S3 endpoint, e.g. https://minio.example.com:9000 or https://s3.eu-west-1.amazonaws.com; without one, AWS S3 in `region`.',
+        ),
+      bucket: z.string().min(3),
+      prefix: z.string().optional().describe('Key prefix, e.g. prod/vault/.'),
+      region: z.string().optional().describe('Signing region (default: $AWS_REGION, else us-east-1).'),
+      access_key_id: z
+        .string()
+        .min(1)
+        .optional()
+        .describe(
+          "Access key id, or a secret reference to it. Without static keys, the AWS SDK's credential chain (environment, profile, web identity, ECS, EC2 instance metadata).",
+        ),
+      secret_access_key: z
+        .string()
+        .regex(/^(env|file|cmd|prompt):/, 'a secret reference (env:NAME, file:PATH, cmd:COMMAND), never the key itself')
+        .optional()
+        .describe('Secret reference to the secret access key.'),
+      session_token: z
+        .string()
+        .regex(/^(env|file|cmd|prompt):/, 'a secret reference')
+        .optional(),
+      profile: z.string().min(1).optional().describe('AWS profile for the credential chain (~/.aws/config).'),
+      force_path_style: z
+        .boolean()
+        .optional()
+        .describe(
+          'Path-style addressing (<endpoint>/<bucket>/<key>). Default: true with an endpoint, false (virtual-hosted) on AWS.',
+        ),
+      sse: z.enum(['AES256', 'aws:kms']).optional().describe('Server-side encryption of the stored objects.'),
+      kms_key_id: z.string().min(1).optional().describe('KMS key for sse: aws:kms (default: the aws/s3 key).'),
+      max_attempts: z
+        .number()
+        .int()
+        .min(1)
+        .max(20)
+        .optional()
+        .describe('Attempts per S3 request, retries with backoff included (default 3).'),
+      retry_mode: z.enum(['standard', 'adaptive']).optional().describe('The SDK retry mode (default standard).'),
+      checksum: z
+        .enum(['CRC32', 'SHA256', 'none'])
+        .optional()
+        .describe(
+          'Checksum of each uploaded part, checked by the server (default CRC32); none for services that refuse checksum headers.',
+        ),
+      ca_cert: z.string().optional().describe("PEM file of the CA that signed an https endpoint's certificate."),
+      ...retentionFields,
+    })
+    .refine((c) => (c.access_key_id === undefined) === (c.secret_access_key === undefined), {
+      message: 'give access_key_id and secret_access_key together, or neither (the AWS credential chain)',
+      path: ['secret_access_key'],
+    })
+    .refine((c) => c.kms_key_id === undefined || c.sse === 'aws:kms', {
+      message: 'kms_key_id needs sse: aws:kms',
+      path: ['kms_key_id'],
+    })
+    .refine((c) => c.session_token === undefined || c.access_key_id !== undefined, {
+      message: 'session_token goes with static keys (access_key_id, secret_access_key)',
+      path: ['session_token'],
+    }),
 ]);
 
 export type StoreConfig = z.infer<typeof storeConfigSchema>;
@@ -191,12 +234,17 @@ function openS3Store(name: string, c: Extract<StoreConfig, { type: 's3' }>, base
   const ref = (r: string) => refAgainst(base, r);
   const isRef = (v: string) => /^(env|file|cmd|prompt):/.test(v);
   let creds: Promise<S3Credentials> | undefined;
-  const credentials = () =>
-    (creds ??= (async () => ({
-      accessKeyId: isRef(c.access_key_id) ? await resolveSecretString(ref(c.access_key_id)) : c.access_key_id,
-      secretAccessKey: await resolveSecretString(ref(c.secret_access_key)),
-      sessionToken: c.session_token === undefined ? undefined : await resolveSecretString(ref(c.session_token)),
-    }))());
+  const keyId = c.access_key_id;
+  const secret = c.secret_access_key;
+  const credentials =
+    keyId === undefined || secret === undefined
+      ? undefined
+      : () =>
+          (creds ??= (async () => ({
+            accessKeyId: isRef(keyId) ? await resolveSecretString(ref(keyId)) : keyId,
+            secretAccessKey: await resolveSecretString(ref(secret)),
+            sessionToken: c.session_token === undefined ? undefined : await resolveSecretString(ref(c.session_token)),
+          }))());
   let ca: string | undefined;
   if (c.ca_cert !== undefined) {
     try {
@@ -213,9 +261,17 @@ function openS3Store(name: string, c: Extract<StoreConfig, { type: 's3' }>, base
       endpoint: c.endpoint,
       bucket: c.bucket,
       prefix: c.prefix ?? '',
-      region: c.region ?? 'us-east-1',
+      region: c.region ?? process.env['AWS_REGION'] ?? process.env['AWS_DEFAULT_REGION'] ?? 'us-east-1',
+      // Path style stays the default for a named endpoint (MinIO, Ceph, versitygw...), as before the SDK.
+      forcePathStyle: c.force_path_style ?? c.endpoint !== undefined,
       credentials,
+      profile: c.profile,
       ca,
+      sse: c.sse,
+      kmsKeyId: c.kms_key_id,
+      maxAttempts: c.max_attempts,
+      retryMode: c.retry_mode,
+      checksum: c.checksum ?? 'CRC32',
       label: name,
     },
     retentionOf(c),

@@ -57,4 +57,41 @@ describe('backup store configuration', () => {
     expect(s.location).toBe('s3://vault-backups/prod/eu');
     s.close?.();
   });
+  it('an S3 store takes the AWS credential chain (no keys), a profile, SSE, retries and a checksum choice', () => {
+    const s = openStore(
+      's3',
+      {
+        type: 's3',
+        bucket: 'vault-backups',
+        region: 'eu-west-1',
+        profile: 'backup',
+        sse: 'aws:kms',
+        kms_key_id: 'arn:aws:kms:eu-west-1:111122223333:key/example',
+        max_attempts: 5,
+        retry_mode: 'adaptive',
+        checksum: 'SHA256',
+        force_path_style: false,
+      },
+      '/',
+    );
+    expect(s.location).toBe('s3://vault-backups');
+    s.close?.();
+  });
+
+  it('an S3 store refuses half a key pair, and kms_key_id without sse: aws:kms, naming the field', () => {
+    const problem = (extra: Record<string, unknown>) => {
+      try {
+        openStore('s3', { type: 's3', bucket: 'vault-backups', ...extra }, '/');
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return undefined;
+    };
+    expect(problem({ access_key_id: 'AKIAEXAMPLE' })).toMatch(
+      /secret_access_key: give access_key_id and secret_access_key together/,
+    );
+    expect(problem({ secret_access_key: 'env:S3_SECRET' })).toMatch(/together, or neither/);
+    expect(problem({ sse: 'AES256', kms_key_id: 'k' })).toMatch(/kms_key_id: kms_key_id needs sse: aws:kms/);
+    expect(problem({ checksum: 'MD5' })).toMatch(/checksum/);
+  });
 });

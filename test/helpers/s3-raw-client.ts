@@ -1,10 +1,10 @@
 import { createHash, createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { IncomingMessage } from 'node:http';
-import { VaultopsError } from '../../core/errors.js';
-import { redactor } from '../../core/redact.js';
-import { warnPlainHttp } from '../../vault/tls.js';
-import { agentFor, ProxyError, proxyFor, proxyHeaders, type ProxyRoute } from '../../vault/proxy.js';
+import { VaultopsError } from '../../src/core/errors.js';
+import { redactor } from '../../src/core/redact.js';
+import { warnPlainHttp } from '../../src/vault/tls.js';
+import { agentFor, ProxyError, proxyFor, proxyHeaders, type ProxyRoute } from '../../src/vault/proxy.js';
 
 // require, not import: see src/vault/transport.ts (an ESM import of node:http loads all of undici).
 const require = createRequire(import.meta.url);
