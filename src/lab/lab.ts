@@ -50,7 +50,15 @@ export {
   type LabRecord,
 } from './lab-record.js';
 export { renderConfig } from './server-config.js';
-export { labState, nodeLogTail, runningPids, startServer, stopNodes, type LabState } from './server-processes.js';
+export {
+  currentPid,
+  labState,
+  nodeLogTail,
+  runningPids,
+  startServer,
+  stopNodes,
+  type LabState,
+} from './server-processes.js';
 export { waitHealthy } from './initialise.js';
 export { unsealAll } from './unseal.js';
 export {
