@@ -12,12 +12,21 @@ export async function inMachine(lab: LabRecord, node: string, command: string[])
   return (await runInMachine(lab, node, command)).stdout.trim();
 }
 
-/** systemd's main pid of each node's server unit: a new one means the unit was restarted. */
+/** systemd's main pid of a node's server unit: a new one means the unit was restarted. */
+export function mainPid(lab: LabRecord, node: string): Promise<string> {
+  return inMachine(lab, node, [
+    'systemctl',
+    'show',
+    '-p',
+    'ExecMainPID',
+    '--value',
+    `${serverLayout(lab.flavor).unit}.service`,
+  ]);
+}
+
+/** mainPid of each node, in node order. */
 export function mainPids(lab: LabRecord, nodes: Nodes = lab.nodes): Promise<string[]> {
-  const unit = `${serverLayout(lab.flavor).unit}.service`;
-  return Promise.all(
-    nodes.map((n) => inMachine(lab, n.name, ['systemctl', 'show', '-p', 'ExecMainPID', '--value', unit])),
-  );
+  return Promise.all(nodes.map((n) => mainPid(lab, n.name)));
 }
 
 /** The server version each node reports on its API (sys/health), in node order. */
