@@ -221,6 +221,7 @@ describe.each(pairs)('immutable upgrade onto new $flavor machines $from -> $to',
     );
 
     const l = lab();
+    t.lab = l;
     expect(l.nodes.map((n) => n.name)).toEqual(['n4', 'n5', 'n6']);
     expect(l.version).toBe(to);
     expect(l.newNodes).toBeUndefined();
@@ -236,7 +237,9 @@ describe.each(pairs)('immutable upgrade onto new $flavor machines $from -> $to',
       const config = await inMachine(l, n.name, ['cat', layout.config]);
       const joins = [...config.matchAll(/leader_api_addr = "https:\/\/([\d.]+):8200"/g)].map((m) => m[1]);
       expect(joins.sort()).toEqual(l.nodes.filter((x) => x.name !== n.name).map((x) => x.ip));
-      expect(await inMachine(l, n.name, ['stat', '-c', '%U:%G %a', layout.config])).toBe(`root:${layout.user} 640`);
+      expect(await inMachine(l, n.name, ['stat', '-c', '%U:%G %a', layout.config])).toBe(
+        `${layout.user}:${layout.user} 640`,
+      );
     }
     // The inventory lists the new machines only, and status through it is healthy.
     const c2 = inventory();
@@ -246,7 +249,6 @@ describe.each(pairs)('immutable upgrade onto new $flavor machines $from -> $to',
     const st = await cli(['status', '-i', t.inventory]);
     expect(st.code).toBe(0);
     expect(st.stdout).toContain('HEALTHY');
-    t.lab = l;
   }, 600_000);
 
   it('drill: a backup taken with the inventory of machines is restored into a local scratch cluster, unsealed, its canary read', async () => {
