@@ -21,6 +21,8 @@ export interface LabNode {
   config: string;
   log: string;
   pid?: number | undefined;
+  /** The node's Raft node_id when it is not its name (a drill's scratch node takes the backup's IDs). */
+  raftId?: string | undefined;
   /** The node's own binary path (with --ssh), else lab.binary. */
   binary?: string | undefined;
 }
