@@ -4,12 +4,13 @@ import { labAddNodes } from '../lab/add-nodes.js';
 import { readLab } from '../lab/lab.js';
 import { out, progressPrinter } from '../ui/output.js';
 
-/** `vaultops lab add-nodes --name LAB --count 3 --version NEW`: new hosts for an immutable upgrade. */
+/** `vaultops lab add-nodes --name LAB --count 3 --version NEW [--hosts]`: new hosts for an immutable upgrade. */
 export async function labAddNodesCommand(o: {
   name: string;
   count?: string;
   version?: string;
   vaultBinary?: string;
+  hosts?: boolean;
   json?: boolean;
 }): Promise<void> {
   const progress = progressPrinter({ quiet: o.json === true });
@@ -24,6 +25,7 @@ export async function labAddNodesCommand(o: {
     count,
     version,
     binary: bin.path,
+    hosts: o.hosts === true,
     onProgress: progress,
   });
   if (o.json) {
@@ -36,7 +38,7 @@ export async function labAddNodesCommand(o: {
     return;
   }
   out.line(
-    `Lab ${after.name}: ${added.map((n) => `${n.name} (${n.ip})`).join(', ')} started on ${FLAVORS[after.flavor].product} ${version}, sealed, not joined yet.`,
+    `Lab ${after.name}: ${after.machines ? 'machines ' : ''}${added.map((n) => `${n.name} (${n.ip})`).join(', ')} started on ${FLAVORS[after.flavor].product} ${version}, sealed, not joined yet.`,
   );
   if (after.inventory) {
     out.line(`Inventory ${after.inventory} lists them under new_nodes.`);

@@ -1,7 +1,17 @@
 import { relative } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { checkVersion, ensureBinary, FLAVORS, parseFlavor } from '../lab/binaries.js';
-import { labDestroy, labDir, labDown, labState, labUp, listLabs, readLab, rebootHostsNode } from '../lab/lab.js';
+import {
+  currentPid,
+  labDestroy,
+  labDir,
+  labDown,
+  labState,
+  labUp,
+  listLabs,
+  readLab,
+  rebootHostsNode,
+} from '../lab/lab.js';
 import { hardenLab, productionLikeConfig } from '../lab/production-like.js';
 import { LAB_SERVER_USER } from '../lab/run-as.js';
 import { checkSameSeal, labsSealedBy, sealLabel, type SealRequest } from '../lab/transit-seal.js';
@@ -187,6 +197,16 @@ export async function labStatusCommand(o: LabOptions): Promise<void> {
         inventory: l.inventory,
         dir: l.dir,
         nodes: l.nodes.map((n) => ({ name: n.name, api_addr: n.apiAddr, pid: n.pid })),
+        ...(l.newNodes?.length
+          ? {
+              new_nodes: l.newNodes.map((n) => ({
+                name: n.name,
+                api_addr: n.apiAddr,
+                pid: currentPid(n),
+                version: l.newVersion,
+              })),
+            }
+          : {}),
       })),
     );
     return;
@@ -200,7 +220,13 @@ export async function labStatusCommand(o: LabOptions): Promise<void> {
     `${l.flavor} ${l.version}`,
     labState(l),
     sealLabel(l),
-    l.nodes.map((n) => n.apiAddr.replace(/^https?:\/\//, '')).join(' '),
+    [
+      ...l.nodes.map((n) => n.apiAddr.replace(/^https?:\/\//, '')),
+      // New nodes of an immutable upgrade under way (`lab add-nodes`), with the version they run.
+      ...(l.newNodes?.length
+        ? [`+ new ${l.newVersion ?? ''}:`, ...l.newNodes.map((n) => n.apiAddr.replace(/^https?:\/\//, ''))]
+        : []),
+    ].join(' '),
     l.inventory ?? '',
   ]);
   for (const line of table(rows, ['LAB', 'SERVER', 'STATE', 'SEAL', 'NODES', 'INVENTORY'])) out.line(line);

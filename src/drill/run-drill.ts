@@ -307,11 +307,15 @@ async function startScratchCluster(run: DrillRun, manifest: Manifest): Promise<S
   const name = `drill-${randomBytes(3).toString('hex')}`;
   const scratch: Scratch = { name, state, env, flavor };
   run.scratch = scratch;
+  // The scratch nodes take the Raft node IDs of the backup's cluster: Vault (1.19 and later) marks a
+  // node whose ID is absent from the restored Raft configuration as removed from the cluster, and it
+  // then never becomes active (a cluster whose nodes were replaced has IDs n4-n6, not n1-n3).
+  const raftIds = scratchRaftIds(manifest.raft.servers.map((s) => s.id));
   run.report.scratch = {
     lab: name,
     flavor,
     version,
-    nodes: 3,
+    nodes: raftIds.length,
     dir: join(state, 'labs', name),
     torn_down: false,
     processes_left: 0,
@@ -324,6 +328,8 @@ async function startScratchCluster(run: DrillRun, manifest: Manifest): Promise<S
     tls: true,
     inventory: join(state, `${name}.yml`),
     env,
+    nodes: raftIds.length,
+    raftIds,
     onProgress: run.log,
   });
   const init = readInit(lab);
@@ -332,6 +338,19 @@ async function startScratchCluster(run: DrillRun, manifest: Manifest): Promise<S
   scratch.cluster = cluster;
   endPhase(run, 'ok', `lab ${name}: ${flavor} ${version}, ${lab.nodes.length} nodes`);
   return { ...scratch, cluster };
+}
+
+/**
+ * The Raft node IDs for scratch nodes n1..nN: the backup's own IDs, one per node (1-9 of them; else
+ * three nodes named as the lab names them). An ID that is a scratch node's name goes to that node,
+ * so the cluster's name-or-address matching never pairs a node with another's ID.
+ */
+export function scratchRaftIds(backupIds: readonly string[]): string[] {
+  const ids = [...new Set(backupIds)].sort();
+  if (ids.length < 1 || ids.length > 9) return ['n1', 'n2', 'n3'];
+  const names = ids.map((_, i) => `n${i + 1}`);
+  const others = ids.filter((id) => !names.includes(id));
+  return names.map((n) => (ids.includes(n) ? n : others.shift()!));
 }
 
 /**

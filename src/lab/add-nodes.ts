@@ -10,9 +10,11 @@ import { labState, nodeLogTail, startServer, stopNodes } from './server-processe
 import { API_PORT, CLUSTER_PORT } from './slots.js';
 import { prepareSshHosts, startSshds, stopSshds } from './ssh-hosts.js';
 import { sleep } from '../core/sleep.js';
+import { addMachines, retireMachines, writeMachineConfigs } from './machine-lab.js';
 
 /**
- * `vaultops lab add-nodes`: the hosts of an immutable upgrade, in the lab. New server processes on
+ * `vaultops lab add-nodes`: the hosts of an immutable upgrade, in the lab. A lab of machines gets new
+ * machines (machine-lab.ts addMachines). Otherwise: new server processes on
  * the slot's next loopback addresses (127.0.0.(10k+4..)), with their own data dirs, TLS
  * certificates from the lab CA, configs whose retry_join names every current node, their own sshd
  * when the lab has --ssh, and the new version's binary. They are started sealed and uninitialised
@@ -24,6 +26,8 @@ export interface AddNodesOptions {
   count: number;
   version: string;
   binary: string;
+  /** Asked for machines (`--hosts`): the lab must be a lab of machines. A lab of machines always gets machines. */
+  hosts?: boolean | undefined;
   env?: NodeJS.ProcessEnv | undefined;
   onProgress?: ((m: string) => void) | undefined;
 }
@@ -48,10 +52,29 @@ export async function labAddNodes(o: AddNodesOptions): Promise<{ lab: LabRecord;
       { hint: `Run \`vaultops upgrade --strategy immutable -i ${lab.inventory ?? 'INV'} ...\`, or destroy the lab.` },
     );
   }
-  if (!Number.isInteger(o.count) || o.count < 1)
+  if (!Number.isInteger(o.count) || o.count < 1 || o.count > 9)
     throw new InputError(`--count ${o.count} is not a number of nodes.`, {
-      hint: 'Use --count 3 to replace a 3-node cluster.',
+      hint: 'Use a whole number from 1 to 9: --count 3 replaces a 3-node cluster.',
     });
+  if (o.hosts && !lab.machines)
+    throw new InputError(`Lab ${o.name} runs its nodes as processes on loopback addresses, not on machines.`, {
+      hint: `Drop --hosts (new nodes are then processes too), or start a lab of machines: \`vaultops lab up --hosts\`.`,
+    });
+  if (lab.machines) {
+    if (lab.loadBalancer)
+      throw new InputError(
+        `Lab ${o.name} has a load balancer in front of its machines; add-nodes does not reconfigure it for new ones.`,
+        { hint: 'Use a lab without --lb for an immutable upgrade.' },
+      );
+    const added = await addMachines(lab, {
+      count: o.count,
+      version: o.version,
+      binary: o.binary,
+      progress,
+      env,
+    });
+    return { lab, added };
+  }
   const firstIndex = Math.max(...lab.nodes.map((n) => Number(/^n(\d+)$/.exec(n.name)?.[1] ?? '0'))) + 1;
   if (firstIndex + o.count - 1 > 9) {
     throw new InputError(
@@ -147,7 +170,8 @@ function died(n: LabNode, what: string): VaultopsError {
 /**
  * After an upgrade of a lab (cluster spec `lab:`): lab.json says what the cluster is now. Rolling:
  * the version. Immutable: the new nodes become the lab's nodes (their configs' retry_join now name
- * only each other), the old nodes' sshds stop, and the lab's inventory is written again.
+ * only each other), the old nodes' sshds stop (machines: the old machines are powered off and
+ * removed), and the lab's inventory is written again.
  */
 export async function recordLabUpgrade(
   labDir: string,
@@ -166,6 +190,16 @@ export async function recordLabUpgrade(
     lab.nodes = incoming;
     lab.newNodes = undefined;
     lab.newVersion = undefined;
+    if (lab.machines) {
+      // The old machines are powered off and removed; the new ones' configs join only each other.
+      if (lab.newBinary) lab.binary = lab.newBinary;
+      lab.newBinary = undefined;
+      await retireMachines(lab, old);
+      writeMachineConfigs(lab);
+      writeLab(lab);
+      writeInventory(lab);
+      return lab;
+    }
     if (incoming[0]?.binary && !lab.ssh) lab.binary = incoming[0].binary;
     if (lab.ssh) {
       await stopSshds({ ...lab, nodes: old });

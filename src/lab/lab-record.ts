@@ -21,6 +21,8 @@ export interface LabNode {
   config: string;
   log: string;
   pid?: number | undefined;
+  /** The node's Raft node_id when it is not its name (a drill's scratch node takes the backup's IDs). */
+  raftId?: string | undefined;
   /** The node's own binary path (with --ssh), else lab.binary. */
   binary?: string | undefined;
 }
@@ -52,6 +54,10 @@ export interface LabRecord {
   newNodes?: LabNode[] | undefined;
   /** The version the new nodes run. */
   newVersion?: string | undefined;
+  /** The new nodes' binary on this machine (machines: the file placed in each; lab.binary once they replace the nodes). */
+  newBinary?: string | undefined;
+  /** Machines an immutable upgrade retired that are not removed yet (machine-lab.ts retireMachines); `lab down` removes them. */
+  retiredNodes?: LabNode[] | undefined;
   /** With --hosts: every node is a systemd machine (machine-lab.ts); slot is 0, addresses are 10.213.K.x. */
   machines?: LabMachines | undefined;
   /** With --lb haproxy: a real HAProxy on this machine in front of the nodes (load-balancer.ts). */

@@ -50,7 +50,15 @@ export {
   type LabRecord,
 } from './lab-record.js';
 export { renderConfig } from './server-config.js';
-export { labState, nodeLogTail, runningPids, startServer, stopNodes, type LabState } from './server-processes.js';
+export {
+  currentPid,
+  labState,
+  nodeLogTail,
+  runningPids,
+  startServer,
+  stopNodes,
+  type LabState,
+} from './server-processes.js';
 export { waitHealthy } from './initialise.js';
 export { unsealAll } from './unseal.js';
 export {
@@ -83,6 +91,8 @@ export interface LabUpOptions {
   runAs?: string | undefined;
   /** One systemd machine per node (machine-lab.ts) instead of server processes on loopback addresses. */
   hosts?: boolean | undefined;
+  /** Raft node IDs of nodes n1..nN when they must differ from the names (a drill's scratch cluster). */
+  raftIds?: readonly string[] | undefined;
   /** With hosts: a real HAProxy on this machine in front of the nodes, configured by the given renderer. */
   loadBalancer?: LoadBalancerRequest | undefined;
 }
@@ -177,6 +187,7 @@ export async function labUp(
           dir: ndir,
           config: join(ndir, 'server.hcl'),
           log: join(ndir, 'server.log'),
+          ...(opts.raftIds?.[i - 1] && opts.raftIds[i - 1] !== `n${i}` ? { raftId: opts.raftIds[i - 1] } : {}),
         });
       }
       if (opts.tls) {

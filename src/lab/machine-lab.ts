@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InputError, VaultopsError } from '../core/errors.js';
 import { FLAVORS } from './binaries.js';
@@ -39,7 +39,7 @@ import {
   type MachineRef,
 } from './machines.js';
 import { stateDir } from './paths.js';
-import { renderConfig } from './server-config.js';
+import { renderConfig, type ServerPaths } from './server-config.js';
 import { API_PORT, CLUSTER_PORT } from './slots.js';
 import { keygen } from './ssh-hosts.js';
 import { SshHost } from '../ssh/connection.js';
@@ -177,12 +177,30 @@ export async function upHostsLab(o: HostsLabOptions): Promise<LabRecord> {
   }
 }
 
+/** Where the server's files are inside a machine, as the vendors' packages put them. */
+export function machineServerPaths(flavor: LabRecord['flavor']): ServerPaths {
+  const layout = serverLayout(flavor);
+  return {
+    data: layout.dataDir,
+    caCert: join(layout.tlsDir, 'ca.crt'),
+    cert: join(layout.tlsDir, 'tls.crt'),
+    key: join(layout.tlsDir, 'tls.key'),
+  };
+}
+
+/** The server a machine gets: the binary placed in it, and the record its config is rendered from (retry_join names that record's nodes). */
+export interface MachineServer {
+  binary: string;
+  config: LabRecord;
+}
+
 /** Keys, certificates, network, root trees: everything a machine needs before its first boot. */
 export async function prepareMachines(
   lab: LabRecord,
   nodes: LabNode[],
   progress: (m: string) => void,
   env: NodeJS.ProcessEnv,
+  server: MachineServer = { binary: lab.binary, config: lab },
 ): Promise<void> {
   const m = lab.machines!;
   const sshDir = join(lab.dir, 'ssh');
@@ -211,15 +229,9 @@ export async function prepareMachines(
     const p = machinePaths(n.dir);
     // The lab's state (init.json: unseal keys, root token) is on this machine's disk, which is every
     // machine's lower layer: it must not be there inside a machine.
-    if (!isMounted(p.root)) prepareUpper(p, lab.flavor, lab.binary, [stateDir(env)]);
+    if (!isMounted(p.root)) prepareUpper(p, lab.flavor, server.binary, [stateDir(env)]);
     await mountRoot(p);
-    const layout = serverLayout(lab.flavor);
-    const config = renderConfig(lab, n, {
-      data: layout.dataDir,
-      caCert: join(layout.tlsDir, 'ca.crt'),
-      cert: join(layout.tlsDir, 'tls.crt'),
-      key: join(layout.tlsDir, 'tls.key'),
-    });
+    const config = renderConfig(server.config, n, machineServerPaths(lab.flavor));
     await populateRoot(p, {
       flavor: lab.flavor,
       hostname: n.name,
@@ -235,9 +247,14 @@ export async function prepareMachines(
   }
 }
 
-async function bootAll(lab: LabRecord, nodes: LabNode[], progress: (m: string) => void): Promise<void> {
+async function bootAll(
+  lab: LabRecord,
+  nodes: LabNode[],
+  progress: (m: string) => void,
+  version = lab.version,
+): Promise<void> {
   progress(
-    `Booting ${nodes.length} ${FLAVORS[lab.flavor].product} ${lab.version} machine${nodes.length === 1 ? '' : 's'} on ${nodes.map((n) => n.ip).join(', ')}...`,
+    `Booting ${nodes.length} ${FLAVORS[lab.flavor].product} ${version} machine${nodes.length === 1 ? '' : 's'} on ${nodes.map((n) => n.ip).join(', ')}...`,
   );
   for (const n of nodes) {
     const ref = machineRef(lab, n);
@@ -293,6 +310,8 @@ export async function restartHostsLab(lab: LabRecord, progress: (m: string) => v
   try {
     await prepareNetworkAndRoots(lab);
     await bootAll(lab, lab.nodes, progress);
+    // New machines of an immutable upgrade under way: booted as they were left (sealed until the upgrade unseals them).
+    if (lab.newNodes?.length) await bootAll(lab, lab.newNodes, progress, lab.newVersion);
     await unsealAll(lab, readInit(lab), progress);
     await waitHealthy(lab, labToken(lab), progress);
     if (lab.loadBalancer) await startLoadBalancer(lab.loadBalancer, progress);
@@ -321,7 +340,7 @@ export function hostsRunning(lab: LabRecord): number {
 /** Powers every machine off and removes their mounts, namespaces, veths and the bridge. Data is kept. */
 export async function tearDownHostsLab(lab: LabRecord, progress: (m: string) => void): Promise<number> {
   if (lab.loadBalancer) await stopLoadBalancer(lab.loadBalancer, progress);
-  const all = [...lab.nodes, ...(lab.newNodes ?? [])];
+  const all = [...lab.nodes, ...(lab.newNodes ?? []), ...(lab.retiredNodes ?? [])];
   const running = all.filter((n) => supervisorPid(machineRef(lab, n)) !== undefined);
   if (running.length)
     progress(`Powering off ${running.length} machine${running.length === 1 ? '' : 's'} of lab ${lab.name}...`);
@@ -334,6 +353,11 @@ export async function tearDownHostsLab(lab: LabRecord, progress: (m: string) => 
     n.pid = undefined;
   }
   await removeBridge(lab.machines!.subnet).catch((e: unknown) => failures.push(e));
+  // Machines an immutable upgrade retired whose removal did not finish then: finished here.
+  if (!failures.length && lab.retiredNodes) {
+    for (const n of lab.retiredNodes) forgetMachine(lab, n);
+    lab.retiredNodes = undefined;
+  }
   if (existsSync(lab.dir)) writeLab(lab);
   if (failures.length) throw failures[0];
   return running.length;
@@ -383,4 +407,119 @@ export async function runInMachine(
 
 export function machinePid(lab: LabRecord, nodeName: string): number | undefined {
   return machineInitPid(findMachine(lab, nodeName));
+}
+
+/**
+ * `lab add-nodes` on a lab of machines: new machines on the lab's bridge, made as `lab up --hosts`
+ * makes them (own namespace and address, sshd with a pinned host key, ops with sudo, the vendor's
+ * unit), with the new version's binary and configs whose retry_join names every node, old and new.
+ * They boot with the server running, sealed and uninitialised, as a provisioning tool leaves a new
+ * host: joining and unsealing is the immutable upgrade's job. Recorded in lab.json (`newNodes`)
+ * before the first is made, so a failure, or `lab down|destroy`, finds them; on failure they are
+ * removed again and the lab is as it was.
+ */
+export async function addMachines(
+  lab: LabRecord,
+  o: { count: number; version: string; binary: string; progress: (m: string) => void; env: NodeJS.ProcessEnv },
+): Promise<LabNode[]> {
+  await checkMachinePrerequisites();
+  const m = lab.machines!;
+  const taken = [...lab.nodes, ...(lab.retiredNodes ?? [])].map(nodeIndex);
+  const first = Math.max(0, ...taken) + 1;
+  if (first + o.count - 1 > MAX_MACHINE_INDEX)
+    throw new InputError(
+      `Lab ${lab.name} has machines up to n${first - 1}; n${first}..n${first + o.count - 1} would pass n${MAX_MACHINE_INDEX}, the last address it gives out.`,
+      { hint: 'Use a smaller --count, or a new lab.' },
+    );
+  const added: LabNode[] = [];
+  for (let i = first; i < first + o.count; i++) added.push(machineNode(lab, m.subnet, i));
+  for (const n of added)
+    if (existsSync(n.dir))
+      throw new InputError(
+        `${n.dir} already exists (a machine ${n.name} of an earlier try); a new machine starts empty.`,
+        {
+          hint: `Remove it (nothing is mounted there: \`findmnt -R ${n.dir}\`), or \`vaultops lab destroy --name ${lab.name}\`.`,
+        },
+      );
+  o.progress(
+    `Adding machines ${added.map((n) => `${n.name} (${n.ip})`).join(', ')} on ${FLAVORS[lab.flavor].product} ${o.version}...`,
+  );
+  lab.newNodes = added;
+  lab.newVersion = o.version;
+  lab.newBinary = o.binary;
+  writeLab(lab);
+  try {
+    // retry_join names every node, old and new: a new node finds the cluster through any of them.
+    const config: LabRecord = { ...lab, version: o.version, nodes: [...lab.nodes, ...added] };
+    await prepareMachines(lab, added, o.progress, o.env, { binary: o.binary, config });
+    await bootAll(lab, added, o.progress, o.version);
+  } catch (e) {
+    // Whatever of them cannot be removed now stays recorded (as retired): `lab down|destroy` removes it.
+    const left: LabNode[] = [];
+    for (const n of added) {
+      try {
+        await tearDownMachine(machineRef(lab, n));
+        forgetMachine(lab, n);
+      } catch {
+        left.push(n);
+      }
+    }
+    if (left.length) lab.retiredNodes = [...(lab.retiredNodes ?? []), ...left];
+    lab.newNodes = undefined;
+    lab.newVersion = undefined;
+    lab.newBinary = undefined;
+    writeLab(lab);
+    throw e;
+  }
+  writeInventory(lab);
+  writeLab(lab);
+  return added;
+}
+
+/** Machine nK is 10.213.K.(10+n): the last index whose address is still below the /24's broadcast. */
+const MAX_MACHINE_INDEX = 99;
+
+/** A machine gone from this host: its directory (root tree unmounted), certificate and pinned host key. */
+function forgetMachine(lab: LabRecord, n: LabNode): void {
+  removeLabDir(n.dir);
+  for (const f of [`${n.name}.pem`, `${n.name}.key`]) rmSync(join(lab.dir, 'tls', f), { force: true });
+  if (lab.machines) delete lab.machines.nodes[n.name];
+}
+
+/**
+ * After an immutable upgrade: the old machines, which left the cluster and whose servers were
+ * stopped, are powered off and removed, as retired hosts are decommissioned. One that cannot be
+ * removed now (this process is not root) stays listed as retired: `lab down` and `lab destroy`
+ * remove it.
+ */
+export async function retireMachines(lab: LabRecord, old: LabNode[]): Promise<void> {
+  lab.retiredNodes = [...(lab.retiredNodes ?? []), ...old];
+  writeLab(lab);
+  if (process.getuid?.() !== 0) return;
+  for (const n of old) {
+    try {
+      await tearDownMachine(machineRef(lab, n));
+      forgetMachine(lab, n);
+      lab.retiredNodes = lab.retiredNodes.filter((x) => x.name !== n.name);
+    } catch {
+      /* kept as retired: lab down / destroy tries again */
+    }
+  }
+  if (!lab.retiredNodes.length) lab.retiredNodes = undefined;
+  writeLab(lab);
+}
+
+/**
+ * Every node's server config rewritten from the record (retry_join names the lab's nodes as they are
+ * now), inside the machine: through its mounted root tree, or in its upper layer when it is down.
+ * The servers read it at their next start; retry_join matters only then.
+ */
+export function writeMachineConfigs(lab: LabRecord): void {
+  const layout = serverLayout(lab.flavor);
+  for (const n of lab.nodes) {
+    const p = machinePaths(n.dir);
+    const file = join(isMounted(p.root) ? p.root : p.upper, layout.config);
+    // An existing file keeps its owner and mode (root:openbao 0640) when written over.
+    writeFileSync(file, renderConfig(lab, n, machineServerPaths(lab.flavor)));
+  }
 }

@@ -53,7 +53,7 @@ export function renderConfig(lab: LabRecord, node: LabNode, paths: ServerPaths =
     '',
     'storage "raft" {',
     `  path = "${paths.data}"`,
-    `  node_id = "${node.name}"`,
+    `  node_id = "${node.raftId ?? node.name}"`,
     // 1 = the tightest timing, for a machine whose nodes share one host (HashiCorp's advice for production is also 1).
     '  performance_multiplier = 1',
     ...joins,

@@ -16,7 +16,7 @@ import {
   type NodeUpgradeContext,
   type UpgradeEvent,
 } from './members.js';
-import { startAndRejoin, waitFor, waitForNewLeader } from './node-waits.js';
+import { settledGate, startAndRejoin, waitFor, waitForNewLeader } from './node-waits.js';
 import { verifyUpgrade } from './end-state.js';
 import { compareVersions } from '../core/version.js';
 import { writeFileAtomicSync } from '../core/atomic-write.js';
@@ -183,7 +183,7 @@ export async function preflightImmutable(o: ImmutableUpgradeOptions): Promise<Im
 
   if (!resumed) {
     // A fresh run: the cluster as it is must be healthy and able to lose a node.
-    const before = await o.cluster.status();
+    const before = await settledGate(() => o.cluster.status());
     if (before.health !== 'healthy') {
       throw new GateError(`Cluster ${o.clusterName} is not healthy; no node was touched and no new node joined.`, {
         details: before.problems,
@@ -416,14 +416,17 @@ async function joinNewNode(
  * target; autopilot healthy with failure tolerance >= 1.
  */
 async function gateBeforeRemoval(o: ImmutableUpgradeOptions, p: ImmutablePreflight, what: string): Promise<void> {
-  const leader = await p.all.findLeader();
-  const ap = await leader.client.autopilotState();
-  const problems: string[] = [];
-  for (const m of p.newMembers)
-    if (!(await isHealthyVoter(p.all, m.node, p.target)))
-      problems.push(`new node ${m.spec.name} is not a healthy voter on ${p.target}`);
-  if (!ap.healthy) problems.push('autopilot reports the cluster unhealthy');
-  if (ap.failure_tolerance < 1) problems.push(`failure tolerance is ${ap.failure_tolerance}`);
+  const { problems } = await settledGate(async () => {
+    const leader = await p.all.findLeader();
+    const ap = await leader.client.autopilotState();
+    const found: string[] = [];
+    for (const m of p.newMembers)
+      if (!(await isHealthyVoter(p.all, m.node, p.target)))
+        found.push(`new node ${m.spec.name} is not a healthy voter on ${p.target}`);
+    if (!ap.healthy) found.push('autopilot reports the cluster unhealthy');
+    if (ap.failure_tolerance < 1) found.push(`failure tolerance is ${ap.failure_tolerance}`);
+    return { problems: found };
+  });
   if (problems.length)
     throw new GateError(`Not ${what}: cluster ${o.clusterName} cannot lose a member now.`, {
       details: problems,

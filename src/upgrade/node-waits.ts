@@ -13,6 +13,29 @@ import { halt, type Member, type NodeUpgradeContext, type UpgradeEvent } from '.
 
 const POLL_MS = 200;
 
+/** How long a gate looks again when autopilot alone disagrees, before it refuses. */
+export const AUTOPILOT_SETTLE_MS = 15_000;
+
+const AUTOPILOT_ONLY = /^autopilot reports the cluster unhealthy|^failure tolerance is /;
+
+/**
+ * A gate's check, looked at again for up to `settleMs` when autopilot's verdict is its only problem.
+ * Autopilot's health moves: a heartbeat late on a busy leader flips it for a moment while every node
+ * answers, is unsealed and votes. Any other problem (a node unreachable or sealed) is returned at once.
+ */
+export async function settledGate<T extends { problems: readonly string[] }>(
+  check: () => Promise<T>,
+  settleMs = AUTOPILOT_SETTLE_MS,
+): Promise<T> {
+  const until = Date.now() + settleMs;
+  let r = await check();
+  while (r.problems.length > 0 && r.problems.every((p) => AUTOPILOT_ONLY.test(p)) && Date.now() <= until) {
+    await sleep(1000);
+    r = await check();
+  }
+  return r;
+}
+
 /** Polls `check` until it returns a value, or the deadline passes (undefined). */
 export async function waitFor<T>(
   timeoutMs: number,

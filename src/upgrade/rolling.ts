@@ -25,14 +25,11 @@ import {
   type NodeUpgradeContext,
   type UpgradeEvent,
 } from './members.js';
-import { autopilotStabilization, startAndRejoin, waitForNewLeader } from './node-waits.js';
+import { autopilotStabilization, settledGate, startAndRejoin, waitForNewLeader } from './node-waits.js';
 import { verifyUpgrade, versionHistory } from './end-state.js';
 import { compareVersions } from '../core/version.js';
 import { sleep } from '../core/sleep.js';
 import { writeFileAtomicSync } from '../core/atomic-write.js';
-
-/** How long the gate waits for autopilot alone to agree before refusing. */
-const AUTOPILOT_SETTLE_MS = 15_000;
 
 /**
  * A rolling in-place upgrade in HashiCorp's order (
@@ -155,19 +152,7 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
   await resumeInProgress(o, flavorUnit, emit);
 
   // 2. Cluster gates: every node reachable, unsealed, a voter; autopilot healthy; tolerance >= 1.
-  let before = await o.cluster.status();
-  // Autopilot's health moves: a heartbeat late on a busy leader flips it for a moment. When every node
-  // answers, is unsealed and votes and only autopilot disagrees, look again for a few seconds first.
-  const onlyAutopilot = (p: string[]) =>
-    p.length > 0 && p.every((x) => /^autopilot reports the cluster unhealthy|^failure tolerance is /.test(x));
-  for (
-    const until = Date.now() + AUTOPILOT_SETTLE_MS;
-    before.health === 'degraded' && onlyAutopilot(before.problems);
-  ) {
-    if (Date.now() > until) break;
-    await sleep(1000);
-    before = await o.cluster.status();
-  }
+  const before = await settledGate(() => o.cluster.status());
   if (before.health !== 'healthy') {
     throw new GateError(`Cluster ${o.clusterName} is not healthy; no node was touched.`, {
       details: before.problems,

@@ -11,6 +11,7 @@ import { bridgeAddress } from '../../src/lab/machine-net.js';
 import { CLI, NODE, runProcess, waitFor, type Ran } from '../helpers/cli.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
+import { mainPids } from '../helpers/machines.js';
 
 /**
  * A lab of systemd machines with a real HAProxy in front (`lab up --hosts --lb haproxy`), one lab
@@ -209,14 +210,6 @@ describe(`load balancer and TLS rotation on ${flavor} ${version} machines`, () =
     for (const n of t.lab.nodes) await issueNodeCert(dir, ca, n, [`IP:${lbHost}`]);
     return dir;
   };
-  const mainPids = () =>
-    Promise.all(
-      t.lab.nodes.map(async (n) =>
-        (
-          await runInMachine(t.lab, n.name, ['systemctl', 'show', '-p', 'MainPID', '--value', `${layout.unit}.service`])
-        ).stdout.trim(),
-      ),
-    );
   const leftovers = async () => {
     const found: string[] = [];
     for (const n of t.lab.nodes) {
@@ -238,7 +231,7 @@ describe(`load balancer and TLS rotation on ${flavor} ${version} machines`, () =
     copyFileSync(join(good, 'n3.pem'), join(bad, 'n3.pem'));
     copyFileSync(join(good, 'n1.key'), join(bad, 'n3.key'));
     const before = await nodeFingerprints();
-    const pids = await mainPids();
+    const pids = await mainPids(t.lab);
     const r = await cli(['tls', 'rotate', '-i', t.inventory, '--cert-dir', bad, '--non-interactive']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('no node was touched');
@@ -246,14 +239,14 @@ describe(`load balancer and TLS rotation on ${flavor} ${version} machines`, () =
     expect(r.stderr).toMatch(/n3: .*n3\.key is not the key of .*n3\.pem/);
     expect(r.stderr).not.toMatch(/^\s+n2:/m);
     expect(await nodeFingerprints()).toEqual(before);
-    expect(await mainPids()).toEqual(pids);
+    expect(await mainPids(t.lab)).toEqual(pids);
     expect(await leftovers()).toEqual([]);
   });
 
   it('tls rotate: node by node, active last, SIGHUP (no restart), each node then serves its new certificate', async () => {
     const dir = await issue('new');
     const leader = await leaderName();
-    const pids = await mainPids();
+    const pids = await mainPids(t.lab);
     const r = await cli(['tls', 'rotate', '-i', t.inventory, '--cert-dir', dir, '--json']);
     expect(r.code, r.stderr).toBe(0);
     const result = JSON.parse(r.stdout) as { nodes: { node: string; status: string; fingerprint_after: string }[] };
@@ -267,7 +260,7 @@ describe(`load balancer and TLS rotation on ${flavor} ${version} machines`, () =
       expect(result.nodes.find((x) => x.node === n.name)!.fingerprint_after).toBe(expected);
     }
     // Reloaded, not restarted: the same server processes, still unsealed and healthy.
-    expect(await mainPids()).toEqual(pids);
+    expect(await mainPids(t.lab)).toEqual(pids);
     await waitHealthy(t.lab, labToken(t.lab), () => undefined);
     // Through the load balancer, the client now sees the active node's new certificate.
     expect(await fingerprintAt(lbHost, 8200)).toBe(now[leader]);

@@ -9,6 +9,7 @@ import { serverLayout } from '../../src/lab/machine-root.js';
 import { ensureKv, kvGet, kvPut, withCluster } from '../helpers/backup-lab.js';
 import { runProcess, type Ran } from '../helpers/cli.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
+import { inMachine, mainPid, versions } from '../helpers/machines.js';
 
 /**
  * Faults of a rolling upgrade on systemd machines (`lab up --hosts`) that only a real host shows:
@@ -59,12 +60,9 @@ describe('rolling upgrade faults on openbao machines', () => {
       ],
       onLine,
     );
-  const inMachine = async (node: string, command: string[]) => (await runInMachine(t.lab, node, command)).stdout.trim();
-  const mainPid = (node: string) =>
-    inMachine(node, ['systemctl', 'show', '-p', 'ExecMainPID', '--value', `${layout.unit}.service`]);
   /** The version of the live binary on the machine, asked inside (not over the network). */
   const liveVersion = async (node: string) =>
-    /v(\d+\.\d+\.\d+)/.exec(await inMachine(node, [layout.binary, 'version']))?.[1];
+    /v(\d+\.\d+\.\d+)/.exec(await inMachine(t.lab, node, [layout.binary, 'version']))?.[1];
   const cluster = async <T>(f: (c: ReturnType<typeof clusterFor>) => Promise<T>): Promise<T> => {
     const c = clusterFor(t.lab);
     try {
@@ -74,7 +72,6 @@ describe('rolling upgrade faults on openbao machines', () => {
     }
   };
   const leader = () => cluster(async (c) => (await c.findLeader()).node.name);
-  const versions = () => cluster(async (c) => (await c.status()).nodes.map((n) => n.version));
   const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
   beforeAll(async () => {
@@ -101,7 +98,9 @@ describe('rolling upgrade faults on openbao machines', () => {
     );
     chmodSync(broken, 0o755);
     const active = await leader();
-    const pids = Object.fromEntries(await Promise.all(t.lab.nodes.map(async (n) => [n.name, await mainPid(n.name)])));
+    const pids = Object.fromEntries(
+      await Promise.all(t.lab.nodes.map(async (n) => [n.name, await mainPid(t.lab, n.name)])),
+    );
     let first: string | undefined;
     const r = await upgrade(broken, sha256(broken), ['--rollback-on-failure'], (line) => {
       first ??= /order: (\S+)/.exec(line)?.[1];
@@ -116,10 +115,11 @@ describe('rolling upgrade faults on openbao machines', () => {
     expect(r.stderr).toContain('broken build: cannot start the server');
     // The previous binary is live again and the node runs it under systemd; nothing else was touched.
     expect(await liveVersion(first!)).toBe(from);
-    expect(await inMachine(first!, ['systemctl', 'is-active', `${layout.unit}.service`])).toBe('active');
-    expect(await mainPid(first!)).not.toBe(pids[first!]);
-    for (const n of t.lab.nodes.filter((x) => x.name !== first)) expect(await mainPid(n.name)).toBe(pids[n.name]);
-    expect(await versions()).toEqual([from, from, from]);
+    expect(await inMachine(t.lab, first!, ['systemctl', 'is-active', `${layout.unit}.service`])).toBe('active');
+    expect(await mainPid(t.lab, first!)).not.toBe(pids[first!]);
+    for (const n of t.lab.nodes.filter((x) => x.name !== first))
+      expect(await mainPid(t.lab, n.name)).toBe(pids[n.name]);
+    expect(await versions(t.lab)).toEqual([from, from, from]);
     expect(await leader()).toBe(active);
   }, 300_000);
 
@@ -128,7 +128,7 @@ describe('rolling upgrade faults on openbao machines', () => {
 
   it('a standby rebooted during the run comes back sealed: the run halts (exit 4) before the next node, naming it and `vaultops run unseal`', async () => {
     const active = await leader();
-    const pidLeader = await mainPid(active);
+    const pidLeader = await mainPid(t.lab, active);
     let order: string[] = [];
     const rebooting: Array<Promise<void>> = [];
     const r = await upgrade(newBinary, sum, [], (line) => {
@@ -152,7 +152,7 @@ describe('rolling upgrade faults on openbao machines', () => {
     expect(await liveVersion(rebooted)).toBe(from);
     const sealed = await cluster(async (c) => (await c.client(rebooted).sealStatus()).sealed);
     expect(sealed).toBe(true);
-    expect(await mainPid(active)).toBe(pidLeader);
+    expect(await mainPid(t.lab, active)).toBe(pidLeader);
     expect(await liveVersion(upgradedFirst)).toBe(to);
     // As documented: unseal with the inventory's key shares, then run the upgrade again (next test).
     const u = await cli(['run', 'unseal', '-i', t.inventory, '--yes', '--non-interactive']);
@@ -174,11 +174,11 @@ describe('rolling upgrade faults on openbao machines', () => {
   it('a bad config line on the next node: halts there with the journal (redacted), quorum kept; fixed, the same command finishes', async () => {
     const node = rebooted;
     const active = await leader();
-    const pidLeader = await mainPid(active);
+    const pidLeader = await mainPid(t.lab, active);
     // An operator pasted a token where a quoted string belongs: the server refuses its config at
     // start, and its error names what it could not parse, so the journal holds a secret.
     const config = layout.config;
-    const original = await inMachine(node, ['cat', config]);
+    const original = await inMachine(t.lab, node, ['cat', config]);
     await runInMachine(t.lab, node, ['sh', '-c', `printf '%s\\n' 'api_addr = ${t.init.root_token}' >> ${config}`]);
     const r = await upgrade(newBinary, sum);
     expect(r.code, r.stderr).toBe(1);
@@ -188,14 +188,14 @@ describe('rolling upgrade faults on openbao machines', () => {
     expect(r.stderr).not.toContain(t.init.root_token);
     // Quorum kept: the leader untouched and active.
     expect(await leader()).toBe(active);
-    expect(await mainPid(active)).toBe(pidLeader);
+    expect(await mainPid(t.lab, active)).toBe(pidLeader);
     // Fixed, the same command brings the node back first (its binary already swapped), then the leader.
     await runInMachine(t.lab, node, ['sh', '-c', `printf '%s\\n' "$1" > ${config}`, 'sh', original]);
     const again = await upgrade(newBinary, sum);
     expect(again.stderr).toContain(`${node}: resuming`);
     expect(again.stderr + again.stdout).toContain(`all nodes on ${to}`);
     expect(again.code).toBe(0);
-    expect(await versions()).toEqual([to, to, to]);
+    expect(await versions(t.lab)).toEqual([to, to, to]);
     for (const n of t.lab.nodes) expect(await liveVersion(n.name)).toBe(to);
   }, 400_000);
 
@@ -223,7 +223,7 @@ describe('rolling upgrade faults on openbao machines', () => {
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { status: { health: string } }).status.health).toBe('healthy');
     expect(await withCluster(t.inventory, (c) => kvGet(c, 'marker'))).toBe('in-the-backup');
-    expect(await versions()).toEqual([to, to, to]);
+    expect(await versions(t.lab)).toEqual([to, to, to]);
   }, 300_000);
 
   it('printed no secret', () => {

@@ -1,10 +1,11 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterFor, runInMachine } from '../../src/lab/lab.js';
+import { clusterFor } from '../../src/lab/lab.js';
 import { serverLayout } from '../../src/lab/machine-root.js';
 import { runProcess, type Ran } from '../helpers/cli.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
+import { inMachine, mainPid } from '../helpers/machines.js';
 
 /**
  * `vaultops maintain` (the built CLI) on a lab of systemd machines (`lab up --hosts`): real reboots
@@ -31,10 +32,7 @@ describe('rolling host maintenance on openbao machines', () => {
   };
   const maintain = (extra: string[]) =>
     cli(['maintain', '-i', t.inventory, '--non-interactive', '--confirm', t.lab.name, ...extra]);
-  const inMachine = async (node: string, command: string[]) => (await runInMachine(t.lab, node, command)).stdout.trim();
-  const sh = (node: string, script: string) => inMachine(node, ['sh', '-c', script]);
-  const mainPid = (node: string) =>
-    inMachine(node, ['systemctl', 'show', '-p', 'ExecMainPID', '--value', `${layout.unit}.service`]);
+  const sh = (node: string, script: string) => inMachine(t.lab, node, ['sh', '-c', script]);
   /** The start time of the machine's PID 1: a new one after each boot. */
   const bootMark = (node: string) => sh(node, "awk '{print $22}' /proc/1/stat");
   const withCluster = async <T>(f: (c: ReturnType<typeof clusterFor>) => Promise<T>): Promise<T> => {
@@ -130,7 +128,9 @@ describe('rolling host maintenance on openbao machines', () => {
     const leader = await leaderNow();
     const standbys = t.lab.nodes.map((n) => n.name).filter((n) => n !== leader);
     const [first, second] = standbys as [string, string];
-    const pids = Object.fromEntries(await Promise.all(t.lab.nodes.map(async (n) => [n.name, await mainPid(n.name)])));
+    const pids = Object.fromEntries(
+      await Promise.all(t.lab.nodes.map(async (n) => [n.name, await mainPid(t.lab, n.name)])),
+    );
     await sh(second, 'touch /var/tmp/maint-fail; rm -f /var/tmp/maint-done');
     await Promise.all(standbys.concat(leader).map((n) => sh(n, 'rm -f /var/tmp/maint-done')));
     const command =
@@ -148,8 +148,8 @@ describe('rolling host maintenance on openbao machines', () => {
     expect(await sh(first, 'test -e /var/tmp/maint-done && echo yes')).toBe('yes');
     expect(await sh(second, 'test -e /var/tmp/maint-done && echo yes || echo no')).toBe('no');
     expect(await sh(leader, 'test -e /var/tmp/maint-done && echo yes || echo no')).toBe('no');
-    expect(await mainPid(first)).not.toBe(pids[first]);
-    expect(await mainPid(leader)).toBe(pids[leader]);
+    expect(await mainPid(t.lab, first)).not.toBe(pids[first]);
+    expect(await mainPid(t.lab, leader)).toBe(pids[leader]);
     expect(await leaderNow()).toBe(leader);
     expect(await healthy()).toEqual({ health: 'healthy', tolerance: 1 });
 
@@ -162,13 +162,13 @@ describe('rolling host maintenance on openbao machines', () => {
 
     // The operator fixes the host, then resumes: the first standby is not done again.
     await sh(second, 'rm -f /var/tmp/maint-fail');
-    const firstPid = await mainPid(first);
+    const firstPid = await mainPid(t.lab, first);
     const resumed = await cli(['resume', runId!, '--non-interactive', '--confirm', t.lab.name]);
     expect(resumed.stdout + resumed.stderr).toMatch(/run \S+ ok/);
     expect(resumed.code).toBe(0);
     for (const n of [first, second, leader]) expect(await sh(n, 'test -e /var/tmp/maint-done && echo yes')).toBe('yes');
-    expect(await mainPid(first)).toBe(firstPid);
-    expect(await mainPid(leader)).not.toBe(pids[leader]);
+    expect(await mainPid(t.lab, first)).toBe(firstPid);
+    expect(await mainPid(t.lab, leader)).not.toBe(pids[leader]);
     expect(await leaderNow()).not.toBe(leader);
     expect(await healthy()).toEqual({ health: 'healthy', tolerance: 1 });
   }, 300_000);
@@ -178,11 +178,15 @@ describe('rolling host maintenance on openbao machines', () => {
     const first = t.lab.nodes.map((n) => n.name).find((n) => n !== leader)!;
     const node = t.lab.nodes.find((n) => n.name === first)!;
     const host = new URL(node.apiAddr).hostname;
-    const live = await inMachine(first, ['cat', layout.config]);
+    const live = await inMachine(t.lab, first, ['cat', layout.config]);
     const sums = Object.fromEntries(
-      await Promise.all(t.lab.nodes.map(async (n) => [n.name, await inMachine(n.name, ['sha256sum', layout.config])])),
+      await Promise.all(
+        t.lab.nodes.map(async (n) => [n.name, await inMachine(t.lab, n.name, ['sha256sum', layout.config])]),
+      ),
     );
-    const pids = Object.fromEntries(await Promise.all(t.lab.nodes.map(async (n) => [n.name, await mainPid(n.name)])));
+    const pids = Object.fromEntries(
+      await Promise.all(t.lab.nodes.map(async (n) => [n.name, await mainPid(t.lab, n.name)])),
+    );
     // One file for every node, with the per-node values as placeholders; its listener asks for an
     // address no machine has (TEST-NET-1), so it parses but the server cannot start with it.
     const template = live
@@ -200,14 +204,14 @@ describe('rolling host maintenance on openbao machines', () => {
 
     // The first node has its old file again (the new one was really swapped in and out), runs
     // and votes; the other nodes' files and processes are as they were.
-    expect(await inMachine(first, ['sha256sum', layout.config])).toBe(sums[first]);
-    expect(await inMachine(first, ['grep', '-c', '192.0.2.1', `${layout.config}.vaultops-prev`])).toBe('0');
-    expect(await mainPid(first)).not.toBe(pids[first]);
+    expect(await inMachine(t.lab, first, ['sha256sum', layout.config])).toBe(sums[first]);
+    expect(await inMachine(t.lab, first, ['grep', '-c', '192.0.2.1', `${layout.config}.vaultops-prev`])).toBe('0');
+    expect(await mainPid(t.lab, first)).not.toBe(pids[first]);
     for (const n of t.lab.nodes.filter((x) => x.name !== first)) {
-      expect(await inMachine(n.name, ['sha256sum', layout.config])).toBe(sums[n.name]);
-      expect(await mainPid(n.name)).toBe(pids[n.name]);
+      expect(await inMachine(t.lab, n.name, ['sha256sum', layout.config])).toBe(sums[n.name]);
+      expect(await mainPid(t.lab, n.name)).toBe(pids[n.name]);
     }
-    expect(await inMachine(first, ['systemctl', 'is-active', `${layout.unit}.service`])).toBe('active');
+    expect(await inMachine(t.lab, first, ['systemctl', 'is-active', `${layout.unit}.service`])).toBe('active');
     expect(await leaderNow()).toBe(leader);
     expect(await healthy()).toEqual({ health: 'healthy', tolerance: 1 });
 
@@ -220,20 +224,24 @@ describe('rolling host maintenance on openbao machines', () => {
       .replace('log_level = "info"', 'log_level = "debug"');
     expect(good).toContain('log_level = "debug"');
     writeFileSync(file, good);
-    const before = Object.fromEntries(await Promise.all(t.lab.nodes.map(async (n) => [n.name, await mainPid(n.name)])));
+    const before = Object.fromEntries(
+      await Promise.all(t.lab.nodes.map(async (n) => [n.name, await mainPid(t.lab, n.name)])),
+    );
     const again = await maintain(['--config', file]);
     expect(again.stdout + again.stderr).toMatch(/run \S+ ok/);
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(new RegExp(`${first}.*applied with systemctl reload`));
-    expect(await mainPid(first)).toBe(before[first]);
+    expect(await mainPid(t.lab, first)).toBe(before[first]);
     for (const n of t.lab.nodes) {
-      expect(await inMachine(n.name, ['grep', '-c', 'log_level = "debug"', layout.config])).toBe('1');
-      expect(await inMachine(n.name, ['grep', '-c', `node_id = "${n.name}"`, layout.config])).toBe('1');
-      expect(await inMachine(n.name, ['grep', '-c', 'log_level = "info"', `${layout.config}.vaultops-prev`])).toBe('1');
-      expect(await inMachine(n.name, ['stat', '-c', '%U:%G %a', layout.config])).toBe(
-        await inMachine(n.name, ['stat', '-c', '%U:%G %a', `${layout.config}.vaultops-prev`]),
+      expect(await inMachine(t.lab, n.name, ['grep', '-c', 'log_level = "debug"', layout.config])).toBe('1');
+      expect(await inMachine(t.lab, n.name, ['grep', '-c', `node_id = "${n.name}"`, layout.config])).toBe('1');
+      expect(
+        await inMachine(t.lab, n.name, ['grep', '-c', 'log_level = "info"', `${layout.config}.vaultops-prev`]),
+      ).toBe('1');
+      expect(await inMachine(t.lab, n.name, ['stat', '-c', '%U:%G %a', layout.config])).toBe(
+        await inMachine(t.lab, n.name, ['stat', '-c', '%U:%G %a', `${layout.config}.vaultops-prev`]),
       );
-      if (n.name !== first) expect(await mainPid(n.name)).not.toBe(before[n.name]);
+      if (n.name !== first) expect(await mainPid(t.lab, n.name)).not.toBe(before[n.name]);
     }
     expect(await leaderNow()).not.toBe(leader);
     expect(await healthy()).toEqual({ health: 'healthy', tolerance: 1 });

@@ -8,6 +8,7 @@ import { serverLayout } from '../../src/lab/machine-root.js';
 import { runProcess, type Ran } from '../helpers/cli.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
+import { inMachine, mainPids, staged, versions } from '../helpers/machines.js';
 
 /**
  * `vaultops upgrade` (the built CLI) on a lab of systemd machines (`lab up --hosts`): the server is
@@ -58,30 +59,6 @@ describe.each(pairs)(
         '90',
         ...extra,
       ]);
-    const inMachine = async (node: string, command: string[]) =>
-      (await runInMachine(t.lab, node, command)).stdout.trim();
-    const mainPids = async () =>
-      Promise.all(
-        t.lab.nodes.map((n) =>
-          inMachine(n.name, ['systemctl', 'show', '-p', 'ExecMainPID', '--value', `${layout.unit}.service`]),
-        ),
-      );
-    const versions = async () => {
-      const c = clusterFor(t.lab);
-      try {
-        return (await c.status()).nodes.map((n) => n.version);
-      } finally {
-        c.close();
-      }
-    };
-    const staged = async () => {
-      const found: string[] = [];
-      for (const n of t.lab.nodes)
-        if ((await runInMachine(t.lab, n.name, ['test', '-e', `${layout.binary}.vaultops-staged`])).code === 0)
-          found.push(n.name);
-      return found;
-    };
-
     beforeAll(async () => {
       newBinary = (await ensureBinary({ flavor, version: to })).path;
       sum = createHash('sha256').update(readFileSync(newBinary)).digest('hex');
@@ -92,33 +69,33 @@ describe.each(pairs)(
     }, 120_000);
 
     itOn('openbao')('refuses at the gate (exit 4) when sshd is down on one machine, before any change', async () => {
-      const pids = await mainPids();
-      await inMachine('n3', ['systemctl', 'stop', 'ssh.service']);
+      const pids = await mainPids(t.lab);
+      await inMachine(t.lab, 'n3', ['systemctl', 'stop', 'ssh.service']);
       try {
         const r = await upgrade();
         expect(r.code).toBe(4);
         expect(r.stderr).toContain('n3');
-        expect(await mainPids()).toEqual(pids);
-        expect(await staged()).toEqual([]);
-        expect(await versions()).toEqual([from, from, from]);
+        expect(await mainPids(t.lab)).toEqual(pids);
+        expect(await staged(t.lab)).toEqual([]);
+        expect(await versions(t.lab)).toEqual([from, from, from]);
       } finally {
-        await inMachine('n3', ['systemctl', 'start', 'ssh.service']);
+        await inMachine(t.lab, 'n3', ['systemctl', 'start', 'ssh.service']);
       }
     });
 
     itOn('openbao')(
       'refuses at the gate (exit 4) naming `sudo -n` when sudo wants a password on one machine; nothing staged or stopped',
       async () => {
-        const pids = await mainPids();
+        const pids = await mainPids(t.lab);
         await setOpsSudo(t.lab, 'n2', false);
         try {
           const r = await upgrade();
           expect(r.code).toBe(4);
           expect(r.stderr).toContain('sudo -n');
           expect(r.stderr).toContain('n2');
-          expect(await mainPids()).toEqual(pids);
-          expect(await staged()).toEqual([]);
-          expect(await versions()).toEqual([from, from, from]);
+          expect(await mainPids(t.lab)).toEqual(pids);
+          expect(await staged(t.lab)).toEqual([]);
+          expect(await versions(t.lab)).toEqual([from, from, from]);
         } finally {
           await setOpsSudo(t.lab, 'n2', true);
         }
@@ -127,11 +104,11 @@ describe.each(pairs)(
 
     /** Every node upgraded by systemd (stopped by the unit, not killed), running the swapped binary. */
     const expectUpgradedThroughSystemd = async (pidsBefore: string[]) => {
-      expect(await versions()).toEqual([to, to, to]);
-      const after = await mainPids();
+      expect(await versions(t.lab)).toEqual([to, to, to]);
+      const after = await mainPids(t.lab);
       after.forEach((pid, i) => expect(pid).not.toBe(pidsBefore[i]));
       for (const n of t.lab.nodes) {
-        const journal = await inMachine(n.name, [
+        const journal = await inMachine(t.lab, n.name, [
           'journalctl',
           '-u',
           `${layout.unit}.service`,
@@ -140,9 +117,9 @@ describe.each(pairs)(
           'cat',
         ]);
         expect(journal).toMatch(/Stopped .*(OpenBao|Vault)/);
-        expect(await inMachine(n.name, ['systemctl', 'is-active', `${layout.unit}.service`])).toBe('active');
-        expect(await inMachine(n.name, [layout.binary, 'version'])).toContain(`v${to}`);
-        expect(await inMachine(n.name, ['stat', '-c', '%U %a', layout.binary])).toBe('root 755');
+        expect(await inMachine(t.lab, n.name, ['systemctl', 'is-active', `${layout.unit}.service`])).toBe('active');
+        expect(await inMachine(t.lab, n.name, [layout.binary, 'version'])).toContain(`v${to}`);
+        expect(await inMachine(t.lab, n.name, ['stat', '-c', '%U %a', layout.binary])).toBe('root 755');
         expect((await runInMachine(t.lab, n.name, ['test', '-e', `${layout.binary}.vaultops-prev`])).code).toBe(0);
       }
     };
@@ -150,7 +127,7 @@ describe.each(pairs)(
     itOn('vault')(
       'upgrades every machine through its systemd unit: new MainPIDs, the previous binary kept, one leader on the new version',
       async () => {
-        const pids = await mainPids();
+        const pids = await mainPids(t.lab);
         const r = await upgrade();
         expect(r.stderr + r.stdout).toContain(`Upgraded ${t.lab.name} to ${to}`);
         expect(r.code).toBe(0);
@@ -162,7 +139,7 @@ describe.each(pairs)(
     itOn('openbao')(
       "halts before the next node when that machine's network is cut mid-run, quorum kept; run again once the link is back, it finishes through systemd",
       async () => {
-        const pids = await mainPids();
+        const pids = await mainPids(t.lab);
         let order: string[] = [];
         let cut: string | undefined;
         const cutting: Array<Promise<void>> = [];
@@ -201,7 +178,7 @@ describe.each(pairs)(
           expect(r.code).not.toBe(0);
           expect(r.stderr).toMatch(/halted|Not taking|not healthy|unreachable|cannot be reached/i);
           // The cut machine and the leader were not touched: same MainPIDs (seen from inside, not over the network).
-          const now = await mainPids();
+          const now = await mainPids(t.lab);
           const untouched = [cut!, order[2]!].map((name) => t.lab.nodes.findIndex((n) => n.name === name));
           for (const i of untouched) expect(now[i]).toBe(pids[i]);
           // Quorum kept: the two reachable machines still have a leader.

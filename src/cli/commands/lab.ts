@@ -63,9 +63,13 @@ export function registerLabCommands(program: Command): void {
     lab
       .command('add-nodes')
       .description(
-        'start new nodes (own addresses, data, certs, sshd with --ssh labs) on a newer version for an immutable upgrade; written into the inventory as new_nodes',
+        'start new nodes (own addresses, data, certs, sshd with --ssh labs; machines in a --hosts lab) on a newer version for an immutable upgrade; written into the inventory as new_nodes',
       )
       .option('--count <n>', 'how many new nodes', '3')
+      .option(
+        '--hosts',
+        "new systemd machines on the lab's bridge, as `lab up --hosts` makes them (the lab must be one of machines; it gets machines with or without this flag)",
+      )
       .option('--version <version>', "the new nodes' server version")
       .option('--vault-binary <path>', 'use this server binary (else $VAULTOPS_VAULT_BINARY, the cache, PATH)'),
   ).action(async (o) => (await import('../lab-add-nodes.js')).labAddNodesCommand(o));
