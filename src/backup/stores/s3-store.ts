@@ -6,14 +6,24 @@ import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { crc32 } from 'node:zlib';
 import { VaultopsError } from '../../core/errors.js';
+import { shrinkHeapAfterLoad } from '../../core/young-gc.js';
 import { backupEntry, newestFirst, sidecarText, storedFileOf, type Manifest } from './manifest.js';
 import { assertPlainName } from './local-dir-store.js';
 import type { RetentionRule } from './retention.js';
 import type { S3Api, UploadedPart } from './s3-api.js';
 import type { BackupEntry, BackupStore, SnapshotSink } from './store.js';
 
-/** Bytes per multipart part: S3 wants >= 5 MiB for all but the last, and at most 10,000 parts (78 GiB here). */
-const PART = 8 << 20;
+/**
+ * Bytes in multipart part `n` (from 1). S3 wants >= 5 MiB for all but the last part, and at most
+ * 10,000 parts. Parts are 5 MiB (the least memory: two part buffers) up to part 9,000 (43.9 GiB), then
+ * double every 250 parts (10, 20, 40, 80 MiB), so the largest snapshot is 80.6 GiB. Part sizes change
+ * only past 43.9 GiB: services that want equal parts (Cloudflare R2) see equal parts below that.
+ */
+export function partSize(n: number): number {
+  const MiB = 1 << 20;
+  if (n <= 9000) return 5 * MiB;
+  return 5 * MiB * 2 ** Math.min(4, Math.ceil((n - 9000) / 250));
+}
 /**
  * Part buffers of one upload: one part is sent while the other fills. A buffer goes back to the pool
  * only once its UploadPart settled, retries included, so a part is never sent with later bytes.
@@ -103,6 +113,8 @@ export class S3Store implements BackupStore {
     }
     const key = this.#key(finalName);
     const uploadId = await s3.createUpload(key);
+    // The SDK is loaded and its first request made: give back the young generation its loading grew.
+    shrinkHeapAfterLoad();
     const upload = new S3Upload(s3, key, uploadId, `${this.location}/${finalName}`);
     let done = false;
     const abortUpload = async () => {
@@ -301,15 +313,19 @@ class S3Upload extends Writable {
     cb(error);
   }
 
-  /** A free part buffer: from the pool, a new one while the pool is not full, else once the oldest part is stored. */
-  async #buffer(): Promise<Buffer> {
+  /**
+   * A free buffer of at least `size` bytes: from the pool, a new one while the pool is not full, else
+   * once the oldest part is stored. A pool buffer too small for the part size it is asked for is dropped.
+   */
+  async #buffer(size: number): Promise<Buffer> {
     for (;;) {
       if (this.#failed) throw this.#failed;
       const b = this.#free.pop();
-      if (b) return b;
+      if (b && b.length >= size) return b;
+      if (b) this.#allocated--;
       if (this.#allocated < POOL) {
         this.#allocated++;
-        return Buffer.allocUnsafe(PART);
+        return Buffer.allocUnsafe(size);
       }
       await this.#inflight[0]?.catch(() => undefined);
     }
@@ -318,22 +334,23 @@ class S3Upload extends Writable {
   async #take(chunk: Buffer): Promise<void> {
     let i = 0;
     while (i < chunk.length) {
-      this.#part ??= await this.#buffer();
-      const n = Math.min(PART - this.#fill, chunk.length - i);
+      const size = partSize(this.#parts.length + 1);
+      this.#part ??= await this.#buffer(size);
+      const n = Math.min(size - this.#fill, chunk.length - i);
       const piece = chunk.subarray(i, i + n);
       piece.copy(this.#part, this.#fill);
       this.#sum.update(piece);
       this.#fill += n;
       i += n;
       this.bytes += n;
-      if (this.#fill === PART) await this.#sendPart();
+      if (this.#fill === size) await this.#sendPart();
     }
   }
 
   /** Starts sending the filled part; its buffer returns to the pool once S3 stored it. */
   async #sendPart(): Promise<void> {
     if (this.#failed) throw this.#failed;
-    const buffer = this.#part ?? (await this.#buffer());
+    const buffer = this.#part ?? (await this.#buffer(0));
     const body = buffer.subarray(0, this.#fill);
     const checksum = this.#sum.digest();
     const number = this.#parts.length + 1;
