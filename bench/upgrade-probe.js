@@ -247,7 +247,12 @@ try {
   } else {
     const t = result.timings;
     const sum = (f) => t.reduce((a, x) => a + (x[f] ?? 0), 0);
-    const irreducible = sum('stopMs') + sum('startMs') + sum('unsealMs') + sum('stabilizationMs');
+    // The stabilization time is irreducible whether it runs during the catch-up (from when autopilot
+    // was first seen reporting the node a healthy voter) or as a pause after it.
+    const stabilization = t.every((x) => x.stabilizationTimeMs !== undefined)
+      ? sum('stabilizationTimeMs')
+      : sum('stabilizationMs');
+    const irreducible = sum('stopMs') + sum('startMs') + sum('unsealMs') + stabilization;
     const nodePhase = sum('totalMs');
     console.log(`\n${what}, 3 ${where}, probe ${HZ} Hz`);
     console.log(`  leadership changes:            ${probe.changes.length} (${probe.changes.join('; ') || 'none'})`);
@@ -261,15 +266,20 @@ try {
       `  upgrade wall time:             ${(result.wallMs / 1000).toFixed(1)} s (of which nodes ${(nodePhase / 1000).toFixed(1)} s; staging + gates + snapshot ${((result.wallMs - nodePhase) / 1000).toFixed(1)} s)`,
     );
     console.log(
-      `  irreducible waits:             ${(irreducible / 1000).toFixed(1)} s (stop ${sum('stopMs')} + start ${sum('startMs')} + unseal ${sum('unsealMs')} + stabilization ${sum('stabilizationMs')} ms)`,
+      `  irreducible waits:             ${(irreducible / 1000).toFixed(1)} s (stop ${sum('stopMs')} + start ${sum('startMs')} + unseal ${sum('unsealMs')} + stabilization ${stabilization} ms)`,
     );
     console.log(
       `  node phase / irreducible:      ${(nodePhase / irreducible).toFixed(2)}   whole run / irreducible: ${(result.wallMs / irreducible).toFixed(2)}`,
     );
+    const ph = result.phases;
+    if (ph)
+      console.log(
+        `  outside the nodes (ms):        gates ${ph.gatesMs}, staging ${ph.stagingMs}, snapshot ${ph.snapshotMs} (start -> first node down ${ph.untilFirstNodeMs}); between nodes ${ph.betweenNodesMs}; verify ${ph.verifyMs}`,
+      );
     for (const f of probe.failures) console.log(`    read failed twice ${f}`);
     for (const x of t)
       console.log(
-        `    ${x.node} (${x.role}): stop ${x.stopMs}${x.failoverMs !== undefined ? `, failover ${x.failoverMs}` : ''}, start ${x.startMs}, unseal ${x.unsealMs}, catch-up ${x.catchUpMs}, stabilization ${x.stabilizationMs}, total ${x.totalMs} ms`,
+        `    ${x.node} (${x.role}): stop ${x.stopMs}${x.failoverMs !== undefined ? `, failover ${x.failoverMs}` : ''}, start ${x.startMs}, unseal ${x.unsealMs}, catch-up ${x.catchUpMs}, stabilization ${x.stableBeforeReadyMs !== undefined ? `${x.stableBeforeReadyMs} during catch-up + ` : ''}${x.stabilizationMs}, total ${x.totalMs} ms`,
       );
   }
 } finally {
