@@ -505,7 +505,13 @@ export class SshHost implements Host {
         ...(sudo ? ['chown 0:0 "$t" || { rm -f "$t"; exit 1; }'] : []),
         `s=$(sha256sum -- "$t" | cut -d ' ' -f 1)`,
         `if [ "$s" != ${want} ]; then rm -f "$t"; echo "sha256 $s" >&2; exit 86; fi`,
-        `chmod ${mode} "$t" && mv -f -- "$t" ${shq(remotePath)} || { rm -f "$t"; exit 1; }`,
+        `chmod ${mode} "$t" || { rm -f "$t"; exit 1; }`,
+        // The file runs here, checked and not yet where anyone else would run it; its exit code is
+        // passed on after the rename, and its output is marked off from the rename's.
+        ...(options.run
+          ? [`echo vaultops-run-begin; "$t" ${options.run.map(shq).join(' ')} 2>&1; rc=$?; echo "vaultops-run-end $rc"`]
+          : []),
+        `mv -f -- "$t" ${shq(remotePath)} || { rm -f "$t"; exit 1; }`,
       ].join('\n'),
       { timeoutMs: 300_000 },
       sudo,
@@ -525,7 +531,9 @@ export class SshHost implements Host {
       throw new VaultopsError(
         `Could not move the upload into ${this.name}:${remotePath} (exit ${r.code ?? r.signal}): ${r.stderr.trim()}`,
       );
-    return { sha256: want, bytes: size };
+    const out = /vaultops-run-begin\n([\s\S]*)vaultops-run-end (\d+)/.exec(r.stdout);
+    const ran = options.run && out ? { code: Number(out[2]), stdout: out[1]!, stderr: '' } : undefined;
+    return { sha256: want, bytes: size, ran };
   }
 
   /** sha256 of a file on the host, undefined when it does not exist. */

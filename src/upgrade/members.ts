@@ -101,8 +101,8 @@ export async function halt(
 
 /**
  * Stages the binary on every member's host at once (each upload is its own SSH connection, and
- * sha256sum runs on each host), and asks the staged binary its version on the first one as soon as
- * it is staged there: the target version. Nothing running changes.
+ * sha256sum runs on each host), and asks the staged binary its version on the first one, in the
+ * command that checked it there: the target version. Nothing running changes.
  */
 export async function stageOnAll(
   members: readonly Member[],
@@ -112,7 +112,7 @@ export async function stageOnAll(
   const first = members[0]!;
   const versions = await Promise.all(
     members.map(async (m) => {
-      const r = await stageBinary(m.host, m.binaryPath, binary);
+      const r = await stageBinary(m.host, m.binaryPath, binary, m === first);
       emit({
         kind: 'stage',
         node: m.spec.name,
@@ -120,7 +120,9 @@ export async function stageOnAll(
           ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)`
           : 'already staged (sha256 verified on the host)',
       });
-      return m === first ? remoteBinaryVersion(m.host, `${m.binaryPath}${STAGED_SUFFIX}`, binary.sha256) : undefined;
+      if (m !== first) return undefined;
+      // Asked in the command that checked the upload; a copy staged by an earlier run is hashed and run now.
+      return r.version ?? remoteBinaryVersion(m.host, `${m.binaryPath}${STAGED_SUFFIX}`, binary.sha256);
     }),
   );
   return versions[0]!;
