@@ -480,14 +480,20 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
     // running, the staged files are checked again: the wait would otherwise come between their check
     // and the first swap.
     const pending = members.filter((m) => !skipped.some((s) => s.node === m.spec.name));
+    // Members whose staged file was checked since the last long wait; the others are checked right
+    // before their node goes down, after the gate (which names an unreachable host first).
     const inFlight = pre.snapshot!;
-    const [snap, checked] = await Promise.allSettled([
-      inFlight.done,
-      inFlight.isSettled() ? undefined : verifyAllStaged(o, pending),
+    const checking = inFlight.isSettled() ? new Set(pending) : checkStaged(o, pending);
+    const [snap, checked] = await Promise.all([
+      inFlight.done.then(
+        (v) => ({ ok: true as const, v }),
+        (e: unknown) => ({ ok: false as const, e }),
+      ),
+      checking,
     ]);
-    if (snap.status === 'rejected') throw snap.reason;
-    if (checked.status === 'rejected') throw checked.reason;
-    const snapshot = snap.value;
+    if (!snap.ok) throw snap.e;
+    let stagedChecked = checked;
+    const snapshot = snap.v;
     phases.snapshotMs = inFlight.tookMs() ?? 0;
     emit({ kind: 'snapshot', message: `pre-upgrade snapshot: ${snapshot}` });
 
@@ -522,14 +528,14 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
       const t = await upgradeMember(o, next, isLeader, target, stabilizationMs, timeout, emit, {
         // Checked since the last long wait: by the staging, while the snapshot ran, or during the
         // previous node's stabilization pause.
-        stagedChecked: true,
+        stagedChecked: stagedChecked.has(next),
         onGoingDown: () => {
           phases.betweenNodesMs += Date.now() - b0;
           if (!upgraded.length) phases.untilFirstNodeMs = Date.now() - started;
         },
         // The next nodes' staged files are checked again during this node's stabilization pause.
         duringStabilization: async () => {
-          await Promise.all([verifyAllStaged(o, rest), ...rest.map((m) => m.service.describeStop())]);
+          stagedChecked = await checkStaged(o, rest);
         },
       });
       timings.push(t);
@@ -560,6 +566,26 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
   } finally {
     closeMembers(members);
   }
+}
+
+/**
+ * Checks the staged files of these members at once, ahead of their turn (and asks how their stop is
+ * described): the ones that passed. A failure is not reported here: that member is checked again
+ * right before its node goes down, after the gate, which says why (an unreachable host, say).
+ */
+async function checkStaged(o: Pick<NodeUpgradeContext, 'binary'>, members: readonly Member[]): Promise<Set<Member>> {
+  const ok = new Set<Member>();
+  await Promise.all(
+    members.map(async (m) => {
+      try {
+        await Promise.all([verifyAllStaged(o, [m]), m.service.describeStop()]);
+        ok.add(m);
+      } catch {
+        // checked again before its node goes down
+      }
+    }),
+  );
+  return ok;
 }
 
 /** Checks the staged files (or, for packages, that they were staged) on these members at once. */
