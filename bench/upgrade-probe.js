@@ -13,8 +13,10 @@
 // (as a DNS round robin would send a client; standbys forward to the active node), and a failed read
 // is retried once on the next node, as a client library would. /sys/health of every node is polled at
 // 20 Hz as well. It prints leadership changes, the longest time without an active node, failed reads
-// (first attempt, and after one retry), and the upgrade's wall time against its irreducible waits.
-// Figures only; nothing is asserted.
+// (first attempt, and after one retry), and the upgrade's wall time against its irreducible waits
+// (per node stop + start + unseal + the stabilization time), with where the rest went: gates,
+// staging, snapshot (the two overlap), between nodes, verify, and per node the catch-up.
+// Figures only; nothing is asserted. --help prints this.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -27,6 +29,17 @@ import { Transport } from '../dist/internal/vault/transport.js';
 import { option } from './common.js';
 
 const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  // The usage is this file's opening comment.
+  const text = readFileSync(new URL(import.meta.url), 'utf8');
+  const usage = text
+    .split('\n')
+    .slice(1)
+    .filter((l, i, all) => all.slice(0, i + 1).every((x) => x.startsWith('//')))
+    .map((l) => l.replace(/^\/\/ ?/, ''));
+  console.log(usage.join('\n'));
+  process.exit(0);
+}
 const opt = (name, dflt) => option(args, name, dflt);
 const flavor = opt('flavor', 'openbao');
 const from = opt('from', flavor === 'openbao' ? '2.6.2' : '1.19.0');
