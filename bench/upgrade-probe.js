@@ -13,8 +13,10 @@
 // (as a DNS round robin would send a client; standbys forward to the active node), and a failed read
 // is retried once on the next node, as a client library would. /sys/health of every node is polled at
 // 20 Hz as well. It prints leadership changes, the longest time without an active node, failed reads
-// (first attempt, and after one retry), and the upgrade's wall time against its irreducible waits.
-// Figures only; nothing is asserted.
+// (first attempt, and after one retry), and the upgrade's wall time against its irreducible waits
+// (per node stop + start + unseal + the stabilization time), with where the rest went: gates,
+// staging, snapshot (the two overlap), between nodes, verify, and per node the catch-up.
+// Figures only; nothing is asserted. --help prints this.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -27,6 +29,17 @@ import { Transport } from '../dist/internal/vault/transport.js';
 import { option } from './common.js';
 
 const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  // The usage is this file's opening comment.
+  const text = readFileSync(new URL(import.meta.url), 'utf8');
+  const usage = text
+    .split('\n')
+    .slice(1)
+    .filter((l, i, all) => all.slice(0, i + 1).every((x) => x.startsWith('//')))
+    .map((l) => l.replace(/^\/\/ ?/, ''));
+  console.log(usage.join('\n'));
+  process.exit(0);
+}
 const opt = (name, dflt) => option(args, name, dflt);
 const flavor = opt('flavor', 'openbao');
 const from = opt('from', flavor === 'openbao' ? '2.6.2' : '1.19.0');
@@ -247,7 +260,12 @@ try {
   } else {
     const t = result.timings;
     const sum = (f) => t.reduce((a, x) => a + (x[f] ?? 0), 0);
-    const irreducible = sum('stopMs') + sum('startMs') + sum('unsealMs') + sum('stabilizationMs');
+    // The stabilization time is irreducible whether it runs during the catch-up (from when autopilot
+    // was first seen reporting the node a healthy voter) or as a pause after it.
+    const stabilization = t.every((x) => x.stabilizationTimeMs !== undefined)
+      ? sum('stabilizationTimeMs')
+      : sum('stabilizationMs');
+    const irreducible = sum('stopMs') + sum('startMs') + sum('unsealMs') + stabilization;
     const nodePhase = sum('totalMs');
     console.log(`\n${what}, 3 ${where}, probe ${HZ} Hz`);
     console.log(`  leadership changes:            ${probe.changes.length} (${probe.changes.join('; ') || 'none'})`);
@@ -261,15 +279,20 @@ try {
       `  upgrade wall time:             ${(result.wallMs / 1000).toFixed(1)} s (of which nodes ${(nodePhase / 1000).toFixed(1)} s; staging + gates + snapshot ${((result.wallMs - nodePhase) / 1000).toFixed(1)} s)`,
     );
     console.log(
-      `  irreducible waits:             ${(irreducible / 1000).toFixed(1)} s (stop ${sum('stopMs')} + start ${sum('startMs')} + unseal ${sum('unsealMs')} + stabilization ${sum('stabilizationMs')} ms)`,
+      `  irreducible waits:             ${(irreducible / 1000).toFixed(1)} s (stop ${sum('stopMs')} + start ${sum('startMs')} + unseal ${sum('unsealMs')} + stabilization ${stabilization} ms)`,
     );
     console.log(
       `  node phase / irreducible:      ${(nodePhase / irreducible).toFixed(2)}   whole run / irreducible: ${(result.wallMs / irreducible).toFixed(2)}`,
     );
+    const ph = result.phases;
+    if (ph)
+      console.log(
+        `  outside the nodes (ms):        gates ${ph.gatesMs}, staging ${ph.stagingMs}, snapshot ${ph.snapshotMs} (start -> first node down ${ph.untilFirstNodeMs}); between nodes ${ph.betweenNodesMs}; verify ${ph.verifyMs}`,
+      );
     for (const f of probe.failures) console.log(`    read failed twice ${f}`);
     for (const x of t)
       console.log(
-        `    ${x.node} (${x.role}): stop ${x.stopMs}${x.failoverMs !== undefined ? `, failover ${x.failoverMs}` : ''}, start ${x.startMs}, unseal ${x.unsealMs}, catch-up ${x.catchUpMs}, stabilization ${x.stabilizationMs}, total ${x.totalMs} ms`,
+        `    ${x.node} (${x.role}): stop ${x.stopMs}${x.failoverMs !== undefined ? `, failover ${x.failoverMs}` : ''}, start ${x.startMs}, unseal ${x.unsealMs}, catch-up ${x.catchUpMs}, stabilization ${x.stableBeforeReadyMs !== undefined ? `${x.stableBeforeReadyMs} during catch-up + ` : ''}${x.stabilizationMs}, total ${x.totalMs} ms`,
       );
   }
 } finally {

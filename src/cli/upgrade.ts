@@ -180,7 +180,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
           onNodeFailure: o.rollbackOnFailure ? 'rollback' : 'halt',
           waitTimeoutMs,
           openHost,
-          snapshot: () => snapshot(door.signal),
+          snapshot: (signal) => snapshot(signal ?? door.signal),
           onEvent,
         }),
       ),
@@ -206,7 +206,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
     if (result.snapshot) out.line(`Pre-upgrade snapshot: ${result.snapshot}`);
     for (const t of result.timings) {
       out.line(
-        `  ${t.node} (${t.role}): stop ${t.stopMs} ms${t.failoverMs !== undefined ? `, new leader after ${t.failoverMs} ms` : ''}, start ${t.startMs} ms, unseal ${t.unsealMs} ms, catch-up ${t.catchUpMs} ms, stabilization ${t.stabilizationMs} ms, total ${t.totalMs} ms`,
+        `  ${t.node} (${t.role}): stop ${t.stopMs} ms${t.failoverMs !== undefined ? `, new leader after ${t.failoverMs} ms` : ''}, start ${t.startMs} ms, unseal ${t.unsealMs} ms, catch-up ${t.catchUpMs} ms, stabilization ${t.stabilizationTimeMs} ms (${t.stableBeforeReadyMs} of it during the catch-up), total ${t.totalMs} ms`,
       );
     }
   } finally {

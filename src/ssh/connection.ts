@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import type { AnyAuthMethod, Client, ClientChannel, ConnectConfig, ParsedKey, SFTPWrapper } from 'ssh2';
 import { GateError, InputError, UnreachableError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
@@ -450,61 +450,90 @@ export class SshHost implements Host {
   }
 
   /**
-   * Uploads a file over SFTP to `remotePath.part`, checks the remote sha256 (sha256sum on the host),
-   * then renames it into place. With sudo, the upload goes to /tmp first and `install` moves it.
+   * Uploads a file over SFTP (pipelined) into a temporary file, then one remote command checks its
+   * sha256 there (`sha256sum`) against the expected one and only then renames it into place. The
+   * temporary file is made by mktemp: next to the target, or with sudo in /tmp as the SSH user, where
+   * the same command (run with sudo) first makes it root's, so the SSH user can no longer change it
+   * between the check and the rename. With `options.sha256` the local file is not hashed first: the
+   * host checks what arrived against that sum (a file that differs is removed, never installed).
    */
   async upload(localPath: string, remotePath: string, options: UploadOptions = {}): Promise<UploadResult> {
-    const local = await sha256File(localPath);
-    if (options.sha256 && local.sha256 !== options.sha256.toLowerCase()) {
-      throw new InputError(
-        `${localPath} has sha256 ${local.sha256}, not the expected ${options.sha256}: not uploaded.`,
-      );
+    let size: number;
+    try {
+      size = statSync(localPath).size;
+    } catch (e) {
+      throw new InputError(`Cannot read ${localPath} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`);
     }
+    const want = (options.sha256 ?? (await sha256File(localPath)).sha256).toLowerCase();
+    if (!/^[0-9a-f]{64}$/.test(want)) throw new InputError(`"${options.sha256}" is not a sha256 (64 hex digits).`);
     const sudo = this.#sudo;
-    let part = `${remotePath}.part`;
-    if (sudo) {
-      // The SSH user cannot write the target, so the file goes to a temp file first: made by mktemp
-      // on the host as that user (exclusive create, 0600, a random name in the sticky /tmp), never a
-      // predictable name another user could have planted a symlink or file at.
-      const m = await this.#exec('mktemp "${TMPDIR:-/tmp}/vaultops-upload.XXXXXXXXXX"', {}, false);
-      const made = m.stdout.trim();
-      if (m.code !== 0 || !/^\/[^\n]+$/.test(made))
-        throw new VaultopsError(`Upload to ${this.name}: mktemp failed on the host: ${m.stderr.trim()}`);
-      part = made;
-    }
+    // Exclusive create, 0600, a random name: never a predictable name another user could have
+    // planted a symlink or file at.
+    const template = sudo
+      ? '"${TMPDIR:-/tmp}/vaultops-upload.XXXXXXXXXX"'
+      : shq(`${posix.dirname(remotePath)}/.${posix.basename(remotePath)}.vaultops-upload.XXXXXXXXXX`);
+    const m = await this.#exec(`mktemp ${template}`, {}, false);
+    const part = m.stdout.trim();
+    if (m.code !== 0 || !/^\/[^\n]+$/.test(part))
+      throw new VaultopsError(`Upload to ${this.name}: mktemp failed on the host: ${m.stderr.trim()}`);
     const sftp = await this.#sftpSession();
-    await new Promise<void>((resolve, reject) =>
-      sftp.fastPut(
-        localPath,
-        part,
-        {
-          mode: options.mode ?? 0o644,
-          concurrency: 16,
-          chunkSize: 128 * 1024,
-          step: options.onBytes && ((sent, _n, size) => options.onBytes!(sent, size)),
-        },
-        (e) =>
-          e
-            ? reject(new VaultopsError(`Upload of ${localPath} to ${this.name}:${part} failed: ${e.message}.`))
-            : resolve(),
-      ),
+    try {
+      await new Promise<void>((resolve, reject) =>
+        sftp.fastPut(
+          localPath,
+          part,
+          {
+            mode: 0o600,
+            concurrency: 16,
+            chunkSize: 128 * 1024,
+            step: options.onBytes && ((sent) => options.onBytes!(sent, size)),
+          },
+          (e) =>
+            e
+              ? reject(new VaultopsError(`Upload of ${localPath} to ${this.name}:${part} failed: ${e.message}.`))
+              : resolve(),
+        ),
+      );
+    } catch (e) {
+      await this.#exec(`rm -f -- ${shq(part)}`, {}, false).catch(() => undefined);
+      throw e;
+    }
+    const mode = (options.mode ?? 0o644).toString(8);
+    const r = await this.#exec(
+      [
+        `t=${shq(part)}`,
+        ...(sudo ? ['chown 0:0 "$t" || { rm -f "$t"; exit 1; }'] : []),
+        `s=$(sha256sum -- "$t" | cut -d ' ' -f 1)`,
+        `if [ "$s" != ${want} ]; then rm -f "$t"; echo "sha256 $s" >&2; exit 86; fi`,
+        `chmod ${mode} "$t" || { rm -f "$t"; exit 1; }`,
+        // The file runs here, checked and not yet where anyone else would run it; its exit code is
+        // passed on after the rename, and its output is marked off from the rename's.
+        ...(options.run
+          ? [`echo vaultops-run-begin; "$t" ${options.run.map(shq).join(' ')} 2>&1; rc=$?; echo "vaultops-run-end $rc"`]
+          : []),
+        `mv -f -- "$t" ${shq(remotePath)} || { rm -f "$t"; exit 1; }`,
+      ].join('\n'),
+      { timeoutMs: 300_000 },
+      sudo,
     );
-    const remote = await this.sha256(part);
-    if (remote !== local.sha256) {
-      await this.exec(`rm -f ${shq(part)}`);
+    if (r.code === 86) {
+      const local = options.sha256 ? (await sha256File(localPath)).sha256 : want;
+      if (local !== want)
+        throw new InputError(
+          `${localPath} has sha256 ${local}, not the expected ${want}: not installed on ${this.name}.`,
+        );
       throw new VaultopsError(
-        `Upload to ${this.name}:${remotePath} arrived with sha256 ${remote ?? 'unknown'}, not ${local.sha256}: removed.`,
+        `Upload to ${this.name}:${remotePath} arrived with ${r.stderr.trim() || 'an unreadable sha256'}, not ${want}: removed.`,
         { hint: 'Check the disk on the host and the network path, then try again.' },
       );
     }
-    const mode = (options.mode ?? 0o644).toString(8);
-    const move = sudo
-      ? `install -m ${mode} ${shq(part)} ${shq(remotePath)} && rm -f ${shq(part)}`
-      : `chmod ${mode} ${shq(part)} && mv -f ${shq(part)} ${shq(remotePath)}`;
-    const r = await this.exec(move, { sudo });
     if (r.code !== 0)
-      throw new VaultopsError(`Could not move the upload into ${this.name}:${remotePath}: ${r.stderr.trim()}`);
-    return { sha256: local.sha256, bytes: local.bytes };
+      throw new VaultopsError(
+        `Could not move the upload into ${this.name}:${remotePath} (exit ${r.code ?? r.signal}): ${r.stderr.trim()}`,
+      );
+    const out = /vaultops-run-begin\n([\s\S]*)vaultops-run-end (\d+)/.exec(r.stdout);
+    const ran = options.run && out ? { code: Number(out[2]), stdout: out[1]!, stderr: '' } : undefined;
+    return { sha256: want, bytes: size, ran };
   }
 
   /** sha256 of a file on the host, undefined when it does not exist. */

@@ -39,11 +39,19 @@ export interface UploadOptions {
   mode?: number | undefined;
   /** Told the bytes sent so far and the file's size as the upload goes (progress). */
   onBytes?: ((sent: number, total: number) => void) | undefined;
+  /**
+   * Arguments to run the file with once its sha256 was checked on the host, in the same remote
+   * command and before it is renamed into place (`["version"]`): what runs is what was checked. A
+   * non-zero exit does not stop the upload; the caller reads `ran`.
+   */
+  run?: readonly string[] | undefined;
 }
 
 export interface UploadResult {
   sha256: string;
   bytes: number;
+  /** With `run`: how the checked file answered. */
+  ran?: { code: number | null; stdout: string; stderr: string } | undefined;
 }
 
 /**

@@ -38,13 +38,27 @@ export async function verifyLocalBinary(src: BinarySource): Promise<{ bytes: num
   return { bytes };
 }
 
-/** Uploads the binary next to `livePath` unless an identical staged copy is already there (a resumed run). */
-export async function stageBinary(host: Host, livePath: string, src: BinarySource): Promise<{ uploaded: boolean }> {
+/**
+ * Uploads the binary next to `livePath` unless an identical staged copy is already there (a resumed
+ * run). With `askVersion`, the uploaded file is asked its version in the remote command that checked
+ * its sha256 (no second pass over it); undefined when it was already staged.
+ */
+export async function stageBinary(
+  host: Host,
+  livePath: string,
+  src: BinarySource,
+  askVersion = false,
+): Promise<{ uploaded: boolean; version?: string | undefined }> {
   const staged = `${livePath}${STAGED_SUFFIX}`;
   if ((await host.sha256(staged)) === src.sha256.toLowerCase()) return { uploaded: false };
   const onBytes = src.onUpload && ((sent: number, total: number) => src.onUpload!(host.name, sent, total));
-  await host.upload(src.path, staged, { sha256: src.sha256.toLowerCase(), mode: 0o755, onBytes });
-  return { uploaded: true };
+  const r = await host.upload(src.path, staged, {
+    sha256: src.sha256.toLowerCase(),
+    mode: 0o755,
+    onBytes,
+    run: askVersion ? ['version'] : undefined,
+  });
+  return { uploaded: true, version: r.ran ? versionFrom(host, staged, r.ran.code, r.ran.stdout, '') : undefined };
 }
 
 /**
@@ -67,15 +81,23 @@ export async function remoteBinaryVersion(host: Host, path: string, expectedSha2
       },
     );
   }
-  const v = /v(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?)/.exec(r.stdout)?.[1];
-  if (r.code !== 0 || !v) {
-    throw new VaultopsError(
-      `The new binary does not run on ${host.name} (\`${path} version\` exit ${r.code ?? r.signal}).`,
-      {
-        details: [...r.stdout.split('\n'), ...r.stderr.split('\n')].filter(Boolean).slice(-8),
-        hint: "Check that the file is the right build for this host's OS and CPU; nothing was changed on any node.",
-      },
-    );
+  return versionFrom(host, path, r.code ?? r.signal, r.stdout, r.stderr);
+}
+
+/** The version in what `BINARY version` printed; a binary that did not answer with one is refused. */
+function versionFrom(
+  host: Host,
+  path: string,
+  code: number | string | null | undefined,
+  stdout: string,
+  stderr: string,
+): string {
+  const v = /v(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?)/.exec(stdout)?.[1];
+  if (code !== 0 || !v) {
+    throw new VaultopsError(`The new binary does not run on ${host.name} (\`${path} version\` exit ${code}).`, {
+      details: [...stdout.split('\n'), ...stderr.split('\n')].filter(Boolean).slice(-8),
+      hint: "Check that the file is the right build for this host's OS and CPU; nothing was changed on any node.",
+    });
   }
   return v;
 }

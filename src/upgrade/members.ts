@@ -101,17 +101,18 @@ export async function halt(
 
 /**
  * Stages the binary on every member's host at once (each upload is its own SSH connection, and
- * sha256sum runs on each host), then asks the staged binary its version on the first one: the
- * target version. Nothing running changes.
+ * sha256sum runs on each host), and asks the staged binary its version on the first one, in the
+ * command that checked it there: the target version. Nothing running changes.
  */
 export async function stageOnAll(
   members: readonly Member[],
   binary: BinarySource,
   emit: (e: UpgradeEvent) => void,
 ): Promise<string> {
-  await Promise.all(
+  const first = members[0]!;
+  const versions = await Promise.all(
     members.map(async (m) => {
-      const r = await stageBinary(m.host, m.binaryPath, binary);
+      const r = await stageBinary(m.host, m.binaryPath, binary, m === first);
       emit({
         kind: 'stage',
         node: m.spec.name,
@@ -119,8 +120,10 @@ export async function stageOnAll(
           ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)`
           : 'already staged (sha256 verified on the host)',
       });
+      if (m !== first) return undefined;
+      // Asked in the command that checked the upload; a copy staged by an earlier run is hashed and run now.
+      return r.version ?? remoteBinaryVersion(m.host, `${m.binaryPath}${STAGED_SUFFIX}`, binary.sha256);
     }),
   );
-  const first = members[0]!;
-  return remoteBinaryVersion(first.host, `${first.binaryPath}${STAGED_SUFFIX}`, binary.sha256);
+  return versions[0]!;
 }

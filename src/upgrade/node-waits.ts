@@ -11,7 +11,12 @@ import { halt, type Member, type NodeUpgradeContext, type UpgradeEvent } from '.
  * stopped, and the stabilization time to pause after each node.
  */
 
-const POLL_MS = 200;
+/**
+ * How often a wait looks again. A check that turned true right after a look is seen this much later,
+ * once per wait, several waits per node: 100 ms keeps that under half a second for a whole node
+ * while a poll of the readiness check (six small API calls) stays light for the servers.
+ */
+const POLL_MS = 100;
 
 /** How long a gate looks again when autopilot alone disagrees, before it refuses. */
 export const AUTOPILOT_SETTLE_MS = 15_000;
@@ -60,7 +65,7 @@ export async function startAndRejoin(
   version: string | undefined,
   timeout: number,
   emit: (e: UpgradeEvent) => void,
-): Promise<{ startMs: number; unsealMs: number; catchUpMs: number }> {
+): Promise<{ startMs: number; unsealMs: number; catchUpMs: number; stableForMs: number }> {
   const name = m.spec.name;
   const client = o.cluster.client(name);
   const t0 = Date.now();
@@ -129,8 +134,15 @@ export async function startAndRejoin(
 
   const t2 = Date.now();
   let last = 'not checked yet';
+  // When this run first saw autopilot report the node a healthy voter (on the version): its
+  // stabilization time runs from there, as autopilot's own does, not from when the rest of the
+  // checks (cluster health, failure tolerance, applied index) caught up. Seen on this machine's
+  // clock, so never earlier than it really was; a look that does not see it starts over.
+  let stableAt: number | undefined;
   const ready = await waitFor(timeout, o.signal, async () => {
-    last = await readiness(o.cluster, m, version);
+    let seenAt: number | undefined;
+    last = await readiness(o.cluster, m, version, () => (seenAt = Date.now()));
+    stableAt = seenAt === undefined ? undefined : (stableAt ?? seenAt);
     if (last === 'ready') return true;
     if (/does not answer/.test(last) && !(await m.service.status()).running) return 'died' as const;
     return undefined;
@@ -147,7 +159,8 @@ export async function startAndRejoin(
       `${name} did not become a healthy, caught-up voter${version ? ` on ${version}` : ''} within ${timeout / 1000} s: ${last}.`,
       'Read the log above. Nothing else was touched; run the upgrade again after fixing it.',
     );
-  return { startMs, unsealMs, catchUpMs: Date.now() - t2 };
+  const now = Date.now();
+  return { startMs, unsealMs, catchUpMs: now - t2, stableForMs: now - (stableAt ?? now) };
 }
 
 /** 'ready' or why not. */
@@ -155,6 +168,7 @@ async function readiness(
   cluster: ClusterClient,
   m: Pick<Member, 'spec' | 'node'>,
   version: string | undefined,
+  onServerStable: () => void = () => undefined,
 ): Promise<string> {
   const name = m.spec.name;
   const h = await cluster
@@ -186,6 +200,7 @@ async function readiness(
   // Autopilot learns a server's version from its heartbeats: the restarted process has reported in.
   if (version && server.version && server.version !== version)
     return `autopilot still sees ${name} on ${server.version}`;
+  onServerStable();
   if (!ap.healthy) return 'autopilot reports the cluster unhealthy';
   if (ap.failure_tolerance < 1) return `failure tolerance is ${ap.failure_tolerance}`;
   const committed = leaderStatus?.raft_committed_index;

@@ -44,8 +44,11 @@ export interface RollingUpgradeOptions extends NodeUpgradeContext {
   spec: ClusterSpec;
   /** Opens the host of a node (SSH); host key and reachability are checked here, before any change. */
   openHost(node: NodeSpec): Promise<Host>;
-  /** Takes the pre-upgrade snapshot; returns where it is. */
-  snapshot(): Promise<string>;
+  /**
+   * Takes the pre-upgrade snapshot; returns where it is. It runs while the binary is staged (both only
+   * read the cluster), and is cut short through `signal` when the staging or a gate fails.
+   */
+  snapshot(signal?: AbortSignal): Promise<string>;
   /** How long each wait may take (default 120 s). */
   waitTimeoutMs?: number | undefined;
   /** Override autopilot's server_stabilization_time (ms) for the pause after each node. */
@@ -65,7 +68,15 @@ export interface NodeTiming {
   unsealMs: number;
   /** Unsealed until healthy voter, caught up, autopilot healthy. */
   catchUpMs: number;
+  /**
+   * The part of the stabilization time that had already run when the node was caught up: it runs
+   * from when autopilot was first seen reporting the node a healthy voter on the new version.
+   */
+  stableBeforeReadyMs: number;
+  /** The pause after the node was caught up: the rest of the stabilization time. */
   stabilizationMs: number;
+  /** The stabilization time itself (autopilot's server_stabilization_time, or the override). */
+  stabilizationTimeMs: number;
   totalMs: number;
 }
 
@@ -77,7 +88,24 @@ export interface RollingUpgradeResult {
   snapshot?: string | undefined;
   versionHistory: string[];
   timings: NodeTiming[];
+  /** Where the time outside the nodes went (ms); staging and the snapshot may overlap. */
+  phases: RunPhases;
   wallMs: number;
+}
+
+export interface RunPhases {
+  /** Start until the cluster and SSH gates had passed (staging not included). */
+  gatesMs: number;
+  /** The binary staged and verified on every host, its version asked. */
+  stagingMs: number;
+  /** The pre-upgrade snapshot, taken and verified. */
+  snapshotMs: number;
+  /** Start until the first node went down. */
+  untilFirstNodeMs: number;
+  /** Between nodes: the leader asked, the gate before the node, the staged file checked again. */
+  betweenNodesMs: number;
+  /** The end-state check after the last node. */
+  verifyMs: number;
 }
 
 export interface PreflightOptions extends Pick<
@@ -95,6 +123,18 @@ export interface PreflightOptions extends Pick<
 > {
   /** Only these nodes need to reach their hosts (an action on one node); default all. */
   nodes?: readonly string[] | undefined;
+  /** Started once the cluster and SSH gates passed, and run while the binary is staged. */
+  snapshot?: ((signal: AbortSignal) => Promise<string>) | undefined;
+}
+
+/** The snapshot taken while the binary was staged; the caller awaits `done` before the first change. */
+export interface SnapshotInFlight {
+  done: Promise<string>;
+  isSettled(): boolean;
+  /** Cuts it short (nothing to upgrade, or a gate failed); `done` rejects then, unless it had finished. */
+  abort(): void;
+  /** When it finished, counted from its start (ms); undefined while it runs. */
+  tookMs(): number | undefined;
 }
 
 export interface Preflight {
@@ -103,6 +143,10 @@ export interface Preflight {
   skipped: Array<{ node: string; reason: string }>;
   /** Opened hosts; the caller closes them (`closeMembers`). */
   members: Member[];
+  /** How long the gates and the staging took (ms). */
+  timing: { gatesMs: number; stagingMs: number };
+  /** With `snapshot`: it started after the gates and may still be running. */
+  snapshot?: SnapshotInFlight | undefined;
 }
 
 /**
@@ -112,6 +156,7 @@ export interface Preflight {
  * node (nodes already on it are skipped). Throws GateError/InputError; nothing running changed.
  */
 export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> {
+  const started = Date.now();
   const emit = o.onEvent ?? (() => undefined);
   const flavorUnit = o.spec.flavor === 'openbao' ? 'openbao' : 'vault';
 
@@ -129,9 +174,16 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
         `The nodes of ${o.clusterName} are installed from packages (service.install: package): a copied binary would be overwritten by the next package update.`,
         { hint: 'Give --version X: each node then runs its package manager for that version.' },
       );
-    await verifyLocalBinary(source);
-    emit({ kind: 'gate', message: `${source.path}: sha256 matches.` });
   }
+  // Hashing a 200-360 MB file takes a while; it runs beside the read-only gates below and is awaited
+  // before anything on a host changes (the resume of an earlier run, the staging).
+  const localFile = 'kind' in source ? undefined : verifyLocalBinary(source);
+  localFile?.catch(() => undefined);
+  const localFileChecked = async () => {
+    if (!localFile || 'kind' in source) return;
+    await localFile;
+    emit({ kind: 'gate', message: `${source.path}: sha256 matches.` });
+  };
 
   for (const n of o.spec.nodes) {
     if (!n.ssh)
@@ -149,6 +201,7 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
     });
 
   // 1b. A run that stopped inside a node: bring that node back before judging the cluster.
+  if (readProgress(o.progressFile)) await localFileChecked();
   await resumeInProgress(o, flavorUnit, emit);
 
   // 2. Cluster gates: every node reachable, unsealed, a voter; autopilot healthy; tolerance >= 1.
@@ -165,34 +218,43 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
   });
 
   const members: Member[] = [];
+  let snapshot: SnapshotInFlight | undefined;
   try {
-    // 3. Hosts: reachable over SSH with the right host key, before anything changes.
-    for (const spec of o.spec.nodes.filter((n) => !o.nodes || o.nodes.includes(n.name))) {
-      let host: Host;
-      try {
-        host = await o.openHost(spec);
-      } catch (e) {
-        // A host that cannot be reached over SSH is a failed gate: nothing was changed yet.
-        if (e instanceof InputError || !(e instanceof Error)) throw e;
-        const hint = e instanceof VaultopsError ? e.hint : undefined;
-        throw new GateError(`Node ${spec.name} cannot be reached over SSH; no node was touched.`, {
-          details: [e.message],
-          hint:
-            hint ?? 'Start sshd on the host (or fix the ssh settings in the inventory), then run the upgrade again.',
-        });
-      }
-      members.push(memberFor(o.cluster, spec, host, flavorUnit));
+    // 3. Hosts: reachable over SSH with the right host key, before anything changes. All at once;
+    // a failure is reported for the first node in inventory order.
+    const specs = o.spec.nodes.filter((n) => !o.nodes || o.nodes.includes(n.name));
+    const opened = await Promise.allSettled(specs.map((spec) => o.openHost(spec)));
+    opened.forEach((r, i) => {
+      if (r.status === 'fulfilled') members.push(memberFor(o.cluster, specs[i]!, r.value, flavorUnit));
+    });
+    const unreachable = opened.findIndex((r) => r.status === 'rejected');
+    if (unreachable >= 0) {
+      const e = (opened[unreachable] as PromiseRejectedResult).reason as unknown;
+      // A host that cannot be reached over SSH is a failed gate: nothing was changed yet.
+      if (e instanceof InputError || !(e instanceof Error)) throw e;
+      const hint = e instanceof VaultopsError ? e.hint : undefined;
+      throw new GateError(`Node ${specs[unreachable]!.name} cannot be reached over SSH; no node was touched.`, {
+        details: [e.message],
+        hint: hint ?? 'Start sshd on the host (or fix the ssh settings in the inventory), then run the upgrade again.',
+      });
     }
     emit({ kind: 'gate', message: `SSH to ${members.map((m) => m.spec.name).join(', ')}: host keys verified.` });
-    for (const m of members) {
-      const st = await m.service.status();
-      if (!st.running)
-        throw new GateError(
-          `Node ${m.spec.name}: the ${m.service.kind} service manager says the server is not running, although its API answers.`,
-          { hint: "The inventory's service settings may not describe this host; fix them first." },
-        );
-    }
+    const running = await Promise.all(
+      // How each stop is described is asked now, while nothing waits on it (it is remembered).
+      members.map((m) => m.service.describeStop().then(() => m.service.status())),
+    );
+    const notRunning = members.find((_, i) => !running[i]!.running);
+    if (notRunning)
+      throw new GateError(
+        `Node ${notRunning.spec.name}: the ${notRunning.service.kind} service manager says the server is not running, although its API answers.`,
+        { hint: "The inventory's service settings may not describe this host; fix them first." },
+      );
+    await localFileChecked();
 
+    const gatesMs = Date.now() - started;
+    // The snapshot only reads the cluster, as the staging only writes next to the live binaries: the
+    // two run at once, and the first node waits for both.
+    if (o.snapshot) snapshot = startSnapshot(o.snapshot, o.signal);
     // 4. Stage on every host, verified there, then ask the staged binary its version.
     // Packages: the exact version is looked up in each host's repositories and downloaded there.
     let target: string;
@@ -219,6 +281,7 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
       );
       target = source.version;
     } else target = await stageOnAll(members, source, emit);
+    const stagingMs = Date.now() - started - gatesMs;
 
     // 5. Version gate: never downgrade; skip nodes already there.
     const fromVersions: Record<string, string> = {};
@@ -243,11 +306,29 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
           .join(', ') || 'no node'
       }.`,
     });
-    return { target, fromVersions, skipped, members };
+    return { target, fromVersions, skipped, members, timing: { gatesMs, stagingMs }, snapshot };
   } catch (e) {
     closeMembers(members);
+    if (snapshot) {
+      snapshot.abort();
+      await snapshot.done.catch(() => undefined);
+    }
     throw e;
   }
+}
+
+function startSnapshot(
+  take: (signal: AbortSignal) => Promise<string>,
+  outer: AbortSignal | undefined,
+): SnapshotInFlight {
+  const ac = new AbortController();
+  const started = Date.now();
+  let took: number | undefined;
+  const done = take(outer ? AbortSignal.any([outer, ac.signal]) : ac.signal).finally(
+    () => (took = Date.now() - started),
+  );
+  done.catch(() => undefined);
+  return { done, isSettled: () => took !== undefined, abort: () => ac.abort(), tookMs: () => took };
 }
 
 interface ProgressRecord {
@@ -360,9 +441,14 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
   const started = Date.now();
   const emit = o.onEvent ?? (() => undefined);
   const timeout = o.waitTimeoutMs ?? 120_000;
-  const { target, fromVersions, skipped, members } = await preflightUpgrade(o);
+  const pre = await preflightUpgrade({ ...o, snapshot: (signal) => o.snapshot(signal) });
+  const { target, fromVersions, skipped, members, timing } = pre;
+  const phases: RunPhases = { ...timing, snapshotMs: 0, untilFirstNodeMs: 0, betweenNodesMs: 0, verifyMs: 0 };
   try {
     if (skipped.length === members.length) {
+      // Nothing to upgrade: the snapshot started beside the staging is not needed.
+      pre.snapshot?.abort();
+      await pre.snapshot?.done.catch(() => undefined);
       return {
         target,
         fromVersions,
@@ -370,17 +456,34 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
         skipped,
         versionHistory: await versionHistory(o.cluster),
         timings: [],
+        phases,
         wallMs: Date.now() - started,
       };
     }
 
-    // 6. A verified snapshot before the first change.
-    const snapshot = await o.snapshot();
+    // 6. A verified snapshot before the first change (started beside the staging). While it is still
+    // running, the staged files are checked again: the wait would otherwise come between their check
+    // and the first swap.
+    const pending = members.filter((m) => !skipped.some((s) => s.node === m.spec.name));
+    // Members whose staged file was checked since the last long wait; the others are checked right
+    // before their node goes down, after the gate (which names an unreachable host first).
+    const inFlight = pre.snapshot!;
+    const checking = inFlight.isSettled() ? new Set(pending) : checkStaged(o, pending);
+    const [snap, checked] = await Promise.all([
+      inFlight.done.then(
+        (v) => ({ ok: true as const, v }),
+        (e: unknown) => ({ ok: false as const, e }),
+      ),
+      checking,
+    ]);
+    if (!snap.ok) throw snap.e;
+    let stagedChecked = checked;
+    const snapshot = snap.v;
+    phases.snapshotMs = inFlight.tookMs() ?? 0;
     emit({ kind: 'snapshot', message: `pre-upgrade snapshot: ${snapshot}` });
 
     const leaderNow = await o.cluster.findLeader();
     const stabilizationMs = o.stabilizationMs ?? (await autopilotStabilization(leaderNow.client));
-    const pending = members.filter((m) => !skipped.some((s) => s.node === m.spec.name));
     const order = [
       ...pending.filter((m) => m.spec.name !== leaderNow.node.name),
       ...pending.filter((m) => m.spec.name === leaderNow.node.name),
@@ -400,19 +503,38 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
           `Upgrade interrupted between nodes; ${upgraded.length ? `${upgraded.join(', ')} upgraded` : 'no node changed'}, ${pending.map((m) => m.spec.name).join(', ')} not yet.`,
           { hint: 'Run the same upgrade again to continue: nodes already on the target are skipped.' },
         );
+      const b0 = Date.now();
       const leader = await o.cluster.findLeader();
       const next = pending.find((m) => m.spec.name !== leader.node.name) ?? pending[0]!;
       const isLeader = next.spec.name === leader.node.name;
       await gateBeforeNode(o, next);
       clearProgress(o.progressFile);
-      const t = await upgradeMember(o, next, isLeader, target, stabilizationMs, timeout, emit);
+      const rest = pending.filter((m) => m !== next);
+      const t = await upgradeMember(o, next, isLeader, target, stabilizationMs, timeout, emit, {
+        // Checked since the last long wait: by the staging, while the snapshot ran, or during the
+        // previous node's stabilization pause.
+        stagedChecked: stagedChecked.has(next),
+        onGoingDown: () => {
+          phases.betweenNodesMs += Date.now() - b0;
+          if (!upgraded.length) phases.untilFirstNodeMs = Date.now() - started;
+        },
+        // The likely next node's staged file is checked again during this node's stabilization pause
+        // (one host: checking every remaining file could outlast a short pause). If leadership moves
+        // and another node comes next, its file is checked before it goes down.
+        duringStabilization: async () => {
+          const likelyNext = rest.find((m) => m.spec.name !== leader.node.name) ?? rest[0];
+          stagedChecked = likelyNext ? await checkStaged(o, [likelyNext]) : new Set();
+        },
+      });
       timings.push(t);
       upgraded.push(next.spec.name);
       pending.splice(pending.indexOf(next), 1);
     }
 
     // 8. Verify: one leader, every node on the target, version history records it.
+    const v0 = Date.now();
     const v = await verifyUpgrade(o.cluster, o.clusterName, target);
+    phases.verifyMs = Date.now() - v0;
     clearProgress(o.progressFile);
     emit({
       kind: 'verify',
@@ -426,11 +548,44 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
       snapshot,
       versionHistory: v.versionHistory,
       timings,
+      phases,
       wallMs: Date.now() - started,
     };
   } finally {
     closeMembers(members);
   }
+}
+
+/**
+ * Checks the staged files of these members at once, ahead of their turn (and asks how their stop is
+ * described): the ones that passed. A failure is not reported here: that member is checked again
+ * right before its node goes down, after the gate, which says why (an unreachable host, say).
+ */
+async function checkStaged(o: Pick<NodeUpgradeContext, 'binary'>, members: readonly Member[]): Promise<Set<Member>> {
+  const ok = new Set<Member>();
+  await Promise.all(
+    members.map(async (m) => {
+      try {
+        await Promise.all([verifyAllStaged(o, [m]), m.service.describeStop()]);
+        ok.add(m);
+      } catch {
+        // checked again before its node goes down
+      }
+    }),
+  );
+  return ok;
+}
+
+/** Checks the staged files (or, for packages, that they were staged) on these members at once. */
+async function verifyAllStaged(o: Pick<NodeUpgradeContext, 'binary'>, members: readonly Member[]): Promise<void> {
+  const source = o.binary;
+  await Promise.all(
+    members.map(async (m) => {
+      if ('kind' in source) {
+        if (!m.pkg) throw new VaultopsError(`${m.spec.name}: the package was not staged (internal: preflight first).`);
+      } else await verifyStaged(m.host, m.binaryPath, source.sha256);
+    }),
+  );
 }
 
 /** Before a node goes down: the cluster is healthy and can lose one node. */
@@ -466,23 +621,34 @@ export async function upgradeMember(
   stabilizationMs: number,
   timeout: number,
   emit: (e: UpgradeEvent) => void,
+  options: {
+    /**
+     * The staged file was checked again since the last long wait (the caller did it during the
+     * previous node's stabilization pause); otherwise it is checked here, before the node goes down.
+     */
+    stagedChecked?: boolean | undefined;
+    /** Told the moment the node is about to go down (every check before it passed). */
+    onGoingDown?: (() => void) | undefined;
+    /** Runs during the stabilization pause (checks for the next node); its failure stops the run after the pause. */
+    duringStabilization?: (() => Promise<void>) | undefined;
+  } = {},
 ): Promise<NodeTiming> {
   const name = m.spec.name;
   const source = o.binary;
-  if ('kind' in source) {
-    if (!m.pkg) throw new VaultopsError(`${name}: the package was not staged (internal: preflight first).`);
-  } else await verifyStaged(m.host, m.binaryPath, source.sha256);
+  if (!options.stagedChecked) await verifyAllStaged(o, [m]);
   writeProgress(o.progressFile, {
     node: name,
     sha256: sourceId(source),
     target,
     startedAt: new Date().toISOString(),
   });
+  const stopping = await m.service.describeStop();
+  options.onGoingDown?.();
   const t0 = Date.now();
   emit({
     kind: 'node',
     node: name,
-    message: `${isLeader ? 'leader' : 'standby'}: ${await m.service.describeStop()}, waiting for the process to exit`,
+    message: `${isLeader ? 'leader' : 'standby'}: ${stopping}, waiting for the process to exit`,
   });
   await m.service.stop(timeout);
   const stopMs = Date.now() - t0;
@@ -513,17 +679,22 @@ export async function upgradeMember(
     emit({ kind: 'node', node: name, message: `binary swapped (previous kept as ${m.binaryPath}.vaultops-prev)` });
   }
   try {
-    const phases = await startAndRejoin(o, m, target, timeout, emit);
+    const { stableForMs, ...phases } = await startAndRejoin(o, m, target, timeout, emit);
+    // The stabilization time runs from when autopilot was first seen reporting the node a healthy
+    // voter on the new version (as autopilot counts it), so the catch-up already spent part of it.
+    const stableBeforeReadyMs = Math.min(stableForMs, stabilizationMs);
+    const pauseMs = stabilizationMs - stableBeforeReadyMs;
     emit({
       kind: 'node',
       node: name,
-      message: `healthy voter on ${target}, caught up; waiting the stabilization time (${stabilizationMs} ms)`,
+      message: `healthy voter on ${target}, caught up; waiting the rest of the stabilization time (${pauseMs} of ${stabilizationMs} ms)`,
     });
     const s0 = Date.now();
     // Ctrl-C does not cut a node's wait short: the node must reach a safe state first; the check
     // between nodes stops the run.
-    await sleep(stabilizationMs);
+    const [, during] = await Promise.allSettled([sleep(pauseMs), options.duringStabilization?.()]);
     const stabilization = Date.now() - s0;
+    if (during.status === 'rejected') throw during.reason;
     // The cluster must still be healthy after the pause before the next node goes down.
     return {
       node: name,
@@ -531,7 +702,9 @@ export async function upgradeMember(
       stopMs,
       failoverMs,
       ...phases,
+      stableBeforeReadyMs,
       stabilizationMs: stabilization,
+      stabilizationTimeMs: stabilizationMs,
       totalMs: Date.now() - t0,
     };
   } catch (e) {
