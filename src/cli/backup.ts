@@ -16,7 +16,6 @@ import { encryptionSpecFromFlags } from '../backup/crypto/encryption.js';
 import type { Door } from '../playbook/door.js';
 import { openDoorFor } from './through-door.js';
 import { catchInterrupts } from './interrupts.js';
-import { useLeanHeap } from '../core/lean-heap.js';
 
 interface BackupOptions extends StoreOptions {
   /** One file, or several when `-i` is repeated. */
@@ -63,8 +62,6 @@ interface ClusterOutcome {
  * stopping the others; exit code per `fleetExitCode`.
  */
 export async function backupCommand(o: BackupOptions): Promise<void> {
-  // A backup streams through native code; keep the process small (see core/lean-heap.ts).
-  useLeanHeap();
   const inventories = asList(o.inventory);
   const clusters = asList(o.cluster);
   const concurrency = parseConcurrency(o.concurrency);

@@ -1,5 +1,3 @@
-import { setFlagsFromString } from 'node:v8';
-
 /**
  * V8 settings for a process whose work is streaming bytes through native code (a backup: TLS,
  * sha256, gunzip, file writes), where peak RSS matters more than JIT-compiled JavaScript.
@@ -12,10 +10,13 @@ import { setFlagsFromString } from 'node:v8';
  * work is native), and a young generation that does not grow is scavenged more often at a
  * negligible cost; together they take ~10 MB off the peak.
  *
- * Set at run time (as core/young-gc.ts does for --expose-gc): both flags are read when V8 decides,
- * not at start-up; code already optimised stays so. Failing to set them only costs memory.
+ * Set at run time (as core/young-gc.ts does for --expose-gc), by main() before the command's modules
+ * load (the young generation grows while they do): both flags are read when V8 decides, not at
+ * start-up. node:v8 is fetched only then, so other commands' start-up does not load it. Failing to
+ * set them only costs memory.
  */
 export function useLeanHeap(): void {
+  const { setFlagsFromString } = process.getBuiltinModule('node:v8');
   for (const flag of ['--no-turbofan', '--semi-space-growth-factor=1']) {
     try {
       setFlagsFromString(flag);
