@@ -4,10 +4,14 @@
 // official `bao|vault operator raft snapshot save`, on the same real cluster and the same data, runs
 // alternated. Peak RSS of each whole process from /usr/bin/time -v.
 //
-//   npm run build && node_modules/.bin/node bench/backup.js [--flavor openbao|vault] [--sizes 10,100] [--runs 3] [--nodes 3] [--keep]
+//   npm run build && node_modules/.bin/node bench/backup.js [--flavor openbao|vault] [--sizes 10,100] [--runs 3] [--nodes 3]
+//     [--scheduled] [--keep]
 //
 // Sizes are MB of incompressible KV data written before each step (snapshot size is about the same).
-// Figures only; nothing is asserted.
+// Besides wall time and peak RSS it reports CPU-seconds (user + sys) of each client process and of the
+// lab's servers during it: on 2 shared cores wall time swings with whatever else runs, CPU-seconds
+// much less. --scheduled adds a third run per round as `schedule backup` runs it (node
+// --max-semi-space-size=1). Figures only; nothing is asserted.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,6 +31,7 @@ const sizes = opt('sizes', '10,100').split(',').map(Number);
 const runs = Number(opt('runs', '3'));
 const nodes = Number(opt('nodes', '3'));
 const keep = args.includes('--keep');
+const scheduled = args.includes('--scheduled');
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const node = join(repo, 'node_modules', '.bin', 'node');
 const cli = join(repo, 'bin', 'vaultops.js');
@@ -58,8 +63,28 @@ const init = JSON.parse(readFileSync(lab.initFile, 'utf8'));
 const transport = new Transport({ tls: { caCert: lab.caCert }, timeoutMs: 60_000, retries: 0 });
 const leader = new VaultClient({ address: lab.nodes[0].apiAddr, token: init.root_token, transport });
 
-/** Runs a command under /usr/bin/time -v; returns wall seconds and peak RSS in MB. */
+/** CPU-seconds (user + sys) the lab's server processes have used so far. */
+function serverCpu() {
+  let ticks = 0;
+  for (const n of lab.nodes) {
+    try {
+      // Fields after the command name (which is in parentheses): utime and stime are the 12th and 13th.
+      const stat = readFileSync(`/proc/${n.pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      return NaN;
+    }
+  }
+  return ticks / 100;
+}
+
+/**
+ * Runs a command under /usr/bin/time -v; returns wall seconds, peak RSS in MB, the command's
+ * CPU-seconds (user + sys) and the servers' CPU-seconds meanwhile.
+ */
 function timed(cmd, argv, childEnv) {
+  const server0 = serverCpu();
   return new Promise((resolve, reject) => {
     const p = spawn('/usr/bin/time', ['-v', cmd, ...argv], { env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
@@ -70,7 +95,9 @@ function timed(cmd, argv, childEnv) {
       const rss = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(err)?.[1] ?? NaN) / 1024;
       const w = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)/.exec(err);
       const wall = w ? Number(w[1] ?? 0) * 3600 + Number(w[2]) * 60 + Number(w[3]) : NaN;
-      resolve({ wall, rss });
+      const user = Number(/User time \(seconds\): ([\d.]+)/.exec(err)?.[1] ?? NaN);
+      const sys = Number(/System time \(seconds\): ([\d.]+)/.exec(err)?.[1] ?? NaN);
+      resolve({ wall, rss, cpu: user + sys, server: serverCpu() - server0 });
     });
   });
 }
@@ -114,6 +141,7 @@ try {
       const f = readdirSync(dir).find((x) => x.endsWith('.snap'));
       if (!f) throw new Error('vaultops backup wrote no snapshot');
       rmSync(dir, { recursive: true });
+      if (!scheduled) continue;
       // As `vaultops schedule backup` runs it: node with a small young generation.
       const dir2 = join(outDir, `sched-${r}`);
       oursScheduled.push(
@@ -126,6 +154,7 @@ try {
       rmSync(dir2, { recursive: true });
     }
     const mbps = (w) => snapBytes / 1024 / 1024 / w;
+    const med = (xs, k, d = 2) => +median(xs.map((x) => x[k])).toFixed(d);
     const row = {
       target_mb: mb,
       snapshot_mb: +(snapBytes / 1024 / 1024).toFixed(1),
@@ -136,9 +165,19 @@ try {
       ratio: +(median(theirs.map((x) => x.wall)) / median(ours.map((x) => x.wall))).toFixed(2),
       official_peak_rss_mb: +Math.max(...theirs.map((x) => x.rss)).toFixed(1),
       vaultops_peak_rss_mb: +Math.max(...ours.map((x) => x.rss)).toFixed(1),
-      scheduled_wall_s: +median(oursScheduled.map((x) => x.wall)).toFixed(2),
-      scheduled_mb_s: +mbps(median(oursScheduled.map((x) => x.wall))).toFixed(1),
-      scheduled_peak_rss_mb: +Math.max(...oursScheduled.map((x) => x.rss)).toFixed(1),
+      official_cpu_s: med(theirs, 'cpu'),
+      vaultops_cpu_s: med(ours, 'cpu'),
+      official_server_cpu_s: med(theirs, 'server'),
+      vaultops_server_cpu_s: med(ours, 'server'),
+      official_runs: theirs.map((x) => `${x.wall.toFixed(2)}s/${x.cpu.toFixed(2)}cpu/${x.rss.toFixed(0)}MB`).join(' '),
+      vaultops_runs: ours.map((x) => `${x.wall.toFixed(2)}s/${x.cpu.toFixed(2)}cpu/${x.rss.toFixed(0)}MB`).join(' '),
+      ...(scheduled
+        ? {
+            scheduled_wall_s: +median(oursScheduled.map((x) => x.wall)).toFixed(2),
+            scheduled_mb_s: +mbps(median(oursScheduled.map((x) => x.wall))).toFixed(1),
+            scheduled_peak_rss_mb: +Math.max(...oursScheduled.map((x) => x.rss)).toFixed(1),
+          }
+        : {}),
     };
     rows.push(row);
     log(JSON.stringify(row));
@@ -155,15 +194,18 @@ const cpus = (await import('node:os')).cpus().length;
 console.log(
   `\nBackup throughput, ${flavor} ${version}, ${nodes} node(s), ${cpus} CPUs, median of ${runs} whole-process runs (alternated), same cluster and data:`,
 );
-console.log('snapshot   official save        vaultops backup (verified)   ratio   peak RSS official / vaultops');
+console.log(
+  'snapshot   official save        vaultops backup (verified)   ratio   peak RSS official / vaultops   CPU-s official / vaultops   server CPU-s official / vaultops',
+);
 for (const r of rows) {
   console.log(
-    `${`${r.snapshot_mb} MB`.padEnd(10)} ${`${r.official_wall_s} s  ${r.official_mb_s} MB/s`.padEnd(20)} ${`${r.vaultops_wall_s} s  ${r.vaultops_mb_s} MB/s`.padEnd(28)} ${`${r.ratio}x`.padEnd(7)} ${r.official_peak_rss_mb} MB / ${r.vaultops_peak_rss_mb} MB`,
+    `${`${r.snapshot_mb} MB`.padEnd(10)} ${`${r.official_wall_s} s  ${r.official_mb_s} MB/s`.padEnd(20)} ${`${r.vaultops_wall_s} s  ${r.vaultops_mb_s} MB/s`.padEnd(28)} ${`${r.ratio}x`.padEnd(7)} ${`${r.official_peak_rss_mb} MB / ${r.vaultops_peak_rss_mb} MB`.padEnd(30)} ${`${r.official_cpu_s} / ${r.vaultops_cpu_s}`.padEnd(27)} ${r.official_server_cpu_s} / ${r.vaultops_server_cpu_s}`,
   );
 }
 console.log(
-  '(ratio = official wall / vaultops wall; > 1 means vaultops is faster. Wall includes process start: Node and its modules take ~0.1 s before the first request.)',
+  '(ratio = official wall / vaultops wall; > 1 means vaultops is faster. Wall includes process start: Node and its modules take ~0.1 s before the first request.\n CPU-s = user + sys of the client process; server CPU-s = the lab servers meanwhile. Medians; peak RSS is the maximum.)',
 );
+if (!scheduled) process.exit(0);
 console.log('\nvaultops backup as `schedule backup` runs it (node --max-semi-space-size=1):');
 for (const r of rows)
   console.log(

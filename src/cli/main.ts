@@ -1,4 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
+import { useLeanHeap } from '../core/lean-heap.js';
 import { ExitCode } from '../core/exit-codes.js';
 import { isVaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
@@ -64,6 +65,8 @@ export async function main(argv: string[]): Promise<void> {
       throw e;
     });
   }
+  // Before the command's modules load: the young generation grows while they do (see core/lean-heap.ts).
+  if (argv.slice(2).find((a) => !a.startsWith('-')) === 'backup') useLeanHeap();
   const program = buildProgram(argv.slice(2));
   try {
     await program.parseAsync(argv);
