@@ -12,7 +12,6 @@
 // lab's servers during it: on 2 shared cores wall time swings with whatever else runs, CPU-seconds
 // much less. --scheduled adds a third run per round as `schedule backup` runs it (node
 // --max-semi-space-size=1). Figures only; nothing is asserted.
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +20,7 @@ import { ensureBinary } from '../dist/internal/lab/binaries.js';
 import { labDestroy, labUp } from '../dist/internal/lab/lab.js';
 import { VaultClient } from '../dist/internal/vault/client.js';
 import { Transport } from '../dist/internal/vault/transport.js';
-import { option, kvFiller } from './common.js';
+import { option, kvFiller, timedProcess } from './common.js';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => option(args, name, dflt);
@@ -83,23 +82,10 @@ function serverCpu() {
  * Runs a command under /usr/bin/time -v; returns wall seconds, peak RSS in MB, the command's
  * CPU-seconds (user + sys) and the servers' CPU-seconds meanwhile.
  */
-function timed(cmd, argv, childEnv) {
+async function timed(cmd, argv, childEnv) {
   const server0 = serverCpu();
-  return new Promise((resolve, reject) => {
-    const p = spawn('/usr/bin/time', ['-v', cmd, ...argv], { env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (c) => (err += c));
-    p.on('error', reject);
-    p.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`${cmd} exited ${code}: ${err.split('\n').slice(0, 5).join(' | ')}`));
-      const rss = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(err)?.[1] ?? NaN) / 1024;
-      const w = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)/.exec(err);
-      const wall = w ? Number(w[1] ?? 0) * 3600 + Number(w[2]) * 60 + Number(w[3]) : NaN;
-      const user = Number(/User time \(seconds\): ([\d.]+)/.exec(err)?.[1] ?? NaN);
-      const sys = Number(/System time \(seconds\): ([\d.]+)/.exec(err)?.[1] ?? NaN);
-      resolve({ wall, rss, cpu: user + sys, server: serverCpu() - server0 });
-    });
-  });
+  const r = await timedProcess(cmd, argv, childEnv);
+  return { ...r, server: serverCpu() - server0 };
 }
 
 const median = (xs) => {

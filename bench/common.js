@@ -1,5 +1,5 @@
 // Shared bits of the benchmarks: run the built CLI as a whole process and summarise timings.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -71,4 +71,28 @@ export function kvFiller(client) {
       await Promise.all(batch);
     }
   };
+}
+
+/**
+ * Runs a command under /usr/bin/time -v: wall seconds, peak RSS in MB and CPU-seconds (user + sys)
+ * of the whole process. Rejects with the first lines of its stderr when it fails.
+ */
+export function timedProcess(cmd, argv, env) {
+  return new Promise((resolve, reject) => {
+    const p = spawn('/usr/bin/time', ['-v', cmd, ...argv], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (c) => (err += c));
+    p.on('error', reject);
+    p.on('close', (code) => {
+      if (code !== 0)
+        return reject(new Error(`${cmd} ${argv[0] ?? ''} exited ${code}: ${err.split('\n').slice(0, 8).join(' | ')}`));
+      const num = (re) => Number(re.exec(err)?.[1] ?? NaN);
+      const w = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)/.exec(err);
+      resolve({
+        wall: w ? Number(w[1] ?? 0) * 3600 + Number(w[2]) * 60 + Number(w[3]) : NaN,
+        rss: num(/Maximum resident set size \(kbytes\): (\d+)/) / 1024,
+        cpu: num(/User time \(seconds\): ([\d.]+)/) + num(/System time \(seconds\): ([\d.]+)/),
+      });
+    });
+  });
 }

@@ -17,11 +17,11 @@
 //              its irreducible waits (stop, start, unseal, stabilization). Left out by default.
 // Time is whole-process wall time; peak RSS from /usr/bin/time -v. Figures only; nothing is asserted.
 // The default run (10, 100, 1000 MB, 3 runs each) takes about 10 minutes on 2 cores.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { assertBuilt, CLI, NODE, option, REPO, summary, kvFiller } from './common.js';
+import { assertBuilt, CLI, NODE, option, REPO, summary, kvFiller, timedProcess } from './common.js';
 
 assertBuilt();
 const { ensureBinary } = await import('../dist/internal/lab/binaries.js');
@@ -52,23 +52,7 @@ const env = { ...process.env, VAULTOPS_STATE_DIR: stateDir };
 for (const k of Object.keys(env)) if (/^(VAULT|BAO)_/.test(k)) delete env[k];
 const bin = await ensureBinary({ flavor, version, env });
 
-/** Runs a command under /usr/bin/time -v; wall seconds and peak RSS in MB. Throws on a failure. */
-function timed(cmd, argv, childEnv) {
-  return new Promise((resolve, reject) => {
-    const p = spawn('/usr/bin/time', ['-v', cmd, ...argv], { env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (c) => (err += c));
-    p.on('error', reject);
-    p.on('close', (code) => {
-      if (code !== 0)
-        return reject(new Error(`${cmd} ${argv[0]} exited ${code}: ${err.split('\n').slice(0, 6).join(' | ')}`));
-      const rss = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(err)?.[1] ?? NaN) / 1024;
-      const w = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)/.exec(err);
-      const wall = w ? Number(w[1] ?? 0) * 3600 + Number(w[2]) * 60 + Number(w[3]) : NaN;
-      resolve({ wall, rss });
-    });
-  });
-}
+const timed = timedProcess;
 
 /** Whole-process wall time of a short command, in ms (spawnSync, no /usr/bin/time in between). */
 function quick(cmd, argv, childEnv) {

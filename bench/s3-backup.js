@@ -21,7 +21,7 @@ import { ensureBinary } from '../dist/internal/lab/binaries.js';
 import { labDestroy, labUp } from '../dist/internal/lab/lab.js';
 import { VaultClient } from '../dist/internal/vault/client.js';
 import { Transport } from '../dist/internal/vault/transport.js';
-import { assertBuilt, CLI, NODE, option, kvFiller } from './common.js';
+import { assertBuilt, CLI, NODE, option, kvFiller, timedProcess } from './common.js';
 
 assertBuilt();
 const args = process.argv.slice(2);
@@ -57,22 +57,7 @@ const freePort = () =>
     });
   });
 
-/** Runs a command under /usr/bin/time -v; returns wall seconds and peak RSS in MB. */
-function timed(cmd, argv, childEnv) {
-  return new Promise((resolve, reject) => {
-    const p = spawn('/usr/bin/time', ['-v', cmd, ...argv], { env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (c) => (err += c));
-    p.on('error', reject);
-    p.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`${cmd} exited ${code}: ${err.split('\n').slice(0, 8).join(' | ')}`));
-      const rss = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(err)?.[1] ?? NaN) / 1024;
-      const w = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)/.exec(err);
-      const wall = w ? Number(w[1] ?? 0) * 3600 + Number(w[2]) * 60 + Number(w[3]) : NaN;
-      resolve({ wall, rss });
-    });
-  });
-}
+const timed = timedProcess;
 
 const bin = await ensureBinary({ flavor, version, env });
 const inventory = join(stateDir, `${name}.yml`);
