@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { useLeanHeap } from '../core/lean-heap.js';
+import { quietOnBrokenPipe, stdoutIsTerminal, writeStdoutSync } from './std-streams.js';
 import { ExitCode } from '../core/exit-codes.js';
 import { isVaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
@@ -58,13 +59,7 @@ export interface CommandStub {
  * group); a command loads its implementation only when it runs, so `vaultops --help` starts fast.
  */
 export async function main(argv: string[]): Promise<void> {
-  // `vaultops status | head`: a reader that goes away is not an error of ours.
-  for (const stream of [process.stdout, process.stderr]) {
-    stream.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-      throw e;
-    });
-  }
+  quietOnBrokenPipe();
   // Before the command's modules load: the young generation grows while they do (see core/lean-heap.ts).
   if (argv.slice(2).find((a) => !a.startsWith('-')) === 'backup') useLeanHeap();
   const program = buildProgram(argv.slice(2));
@@ -86,6 +81,17 @@ export function buildProgram(args: string[] = argv()): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  // Help text goes to descriptor 1 directly; width and colours are asked of process.stdout only on a
+  // terminal (or when colour is forced), as commander does, so `--help` never creates the stream.
+  const out = program.configureOutput();
+  program.configureOutput({
+    writeOut: writeStdoutSync,
+    getOutHelpWidth: () => (stdoutIsTerminal() && out.getOutHelpWidth ? out.getOutHelpWidth() : 80),
+    getOutHasColors: () =>
+      stdoutIsTerminal() || 'FORCE_COLOR' in process.env || 'CLICOLOR_FORCE' in process.env
+        ? (out.getOutHasColors?.() ?? false)
+        : false,
+  });
 
   program.on('option:version', () => {
     printVersion(argv().includes('--verbose'));
@@ -146,9 +152,9 @@ function argv(): string[] {
 
 function printVersion(verbose: boolean): void {
   const version = typeof VAULTOPS_VERSION === 'string' ? VAULTOPS_VERSION : packageVersion();
-  process.stdout.write(`vaultops ${version}\n`);
+  writeStdoutSync(`vaultops ${version}\n`);
   if (verbose) {
-    process.stdout.write(`node ${process.versions.node}\nplatform ${process.platform}-${process.arch}\n`);
+    writeStdoutSync(`node ${process.versions.node}\nplatform ${process.platform}-${process.arch}\n`);
   }
 }
 
