@@ -204,6 +204,7 @@ export async function populateRoot(p: MachinePaths, s: MachineSetup): Promise<vo
     writeFileSync(root('/etc/machine-id'), `${randomBytes(16).toString('hex')}\n`);
   writeFileSync(root('/etc/hosts'), `127.0.0.1 localhost\n${s.ip} ${s.hostname}\n`);
   maskUnits(p);
+  keepLoginsOpenAtBoot(p);
 
   await ensureUser(p.root, ['--create-home', '--shell', '/bin/bash', '--user-group', 'ops']);
   const ops = accountIds(p.root, 'ops');
@@ -304,6 +305,21 @@ function maskUnits(p: MachinePaths): void {
     else if (existsSync(link)) continue;
     symlinkSync('/dev/null', link);
   }
+}
+
+/**
+ * systemd makes /run/nologin early in boot and systemd-user-sessions.service removes it at the end;
+ * until then pam_nologin refuses every user but root. On this host's cgroup v1 hierarchy that
+ * one-shot unit sometimes fails to start ("status=219/CGROUP") and is never retried, so ops could
+ * never log in. The lab needs no such guard: the tmpfiles entry that makes the file is masked.
+ */
+function keepLoginsOpenAtBoot(p: MachinePaths): void {
+  const dir = join(p.root, '/etc/tmpfiles.d');
+  mkdirSync(dir, { recursive: true });
+  const link = join(dir, 'systemd-nologin.conf');
+  if (isLink(link)) rmSync(link);
+  else if (existsSync(link)) return;
+  symlinkSync('/dev/null', link);
 }
 
 function isLink(path: string): boolean {

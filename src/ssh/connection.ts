@@ -275,8 +275,31 @@ export class SshHost implements Host {
       return refusal === undefined;
     };
     const client = new ssh2.Client();
+    // What the server said before it closed (pam_nologin's "System is booting up...", a login banner).
+    let banner = '';
+    client.on(
+      'banner',
+      (m: string) =>
+        (banner = m
+          .replace(/\s+/g, ' ')
+          .trim()
+          .replace(/^"(.*)"$/, '$1')
+          .slice(0, 300)),
+    );
     await new Promise<void>((resolve, reject) => {
       client.once('ready', () => resolve());
+      // A server can close the connection during login without an SSH error (pam_nologin while the
+      // host boots or /etc/nologin is there, MaxStartups, AllowUsers): without this the wait never ends.
+      client.once('close', () =>
+        reject(
+          new UnreachableError(
+            `SSH to ${this.name} (${this.#where}): the server closed the connection during login${banner ? ` ("${banner}")` : ''}.`,
+            {
+              hint: "Look at the host's sshd log; a host still booting or with /etc/nologin refuses every user but root.",
+            },
+          ),
+        ),
+      );
       client.once('error', (e: Error & { level?: string }) => {
         if (refusal) return reject(refusal);
         if (e.level === 'client-authentication') {

@@ -142,6 +142,18 @@ describe('a lab of systemd machines (lab up --hosts)', () => {
     }
   });
 
+  it('a host that refuses logins (pam_nologin) is reported at once with what it said, not waited on', async () => {
+    const n2 = lab.nodes[1]!;
+    await runInMachine(lab, n2.name, ['sh', '-c', 'echo "Down for maintenance until 14:00." > /run/nologin'], 15_000);
+    try {
+      const r = await cli.run(['check', '-i', inventory, '--offline', '--json'], { timeoutMs: 60_000 });
+      expect(`${r.stdout}${r.stderr}`).toContain('the server closed the connection during login');
+      expect(`${r.stdout}${r.stderr}`).toContain('Down for maintenance until 14:00.');
+    } finally {
+      await runInMachine(lab, n2.name, ['rm', '-f', '/run/nologin'], 15_000);
+    }
+  });
+
   it("the server runs as openbao under a unit with the vendor's hardening, from the usual paths", () => {
     const r = ssh(
       nodes[1]!,
