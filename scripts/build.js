@@ -14,7 +14,7 @@
 //
 //   node scripts/build.js [--no-sourcemap] [--outdir DIR]
 import { build } from 'esbuild';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules, createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -208,9 +208,12 @@ const cli = {
 // src/cli/main.ts), the second has that table built in, so a start builds only the command it runs.
 const scratch = mkdtempSync(join(tmpdir(), 'vaultops-build-'));
 let table;
+let helps;
 try {
   await build({ ...cli, outdir: scratch, sourcemap: false, define: { VAULTOPS_VERSION: JSON.stringify(pkg.version) } });
-  table = (await import(pathToFileURL(join(scratch, 'cli', 'main.js')).href)).commandTable();
+  const scratchMain = await import(pathToFileURL(join(scratch, 'cli', 'main.js')).href);
+  table = scratchMain.commandTable();
+  helps = scratchMain.helpTexts();
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }
@@ -223,6 +226,8 @@ await build({
     VAULTOPS_COMMAND_TABLE: JSON.stringify(JSON.stringify(table)),
   },
 });
+// `vaultops [words] --help` on an output that is not a terminal: bin/vaultops.js answers from this.
+writeFileSync(join(dist, 'cli', 'help-80.json'), JSON.stringify(helps));
 await build({
   ...common,
   entryPoints: [

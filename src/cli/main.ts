@@ -86,7 +86,7 @@ export function buildProgram(args: string[] = argv()): Command {
   const out = program.configureOutput();
   program.configureOutput({
     writeOut: writeStdoutSync,
-    getOutHelpWidth: () => (stdoutIsTerminal() && out.getOutHelpWidth ? out.getOutHelpWidth() : 80),
+    getOutHelpWidth: () => (stdoutIsTerminal() && out.getOutHelpWidth ? out.getOutHelpWidth() : HELP_CACHE_WIDTH),
     getOutHasColors: () =>
       stdoutIsTerminal() || 'FORCE_COLOR' in process.env || 'CLICOLOR_FORCE' in process.env
         ? (out.getOutHasColors?.() ?? false)
@@ -145,6 +145,35 @@ export function commandTable(): CommandStub[][] {
     }));
   });
 }
+
+/**
+ * The help of every command as `<words> --help` prints it on an 80-column (or non-terminal) output,
+ * keyed by the words that name it ("" for the root, "lab up", aliases too). scripts/build.js writes
+ * it to dist/cli/help-80.json, from which bin/vaultops.js answers such a call without loading the CLI.
+ */
+export function helpTexts(): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (cmd: Command, names: string[][]) => {
+    // `__complete --help` is a word to complete, not a call for help: such commands are left out.
+    const help = (cmd as unknown as { _getHelpOption(): Option | null })._getHelpOption();
+    if (help?.short !== '-h' || help.long !== '--help') return;
+    cmd.configureOutput({ ...cmd.configureOutput(), getOutHelpWidth: () => HELP_CACHE_WIDTH });
+    const text = cmd.helpInformation();
+    for (const words of names) out[words.join(' ')] = text;
+    for (const sub of cmd.commands) {
+      const own = [sub.name(), ...sub.aliases()];
+      walk(
+        sub,
+        names.flatMap((words) => own.map((n) => [...words, n])),
+      );
+    }
+  };
+  walk(buildProgram(['help']), [[]]); // "help": every command built in full
+  return out;
+}
+
+/** What commander wraps help to when the output is not a terminal. */
+export const HELP_CACHE_WIDTH = 80;
 
 function argv(): string[] {
   return process.argv.slice(2);

@@ -1,5 +1,4 @@
-import { writeSync } from 'node:fs';
-import { isatty } from 'node:tty';
+import { fstatSync, writeSync } from 'node:fs';
 
 /**
  * Standard output without the cost of creating it. `process.stdout` is made on first use, and making
@@ -58,7 +57,22 @@ export function writeStdoutSync(text: string): void {
   }
 }
 
-/** Whether standard output is a terminal, asked of the descriptor, not of process.stdout. */
+/**
+ * Whether standard output is a terminal, asked of the descriptor, not of process.stdout. Loading
+ * node:tty loads net and all of Node's streams (about 4 ms), so the answers a stat can give come
+ * first: a pipe or a file is no terminal, and neither is a Linux memory device (major 1: /dev/null,
+ * where cron and scripts send what they do not read). Only a character device left over asks tty.
+ */
 export function stdoutIsTerminal(): boolean {
-  return isatty(1);
+  let st;
+  try {
+    st = fstatSync(1);
+  } catch {
+    return false;
+  }
+  if (!st.isCharacterDevice()) return false;
+  if (process.platform === 'linux' && Math.floor(st.rdev / 256) % 4096 === LINUX_MEM_MAJOR) return false;
+  return process.getBuiltinModule('node:tty').isatty(1);
 }
+
+const LINUX_MEM_MAJOR = 1;

@@ -8,7 +8,7 @@ import { labDestroy, type LabRecord } from '../../src/lab/lab.js';
 import type { ClusterStatus } from '../../src/vault/cluster.js';
 import { ExitCode } from '../../src/core/exit-codes.js';
 import { buildProgram } from '../../src/cli/main.js';
-import { CliRunner, isAlive, labSecrets, processesUnder, REPO, type CliResult } from '../helpers/cli.js';
+import { CliRunner, isAlive, labSecrets, NODE, processesUnder, REPO, type CliResult } from '../helpers/cli.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 
 const short = { openbao: 'bao', vault: 'vault' } as const;
@@ -130,12 +130,48 @@ describe('the built CLI starts on the Node it ships for', () => {
 
   it('`--help` and `status --help` load none of openpgp, ssh2, node-vault, listr2, inquirer, the AWS SDK, the S3 client', async () => {
     for (const args of [['--help'], ['status', '--help']]) {
-      const { r, heavy, chunks } = await heavyModulesLoaded(args, process.env, cwd);
+      // Rendered by the CLI, as on a terminal: the build-time text is turned off.
+      const { r, heavy, chunks } = await heavyModulesLoaded(args, { ...process.env, VAULTOPS_HELP_CACHE: '0' }, cwd);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toMatch(/^Usage: vaultops/);
       expect(chunks, 'the recorder saw the bundle load').toContain('main.js');
       expect(heavy, `vaultops ${args.join(' ')}`).toEqual([]);
     }
+  });
+
+  it('`[command] --help` into a pipe prints the build-time text, byte for byte what the CLI renders, without loading the CLI', async () => {
+    const helps = JSON.parse(readFileSync(join(REPO, 'dist', 'cli', 'help-80.json'), 'utf8')) as Record<string, string>;
+    for (const words of ['', 'status', 'lab up', 'backups list', 'root generate', 'rekey verify', 'schedule backup'])
+      expect(Object.keys(helps), 'help-80.json covers nested commands').toContain(words);
+    const rendered = new CliRunner({ env: { ...process.env, VAULTOPS_HELP_CACHE: '0' }, cwd });
+    for (const [words, text] of Object.entries(helps)) {
+      const args = [...(words ? words.split(' ') : []), '--help'];
+      const live = await rendered.run(args);
+      expect(live.code, live.stderr).toBe(0);
+      expect(text, `vaultops ${args.join(' ')}`).toBe(live.stdout);
+    }
+    for (const args of [['--help'], ['status', '-h'], ['lab', 'up', '--help']]) {
+      const { r, chunks } = await heavyModulesLoaded(args, process.env, cwd);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe(helps[args.slice(0, -1).join(' ')]);
+      expect(chunks, `vaultops ${args.join(' ')} read no module of the CLI`).toEqual([]);
+    }
+  });
+
+  it('`--help` on a terminal is laid out for its width, not the build-time 80 columns', () => {
+    const helps = JSON.parse(readFileSync(join(REPO, 'dist', 'cli', 'help-80.json'), 'utf8')) as Record<string, string>;
+    const quote = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
+    // script(1) gives the CLI a pseudo-terminal 150 columns wide.
+    const r = spawnSync(
+      'script',
+      ['-qec', `stty cols 150; ${quote(NODE)} ${quote(join(REPO, 'bin', 'vaultops.js'))} --help`, '/dev/null'],
+      { encoding: 'utf8', env: { ...process.env, VAULTOPS_STATE_DIR: join(cwd, 'state') } },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const text = r.stdout.replace(/\r\n/g, '\n');
+    expect(text).toMatch(/^Usage: vaultops/);
+    expect(Math.max(...text.split('\n').map((l) => l.length))).toBeGreaterThan(80);
+    expect(text).not.toBe(helps['']);
   });
 
   it('`plan` loads every action but none of openpgp, ssh2, node-vault, listr2, inquirer, the AWS SDK', async () => {
