@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBinary, type Flavor } from '../../src/lab/binaries.js';
@@ -20,6 +20,10 @@ export interface TestLab {
   secrets: string[];
   destroy(): Promise<void>;
 }
+
+/** Set by test/helpers/global-setup.ts for the workers; startTestLab writes it into the lab's state dir. */
+export const TEST_RUN_ENV = 'VAULTOPS_TEST_RUN';
+export const TEST_RUN_MARK = '.vaultops-test-run';
 
 /**
  * A real lab cluster for one test file, in its own state dir, so files running side by side never
@@ -45,6 +49,8 @@ export async function startTestLab(options: {
   const ownsStateDir = options.sealProvider === undefined;
   const stateDir = options.sealProvider?.stateDir ?? mkdtempSync(join(tmpdir(), `vaultops-test-${options.name}-`));
   const env = options.sealProvider?.env ?? { ...process.env, VAULTOPS_STATE_DIR: stateDir };
+  const run = process.env[TEST_RUN_ENV];
+  if (ownsStateDir && run) writeFileSync(join(stateDir, TEST_RUN_MARK), run);
   const bin = await ensureBinary({ flavor: options.flavor, version: options.version, env });
   const inventory = join(stateDir, `${options.name}.yml`);
   const { lab } = await labUp({
