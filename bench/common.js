@@ -1,7 +1,7 @@
 // Shared bits of the benchmarks: run the built CLI as a whole process and summarise timings.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
@@ -95,4 +95,22 @@ export function timedProcess(cmd, argv, env) {
       });
     });
   });
+}
+
+/**
+ * `--help` or `-h`: prints the calling script's opening comment, which is its usage, and exits before
+ * any lab is started or benchmark run.
+ */
+export function helpFromHeader(scriptUrl) {
+  const argv = process.argv.slice(2);
+  if (!argv.includes('--help') && !argv.includes('-h')) return;
+  const lines = readFileSync(new URL(scriptUrl), 'utf8').split('\n');
+  const start = lines[0].startsWith('#!') ? 1 : 0;
+  const usage = [];
+  for (const line of lines.slice(start)) {
+    if (!line.startsWith('//')) break;
+    usage.push(line.replace(/^\/\/ ?/, ''));
+  }
+  process.stdout.write(`${usage.join('\n')}\n`);
+  process.exit(0);
 }

@@ -19,7 +19,9 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { assertBuilt, NODE, option } from './common.js';
+import { assertBuilt, NODE, option, helpFromHeader } from './common.js';
+
+helpFromHeader(import.meta.url);
 
 const args = process.argv.slice(2);
 const sizeMb = Number(option(args, 'size', '1000'));

@@ -19,7 +19,9 @@ import { ensureBinary } from '../dist/internal/lab/binaries.js';
 import { labDestroy, labUp } from '../dist/internal/lab/lab.js';
 import { VaultClient } from '../dist/internal/vault/client.js';
 import { Transport } from '../dist/internal/vault/transport.js';
-import { assertBuilt, CLI, median, NODE, option } from './common.js';
+import { assertBuilt, CLI, median, NODE, option, helpFromHeader } from './common.js';
+
+helpFromHeader(import.meta.url);
 
 assertBuilt();
 const args = process.argv.slice(2);

@@ -8,8 +8,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { argValue, assertBuilt, fmt, summary, timeCli } from './common.js';
+import { argValue, assertBuilt, fmt, summary, timeCli, helpFromHeader } from './common.js';
 import { machinePid, readLab } from '../dist/internal/lab/lab.js';
+
+helpFromHeader(import.meta.url);
 
 assertBuilt();
 const runs = Number(argValue('--runs', '2'));

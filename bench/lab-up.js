@@ -6,7 +6,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { argValue, assertBuilt, fmt, summary, timeCli } from './common.js';
+import { argValue, assertBuilt, fmt, summary, timeCli, helpFromHeader } from './common.js';
+
+helpFromHeader(import.meta.url);
 
 assertBuilt();
 const runs = Number(argValue('--runs', '3'));

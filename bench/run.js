@@ -4,8 +4,10 @@
 // Each prints its own figures; nothing is asserted. Per file: node_modules/.bin/node bench/<name>.js.
 // `npm run bench` is bench/compare.js: vaultops against the official CLI in one table.
 import { spawnSync } from 'node:child_process';
-import { NODE, REPO } from './common.js';
+import { NODE, REPO, helpFromHeader } from './common.js';
 import { join } from 'node:path';
+
+helpFromHeader(import.meta.url);
 
 const all = ['startup', 'lab-up', 'backup', 'fleet', 'upgrade-probe', 'encrypt', 's3-backup'];
 const quick = ['startup', 'lab-up'];

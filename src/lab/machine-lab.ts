@@ -333,10 +333,6 @@ async function prepareNetworkAndRoots(lab: LabRecord): Promise<void> {
   }
 }
 
-export function hostsRunning(lab: LabRecord): number {
-  return lab.nodes.filter((n) => supervisorPid(machineRef(lab, n)) !== undefined).length;
-}
-
 /** Powers every machine off and removes their mounts, namespaces, veths and the bridge. Data is kept. */
 export async function tearDownHostsLab(lab: LabRecord, progress: (m: string) => void): Promise<number> {
   if (lab.loadBalancer) await stopLoadBalancer(lab.loadBalancer, progress);
