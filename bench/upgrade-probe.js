@@ -120,7 +120,18 @@ const readers = lbAddress
 
 try {
   await clients[0].write('sys/mounts/secret', { type: 'kv', options: { version: '2' } });
-  await clients[0].write('secret/data/canary', { data: { value: 'canary-value' } });
+  // A new KV v2 mount answers 400 ("upgrading from non-versioned") for a moment: write until it takes.
+  for (const deadline = Date.now() + 60_000; ;) {
+    const wrote = await clients[0].write('secret/data/canary', { data: { value: 'canary-value' } }).then(
+      () => true,
+      (e) => {
+        if (Date.now() > deadline) throw e;
+        return false;
+      },
+    );
+    if (wrote) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
   // A new KV v2 mount answers 400 ("upgrading from non-versioned") on standbys for a moment: wait
   // until every node serves the canary, so the probe measures the upgrade and not the mount.
   for (const deadline = Date.now() + 60_000; ;) {
