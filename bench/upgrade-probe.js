@@ -298,7 +298,7 @@ try {
     const ph = result.phases;
     if (ph)
       console.log(
-        `  outside the nodes (ms):        gates ${ph.gatesMs}, staging ${ph.stagingMs}, snapshot ${ph.snapshotMs} (start -> first node down ${ph.untilFirstNodeMs}); between nodes ${ph.betweenNodesMs}; verify ${ph.verifyMs}`,
+        `  outside the nodes (ms):        gates ${ph.gatesMs}, staging ${ph.stagingMs}, snapshot ${ph.snapshotMs} (start -> first node down ${ph.untilFirstNodeMs}); between nodes ${ph.betweenNodesMs}${ph.stagingWaitMs !== undefined ? ` (of which waiting for a node's background staging ${ph.stagingWaitMs})` : ''}; verify ${ph.verifyMs}`,
       );
     for (const f of probe.failures) console.log(`    read failed twice ${f}`);
     for (const x of t)
