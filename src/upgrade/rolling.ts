@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { GateError, InputError, InterruptedError, VaultopsError } from '../core/errors.js';
 import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
@@ -228,9 +228,20 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
   if (readProgress(o.progressFile)) await localFileChecked();
   await resumeInProgress(o, flavorUnit, emit);
 
+  // 3 starts beside 2: opening the SSH connections (host keys checked) only reads the hosts.
+  const specs = o.spec.nodes.filter((n) => !o.nodes || o.nodes.includes(n.name));
+  const opening = Promise.allSettled(specs.map((spec) => o.openHost(spec)));
+  // Not awaited when a cluster gate fails: that failure is reported at once, the hosts are closed as
+  // their connections come up.
+  const closeOpened = () => void opening.then((all) => all.forEach((r) => r.status === 'fulfilled' && r.value.close()));
+
   // 2. Cluster gates: every node reachable, unsealed, a voter; autopilot healthy; tolerance >= 1.
-  const before = await settledGate(() => o.cluster.status());
+  const before = await settledGate(() => o.cluster.status()).catch((e: unknown) => {
+    closeOpened();
+    throw e;
+  });
   if (before.health !== 'healthy') {
+    closeOpened();
     throw new GateError(`Cluster ${o.clusterName} is not healthy; no node was touched.`, {
       details: before.problems,
       hint: 'Fix the problems above (`vaultops status -i INV`), then run the upgrade again.',
@@ -247,8 +258,7 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
   try {
     // 3. Hosts: reachable over SSH with the right host key, before anything changes. All at once;
     // a failure is reported for the first node in inventory order.
-    const specs = o.spec.nodes.filter((n) => !o.nodes || o.nodes.includes(n.name));
-    const opened = await Promise.allSettled(specs.map((spec) => o.openHost(spec)));
+    const opened = await opening;
     opened.forEach((r, i) => {
       if (r.status === 'fulfilled') members.push(memberFor(o.cluster, specs[i]!, r.value, flavorUnit));
     });
@@ -274,10 +284,13 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
         `Node ${notRunning.spec.name}: the ${notRunning.service.kind} service manager says the server is not running, although its API answers.`,
         { hint: "The inventory's service settings may not describe this host; fix them first." },
       );
-    await localFileChecked();
     // Room for the binary on every host, before anything is staged anywhere: a later node's staging
     // then fails only for what happens on its host during the run.
-    if (localFile) await checkStagingRoomOnAll(members, (await localFile).bytes, emit);
+    if (!('kind' in source)) await checkStagingRoomOnAll(members, localSize(source.path), emit);
+    // Staging in the background does not wait for the local hash (1-2 s for 200-360 MB): each host
+    // checks what arrived against the expected sha256 and removes a file that differs, so a wrong
+    // local file is never staged; its error is the one reported.
+    if (!o.stageInBackground) await localFileChecked();
 
     const gatesMs = Date.now() - started;
     // The snapshot only reads the cluster, as the staging only writes next to the live binaries: the
@@ -310,7 +323,10 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
       target = source.version;
     } else if (o.stageInBackground) {
       const order = stagingOrder(members, before.nodes);
-      target = (await stageOn(order[0]!, source, emit, true))!;
+      const [staged, local] = await Promise.allSettled([stageOn(order[0]!, source, emit, true), localFileChecked()]);
+      if (local.status === 'rejected') throw local.reason;
+      if (staged.status === 'rejected') throw staged.reason;
+      target = staged.value!;
       const later = order.slice(1).filter((m) => before.nodes.find((n) => n.name === m.spec.name)?.version !== target);
       staging = stageOneAtATime(order[0]!, later, source, emit);
     } else target = await stageOnAll(members, source, emit);
@@ -357,6 +373,14 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
  * first: the first node is staged before the target version is known, and a node already upgraded
  * would be staged for nothing.
  */
+function localSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch (e) {
+    throw new InputError(`Cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`);
+  }
+}
+
 function stagingOrder(
   members: readonly Member[],
   nodes: readonly { name: string; version?: string | undefined; leader: boolean }[],
