@@ -120,7 +120,18 @@ const readers = lbAddress
 
 try {
   await clients[0].write('sys/mounts/secret', { type: 'kv', options: { version: '2' } });
-  await clients[0].write('secret/data/canary', { data: { value: 'canary-value' } });
+  // A new KV v2 mount answers 400 ("upgrading from non-versioned") for a moment: write until it takes.
+  for (const deadline = Date.now() + 60_000; ;) {
+    const wrote = await clients[0].write('secret/data/canary', { data: { value: 'canary-value' } }).then(
+      () => true,
+      (e) => {
+        if (Date.now() > deadline) throw e;
+        return false;
+      },
+    );
+    if (wrote) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
   // A new KV v2 mount answers 400 ("upgrading from non-versioned") on standbys for a moment: wait
   // until every node serves the canary, so the probe measures the upgrade and not the mount.
   for (const deadline = Date.now() + 60_000; ;) {
@@ -287,7 +298,7 @@ try {
     const ph = result.phases;
     if (ph)
       console.log(
-        `  outside the nodes (ms):        gates ${ph.gatesMs}, staging ${ph.stagingMs}, snapshot ${ph.snapshotMs} (start -> first node down ${ph.untilFirstNodeMs}); between nodes ${ph.betweenNodesMs}; verify ${ph.verifyMs}`,
+        `  outside the nodes (ms):        gates ${ph.gatesMs}, staging ${ph.stagingMs}, snapshot ${ph.snapshotMs} (start -> first node down ${ph.untilFirstNodeMs}); between nodes ${ph.betweenNodesMs}${ph.stagingWaitMs !== undefined ? ` (of which waiting for a node's background staging ${ph.stagingWaitMs})` : ''}; verify ${ph.verifyMs}`,
       );
     for (const f of probe.failures) console.log(`    read failed twice ${f}`);
     for (const x of t)

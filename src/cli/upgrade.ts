@@ -174,7 +174,8 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
           binary: bin.pkg ?? {
             path: bin.binary,
             sha256: bin.sha256,
-            onUpload: staging.onUpload(basename(bin.binary), conn.spec.nodes.length),
+            // The first node's upload is shown; the later ones run in the background during the nodes.
+            onUpload: staging.onUpload(basename(bin.binary), 1),
           },
           unsealKeys,
           onNodeFailure: o.rollbackOnFailure ? 'rollback' : 'halt',
@@ -230,11 +231,11 @@ async function upgradePlan(
   const states = new Map(probes.map((p) => [p.node.name, p.health?.state ?? 'unreachable']));
   const nodes = conn.spec.nodes.map((n) => n.name);
   const standbys = nodes.filter((n) => n !== leader);
+  const stageOrder = [...standbys, ...(leader ? [leader] : [])];
   const phases: Phase[] = [
     {
       key: 'gates',
-      title:
-        "gates: the binary's sha256; every node reachable, unsealed, a voter; autopilot healthy; failure tolerance >= 1; SSH host keys; the staged binary runs and is newer",
+      title: `gates: the binary's sha256; every node reachable, unsealed, a voter; autopilot healthy; failure tolerance >= 1; SSH host keys;${bin.pkg ? '' : ' on every host sudo, a writable binary directory and room for the binary;'} the staged binary runs and is newer`,
     },
   ];
   if (strategy === 'immutable') {
@@ -267,7 +268,7 @@ async function upgradePlan(
       key: 'stage',
       title: bin.pkg
         ? `find package version ${bin.pkg.version} in the repositories of ${nodes.join(', ')} and download it there (apt-get --download-only)`
-        : `stage the binary on ${nodes.join(', ')} (sha256 checked on each host)`,
+        : `stage the binary (sha256 checked on each host, in the order the nodes go down): on ${stageOrder[0]} now, beside the snapshot; ${stageOrder.slice(1).join(', ') || 'no other node'} one at a time in the background while earlier nodes restart, each node waiting for its own (a failure there stops the run before that node)`,
     });
     phases.push({ key: 'snapshot', title: `verified snapshot into ${snapshotDir}` });
     for (const n of standbys)

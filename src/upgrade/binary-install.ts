@@ -135,3 +135,48 @@ export async function rollbackBinary(host: Host, livePath: string): Promise<void
   );
   if (r.code !== 0) throw new VaultopsError(`Rollback on ${host.name}: no previous binary at ${prev}.`);
 }
+
+/** Room asked for beyond the binary's size when staging: the file system must not be left full. */
+export const STAGING_MARGIN_BYTES = 64 * 1024 * 1024;
+
+/**
+ * What staging needs on a host, asked before any change on any host (one remote command): the
+ * command runs (sudo -n, when the host uses it); the directory of the live binary exists and is
+ * writable; it has room for the binary plus a margin, as has /tmp when the upload goes through it
+ * (under sudo, the SSH user's upload lands in /tmp first). A copy already staged counts as room.
+ * Throws a VaultopsError that says what is missing; changes nothing.
+ */
+export async function checkStagingRoom(host: Host, livePath: string, bytes: number): Promise<void> {
+  const dir = livePath.slice(0, livePath.lastIndexOf('/')) || '/';
+  const staged = `${livePath}${STAGED_SUFFIX}`;
+  const needKb = Math.ceil((bytes + STAGING_MARGIN_BYTES) / 1024);
+  const r = await host.exec(
+    [
+      `d=${shq(dir)}; need=${needKb}`,
+      `[ -d "$d" ] || { echo "$d does not exist" >&2; exit 87; }`,
+      `[ -w "$d" ] || { echo "$d is not writable ($(id -un))" >&2; exit 87; }`,
+      // A staged copy already there is replaced in place: its blocks count as free.
+      `have=0; [ -f ${shq(staged)} ] && have=$(( $(stat -c %s ${shq(staged)}) / 1024 ))`,
+      `free=$(df -Pk -- "$d" | awk 'NR==2 {print $4}')`,
+      `[ $((free + have)) -ge "$need" ] || { echo "$d has $((free / 1024)) MiB free, staging needs $((need / 1024)) MiB" >&2; exit 87; }`,
+      `if [ -n "$SUDO_USER" ] && [ "$(df -P /tmp | awk 'NR==2 {print $1}')" != "$(df -P -- "$d" | awk 'NR==2 {print $1}')" ]; then`,
+      `  t=$(df -Pk /tmp | awk 'NR==2 {print $4}')`,
+      `  [ "$t" -ge "$need" ] || { echo "/tmp (where the upload lands before it is moved) has $((t / 1024)) MiB free, staging needs $((need / 1024)) MiB" >&2; exit 87; }`,
+      `fi`,
+    ].join('\n'),
+    { timeoutMs: 30_000 },
+  );
+  if (r.code === 0) return;
+  const why = r.stderr.trim().split('\n').filter(Boolean).slice(-3);
+  throw new VaultopsError(
+    r.code === 87
+      ? `${host.name}: the new binary cannot be staged: ${why.join('; ')}.`
+      : `${host.name}: the staging check did not run (exit ${r.code ?? r.signal}): ${why.join('; ') || 'no output'}.`,
+    {
+      hint:
+        r.code === 87
+          ? `Make room or make ${dir} writable on ${host.name}, then run the upgrade again.`
+          : 'Check that the SSH user can run commands there (with sudo -n when the inventory says sudo).',
+    },
+  );
+}

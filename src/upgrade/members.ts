@@ -3,7 +3,13 @@ import type { NodeSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
 import { serviceManager, type ServiceManager } from '../ssh/services.js';
 import type { ClusterClient, ClusterNode } from '../vault/cluster.js';
-import { remoteBinaryVersion, stageBinary, STAGED_SUFFIX, type BinarySource } from './binary-install.js';
+import {
+  checkStagingRoom,
+  remoteBinaryVersion,
+  stageBinary,
+  STAGED_SUFFIX,
+  type BinarySource,
+} from './binary-install.js';
 import type { PackageManager, PackageSource } from './package-install.js';
 
 /**
@@ -110,20 +116,46 @@ export async function stageOnAll(
   emit: (e: UpgradeEvent) => void,
 ): Promise<string> {
   const first = members[0]!;
-  const versions = await Promise.all(
-    members.map(async (m) => {
-      const r = await stageBinary(m.host, m.binaryPath, binary, m === first);
-      emit({
-        kind: 'stage',
-        node: m.spec.name,
-        message: r.uploaded
-          ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)`
-          : 'already staged (sha256 verified on the host)',
-      });
-      if (m !== first) return undefined;
-      // Asked in the command that checked the upload; a copy staged by an earlier run is hashed and run now.
-      return r.version ?? remoteBinaryVersion(m.host, `${m.binaryPath}${STAGED_SUFFIX}`, binary.sha256);
-    }),
-  );
+  const versions = await Promise.all(members.map((m) => stageOn(m, binary, emit, m === first)));
   return versions[0]!;
+}
+
+/**
+ * Stages the binary on one member, verified on its host; with `askVersion`, also the version the
+ * staged binary reports (the target). Nothing running changes.
+ */
+export async function stageOn(
+  m: Member,
+  binary: BinarySource,
+  emit: (e: UpgradeEvent) => void,
+  askVersion = false,
+): Promise<string | undefined> {
+  const r = await stageBinary(m.host, m.binaryPath, binary, askVersion);
+  emit({
+    kind: 'stage',
+    node: m.spec.name,
+    message: r.uploaded
+      ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)`
+      : 'already staged (sha256 verified on the host)',
+  });
+  if (!askVersion) return undefined;
+  return r.version ?? remoteBinaryVersion(m.host, `${m.binaryPath}${STAGED_SUFFIX}`, binary.sha256);
+}
+
+/**
+ * Before anything is staged or changed: every host can take the binary (sudo, a writable directory,
+ * room for it). All hosts at once; the first failure in member order is thrown, naming its host.
+ */
+export async function checkStagingRoomOnAll(
+  members: readonly Member[],
+  bytes: number,
+  emit: (e: UpgradeEvent) => void,
+): Promise<void> {
+  const results = await Promise.allSettled(members.map((m) => checkStagingRoom(m.host, m.binaryPath, bytes)));
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  emit({
+    kind: 'gate',
+    message: `room to stage ${Math.round(bytes / 1024 / 1024)} MiB on ${members.map((m) => m.spec.name).join(', ')} (directory writable, free space, sudo).`,
+  });
 }

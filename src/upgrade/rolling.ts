@@ -1,10 +1,10 @@
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { GateError, InputError, InterruptedError, VaultopsError } from '../core/errors.js';
 import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
 import type { ServiceManager } from '../ssh/services.js';
-import { rollbackBinary, swapBinary, verifyLocalBinary, verifyStaged } from './binary-install.js';
+import { rollbackBinary, swapBinary, verifyLocalBinary, verifyStaged, type BinarySource } from './binary-install.js';
 import {
   clusterInstall,
   installedVersion,
@@ -19,6 +19,8 @@ import {
   halt,
   memberFor,
   sourceId,
+  checkStagingRoomOnAll,
+  stageOn,
   stageOnAll,
   UpgradeHaltedError,
   type Member,
@@ -104,6 +106,8 @@ export interface RunPhases {
   untilFirstNodeMs: number;
   /** Between nodes: the leader asked, the gate before the node, the staged file checked again. */
   betweenNodesMs: number;
+  /** Of which: waiting for a node's own staging (in the background) to finish. */
+  stagingWaitMs: number;
   /** The end-state check after the last node. */
   verifyMs: number;
 }
@@ -125,6 +129,24 @@ export interface PreflightOptions extends Pick<
   nodes?: readonly string[] | undefined;
   /** Started once the cluster and SSH gates passed, and run while the binary is staged. */
   snapshot?: ((signal: AbortSignal) => Promise<string>) | undefined;
+  /**
+   * Stage only on the first node to go down before returning; the others are staged in the
+   * background, one at a time in the order they will go down (`Preflight.staging`). Every host's
+   * room for the binary is still checked before returning. Default: every host before returning.
+   */
+  stageInBackground?: boolean | undefined;
+}
+
+/** The binary being staged on the later nodes while earlier ones are upgraded. */
+export interface BackgroundStaging {
+  /** The staging order (node names), the first node included. */
+  order: string[];
+  /** Settles when this member's binary is staged and verified on its host; rejects with why not. */
+  of(m: Member): Promise<void>;
+  /** When this member's staging settled (epoch ms); undefined while it runs. */
+  settledAt(m: Member): number | undefined;
+  /** Stops staging on the members not yet started (the run stopped). */
+  cancel(): void;
 }
 
 /** The snapshot taken while the binary was staged; the caller awaits `done` before the first change. */
@@ -147,6 +169,8 @@ export interface Preflight {
   timing: { gatesMs: number; stagingMs: number };
   /** With `snapshot`: it started after the gates and may still be running. */
   snapshot?: SnapshotInFlight | undefined;
+  /** With `stageInBackground`: the staging of the nodes after the first. */
+  staging?: BackgroundStaging | undefined;
 }
 
 /**
@@ -204,9 +228,20 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
   if (readProgress(o.progressFile)) await localFileChecked();
   await resumeInProgress(o, flavorUnit, emit);
 
+  // 3 starts beside 2: opening the SSH connections (host keys checked) only reads the hosts.
+  const specs = o.spec.nodes.filter((n) => !o.nodes || o.nodes.includes(n.name));
+  const opening = Promise.allSettled(specs.map((spec) => o.openHost(spec)));
+  // Not awaited when a cluster gate fails: that failure is reported at once, the hosts are closed as
+  // their connections come up.
+  const closeOpened = () => void opening.then((all) => all.forEach((r) => r.status === 'fulfilled' && r.value.close()));
+
   // 2. Cluster gates: every node reachable, unsealed, a voter; autopilot healthy; tolerance >= 1.
-  const before = await settledGate(() => o.cluster.status());
+  const before = await settledGate(() => o.cluster.status()).catch((e: unknown) => {
+    closeOpened();
+    throw e;
+  });
   if (before.health !== 'healthy') {
+    closeOpened();
     throw new GateError(`Cluster ${o.clusterName} is not healthy; no node was touched.`, {
       details: before.problems,
       hint: 'Fix the problems above (`vaultops status -i INV`), then run the upgrade again.',
@@ -219,11 +254,11 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
 
   const members: Member[] = [];
   let snapshot: SnapshotInFlight | undefined;
+  let staging: BackgroundStaging | undefined;
   try {
     // 3. Hosts: reachable over SSH with the right host key, before anything changes. All at once;
     // a failure is reported for the first node in inventory order.
-    const specs = o.spec.nodes.filter((n) => !o.nodes || o.nodes.includes(n.name));
-    const opened = await Promise.allSettled(specs.map((spec) => o.openHost(spec)));
+    const opened = await opening;
     opened.forEach((r, i) => {
       if (r.status === 'fulfilled') members.push(memberFor(o.cluster, specs[i]!, r.value, flavorUnit));
     });
@@ -249,7 +284,13 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
         `Node ${notRunning.spec.name}: the ${notRunning.service.kind} service manager says the server is not running, although its API answers.`,
         { hint: "The inventory's service settings may not describe this host; fix them first." },
       );
-    await localFileChecked();
+    // Room for the binary on every host, before anything is staged anywhere: a later node's staging
+    // then fails only for what happens on its host during the run.
+    if (!('kind' in source)) await checkStagingRoomOnAll(members, localSize(source.path), emit);
+    // Staging in the background does not wait for the local hash (1-2 s for 200-360 MB): each host
+    // checks what arrived against the expected sha256 and removes a file that differs, so a wrong
+    // local file is never staged; its error is the one reported.
+    if (!o.stageInBackground) await localFileChecked();
 
     const gatesMs = Date.now() - started;
     // The snapshot only reads the cluster, as the staging only writes next to the live binaries: the
@@ -280,6 +321,14 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
         }),
       );
       target = source.version;
+    } else if (o.stageInBackground) {
+      const order = stagingOrder(members, before.nodes);
+      const [staged, local] = await Promise.allSettled([stageOn(order[0]!, source, emit, true), localFileChecked()]);
+      if (local.status === 'rejected') throw local.reason;
+      if (staged.status === 'rejected') throw staged.reason;
+      target = staged.value!;
+      const later = order.slice(1).filter((m) => before.nodes.find((n) => n.name === m.spec.name)?.version !== target);
+      staging = stageOneAtATime(order[0]!, later, source, emit);
     } else target = await stageOnAll(members, source, emit);
     const stagingMs = Date.now() - started - gatesMs;
 
@@ -306,8 +355,9 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
           .join(', ') || 'no node'
       }.`,
     });
-    return { target, fromVersions, skipped, members, timing: { gatesMs, stagingMs }, snapshot };
+    return { target, fromVersions, skipped, members, timing: { gatesMs, stagingMs }, snapshot, staging };
   } catch (e) {
+    staging?.cancel();
     closeMembers(members);
     if (snapshot) {
       snapshot.abort();
@@ -315,6 +365,68 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
     }
     throw e;
   }
+}
+
+/**
+ * The order the nodes will go down in, as known now: standbys in inventory order, the active node
+ * last. On a resumed run (the nodes on different versions) a node below the newest version comes
+ * first: the first node is staged before the target version is known, and a node already upgraded
+ * would be staged for nothing.
+ */
+function localSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch (e) {
+    throw new InputError(`Cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}).`);
+  }
+}
+
+function stagingOrder(
+  members: readonly Member[],
+  nodes: readonly { name: string; version?: string | undefined; leader: boolean }[],
+): Member[] {
+  const info = (m: Member) => nodes.find((n) => n.name === m.spec.name);
+  const newest = nodes.map((n) => n.version ?? '0.0.0').reduce((a, b) => (compareVersions(a, b) >= 0 ? a : b), '0.0.0');
+  const order = [...members.filter((m) => !info(m)?.leader), ...members.filter((m) => info(m)?.leader)];
+  const behind = order.find((m) => compareVersions(info(m)?.version ?? '0.0.0', newest) < 0);
+  return behind ? [behind, ...order.filter((m) => m !== behind)] : order;
+}
+
+/**
+ * Stages on `later` in the background, one host at a time in their order (the next node to go down
+ * gets the whole link first); `first` is already staged.
+ */
+function stageOneAtATime(
+  first: Member,
+  later: readonly Member[],
+  source: BinarySource,
+  emit: (e: UpgradeEvent) => void,
+): BackgroundStaging {
+  let cancelled = false;
+  const settled = new Map<Member, number>([[first, Date.now()]]);
+  const done = new Map<Member, Promise<void>>([[first, Promise.resolve()]]);
+  let previous: Promise<unknown> = Promise.resolve();
+  for (const m of later) {
+    const p = previous
+      .catch(() => undefined)
+      .then(async () => {
+        if (cancelled) throw new VaultopsError(`${m.spec.name}: staging not started (the run stopped).`);
+        // No upload progress: a progress line drawn during the nodes' phases would only get in the way.
+        await stageOn(m, { ...source, onUpload: undefined }, emit);
+      })
+      .finally(() => settled.set(m, Date.now()));
+    p.catch(() => undefined);
+    done.set(m, p);
+    previous = p;
+  }
+  return {
+    order: [first, ...later].map((m) => m.spec.name),
+    of: (m) => done.get(m) ?? Promise.resolve(),
+    settledAt: (m) => (done.has(m) ? settled.get(m) : 0),
+    cancel: () => {
+      cancelled = true;
+    },
+  };
 }
 
 function startSnapshot(
@@ -441,9 +553,16 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
   const started = Date.now();
   const emit = o.onEvent ?? (() => undefined);
   const timeout = o.waitTimeoutMs ?? 120_000;
-  const pre = await preflightUpgrade({ ...o, snapshot: (signal) => o.snapshot(signal) });
-  const { target, fromVersions, skipped, members, timing } = pre;
-  const phases: RunPhases = { ...timing, snapshotMs: 0, untilFirstNodeMs: 0, betweenNodesMs: 0, verifyMs: 0 };
+  const pre = await preflightUpgrade({ ...o, snapshot: (signal) => o.snapshot(signal), stageInBackground: true });
+  const { target, fromVersions, skipped, members, timing, staging } = pre;
+  const phases: RunPhases = {
+    ...timing,
+    snapshotMs: 0,
+    untilFirstNodeMs: 0,
+    betweenNodesMs: 0,
+    stagingWaitMs: 0,
+    verifyMs: 0,
+  };
   try {
     if (skipped.length === members.length) {
       // Nothing to upgrade: the snapshot started beside the staging is not needed.
@@ -468,7 +587,9 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
     // Members whose staged file was checked since the last long wait; the others are checked right
     // before their node goes down, after the gate (which names an unreachable host first).
     const inFlight = pre.snapshot!;
-    const checking = inFlight.isSettled() ? new Set(pending) : checkStaged(o, pending);
+    // Staged before returning: the first node to go down (the others are staged in the background).
+    const stagedNow = staging ? pending.filter((m) => staging.settledAt(m) !== undefined) : pending;
+    const checking = inFlight.isSettled() ? new Set(stagedNow) : checkStaged(o, stagedNow);
     const [snap, checked] = await Promise.all([
       inFlight.done.then(
         (v) => ({ ok: true as const, v }),
@@ -488,15 +609,21 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
       ...pending.filter((m) => m.spec.name !== leaderNow.node.name),
       ...pending.filter((m) => m.spec.name === leaderNow.node.name),
     ];
+    const stagingOrder = staging?.order.filter((n) => pending.some((m) => m.spec.name === n));
     emit({
       kind: 'plan',
-      message: `order: ${order.map((m) => (m.spec.name === leaderNow.node.name ? `${m.spec.name} (leader, last)` : m.spec.name)).join(' -> ')}; stabilization ${stabilizationMs} ms after each`,
+      message: `order: ${order.map((m) => (m.spec.name === leaderNow.node.name ? `${m.spec.name} (leader, last)` : m.spec.name)).join(' -> ')}; stabilization ${stabilizationMs} ms after each${
+        stagingOrder && stagingOrder.length > 1
+          ? `; binary staged on ${stagingOrder[0]}, then on ${stagingOrder.slice(1).join(', ')} in the background, one host at a time (each node waits for its own)`
+          : ''
+      }`,
       order: order.map((m) => m.spec.name),
     });
 
     // 7. One node at a time; the leader is whoever is active when its turn comes (asked, not assumed).
     const timings: NodeTiming[] = [];
     const upgraded: string[] = [];
+    let downAt = 0;
     while (pending.length) {
       if (o.signal?.aborted)
         throw new InterruptedError(
@@ -507,6 +634,16 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
       const leader = await o.cluster.findLeader();
       const next = pending.find((m) => m.spec.name !== leader.node.name) ?? pending[0]!;
       const isLeader = next.spec.name === leader.node.name;
+      if (staging) {
+        // Its own staging, verified on its host, before the node goes down; a failure stops the run
+        // here, with the earlier nodes upgraded and this one untouched.
+        const w0 = Date.now();
+        const failed = await stagingOrUnhealthy(o, staging, next);
+        phases.stagingWaitMs += Date.now() - w0;
+        if (failed) throw await stagingStopped(o, next, failed, upgraded, pending, target);
+        // Staged (and so verified on its host) after the previous node went down: since the last long wait.
+        if (downAt > 0 && (staging.settledAt(next) ?? 0) >= downAt) stagedChecked.add(next);
+      }
       await gateBeforeNode(o, next);
       clearProgress(o.progressFile);
       const rest = pending.filter((m) => m !== next);
@@ -515,15 +652,27 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
         // previous node's stabilization pause.
         stagedChecked: stagedChecked.has(next),
         onGoingDown: () => {
+          downAt = Date.now();
           phases.betweenNodesMs += Date.now() - b0;
           if (!upgraded.length) phases.untilFirstNodeMs = Date.now() - started;
         },
         // The likely next node's staged file is checked again during this node's stabilization pause
         // (one host: checking every remaining file could outlast a short pause). If leadership moves
         // and another node comes next, its file is checked before it goes down.
+        // Staged in the background after this node went down: checked just now, by the staging.
         duringStabilization: async () => {
           const likelyNext = rest.find((m) => m.spec.name !== leader.node.name) ?? rest[0];
-          stagedChecked = likelyNext ? await checkStaged(o, [likelyNext]) : new Set();
+          const settled = likelyNext && staging?.settledAt(likelyNext);
+          if (likelyNext && settled !== undefined && settled !== 0 && settled >= downAt) {
+            // A failed staging is reported before that node, not here.
+            stagedChecked = await staging!.of(likelyNext).then(
+              () => new Set([likelyNext]),
+              () => new Set(),
+            );
+          } else if (likelyNext && staging && settled === undefined) {
+            // Still staging: checked by the staging itself when it ends (see the loop).
+            stagedChecked = new Set();
+          } else stagedChecked = likelyNext ? await checkStaged(o, [likelyNext]) : new Set();
         },
       });
       timings.push(t);
@@ -552,8 +701,73 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
       wallMs: Date.now() - started,
     };
   } finally {
+    // Closing the hosts also cuts short an upload still running (its temporary file is not the
+    // staged file: nothing is left that a later run would take for a staged binary).
+    staging?.cancel();
     closeMembers(members);
   }
+}
+
+/**
+ * Waits for `m`'s background staging; meanwhile the cluster is asked every second, as the gate
+ * before the node would ask it: a host whose link is cut does not leave the run waiting for an
+ * upload that SSH keepalives would only end half a minute later. Resolves with the staging's error.
+ */
+async function stagingOrUnhealthy(
+  o: Pick<NodeUpgradeContext, 'cluster' | 'clusterName'>,
+  staging: BackgroundStaging,
+  m: Member,
+): Promise<Error | undefined> {
+  if (staging.settledAt(m) !== undefined)
+    return staging.of(m).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+  let waiting = true;
+  const done = staging.of(m).then(
+    () => undefined,
+    (e: unknown) => e as Error,
+  );
+  const watch = (async () => {
+    while (waiting) {
+      await sleep(1000);
+      if (waiting) await gateBeforeNode(o, m);
+    }
+    return undefined;
+  })();
+  try {
+    return await Promise.race([done, watch]);
+  } finally {
+    waiting = false;
+  }
+}
+
+/**
+ * The error that stops the run before `m` because its binary could not be staged: the nodes before
+ * it are upgraded, `m` and the ones after it are untouched; the cluster's health is asked, not assumed.
+ */
+async function stagingStopped(
+  o: Pick<NodeUpgradeContext, 'cluster' | 'clusterName'>,
+  m: Member,
+  cause: Error,
+  upgraded: readonly string[],
+  pending: readonly Member[],
+  target: string,
+): Promise<GateError> {
+  const st = await o.cluster.status().catch(() => undefined);
+  const versions = [...new Set(st?.nodes.map((n) => n.version ?? 'unknown') ?? [])];
+  const health =
+    st?.health === 'healthy'
+      ? `Cluster ${o.clusterName} is healthy${versions.length > 1 ? ` on mixed versions (${versions.join(', ')}), which a rolling upgrade allows for as long as it takes to finish` : ''}.`
+      : `Cluster ${o.clusterName} is ${st ? 'not healthy' : 'not answering'}: look at it first (\`vaultops status -i INVENTORY\`).`;
+  const rest = pending.map((x) => x.spec.name);
+  return new GateError(
+    `Upgrade stopped before ${m.spec.name}: the new binary could not be staged there. ${upgraded.length ? `${upgraded.join(', ')} ${upgraded.length === 1 ? 'is' : 'are'} on ${target}` : 'No node was upgraded'}; ${rest.join(', ')} ${rest.length === 1 ? 'was' : 'were'} not touched. ${health}`,
+    {
+      details: [cause.message, ...(cause instanceof VaultopsError ? cause.details : [])],
+      hint: `Fix ${m.spec.name} (${cause instanceof VaultopsError && cause.hint ? cause.hint : 'see above'}), then run the same upgrade again: nodes already on ${target} are skipped.`,
+    },
+  );
 }
 
 /**
