@@ -425,9 +425,10 @@ export class SnapshotCheck {
         return queueMicrotask(() => done(this.#failure));
       }
     }
-    this.#fileHash.update(buf);
     this.#bytes += buf.length;
+    // Inflate first: the threadpool starts on it while this thread hashes the same bytes.
     this.#gunzip.write(buf, (e) => done(this.#failure ?? e));
+    this.#fileHash.update(buf);
   }
 
   /** After the last write: waits for gunzip to finish and makes the checks that need the whole file. */
