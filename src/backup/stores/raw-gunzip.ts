@@ -114,6 +114,9 @@ export class RawGunzip {
           case 'header': {
             const before = this.#header.length;
             this.#header = Buffer.concat([this.#header, buf.subarray(i, i + HEADER_LIMIT - before + 1)]);
+            // After a member, bytes that do not start another one are trailing data, not "not gzip".
+            if (this.#members.length > 0 && this.#header.length >= 2 && this.#header[1] !== 0x8b)
+              throw trailingDataError(this.#offset);
             const length = gzipHeaderLength(this.#header);
             if (length === undefined) {
               if (this.#header.length > HEADER_LIMIT)

@@ -228,6 +228,9 @@ describe('the verifier reads the gzip framing as gunzip does, without trusting i
     await expect(verifySnapshotFile(file(Buffer.concat([gz, Buffer.alloc(10), Buffer.from('x')])))).rejects.toThrow(
       /data after the end of its gzip stream/,
     );
+    await expect(verifySnapshotFile(file(Buffer.concat([gz, Buffer.from([0x1f, 0x00, 1])])))).rejects.toThrow(
+      new RegExp(`data after the end of its gzip stream \\(at byte ${gz.length}\\)`),
+    );
   });
 
   it('a trailer cut short, or missing', async () => {
