@@ -147,7 +147,7 @@ function gzipMember(
   o: { extra?: Buffer; name?: string; comment?: string; hcrc?: boolean; isize?: number } = {},
 ): Buffer {
   const flags = (o.hcrc ? 2 : 0) | (o.extra ? 4 : 0) | (o.name ? 8 : 0) | (o.comment ? 16 : 0);
-  const parts = [Buffer.from([0x1f, 0x8b, 8, flags, 0, 0, 0, 0, 0, 255])];
+  const parts: Buffer[] = [Buffer.from([0x1f, 0x8b, 8, flags, 0, 0, 0, 0, 0, 255])];
   if (o.extra) {
     const len = Buffer.alloc(2);
     len.writeUInt16LE(o.extra.length);
