@@ -81,8 +81,9 @@ export function pumpSnapshot(
         download.resume();
         if (sourceDone && outstanding === 0) finish();
       };
-      check.write(view, done);
+      // The file write first: it goes to the threadpool, and check.write hashes on this thread.
       dest.write(view, done);
+      check.write(view, done);
     };
 
     const consume = (view: Buffer): boolean => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { gzipSync } from 'node:zlib';
+import { crc32, deflateRawSync, gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   createSnapshotVerifier,
@@ -138,5 +138,112 @@ describe('the verifier refuses what is not a Raft snapshot at all', () => {
 
   it('a gzip of something that is not a tar', async () => {
     await expect(verifySnapshotFile(file(gzipSync(Buffer.alloc(4096, 7))))).rejects.toThrow(/checksum|corrupt/);
+  });
+});
+
+/** A gzip member written by hand (RFC 1952), to set header flags that gzipSync never sets. */
+function gzipMember(
+  data: Buffer,
+  o: { extra?: Buffer; name?: string; comment?: string; hcrc?: boolean; isize?: number } = {},
+): Buffer {
+  const flags = (o.hcrc ? 2 : 0) | (o.extra ? 4 : 0) | (o.name ? 8 : 0) | (o.comment ? 16 : 0);
+  const parts: Buffer[] = [Buffer.from([0x1f, 0x8b, 8, flags, 0, 0, 0, 0, 0, 255])];
+  if (o.extra) {
+    const len = Buffer.alloc(2);
+    len.writeUInt16LE(o.extra.length);
+    parts.push(len, o.extra);
+  }
+  if (o.name) parts.push(Buffer.from(`${o.name}\0`, 'latin1'));
+  if (o.comment) parts.push(Buffer.from(`${o.comment}\0`, 'latin1'));
+  if (o.hcrc) {
+    const crc = Buffer.alloc(2);
+    crc.writeUInt16LE(crc32(Buffer.concat(parts)) & 0xffff);
+    parts.push(crc);
+  }
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(crc32(data), 0);
+  trailer.writeUInt32LE(o.isize ?? data.length, 4);
+  return Buffer.concat([...parts, deflateRawSync(data), trailer]);
+}
+
+/** Verifies `bytes` fed in `chunk`-byte pieces, so the gzip framing falls across write boundaries. */
+async function verifyInChunks(bytes: Buffer, chunk: number) {
+  const chunks: Buffer[] = [];
+  for (let i = 0; i < bytes.length; i += chunk) chunks.push(bytes.subarray(i, i + chunk));
+  const v = createSnapshotVerifier();
+  await pipeline(Readable.from(chunks), v.stream, new Writable({ write: (_c, _e, cb) => cb() }));
+  return v.result();
+}
+
+describe('the verifier reads the gzip framing as gunzip does, without trusting it', () => {
+  const tar = snapshotTar({ stateBytes: 40_000 });
+
+  it('a header with FEXTRA, FNAME, FCOMMENT and FHCRC, cut into pieces of any size', async () => {
+    const bytes = gzipMember(tar, { extra: Buffer.from('ab\x02\x00xy'), name: 'snap.tar', comment: 'c', hcrc: true });
+    for (const chunk of [1, 7, 13, 4096, bytes.length]) {
+      const v = await verifyInChunks(bytes, chunk);
+      expect(v.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+      expect(v.meta.size).toBe(40_000);
+    }
+  });
+
+  it('a header whose FHCRC does not match', async () => {
+    const bytes = gzipMember(tar, { name: 'snap.tar', hcrc: true });
+    bytes[12] ^= 1; // inside the name, covered by the header crc
+    await expect(verifySnapshotFile(file(bytes))).rejects.toThrow(/header crc mismatch/);
+  });
+
+  it('reserved header flags set, or a method other than deflate', async () => {
+    const flags = gzipMember(tar);
+    flags[3] = 0x20;
+    await expect(verifySnapshotFile(file(flags))).rejects.toThrow(/unknown header flags/);
+    const method = gzipMember(tar);
+    method[2] = 7;
+    await expect(verifySnapshotFile(file(method))).rejects.toThrow(/unknown compression method/);
+  });
+
+  it('a trailer whose ISIZE is not the inflated length', async () => {
+    await expect(verifySnapshotFile(file(gzipMember(tar, { isize: tar.length + 1 })))).rejects.toThrow(
+      /inflates to \d+ bytes, its trailer says \d+/,
+    );
+  });
+
+  it('two members, concatenated as `cat a.gz b.gz` makes them, split anywhere', async () => {
+    const cut = 20_000;
+    const bytes = Buffer.concat([gzipMember(tar.subarray(0, cut), { name: 'a' }), gzipSync(tar.subarray(cut))]);
+    for (const chunk of [1, 9, 5000, 65_536, bytes.length]) {
+      const v = await verifyInChunks(bytes, chunk);
+      expect(v.members.map((m) => m.name)).toEqual(['meta.json', 'state.bin', 'SHA256SUMS', 'SHA256SUMS.sealed']);
+    }
+  });
+
+  it('zero padding after the last member is accepted, other trailing bytes are not', async () => {
+    const gz = gzipSync(tar);
+    await expect(verifySnapshotFile(file(Buffer.concat([gz, Buffer.alloc(1000)])))).resolves.toMatchObject({
+      bytes: gz.length + 1000,
+    });
+    await expect(verifySnapshotFile(file(Buffer.concat([gz, Buffer.from('garbage')])))).rejects.toThrow(
+      new RegExp(`data after the end of its gzip stream \\(at byte ${gz.length}\\)`),
+    );
+    await expect(verifySnapshotFile(file(Buffer.concat([gz, Buffer.alloc(10), Buffer.from('x')])))).rejects.toThrow(
+      /data after the end of its gzip stream/,
+    );
+    await expect(verifySnapshotFile(file(Buffer.concat([gz, Buffer.from([0x1f, 0x00, 1])])))).rejects.toThrow(
+      new RegExp(`data after the end of its gzip stream \\(at byte ${gz.length}\\)`),
+    );
+  });
+
+  it('a trailer cut short, or missing', async () => {
+    const gz = gzipSync(tar);
+    for (const cut of [1, 4, 8])
+      await expect(verifySnapshotFile(file(gz.subarray(0, gz.length - cut)))).rejects.toThrow(/ends early/);
+  });
+
+  it('tar padding that is not zeros (no crc32 covers it)', async () => {
+    const bad = Buffer.from(tar);
+    // meta.json is the first member: its body starts at 512 and is padded to the next block.
+    const metaSize = Number.parseInt(bad.subarray(124, 135).toString('latin1'), 8);
+    bad[512 + metaSize] = 1;
+    await expect(verifySnapshotFile(file(gzipSync(bad)))).rejects.toThrow(/padding holds data/);
   });
 });
