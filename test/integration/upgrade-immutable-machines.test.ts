@@ -14,6 +14,7 @@ import { ensureKv, kvPut, withCluster } from '../helpers/backup-lab.js';
 import { processesUnder, runProcess, type Ran } from '../helpers/cli.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 import { inMachine, mainPids, versions } from '../helpers/machines.js';
+import { upgradePairs } from '../helpers/flavors.js';
 
 /**
  * `vaultops lab add-nodes --hosts` + `vaultops upgrade --strategy immutable` (the built CLI) on a lab
@@ -29,10 +30,7 @@ import { inMachine, mainPids, versions } from '../helpers/machines.js';
  * upgrade-machines.test.ts. VAULTOPS_TEST_IMMUTABLE_MACHINES=openbao,vault runs Vault too
  * (1.19.0 -> 1.21.0; its binaries are built with Go first).
  */
-const pairs = [
-  { flavor: 'openbao' as const, from: '2.6.2', to: '2.7.2' },
-  { flavor: 'vault' as const, from: '1.19.0', to: '1.21.0' },
-].filter((p) => (process.env['VAULTOPS_TEST_IMMUTABLE_MACHINES'] ?? 'openbao').split(',').includes(p.flavor));
+const pairs = upgradePairs(process.env['VAULTOPS_TEST_IMMUTABLE_MACHINES'] ?? 'openbao');
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vaultops.js');
 const NODE = process.execPath;

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ensureBinary } from '../../src/lab/binaries.js';
 import { clusterFor, readLab, unsealAll, waitHealthy, type LabRecord } from '../../src/lab/lab.js';
-import { flavorsUnderTest } from '../helpers/flavors.js';
+import { upgradePairs } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 import { runProcess, type Ran } from '../helpers/cli.js';
 
@@ -14,10 +14,7 @@ import { runProcess, type Ran } from '../helpers/cli.js';
  * 3-node lab reached over its real sshd: three new nodes on the new version join, the three old
  * ones leave, and the official CLI sees only the new ones at the end.
  */
-const pairs = [
-  { flavor: 'openbao' as const, from: '2.6.2', to: '2.7.2' },
-  { flavor: 'vault' as const, from: '1.19.0', to: '1.21.0' },
-].filter((p) => flavorsUnderTest().some((f) => f.flavor === p.flavor));
+const pairs = upgradePairs();
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vaultops.js');
 

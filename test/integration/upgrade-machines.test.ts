@@ -6,7 +6,7 @@ import { ensureBinary } from '../../src/lab/binaries.js';
 import { clusterFor, runInMachine, setMachineLink, setOpsSudo, waitHealthy } from '../../src/lab/lab.js';
 import { serverLayout } from '../../src/lab/machine-root.js';
 import { runProcess, type Ran } from '../helpers/cli.js';
-import { flavorsUnderTest } from '../helpers/flavors.js';
+import { upgradePairs } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 import { inMachine, mainPids, staged, versions } from '../helpers/machines.js';
 
@@ -16,10 +16,7 @@ import { inMachine, mainPids, staged, versions } from '../helpers/machines.js';
  * `vaultops check` sees the real unit, user, permissions, core-dump limit and clock.
  * One machine lab per flavour.
  */
-const pairs = [
-  { flavor: 'openbao' as const, from: '2.6.2', to: '2.7.2' },
-  { flavor: 'vault' as const, from: '1.19.0', to: '1.21.0' },
-].filter((p) => flavorsUnderTest().some((f) => f.flavor === p.flavor));
+const pairs = upgradePairs();
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vaultops.js');
 const NODE = process.execPath;

@@ -5,15 +5,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBinary } from '../../src/lab/binaries.js';
 import { clusterFor } from '../../src/lab/lab.js';
-import { flavorsUnderTest } from '../helpers/flavors.js';
+import { upgradePairs } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 import { runProcess } from '../helpers/cli.js';
 
 /** The built-in playbook `upgrade-rolling` through the engine (`vaultops plan` / `vaultops run`), on a real lab over SSH. */
-const pairs = [
-  { flavor: 'openbao' as const, from: '2.6.2', to: '2.7.2' },
-  { flavor: 'vault' as const, from: '1.19.0', to: '1.21.0' },
-].filter((p) => flavorsUnderTest().some((f) => f.flavor === p.flavor));
+const pairs = upgradePairs();
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vaultops.js');
 const cli = (args: string[], env: NodeJS.ProcessEnv) => runProcess(process.execPath, [BIN, ...args], env);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBinary, FLAVORS } from '../../src/lab/binaries.js';
 import { clusterFor } from '../../src/lab/lab.js';
-import { flavorsUnderTest } from '../helpers/flavors.js';
+import { upgradePairs } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 import { runProcess, type Ran } from '../helpers/cli.js';
 import {
@@ -22,10 +22,7 @@ import {
  * site, holding the real server binary in the vendor's archive format, its checksum list signed by
  * a key this test makes. A refused release leaves every node untouched; a good one upgrades.
  */
-const pairs = [
-  { flavor: 'openbao' as const, from: '2.6.2', to: '2.7.2' },
-  { flavor: 'vault' as const, from: '1.19.0', to: '1.21.0' },
-].filter((p) => flavorsUnderTest().some((f) => f.flavor === p.flavor));
+const pairs = upgradePairs();
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vaultops.js');
 const NODE = process.execPath;

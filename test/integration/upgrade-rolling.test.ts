@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBinary, FLAVORS } from '../../src/lab/binaries.js';
 import { clusterFor, unsealAll, waitHealthy } from '../../src/lab/lab.js';
-import { flavorsUnderTest } from '../helpers/flavors.js';
+import { upgradePairs } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 import { runProcess, type Ran } from '../helpers/cli.js';
 
@@ -14,10 +14,7 @@ import { runProcess, type Ran } from '../helpers/cli.js';
  * `vaultops upgrade` (the built CLI) against a real 3-node lab whose nodes are reached over the
  * lab's real sshd. Checked with the official CLI at the end, as an operator would.
  */
-const pairs = [
-  { flavor: 'openbao' as const, from: '2.6.2', to: '2.7.2' },
-  { flavor: 'vault' as const, from: '1.19.0', to: '1.21.0' },
-].filter((p) => flavorsUnderTest().some((f) => f.flavor === p.flavor));
+const pairs = upgradePairs();
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vaultops.js');
 const NODE = process.execPath;
