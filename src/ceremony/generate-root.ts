@@ -164,7 +164,9 @@ export class RootGeneration {
         hint: 'The next holder submits their own share.',
         cause: e,
       });
-    if (/aborted|failed to (combine|validate|unseal|verify)|invalid key|incorrect/i.test(text)) {
+    // "failed to compute root key: duplicate part detected": a wrong share whose x-coordinate
+    // equals a good one's cannot even be combined; the server drops the round as for any wrong share.
+    if (/aborted|failed to (combine|compute|validate|unseal|verify)|duplicate part|invalid key|incorrect/i.test(text)) {
       const st = await generateRootStatus(this.session.pinnedClient, this.session.paths).catch(() => undefined);
       if (st) this.#progress = st.progress;
       return new WrongShareError(

@@ -178,6 +178,21 @@ describe.each(flavorsUnderTest())('root token ceremonies on a $flavor $version l
       // Vault discards the shares of the aborted round (vault/generate_root.go) but keeps the attempt.
       const st = await attempt.status();
       expect(st).toMatchObject({ started: true, nonce: attempt.nonce, progress: 0 });
+      // A wrong share whose Shamir x-coordinate (its last byte) equals a good one's: the server
+      // cannot even combine them ("failed to compute root key: duplicate part detected"). A share
+      // from another cluster does that about once in a hundred tries; here it is made to.
+      const colliding = Buffer.from(wrong, 'base64');
+      colliding[colliding.length - 1] = Buffer.from(good[0]!, 'base64').at(-1)!;
+      secrets.push(colliding.toString('base64'));
+      expect((await attempt.submit(good[0]!)).kind).toBe('progress');
+      expect((await attempt.submit(good[1]!)).kind).toBe('progress');
+      const dup = await attempt.submit(colliding.toString('base64')).then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      expect(dup).toBeInstanceOf(WrongShareError);
+      expect((dup as WrongShareError).attemptOpen).toBe(true);
+      expect(await attempt.status()).toMatchObject({ started: true, nonce: attempt.nonce, progress: 0 });
       let last;
       for (const s of good.slice(0, 3)) last = await attempt.submit(s);
       expect(last?.kind).toBe('complete');
