@@ -367,12 +367,7 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
   }
 }
 
-/**
- * The order the nodes will go down in, as known now: standbys in inventory order, the active node
- * last. On a resumed run (the nodes on different versions) a node below the newest version comes
- * first: the first node is staged before the target version is known, and a node already upgraded
- * would be staged for nothing.
- */
+/** Size of the local binary, for the room check on the hosts. */
 function localSize(path: string): number {
   try {
     return statSync(path).size;
@@ -381,6 +376,12 @@ function localSize(path: string): number {
   }
 }
 
+/**
+ * The order the nodes will go down in, as known now: standbys in inventory order, the active node
+ * last. On a resumed run (the nodes on different versions) a node below the newest version comes
+ * first: the first node is staged before the target version is known, and a node already upgraded
+ * would be staged for nothing.
+ */
 function stagingOrder(
   members: readonly Member[],
   nodes: readonly { name: string; version?: string | undefined; leader: boolean }[],
@@ -718,16 +719,12 @@ async function stagingOrUnhealthy(
   staging: BackgroundStaging,
   m: Member,
 ): Promise<Error | undefined> {
-  if (staging.settledAt(m) !== undefined)
-    return staging.of(m).then(
-      () => undefined,
-      (e: unknown) => e as Error,
-    );
-  let waiting = true;
   const done = staging.of(m).then(
     () => undefined,
     (e: unknown) => e as Error,
   );
+  if (staging.settledAt(m) !== undefined) return done;
+  let waiting = true;
   const watch = (async () => {
     while (waiting) {
       await sleep(1000);

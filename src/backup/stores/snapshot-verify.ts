@@ -359,7 +359,6 @@ export class SnapshotCheck {
   readonly #tar = new TarChecker();
   readonly #gunzip: RawGunzip;
   #failure: Error | undefined;
-  #magic = Buffer.alloc(0);
   #sinceGc = 0;
   #inflated = 0;
   readonly #floor: number;
@@ -414,17 +413,6 @@ export class SnapshotCheck {
   /** Takes the next bytes of the file. `buf` must stay unchanged until `done` is called. */
   write(buf: Buffer, done: (error?: Error | null) => void): void {
     if (this.#failure) return queueMicrotask(() => done(this.#failure));
-    if (this.#magic.length < 2) {
-      this.#magic = Buffer.concat([this.#magic, buf.subarray(0, 2)]).subarray(0, 2);
-      if (this.#magic.length === 2 && (this.#magic[0] !== 0x1f || this.#magic[1] !== 0x8b)) {
-        this.#fail(
-          new SnapshotInvalidError(
-            'This is not a gzip file, so not a Raft snapshot (the first bytes are not the gzip magic 1f 8b).',
-          ),
-        );
-        return queueMicrotask(() => done(this.#failure));
-      }
-    }
     this.#bytes += buf.length;
     // Inflate first: the threadpool starts on it while this thread hashes the same bytes.
     this.#gunzip.write(buf, (e) => done(this.#failure ?? e));
