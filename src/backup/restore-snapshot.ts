@@ -77,6 +77,14 @@ const OTHER_SEAL = /could not verify hash file|different set of unseal keys|diff
 const MARKER_PATH = 'cubbyhole/vaultops-restore-marker';
 
 /**
+ * How often the waits after the upload look again (restore happened, nodes unsealed, cluster
+ * healthy, canaries readable). Each wait loses half a poll on average between the cluster being
+ * ready and the next step seeing it; at 100 ms the three or four waits lose about 0.2 s in all, and
+ * a poll (a few small API calls per node) stays light for the servers.
+ */
+const POLL_MS = 100;
+
+/**
  * Restores a snapshot into a cluster, in the order that loses nothing by accident: verify the file,
  * refuse another cluster's snapshot without the flag, show what will be lost, typed confirmation,
  * safety snapshot, restore on the leader, wait until the restore really happened (the 204 comes
@@ -243,7 +251,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
         `Vault accepted the snapshot but ${o.clusterName} did not show the restored data within ${Math.round(timeoutMs / 1000)} s.`,
         { hint: 'Read the server logs for "snapshot restore"; run `vaultops status`.' },
       );
-    await sleep(500);
+    await sleep(POLL_MS);
   }
 
   // 2. Unseal whatever sealed, with the key set the snapshot's data needs.
@@ -273,7 +281,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
         `${o.clusterName} did not come back within ${Math.round(timeoutMs / 1000)} s after the restore: ${all.map((p) => `${p.node.name} ${p.health?.state ?? 'unreachable'}`).join(', ')}.`,
         { hint: 'Run `vaultops status`; unseal with `vaultops run playbooks/unseal.yml`.' },
       );
-    await sleep(500);
+    await sleep(POLL_MS);
   }
 
   // 3. The restored data has its own tokens: after another cluster's snapshot only its tokens work.
@@ -291,7 +299,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
         { hint: 'Run `vaultops status` and check the server logs.' },
       );
     }
-    await sleep(1000);
+    await sleep(POLL_MS);
   }
   log(`Restored: ${status.nodes.length} nodes unsealed voters, autopilot healthy, leader ${status.leader ?? '?'}.`);
   const canaries = await checkCanaries(
@@ -385,7 +393,7 @@ async function checkCanaries(
         },
       );
     }
-    await sleep(1000);
+    await sleep(POLL_MS);
   }
 }
 
