@@ -174,6 +174,28 @@ const namedExportsForDynamicImports = {
   },
 };
 
+/**
+ * `import { z } from 'zod'` is a namespace that holds `z.locales`: all ~50 of zod's message
+ * translations (370 KB of the 765 KB zod chunk), parsed and evaluated by every command that reads an
+ * inventory. vaultops speaks English only and never picks a locale (zod registers English itself, from
+ * its schemas module), so the namespace of locales keeps only `en`.
+ */
+const zodEnglishOnly = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      /[\\/]node_modules[\\/]zod[\\/]v4[\\/](classic[\\/]external|core[\\/]index)\.js$/.test(args.importer)
+        ? { path: join(args.importer, '..', '..', 'locales', 'index.js'), namespace: 'vaultops-zod-locales' }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'vaultops-zod-locales' }, (args) => ({
+      contents: "export { default as en } from './en.js';\n",
+      loader: 'js',
+      resolveDir: join(args.path, '..'),
+    }));
+  },
+};
+
 const common = {
   bundle: true,
   splitting: true,
@@ -202,6 +224,7 @@ const cli = {
     awsSdkAsEsm,
     builtinsWithoutFacade,
     namedExportsForDynamicImports,
+    zodEnglishOnly,
   ],
 };
 // Two passes: the first bundle tells what the root help shows of each command (commandTable() in
@@ -241,5 +264,5 @@ await build({
   ].map((m) => join(repo, 'src', `${m}.ts`)),
   outdir: join(dist, 'internal'),
   chunkNames: '[name]-[hash]',
-  plugins: [actionRegistry, awsSdkAsEsm, builtinsWithoutFacade, namedExportsForDynamicImports],
+  plugins: [actionRegistry, awsSdkAsEsm, builtinsWithoutFacade, namedExportsForDynamicImports, zodEnglishOnly],
 });
