@@ -1,5 +1,4 @@
 import { readFileSync, statSync } from 'node:fs';
-import { execFile } from 'node:child_process';
 import { InputError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
 
@@ -147,6 +146,9 @@ export function commandEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.Process
 }
 
 function runSecretCommand(ref: string, command: string): Promise<string> {
+  // Fetched here, not imported: node:child_process (with dgram and the socket list) is loaded only by
+  // the commands that run a cmd: reference, not by every command that reads an inventory.
+  const { execFile } = process.getBuiltinModule('node:child_process');
   return new Promise((resolvePromise, reject) => {
     execFile('/bin/sh', ['-c', command], { timeout: 60_000, maxBuffer: 1 << 20, env: commandEnv() }, (err, stdout) => {
       // Never echo stdout or stderr: both may hold the secret.
