@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, posix } from 'node:path';
+import type { Readable } from 'node:stream';
 import type { AnyAuthMethod, Client, ClientChannel, ConnectConfig, ParsedKey, SFTPWrapper } from 'ssh2';
 import { GateError, InputError, UnreachableError, VaultopsError } from '../core/errors.js';
 import { redactor } from '../core/redact.js';
@@ -94,6 +95,15 @@ export function parseJump(spec: string, defaults: SshTarget): SshTarget {
   }
   if (!prev) throw new InputError(`Jump host "${spec}" is empty.`, { hint: 'Write it as ops@bastion.example.com:22.' });
   return prev;
+}
+
+/**
+ * What is piped into a command's stdin: `open` makes the stream once the channel is open (so no
+ * byte flows before it can be written); `error` is set when reading it failed.
+ */
+interface ExecInput {
+  open: () => Readable;
+  error?: Error | undefined;
 }
 
 /** A target with the SSH config applied: where to connect, as whom, with which keys. */
@@ -406,7 +416,11 @@ export class SshHost implements Host {
     return this.#exec(command, options, this.#sudo || options.sudo === true);
   }
 
-  #exec(command: string, options: ExecOptions, sudo: boolean): Promise<ExecResult> {
+  /**
+   * With `input`, the stream is piped into the command's stdin (with backpressure) and the timeout
+   * starts when it has ended; a read error ends stdin early and is kept in `input.error`.
+   */
+  #exec(command: string, options: ExecOptions, sudo: boolean, input?: ExecInput): Promise<ExecResult> {
     const max = options.maxBytes ?? 64 * 1024;
     // The whole command is one single-quoted word for sudo's shell: nothing in it is expanded twice.
     const full = sudo ? `sudo -n -- sh -c ${shq(command)}` : command;
@@ -416,13 +430,15 @@ export class SshHost implements Host {
         let stdout = Buffer.alloc(0);
         let stderr = Buffer.alloc(0);
         let timedOut = false;
-        const timer = options.timeoutMs
-          ? setTimeout(() => {
+        let timer: NodeJS.Timeout | undefined;
+        const arm = () => {
+          if (options.timeoutMs)
+            timer = setTimeout(() => {
               timedOut = true;
               stream.signal('KILL');
               stream.close();
-            }, options.timeoutMs)
-          : undefined;
+            }, options.timeoutMs);
+        };
         // A tail cut may fall inside a secret, whose start the redactor then cannot see: keep a margin
         // longer than any secret before the tail, and mask from there (a cut secret is masked whole).
         const margin = Math.max(4096, redactor.longest * 4 + 16);
@@ -441,10 +457,27 @@ export class SshHost implements Host {
         };
         stream.on('data', (c: Buffer) => (stdout = keep(stdout, c, 'out')));
         stream.stderr.on('data', (c: Buffer) => (stderr = keep(stderr, c, 'err')));
-        if (options.stdin !== undefined) stream.end(options.stdin);
-        else stream.end();
+        let src: Readable | undefined;
+        if (input) {
+          src = input.open();
+          src.once('end', arm);
+          src.once('error', (e) => {
+            input.error = e;
+            src!.unpipe(stream);
+            stream.end();
+            arm();
+          });
+          src.pipe(stream);
+        } else {
+          if (options.stdin !== undefined) stream.end(options.stdin);
+          else stream.end();
+          arm();
+        }
         stream.on('close', (code: number | null, signal?: string) => {
           if (timer) clearTimeout(timer);
+          // A command that ended before reading all of its input (or a closed connection): the
+          // channel takes no more writes, so the rest is not read.
+          src?.destroy();
           resolve({
             code: timedOut ? null : (code ?? null),
             signal: signal ?? (timedOut ? 'timeout' : undefined),
@@ -473,12 +506,15 @@ export class SshHost implements Host {
   }
 
   /**
-   * Uploads a file over SFTP (pipelined) into a temporary file, then one remote command checks its
-   * sha256 there (`sha256sum`) against the expected one and only then renames it into place. The
-   * temporary file is made by mktemp: next to the target, or with sudo in /tmp as the SSH user, where
-   * the same command (run with sudo) first makes it root's, so the SSH user can no longer change it
-   * between the check and the rename. With `options.sha256` the local file is not hashed first: the
-   * host checks what arrived against that sum (a file that differs is removed, never installed).
+   * Uploads a file in one remote command that creates a temporary file next to the target (mktemp:
+   * exclusive, 0600, a random name), copies the bytes arriving on its stdin into it while hashing
+   * them (`tee | sha256sum`), and only when the sum is the expected one and every byte was written
+   * sets the mode and renames it into place; on any failure the temporary file is removed. The file
+   * is hashed as it arrives, not read again afterwards. With sudo the command runs as root, so the
+   * file is root's from its creation: the SSH user never holds it. With `options.sha256` the local
+   * file is not hashed first: the host checks what arrived against that sum (a file that differs is
+   * removed, never installed). A connection cut during the upload ends the command's stdin early:
+   * the remote command is not killed (no pty), sees a sum that differs and removes the temporary file.
    */
   async upload(localPath: string, remotePath: string, options: UploadOptions = {}): Promise<UploadResult> {
     let size: number;
@@ -491,43 +527,28 @@ export class SshHost implements Host {
     if (!/^[0-9a-f]{64}$/.test(want)) throw new InputError(`"${options.sha256}" is not a sha256 (64 hex digits).`);
     const sudo = this.#sudo;
     // Exclusive create, 0600, a random name: never a predictable name another user could have
-    // planted a symlink or file at.
-    const template = sudo
-      ? '"${TMPDIR:-/tmp}/vaultops-upload.XXXXXXXXXX"'
-      : shq(`${posix.dirname(remotePath)}/.${posix.basename(remotePath)}.vaultops-upload.XXXXXXXXXX`);
-    const m = await this.#exec(`mktemp ${template}`, {}, false);
-    const part = m.stdout.trim();
-    if (m.code !== 0 || !/^\/[^\n]+$/.test(part))
-      throw new VaultopsError(`Upload to ${this.name}: mktemp failed on the host: ${m.stderr.trim()}`);
-    const sftp = await this.#sftpSession();
-    try {
-      await new Promise<void>((resolve, reject) =>
-        sftp.fastPut(
-          localPath,
-          part,
-          {
-            mode: 0o600,
-            concurrency: 16,
-            chunkSize: 128 * 1024,
-            step: options.onBytes && ((sent) => options.onBytes!(sent, size)),
-          },
-          (e) =>
-            e
-              ? reject(new VaultopsError(`Upload of ${localPath} to ${this.name}:${part} failed: ${e.message}.`))
-              : resolve(),
-        ),
-      );
-    } catch (e) {
-      await this.#exec(`rm -f -- ${shq(part)}`, {}, false).catch(() => undefined);
-      throw e;
-    }
+    // planted a symlink or file at. Next to the target, so the rename stays on one file system.
+    const template = shq(`${posix.dirname(remotePath)}/.${posix.basename(remotePath)}.vaultops-upload.XXXXXXXXXX`);
     const mode = (options.mode ?? 0o644).toString(8);
+    const input: ExecInput = {
+      open: () => {
+        const stream = createReadStream(localPath, { highWaterMark: 256 * 1024 });
+        let sent = 0;
+        // Attached in the same tick as the pipe: no chunk passes before the channel gets it.
+        if (options.onBytes) stream.on('data', (c) => options.onBytes!((sent += c.length), size));
+        return stream;
+      },
+    };
     const r = await this.#exec(
       [
-        `t=${shq(part)}`,
-        ...(sudo ? ['chown 0:0 "$t" || { rm -f "$t"; exit 1; }'] : []),
-        `s=$(sha256sum -- "$t" | cut -d ' ' -f 1)`,
+        'umask 077',
+        `t=$(mktemp ${template}) || exit 85`,
+        // tee drops a file it could not write to and goes on copying: the sum is of what arrived,
+        // the size says whether all of it is in the file.
+        `s=$(tee -- "$t" | sha256sum | cut -d ' ' -f 1)`,
+        `n=$(wc -c < "$t")`,
         `if [ "$s" != ${want} ]; then rm -f "$t"; echo "sha256 $s" >&2; exit 86; fi`,
+        `[ "$n" -eq ${size} ] || { rm -f "$t"; echo "$n of ${size} bytes were written" >&2; exit 1; }`,
         `chmod ${mode} "$t" || { rm -f "$t"; exit 1; }`,
         // The file runs here, checked and not yet where anyone else would run it; its exit code is
         // passed on after the rename, and its output is marked off from the rename's.
@@ -538,7 +559,16 @@ export class SshHost implements Host {
       ].join('\n'),
       { timeoutMs: 300_000 },
       sudo,
+      input,
     );
+    if (input.error)
+      throw new InputError(`Cannot read ${localPath} (${(input.error as NodeJS.ErrnoException).code ?? 'error'}).`);
+    if (r.code === null && !r.timedOut)
+      throw new VaultopsError(
+        `Upload of ${localPath} to ${this.name}:${remotePath} failed: the connection closed before the host answered.`,
+        { hint: 'Check the network path to the host, then try again; the temporary file is removed on the host.' },
+      );
+    if (r.code === 85) throw new VaultopsError(`Upload to ${this.name}: mktemp failed on the host: ${r.stderr.trim()}`);
     if (r.code === 86) {
       const local = options.sha256 ? (await sha256File(localPath)).sha256 : want;
       if (local !== want)

@@ -5,7 +5,8 @@ import { shq, type Host } from '../ssh/host.js';
 /**
  * Installing a server binary on hosts in two phases:
  *  1. stage: upload next to the live binary (same directory, so the swap is a rename on one
- *     filesystem), verified on the host with sha256sum; nothing running changes;
+ *     filesystem), hashed on the host as it arrives and renamed to the staged name only when its
+ *     sha256 is the expected one (with sudo, root's from its creation); nothing running changes;
  *  2. swap (per node, with the service stopped): hard-link the live binary to `.vaultops-prev`
  *     (the rollback copy, no extra disk), then rename the staged file over the live path: an
  *     atomic replace, so the path always holds a complete binary.
@@ -142,9 +143,9 @@ export const STAGING_MARGIN_BYTES = 64 * 1024 * 1024;
 /**
  * What staging needs on a host, asked before any change on any host (one remote command): the
  * command runs (sudo -n, when the host uses it); the directory of the live binary exists and is
- * writable; it has room for the binary plus a margin, as has /tmp when the upload goes through it
- * (under sudo, the SSH user's upload lands in /tmp first). A copy already staged counts as room.
- * Throws a VaultopsError that says what is missing; changes nothing.
+ * writable; it has room for the binary plus a margin (the upload is written there from its first
+ * byte, with sudo too). A copy already staged counts as room. Throws a VaultopsError that says what
+ * is missing; changes nothing.
  */
 export async function checkStagingRoom(host: Host, livePath: string, bytes: number): Promise<void> {
   const dir = livePath.slice(0, livePath.lastIndexOf('/')) || '/';
@@ -159,10 +160,6 @@ export async function checkStagingRoom(host: Host, livePath: string, bytes: numb
       `have=0; [ -f ${shq(staged)} ] && have=$(( $(stat -c %s ${shq(staged)}) / 1024 ))`,
       `free=$(df -Pk -- "$d" | awk 'NR==2 {print $4}')`,
       `[ $((free + have)) -ge "$need" ] || { echo "$d has $((free / 1024)) MiB free, staging needs $((need / 1024)) MiB" >&2; exit 87; }`,
-      `if [ -n "$SUDO_USER" ] && [ "$(df -P /tmp | awk 'NR==2 {print $1}')" != "$(df -P -- "$d" | awk 'NR==2 {print $1}')" ]; then`,
-      `  t=$(df -Pk /tmp | awk 'NR==2 {print $4}')`,
-      `  [ "$t" -ge "$need" ] || { echo "/tmp (where the upload lands before it is moved) has $((t / 1024)) MiB free, staging needs $((need / 1024)) MiB" >&2; exit 87; }`,
-      `fi`,
     ].join('\n'),
     { timeoutMs: 30_000 },
   );

@@ -702,8 +702,8 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
       wallMs: Date.now() - started,
     };
   } finally {
-    // Closing the hosts also cuts short an upload still running (its temporary file is not the
-    // staged file: nothing is left that a later run would take for a staged binary).
+    // Closing the hosts also cuts short an upload still running: its stdin ends early, the host
+    // sees a sum that differs and removes the temporary file (never renamed to the staged name).
     staging?.cancel();
     closeMembers(members);
   }

@@ -6,6 +6,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   statSync,
   writeFileSync,
@@ -83,24 +84,61 @@ describe.each(upgradePairs)('SSH hosts of a $flavor lab', ({ flavor, from }) => 
     }
   });
 
+  // The temporary files of uploads into `dir` (mktemp next to the target).
+  const leftovers = (dir: string) => readdirSync(dir).filter((f) => f.includes('vaultops-upload'));
+
   it('uploads a file, verifies its sha256 on the host, and refuses a file that does not match the expected sum', async () => {
     const local = join(t.stateDir, 'payload.bin');
     const data = Buffer.alloc(3 * 1024 * 1024 + 17, 7);
     writeFileSync(local, data);
     const sha = createHash('sha256').update(data).digest('hex');
-    const remote = join(t.lab.nodes[1]!.dir, 'payload.bin');
+    const dir = t.lab.nodes[1]!.dir;
+    const remote = join(dir, 'payload.bin');
     const h = await SshHost.connect(target('n2'));
     try {
-      const r = await h.upload(local, remote, { sha256: sha, mode: 0o600 });
+      let reported = 0;
+      const r = await h.upload(local, remote, { sha256: sha, mode: 0o600, onBytes: (sent) => (reported = sent) });
       expect(r).toEqual({ sha256: sha, bytes: data.length });
+      expect(reported).toBe(data.length);
       expect(await h.sha256(remote)).toBe(sha);
-      expect(existsSync(`${remote}.part`)).toBe(false);
+      expect(statSync(remote).mode & 0o777).toBe(0o600);
+      // The bytes that arrive differ from the expected sum: nothing at the target, nothing left next to it.
       const wrong = await h.upload(local, `${remote}.2`, { sha256: '0'.repeat(64) }).catch((e: unknown) => e);
       expect(wrong).toBeInstanceOf(InputError);
       expect(existsSync(`${remote}.2`)).toBe(false);
+      expect(leftovers(dir)).toEqual([]);
     } finally {
       h.close();
     }
+  });
+
+  it('an upload cut short by a lost connection leaves nothing behind: the host sees a sum that differs', async () => {
+    const local = join(t.stateDir, 'big.bin');
+    const data = Buffer.alloc(96 * 1024 * 1024, 3);
+    writeFileSync(local, data);
+    const sha = createHash('sha256').update(data).digest('hex');
+    const dir = t.lab.nodes[1]!.dir;
+    const remote = join(dir, 'big.bin');
+    const h = await SshHost.connect(target('n2'));
+    let cutAt = 0;
+    const r = await h
+      .upload(local, remote, {
+        sha256: sha,
+        onBytes: (sent) => {
+          if (!cutAt && sent >= 8 * 1024 * 1024) {
+            cutAt = sent;
+            h.close();
+          }
+        },
+      })
+      .catch((e: unknown) => e);
+    expect(cutAt).toBeGreaterThan(0);
+    expect(r).toBeInstanceOf(VaultopsError);
+    expect((r as Error).message).toContain('the connection closed');
+    // The remote command is not killed (no pty): its stdin ends, tee and sha256sum finish, and it
+    // removes its temporary file itself.
+    await waitFor('the temporary file to be removed', () => (leftovers(dir).length ? undefined : true), 30_000);
+    expect(existsSync(remote)).toBe(false);
   });
 
   it('refuses a host whose key differs from the pinned one, showing the SHA256 fingerprint it was offered', async () => {

@@ -109,11 +109,13 @@ describe.each(pairs)(
           c2.close();
         }
         // Nothing half-changed on that host: the live binary is the old one, no staged or previous
-        // copy, no upload left behind in /tmp.
+        // copy, no upload left behind next to the binary or in /tmp.
         expect(await inMachine(t.lab, leader, [layout.binary, 'version'])).toContain(`v${from}`);
         for (const suffix of ['.vaultops-staged', '.vaultops-prev'])
           expect((await runInMachine(t.lab, leader, ['test', '-e', `${layout.binary}${suffix}`])).code).not.toBe(0);
-        expect(await inMachine(t.lab, leader, ['sh', '-c', 'ls /tmp | grep -c vaultops-upload || true'])).toBe('0');
+        expect(
+          await inMachine(t.lab, leader, ['sh', '-c', `ls -a /tmp ${binDir} | grep -c vaultops-upload || true`]),
+        ).toBe('0');
       } finally {
         await inMachine(t.lab, leader, ['umount', binDir]);
       }
