@@ -16,6 +16,7 @@ import { WrongIdentityError } from '../crypto/encryption-errors.js';
 import { parseManifest, type Manifest } from './manifest.js';
 import {
   createSnapshotVerifier,
+  UNHURRIED_GC,
   SnapshotInvalidError,
   verifySnapshotFile,
   type VerifiedSnapshot,
@@ -77,7 +78,7 @@ export async function checkFile(file: string, options: CheckOptions = {}): Promi
     let contentsChecked = false;
     if (options.identity) {
       const identity = await options.identity();
-      const verifier = createSnapshotVerifier();
+      const verifier = createSnapshotVerifier(UNHURRIED_GC);
       const sink = new Writable({ write: (_c, _e, cb) => cb() });
       try {
         await pipeline(
