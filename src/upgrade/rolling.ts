@@ -713,6 +713,8 @@ export async function rollingUpgrade(o: RollingUpgradeOptions): Promise<RollingU
  * Waits for `m`'s background staging; meanwhile the cluster is asked every second, as the gate
  * before the node would ask it: a host whose link is cut does not leave the run waiting for an
  * upload that SSH keepalives would only end half a minute later. Resolves with the staging's error.
+ * A staging that failed is followed by the gate: when the cluster is not healthy (the host rebooted
+ * during its upload and its node came back sealed, say), the gate's error says what to do first.
  */
 async function stagingOrUnhealthy(
   o: Pick<NodeUpgradeContext, 'cluster' | 'clusterName'>,
@@ -723,7 +725,11 @@ async function stagingOrUnhealthy(
     () => undefined,
     (e: unknown) => e as Error,
   );
-  if (staging.settledAt(m) !== undefined) return done;
+  const gateIfFailed = async (failed: Error | undefined) => {
+    if (failed) await gateBeforeNode(o, m);
+    return failed;
+  };
+  if (staging.settledAt(m) !== undefined) return gateIfFailed(await done);
   let waiting = true;
   const watch = (async () => {
     while (waiting) {
@@ -733,7 +739,7 @@ async function stagingOrUnhealthy(
     return undefined;
   })();
   try {
-    return await Promise.race([done, watch]);
+    return await gateIfFailed(await Promise.race([done, watch]));
   } finally {
     waiting = false;
   }
