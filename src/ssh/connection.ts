@@ -15,7 +15,15 @@ import {
   parsePublicKeyLine,
 } from './host-key.js';
 import { defaultSshConfigFile, expandTokens, sshConfigFor, type SshConfigEntry } from './ssh-config.js';
-import { shq, type ExecOptions, type ExecResult, type Host, type UploadOptions, type UploadResult } from './host.js';
+import {
+  REMOTE_SHA256,
+  shq,
+  type ExecOptions,
+  type ExecResult,
+  type Host,
+  type UploadOptions,
+  type UploadResult,
+} from './host.js';
 
 /** ssh2's key parser; the module itself is loaded on the first connection. */
 type Ssh2Utils = (typeof import('ssh2'))['utils'];
@@ -508,7 +516,7 @@ export class SshHost implements Host {
   /**
    * Uploads a file in one remote command that creates a temporary file next to the target (mktemp:
    * exclusive, 0600, a random name), copies the bytes arriving on its stdin into it while hashing
-   * them (`tee | sha256sum`), and only when the sum is the expected one and every byte was written
+   * them (`tee | vaultops_sha256`, see REMOTE_SHA256), and only when the sum is the expected one and every byte was written
    * sets the mode and renames it into place; on any failure the temporary file is removed. The file
    * is hashed as it arrives, not read again afterwards. With sudo the command runs as root, so the
    * file is root's from its creation: the SSH user never holds it. With `options.sha256` the local
@@ -542,10 +550,11 @@ export class SshHost implements Host {
     const r = await this.#exec(
       [
         'umask 077',
+        REMOTE_SHA256,
         `t=$(mktemp ${template}) || exit 85`,
         // tee drops a file it could not write to and goes on copying: the sum is of what arrived,
         // the size says whether all of it is in the file.
-        `s=$(tee -- "$t" | sha256sum | cut -d ' ' -f 1)`,
+        `s=$(tee -- "$t" | vaultops_sha256)`,
         `n=$(wc -c < "$t")`,
         `if [ "$s" != ${want} ]; then rm -f "$t"; echo "sha256 $s" >&2; exit 86; fi`,
         `[ "$n" -eq ${size} ] || { rm -f "$t"; echo "$n of ${size} bytes were written" >&2; exit 1; }`,
@@ -591,7 +600,9 @@ export class SshHost implements Host {
 
   /** sha256 of a file on the host, undefined when it does not exist. */
   async sha256(path: string): Promise<string | undefined> {
-    const r = await this.exec(`sha256sum -- ${shq(path)}`, { timeoutMs: 300_000 });
+    const r = await this.exec(`${REMOTE_SHA256}\nf=${shq(path)}; [ -f "$f" ] && vaultops_sha256 < "$f"`, {
+      timeoutMs: 300_000,
+    });
     if (r.code !== 0) return undefined;
     return /^([0-9a-f]{64})\b/.exec(r.stdout)?.[1];
   }

@@ -1,6 +1,6 @@
 import { InputError, VaultopsError } from '../core/errors.js';
 import { sha256File } from '../ssh/connection.js';
-import { shq, type Host } from '../ssh/host.js';
+import { REMOTE_SHA256, shq, type Host } from '../ssh/host.js';
 
 /**
  * Installing a server binary on hosts in two phases:
@@ -40,9 +40,10 @@ export async function verifyLocalBinary(src: BinarySource): Promise<{ bytes: num
 }
 
 /**
- * Uploads the binary next to `livePath` unless an identical staged copy is already there (a resumed
- * run). With `askVersion`, the uploaded file is asked its version in the remote command that checked
- * its sha256 (no second pass over it); undefined when it was already staged.
+ * Uploads the binary next to `livePath` unless an identical staged copy is already there (staged
+ * ahead with `upgrade --stage-only`, or by a run that stopped). With `askVersion`, the file is asked
+ * its version in the remote command that checked its sha256 (no second pass over it), whether it
+ * was uploaded now or found staged.
  */
 export async function stageBinary(
   host: Host,
@@ -51,10 +52,14 @@ export async function stageBinary(
   askVersion = false,
 ): Promise<{ uploaded: boolean; version?: string | undefined }> {
   const staged = `${livePath}${STAGED_SUFFIX}`;
-  if ((await host.sha256(staged)) === src.sha256.toLowerCase()) return { uploaded: false };
+  const want = src.sha256.toLowerCase();
+  if (askVersion) {
+    const ran = await runIfSha256(host, staged, want);
+    if (ran) return { uploaded: false, version: versionFrom(host, staged, ran.code, ran.stdout, ran.stderr) };
+  } else if ((await host.sha256(staged)) === want) return { uploaded: false };
   const onBytes = src.onUpload && ((sent: number, total: number) => src.onUpload!(host.name, sent, total));
   const r = await host.upload(src.path, staged, {
-    sha256: src.sha256.toLowerCase(),
+    sha256: want,
     mode: 0o755,
     onBytes,
     run: askVersion ? ['version'] : undefined,
@@ -68,21 +73,35 @@ export async function stageBinary(
  * runs (with sudo, when the host uses it): a file changed after staging never runs.
  */
 export async function remoteBinaryVersion(host: Host, path: string, expectedSha256: string): Promise<string> {
-  const want = expectedSha256.toLowerCase();
-  if (!/^[0-9a-f]{64}$/.test(want)) throw new InputError(`"${expectedSha256}" is not a sha256 (64 hex digits).`);
-  const r = await host.exec(
-    `f=${shq(path)}; s=$(sha256sum -- "$f" | cut -d ' ' -f 1); if [ "$s" != ${want} ]; then echo "sha256 $s" >&2; exit 86; fi; exec "$f" version`,
-    { timeoutMs: 360_000, maxBytes: 4096 },
-  );
-  if (r.code === 86) {
+  const ran = await runIfSha256(host, path, expectedSha256.toLowerCase());
+  if (!ran) {
     throw new VaultopsError(
-      `The staged binary ${host.name}:${path} does not have the expected sha256 (${r.stderr.trim() || 'unreadable'}): it was not run.`,
+      `The staged binary ${host.name}:${path} is missing or does not have the expected sha256: it was not run.`,
       {
         hint: 'Someone or something changed it after it was staged. Run the upgrade again: it stages and verifies the binary first.',
       },
     );
   }
-  return versionFrom(host, path, r.code ?? r.signal, r.stdout, r.stderr);
+  return versionFrom(host, path, ran.code, ran.stdout, ran.stderr);
+}
+
+/**
+ * Runs `FILE version` on the host when, and only when, the file's sha256 there is `want`, checked
+ * in the same remote command right before it runs; undefined when the file is missing or differs
+ * (it is not run then).
+ */
+async function runIfSha256(
+  host: Host,
+  path: string,
+  want: string,
+): Promise<{ code: number | string | null | undefined; stdout: string; stderr: string } | undefined> {
+  if (!/^[0-9a-f]{64}$/.test(want)) throw new InputError(`"${want}" is not a sha256 (64 hex digits).`);
+  const r = await host.exec(
+    `${REMOTE_SHA256}\nf=${shq(path)}; [ -f "$f" ] && s=$(vaultops_sha256 < "$f") && [ "$s" = ${want} ] || exit 86; exec "$f" version`,
+    { timeoutMs: 360_000, maxBytes: 4096 },
+  );
+  if (r.code === 86) return undefined;
+  return { code: r.code ?? r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** The version in what `BINARY version` printed; a binary that did not answer with one is refused. */
