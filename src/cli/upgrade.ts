@@ -10,8 +10,9 @@ import { resolveSecretList } from '../secrets/refs.js';
 import { openNodeHost } from '../ssh/open-host.js';
 import { LocalDirStore } from '../backup/stores/local-dir-store.js';
 import { backupOf } from '../backup/take-backup.js';
-import type { UpgradeEvent } from '../upgrade/members.js';
-import { rollingUpgrade } from '../upgrade/rolling.js';
+import { closeMembers, type UpgradeEvent } from '../upgrade/members.js';
+import { STAGED_SUFFIX } from '../upgrade/binary-install.js';
+import { preflightUpgrade, rollingUpgrade } from '../upgrade/rolling.js';
 import { immutableUpgrade } from '../upgrade/immutable.js';
 import { recordUpgrade } from '../upgrade/inventory-update.js';
 import { upgradeStateFiles } from '../upgrade/state-files.js';
@@ -43,6 +44,8 @@ export interface UpgradeCliOptions {
   breakLock?: boolean;
   /** The cluster name, for unattended runs (the typed confirmation). */
   confirm?: string;
+  /** Only the gates and the staging on every host; no node is stopped (see stageOnly). */
+  stageOnly?: boolean;
 }
 
 /**
@@ -56,6 +59,10 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
   if (strategy !== 'rolling' && strategy !== 'immutable')
     throw new InputError(`--strategy ${strategy} is not known.`, {
       hint: 'Use --strategy rolling (in place: standbys first, leader last) or immutable (new nodes join, then the old ones leave).',
+    });
+  if (o.stageOnly && strategy !== 'rolling')
+    throw new InputError('--stage-only goes with --strategy rolling.', {
+      hint: 'An immutable upgrade stages on the new nodes as they join; run it without --stage-only.',
     });
   if (o.writeInventory && strategy !== 'immutable')
     throw new InputError('--write-inventory goes with --strategy immutable.', {
@@ -86,6 +93,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
     const files = upgradeStateFiles(stateDir(), conn.name);
     const snapshotDir = o.snapshotDir ?? files.dir;
     const waitTimeoutMs = o.waitTimeout ? Number(o.waitTimeout) * 1000 : undefined;
+    if (o.stageOnly) return await stageOnly(conn, bin, o, prompter, progress, staging);
     const plan = await upgradePlan(conn, strategy, bin, snapshotDir);
     if (!o.json) for (const line of plan.lines) err.line(line);
     const operation = `upgrade --strategy ${strategy}`;
@@ -213,6 +221,87 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
   } finally {
     await conn.client.release();
   }
+}
+
+/**
+ * `upgrade --stage-only`: the gates and the staging of a rolling upgrade and nothing after them,
+ * so the binary crosses the network before the maintenance window: every host gets it next to the
+ * live binary (sha256 checked there; a package version is downloaded into the package cache), the
+ * staged binary is run once for its version, and no node is stopped. The upgrade run later finds
+ * each staged copy by its sha256 and checks it again instead of uploading it. Behind the same door
+ * (the cluster lock, the typed confirmation) as the upgrade itself: it writes on every host.
+ */
+async function stageOnly(
+  conn: ConnectedCluster,
+  bin: NewServer,
+  o: UpgradeCliOptions,
+  prompter: ReturnType<typeof makePrompter>,
+  progress: (m: string) => void,
+  staging: ReturnType<typeof stagingProgress>,
+): Promise<void> {
+  const nodes = conn.spec.nodes.map((n) => n.name).join(', ');
+  const what = bin.pkg ? `package version ${bin.pkg.version}` : `${bin.binary} (sha256 ${bin.sha256.slice(0, 12)}...)`;
+  if (!o.json) {
+    err.line(`Plan: stage ${what} on ${nodes} of cluster ${conn.name}, ahead of the upgrade`);
+    if (bin.release) err.line(`  release: ${bin.release}`);
+    err.line(
+      `  1. gates: every node reachable, unsealed, a voter; autopilot healthy; SSH host keys;${bin.pkg ? '' : ' sudo, a writable binary directory and room on every host;'} the staged binary runs and is newer`,
+    );
+    err.line(
+      bin.pkg
+        ? `  2. download the package in each host's package manager (apt-get --download-only); nothing is installed`
+        : `  2. upload beside each live binary as <binary>${STAGED_SUFFIX} (sha256 checked on each host); no node is stopped`,
+    );
+  }
+  const started = Date.now();
+  const pre = await throughDoor(
+    conn,
+    {
+      operation: 'upgrade --stage-only',
+      breakLock: o.breakLock,
+      confirm: {
+        prompter,
+        message: `This stages the new server on every host of cluster ${conn.name}; no node is stopped.`,
+      },
+      onInterrupt: 'stopping the staging (an upload cut short is removed on its host)',
+    },
+    (door) =>
+      preflightUpgrade({
+        signal: door.signal,
+        cluster: conn.client,
+        clusterName: conn.name,
+        spec: conn.spec,
+        binary: bin.pkg ?? {
+          path: bin.binary,
+          sha256: bin.sha256,
+          onUpload: staging.onUpload(basename(bin.binary), conn.spec.nodes.length),
+        },
+        openHost: (n) => openNodeHost(n, { trustOnFirstUse: o.trustOnFirstUse }),
+        onEvent: (e) => progress(describe(e)),
+      }).finally(() => staging.done()),
+  );
+  closeMembers(pre.members);
+  const stagedOn = pre.members.map((m) => m.spec.name);
+  const upgradeable = stagedOn.filter((n) => !pre.skipped.some((s) => s.node === n));
+  const result = {
+    cluster: conn.name,
+    target: pre.target,
+    staged: stagedOn,
+    skipped: pre.skipped,
+    from_versions: pre.fromVersions,
+    wallMs: Date.now() - started,
+  };
+  if (o.json) return out.json(result);
+  if (!upgradeable.length) {
+    out.line(`Nothing to upgrade: every node of ${conn.name} is already on ${pre.target}.`);
+    return;
+  }
+  out.line(
+    `Staged ${pre.target} on ${stagedOn.join(', ')} in ${(result.wallMs / 1000).toFixed(1)} s; no node was stopped.`,
+  );
+  out.line(
+    `Next, in the maintenance window: the same \`vaultops upgrade\` without --stage-only; it checks each staged copy again instead of uploading it.`,
+  );
 }
 
 /**

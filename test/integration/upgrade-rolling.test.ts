@@ -165,6 +165,28 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
     await waitHealthy(t.lab, t.init.root_token, () => undefined);
   });
 
+  it('--stage-only stages the verified binary on every host and stops no node; a second run finds it staged', async () => {
+    await waitHealthy(t.lab, t.init.root_token, () => undefined);
+    const pidsBefore = pids();
+    const sum = sha256(newBinary);
+    const r = await upgrade(newBinary, sum, ['--stage-only']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Staged ${to} on n1, n2, n3`);
+    expect(r.stdout).toContain('no node was stopped');
+    expect(staged()).toEqual(['n1', 'n2', 'n3']);
+    for (const n of t.lab.nodes)
+      expect(sha256(join(n.dir, 'bin', `${FLAVORS[flavor].binaryName}.vaultops-staged`))).toBe(sum);
+    expect(pids()).toEqual(pidsBefore);
+    expect(await versions()).toEqual([from, from, from]);
+
+    // What the upgrade run does first: each host's staged copy is checked by its sha256, not sent again.
+    const again = await upgrade(newBinary, sum, ['--stage-only']);
+    expect(again.code).toBe(0);
+    for (const n of ['n1', 'n2', 'n3']) expect(again.stderr).toContain(`${n}: already staged`);
+    expect(again.stderr).not.toMatch(/staging \S+ on \d+ hosts?:/);
+    expect(pids()).toEqual(pidsBefore);
+  });
+
   it('halts before the next node when a standby is SIGKILLed while it rejoins; quorum is kept; running again resumes and finishes', async () => {
     await waitHealthy(t.lab, t.init.root_token, () => undefined);
     const pidsBefore = pids();
@@ -178,6 +200,8 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
       }
     });
     expect(killed).toBeDefined();
+    // Staged ahead by --stage-only above: the run checks each copy instead of uploading it.
+    expect(r.stderr).toMatch(/n\d: already staged/);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(new RegExp(`Upgrade halted at ${killed}|Not taking n\\d down`));
     // Nothing but the killed node was touched; the other two still run the old version and keep quorum.

@@ -28,6 +28,10 @@ export function registerUpgradeCommand(program: Command): void {
       "rolling (in place) or immutable (the inventory's new_nodes join, then the old nodes leave)",
       'rolling',
     )
+    .option(
+      '--stage-only',
+      'only the gates and the staging: the new binary checked and staged on every host, no node stopped; the upgrade run later uses it',
+    )
     .option('--write-inventory <path>', 'immutable: write the updated inventory here instead of over -i')
     .option('--break-lock', 'take over a stale cluster lock (its process is gone) or one held from another host')
     .option('--non-interactive', 'never ask: the typed confirmation then comes from --confirm (cron, CI)')
