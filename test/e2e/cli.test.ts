@@ -225,6 +225,12 @@ describe('the built CLI starts on the Node it ships for', () => {
     );
   });
 
+  it('`upgrade --stage-only` with the immutable strategy exits 2 before reading any inventory', async () => {
+    const r = await cli.run(['upgrade', '-i', '/nonexistent/inventory.yml', '--strategy', 'immutable', '--stage-only']);
+    expect(r.code).toBe(ExitCode.badInput);
+    expect(r.stderr).toContain('--stage-only goes with --strategy rolling');
+  });
+
   it('an unknown command exits 2', async () => {
     const r = await cli.run(['frobnicate']);
     expect(r.code).toBe(ExitCode.badInput);
