@@ -11,7 +11,7 @@ import { openNodeHost } from '../ssh/open-host.js';
 import { LocalDirStore } from '../backup/stores/local-dir-store.js';
 import { backupOf } from '../backup/take-backup.js';
 import { closeMembers, type UpgradeEvent } from '../upgrade/members.js';
-import { STAGED_SUFFIX } from '../upgrade/binary-install.js';
+import { STAGED_SUFFIX, type BinarySource } from '../upgrade/binary-install.js';
 import { preflightUpgrade, rollingUpgrade } from '../upgrade/rolling.js';
 import { immutableUpgrade } from '../upgrade/immutable.js';
 import { recordUpgrade } from '../upgrade/inventory-update.js';
@@ -179,12 +179,8 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
           cluster: conn.client,
           clusterName: conn.name,
           spec: conn.spec,
-          binary: bin.pkg ?? {
-            path: bin.binary,
-            sha256: bin.sha256,
-            // The first node's upload is shown; the later ones run in the background during the nodes.
-            onUpload: staging.onUpload(basename(bin.binary), 1),
-          },
+          // The first node's upload is shown; the later ones run in the background during the nodes.
+          binary: serverSource(bin, staging, 1),
           unsealKeys,
           onNodeFailure: o.rollbackOnFailure ? 'rollback' : 'halt',
           waitTimeoutMs,
@@ -271,11 +267,7 @@ async function stageOnly(
         cluster: conn.client,
         clusterName: conn.name,
         spec: conn.spec,
-        binary: bin.pkg ?? {
-          path: bin.binary,
-          sha256: bin.sha256,
-          onUpload: staging.onUpload(basename(bin.binary), conn.spec.nodes.length),
-        },
+        binary: serverSource(bin, staging, conn.spec.nodes.length),
         openHost: (n) => openNodeHost(n, { trustOnFirstUse: o.trustOnFirstUse }),
         onEvent: (e) => progress(describe(e)),
       }).finally(() => staging.done()),
@@ -424,6 +416,15 @@ interface NewServer {
   sha256: string;
   release?: string | undefined;
   pkg?: PackageSource | undefined;
+}
+
+/** What the use case installs: the package version, or the binary with its upload progress on `hosts` hosts. */
+function serverSource(
+  bin: NewServer,
+  staging: ReturnType<typeof stagingProgress>,
+  hosts: number,
+): PackageSource | BinarySource {
+  return bin.pkg ?? { path: bin.binary, sha256: bin.sha256, onUpload: staging.onUpload(basename(bin.binary), hosts) };
 }
 
 /** Whether the nodes this strategy installs on are package installs (service.install: package). */
