@@ -68,6 +68,22 @@ export async function stageBinary(
 }
 
 /**
+ * The version of the copy already staged next to `livePath` (by `upgrade --stage-only` or a run that
+ * stopped) when its sha256 there is the expected one, hashed and run in one remote command;
+ * undefined when there is none, it differs, or it does not answer: staging then runs as usual and
+ * reports what is wrong. Only reads the host (and runs the checked file's `version`).
+ */
+export async function stagedCopyVersion(host: Host, livePath: string, sha256: string): Promise<string | undefined> {
+  const staged = `${livePath}${STAGED_SUFFIX}`;
+  try {
+    const ran = await runIfSha256(host, staged, sha256.toLowerCase());
+    return ran ? versionFrom(host, staged, ran.code, ran.stdout, ran.stderr) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The version a binary reports (`vault version` / `bao version`) when run on the host. It runs only
  * when its sha256 there is the expected one, checked in the same remote command right before it
  * runs (with sudo, when the host uses it): a file changed after staging never runs.

@@ -122,15 +122,22 @@ export async function stageOnAll(
 
 /**
  * Stages the binary on one member, verified on its host; with `askVersion`, also the version the
- * staged binary reports (the target). Nothing running changes.
+ * staged binary reports (the target). `found`: the version of a copy already staged there, looked
+ * up earlier (`stagedCopyVersion`); when it is undefined the host is asked again. Nothing running
+ * changes.
  */
 export async function stageOn(
   m: Member,
   binary: BinarySource,
   emit: (e: UpgradeEvent) => void,
   askVersion = false,
+  found?: Promise<string | undefined>,
 ): Promise<string | undefined> {
-  const r = await stageBinary(m.host, m.binaryPath, binary, askVersion);
+  const foundVersion = await found;
+  const r =
+    foundVersion === undefined
+      ? await stageBinary(m.host, m.binaryPath, binary, askVersion)
+      : { uploaded: false, version: foundVersion };
   emit({
     kind: 'stage',
     node: m.spec.name,

@@ -4,7 +4,14 @@ import { GateError, InputError, InterruptedError, VaultopsError } from '../core/
 import type { ClusterSpec, NodeSpec } from '../inventory/schema.js';
 import type { Host } from '../ssh/host.js';
 import type { ServiceManager } from '../ssh/services.js';
-import { rollbackBinary, swapBinary, verifyLocalBinary, verifyStaged, type BinarySource } from './binary-install.js';
+import {
+  rollbackBinary,
+  stagedCopyVersion,
+  swapBinary,
+  verifyLocalBinary,
+  verifyStaged,
+  type BinarySource,
+} from './binary-install.js';
 import {
   clusterInstall,
   installedVersion,
@@ -274,6 +281,13 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
       });
     }
     emit({ kind: 'gate', message: `SSH to ${members.map((m) => m.spec.name).join(', ')}: host keys verified.` });
+    // With the binary staged ahead (`upgrade --stage-only`), the first node's copy is hashed and asked
+    // its version while the service and room checks run: both only read the host.
+    const order = stagingOrder(members, before.nodes);
+    const firstFound =
+      o.stageInBackground && !('kind' in source)
+        ? stagedCopyVersion(order[0]!.host, order[0]!.binaryPath, source.sha256)
+        : undefined;
     const running = await Promise.all(
       // How each stop is described is asked now, while nothing waits on it (it is remembered).
       members.map((m) => m.service.describeStop().then(() => m.service.status())),
@@ -322,8 +336,10 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
       );
       target = source.version;
     } else if (o.stageInBackground) {
-      const order = stagingOrder(members, before.nodes);
-      const [staged, local] = await Promise.allSettled([stageOn(order[0]!, source, emit, true), localFileChecked()]);
+      const [staged, local] = await Promise.allSettled([
+        stageOn(order[0]!, source, emit, true, firstFound),
+        localFileChecked(),
+      ]);
       if (local.status === 'rejected') throw local.reason;
       if (staged.status === 'rejected') throw staged.reason;
       target = staged.value!;
