@@ -516,13 +516,14 @@ export class SshHost implements Host {
   /**
    * Uploads a file in one remote command that creates a temporary file next to the target (mktemp:
    * exclusive, 0600, a random name), copies the bytes arriving on its stdin into it while hashing
-   * them (`tee | vaultops_sha256`, see REMOTE_SHA256), and only when the sum is the expected one and every byte was written
-   * sets the mode and renames it into place; on any failure the temporary file is removed. The file
-   * is hashed as it arrives, not read again afterwards. With sudo the command runs as root, so the
-   * file is root's from its creation: the SSH user never holds it. With `options.sha256` the local
-   * file is not hashed first: the host checks what arrived against that sum (a file that differs is
-   * removed, never installed). A connection cut during the upload ends the command's stdin early:
-   * the remote command is not killed (no pty), sees a sum that differs and removes the temporary file.
+   * them (`tee | vaultops_sha256`, see REMOTE_SHA256), and only when the sum is the expected one
+   * and every byte was written sets the mode and renames it into place; on any failure the
+   * temporary file is removed. The file is hashed as it arrives, not read again afterwards. With
+   * sudo the command runs as root, so the file is root's from its creation: the SSH user never
+   * holds it. With `options.sha256` the local file is not hashed first: the host checks what
+   * arrived against that sum (a file that differs is removed, never installed). A connection cut
+   * during the upload ends the command's stdin early: the remote command is not killed (no pty),
+   * sees a sum that differs and removes the temporary file.
    */
   async upload(localPath: string, remotePath: string, options: UploadOptions = {}): Promise<UploadResult> {
     let size: number;
