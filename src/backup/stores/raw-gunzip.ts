@@ -196,7 +196,8 @@ export class RawGunzip {
   /**
    * zlib reports where the deflate stream ended only as input it did not consume (bytesWritten stops
    * growing), and writes already queued behind that point come back unconsumed too. Each write's
-   * callback hands its unconsumed tail, in order, to the framing parser (trailer, next member).
+   * callback hands its unconsumed tail, in order, to the next member's inflater or, after the last
+   * member, to the framing parser (trailer, next member).
    */
   #toInflater(m: Member, buf: Buffer, done: (error?: Error | null) => void): void {
     const start = m.written;
@@ -216,10 +217,18 @@ export class RawGunzip {
             this.#mode = 'trailer';
             this.#trailerFill = 0;
           }
-          this.#consume(buf.subarray(Math.max(0, consumed - start)), true, () => undefined);
+          // Unconsumed bytes go on to the next member's inflater when there is one (behind the bytes it
+          // still holds; an ended one hands them back unconsumed, in order), else to the framing
+          // parser. Member by member, in order: a tail that skipped a member still holding earlier
+          // bytes would reach the parser before them (a trailer assembled out of order).
+          const rest = buf.subarray(Math.max(0, consumed - start));
+          const next = this.#members[this.#members.indexOf(m) + 1];
+          if (next) this.#toInflater(next, Buffer.from(rest), () => undefined);
+          else this.#consume(rest, true, () => undefined);
         }
-        if (m.deflateEnded && m.pending === 0 && this.#route === m)
-          this.#route = this.#mode === 'body' ? this.#members.at(-1) : undefined;
+        // New writes enter at the first member still holding bytes, for the same reason.
+        this.#route =
+          this.#members.find((x) => x.pending > 0) ?? (this.#mode === 'body' ? this.#members.at(-1) : undefined);
       }
       done(this.#failed ? new Error('gunzip failed') : (e ?? null));
       this.#wake();
