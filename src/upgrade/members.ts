@@ -123,8 +123,8 @@ export async function stageOnAll(
 /**
  * Stages the binary on one member, verified on its host; with `askVersion`, also the version the
  * staged binary reports (the target). `found`: the version of a copy already staged there, looked
- * up earlier (`stagedCopyVersion`); when it is undefined the host is asked again. Nothing running
- * changes.
+ * up earlier (`stagedCopyVersion`); when that found none, the binary is uploaded without asking the
+ * host again. Nothing running changes.
  */
 export async function stageOn(
   m: Member,
@@ -136,7 +136,7 @@ export async function stageOn(
   const foundVersion = await found;
   const r =
     foundVersion === undefined
-      ? await stageBinary(m.host, m.binaryPath, binary, askVersion)
+      ? await stageBinary(m.host, m.binaryPath, binary, askVersion, found !== undefined)
       : { uploaded: false, version: foundVersion };
   emit({
     kind: 'stage',
