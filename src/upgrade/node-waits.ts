@@ -134,15 +134,17 @@ export async function startAndRejoin(
 
   const t2 = Date.now();
   let last = 'not checked yet';
-  // When this run first saw autopilot report the node a healthy voter (on the version): its
-  // stabilization time runs from there, as autopilot's own does, not from when the rest of the
-  // checks (cluster health, failure tolerance, applied index) caught up. Seen on this machine's
-  // clock, so never earlier than it really was; a look that does not see it starts over.
-  let stableAt: number | undefined;
+  // When this run first saw the node caught up by its own account (on the version, its applied
+  // index at the leader's commit index), and when autopilot first reported it a healthy voter on
+  // the version. Seen on this machine's clock, so never earlier than it really was; a look that
+  // does not see it starts over.
+  let caughtUpAt: number | undefined;
+  let healthyAt: number | undefined;
   const ready = await waitFor(timeout, o.signal, async () => {
-    let seenAt: number | undefined;
-    last = await readiness(o.cluster, m, version, () => (seenAt = Date.now()));
-    stableAt = seenAt === undefined ? undefined : (stableAt ?? seenAt);
+    const seen: { caughtUp?: number; healthy?: number } = {};
+    last = await readiness(o.cluster, m, version, seen);
+    caughtUpAt = seen.caughtUp === undefined ? undefined : (caughtUpAt ?? seen.caughtUp);
+    healthyAt = seen.healthy === undefined ? undefined : (healthyAt ?? seen.healthy);
     if (last === 'ready') return true;
     if (/does not answer/.test(last) && !(await m.service.status()).running) return 'died' as const;
     return undefined;
@@ -160,15 +162,36 @@ export async function startAndRejoin(
       'Read the log above. Nothing else was touched; run the upgrade again after fixing it.',
     );
   const now = Date.now();
-  return { startMs, unsealMs, catchUpMs: now - t2, stableForMs: now - (stableAt ?? now) };
+  return { startMs, unsealMs, catchUpMs: now - t2, stableForMs: now - stableSince(caughtUpAt, healthyAt, now) };
 }
 
-/** 'ready' or why not. */
+/**
+ * How often autopilot refreshes its view of the servers (raft-autopilot's update interval, 2 s in
+ * Vault and OpenBao). A node that caught up is reported healthy by autopilot up to this much later.
+ */
+export const AUTOPILOT_REFRESH_MS = 2_000;
+
+/**
+ * Since when the node counts as stable, for the stabilization time: from when it was seen caught up
+ * by its own account, but never more than one autopilot refresh before autopilot itself first
+ * reported it healthy. So the refresh's lag does not add to the pause, while a node that autopilot
+ * kept calling unhealthy for longer (late heartbeats) gets the whole stabilization time after
+ * autopilot's verdict, as before. Without either look: now (the whole pause).
+ */
+export function stableSince(caughtUpAt: number | undefined, healthyAt: number | undefined, now: number): number {
+  if (healthyAt === undefined) return now;
+  return Math.min(healthyAt, Math.max(caughtUpAt ?? healthyAt, healthyAt - AUTOPILOT_REFRESH_MS));
+}
+
+/**
+ * 'ready' or why not. Notes in `seen` when the node is caught up by its own account (`caughtUp`)
+ * and when autopilot reports it a healthy voter on the version (`healthy`).
+ */
 async function readiness(
   cluster: ClusterClient,
   m: Pick<Member, 'spec' | 'node'>,
   version: string | undefined,
-  onServerStable: () => void = () => undefined,
+  seen: { caughtUp?: number; healthy?: number },
 ): Promise<string> {
   const name = m.spec.name;
   const h = await cluster
@@ -192,6 +215,10 @@ async function readiness(
       .leader()
       .catch(() => undefined),
   ]);
+  const committed = leaderStatus?.raft_committed_index;
+  const applied = ownStatus?.raft_applied_index;
+  const behind = committed !== undefined && applied !== undefined && applied + 10 < committed;
+  if (committed !== undefined && applied !== undefined && !behind) seen.caughtUp = Date.now();
   if (ap instanceof Error) return `autopilot state: ${ap.message}`;
   const server = findServer(ap, m.node);
   if (!server) return `${name} is not in autopilot's view`;
@@ -200,13 +227,10 @@ async function readiness(
   // Autopilot learns a server's version from its heartbeats: the restarted process has reported in.
   if (version && server.version && server.version !== version)
     return `autopilot still sees ${name} on ${server.version}`;
-  onServerStable();
+  seen.healthy = Date.now();
   if (!ap.healthy) return 'autopilot reports the cluster unhealthy';
   if (ap.failure_tolerance < 1) return `failure tolerance is ${ap.failure_tolerance}`;
-  const committed = leaderStatus?.raft_committed_index;
-  const applied = ownStatus?.raft_applied_index;
-  if (committed !== undefined && applied !== undefined && applied + 10 < committed)
-    return `${name} has applied index ${applied}, the leader has committed ${committed}`;
+  if (behind) return `${name} has applied index ${applied}, the leader has committed ${committed}`;
   return 'ready';
 }
 

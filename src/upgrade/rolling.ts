@@ -78,8 +78,9 @@ export interface NodeTiming {
   /** Unsealed until healthy voter, caught up, autopilot healthy. */
   catchUpMs: number;
   /**
-   * The part of the stabilization time that had already run when the node was caught up: it runs
-   * from when autopilot was first seen reporting the node a healthy voter on the new version.
+   * The part of the stabilization time that had already run when the node was ready: it runs from
+   * when the node was seen caught up on the new version, at most one autopilot refresh (2 s) before
+   * autopilot first reported it a healthy voter there (`stableSince`).
    */
   stableBeforeReadyMs: number;
   /** The pause after the node was caught up: the rest of the stabilization time. */
@@ -913,8 +914,8 @@ export async function upgradeMember(
   }
   try {
     const { stableForMs, ...phases } = await startAndRejoin(o, m, target, timeout, emit);
-    // The stabilization time runs from when autopilot was first seen reporting the node a healthy
-    // voter on the new version (as autopilot counts it), so the catch-up already spent part of it.
+    // The stabilization time runs from when the node was seen caught up on the new version (at
+    // most one autopilot refresh before autopilot agreed), so the catch-up already spent part of it.
     const stableBeforeReadyMs = Math.min(stableForMs, stabilizationMs);
     const pauseMs = stabilizationMs - stableBeforeReadyMs;
     emit({
