@@ -3,10 +3,9 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GateError, InputError } from '../core/errors.js';
-import { sleep } from '../core/sleep.js';
 import { shq, type Host } from '../ssh/host.js';
 import { SystemdService, type ServiceManager } from '../ssh/services.js';
-import { MaintenanceHaltedError, type NodeWaits } from './node-maintenance.js';
+import { MaintenanceHaltedError, stabilize, type NodeWaits } from './node-maintenance.js';
 
 /**
  * A new server configuration file on one node: staged next to the live file, checked by the
@@ -161,6 +160,7 @@ export async function rollOutConfig(o: ConfigRolloutInput): Promise<ConfigRollou
 
   // 4. Reload or restart, then the node must be a healthy caught-up voter again.
   let newLeader: string | undefined;
+  let stableForMs = 0;
   try {
     if (reload) {
       o.emit(`only settings the server re-reads on SIGHUP changed: systemctl reload`);
@@ -180,7 +180,7 @@ export async function rollOutConfig(o: ConfigRolloutInput): Promise<ConfigRollou
         o.emit(`stopped; ${newLeader} is the active node now`);
       }
     }
-    await o.waits.rejoin(o.service);
+    stableForMs = await o.waits.rejoin(o.service);
   } catch (e) {
     const why = (e as Error).message;
     const details = [...((e as { details?: string[] }).details ?? [])];
@@ -206,8 +206,7 @@ export async function rollOutConfig(o: ConfigRolloutInput): Promise<ConfigRollou
       },
     );
   }
-  o.emit(`healthy voter, caught up; waiting the stabilization time (${o.waits.stabilizationMs} ms)`);
-  await sleep(o.waits.stabilizationMs);
+  await stabilize(o.waits, stableForMs, (m) => o.emit(m));
   return { applied: reload ? 'reload' : 'restart', newLeader, ms: Date.now() - t0 };
 }
 

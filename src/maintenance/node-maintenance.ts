@@ -19,8 +19,12 @@ export interface NodeWaits {
   gate(): Promise<void>;
   /** After the active node `stopped` was stopped: the node that became active, or undefined in time. */
   newLeader(stopped: string): Promise<string | undefined>;
-  /** Starts the server (a no-op when it already runs), unseals it (Shamir), waits until a healthy caught-up voter. */
-  rejoin(service: ServiceManager): Promise<void>;
+  /**
+   * Starts the server (a no-op when it already runs), unseals it (Shamir), waits until a healthy
+   * caught-up voter. Resolves to how much of the stabilization time already ran during that wait
+   * (from when the node was seen caught up), so only the rest is paused.
+   */
+  rejoin(service: ServiceManager): Promise<number>;
   /** Autopilot's server_stabilization_time, paused after each node. */
   stabilizationMs: number;
 }
@@ -148,9 +152,7 @@ export async function maintainNode(o: NodeMaintenanceInput): Promise<NodeMainten
   if (takeDown || w.command !== undefined || w.script !== undefined) {
     // Started again (after a stop), started by the boot (a no-op start), or left running: in every
     // case the node must be a healthy caught-up voter before the next one goes down.
-    await o.waits.rejoin(service);
-    o.emit(`healthy voter, caught up; waiting the stabilization time (${o.waits.stabilizationMs} ms)`);
-    await sleep(o.waits.stabilizationMs);
+    await stabilize(o.waits, await o.waits.rejoin(service), (m) => o.emit(m));
   }
   return {
     command,
@@ -228,4 +230,13 @@ async function rebootAndReconnect(o: NodeMaintenanceInput, host: Host): Promise<
     details: [`last attempt: ${last}`],
     hint: 'Look at the host (console); the other nodes were not touched and keep quorum. Continue with `vaultops resume RUN_ID` once it is back.',
   });
+}
+
+/** The rest of the stabilization time, after a rejoin that had already run `stableForMs` of it. */
+export async function stabilize(waits: NodeWaits, stableForMs: number, emit: (m: string) => void): Promise<void> {
+  const pauseMs = waits.stabilizationMs - Math.min(stableForMs, waits.stabilizationMs);
+  emit(
+    `healthy voter, caught up; waiting the rest of the stabilization time (${pauseMs} of ${waits.stabilizationMs} ms)`,
+  );
+  await sleep(pauseMs);
 }

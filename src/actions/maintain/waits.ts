@@ -35,13 +35,14 @@ export async function maintenanceWaits(
     newLeader: (stopped) => waitForNewLeader(ctx.cluster, stopped, o.timeoutMs, ctx.signal),
     rejoin: async (service: ServiceManager) => {
       try {
-        await startAndRejoin(
+        const { stableForMs } = await startAndRejoin(
           { cluster: ctx.cluster, unsealKeys: o.unsealKeys, signal: ctx.signal },
           { spec, node, service },
           undefined,
           o.timeoutMs,
           (e) => ctx.log('message' in e ? e.message : e.reason),
         );
+        return stableForMs;
       } catch (e) {
         if (!(e instanceof UpgradeHaltedError)) throw e;
         throw new UpgradeHaltedError(
