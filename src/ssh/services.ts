@@ -100,9 +100,14 @@ export class SystemdService implements ServiceManager {
     readonly logFile?: string | undefined,
   ) {}
 
-  async #mainPid(): Promise<number | undefined> {
-    const r = await this.host.exec(`systemctl show -p MainPID --value ${shq(this.unit)}`, { sudo: true });
-    // Asked first at the gates (status): a sudo that wants a password must stop the run before any change.
+  /**
+   * The unit's state, main PID and KillSignal, in one remote command. Through sudo: asked first at
+   * the gates (status), a sudo that wants a password must stop the run before any change.
+   */
+  async #show(): Promise<{ active: boolean; pid?: number | undefined }> {
+    const r = await this.host.exec(`systemctl show -p ActiveState -p MainPID -p KillSignal -- ${shq(this.unit)}`, {
+      sudo: true,
+    });
     if (
       r.code !== 0 &&
       /password is required|terminal is required|not in the sudoers|may not run sudo/i.test(r.stderr)
@@ -114,14 +119,19 @@ export class SystemdService implements ServiceManager {
         },
       );
     }
-    const pid = Number.parseInt(r.stdout.trim(), 10);
-    return r.code === 0 && pid > 0 ? pid : undefined;
+    if (r.code !== 0) return { active: false };
+    // `systemctl show` prints Key=Value lines in its own order, not the order asked.
+    const props = new Map(
+      r.stdout.split('\n').map((l) => [l.slice(0, Math.max(0, l.indexOf('='))), l.slice(l.indexOf('=') + 1).trim()]),
+    );
+    this.#stopDescription ??= stopDescription(this.unit, props.get('KillSignal'));
+    const pid = Number.parseInt(props.get('MainPID') ?? '', 10);
+    return { active: props.get('ActiveState') === 'active', pid: pid > 0 ? pid : undefined };
   }
 
   async status(): Promise<{ running: boolean; pid?: number }> {
-    const r = await this.host.exec(`systemctl is-active ${shq(this.unit)}`);
-    const pid = await this.#mainPid();
-    return r.stdout.trim() === 'active' ? { running: true, ...(pid ? { pid } : {}) } : { running: false };
+    const s = await this.#show();
+    return s.active ? { running: true, ...(s.pid ? { pid: s.pid } : {}) } : { running: false };
   }
 
   async start(): Promise<void> {
@@ -142,7 +152,7 @@ export class SystemdService implements ServiceManager {
   }
 
   async stop(timeoutMs = 60_000): Promise<void> {
-    const pid = await this.#mainPid();
+    const { pid } = await this.#show();
     const r = await this.host.exec(`systemctl stop ${shq(this.unit)}`, { sudo: true, timeoutMs: timeoutMs + 15_000 });
     if (r.code !== 0)
       throw new VaultopsError(`systemctl stop ${this.unit} on ${this.host.name} failed: ${r.stderr.trim()}`, {
@@ -170,15 +180,17 @@ export class SystemdService implements ServiceManager {
 
   #stopDescription: string | undefined;
 
-  /** Asked once: the unit's KillSignal as systemd reports it (a number on older systemd, a name on newer). */
+  /** Asked once (or learnt from `status`): the unit's KillSignal as systemd reports it. */
   async describeStop(): Promise<string> {
-    if (this.#stopDescription) return this.#stopDescription;
-    const r = await this.host.exec(`systemctl show -p KillSignal --value ${shq(this.unit)}`);
-    const raw = r.code === 0 ? r.stdout.trim() : '';
-    const name = /^SIG[A-Z0-9]+$/.test(raw) ? raw : SIGNAL_NAMES[Number(raw)];
-    this.#stopDescription = `systemctl stop ${this.unit} (${name ? `KillSignal ${name}` : "the unit's KillSignal"})`;
-    return this.#stopDescription;
+    if (!this.#stopDescription) await this.#show();
+    return (this.#stopDescription ??= stopDescription(this.unit, undefined));
   }
+}
+
+/** "systemctl stop UNIT (KillSignal SIGINT)": systemd prints a number on older versions, a name on newer. */
+function stopDescription(unit: string, raw: string | undefined): string {
+  const name = raw && /^SIG[A-Z0-9]+$/.test(raw) ? raw : SIGNAL_NAMES[Number(raw)];
+  return `systemctl stop ${unit} (${name ? `KillSignal ${name}` : "the unit's KillSignal"})`;
 }
 
 /** Linux signal numbers a unit's KillSignal may hold. */

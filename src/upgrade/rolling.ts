@@ -289,10 +289,14 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
       o.stageInBackground && !('kind' in source)
         ? stagedCopyVersion(order[0]!.host, order[0]!.binaryPath, source.sha256)
         : undefined;
-    const running = await Promise.all(
-      // How each stop is described is asked now, while nothing waits on it (it is remembered).
-      members.map((m) => m.service.describeStop().then(() => m.service.status())),
-    );
+    // The service check (which also learns how each stop is described) and the room check only
+    // read the hosts: they run at once, and their failures are reported in this order.
+    const [services, room] = await Promise.allSettled([
+      Promise.all(members.map((m) => m.service.status())),
+      'kind' in source ? undefined : checkStagingRoomOnAll(members, localSize(source.path), emit),
+    ]);
+    if (services.status === 'rejected') throw services.reason;
+    const running = services.value;
     const notRunning = members.find((_, i) => !running[i]!.running);
     if (notRunning)
       throw new GateError(
@@ -301,17 +305,16 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
       );
     // Room for the binary on every host, before anything is staged anywhere: a later node's staging
     // then fails only for what happens on its host during the run.
-    if (!('kind' in source)) await checkStagingRoomOnAll(members, localSize(source.path), emit);
-    // Staging in the background does not wait for the local hash (1-2 s for 200-360 MB): each host
-    // checks what arrived against the expected sha256 and removes a file that differs, so a wrong
-    // local file is never staged; its error is the one reported.
-    if (!o.stageInBackground) await localFileChecked();
+    if (room.status === 'rejected') throw room.reason;
 
     const gatesMs = Date.now() - started;
     // The snapshot only reads the cluster, as the staging only writes next to the live binaries: the
     // two run at once, and the first node waits for both.
     if (o.snapshot) snapshot = startSnapshot(o.snapshot, o.signal);
-    // 4. Stage on every host, verified there, then ask the staged binary its version.
+    // 4. Stage on every host, verified there, then ask the staged binary its version. The staging
+    // does not wait for the local hash (1-2 s for 200-360 MB): each host checks what arrived against
+    // the expected sha256 and removes a file that differs, so a wrong local file is never staged;
+    // its error is the one reported.
     // Packages: the exact version is looked up in each host's repositories and downloaded there.
     let target: string;
     if ('kind' in source) {
@@ -346,7 +349,12 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
       target = staged.value!;
       const later = order.slice(1).filter((m) => before.nodes.find((n) => n.name === m.spec.name)?.version !== target);
       staging = stageOneAtATime(order[0]!, later, source, emit);
-    } else target = await stageOnAll(members, source, emit);
+    } else {
+      const [staged, local] = await Promise.allSettled([stageOnAll(members, source, emit), localFileChecked()]);
+      if (local.status === 'rejected') throw local.reason;
+      if (staged.status === 'rejected') throw staged.reason;
+      target = staged.value;
+    }
     const stagingMs = Date.now() - started - gatesMs;
 
     // 5. Version gate: never downgrade; skip nodes already there.

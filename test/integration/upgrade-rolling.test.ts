@@ -1,5 +1,14 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -165,9 +174,17 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
     await waitHealthy(t.lab, t.init.root_token, () => undefined);
   });
 
-  it('--stage-only stages the verified binary on every host and stops no node; a second run finds it staged', async () => {
+  it('--stage-only refuses a wrong sha256 leaving nothing staged, stages the verified binary on every host, stops no node; a second run finds it staged', async () => {
     await waitHealthy(t.lab, t.init.root_token, () => undefined);
     const pidsBefore = pids();
+    // A wrong sha256: the hosts may already be receiving the file while it is hashed here, and each
+    // removes what does not match, so nothing is left staged anywhere.
+    const wrong = await upgrade(newBinary, 'c'.repeat(64), ['--stage-only']);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('refused before touching any node');
+    expect(staged()).toEqual([]);
+    for (const n of t.lab.nodes)
+      expect(readdirSync(join(n.dir, 'bin')).filter((f) => f.includes('vaultops-upload'))).toEqual([]);
     const sum = sha256(newBinary);
     const r = await upgrade(newBinary, sum, ['--stage-only']);
     expect(r.code).toBe(0);
