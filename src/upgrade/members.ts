@@ -107,8 +107,10 @@ export async function halt(
 
 /**
  * Stages the binary on every member's host at once (each upload is its own SSH connection, and
- * sha256sum runs on each host), and asks the staged binary its version on the first one, in the
- * command that checked it there: the target version. Nothing running changes.
+ * the sha256 is checked on each host), and asks the staged binary its version on the first one, in
+ * the command that checked it there: the target version. Nothing running changes. A failure is
+ * reported once every host's staging has ended (a file that did not match is removed by then),
+ * the first in member order.
  */
 export async function stageOnAll(
   members: readonly Member[],
@@ -116,8 +118,10 @@ export async function stageOnAll(
   emit: (e: UpgradeEvent) => void,
 ): Promise<string> {
   const first = members[0]!;
-  const versions = await Promise.all(members.map((m) => stageOn(m, binary, emit, m === first)));
-  return versions[0]!;
+  const results = await Promise.allSettled(members.map((m) => stageOn(m, binary, emit, m === first)));
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return (results[0] as PromiseFulfilledResult<string | undefined>).value!;
 }
 
 /**
