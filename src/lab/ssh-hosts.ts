@@ -224,13 +224,18 @@ export async function startSshds(
   }
 }
 
-/** Stops the lab's sshds (SIGTERM, wait). Sessions already open end with them. */
+/**
+ * Stops the lab's sshds (SIGTERM, wait). Sessions already open end with them. Each node's sshd is
+ * found by the pid in the lab record and by the PidFile sshd wrote: a `lab up` killed after it
+ * started them but before it recorded them leaves only the latter.
+ */
 export async function stopSshds(lab: LabRecord & { ssh?: LabSsh | undefined }): Promise<number> {
-  if (!lab.ssh) return 0;
   const pids: number[] = [];
   for (const n of lab.nodes) {
-    const rec = lab.ssh.nodes[n.name];
-    if (rec?.pid !== undefined && isOurSshd(rec.pid, n)) pids.push(rec.pid);
+    const rec = lab.ssh?.nodes[n.name];
+    const fromFile = Number.parseInt(safeRead(join(nodeSshDir(n), 'sshd.pid')).trim(), 10);
+    for (const p of [rec?.pid, Number.isInteger(fromFile) && fromFile > 0 ? fromFile : undefined])
+      if (p !== undefined && !pids.includes(p) && isOurSshd(p, n)) pids.push(p);
     if (rec) rec.pid = undefined;
   }
   for (const p of pids) {

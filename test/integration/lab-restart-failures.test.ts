@@ -1,10 +1,11 @@
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLab } from '../../src/lab/lab.js';
 import { ExitCode } from '../../src/core/exit-codes.js';
-import { CliRunner, labSecrets, processesUnder } from '../helpers/cli.js';
+import { CLI, CliRunner, labSecrets, NODE, processesUnder, waitFor } from '../helpers/cli.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 import { startTestLab, type TestLab } from '../helpers/lab.js';
 
@@ -84,6 +85,41 @@ describe.each(flavorsUnderTest())(
       } finally {
         copyFileSync(`${key}.good`, key);
       }
+    });
+
+    it('`lab destroy` after a `lab up --ssh` killed once its sshds started: no sshd is left running', async () => {
+      const killed = `${name}-k`;
+      const dir = join(t.stateDir, 'labs', killed);
+      const child = spawn(
+        NODE,
+        [CLI, 'lab', 'up', '--ssh', '--name', killed, '--flavor', flavor, '--version', version],
+        {
+          env: t.env,
+          stdio: ['ignore', 'ignore', 'ignore'],
+        },
+      );
+      const exited = new Promise((r) => child.once('close', r));
+      try {
+        // sshd names its directory on its command line: three of them means all three were started.
+        await waitFor(
+          'the three sshds of the lab',
+          () => {
+            const sshds = processesUnder(dir).filter((p) =>
+              readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('sshd'),
+            );
+            return sshds.length === 3 ? sshds : undefined;
+          },
+          60_000,
+          20,
+        );
+      } finally {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      expect(processesUnder(dir).length).toBeGreaterThan(0);
+      const r = await cli.run(['lab', 'destroy', '--name', killed]);
+      expect(r.code).toBe(ExitCode.ok);
+      expect(processesUnder(dir)).toEqual([]);
     });
 
     it('no CLI output of this file contains an unseal key (base64 or hex) or the root token', () => {
