@@ -55,10 +55,12 @@ export async function stageBinary(
   const staged = `${livePath}${STAGED_SUFFIX}`;
   const want = src.sha256.toLowerCase();
   // `lookedUp`: the caller already asked `stagedCopyVersion` and found no usable copy there.
-  if (!lookedUp && askVersion) {
-    const ran = await runIfSha256(host, staged, want);
-    if (ran) return { uploaded: false, version: versionFrom(host, staged, ran.code, ran.stdout, ran.stderr) };
-  } else if (!lookedUp && (await host.sha256(staged)) === want) return { uploaded: false };
+  if (!lookedUp) {
+    if (askVersion) {
+      const ran = await runIfSha256(host, staged, want);
+      if (ran) return { uploaded: false, version: versionFrom(host, staged, ran.code, ran.stdout, ran.stderr) };
+    } else if ((await host.sha256(staged)) === want) return { uploaded: false };
+  }
   const onBytes = src.onUpload && ((sent: number, total: number) => src.onUpload!(host.name, sent, total));
   const r = await host.upload(src.path, staged, {
     sha256: want,

@@ -216,6 +216,13 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
     await localFile;
     emit({ kind: 'gate', message: `${source.path}: sha256 matches.` });
   };
+  /** Staging that ran beside the local hash: when both fail, the local file's error is the one reported. */
+  const besideLocalHash = async <T>(staging: Promise<T>): Promise<T> => {
+    const [staged, local] = await Promise.allSettled([staging, localFileChecked()]);
+    if (local.status === 'rejected') throw local.reason;
+    if (staged.status === 'rejected') throw staged.reason;
+    return staged.value;
+  };
 
   for (const n of o.spec.nodes) {
     if (!n.ssh)
@@ -340,21 +347,10 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
       );
       target = source.version;
     } else if (o.stageInBackground) {
-      const [staged, local] = await Promise.allSettled([
-        stageOn(order[0]!, source, emit, true, firstFound),
-        localFileChecked(),
-      ]);
-      if (local.status === 'rejected') throw local.reason;
-      if (staged.status === 'rejected') throw staged.reason;
-      target = staged.value!;
+      target = (await besideLocalHash(stageOn(order[0]!, source, emit, true, firstFound)))!;
       const later = order.slice(1).filter((m) => before.nodes.find((n) => n.name === m.spec.name)?.version !== target);
       staging = stageOneAtATime(order[0]!, later, source, emit);
-    } else {
-      const [staged, local] = await Promise.allSettled([stageOnAll(members, source, emit), localFileChecked()]);
-      if (local.status === 'rejected') throw local.reason;
-      if (staged.status === 'rejected') throw staged.reason;
-      target = staged.value;
-    }
+    } else target = await besideLocalHash(stageOnAll(members, source, emit));
     const stagingMs = Date.now() - started - gatesMs;
 
     // 5. Version gate: never downgrade; skip nodes already there.
