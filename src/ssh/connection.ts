@@ -20,6 +20,7 @@ import {
   shq,
   type ExecOptions,
   type ExecResult,
+  type FetchOptions,
   type Host,
   type UploadOptions,
   type UploadResult,
@@ -124,6 +125,68 @@ interface Resolved {
   /** Files checked for the host key, and the one trust-on-first-use records in. */
   knownHostsFiles: string[];
   recordFile: string;
+}
+
+/**
+ * The end of an upload's or a fetch's remote command, once the temporary file "$t" holds the
+ * checked bytes: the mode, then the run, then the rename into place.
+ */
+function installCheckedFile(remotePath: string, mode: string, run: readonly string[] | undefined): string[] {
+  return [
+    `chmod ${mode} "$t" || { rm -f "$t"; exit 1; }`,
+    // The file runs here, checked and not yet where anyone else would run it; its exit code is
+    // passed on after the rename, and its output is marked off from the rename's.
+    ...(run
+      ? [`echo vaultops-run-begin; "$t" ${run.map(shq).join(' ')} 2>&1; rc=$?; echo "vaultops-run-end $rc"`]
+      : []),
+    `mv -f -- "$t" ${shq(remotePath)} || { rm -f "$t"; exit 1; }`,
+  ];
+}
+
+/** What the checked file printed when it was run (see installCheckedFile). */
+function ranOutput(stdout: string, run: readonly string[] | undefined): UploadResult['ran'] {
+  const out = /vaultops-run-begin\n([\s\S]*)vaultops-run-end (\d+)/.exec(stdout);
+  return run && out ? { code: Number(out[2]), stdout: out[1]!, stderr: '' } : undefined;
+}
+
+/**
+ * A URL hosts may be asked to download: http or https, no user or password in it (they would be
+ * shown in messages), and nothing a curl config line could not carry. Returns its normalized form.
+ */
+export function checkedFetchUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new InputError(`"${url}" is not a URL.`, { hint: 'Give an http:// or https:// URL of the binary.' });
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new InputError(`${u.protocol} URLs cannot be fetched on the hosts: only http and https.`);
+  if (u.username || u.password)
+    throw new InputError('A URL with a user or password in it is refused: it would be shown in messages.', {
+      hint: "Give the hosts access another way (a .netrc in root's home on each host, or a mirror that needs none).",
+    });
+  if (/["\\\s]/.test(u.href))
+    throw new InputError(`The URL ${shownUrl(u.href)} holds characters that cannot be passed on.`);
+  return u.href;
+}
+
+/** wget -q prints nothing (its messages would show the URL): its exit code, said in words. */
+function explainWget(stderr: string): string {
+  const code = /wget exit (\d+)$/.exec(stderr)?.[1];
+  const why: Record<string, string> = {
+    '4': 'network failure',
+    '5': 'TLS certificate not trusted',
+    '6': 'authentication failure',
+    '8': 'the server answered with an error',
+  };
+  return code && why[code] ? `${stderr} (${why[code]})` : stderr;
+}
+
+/** A URL as messages show it: without its query and fragment (a signed URL's signature is there). */
+export function shownUrl(href: string): string {
+  const u = new URL(href);
+  return `${u.origin}${u.pathname}${u.search || u.hash ? '?...' : ''}`;
 }
 
 const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa'];
@@ -563,13 +626,7 @@ export class SshHost implements Host {
         `n=$(wc -c < "$t")`,
         `if [ "$s" != ${want} ]; then rm -f "$t"; echo "sha256 $s" >&2; exit 86; fi`,
         `[ "$n" -eq ${size} ] || { rm -f "$t"; echo "$n of ${size} bytes were written" >&2; exit 1; }`,
-        `chmod ${mode} "$t" || { rm -f "$t"; exit 1; }`,
-        // The file runs here, checked and not yet where anyone else would run it; its exit code is
-        // passed on after the rename, and its output is marked off from the rename's.
-        ...(options.run
-          ? [`echo vaultops-run-begin; "$t" ${options.run.map(shq).join(' ')} 2>&1; rc=$?; echo "vaultops-run-end $rc"`]
-          : []),
-        `mv -f -- "$t" ${shq(remotePath)} || { rm -f "$t"; exit 1; }`,
+        ...installCheckedFile(remotePath, mode, options.run),
       ].join('\n'),
       { timeoutMs: 300_000 },
       sudo,
@@ -598,9 +655,73 @@ export class SshHost implements Host {
       throw new VaultopsError(
         `Could not move the upload into ${this.name}:${remotePath} (exit ${r.code ?? r.signal}): ${r.stderr.trim()}`,
       );
-    const out = /vaultops-run-begin\n([\s\S]*)vaultops-run-end (\d+)/.exec(r.stdout);
-    const ran = options.run && out ? { code: Number(out[2]), stdout: out[1]!, stderr: '' } : undefined;
-    return { sha256: want, bytes: size, ran };
+    return { sha256: want, bytes: size, ran: ranOutput(r.stdout, options.run) };
+  }
+
+  /**
+   * Has the host download `url` itself (curl, else wget) into a temporary file next to the target,
+   * made as `upload` makes it, then hashes that file and, only when its sha256 is the expected one,
+   * sets the mode, runs it when asked and renames it into place; on any failure the temporary file
+   * is removed. The URL reaches the host on the command's stdin and is handed to curl or wget by
+   * the shell's printf (a builtin): it never appears in a process's arguments, where a signed URL
+   * would be readable by every user of the host. Nothing crosses this connection but the command.
+   */
+  async fetch(url: string, remotePath: string, options: FetchOptions): Promise<UploadResult> {
+    const want = options.sha256.toLowerCase();
+    if (!/^[0-9a-f]{64}$/.test(want)) throw new InputError(`"${options.sha256}" is not a sha256 (64 hex digits).`);
+    const href = checkedFetchUrl(url);
+    const shown = shownUrl(href);
+    const template = shq(`${posix.dirname(remotePath)}/.${posix.basename(remotePath)}.vaultops-upload.XXXXXXXXXX`);
+    const mode = (options.mode ?? 0o644).toString(8);
+    const failed = (rc: string) => `{ rc=$?; rm -f "$t"; echo "${rc} exit $rc" >&2; exit 88; }`;
+    const r = await this.#exec(
+      [
+        'umask 077',
+        REMOTE_SHA256,
+        'IFS= read -r u || exit 84',
+        `t=$(mktemp ${template}) || exit 85`,
+        'if command -v curl >/dev/null 2>&1; then',
+        `  printf 'url = "%s"\\n' "$u" | curl -fsS -L --proto =http,https --proto-redir =http,https --connect-timeout 15 -K - -o "$t" || ${failed('curl')}`,
+        'elif command -v wget >/dev/null 2>&1; then',
+        `  printf '%s\\n' "$u" | wget -q -T 15 -i - -O "$t" || ${failed('wget')}`,
+        'else rm -f "$t"; echo "neither curl nor wget is installed" >&2; exit 89; fi',
+        's=$(vaultops_sha256 < "$t")',
+        `if [ "$s" != ${want} ]; then rm -f "$t"; echo "sha256 $s" >&2; exit 86; fi`,
+        'echo "vaultops-bytes $(wc -c < "$t")"',
+        ...installCheckedFile(remotePath, mode, options.run),
+      ].join('\n'),
+      { timeoutMs: 600_000, stdin: `${href}\n` },
+      this.#sudo,
+    );
+    const stderr = r.stderr.trim().split('\n').filter(Boolean).slice(-3).join('; ');
+    if (r.code === null)
+      throw new VaultopsError(
+        r.timedOut
+          ? `${this.name} did not finish downloading ${shown} within 10 minutes.`
+          : `${this.name}: the connection closed while the host was downloading ${shown}.`,
+        { hint: 'Check the network path to the host; the temporary file is removed on the host.' },
+      );
+    if (r.code === 85) throw new VaultopsError(`Fetch on ${this.name}: mktemp failed on the host: ${stderr}`);
+    if (r.code === 88 || r.code === 89)
+      throw new VaultopsError(`${this.name} could not download ${shown}: ${explainWget(stderr) || `exit ${r.code}`}.`, {
+        hint:
+          r.code === 89
+            ? `Install curl or wget on ${this.name}, or stage without --fetch-on-hosts (the binary is then sent over SSH).`
+            : `Check that ${this.name} reaches the URL (proxy, firewall, the mirror's TLS certificate in the host's trust store), or stage without --fetch-on-hosts.`,
+      });
+    if (r.code === 86)
+      throw new InputError(
+        `${this.name} downloaded ${shown} with ${stderr || 'an unreadable sha256'}, not the expected ${want}: removed, nothing installed.`,
+        {
+          hint: 'Check that the URL serves the file whose sha256 you gave (a different build, an error page), then try again.',
+        },
+      );
+    if (r.code !== 0)
+      throw new VaultopsError(
+        `Could not install the download on ${this.name}:${remotePath} (exit ${r.code}): ${stderr}`,
+      );
+    const bytes = Number(/vaultops-bytes (\d+)/.exec(r.stdout)?.[1] ?? NaN);
+    return { sha256: want, bytes, ran: ranOutput(r.stdout, options.run) };
   }
 
   /** sha256 of a file on the host, undefined when it does not exist. */

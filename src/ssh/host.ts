@@ -8,6 +8,8 @@ export interface Host {
   exec(command: string, options?: ExecOptions): Promise<ExecResult>;
   /** Copies a local file to the host, verifies sha256 there, then renames it into place. */
   upload(localPath: string, remotePath: string, options?: UploadOptions): Promise<UploadResult>;
+  /** Has the host download a URL itself, verifies sha256 there, then renames it into place. */
+  fetch(url: string, remotePath: string, options: FetchOptions): Promise<UploadResult>;
   /** sha256 of a file on the host; undefined when it does not exist. */
   sha256(path: string): Promise<string | undefined>;
   /** The tail of a file (at most maxBytes). */
@@ -44,6 +46,14 @@ export interface UploadOptions {
    * command and before it is renamed into place (`["version"]`): what runs is what was checked. A
    * non-zero exit does not stop the upload; the caller reads `ran`.
    */
+  run?: readonly string[] | undefined;
+}
+
+export interface FetchOptions {
+  /** The file's expected sha256: what the host downloaded is installed only when it has it. */
+  sha256: string;
+  mode?: number | undefined;
+  /** As for an upload: run the checked file with these arguments before it is renamed into place. */
   run?: readonly string[] | undefined;
 }
 
