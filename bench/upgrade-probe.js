@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Client-visible availability during a rolling upgrade, on a real 3-node lab reached over SSH.
 //
-//   npm run build && node_modules/.bin/node bench/upgrade-probe.js [--flavor openbao|vault] [--from V] [--to V] [--hosts] [--keep]
+//   npm run build && node_modules/.bin/node bench/upgrade-probe.js [--flavor openbao|vault] [--from V] [--to V] [--hosts]
+//                                                                   [--prestage] [--fetch] [--keep]
 //
 // --hosts: on a lab of systemd machines (`lab up --hosts`): the servers are stopped and started by
 // their systemd units through `sudo -n systemctl`, as on production hosts.
@@ -10,6 +11,9 @@
 // --op reboot (with --hosts): `vaultops maintain --reboot` instead of the upgrade (a rolling reboot).
 // --prestage: `vaultops upgrade --stage-only` first, timed on its own and outside the upgrade's wall
 // time (staging ahead of the maintenance window); the upgrade then finds every binary staged.
+// --fetch: `upgrade --fetch-on-hosts`: the new binary is served over HTTP from this machine (a child
+// process, on the address the lab's hosts reach: the machines' bridge, or the first node's loopback
+// address) and every host downloads it itself, checked there; nothing is uploaded over SSH.
 //
 // A canary secret is read at 20 Hz through the cluster: each read goes to the next node in turn
 // (as a DNS round robin would send a client; standbys forward to the active node), and a failed read
@@ -51,6 +55,7 @@ const hosts = args.includes('--hosts') || args.includes('--lb');
 const viaLb = args.includes('--lb');
 const op = opt('op', 'upgrade');
 const prestage = args.includes('--prestage');
+const fetchOnHosts = args.includes('--fetch');
 if (op !== 'upgrade' && op !== 'reboot') throw new Error(`--op ${op}: upgrade or reboot`);
 if (op === 'reboot' && !hosts) throw new Error('--op reboot needs --hosts (a machine to reboot)');
 const HZ = 20;
@@ -109,6 +114,18 @@ if (viaLb) {
     onProgress: () => undefined,
   }));
 }
+/** The mirror (a child process serving one file), for --fetch. */
+let mirror;
+async function serveBinary(file) {
+  // Machines reach this machine on their bridge (10.213.K.1); loopback nodes on their own address.
+  const host = hosts ? lab.nodes[0].ip.replace(/\.\d+$/, '.1') : lab.nodes[0].ip;
+  const code = `const fs=require('fs');require('http').createServer((q,r)=>{r.setHeader('content-length',fs.statSync(process.argv[1]).size);fs.createReadStream(process.argv[1]).pipe(r)}).listen(0,process.argv[2],function(){console.log(this.address().port)})`;
+  mirror = spawn(process.execPath, ['-e', code, file, host], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise((resolve) => mirror.stdout.once('data', (c) => resolve(String(c).trim())));
+  log(`serving the new binary at http://${host}:${port}/ for --fetch-on-hosts`);
+  return `http://${host}:${port}/${file.split('/').pop()}`;
+}
+
 const init = JSON.parse(readFileSync(lab.initFile, 'utf8'));
 const transport = new Transport({ tls: { caCert: lab.caCert }, timeoutMs: 2000, retries: 0 });
 const clients = lab.nodes.map(
@@ -231,7 +248,9 @@ try {
   })();
 
   const sha = createHash('sha256').update(readFileSync(newBin.path)).digest('hex');
-  const upgradeArgs = ['upgrade', '-i', inventory, '--binary', newBin.path, '--sha256', sha];
+  const binaryArg = fetchOnHosts ? await serveBinary(newBin.path) : newBin.path;
+  const upgradeArgs = ['upgrade', '-i', inventory, '--binary', binaryArg, '--sha256', sha];
+  if (fetchOnHosts) upgradeArgs.push('--fetch-on-hosts');
   let prestageMs;
   if (prestage && op === 'upgrade') {
     log('staging ahead (upgrade --stage-only)...');
@@ -257,7 +276,10 @@ try {
   const where = hosts
     ? `systemd machines (sudo -n systemctl)${viaLb ? `, reads through HAProxy at ${lbAddress}` : ''}`
     : 'nodes, upgrade over SSH (lab sshd)';
-  const what = op === 'reboot' ? `${flavor} ${from}, rolling reboot (maintain --reboot)` : `${flavor} ${from} -> ${to}`;
+  const what =
+    op === 'reboot'
+      ? `${flavor} ${from}, rolling reboot (maintain --reboot)`
+      : `${flavor} ${from} -> ${to}${fetchOnHosts ? ', each host downloading the binary (--fetch-on-hosts)' : ''}`;
   if (op === 'reboot') {
     console.log(`\n${what}, 3 ${where}, probe ${HZ} Hz`);
     console.log(`  leadership changes:            ${probe.changes.length} (${probe.changes.join('; ') || 'none'})`);
@@ -311,6 +333,7 @@ try {
   }
 } finally {
   transport.close();
+  mirror?.kill();
   if (!keep) {
     if (viaLb) await cli(['lab', 'destroy', '--name', name]);
     else await labDestroy(name, () => undefined, env);

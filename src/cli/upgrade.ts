@@ -7,6 +7,7 @@ import { commonPlatform, fetchVerifiedRelease, hostPlatform } from '../upgrade/r
 import { clusterInstall, type PackageSource } from '../upgrade/package-install.js';
 import { stateDir } from '../core/state-dir.js';
 import { resolveSecretList } from '../secrets/refs.js';
+import { checkedFetchUrl, shownUrl } from '../ssh/connection.js';
 import { openNodeHost } from '../ssh/open-host.js';
 import { LocalDirStore } from '../backup/stores/local-dir-store.js';
 import { backupOf } from '../backup/take-backup.js';
@@ -46,6 +47,8 @@ export interface UpgradeCliOptions {
   confirm?: string;
   /** Only the gates and the staging on every host; no node is stopped (see stageOnly). */
   stageOnly?: boolean;
+  /** With --binary URL: every host downloads it itself, checked there against --sha256. */
+  fetchOnHosts?: boolean;
 }
 
 /**
@@ -79,7 +82,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
   };
   const prompter = makePrompter({ nonInteractive: o.nonInteractive, confirm: o.confirm });
   const source = binarySource(o);
-  if (source.kind === 'binary' && /^https?:\/\//.test(source.binary))
+  if (source.kind === 'binary' && !source.url && /^https?:\/\//.test(source.binary))
     source.binary = await downloadBinary(source.binary, join(stateDir(), 'downloads'), progress, o.json === true);
   const conn = await connectCluster(o.inventory, o.cluster);
   try {
@@ -142,6 +145,7 @@ export async function upgradeCommand(o: UpgradeCliOptions): Promise<void> {
             binary: {
               path: bin.binary,
               sha256: bin.sha256,
+              url: bin.url,
               onUpload: staging.onUpload(basename(bin.binary), conn.spec.new_nodes?.length ?? 0),
             },
             unsealKeys,
@@ -246,7 +250,7 @@ async function stageOnly(
     err.line(
       bin.pkg
         ? `  2. download the package in each host's package manager (apt-get --download-only); nothing is installed`
-        : `  2. upload beside each live binary as <binary>${STAGED_SUFFIX} (sha256 checked on each host); no node is stopped`,
+        : `  2. ${bin.url ? 'each host downloads the binary itself and puts it' : 'upload'} beside each live binary as <binary>${STAGED_SUFFIX} (sha256 checked on each host); no node is stopped`,
     );
   }
   const started = Date.now();
@@ -349,7 +353,7 @@ async function upgradePlan(
       key: 'stage',
       title: bin.pkg
         ? `find package version ${bin.pkg.version} in the repositories of ${nodes.join(', ')} and download it there (apt-get --download-only)`
-        : `stage the binary (sha256 checked on each host, in the order the nodes go down): on ${stageOrder[0]} now, beside the snapshot; ${stageOrder.slice(1).join(', ') || 'no other node'} one at a time in the background while earlier nodes restart, each node waiting for its own (a failure there stops the run before that node)`,
+        : `stage the binary (${bin.url ? 'each host downloads it itself; ' : ''}sha256 checked on each host, in the order the nodes go down): on ${stageOrder[0]} now, beside the snapshot; ${stageOrder.slice(1).join(', ') || 'no other node'} one at a time in the background while earlier nodes restart, each node waiting for its own (a failure there stops the run before that node)`,
     });
     phases.push({ key: 'snapshot', title: `verified snapshot into ${snapshotDir}` });
     for (const n of standbys)
@@ -414,6 +418,8 @@ function describe(e: UpgradeEvent): string {
 interface NewServer {
   binary: string;
   sha256: string;
+  /** The hosts download the binary from here themselves (--fetch-on-hosts). */
+  url?: string | undefined;
   release?: string | undefined;
   pkg?: PackageSource | undefined;
 }
@@ -424,7 +430,14 @@ function serverSource(
   staging: ReturnType<typeof stagingProgress>,
   hosts: number,
 ): PackageSource | BinarySource {
-  return bin.pkg ?? { path: bin.binary, sha256: bin.sha256, onUpload: staging.onUpload(basename(bin.binary), hosts) };
+  return (
+    bin.pkg ?? {
+      path: bin.binary,
+      sha256: bin.sha256,
+      url: bin.url,
+      onUpload: staging.onUpload(basename(bin.binary), hosts),
+    }
+  );
 }
 
 /** Whether the nodes this strategy installs on are package installs (service.install: package). */
@@ -439,12 +452,16 @@ function packageInstalled(conn: ConnectedCluster, strategy: string): boolean {
 }
 
 type BinaryChoice =
-  | { kind: 'binary'; binary: string; sha256: string }
+  | { kind: 'binary'; binary: string; sha256: string; url?: string | undefined }
   | { kind: 'release'; version: string; mirror?: string | undefined; keyFile?: string | undefined };
 
 /** Exactly one way for the new binary: --binary with --sha256, or --version (a verified vendor release). */
 function binarySource(o: UpgradeCliOptions): BinaryChoice {
   if (o.version !== undefined) {
+    if (o.fetchOnHosts)
+      throw new InputError('--fetch-on-hosts goes with --binary URL, not --version.', {
+        hint: 'Give --binary URL --sha256 HEX of a binary on a mirror the hosts reach; --version fetches the release here and sends it over SSH.',
+      });
     if (o.binary !== undefined || o.sha256 !== undefined)
       throw new InputError('--version fetches the release itself: it does not go with --binary or --sha256.', {
         hint: 'Give either --version X (the vendor release, signature-checked) or --binary FILE --sha256 HEX.',
@@ -456,10 +473,25 @@ function binarySource(o: UpgradeCliOptions): BinaryChoice {
       hint: 'Add --version X, or drop them when you give --binary FILE --sha256 HEX.',
     });
   if (o.binary === undefined || o.sha256 === undefined)
-    throw new InputError('Which binary? Give --version X, or --binary FILE with --sha256 HEX.', {
-      hint: "--version fetches the vendor's release and verifies its signed SHA256SUMS; --binary takes a file you checked.",
+    throw new InputError(
+      o.fetchOnHosts
+        ? '--fetch-on-hosts needs --binary URL and --sha256 HEX: each host checks its download against that sum.'
+        : 'Which binary? Give --version X, or --binary FILE with --sha256 HEX.',
+      {
+        hint: "--version fetches the vendor's release and verifies its signed SHA256SUMS; --binary takes a file you checked.",
+      },
+    );
+  if (!o.fetchOnHosts) return { kind: 'binary', binary: o.binary, sha256: o.sha256 };
+  if (!/^https?:\/\//i.test(o.binary))
+    throw new InputError(`--fetch-on-hosts needs --binary to be an http(s) URL, not ${o.binary}.`, {
+      hint: 'Serve the binary from a mirror the hosts reach, or drop --fetch-on-hosts to send the local file over SSH.',
     });
-  return { kind: 'binary', binary: o.binary, sha256: o.sha256 };
+  if (!/^[0-9a-f]{64}$/i.test(o.sha256))
+    throw new InputError(`--sha256 "${o.sha256}" is not a sha256 (64 hex digits).`, {
+      hint: "Take it from the release's SHA256SUMS file, or run sha256sum on the binary.",
+    });
+  const url = checkedFetchUrl(o.binary);
+  return { kind: 'binary', binary: shownUrl(url), sha256: o.sha256.toLowerCase(), url };
 }
 
 /**

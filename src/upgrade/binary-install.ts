@@ -15,18 +15,29 @@ export const STAGED_SUFFIX = '.vaultops-staged';
 export const PREVIOUS_SUFFIX = '.vaultops-prev';
 
 export interface BinarySource {
+  /** The local file; with `url`, the URL as messages show it. */
   path: string;
   sha256: string;
+  /**
+   * The hosts download the binary from this URL themselves (`--fetch-on-hosts`), checked there
+   * against `sha256`; nothing is uploaded and there is no local file.
+   */
+  url?: string | undefined;
   /** Told, per host, the bytes sent so far and the size while the binary is staged there (progress). */
   onUpload?: ((host: string, sent: number, total: number) => void) | undefined;
 }
 
-/** Refuses a local file whose sha256 differs from the expected one; nothing remote is touched. */
-export async function verifyLocalBinary(src: BinarySource): Promise<{ bytes: number }> {
+/**
+ * Refuses a local file whose sha256 differs from the expected one; nothing remote is touched. A
+ * binary the hosts fetch themselves has no local file: only the sum's form is checked here, and
+ * each host checks what it downloaded.
+ */
+export async function verifyLocalBinary(src: BinarySource): Promise<{ bytes: number | undefined }> {
   if (!/^[0-9a-f]{64}$/i.test(src.sha256))
     throw new InputError(`--sha256 "${src.sha256}" is not a sha256 (64 hex digits).`, {
       hint: "Take it from the release's SHA256SUMS file, or run sha256sum on the binary.",
     });
+  if (src.url) return { bytes: undefined };
   const { sha256, bytes } = await sha256File(src.path);
   if (sha256 !== src.sha256.toLowerCase()) {
     throw new InputError(
@@ -61,13 +72,11 @@ export async function stageBinary(
       if (ran) return { uploaded: false, version: versionFrom(host, staged, ran.code, ran.stdout, ran.stderr) };
     } else if ((await host.sha256(staged)) === want) return { uploaded: false };
   }
+  const run = askVersion ? ['version'] : undefined;
   const onBytes = src.onUpload && ((sent: number, total: number) => src.onUpload!(host.name, sent, total));
-  const r = await host.upload(src.path, staged, {
-    sha256: want,
-    mode: 0o755,
-    onBytes,
-    run: askVersion ? ['version'] : undefined,
-  });
+  const r = src.url
+    ? await host.fetch(src.url, staged, { sha256: want, mode: 0o755, run })
+    : await host.upload(src.path, staged, { sha256: want, mode: 0o755, onBytes, run });
   return { uploaded: true, version: r.ran ? versionFrom(host, staged, r.ran.code, r.ran.stdout, '') : undefined };
 }
 
@@ -183,13 +192,18 @@ export const STAGING_MARGIN_BYTES = 64 * 1024 * 1024;
  * What staging needs on a host, asked before any change on any host (one remote command): the
  * command runs (sudo -n, when the host uses it); the directory of the live binary exists and is
  * writable; it has room for the binary plus a margin (the upload is written there from its first
- * byte, with sudo too). A copy already staged counts as room. Throws a VaultopsError that says what
- * is missing; changes nothing.
+ * byte, with sudo too). A copy already staged counts as room. Without `bytes` (the host downloads
+ * the binary itself, and its size is not known before) the live binary's size plus a quarter
+ * stands in for it. Throws a VaultopsError that says what is missing; changes nothing.
  */
-export async function checkStagingRoom(host: Host, livePath: string, bytes: number): Promise<void> {
+export async function checkStagingRoom(host: Host, livePath: string, bytes: number | undefined): Promise<void> {
   const dir = livePath.slice(0, livePath.lastIndexOf('/')) || '/';
   const staged = `${livePath}${STAGED_SUFFIX}`;
-  const needKb = Math.ceil((bytes + STAGING_MARGIN_BYTES) / 1024);
+  const marginKb = STAGING_MARGIN_BYTES / 1024;
+  const needKb =
+    bytes === undefined
+      ? `$(( $(stat -c %s ${shq(livePath)} 2>/dev/null || echo 0) * 5 / 4 / 1024 + ${marginKb} ))`
+      : String(Math.ceil(bytes / 1024) + marginKb);
   const r = await host.exec(
     [
       `d=${shq(dir)}; need=${needKb}`,

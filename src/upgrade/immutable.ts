@@ -138,7 +138,7 @@ export async function preflightImmutable(o: ImmutableUpgradeOptions): Promise<Im
   const emit = o.onEvent ?? (() => undefined);
   const unit = o.spec.flavor === 'openbao' ? 'openbao' : 'vault';
   await verifyLocalBinary(o.binary);
-  emit({ kind: 'gate', message: `${o.binary.path}: sha256 matches.` });
+  if (!o.binary.url) emit({ kind: 'gate', message: `${o.binary.path}: sha256 matches.` });
   const newSpecs = o.spec.new_nodes ?? [];
   if (!newSpecs.length) {
     throw new InputError(

@@ -146,7 +146,7 @@ export async function stageOn(
     kind: 'stage',
     node: m.spec.name,
     message: r.uploaded
-      ? `staged ${m.binaryPath}${STAGED_SUFFIX} (sha256 verified on the host)`
+      ? `staged ${m.binaryPath}${STAGED_SUFFIX}${binary.url ? `, downloaded by the host from ${binary.path}` : ''} (sha256 verified on the host)`
       : 'already staged (sha256 verified on the host)',
   });
   if (!askVersion) return undefined;
@@ -159,14 +159,15 @@ export async function stageOn(
  */
 export async function checkStagingRoomOnAll(
   members: readonly Member[],
-  bytes: number,
+  bytes: number | undefined,
   emit: (e: UpgradeEvent) => void,
 ): Promise<void> {
   const results = await Promise.allSettled(members.map((m) => checkStagingRoom(m.host, m.binaryPath, bytes)));
   const failed = results.find((r) => r.status === 'rejected');
   if (failed) throw failed.reason;
+  const what = bytes === undefined ? 'the download (1.25x the live binary)' : `${Math.round(bytes / 1024 / 1024)} MiB`;
   emit({
     kind: 'gate',
-    message: `room to stage ${Math.round(bytes / 1024 / 1024)} MiB on ${members.map((m) => m.spec.name).join(', ')} (directory writable, free space, sudo).`,
+    message: `room to stage ${what} on ${members.map((m) => m.spec.name).join(', ')} (directory writable, free space, sudo).`,
   });
 }

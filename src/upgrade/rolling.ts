@@ -214,7 +214,7 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
   const localFileChecked = async () => {
     if (!localFile || 'kind' in source) return;
     await localFile;
-    emit({ kind: 'gate', message: `${source.path}: sha256 matches.` });
+    if (!source.url) emit({ kind: 'gate', message: `${source.path}: sha256 matches.` });
   };
   /** Staging that ran beside the local hash: when both fail, the local file's error is the one reported. */
   const besideLocalHash = async <T>(staging: Promise<T>): Promise<T> => {
@@ -300,7 +300,9 @@ export async function preflightUpgrade(o: PreflightOptions): Promise<Preflight> 
     // read the hosts: they run at once, and their failures are reported in this order.
     const [services, room] = await Promise.allSettled([
       Promise.all(members.map((m) => m.service.status())),
-      'kind' in source ? undefined : checkStagingRoomOnAll(members, localSize(source.path), emit),
+      'kind' in source
+        ? undefined
+        : checkStagingRoomOnAll(members, source.url ? undefined : localSize(source.path), emit),
     ]);
     if (services.status === 'rejected') throw services.reason;
     const running = services.value;

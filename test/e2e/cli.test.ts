@@ -231,6 +231,23 @@ describe('the built CLI starts on the Node it ships for', () => {
     expect(r.stderr).toContain('--stage-only goes with --strategy rolling');
   });
 
+  it('`upgrade --fetch-on-hosts` without an http(s) URL and its sha256 exits 2 before reading any inventory', async () => {
+    const sum = 'e'.repeat(64);
+    const cases: Array<[string[], string]> = [
+      [['--binary', '/opt/vault', '--sha256', sum], 'needs --binary to be an http(s) URL'],
+      [['--binary', 'https://mirror.example/vault'], 'needs --binary URL and --sha256 HEX'],
+      [['--version', '1.21.0'], '--fetch-on-hosts goes with --binary URL, not --version'],
+      [['--binary', 'https://ops:hunter2@mirror.example/vault', '--sha256', sum], 'with a user or password in it'],
+      [['--binary', 'ftp://mirror.example/vault', '--sha256', sum], 'needs --binary to be an http(s) URL'],
+    ];
+    for (const [args, message] of cases) {
+      const r = await cli.run(['upgrade', '-i', '/nonexistent/inventory.yml', '--fetch-on-hosts', ...args]);
+      expect(r.code).toBe(ExitCode.badInput);
+      expect(r.stderr).toContain(message);
+      expect(r.stderr).not.toContain('hunter2');
+    }
+  });
+
   it('an unknown command exits 2', async () => {
     const r = await cli.run(['frobnicate']);
     expect(r.code).toBe(ExitCode.badInput);

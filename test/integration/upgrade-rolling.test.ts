@@ -2,11 +2,13 @@ import { createHash } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
+  createReadStream,
   existsSync,
   openSync,
   readdirSync,
   readFileSync,
   readSync,
+  rmSync,
   writeFileSync,
 } from 'node:fs';
 import { createServer } from 'node:http';
@@ -208,6 +210,53 @@ describe.each(pairs)('rolling upgrade of a $flavor cluster $from -> $to over SSH
     for (const n of ['n1', 'n2', 'n3']) expect(again.stderr).toContain(`${n}: already staged`);
     expect(again.stderr).not.toMatch(/staging \S+ on \d+ hosts?:/);
     expect(pids()).toEqual(pidsBefore);
+  });
+
+  it('--fetch-on-hosts: every host downloads the binary itself and checks it; a 404 or a wrong sha256 stages nothing', async () => {
+    const pidsBefore = pids();
+    const sum = sha256(newBinary);
+    const name = FLAVORS[flavor].binaryName;
+    // The copies the test before staged are removed: the hosts must download the binary now.
+    for (const n of t.lab.nodes) rmSync(join(n.dir, 'bin', `${name}.vaultops-staged`), { force: true });
+    const gets: string[] = [];
+    const server = createServer((req, res) => {
+      gets.push(req.url ?? '');
+      if (req.url?.startsWith(`/release/${name}?`)) createReadStream(newBinary).pipe(res);
+      else res.writeHead(404).end('not found');
+    });
+    await new Promise<void>((r) => server.listen(0, t.lab.nodes[0]!.ip, () => r()));
+    try {
+      const base = `http://${t.lab.nodes[0]!.ip}:${(server.address() as AddressInfo).port}`;
+      // A signed URL's signature must not be shown anywhere.
+      const signature = `sig-${createHash('sha256').update(String(Math.random())).digest('hex').slice(0, 16)}`;
+      const url = `${base}/release/${name}?signature=${signature}`;
+      const fetchOnHosts = ['--stage-only', '--fetch-on-hosts'];
+
+      const missing = await upgrade(`${base}/missing/${name}`, sum, fetchOnHosts);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toMatch(/could not download .*404/);
+      const wrong = await upgrade(url, 'd'.repeat(64), fetchOnHosts);
+      expect(wrong.code).toBe(2);
+      expect(wrong.stderr).toContain(`with sha256 ${sum}, not the expected ${'d'.repeat(64)}: removed`);
+      expect(staged()).toEqual([]);
+      for (const n of t.lab.nodes)
+        expect(readdirSync(join(n.dir, 'bin')).filter((f) => f.includes('vaultops-upload'))).toEqual([]);
+
+      const r = await upgrade(url, sum, fetchOnHosts);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`Staged ${to} on n1, n2, n3`);
+      for (const n of ['n1', 'n2', 'n3']) expect(r.stderr).toContain(`${n}: staged`);
+      expect(r.stderr).toContain(`downloaded by the host from ${base}/release/${name}?...`);
+      for (const n of t.lab.nodes) expect(sha256(join(n.dir, 'bin', `${name}.vaultops-staged`))).toBe(sum);
+      // Each run asked the server once per host: nothing was downloaded here and sent over SSH.
+      expect(gets.filter((u) => u.startsWith('/missing/')).length).toBe(3);
+      expect(gets.filter((u) => u.startsWith('/release/')).length).toBe(6);
+      expect(pids()).toEqual(pidsBefore);
+      expect(await versions()).toEqual([from, from, from]);
+      for (const o of [missing, wrong, r]) expect(o.stdout + o.stderr).not.toContain(signature);
+    } finally {
+      server.close();
+    }
   });
 
   it('halts before the next node when a standby is SIGKILLed while it rejoins; quorum is kept; running again resumes and finishes', async () => {

@@ -1,15 +1,23 @@
 import { z } from 'zod';
 import { InputError } from '../../core/errors.js';
+import { checkedFetchUrl, shownUrl } from '../../ssh/connection.js';
+import type { BinarySource } from '../../upgrade/binary-install.js';
 import type { ActionContext } from '../types.js';
 import { upgradeStateFiles } from '../../upgrade/state-files.js';
 
 /** Arguments every upgrade action takes: the new binary and its expected sha256. */
 export const binaryArgs = {
-  binary: z.string().min(1).describe('Local path of the new server binary.'),
+  binary: z.string().min(1).describe('Local path of the new server binary (with fetch_on_hosts: its http(s) URL).'),
   sha256: z
     .string()
     .regex(/^[0-9a-fA-F]{64}$/, '64 hex digits')
     .describe("Its expected sha256 (from the release's SHA256SUMS)."),
+  fetch_on_hosts: z
+    .boolean()
+    .default(false)
+    .describe(
+      'When true, binary is an http(s) URL that each host downloads itself (curl or wget), checked there against sha256; nothing is sent over SSH.',
+    ),
   trust_on_first_use: z
     .boolean()
     .default(false)
@@ -17,6 +25,17 @@ export const binaryArgs = {
       "Refused when true: only the operator's --trust-on-first-use flag (vaultops upgrade/check) may accept unknown SSH host keys; pin ssh.host_key or ssh.known_hosts in the inventory.",
     ),
 };
+
+/** The binary the upgrade actions stage: a local file, or a URL the hosts fetch (`fetch_on_hosts`). */
+export function binarySourceOf(args: {
+  binary: string;
+  sha256: string;
+  fetch_on_hosts?: boolean | undefined;
+}): BinarySource {
+  if (!args.fetch_on_hosts) return { path: args.binary, sha256: args.sha256 };
+  const url = checkedFetchUrl(args.binary);
+  return { path: shownUrl(url), sha256: args.sha256, url };
+}
 
 /**
  * Trust-on-first-use is the operator's decision (a flag on the command line), never a playbook's:

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { immutableUpgrade } from '../../upgrade/immutable.js';
-import { binaryArgs, immutableStateFile, noPlaybookTofu } from './args-and-state-files.js';
+import { binaryArgs, immutableStateFile, noPlaybookTofu, binarySourceOf } from './args-and-state-files.js';
 
 export default defineAction({
   name: 'upgrade.join_new_nodes',
@@ -23,7 +23,7 @@ export default defineAction({
       cluster: ctx.cluster,
       clusterName: ctx.clusterName,
       spec: ctx.spec,
-      binary: { path: args.binary, sha256: args.sha256 },
+      binary: binarySourceOf(args),
       unsealKeys: args.unseal_keys,
       waitTimeoutMs: args.wait * 1000,
       stateFile: immutableStateFile(ctx),

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { closeMembers } from '../../upgrade/members.js';
 import { preflightImmutable } from '../../upgrade/immutable.js';
-import { binaryArgs, immutableStateFile, noPlaybookTofu } from './args-and-state-files.js';
+import { binaryArgs, immutableStateFile, noPlaybookTofu, binarySourceOf } from './args-and-state-files.js';
 
 export default defineAction({
   name: 'upgrade.immutable_preflight',
@@ -24,7 +24,7 @@ export default defineAction({
       cluster: ctx.cluster,
       clusterName: ctx.clusterName,
       spec: ctx.spec,
-      binary: { path: args.binary, sha256: args.sha256 },
+      binary: binarySourceOf(args),
       stateFile: immutableStateFile(ctx),
       signal: ctx.signal,
       openHost: (n) => ctx.openHost(n, { trustOnFirstUse: noPlaybookTofu(args) }),

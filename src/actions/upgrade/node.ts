@@ -5,7 +5,7 @@ import { memberFor } from '../../upgrade/members.js';
 import { autopilotStabilization } from '../../upgrade/node-waits.js';
 import { gateBeforeNode, upgradeMember } from '../../upgrade/rolling.js';
 import { compareVersions } from '../../core/version.js';
-import { binaryArgs, defaultUnit, progressFile, noPlaybookTofu } from './args-and-state-files.js';
+import { binaryArgs, defaultUnit, progressFile, noPlaybookTofu, binarySourceOf } from './args-and-state-files.js';
 
 export default defineAction({
   name: 'upgrade.node',
@@ -65,7 +65,7 @@ export default defineAction({
       const o = {
         cluster: ctx.cluster,
         clusterName: ctx.clusterName,
-        binary: { path: args.binary, sha256: args.sha256 },
+        binary: binarySourceOf(args),
         unsealKeys,
         signal: ctx.signal,
         onNodeFailure: args.rollback_on_failure ? ('rollback' as const) : ('halt' as const),

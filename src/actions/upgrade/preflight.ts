@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { closeMembers } from '../../upgrade/members.js';
 import { preflightUpgrade } from '../../upgrade/rolling.js';
-import { binaryArgs, progressFile, noPlaybookTofu } from './args-and-state-files.js';
+import { binaryArgs, progressFile, noPlaybookTofu, binarySourceOf } from './args-and-state-files.js';
 
 export default defineAction({
   name: 'upgrade.preflight',
@@ -29,7 +29,7 @@ export default defineAction({
       cluster: ctx.cluster,
       clusterName: ctx.clusterName,
       spec: ctx.spec,
-      binary: { path: args.binary, sha256: args.sha256 },
+      binary: binarySourceOf(args),
       progressFile: progressFile(ctx),
       unsealKeys: args.unseal_keys,
       signal: ctx.signal,

@@ -32,6 +32,10 @@ export function registerUpgradeCommand(program: Command): void {
       '--stage-only',
       'only the gates and the staging: the new binary checked and staged on every host, no node stopped; the upgrade run later uses it',
     )
+    .option(
+      '--fetch-on-hosts',
+      'with --binary URL and --sha256: each host downloads the binary itself (curl or wget) and checks its sha256 there; nothing is sent over SSH',
+    )
     .option('--write-inventory <path>', 'immutable: write the updated inventory here instead of over -i')
     .option('--break-lock', 'take over a stale cluster lock (its process is gone) or one held from another host')
     .option('--non-interactive', 'never ask: the typed confirmation then comes from --confirm (cron, CI)')
