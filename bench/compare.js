@@ -13,12 +13,14 @@
 //   restore    at each size: `vaultops restore --from` (verify, safety snapshot, upload, wait until the
 //              cluster is healthy again) against `operator raft snapshot restore` plus the same wait
 //              (every node unsealed and a voter, autopilot healthy), timed from the outside.
-//   upgrade    with --upgrade: bench/upgrade-probe.js on SSH machines (minutes); its whole run over
-//              its irreducible waits (stop, start, unseal, stabilization). Left out by default.
+//   upgrade    with --upgrade: bench/upgrade-probe.js (minutes); its whole run over its irreducible
+//              waits (stop, start, unseal, stabilization). As root with systemd-nspawn, on systemd
+//              machines twice: the binary uploaded in the run, and --fetch-on-hosts; else once on
+//              nodes with their own sshd. Left out by default.
 // Time is whole-process wall time; peak RSS from /usr/bin/time -v. Figures only; nothing is asserted.
 // The default run (10, 100, 1000 MB, 3 runs each) takes about 10 minutes on 2 cores.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { assertBuilt, CLI, NODE, option, REPO, summary, kvFiller, timedProcess } from './common.js';
@@ -216,23 +218,29 @@ try {
 }
 
 if (withUpgrade) {
-  log('rolling upgrade: bench/upgrade-probe.js (SSH machines; minutes)...');
-  const r = spawnSync(NODE, [join(REPO, 'bench', 'upgrade-probe.js'), '--flavor', flavor], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const m = /irreducible waits:\s+([\d.]+) s[\s\S]*whole run \/ irreducible: ([\d.]+)/.exec(r.stdout ?? '');
-  if (r.status === 0 && m) {
-    const irreducible = Number(m[1]);
-    const ratio = Number(m[2]);
-    rows.push([
-      'rolling upgrade, 3 nodes (wall / waits)',
-      s(irreducible * ratio),
-      s(irreducible),
-      ratio,
-      'goal <= 1.30',
-    ]);
-  } else rows.push(['rolling upgrade, 3 nodes', 'failed', '', NaN, `upgrade-probe exited ${r.status}`]);
+  // On systemd machines when this machine can boot them (root, systemd-nspawn), as production hosts
+  // run: once with the binary uploaded over SSH in the run, once with each host downloading it
+  // (--fetch-on-hosts, from a mirror on the lab network). Else on nodes with their own sshd.
+  const machines = process.getuid?.() === 0 && existsSync('/usr/bin/systemd-nspawn');
+  const variants = machines
+    ? [
+        ['rolling upgrade, 3 nodes, upload in the run', ['--hosts']],
+        ['rolling upgrade, 3 nodes, --fetch-on-hosts', ['--hosts', '--fetch']],
+      ]
+    : [['rolling upgrade, 3 nodes (wall / waits)', []]];
+  for (const [label, extra] of variants) {
+    log(`${label}: bench/upgrade-probe.js ${extra.join(' ')} (minutes)...`);
+    const r = spawnSync(NODE, [join(REPO, 'bench', 'upgrade-probe.js'), '--flavor', flavor, ...extra], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const m = /irreducible waits:\s+([\d.]+) s[\s\S]*whole run \/ irreducible: ([\d.]+)/.exec(r.stdout ?? '');
+    if (r.status === 0 && m) {
+      const irreducible = Number(m[1]);
+      const ratio = Number(m[2]);
+      rows.push([label, s(irreducible * ratio), s(irreducible), ratio, 'wall / irreducible waits; goal <= 1.30']);
+    } else rows.push([label, 'failed', '', NaN, `upgrade-probe exited ${r.status}`]);
+  }
 }
 
 const head = ['', 'vaultops', `${official} / baseline`, 'ratio', ''];

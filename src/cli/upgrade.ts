@@ -296,7 +296,7 @@ async function stageOnly(
     `Staged ${pre.target} on ${stagedOn.join(', ')} in ${(result.wallMs / 1000).toFixed(1)} s; no node was stopped.`,
   );
   out.line(
-    `Next, in the maintenance window: the same \`vaultops upgrade\` without --stage-only; it checks each staged copy again instead of uploading it.`,
+    `Next, in the maintenance window: the same \`vaultops upgrade\` without --stage-only; it finds each staged copy by its sha256 and checks it instead of staging it anew.`,
   );
 }
 

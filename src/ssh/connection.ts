@@ -681,7 +681,7 @@ export class SshHost implements Host {
         'IFS= read -r u || exit 84',
         `t=$(mktemp ${template}) || exit 85`,
         'if command -v curl >/dev/null 2>&1; then',
-        `  printf 'url = "%s"\\n' "$u" | curl -fsS -L --proto =http,https --proto-redir =http,https --connect-timeout 15 -K - -o "$t" || ${failed('curl')}`,
+        `  printf 'url = "%s"\\n' "$u" | curl -fsS -L --proto =http,https --proto-redir =http,https --connect-timeout 15 --speed-time 60 --speed-limit 1024 -K - -o "$t" || ${failed('curl')}`,
         'elif command -v wget >/dev/null 2>&1; then',
         `  printf '%s\\n' "$u" | wget -q -T 15 -i - -O "$t" || ${failed('wget')}`,
         'else rm -f "$t"; echo "neither curl nor wget is installed" >&2; exit 89; fi',

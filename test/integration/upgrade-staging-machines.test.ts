@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBinary } from '../../src/lab/binaries.js';
@@ -66,6 +68,55 @@ describe.each(pairs)(
     afterAll(async () => {
       await t?.destroy();
     }, 120_000);
+
+    it('--fetch-on-hosts --stage-only: each machine downloads the binary from a mirror on the lab network through sudo, checked there; no node stopped', async () => {
+      // The mirror listens on this machine's address on the lab bridge, which the machines reach.
+      const bridge = t.lab.nodes[0]!.ip.replace(/\.\d+$/, '.1');
+      const gets: string[] = [];
+      const server = createServer((req, res) => {
+        gets.push(req.url ?? '');
+        createReadStream(newBinary).pipe(res);
+      });
+      await new Promise<void>((r) => server.listen(0, bridge, () => r()));
+      const pids = await mainPids(t.lab);
+      const staged = `${layout.binary}.vaultops-staged`;
+      try {
+        const url = `http://${bridge}:${(server.address() as AddressInfo).port}/mirror/${short[flavor]}`;
+        const r = await runProcess(
+          NODE,
+          [
+            BIN,
+            'upgrade',
+            '-i',
+            t.inventory,
+            '--binary',
+            url,
+            '--sha256',
+            sum,
+            '--fetch-on-hosts',
+            '--stage-only',
+            '--non-interactive',
+            '--confirm',
+            t.lab.name,
+          ],
+          { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' },
+        );
+        outputs.push(r.stdout, r.stderr);
+        expect(r.code).toBe(0);
+        expect(r.stdout).toContain(`Staged ${to} on`);
+        expect(gets).toEqual([`/mirror/${short[flavor]}`, `/mirror/${short[flavor]}`, `/mirror/${short[flavor]}`]);
+        // Downloaded through sudo: root's file from its creation, as an upload's is.
+        for (const n of t.lab.nodes)
+          expect(await inMachine(t.lab, n.name, ['sh', '-c', `stat -c %U ${staged}; sha256sum ${staged}`])).toBe(
+            `root\n${sum}  ${staged}`,
+          );
+        expect(await mainPids(t.lab)).toEqual(pids);
+      } finally {
+        server.close();
+        // The next test stages during the run: no copy may be waiting for it.
+        for (const n of t.lab.nodes) await inMachine(t.lab, n.name, ['rm', '-f', staged]);
+      }
+    }, 300_000);
 
     it('a later host that cannot take the binary stops the run before that node, cluster healthy and that host unchanged; a run after the fix finishes', async () => {
       const c = clusterFor(t.lab);
