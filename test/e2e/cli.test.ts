@@ -52,9 +52,17 @@ async function heavyModulesLoaded(
 }
 
 describe('the built CLI starts on the Node it ships for', () => {
-  const cwd = mkdtempSync(join(tmpdir(), 'vaultops-test-a-e2e-cwd-'));
-  const cli = new CliRunner({ env: { ...process.env, VAULTOPS_STATE_DIR: join(cwd, 'state') }, cwd });
-  afterAll(() => rmSync(cwd, { recursive: true, force: true }));
+  // Made in beforeAll, not while the file is collected: a describe whose tests are all filtered
+  // out (-t) runs no hooks, and would leave its directory behind.
+  let cwd = '';
+  let cli: CliRunner;
+  beforeAll(() => {
+    cwd = mkdtempSync(join(tmpdir(), 'vaultops-test-a-e2e-cwd-'));
+    cli = new CliRunner({ env: { ...process.env, VAULTOPS_STATE_DIR: join(cwd, 'state') }, cwd });
+  });
+  afterAll(() => {
+    if (cwd) rmSync(cwd, { recursive: true, force: true });
+  });
 
   it('`--version --verbose` reports the package version and Node >= 22', async () => {
     const r = await cli.run(['--version', '--verbose']);
@@ -259,15 +267,20 @@ describe.each(flavorsUnderTest())(
   'a user runs `lab up`, `status`, `lab down`, `lab destroy` with $flavor $version',
   ({ flavor, version }) => {
     const name = `a-e2e-${short[flavor]}`;
-    const stateDir = mkdtempSync(join(tmpdir(), `vaultops-test-${name}-`));
-    const cwd = mkdtempSync(join(tmpdir(), `vaultops-test-${name}-cwd-`));
-    const env = { ...process.env, VAULTOPS_STATE_DIR: stateDir };
-    const cli = new CliRunner({ env, cwd });
+    // Made in beforeAll, as above: no directory is left when -t filters this describe out.
+    let stateDir = '';
+    let cwd = '';
+    let env: NodeJS.ProcessEnv = {};
+    let cli: CliRunner;
     const inventory = join('inventories', `${name}.yml`);
     let lab: LabRecord;
     let secrets: string[] = [];
 
     beforeAll(async () => {
+      stateDir = mkdtempSync(join(tmpdir(), `vaultops-test-${name}-`));
+      cwd = mkdtempSync(join(tmpdir(), `vaultops-test-${name}-cwd-`));
+      env = { ...process.env, VAULTOPS_STATE_DIR: stateDir };
+      cli = new CliRunner({ env, cwd });
       const r = await cli.run(['lab', 'up', '--name', name, '--flavor', flavor, '--version', version]);
       expect(r.code, r.stderr).toBe(ExitCode.ok);
       expect(r.stdout).toContain(`Inventory: ${inventory}`);
@@ -276,6 +289,7 @@ describe.each(flavorsUnderTest())(
     });
     afterAll(async () => {
       // Whatever happened above, leave nothing running.
+      if (!stateDir) return;
       await labDestroy(name, () => undefined, env);
       rmSync(stateDir, { recursive: true, force: true });
       rmSync(cwd, { recursive: true, force: true });

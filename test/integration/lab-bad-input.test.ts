@@ -1,20 +1,28 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FLAVORS } from '../../src/lab/binaries.js';
 import { ExitCode } from '../../src/core/exit-codes.js';
 import { CliRunner } from '../helpers/cli.js';
 import { flavorsUnderTest } from '../helpers/flavors.js';
 
-// No cluster is started here: every command must fail before anything runs.
-const stateDir = mkdtempSync(join(tmpdir(), 'vaultops-test-a-badinput-'));
-const cwd = mkdtempSync(join(tmpdir(), 'vaultops-test-a-badinput-cwd-'));
-const cli = new CliRunner({ env: { ...process.env, VAULTOPS_STATE_DIR: stateDir }, cwd });
+// No cluster is started here: every command must fail before anything runs. The directories are
+// made in beforeAll, not while the file is collected: with every test filtered out (-t), no hook
+// runs, and nothing may be left behind.
+let stateDir = '';
+let cwd = '';
+let cli: CliRunner;
+
+beforeAll(() => {
+  stateDir = mkdtempSync(join(tmpdir(), 'vaultops-test-a-badinput-'));
+  cwd = mkdtempSync(join(tmpdir(), 'vaultops-test-a-badinput-cwd-'));
+  cli = new CliRunner({ env: { ...process.env, VAULTOPS_STATE_DIR: stateDir }, cwd });
+});
 
 afterAll(() => {
-  rmSync(stateDir, { recursive: true, force: true });
-  rmSync(cwd, { recursive: true, force: true });
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  if (cwd) rmSync(cwd, { recursive: true, force: true });
 });
 
 function expectBadInput(
