@@ -34,7 +34,7 @@ describe.each(pairs)(
     const layout = serverLayout(flavor);
     const binDir = layout.binary.slice(0, layout.binary.lastIndexOf('/'));
     const outputs: string[] = [];
-    const upgrade = (onLine?: (line: string) => void): Promise<Ran> =>
+    const upgrade = (o: { onLine?: (line: string) => void; binary?: string; extra?: string[] } = {}): Promise<Ran> =>
       runProcess(
         NODE,
         [
@@ -43,7 +43,7 @@ describe.each(pairs)(
           '-i',
           t.inventory,
           '--binary',
-          newBinary,
+          o.binary ?? newBinary,
           '--sha256',
           sum,
           '--non-interactive',
@@ -51,9 +51,10 @@ describe.each(pairs)(
           t.lab.name,
           '--wait-timeout',
           '90',
+          ...(o.extra ?? []),
         ],
         { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' },
-        onLine,
+        o.onLine,
       ).then((r) => {
         outputs.push(r.stdout, r.stderr);
         return r;
@@ -82,26 +83,7 @@ describe.each(pairs)(
       const staged = `${layout.binary}.vaultops-staged`;
       try {
         const url = `http://${bridge}:${(server.address() as AddressInfo).port}/mirror/${short[flavor]}`;
-        const r = await runProcess(
-          NODE,
-          [
-            BIN,
-            'upgrade',
-            '-i',
-            t.inventory,
-            '--binary',
-            url,
-            '--sha256',
-            sum,
-            '--fetch-on-hosts',
-            '--stage-only',
-            '--non-interactive',
-            '--confirm',
-            t.lab.name,
-          ],
-          { ...t.env, VAULT_TOKEN: '', BAO_TOKEN: '' },
-        );
-        outputs.push(r.stdout, r.stderr);
+        const r = await upgrade({ binary: url, extra: ['--fetch-on-hosts', '--stage-only'] });
         expect(r.code).toBe(0);
         expect(r.stdout).toContain(`Staged ${to} on`);
         expect(gets).toEqual([`/mirror/${short[flavor]}`, `/mirror/${short[flavor]}`, `/mirror/${short[flavor]}`]);
@@ -130,13 +112,15 @@ describe.each(pairs)(
       // The leader goes down last, so its binary is staged last. Once every host passed the room check,
       // its binary directory turns read-only (a real read-only bind mount inside the machine).
       let faulted: Promise<unknown> | undefined;
-      const r = await upgrade((line) => {
-        if (!faulted && /room to stage/.test(line))
-          faulted = inMachine(t.lab, leader, [
-            'sh',
-            '-c',
-            `mount --bind ${binDir} ${binDir} && mount -o remount,bind,ro ${binDir}`,
-          ]);
+      const r = await upgrade({
+        onLine: (line) => {
+          if (!faulted && /room to stage/.test(line))
+            faulted = inMachine(t.lab, leader, [
+              'sh',
+              '-c',
+              `mount --bind ${binDir} ${binDir} && mount -o remount,bind,ro ${binDir}`,
+            ]);
+        },
       });
       await faulted;
       try {
