@@ -699,7 +699,9 @@ export class SshHost implements Host {
         r.timedOut
           ? `${this.name} did not finish downloading ${shown} within 10 minutes.`
           : `${this.name}: the connection closed while the host was downloading ${shown}.`,
-        { hint: 'Check the network path to the host; the temporary file is removed on the host.' },
+        {
+          hint: 'Check the network path to the host, then try again. The download may still end there on its own: its file is installed only with the expected sha256, else removed.',
+        },
       );
     if (r.code === 85) throw new VaultopsError(`Fetch on ${this.name}: mktemp failed on the host: ${stderr}`);
     if (r.code === 88 || r.code === 89)
