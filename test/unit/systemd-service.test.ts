@@ -16,6 +16,7 @@ function host(answers: Record<string, ExecResult>): Host & { ran: string[] } {
       return Promise.resolve(hit ? hit[1] : ran(0, ''));
     },
     upload: () => Promise.reject(new Error('not used')),
+    fetch: () => Promise.reject(new Error('not used')),
     sha256: () => Promise.resolve(undefined),
     readFile: () => Promise.resolve(''),
     close: () => undefined,

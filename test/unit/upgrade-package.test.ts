@@ -16,6 +16,7 @@ function hostAnswering(stdout: string, seen: string[] = []): Host {
       return { code: 0, stdout, stderr: '', timedOut: false };
     },
     upload: () => Promise.reject(new Error('not used')),
+    fetch: () => Promise.reject(new Error('not used')),
     sha256: () => Promise.reject(new Error('not used')),
     readFile: () => Promise.reject(new Error('not used')),
     close: () => undefined,
