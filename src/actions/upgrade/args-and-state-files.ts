@@ -38,6 +38,19 @@ export function binarySourceOf(args: {
 }
 
 /**
+ * The binary as a plan shows it: a URL without its query (a signed URL's signature is there). A URL
+ * that will be refused is not shown at all: it may hold a password.
+ */
+export function shownBinary(args: { binary: string; fetch_on_hosts?: boolean | undefined }): string {
+  if (!args.fetch_on_hosts) return args.binary;
+  try {
+    return shownUrl(checkedFetchUrl(args.binary));
+  } catch {
+    return 'the binary (its URL is refused when the step runs)';
+  }
+}
+
+/**
  * Trust-on-first-use is the operator's decision (a flag on the command line), never a playbook's:
  * a playbook that turns it on would let a first connection through an attacker be trusted forever.
  */

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { closeMembers } from '../../upgrade/members.js';
 import { preflightImmutable } from '../../upgrade/immutable.js';
-import { binaryArgs, immutableStateFile, noPlaybookTofu, binarySourceOf } from './args-and-state-files.js';
+import { binaryArgs, immutableStateFile, noPlaybookTofu, binarySourceOf, shownBinary } from './args-and-state-files.js';
 
 export default defineAction({
   name: 'upgrade.immutable_preflight',
@@ -18,7 +18,7 @@ export default defineAction({
     'target version newer than every old node',
   ],
   describe: (args) =>
-    `check the cluster and the new nodes, stage ${args.binary} on every new host (sha256 verified there), read its version`,
+    `check the cluster and the new nodes, stage ${shownBinary(args)} on every new host (sha256 verified there), read its version`,
   async run(ctx, args) {
     const p = await preflightImmutable({
       cluster: ctx.cluster,

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineAction } from '../types.js';
 import { closeMembers } from '../../upgrade/members.js';
 import { preflightUpgrade } from '../../upgrade/rolling.js';
-import { binaryArgs, progressFile, noPlaybookTofu, binarySourceOf } from './args-and-state-files.js';
+import { binaryArgs, progressFile, noPlaybookTofu, binarySourceOf, shownBinary } from './args-and-state-files.js';
 
 export default defineAction({
   name: 'upgrade.preflight',
@@ -23,7 +23,8 @@ export default defineAction({
     'SSH host keys verified',
     'target version newer than every node (nodes on it are skipped)',
   ],
-  describe: (args) => `check the cluster, stage ${args.binary} on every host (sha256 verified there), read its version`,
+  describe: (args) =>
+    `check the cluster, stage ${shownBinary(args)} on every host (sha256 verified there), read its version`,
   async run(ctx, args) {
     const pre = await preflightUpgrade({
       cluster: ctx.cluster,
