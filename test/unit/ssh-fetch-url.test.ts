@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { shownBinary } from '../../src/actions/upgrade/args-and-state-files.js';
 import { checkedFetchUrl, shownUrl } from '../../src/ssh/connection.js';
 
 /**
@@ -33,5 +34,17 @@ describe('URLs the hosts fetch', () => {
     expect(shownUrl('https://bucket.example/vault?X-Amz-Signature=abc123')).toBe('https://bucket.example/vault?...');
     expect(shownUrl('https://mirror.example/vault#part')).toBe('https://mirror.example/vault?...');
     expect(shownUrl('https://mirror.example/vault')).toBe('https://mirror.example/vault');
+  });
+});
+
+describe('the binary as a playbook plan shows it', () => {
+  it('a local path as given; a fetched URL without its query; a refused URL not at all', () => {
+    expect(shownBinary({ binary: '/opt/vault-1.21.0' })).toBe('/opt/vault-1.21.0');
+    expect(shownBinary({ binary: 'https://m.example/vault?sig=abc', fetch_on_hosts: true })).toBe(
+      'https://m.example/vault?...',
+    );
+    const refused = shownBinary({ binary: 'https://ops:hunter2@m.example/vault', fetch_on_hosts: true });
+    expect(refused).not.toContain('hunter2');
+    expect(refused).toContain('refused');
   });
 });
