@@ -7,12 +7,11 @@ import { commonPlatform, fetchVerifiedRelease, hostPlatform } from '../upgrade/r
 import { clusterInstall, type PackageSource } from '../upgrade/package-install.js';
 import { stateDir } from '../core/state-dir.js';
 import { resolveSecretList } from '../secrets/refs.js';
-import { checkedFetchUrl, shownUrl } from '../ssh/connection.js';
 import { openNodeHost } from '../ssh/open-host.js';
 import { LocalDirStore } from '../backup/stores/local-dir-store.js';
 import { backupOf } from '../backup/take-backup.js';
 import { closeMembers, type UpgradeEvent } from '../upgrade/members.js';
-import { STAGED_SUFFIX, type BinarySource } from '../upgrade/binary-install.js';
+import { fetchedBinary, STAGED_SUFFIX, type BinarySource } from '../upgrade/binary-install.js';
 import { preflightUpgrade, rollingUpgrade } from '../upgrade/rolling.js';
 import { immutableUpgrade } from '../upgrade/immutable.js';
 import { recordUpgrade } from '../upgrade/inventory-update.js';
@@ -486,12 +485,8 @@ function binarySource(o: UpgradeCliOptions): BinaryChoice {
     throw new InputError(`--fetch-on-hosts needs --binary to be an http(s) URL, not ${o.binary}.`, {
       hint: 'Serve the binary from a mirror the hosts reach, or drop --fetch-on-hosts to send the local file over SSH.',
     });
-  if (!/^[0-9a-f]{64}$/i.test(o.sha256))
-    throw new InputError(`--sha256 "${o.sha256}" is not a sha256 (64 hex digits).`, {
-      hint: "Take it from the release's SHA256SUMS file, or run sha256sum on the binary.",
-    });
-  const url = checkedFetchUrl(o.binary);
-  return { kind: 'binary', binary: shownUrl(url), sha256: o.sha256.toLowerCase(), url };
+  const fetched = fetchedBinary(o.binary, o.sha256);
+  return { kind: 'binary', binary: fetched.path, sha256: fetched.sha256, url: fetched.url };
 }
 
 /**

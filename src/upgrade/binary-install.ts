@@ -1,5 +1,5 @@
 import { InputError, VaultopsError } from '../core/errors.js';
-import { sha256File } from '../ssh/connection.js';
+import { checkedFetchUrl, sha256File, shownUrl } from '../ssh/connection.js';
 import { REMOTE_SHA256, shq, type Host } from '../ssh/host.js';
 
 /**
@@ -28,17 +28,26 @@ export interface BinarySource {
 }
 
 /**
+ * A binary the hosts download themselves from `url` (`--fetch-on-hosts`), checked there against
+ * `sha256`; messages show the URL without its query. Refuses a URL the hosts may not be given.
+ */
+export function fetchedBinary(url: string, sha256: string): BinarySource {
+  const href = checkedFetchUrl(url);
+  return { path: shownUrl(href), sha256, url: href };
+}
+
+/**
  * Refuses a local file whose sha256 differs from the expected one; nothing remote is touched. A
  * binary the hosts fetch themselves has no local file: only the sum's form is checked here, and
  * each host checks what it downloaded.
  */
-export async function verifyLocalBinary(src: BinarySource): Promise<{ bytes: number | undefined }> {
+export async function verifyLocalBinary(src: BinarySource): Promise<void> {
   if (!/^[0-9a-f]{64}$/i.test(src.sha256))
     throw new InputError(`--sha256 "${src.sha256}" is not a sha256 (64 hex digits).`, {
       hint: "Take it from the release's SHA256SUMS file, or run sha256sum on the binary.",
     });
-  if (src.url) return { bytes: undefined };
-  const { sha256, bytes } = await sha256File(src.path);
+  if (src.url) return;
+  const { sha256 } = await sha256File(src.path);
   if (sha256 !== src.sha256.toLowerCase()) {
     throw new InputError(
       `${src.path} has sha256 ${sha256}, not the expected ${src.sha256.toLowerCase()}: refused before touching any node.`,
@@ -47,7 +56,6 @@ export async function verifyLocalBinary(src: BinarySource): Promise<{ bytes: num
       },
     );
   }
-  return { bytes };
 }
 
 /**

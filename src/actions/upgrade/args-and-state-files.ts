@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { InputError } from '../../core/errors.js';
 import { checkedFetchUrl, shownUrl } from '../../ssh/connection.js';
-import type { BinarySource } from '../../upgrade/binary-install.js';
+import { fetchedBinary, type BinarySource } from '../../upgrade/binary-install.js';
 import type { ActionContext } from '../types.js';
 import { upgradeStateFiles } from '../../upgrade/state-files.js';
 
@@ -32,9 +32,7 @@ export function binarySourceOf(args: {
   sha256: string;
   fetch_on_hosts?: boolean | undefined;
 }): BinarySource {
-  if (!args.fetch_on_hosts) return { path: args.binary, sha256: args.sha256 };
-  const url = checkedFetchUrl(args.binary);
-  return { path: shownUrl(url), sha256: args.sha256, url };
+  return args.fetch_on_hosts ? fetchedBinary(args.binary, args.sha256) : { path: args.binary, sha256: args.sha256 };
 }
 
 /**
