@@ -828,12 +828,16 @@ async function verifyAllStaged(o: Pick<NodeUpgradeContext, 'binary'>, members: r
   );
 }
 
-/** Before a node goes down: the cluster is healthy and can lose one node. */
+/**
+ * Before a node goes down: the cluster is healthy and can lose one node. Autopilot's verdict alone is
+ * looked at again for a while, as at the first gate: a heartbeat late while a host hashes or writes
+ * the staged binary flips it for a moment.
+ */
 export async function gateBeforeNode(
   o: Pick<NodeUpgradeContext, 'cluster' | 'clusterName'>,
   m: Pick<Member, 'spec'>,
 ): Promise<void> {
-  const st = await o.cluster.status();
+  const st = await settledGate(() => o.cluster.status());
   if (st.health !== 'healthy' || (st.autopilot?.failureTolerance ?? 0) < 1) {
     // A node the run did not restart is sealed (its host rebooted, or its server restarted on its
     // own): the run does not unseal it. Something outside the runbook acted on that host; an
