@@ -46,7 +46,7 @@ describe('the gate before a node', () => {
       const p = problems[Math.min(calls++, problems.length - 1)]!;
       const sealed = p.some((x) => x.endsWith('is sealed'));
       return {
-        health: p.length ? (sealed ? 'sealed' : 'degraded') : 'healthy',
+        health: p.length ? 'degraded' : 'healthy',
         autopilot: { healthy: p.length === 0, failureTolerance: p.length ? 0 : 1, voters: 3 },
         nodes: sealed ? [{ name: 'n2', state: 'sealed' } as ClusterStatus['nodes'][number]] : [],
         problems: p,
