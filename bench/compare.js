@@ -122,23 +122,30 @@ const officialEnv = {
 async function waitHealthy(timeoutMs = 180_000) {
   const deadline = Date.now() + timeoutMs;
   const nodes = lab.nodes.map((n) => new VaultClient({ address: n.apiAddr, token: init.root_token, transport }));
+  let seen = 'no answer yet';
   for (;;) {
     try {
       const sealed = await Promise.all(nodes.map((n) => n.sealStatus().then((r) => r.sealed)));
       const ap = await client.autopilotState();
       if (!sealed.some(Boolean) && ap.healthy && (ap.voters?.length ?? 0) === 3) return;
-    } catch {
-      // Not back yet.
+      seen = `sealed ${sealed.join('/')}, autopilot healthy ${ap.healthy}, ${ap.voters?.length ?? 0} voters`;
+    } catch (e) {
+      seen = String(e?.message ?? e).split('\n')[0]; // Not back yet.
     }
-    if (Date.now() > deadline) throw new Error('the cluster did not come back healthy');
+    if (Date.now() > deadline)
+      throw new Error(`the cluster did not come back healthy within ${timeoutMs / 1000} s (last seen: ${seen})`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
 
+// A step that fails ends the sizes but not the bench: its row says so, the rows measured before it
+// and the upgrade rows are still printed, and the exit code is 1.
+let step = 'lab set-up';
 try {
   await client.write('sys/mounts/kv', { type: 'kv', options: { version: '1' } });
   const fill = kvFiller(client);
   for (const mb of [...sizes].sort((a, b) => a - b)) {
+    step = `backup ${mb} MB`;
     const t0 = Date.now();
     await fill(mb);
     log(`filled to ~${mb} MB of KV data in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -180,6 +187,7 @@ try {
     log(`backup ${size}: vaultops ${s(ow)}, ${official} ${s(tw)}`);
 
     if (withRestore) {
+      step = `restore ${size}`;
       const ourRestores = [];
       const theirRestores = [];
       for (let r = 0; r < runs; r++) {
@@ -209,6 +217,10 @@ try {
     }
     rmSync(outDir, { recursive: true, force: true });
   }
+} catch (e) {
+  log(`${step} failed: ${e?.message ?? e}`);
+  rows.push([step, 'failed', '', NaN, String(e?.message ?? e).split('\n')[0]]);
+  process.exitCode = 1;
 } finally {
   transport.close();
   if (!keep) {
@@ -239,7 +251,10 @@ if (withUpgrade) {
       const irreducible = Number(m[1]);
       const ratio = Number(m[2]);
       rows.push([label, s(irreducible * ratio), s(irreducible), ratio, 'wall / irreducible waits; goal <= 1.30']);
-    } else rows.push([label, 'failed', '', NaN, `upgrade-probe exited ${r.status}`]);
+    } else {
+      rows.push([label, 'failed', '', NaN, `upgrade-probe exited ${r.status}`]);
+      process.exitCode = 1;
+    }
   }
 }
 
